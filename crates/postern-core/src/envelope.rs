@@ -1,0 +1,229 @@
+//! The `SecureEnvelope` trait and the requests it takes.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use zeroize::Zeroizing;
+
+use crate::{ContentCipher, Error, MessageView, Opened, Policy};
+
+/// A message-security standard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Standard {
+    /// S/MIME 4.0 (RFC 8551) over CMS.
+    Smime,
+    /// OpenPGP (RFC 9580) as PGP/MIME (RFC 3156).
+    OpenPgp,
+    /// A third party's envelope (e.g. an HSM-backed or PDF envelope), by name.
+    Other(&'static str),
+}
+
+impl fmt::Display for Standard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Standard::Smime => f.write_str("smime"),
+            Standard::OpenPgp => f.write_str("openpgp"),
+            Standard::Other(name) => f.write_str(name),
+        }
+    }
+}
+
+/// Secret key bytes: zeroed on drop, never printed.
+#[derive(Clone)]
+pub struct SecretBytes(Zeroizing<Vec<u8>>);
+
+impl SecretBytes {
+    /// Wraps secret bytes (PEM or DER for S/MIME, armored or binary for OpenPGP).
+    pub fn new(bytes: Vec<u8>) -> Self {
+        SecretBytes(Zeroizing::new(bytes))
+    }
+
+    /// The bytes, for the backend that parses them.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretBytes(<redacted>)")
+    }
+}
+
+/// A certificate (or OpenPGP certificate) with, for our own identities, its private key.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    /// Which standard the material is for.
+    pub standard: Standard,
+    /// The certificate: PEM or DER X.509 for S/MIME; armored or binary for OpenPGP.
+    pub certificate: Vec<u8>,
+    /// The private key, when this is one of our own identities.
+    pub secret: Option<SecretBytes>,
+}
+
+impl Credential {
+    /// A partner's public certificate.
+    pub fn public(standard: Standard, certificate: Vec<u8>) -> Self {
+        Credential {
+            standard,
+            certificate,
+            secret: None,
+        }
+    }
+
+    /// One of our own identities: certificate and private key.
+    pub fn with_secret(standard: Standard, certificate: Vec<u8>, secret: Vec<u8>) -> Self {
+        Credential {
+            standard,
+            certificate,
+            secret: Some(SecretBytes::new(secret)),
+        }
+    }
+}
+
+/// How to sign while sealing.
+#[derive(Debug, Clone, Copy)]
+pub struct SignRequest<'a> {
+    /// Our signing identity (certificate and private key).
+    pub credential: &'a Credential,
+    /// For sign-only: a detached signature (`multipart/signed`, readable without S/MIME
+    /// support) rather than an opaque signed object. Ignored when also encrypting.
+    pub detached: bool,
+}
+
+/// What [`SecureEnvelope::seal`] should do.
+///
+/// With recipients: encrypt (and sign first, if `sign` is set). Without recipients but with
+/// `sign`: sign only.
+#[derive(Debug, Clone, Copy)]
+pub struct SealRequest<'a> {
+    /// Recipient certificates (the encoding the backend's standard uses).
+    pub recipients: &'a [Vec<u8>],
+    /// Sign with our key first.
+    pub sign: Option<SignRequest<'a>>,
+    /// Content cipher; `None` takes the backend's default.
+    pub cipher: Option<ContentCipher>,
+    /// Protect the headers (RFC 9788): the outer Subject becomes `[...]`, the original header
+    /// section travels inside.
+    pub header_protection: bool,
+    /// The algorithm policy.
+    pub policy: &'a Policy,
+    /// The time at which certificates must be valid.
+    pub now: SystemTime,
+}
+
+impl<'a> SealRequest<'a> {
+    /// Encrypt to `recipients` with the backend defaults.
+    pub fn encrypt(recipients: &'a [Vec<u8>], policy: &'a Policy) -> Self {
+        SealRequest {
+            recipients,
+            sign: None,
+            cipher: None,
+            header_protection: false,
+            policy,
+            now: SystemTime::now(),
+        }
+    }
+
+    /// Sign only, detached (`multipart/signed`) or opaque.
+    pub fn sign_only(credential: &'a Credential, detached: bool, policy: &'a Policy) -> Self {
+        SealRequest {
+            recipients: &[],
+            sign: Some(SignRequest {
+                credential,
+                detached,
+            }),
+            cipher: None,
+            header_protection: false,
+            policy,
+            now: SystemTime::now(),
+        }
+    }
+
+    /// Also sign (before encrypting) with `credential`.
+    pub fn signed_by(mut self, credential: &'a Credential) -> Self {
+        self.sign = Some(SignRequest {
+            credential,
+            detached: false,
+        });
+        self
+    }
+
+    /// Choose the content cipher.
+    pub fn with_cipher(mut self, cipher: ContentCipher) -> Self {
+        self.cipher = Some(cipher);
+        self
+    }
+
+    /// Turn header protection on or off.
+    pub fn with_header_protection(mut self, on: bool) -> Self {
+        self.header_protection = on;
+        self
+    }
+}
+
+/// What [`SecureEnvelope::open`] may use.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenRequest<'a> {
+    /// Our decryption identities.
+    pub keys: &'a [Credential],
+    /// Trust anchors for signer certificates (S/MIME CA certificates).
+    pub trust_anchors: &'a [Vec<u8>],
+    /// Certificates the sender is expected to sign with (the partner's, from the directory):
+    /// a signature by one of these is trusted as pinned, and these are used to verify signatures
+    /// that carry no certificate.
+    pub expected_signers: &'a [Vec<u8>],
+    /// The algorithm policy.
+    pub policy: &'a Policy,
+    /// The time at which certificates must be valid.
+    pub now: SystemTime,
+}
+
+impl<'a> OpenRequest<'a> {
+    /// Open with `keys`, no trust anchors, the given policy, now.
+    pub fn new(keys: &'a [Credential], policy: &'a Policy) -> Self {
+        OpenRequest {
+            keys,
+            trust_anchors: &[],
+            expected_signers: &[],
+            policy,
+            now: SystemTime::now(),
+        }
+    }
+
+    /// Check signer chains against these anchors.
+    pub fn with_trust_anchors(mut self, anchors: &'a [Vec<u8>]) -> Self {
+        self.trust_anchors = anchors;
+        self
+    }
+
+    /// Expect signatures from these partner certificates.
+    pub fn with_expected_signers(mut self, certs: &'a [Vec<u8>]) -> Self {
+        self.expected_signers = certs;
+        self
+    }
+}
+
+/// The plug between a message-security standard and the router.
+///
+/// A backend turns a plain RFC 5322 message into a protected one (`seal`) and back (`open`).
+/// Implementations are cheap to share (`Send + Sync`) and hold no per-message state; keys come
+/// in with each request, so one backend value serves every partner.
+#[async_trait]
+pub trait SecureEnvelope: Send + Sync + fmt::Debug {
+    /// The standard this backend speaks.
+    fn standard(&self) -> Standard;
+
+    /// Is this message protected in this backend's format (so `open` should be tried)?
+    fn recognises(&self, msg: &MessageView<'_>) -> bool;
+
+    /// Encrypt and/or sign a whole message. Returns a complete RFC 5322 message (CRLF line
+    /// endings) with the routing headers (From, To, Cc, Date, Message-ID) kept outside.
+    async fn seal(&self, msg: &MessageView<'_>, req: &SealRequest<'_>) -> Result<Vec<u8>, Error>;
+
+    /// Decrypt and/or verify. A bad signature is a verdict in the report, not an error; an error
+    /// means the message could not be opened at all.
+    async fn open(&self, msg: &MessageView<'_>, req: &OpenRequest<'_>) -> Result<Opened, Error>;
+}

@@ -1,0 +1,327 @@
+//! A zero-copy view over a raw RFC 5322 message.
+//!
+//! Parsing is delegated to `mail-parser`, which keeps byte offsets for every header and MIME
+//! part. Everything this view hands out is a slice of the original bytes, so a backend verifies a
+//! signature over exactly what was received, and rebuilds a message without re-serialising
+//! headers it did not mean to touch.
+
+use std::borrow::Cow;
+
+use mail_parser::{MessageParser, MessagePart, PartType};
+
+use crate::Error;
+
+/// Upper bound on the size of a message the view accepts (SMTP SIZE limits sit far below this).
+const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
+/// A parsed message that borrows the raw bytes it was parsed from.
+pub struct MessageView<'a> {
+    raw: &'a [u8],
+    parsed: mail_parser::Message<'a>,
+}
+
+impl std::fmt::Debug for MessageView<'_> {
+    // Bodies must never reach logs: show the shape only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageView")
+            .field("bytes", &self.raw.len())
+            .field("parts", &self.parsed.parts.len())
+            .field("content_type", &self.root().mime_type())
+            .finish()
+    }
+}
+
+/// One header field of a message or part, as received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderField<'a> {
+    /// The field name as written (case kept).
+    pub name: &'a str,
+    /// The raw value after the colon, including folding and the final line break.
+    pub raw_value: &'a [u8],
+    /// The whole field: name, colon, value and line break.
+    pub raw: &'a [u8],
+}
+
+impl HeaderField<'_> {
+    /// The value unfolded and trimmed (no decoding of encoded words).
+    pub fn value(&self) -> String {
+        let s = String::from_utf8_lossy(self.raw_value);
+        let mut out = String::with_capacity(s.len());
+        for line in s.split('\n') {
+            let line = line.trim_end_matches('\r');
+            if !out.is_empty() && !line.trim().is_empty() {
+                out.push(' ');
+            }
+            out.push_str(line.trim());
+        }
+        out
+    }
+}
+
+/// A view of one MIME part inside a [`MessageView`].
+#[derive(Clone, Copy)]
+pub struct PartView<'m, 'a> {
+    view: &'m MessageView<'a>,
+    id: usize,
+}
+
+impl<'a> MessageView<'a> {
+    /// Parses `raw` (CRLF or LF line endings). Fails only when the input is not a message at all
+    /// (empty, no header section, absurdly large); broken MIME below the top level is tolerated,
+    /// as receivers must.
+    pub fn parse(raw: &'a [u8]) -> Result<Self, Error> {
+        if raw.len() > MAX_MESSAGE_BYTES {
+            return Err(Error::MalformedMessage(format!(
+                "message of {} bytes exceeds the {} byte limit",
+                raw.len(),
+                MAX_MESSAGE_BYTES
+            )));
+        }
+        let parsed = MessageParser::default()
+            .parse(raw)
+            .ok_or_else(|| Error::MalformedMessage("empty message".into()))?;
+        let root = parsed
+            .parts
+            .first()
+            .ok_or_else(|| Error::MalformedMessage("no top-level part".into()))?;
+        if root.headers.is_empty() {
+            return Err(Error::MalformedMessage("no header section".into()));
+        }
+        Ok(MessageView { raw, parsed })
+    }
+
+    /// The bytes the view was parsed from.
+    pub fn raw(&self) -> &'a [u8] {
+        self.raw
+    }
+
+    /// The top-level part (the message itself).
+    pub fn root(&self) -> PartView<'_, 'a> {
+        PartView { view: self, id: 0 }
+    }
+
+    /// The top-level header fields, in order.
+    pub fn headers(&self) -> Vec<HeaderField<'a>> {
+        self.root().headers()
+    }
+
+    /// The first top-level header named `name` (case-insensitive), unfolded.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.root().header(name)
+    }
+
+    /// The raw header section, up to and including the blank line that ends it (if any).
+    pub fn header_section(&self) -> &'a [u8] {
+        &self.raw[..self.root().body_offset()]
+    }
+
+    /// The raw body after the header section.
+    pub fn body(&self) -> &'a [u8] {
+        &self.raw[self.root().body_offset()..]
+    }
+
+    /// The line ending the message uses (`\r\n` unless its first line ends with a bare `\n`).
+    pub fn line_ending(&self) -> &'static [u8] {
+        match self.raw.iter().position(|&b| b == b'\n') {
+            Some(i) if i > 0 && self.raw[i - 1] == b'\r' => b"\r\n",
+            Some(_) => b"\n",
+            None => b"\r\n",
+        }
+    }
+
+    fn part(&self, id: usize) -> Option<&MessagePart<'a>> {
+        self.parsed.parts.get(id)
+    }
+}
+
+impl<'m, 'a> PartView<'m, 'a> {
+    fn inner(&self) -> &'m MessagePart<'a> {
+        // `id` only ever comes from the parser's own part list.
+        &self.view.parsed.parts[self.id]
+    }
+
+    fn body_offset(&self) -> usize {
+        (self.inner().offset_body as usize).min(self.view.raw.len())
+    }
+
+    /// The header fields of this part, in order.
+    pub fn headers(&self) -> Vec<HeaderField<'a>> {
+        let raw = self.view.raw;
+        self.inner()
+            .headers
+            .iter()
+            .filter_map(|h| {
+                let (field, start, end) = (
+                    h.offset_field as usize,
+                    h.offset_start as usize,
+                    h.offset_end as usize,
+                );
+                if field > start || start > end || end > raw.len() {
+                    return None;
+                }
+                let name = std::str::from_utf8(&raw[field..start])
+                    .ok()?
+                    .trim_end()
+                    .trim_end_matches(':')
+                    .trim_end();
+                Some(HeaderField {
+                    name,
+                    raw_value: &raw[start..end],
+                    raw: &raw[field..end],
+                })
+            })
+            .collect()
+    }
+
+    /// The first header named `name` (case-insensitive), unfolded.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers()
+            .into_iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value())
+    }
+
+    /// `type/subtype`, lower-case; `text/plain` when absent (RFC 2045 §5.2).
+    pub fn mime_type(&self) -> String {
+        match self.content_type() {
+            Some(ct) => format!(
+                "{}/{}",
+                ct.c_type.to_ascii_lowercase(),
+                ct.c_subtype
+                    .as_deref()
+                    .unwrap_or_default()
+                    .to_ascii_lowercase()
+            ),
+            None => "text/plain".to_string(),
+        }
+    }
+
+    fn content_type(&self) -> Option<&'m mail_parser::ContentType<'a>> {
+        self.inner()
+            .headers
+            .iter()
+            .find(|h| matches!(h.name, mail_parser::HeaderName::ContentType))
+            .and_then(|h| h.value.as_content_type())
+    }
+
+    /// A Content-Type parameter (name case-insensitive), e.g. `smime-type` or `protocol`.
+    pub fn content_type_param(&self, name: &str) -> Option<String> {
+        self.content_type()?
+            .attributes
+            .as_ref()?
+            .iter()
+            .find(|a| a.name.eq_ignore_ascii_case(name))
+            .map(|a| a.value.to_string())
+    }
+
+    /// The whole part as received: its header section and body.
+    pub fn raw(&self) -> &'a [u8] {
+        let p = self.inner();
+        let end = (p.offset_end as usize).min(self.view.raw.len());
+        let start = (p.offset_header as usize).min(end);
+        &self.view.raw[start..end]
+    }
+
+    /// The raw (still transfer-encoded) body of the part.
+    pub fn raw_body(&self) -> &'a [u8] {
+        let p = self.inner();
+        let end = (p.offset_end as usize).min(self.view.raw.len());
+        &self.view.raw[self.body_offset().min(end)..end]
+    }
+
+    /// The body with its Content-Transfer-Encoding removed.
+    pub fn decoded_body(&self) -> Cow<'m, [u8]> {
+        match &self.inner().body {
+            PartType::Text(t) | PartType::Html(t) => Cow::Borrowed(t.as_bytes()),
+            PartType::Binary(b) | PartType::InlineBinary(b) => Cow::Borrowed(b.as_ref()),
+            PartType::Message(_) | PartType::Multipart(_) => Cow::Borrowed(self.raw_body()),
+        }
+    }
+
+    /// The child parts of a multipart, in order (empty for a leaf).
+    pub fn children(&self) -> Vec<PartView<'m, 'a>> {
+        match &self.inner().body {
+            PartType::Multipart(ids) => ids
+                .iter()
+                .filter(|&&id| self.view.part(id as usize).is_some())
+                .map(|&id| PartView {
+                    view: self.view,
+                    id: id as usize,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for PartView<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartView")
+            .field("id", &self.id)
+            .field("mime_type", &self.mime_type())
+            .field("bytes", &self.raw().len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SIGNED: &[u8] = b"From: a@b.example\r\nSubject: hi\r\n there\r\nContent-Type: multipart/signed; boundary=\"XX\"; protocol=\"application/pkcs7-signature\"\r\n\r\npreamble\r\n--XX\r\nContent-Type: text/plain\r\n\r\nhello\r\n\r\n--XX\r\nContent-Type: application/pkcs7-signature\r\nContent-Transfer-Encoding: base64\r\n\r\nAAEC\r\n--XX--\r\n";
+
+    #[test]
+    fn signed_part_is_the_exact_bytes_between_boundaries() {
+        let v = MessageView::parse(SIGNED).unwrap();
+        let root = v.root();
+        assert_eq!(root.mime_type(), "multipart/signed");
+        assert_eq!(
+            root.content_type_param("PROTOCOL").as_deref(),
+            Some("application/pkcs7-signature")
+        );
+        let kids = root.children();
+        assert_eq!(kids.len(), 2);
+        // RFC 1847: the CRLF before the boundary belongs to the boundary, not the part.
+        assert_eq!(kids[0].raw(), b"Content-Type: text/plain\r\n\r\nhello\r\n");
+        assert_eq!(kids[1].decoded_body().as_ref(), &[0u8, 1, 2]);
+        assert_eq!(v.header("subject").as_deref(), Some("hi there"));
+    }
+
+    #[test]
+    fn lf_input_works() {
+        let lf: Vec<u8> = SIGNED
+            .windows(2)
+            .fold(Vec::new(), |mut acc, w| {
+                if w != b"\r\n" {
+                    acc.push(w[0]);
+                }
+                acc
+            })
+            .into_iter()
+            .chain([b'\n'])
+            .collect();
+        let v = MessageView::parse(&lf).unwrap();
+        assert_eq!(v.line_ending(), b"\n");
+        assert_eq!(v.root().children()[0].raw(), b"Content-Type: text/plain\n\nhello\n");
+        assert!(v.header_section().ends_with(b"\n\n"));
+    }
+
+    #[test]
+    fn headerless_input_is_refused() {
+        assert!(MessageView::parse(b"").is_err());
+        assert!(MessageView::parse(b"\r\njust a body").is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
+            if let Ok(v) = MessageView::parse(&bytes) {
+                let _ = v.headers();
+                let _ = v.body();
+                for c in v.root().children() {
+                    let _ = (c.raw(), c.decoded_body(), c.mime_type(), c.children());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! What `open` found: the inner message and a verification report.
+
+use std::time::SystemTime;
+
+use crate::{ContentCipher, SignatureAlgorithm, Standard};
+
+/// The result of opening a message: the inner RFC 5322 message and what was verified.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    /// The inner message, ready to deliver (CRLF line endings).
+    pub message: Vec<u8>,
+    /// What was decrypted and verified.
+    pub report: Report,
+}
+
+/// The verification report of one opened message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Report {
+    /// The standard that opened it.
+    pub standard: Standard,
+    /// Set when the message was encrypted.
+    pub encryption: Option<Encryption>,
+    /// One entry per signature found (empty: the message was not signed).
+    pub signatures: Vec<SignatureReport>,
+}
+
+impl Report {
+    /// A report with nothing found yet.
+    pub fn new(standard: Standard) -> Self {
+        Report {
+            standard,
+            encryption: None,
+            signatures: Vec::new(),
+        }
+    }
+
+    /// One word for the signature outcome: `valid` (every signature verifies, chain trusted),
+    /// `untrusted` (verifies, but the signer is not trusted), `invalid`, or `absent`.
+    pub fn signature_verdict(&self) -> &'static str {
+        if self.signatures.is_empty() {
+            return "absent";
+        }
+        if self
+            .signatures
+            .iter()
+            .any(|s| !matches!(s.status, SignatureStatus::Valid))
+        {
+            return "invalid";
+        }
+        if self
+            .signatures
+            .iter()
+            .all(|s| matches!(s.chain, ChainStatus::Trusted { .. }))
+        {
+            "valid"
+        } else {
+            "untrusted"
+        }
+    }
+}
+
+/// How the message was encrypted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Encryption {
+    /// Content-encryption algorithm.
+    pub cipher: ContentCipher,
+    /// Key management used for our key, e.g. `rsaes-oaep`, `rsa-pkcs1v15`, `ecdh-p256`.
+    pub key_management: String,
+    /// Every recipient the message was encrypted to (issuer/serial, key identifier or fingerprint).
+    pub recipients: Vec<String>,
+    /// Which of our keys opened it.
+    pub decrypted_with: String,
+}
+
+impl Encryption {
+    /// Builds an encryption record.
+    pub fn new(
+        cipher: ContentCipher,
+        key_management: impl Into<String>,
+        recipients: Vec<String>,
+        decrypted_with: impl Into<String>,
+    ) -> Self {
+        Encryption {
+            cipher,
+            key_management: key_management.into(),
+            recipients,
+            decrypted_with: decrypted_with.into(),
+        }
+    }
+}
+
+/// The outcome of checking one signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SignatureReport {
+    /// The signer's e-mail address, from the certificate (S/MIME) or user ID (OpenPGP).
+    pub signer: Option<String>,
+    /// The signer's certificate subject or primary user ID.
+    pub signer_subject: Option<String>,
+    /// SHA-256 fingerprint of the signer's certificate (hex), or the OpenPGP fingerprint.
+    pub fingerprint: Option<String>,
+    /// The signature algorithm, when recognised.
+    pub algorithm: Option<SignatureAlgorithm>,
+    /// Whether the signature verifies over the content.
+    pub status: SignatureStatus,
+    /// Whether the signer's certificate chains to a trust anchor (or is a pinned partner key).
+    pub chain: ChainStatus,
+    /// The signing time the signer claims (a signed attribute, not a proof).
+    pub signing_time: Option<SystemTime>,
+}
+
+impl SignatureReport {
+    /// A report with the given status and nothing else known yet.
+    pub fn new(status: SignatureStatus) -> Self {
+        SignatureReport {
+            signer: None,
+            signer_subject: None,
+            fingerprint: None,
+            algorithm: None,
+            status,
+            chain: ChainStatus::NotChecked,
+            signing_time: None,
+        }
+    }
+}
+
+/// Does the signature verify?
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SignatureStatus {
+    /// The signature verifies over the content.
+    Valid,
+    /// It does not (tampered content or signature, wrong key); the reason says which check failed.
+    Invalid(String),
+    /// It was not checked because the policy refuses its algorithm (e.g. SHA-1).
+    Refused(String),
+    /// The signer's certificate was not found in the message nor in configuration.
+    SignerUnknown(String),
+}
+
+/// Is the signer trusted?
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ChainStatus {
+    /// The certificate chains to a configured trust anchor (named), or is a pinned partner
+    /// certificate.
+    Trusted {
+        /// Subject of the anchor or `pinned`.
+        anchor: String,
+    },
+    /// It does not; the reason says why (expired, unknown issuer, wrong key usage, …).
+    Untrusted(String),
+    /// No trust anchors were configured, so the chain was not checked.
+    NotChecked,
+}
