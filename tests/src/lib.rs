@@ -1,1 +1,415 @@
-//! placeholder
+//! Helpers for Postern's integration and interop tests: a throw-away PKI made with the real
+//! `openssl` tool, runners for `openssl` and `gpgsm`, and paths to the public samples.
+//!
+//! Keys are generated per test run; the only private keys in the repository are the published
+//! RFC 9216 samples under `data/`.
+#![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failure here is a test failure
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use postern_core::{Credential, Standard};
+
+/// The repository's test data folder.
+pub fn data(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join(rel)
+}
+
+/// Reads a test-data file.
+pub fn read_data(rel: &str) -> Vec<u8> {
+    std::fs::read(data(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
+}
+
+/// Runs a command with `stdin`, returns its output (never panics on a non-zero exit).
+pub fn run(cmd: &mut Command, stdin: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
+/// Runs a command and panics with its stderr unless it succeeds; returns stdout.
+pub fn run_ok(cmd: &mut Command, stdin: &[u8]) -> Vec<u8> {
+    let desc = format!("{cmd:?}");
+    let out = run(cmd, stdin);
+    assert!(
+        out.status.success(),
+        "{desc} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Converts CRLF to LF (for comparing what tools print).
+pub fn lf(b: &[u8]) -> Vec<u8> {
+    String::from_utf8_lossy(b)
+        .replace("\r\n", "\n")
+        .into_bytes()
+}
+
+/// A sample message with 8-bit text, like the ones gateways relay.
+pub fn sample_message(body_kib: usize) -> Vec<u8> {
+    let mut m = String::from(
+        "From: Dr. Ada Sender <ada@clinic.example>\r\n\
+         To: Records <records@partner.example>\r\n\
+         Cc: Ward 4 <ward4@partner.example>\r\n\
+         Subject: Lab results for follow-up\r\n\
+         Date: Sat, 28 Nov 2026 10:00:00 +0000\r\n\
+         Message-ID: <t1@clinic.example>\r\n\
+         X-Internal-Route: ward-4\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\
+         Content-Transfer-Encoding: 8bit\r\n\r\n\
+         Grüße from the lab. Results attached below.\r\n",
+    );
+    let line = "Potassium 4.1 mmol/L; sodium 139 mmol/L; creatinine 0.9 mg/dL; all in range.\r\n";
+    while m.len() < body_kib * 1024 {
+        m.push_str(line);
+    }
+    m.into_bytes()
+}
+
+/// Key type of a generated certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// RSA with this many bits.
+    Rsa(u32),
+    /// ECDSA/ECDH on P-256.
+    P256,
+}
+
+/// One end entity of the throw-away PKI.
+pub struct EndEntity {
+    /// PEM certificate path.
+    pub cert: PathBuf,
+    /// PEM PKCS#8 key path.
+    pub key: PathBuf,
+    /// The e-mail address in the certificate.
+    pub email: String,
+}
+
+impl EndEntity {
+    /// The certificate bytes.
+    pub fn cert_pem(&self) -> Vec<u8> {
+        std::fs::read(&self.cert).unwrap()
+    }
+    /// As a Postern credential with its private key.
+    pub fn credential(&self) -> Credential {
+        Credential::with_secret(
+            Standard::Smime,
+            self.cert_pem(),
+            std::fs::read(&self.key).unwrap(),
+        )
+    }
+}
+
+/// A throw-away CA made with the `openssl` command, in its own temporary folder.
+pub struct Pki {
+    /// The folder (removed on drop).
+    pub dir: tempfile::TempDir,
+    /// CA certificate path.
+    pub ca_cert: PathBuf,
+    ca_key: PathBuf,
+    serial: std::sync::atomic::AtomicU32,
+}
+
+fn openssl() -> Command {
+    Command::new("openssl")
+}
+
+impl Pki {
+    /// A new RSA-3072 CA.
+    pub fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = dir.path().join("ca.key");
+        let ca_cert = dir.path().join("ca.pem");
+        run_ok(
+            openssl()
+                .args([
+                    "genpkey",
+                    "-algorithm",
+                    "RSA",
+                    "-pkeyopt",
+                    "rsa_keygen_bits:3072",
+                    "-out",
+                ])
+                .arg(&ca_key),
+            b"",
+        );
+        run_ok(
+            openssl()
+                .args([
+                    "req",
+                    "-new",
+                    "-x509",
+                    "-days",
+                    "30",
+                    "-subj",
+                    "/O=Postern Test/CN=Postern Test CA",
+                    "-key",
+                ])
+                .arg(&ca_key)
+                .args([
+                    "-addext",
+                    "basicConstraints=critical,CA:TRUE",
+                    "-addext",
+                    "keyUsage=critical,keyCertSign,cRLSign",
+                    "-out",
+                ])
+                .arg(&ca_cert),
+            b"",
+        );
+        Pki {
+            dir,
+            ca_cert,
+            ca_key,
+            serial: std::sync::atomic::AtomicU32::new(1000),
+        }
+    }
+
+    /// The CA certificate bytes.
+    pub fn ca_pem(&self) -> Vec<u8> {
+        std::fs::read(&self.ca_cert).unwrap()
+    }
+
+    /// Issues an S/MIME end-entity certificate for `email`.
+    pub fn issue(&self, email: &str, kind: KeyKind) -> EndEntity {
+        self.issue_with(
+            email,
+            kind,
+            "digitalSignature,nonRepudiation,keyEncipherment,keyAgreement",
+            "emailProtection",
+            30,
+        )
+    }
+
+    /// Issues with explicit key usage, extended key usage and validity in days from now (tests
+    /// of expiry move the validation time forward instead).
+    pub fn issue_with(
+        &self,
+        email: &str,
+        kind: KeyKind,
+        ku: &str,
+        eku: &str,
+        days: u32,
+    ) -> EndEntity {
+        let n = self
+            .serial
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        let base = self.dir.path().join(format!("ee{n}"));
+        let key = base.with_extension("key");
+        let csr = base.with_extension("csr");
+        let cert = base.with_extension("pem");
+        let ext = base.with_extension("ext");
+        match kind {
+            KeyKind::Rsa(bits) => run_ok(
+                openssl()
+                    .args(["genpkey", "-algorithm", "RSA", "-pkeyopt"])
+                    .arg(format!("rsa_keygen_bits:{bits}"))
+                    .arg("-out")
+                    .arg(&key),
+                b"",
+            ),
+            KeyKind::P256 => run_ok(
+                openssl()
+                    .args([
+                        "genpkey",
+                        "-algorithm",
+                        "EC",
+                        "-pkeyopt",
+                        "ec_paramgen_curve:P-256",
+                        "-out",
+                    ])
+                    .arg(&key),
+                b"",
+            ),
+        };
+        run_ok(
+            openssl()
+                .args(["req", "-new", "-subj"])
+                .arg(format!("/O=Postern Test/CN={email}"))
+                .arg("-key")
+                .arg(&key)
+                .arg("-out")
+                .arg(&csr),
+            b"",
+        );
+        std::fs::write(
+            &ext,
+            format!(
+                "basicConstraints=CA:FALSE\nkeyUsage=critical,{ku}\nextendedKeyUsage={eku}\nsubjectAltName=email:{email}\nsubjectKeyIdentifier=hash\n"
+            ),
+        )
+        .unwrap();
+        let mut cmd = openssl();
+        cmd.args(["x509", "-req", "-in"])
+            .arg(&csr)
+            .arg("-CA")
+            .arg(&self.ca_cert)
+            .arg("-CAkey")
+            .arg(&self.ca_key)
+            .arg("-set_serial")
+            .arg(n.to_string())
+            .arg("-extfile")
+            .arg(&ext)
+            .arg("-out")
+            .arg(&cert);
+        cmd.arg("-days").arg(days.to_string());
+        run_ok(&mut cmd, b"");
+        EndEntity {
+            cert,
+            key,
+            email: email.to_string(),
+        }
+    }
+
+    /// Writes `bytes` into the PKI folder and returns the path.
+    pub fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+}
+
+impl Default for Pki {
+    fn default() -> Self {
+        Pki::new()
+    }
+}
+
+/// Wraps DER CMS bytes in an `application/pkcs7-mime` message, as a mail client would send it.
+pub fn pkcs7_mime_message(der: &[u8], smime_type: &str) -> Vec<u8> {
+    use std::fmt::Write as _;
+    let b64 = base64_encode(der);
+    let mut m = String::new();
+    let _ = write!(
+        m,
+        "From: sender@smime.example\r\nTo: bob@smime.example\r\nSubject: sample\r\nMIME-Version: 1.0\r\n\
+         Content-Type: application/pkcs7-mime; smime-type={smime_type}; name=smime.p7m\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n"
+    );
+    for chunk in b64.as_bytes().chunks(76) {
+        m.push_str(std::str::from_utf8(chunk).unwrap());
+        m.push_str("\r\n");
+    }
+    m.into_bytes()
+}
+
+fn base64_encode(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                s.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
+}
+
+/// A GnuPG S/MIME home (`gpgsm`) in a temporary folder, trusting one CA, holding one key.
+pub struct Gpgsm {
+    /// The GNUPGHOME folder.
+    pub home: tempfile::TempDir,
+}
+
+impl Gpgsm {
+    /// Creates the home, trusts `ca` (PEM path) and, if given, imports `ee`'s key and certificate.
+    pub fn new(ca: &Path, ee: Option<&EndEntity>, pki: &Pki) -> Gpgsm {
+        let home = tempfile::Builder::new().prefix("gpgsm").tempdir().unwrap();
+        std::fs::write(
+            home.path().join("gpgsm.conf"),
+            "disable-crl-checks\ndisable-dirmngr\n",
+        )
+        .unwrap();
+        std::fs::write(
+            home.path().join("gpg-agent.conf"),
+            "allow-loopback-pinentry\n",
+        )
+        .unwrap();
+        let g = Gpgsm { home };
+        g.ok(&["--import"], &std::fs::read(ca).unwrap());
+        let fpr_out = run_ok(
+            Command::new("openssl")
+                .args(["x509", "-noout", "-fingerprint", "-sha1", "-in"])
+                .arg(ca),
+            b"",
+        );
+        let fpr = String::from_utf8_lossy(&fpr_out);
+        let fpr = fpr.trim().rsplit('=').next().unwrap().to_string();
+        std::fs::write(
+            g.home.path().join("trustlist.txt"),
+            format!("{fpr} S relax\n"),
+        )
+        .unwrap();
+        if let Some(ee) = ee {
+            let p12 = pki.dir.path().join(format!("{}.p12", ee.email));
+            run_ok(
+                Command::new("openssl")
+                    .args(["pkcs12", "-export", "-passout", "pass:", "-inkey"])
+                    .arg(&ee.key)
+                    .arg("-in")
+                    .arg(&ee.cert)
+                    .arg("-certfile")
+                    .arg(ca)
+                    .arg("-out")
+                    .arg(&p12),
+                b"",
+            );
+            g.ok(
+                &[
+                    "--pinentry-mode",
+                    "loopback",
+                    "--passphrase",
+                    "",
+                    "--import",
+                ],
+                &std::fs::read(&p12).unwrap(),
+            );
+        }
+        g
+    }
+
+    /// A `gpgsm` command in this home.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new("gpgsm");
+        c.env("GNUPGHOME", self.home.path())
+            .args(["--batch", "--no-tty"]);
+        c
+    }
+
+    /// Runs gpgsm with `args` and `stdin`, panicking on failure; returns stdout.
+    pub fn ok(&self, args: &[&str], stdin: &[u8]) -> Vec<u8> {
+        run_ok(self.cmd().args(args), stdin)
+    }
+}
+
+impl Drop for Gpgsm {
+    fn drop(&mut self) {
+        // Stop the agent this home started, so no daemon outlives the test.
+        let _ = Command::new("gpgconf")
+            .env("GNUPGHOME", self.home.path())
+            .args(["--kill", "all"])
+            .output();
+    }
+}

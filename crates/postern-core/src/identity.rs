@@ -18,7 +18,8 @@ impl Domain {
                 && l.len() <= 63
                 && !l.starts_with('-')
                 && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b >= 0x80)
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b >= 0x80)
         };
         if d.is_empty() || d.len() > 253 || !d.split('.').all(valid_label) {
             return Err(Error::InvalidRequest(format!("invalid domain {s:?}")));
@@ -72,11 +73,11 @@ impl Address {
         let (local, domain) = s
             .rsplit_once('@')
             .ok_or_else(|| Error::InvalidRequest(format!("address without @: {s:?}")))?;
-        if local.is_empty()
-            || local.len() > 64
-            || local.chars().any(|c| c.is_control() || c == ' ')
+        if local.is_empty() || local.len() > 64 || local.chars().any(|c| c.is_control() || c == ' ')
         {
-            return Err(Error::InvalidRequest(format!("invalid local part in {s:?}")));
+            return Err(Error::InvalidRequest(format!(
+                "invalid local part in {s:?}"
+            )));
         }
         Ok(Address {
             local: local.to_string(),

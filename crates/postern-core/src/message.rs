@@ -302,7 +302,10 @@ mod tests {
             .collect();
         let v = MessageView::parse(&lf).unwrap();
         assert_eq!(v.line_ending(), b"\n");
-        assert_eq!(v.root().children()[0].raw(), b"Content-Type: text/plain\n\nhello\n");
+        assert_eq!(
+            v.root().children()[0].raw(),
+            b"Content-Type: text/plain\n\nhello\n"
+        );
         assert!(v.header_section().ends_with(b"\n\n"));
     }
 

@@ -9,9 +9,9 @@ use crate::Error;
 
 /// Symmetric content-encryption algorithms, as both standards name them.
 ///
-/// Matched exhaustively by the backends on purpose: adding one forces every backend to decide.
+/// Deliberately not `#[non_exhaustive]`: backends match it exhaustively, so adding an algorithm is
+/// a breaking change that forces every backend to decide what it does with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum ContentCipher {
     /// AES-128 in CBC mode (S/MIME EnvelopedData).
     Aes128Cbc,
@@ -104,7 +104,6 @@ impl fmt::Display for ContentCipher {
 
 /// Message digests used in signatures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum DigestAlgorithm {
     /// MD5 (broken).
     Md5,
@@ -142,7 +141,6 @@ impl fmt::Display for DigestAlgorithm {
 
 /// Signature algorithms, with the digest they are used with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum SignatureAlgorithm {
     /// RSASSA-PKCS1-v1_5.
     RsaPkcs1(DigestAlgorithm),

@@ -1,1 +1,388 @@
-fn main() {}
+//! `postern-relay`: the example relay binary. For now it offers the envelope operations an
+//! administrator uses to check a partner's setup by hand; later issues add the SMTP relay.
+//!
+//! ```text
+//! postern-relay                 # demo: seal and open a bundled sample with published test keys
+//! postern-relay seal --standard smime --recipient-cert bob.pem < in.eml > out.eml
+//! postern-relay open --key bob.key --cert bob.pem --trust-anchor ca.pem < out.eml
+//! ```
+#![forbid(unsafe_code)]
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use postern_core::{
+    ChainStatus, ContentCipher, Credential, MessageView, OpenRequest, Opened, Policy, Report,
+    SealRequest, SecureEnvelope, SignRequest, SignatureStatus, Standard,
+};
+use postern_smime::{KeyTransport, RsaSignatureScheme, SmimeEnvelope};
+
+#[derive(Parser)]
+#[command(
+    name = "postern-relay",
+    version,
+    about = "Postern secure mail gateway (example relay binary)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Seal a message from standard input: encrypt (and optionally sign), or sign only.
+    Seal(SealArgs),
+    /// Open a message from standard input: decrypt and/or verify, print the inner message.
+    Open(OpenArgs),
+    /// Seal and open a bundled sample with published test keys, and show the report.
+    Demo,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StandardArg {
+    Smime,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CipherArg {
+    #[value(name = "aes256-cbc")]
+    Aes256Cbc,
+    #[value(name = "aes128-cbc")]
+    Aes128Cbc,
+    #[value(name = "aes256-gcm")]
+    Aes256Gcm,
+    #[value(name = "aes128-gcm")]
+    Aes128Gcm,
+}
+
+impl From<CipherArg> for ContentCipher {
+    fn from(c: CipherArg) -> Self {
+        match c {
+            CipherArg::Aes256Cbc => ContentCipher::Aes256Cbc,
+            CipherArg::Aes128Cbc => ContentCipher::Aes128Cbc,
+            CipherArg::Aes256Gcm => ContentCipher::Aes256Gcm,
+            CipherArg::Aes128Gcm => ContentCipher::Aes128Gcm,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KeyTransportArg {
+    /// RSAES-PKCS1-v1_5 (every client reads it).
+    Pkcs1,
+    /// RSAES-OAEP with SHA-256.
+    Oaep,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SignatureArg {
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    Pkcs1,
+    /// RSASSA-PSS with SHA-256.
+    Pss,
+}
+
+#[derive(clap::Args)]
+struct SealArgs {
+    /// The message standard.
+    #[arg(long, value_enum, default_value = "smime")]
+    standard: StandardArg,
+    /// A recipient certificate (PEM or DER); repeat for several. None: sign only.
+    #[arg(long = "recipient-cert")]
+    recipient_certs: Vec<PathBuf>,
+    /// Our signing key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, requires = "sign_cert")]
+    sign_key: Option<PathBuf>,
+    /// Our signing certificate (PEM; further certificates in the file are sent as the chain).
+    #[arg(long, requires = "sign_key")]
+    sign_cert: Option<PathBuf>,
+    /// Content cipher.
+    #[arg(long, value_enum, default_value = "aes256-cbc")]
+    cipher: CipherArg,
+    /// Key transport for RSA recipients.
+    #[arg(long, value_enum, default_value = "pkcs1")]
+    key_transport: KeyTransportArg,
+    /// Signature scheme for RSA signing keys.
+    #[arg(long, value_enum, default_value = "pkcs1")]
+    signature: SignatureArg,
+    /// Sign only, as an opaque signed-data object instead of multipart/signed.
+    #[arg(long)]
+    opaque: bool,
+    /// Protect the headers (RFC 9788): outer Subject becomes "[...]".
+    #[arg(long)]
+    header_protection: bool,
+}
+
+#[derive(clap::Args)]
+struct OpenArgs {
+    /// Our decryption key (PEM). Optional for signed-only messages.
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
+    /// Our certificate for that key (PEM or DER).
+    #[arg(long, requires = "key")]
+    cert: Option<PathBuf>,
+    /// A trust anchor (CA certificate) for signer chains; repeat for several.
+    #[arg(long = "trust-anchor")]
+    trust_anchors: Vec<PathBuf>,
+    /// A partner certificate the signature is expected from (pinned); repeat for several.
+    #[arg(long = "expect-signer")]
+    expected_signers: Vec<PathBuf>,
+    /// Write the verification report as JSON to this file.
+    #[arg(long)]
+    report_json: Option<PathBuf>,
+    /// Fail (exit 1) unless every signature is valid and trusted.
+    #[arg(long)]
+    require_valid_signature: bool,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+fn read_stdin() -> Result<Vec<u8>, String> {
+    let mut buf = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("cannot read standard input: {e}"))?;
+    Ok(buf)
+}
+
+fn backend(args: &SealArgs) -> SmimeEnvelope {
+    SmimeEnvelope::new()
+        .with_key_transport(match args.key_transport {
+            KeyTransportArg::Pkcs1 => KeyTransport::RsaPkcs1v15,
+            KeyTransportArg::Oaep => KeyTransport::RsaOaepSha256,
+        })
+        .with_rsa_signature(match args.signature {
+            SignatureArg::Pkcs1 => RsaSignatureScheme::Pkcs1Sha256,
+            SignatureArg::Pss => RsaSignatureScheme::PssSha256,
+        })
+}
+
+async fn seal(args: SealArgs) -> Result<Vec<u8>, String> {
+    let StandardArg::Smime = args.standard;
+    let input = read_stdin()?;
+    let view = MessageView::parse(&input).map_err(|e| e.to_string())?;
+    let recipients = args
+        .recipient_certs
+        .iter()
+        .map(|p| read(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let signer = match (&args.sign_key, &args.sign_cert) {
+        (Some(k), Some(c)) => Some(Credential::with_secret(Standard::Smime, read(c)?, read(k)?)),
+        _ => None,
+    };
+    let policy = Policy::default();
+    let mut req = SealRequest::encrypt(&recipients, &policy)
+        .with_cipher(args.cipher.into())
+        .with_header_protection(args.header_protection);
+    if let Some(cred) = &signer {
+        req.sign = Some(SignRequest {
+            credential: cred,
+            detached: !args.opaque,
+        });
+    }
+    backend(&args)
+        .seal(&view, &req)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn open(args: OpenArgs) -> Result<(Opened, bool), String> {
+    let input = read_stdin()?;
+    let view = MessageView::parse(&input).map_err(|e| e.to_string())?;
+    let keys = match (&args.key, &args.cert) {
+        (Some(k), Some(c)) => vec![Credential::with_secret(Standard::Smime, read(c)?, read(k)?)],
+        _ => Vec::new(),
+    };
+    let anchors = args
+        .trust_anchors
+        .iter()
+        .map(|p| read(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let pinned = args
+        .expected_signers
+        .iter()
+        .map(|p| read(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let policy = Policy::default();
+    let req = OpenRequest::new(&keys, &policy)
+        .with_trust_anchors(&anchors)
+        .with_expected_signers(&pinned);
+    let opened = SmimeEnvelope::new()
+        .open(&view, &req)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(path) = &args.report_json {
+        let json =
+            serde_json::to_vec_pretty(&report_json(&opened.report)).map_err(|e| e.to_string())?;
+        std::fs::write(path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    let ok = !args.require_valid_signature || opened.report.signature_verdict() == "valid";
+    Ok((opened, ok))
+}
+
+fn unix(t: std::time::SystemTime) -> Option<u64> {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
+}
+
+fn report_json(r: &Report) -> serde_json::Value {
+    use serde_json::json;
+    let sigs: Vec<_> = r
+        .signatures
+        .iter()
+        .map(|s| {
+            let (status, detail) = match &s.status {
+                SignatureStatus::Valid => ("valid", String::new()),
+                SignatureStatus::Invalid(d) => ("invalid", d.clone()),
+                SignatureStatus::Refused(d) => ("refused", d.clone()),
+                SignatureStatus::SignerUnknown(d) => ("signer-unknown", d.clone()),
+                other => ("other", format!("{other:?}")),
+            };
+            let (chain, chain_detail) = match &s.chain {
+                ChainStatus::Trusted { anchor } => ("trusted", anchor.clone()),
+                ChainStatus::Untrusted(d) => ("untrusted", d.clone()),
+                ChainStatus::NotChecked => ("not-checked", String::new()),
+                other => ("other", format!("{other:?}")),
+            };
+            json!({
+                "signer": s.signer,
+                "subject": s.signer_subject,
+                "fingerprint_sha256": s.fingerprint,
+                "algorithm": s.algorithm.map(|a| a.to_string()),
+                "status": status,
+                "status_detail": detail,
+                "chain": chain,
+                "chain_detail": chain_detail,
+                "signing_time": s.signing_time.and_then(unix),
+            })
+        })
+        .collect();
+    json!({
+        "standard": r.standard.to_string(),
+        "encryption": r.encryption.as_ref().map(|e| json!({
+            "cipher": e.cipher.name(),
+            "key_management": e.key_management,
+            "recipients": e.recipients,
+            "decrypted_with": e.decrypted_with,
+        })),
+        "signature": r.signature_verdict(),
+        "signatures": sigs,
+    })
+}
+
+fn summary(r: &Report) -> String {
+    let enc = match &r.encryption {
+        Some(e) => format!(
+            "decrypted {} ({}) with {}",
+            e.cipher, e.key_management, e.decrypted_with
+        ),
+        None => "not encrypted".into(),
+    };
+    let signer = r
+        .signatures
+        .iter()
+        .filter_map(|s| s.signer.clone())
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "{}: {enc}; signature {} {signer}",
+        r.standard,
+        r.signature_verdict()
+    )
+}
+
+/// The demo: Alice's gateway signs and encrypts to Bob; Bob's gateway opens and verifies.
+async fn demo() -> Result<(), String> {
+    const MSG: &[u8] = include_bytes!("../../data/demo.eml");
+    const ALICE_KEY: &[u8] = include_bytes!("../../data/lamps-alice.p8.pem");
+    const ALICE_CERT: &[u8] = include_bytes!("../../data/lamps-alice.crt");
+    const BOB_KEY: &[u8] = include_bytes!("../../data/lamps-bob.decrypt.p8.pem");
+    const BOB_CERT: &[u8] = include_bytes!("../../data/lamps-bob.encrypt.crt");
+    const CA: &[u8] = include_bytes!("../../data/lamps-rsa-ca.pem");
+    let smime = SmimeEnvelope::new();
+    let policy = Policy::default();
+    let alice = Credential::with_secret(Standard::Smime, ALICE_CERT.to_vec(), ALICE_KEY.to_vec());
+    let recipients = vec![BOB_CERT.to_vec()];
+    let view = MessageView::parse(MSG).map_err(|e| e.to_string())?;
+    let req = SealRequest::encrypt(&recipients, &policy)
+        .signed_by(&alice)
+        .with_header_protection(true);
+    let sealed = smime.seal(&view, &req).await.map_err(|e| e.to_string())?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "== Sealed by alice's gateway (S/MIME, signed then AES-256-CBC to bob, headers protected):"
+    );
+    let head_end = sealed
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(sealed.len());
+    let _ = out.write_all(&sealed[..head_end]);
+    let _ = writeln!(
+        out,
+        "\n   [{} bytes of base64 CMS]\n",
+        sealed.len() - head_end
+    );
+    let bob = vec![Credential::with_secret(
+        Standard::Smime,
+        BOB_CERT.to_vec(),
+        BOB_KEY.to_vec(),
+    )];
+    let anchors = vec![CA.to_vec()];
+    let sealed_view = MessageView::parse(&sealed).map_err(|e| e.to_string())?;
+    let opened = smime
+        .open(
+            &sealed_view,
+            &OpenRequest::new(&bob, &policy).with_trust_anchors(&anchors),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = writeln!(
+        out,
+        "== Opened by bob's gateway: {}\n",
+        summary(&opened.report)
+    );
+    let _ = out.write_all(&opened.message);
+    let _ = writeln!(
+        out,
+        "\nNext: `postern-relay seal --help` and `postern-relay open --help`."
+    );
+    Ok(())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Demo) {
+        Command::Demo => demo().await.map(|_| true),
+        Command::Seal(a) => seal(a).await.and_then(|bytes| {
+            std::io::stdout()
+                .write_all(&bytes)
+                .map_err(|e| e.to_string())
+                .map(|_| true)
+        }),
+        Command::Open(a) => open(a).await.and_then(|(opened, ok)| {
+            eprintln!("postern-relay: {}", summary(&opened.report));
+            std::io::stdout()
+                .write_all(&opened.message)
+                .map_err(|e| e.to_string())
+                .map(|_| ok)
+        }),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("postern-relay: signature not valid and trusted");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("postern-relay: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

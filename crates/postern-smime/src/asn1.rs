@@ -1,0 +1,198 @@
+//! ASN.1 structures CMS uses that the `cms` crate does not define.
+
+use der::asn1::{Null, OctetString};
+use der::{Any, Decode, Encode, Sequence};
+use postern_core::{DigestAlgorithm, Error};
+use spki::AlgorithmIdentifierOwned;
+
+use crate::names::{digest_from_oid, digest_oid};
+use crate::oids;
+
+/// An AlgorithmIdentifier with absent parameters (RFC 5754 §2: SHA-2 parameters absent; RFC
+/// 3565: AES key wrap parameters absent).
+pub fn alg_absent(oid: const_oid::ObjectIdentifier) -> AlgorithmIdentifierOwned {
+    AlgorithmIdentifierOwned {
+        oid,
+        parameters: None,
+    }
+}
+
+/// An AlgorithmIdentifier with NULL parameters (RFC 3370 §3.2: rsaEncryption).
+pub fn alg_null(oid: const_oid::ObjectIdentifier) -> AlgorithmIdentifierOwned {
+    AlgorithmIdentifierOwned {
+        oid,
+        parameters: Some(Null.into()),
+    }
+}
+
+/// An AlgorithmIdentifier whose parameters are the DER of `params`.
+pub fn alg_with<T: Encode>(
+    oid: const_oid::ObjectIdentifier,
+    params: &T,
+) -> Result<AlgorithmIdentifierOwned, Error> {
+    let der = params
+        .to_der()
+        .map_err(|e| Error::malformed("algorithm parameters", e))?;
+    Ok(AlgorithmIdentifierOwned {
+        oid,
+        parameters: Some(Any::from_der(&der).map_err(|e| Error::malformed("parameters", e))?),
+    })
+}
+
+/// RSAES-OAEP-params (RFC 4055 §4.1 / RFC 8017 A.2.1).
+#[derive(Clone, Debug, Default, Sequence)]
+pub struct OaepParams {
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
+    pub hash: Option<AlgorithmIdentifierOwned>,
+    #[asn1(context_specific = "1", tag_mode = "EXPLICIT", optional = "true")]
+    pub mask_gen: Option<AlgorithmIdentifierOwned>,
+    #[asn1(context_specific = "2", tag_mode = "EXPLICIT", optional = "true")]
+    pub p_source: Option<AlgorithmIdentifierOwned>,
+}
+
+impl OaepParams {
+    /// SHA-256 for the hash and MGF1, empty label (what RFC 8551 recommends).
+    pub fn sha256() -> Result<Self, Error> {
+        Ok(OaepParams {
+            hash: Some(alg_absent(oids::SHA256)),
+            mask_gen: Some(alg_with(oids::MGF1, &alg_absent(oids::SHA256))?),
+            p_source: None,
+        })
+    }
+
+    /// Decodes parameters (absent = all defaults, i.e. SHA-1).
+    pub fn from_any(params: Option<&Any>) -> Result<Self, Error> {
+        match params {
+            None => Ok(Self::default()),
+            Some(p) if der::Tagged::tag(p) == der::Tag::Null => Ok(Self::default()),
+            Some(p) => p
+                .decode_as::<OaepParams>()
+                .map_err(|e| Error::malformed("RSAES-OAEP parameters", e)),
+        }
+    }
+
+    /// The single digest used for OAEP and MGF1; mismatched digests or a label are refused.
+    pub fn digest(&self) -> Result<DigestAlgorithm, Error> {
+        let hash = match &self.hash {
+            Some(h) => digest_from_oid(&h.oid)?,
+            None => DigestAlgorithm::Sha1,
+        };
+        let mgf = mgf1_digest(self.mask_gen.as_ref())?;
+        if hash != mgf {
+            return Err(Error::UnsupportedAlgorithm(format!(
+                "RSAES-OAEP with {hash} and MGF1-{mgf}"
+            )));
+        }
+        if let Some(p) = &self.p_source {
+            // pSpecified with an empty label is the default; anything else is a label we
+            // would silently ignore.
+            let empty = p.oid == oids::P_SPECIFIED
+                && p.parameters
+                    .as_ref()
+                    .and_then(|a| a.decode_as::<OctetString>().ok())
+                    .is_none_or(|o| o.as_bytes().is_empty());
+            if !empty {
+                return Err(Error::UnsupportedAlgorithm(
+                    "RSAES-OAEP with a label".into(),
+                ));
+            }
+        }
+        Ok(hash)
+    }
+}
+
+fn mgf1_digest(mgf: Option<&AlgorithmIdentifierOwned>) -> Result<DigestAlgorithm, Error> {
+    match mgf {
+        None => Ok(DigestAlgorithm::Sha1),
+        Some(m) if m.oid == oids::MGF1 => {
+            let inner = m
+                .parameters
+                .as_ref()
+                .ok_or_else(|| Error::malformed("MGF1 parameters", "absent"))?
+                .decode_as::<AlgorithmIdentifierOwned>()
+                .map_err(|e| Error::malformed("MGF1 parameters", e))?;
+            digest_from_oid(&inner.oid)
+        }
+        Some(m) => Err(Error::UnsupportedAlgorithm(format!(
+            "mask generation {}",
+            crate::names::oid_name(&m.oid)
+        ))),
+    }
+}
+
+/// RSASSA-PSS-params (RFC 4055 §3.1).
+#[derive(Clone, Debug, Default, Sequence)]
+pub struct PssParams {
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
+    pub hash: Option<AlgorithmIdentifierOwned>,
+    #[asn1(context_specific = "1", tag_mode = "EXPLICIT", optional = "true")]
+    pub mask_gen: Option<AlgorithmIdentifierOwned>,
+    #[asn1(context_specific = "2", tag_mode = "EXPLICIT", optional = "true")]
+    pub salt_length: Option<u32>,
+    #[asn1(context_specific = "3", tag_mode = "EXPLICIT", optional = "true")]
+    pub trailer_field: Option<u32>,
+}
+
+impl PssParams {
+    /// PSS with `d` for hash and MGF1 and a salt as long as the hash (RFC 8702 style).
+    pub fn for_digest(d: DigestAlgorithm, salt_len: u32) -> Result<Self, Error> {
+        Ok(PssParams {
+            hash: Some(alg_absent(digest_oid(d))),
+            mask_gen: Some(alg_with(oids::MGF1, &alg_absent(digest_oid(d)))?),
+            salt_length: Some(salt_len),
+            trailer_field: None,
+        })
+    }
+
+    /// Decodes parameters (absent = SHA-1 defaults).
+    pub fn from_any(params: Option<&Any>) -> Result<Self, Error> {
+        match params {
+            None => Ok(Self::default()),
+            Some(p) => p
+                .decode_as::<PssParams>()
+                .map_err(|e| Error::malformed("RSASSA-PSS parameters", e)),
+        }
+    }
+
+    /// The digest used; the MGF1 digest must match it.
+    pub fn digest(&self) -> Result<DigestAlgorithm, Error> {
+        let hash = match &self.hash {
+            Some(h) => digest_from_oid(&h.oid)?,
+            None => DigestAlgorithm::Sha1,
+        };
+        let mgf = mgf1_digest(self.mask_gen.as_ref())?;
+        if hash != mgf {
+            return Err(Error::UnsupportedAlgorithm(format!(
+                "RSASSA-PSS with {hash} and MGF1-{mgf}"
+            )));
+        }
+        Ok(hash)
+    }
+}
+
+/// GCMParameters (RFC 5084 §3.2).
+#[derive(Clone, Debug, Sequence)]
+pub struct GcmParams {
+    pub nonce: OctetString,
+    #[asn1(optional = "true")]
+    pub icv_len: Option<u8>,
+}
+
+/// ECC-CMS-SharedInfo (RFC 5753 §7.2), the X9.63 KDF's SharedInfo.
+#[derive(Clone, Debug, Sequence)]
+pub struct EccCmsSharedInfo {
+    pub key_info: AlgorithmIdentifierOwned,
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
+    pub entity_u_info: Option<OctetString>,
+    #[asn1(context_specific = "2", tag_mode = "EXPLICIT")]
+    pub supp_pub_info: OctetString,
+}
+
+/// The PSS salt length of an RSASSA-PSS AlgorithmIdentifier (`None` for other algorithms).
+pub fn pss_salt(alg: &AlgorithmIdentifierOwned) -> Option<u16> {
+    if alg.oid != oids::RSASSA_PSS {
+        return None;
+    }
+    let p = PssParams::from_any(alg.parameters.as_ref()).ok()?;
+    u16::try_from(p.salt_length.unwrap_or(20)).ok()
+}

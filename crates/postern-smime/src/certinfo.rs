@@ -1,0 +1,106 @@
+//! Facts about a certificate that sealing, opening and chain validation ask for.
+
+use std::time::SystemTime;
+
+use cms::cert::IssuerAndSerialNumber;
+use der::Encode;
+use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::ext::pkix::{ExtendedKeyUsage, KeyUsage, SubjectAltName, SubjectKeyIdentifier};
+use x509_cert::Certificate;
+
+use crate::oids;
+
+/// The subject as an RFC 4514-style string.
+pub fn subject(cert: &Certificate) -> String {
+    cert.tbs_certificate().subject().to_string()
+}
+
+/// The first e-mail address: a SAN rfc822Name, else the subject's emailAddress attribute.
+pub fn email(cert: &Certificate) -> Option<String> {
+    if let Ok(Some((_, san))) = cert.tbs_certificate().get_extension::<SubjectAltName>() {
+        for name in san.0 {
+            if let GeneralName::Rfc822Name(m) = name {
+                return Some(m.to_string());
+            }
+        }
+    }
+    for atv in cert.tbs_certificate().subject().iter() {
+        if atv.oid == oids::EMAIL_ADDRESS {
+            if let Ok(s) = atv.value.decode_as::<der::asn1::Ia5String>() {
+                return Some(s.to_string());
+            }
+        }
+    }
+    None
+}
+
+/// SHA-256 fingerprint of the DER certificate, lower-case hex.
+pub fn fingerprint(cert: &Certificate) -> String {
+    let der = cert.to_der().unwrap_or_default();
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der);
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The issuer and serial number that identify the certificate in CMS.
+pub fn issuer_and_serial(cert: &Certificate) -> IssuerAndSerialNumber {
+    IssuerAndSerialNumber {
+        issuer: cert.tbs_certificate().issuer().clone(),
+        serial_number: cert.tbs_certificate().serial_number().clone(),
+    }
+}
+
+/// The subject key identifier extension, if present.
+pub fn subject_key_id(cert: &Certificate) -> Option<Vec<u8>> {
+    cert.tbs_certificate()
+        .get_extension::<SubjectKeyIdentifier>()
+        .ok()
+        .flatten()
+        .map(|(_, ski)| ski.0.as_bytes().to_vec())
+}
+
+/// True when `cert` is the one `id` names.
+pub fn matches_issuer_serial(cert: &Certificate, id: &IssuerAndSerialNumber) -> bool {
+    let tbs = cert.tbs_certificate();
+    tbs.serial_number() == &id.serial_number && tbs.issuer() == &id.issuer
+}
+
+/// Why the certificate is not valid at `now`, if it is not.
+pub fn validity_problem(cert: &Certificate, now: SystemTime) -> Option<String> {
+    let v = cert.tbs_certificate().validity();
+    if now < v.not_before.to_system_time() {
+        return Some(format!("not valid before {}", v.not_before));
+    }
+    if now > v.not_after.to_system_time() {
+        return Some(format!("expired {}", v.not_after));
+    }
+    None
+}
+
+/// The key usage extension, if present (absent means "any", RFC 5280 §4.2.1.3).
+pub fn key_usage(cert: &Certificate) -> Option<KeyUsage> {
+    cert.tbs_certificate()
+        .get_extension::<KeyUsage>()
+        .ok()
+        .flatten()
+        .map(|(_, ku)| ku)
+}
+
+/// True when the extended key usage (if present) allows e-mail protection (RFC 8550 §4.4.4).
+pub fn allows_email_protection(cert: &Certificate) -> bool {
+    match cert.tbs_certificate().get_extension::<ExtendedKeyUsage>() {
+        Ok(Some((_, eku))) => eku
+            .0
+            .iter()
+            .any(|o| *o == oids::KP_EMAIL_PROTECTION || *o == oids::ANY_EXTENDED_KEY_USAGE),
+        Ok(None) => true,
+        Err(_) => false,
+    }
+}
+
+/// A short description of which certificate is meant, for error messages.
+pub fn describe(cert: &Certificate) -> String {
+    match email(cert) {
+        Some(e) => format!("{e} ({})", subject(cert)),
+        None => subject(cert),
+    }
+}

@@ -1,0 +1,402 @@
+//! Symmetric and public-key primitives used by the CMS code, all from aws-lc-rs.
+
+use aws_lc_rs::key_wrap::KeyWrap;
+use aws_lc_rs::signature::VerificationAlgorithm;
+use aws_lc_rs::{aead, cipher, digest, key_wrap, rand, rsa, signature};
+use der::asn1::OctetString;
+use der::Encode;
+use postern_core::{ContentCipher, DigestAlgorithm, Error, SignatureAlgorithm};
+use spki::AlgorithmIdentifierOwned;
+use zeroize::Zeroizing;
+
+use crate::asn1::{alg_with, GcmParams};
+use crate::keys::{PublicKey, RsaPadding};
+use crate::names::{cipher_from_oid, cipher_oid};
+
+fn backend(what: &str) -> Error {
+    Error::Backend(what.to_string())
+}
+
+/// `n` random bytes from the system CSPRNG.
+pub fn random(n: usize) -> Result<Zeroizing<Vec<u8>>, Error> {
+    let mut v = Zeroizing::new(vec![0u8; n]);
+    rand::fill(&mut v).map_err(|_| backend("random generator"))?;
+    Ok(v)
+}
+
+/// Key length in bytes of a content cipher.
+pub fn key_len(c: ContentCipher) -> Result<usize, Error> {
+    match c {
+        ContentCipher::Aes128Cbc | ContentCipher::Aes128Gcm => Ok(16),
+        ContentCipher::Aes192Cbc => Ok(24),
+        ContentCipher::Aes256Cbc | ContentCipher::Aes256Gcm => Ok(32),
+        ContentCipher::ChaCha20Poly1305
+        | ContentCipher::Aes128Ocb
+        | ContentCipher::Aes256Ocb
+        | ContentCipher::Aes128Cfb
+        | ContentCipher::Aes256Cfb
+        | ContentCipher::TripleDesCbc
+        | ContentCipher::DesCbc
+        | ContentCipher::Rc2Cbc => Err(Error::UnsupportedAlgorithm(format!(
+            "{c} content encryption in S/MIME"
+        ))),
+    }
+}
+
+/// The result of encrypting content.
+pub struct Encrypted {
+    /// ContentEncryptionAlgorithmIdentifier, with IV or GCM parameters.
+    pub algorithm: AlgorithmIdentifierOwned,
+    /// Ciphertext (without the GCM tag).
+    pub ciphertext: Vec<u8>,
+    /// GCM authentication tag (AuthEnvelopedData `mac`).
+    pub tag: Option<Vec<u8>>,
+}
+
+fn cbc_alg(c: ContentCipher) -> Result<&'static cipher::Algorithm, Error> {
+    match c {
+        ContentCipher::Aes128Cbc => Ok(&cipher::AES_128),
+        ContentCipher::Aes192Cbc => Ok(&cipher::AES_192),
+        ContentCipher::Aes256Cbc => Ok(&cipher::AES_256),
+        other => Err(Error::UnsupportedAlgorithm(format!("{other} as CBC"))),
+    }
+}
+
+fn gcm_alg(c: ContentCipher) -> Result<&'static aead::Algorithm, Error> {
+    match c {
+        ContentCipher::Aes128Gcm => Ok(&aead::AES_128_GCM),
+        ContentCipher::Aes256Gcm => Ok(&aead::AES_256_GCM),
+        other => Err(Error::UnsupportedAlgorithm(format!("{other} as GCM"))),
+    }
+}
+
+/// Encrypts `plaintext` under `key` with a fresh IV/nonce. `aad` is authenticated for AEAD
+/// ciphers (RFC 5083 §2.2: the DER of authAttrs, empty when there are none).
+pub fn encrypt_content(
+    c: ContentCipher,
+    key: &[u8],
+    plaintext: &[u8],
+    aad: &[u8],
+) -> Result<Encrypted, Error> {
+    let oid = cipher_oid(c)?;
+    if c.is_aead() {
+        let nonce_bytes = random(aead::NONCE_LEN)?;
+        let nonce = aead::Nonce::try_assume_unique_for_key(&nonce_bytes)
+            .map_err(|_| backend("GCM nonce"))?;
+        let k = aead::LessSafeKey::new(
+            aead::UnboundKey::new(gcm_alg(c)?, key).map_err(|_| backend("GCM key"))?,
+        );
+        let mut buf = plaintext.to_vec();
+        let tag = k
+            .seal_in_place_separate_tag(nonce, aead::Aad::from(aad), &mut buf)
+            .map_err(|_| backend("GCM seal"))?;
+        let params = GcmParams {
+            nonce: OctetString::new(nonce_bytes.to_vec())
+                .map_err(|e| Error::malformed("GCM", e))?,
+            // RFC 5084 allows 12..16; OpenSSL writes 16 and so do we.
+            icv_len: Some(16),
+        };
+        Ok(Encrypted {
+            algorithm: alg_with(oid, &params)?,
+            ciphertext: buf,
+            tag: Some(tag.as_ref().to_vec()),
+        })
+    } else {
+        let k = cipher::PaddedBlockEncryptingKey::cbc_pkcs7(
+            cipher::UnboundCipherKey::new(cbc_alg(c)?, key).map_err(|_| backend("CBC key"))?,
+        )
+        .map_err(|_| backend("CBC key"))?;
+        let mut buf = Vec::with_capacity(plaintext.len() + 16);
+        buf.extend_from_slice(plaintext);
+        let ctx = k.encrypt(&mut buf).map_err(|_| backend("CBC encrypt"))?;
+        let iv: &[u8] = (&ctx).try_into().map_err(|_| backend("CBC IV"))?;
+        let iv = OctetString::new(iv.to_vec()).map_err(|e| Error::malformed("IV", e))?;
+        Ok(Encrypted {
+            algorithm: alg_with(oid, &iv)?,
+            ciphertext: buf,
+            tag: None,
+        })
+    }
+}
+
+/// Which content cipher an EncryptedContentInfo names (checked against the policy by the caller).
+pub fn content_cipher(alg: &AlgorithmIdentifierOwned) -> Result<ContentCipher, Error> {
+    cipher_from_oid(&alg.oid)
+}
+
+/// Decrypts content. Any failure is reported as [`Error::DecryptionFailed`] without detail, so
+/// the error cannot serve as a padding oracle.
+pub fn decrypt_content(
+    alg: &AlgorithmIdentifierOwned,
+    key: &[u8],
+    ciphertext: &[u8],
+    tag: Option<&[u8]>,
+    aad: &[u8],
+) -> Result<Vec<u8>, Error> {
+    let c = content_cipher(alg)?;
+    if key.len() != key_len(c)? {
+        return Err(Error::DecryptionFailed);
+    }
+    let params = alg
+        .parameters
+        .as_ref()
+        .ok_or_else(|| Error::malformed("content encryption parameters", "absent"))?;
+    if c.is_aead() {
+        let p: GcmParams = params
+            .decode_as()
+            .map_err(|e| Error::malformed("GCM parameters", e))?;
+        let tag = tag.ok_or_else(|| Error::malformed("AuthEnvelopedData", "no MAC"))?;
+        if p.icv_len.unwrap_or(12) != 16 || tag.len() != 16 {
+            return Err(Error::UnsupportedAlgorithm(format!(
+                "GCM tag of {} bytes (only 16 is supported)",
+                tag.len()
+            )));
+        }
+        let nonce = aead::Nonce::try_assume_unique_for_key(p.nonce.as_bytes())
+            .map_err(|_| Error::UnsupportedAlgorithm("GCM nonce that is not 12 bytes".into()))?;
+        let k = aead::LessSafeKey::new(
+            aead::UnboundKey::new(gcm_alg(c)?, key).map_err(|_| Error::DecryptionFailed)?,
+        );
+        let mut buf = Vec::with_capacity(ciphertext.len() + tag.len());
+        buf.extend_from_slice(ciphertext);
+        buf.extend_from_slice(tag);
+        let n = k
+            .open_in_place(nonce, aead::Aad::from(aad), &mut buf)
+            .map_err(|_| Error::DecryptionFailed)?
+            .len();
+        buf.truncate(n);
+        Ok(buf)
+    } else {
+        let iv: OctetString = params
+            .decode_as()
+            .map_err(|e| Error::malformed("CBC IV", e))?;
+        let iv: [u8; 16] = iv
+            .as_bytes()
+            .try_into()
+            .map_err(|_| Error::malformed("CBC IV", "not 16 bytes"))?;
+        if ciphertext.is_empty() || ciphertext.len() % 16 != 0 {
+            return Err(Error::DecryptionFailed);
+        }
+        let k = cipher::PaddedBlockDecryptingKey::cbc_pkcs7(
+            cipher::UnboundCipherKey::new(cbc_alg(c)?, key).map_err(|_| Error::DecryptionFailed)?,
+        )
+        .map_err(|_| Error::DecryptionFailed)?;
+        let mut buf = ciphertext.to_vec();
+        let n = k
+            .decrypt(&mut buf, cipher::DecryptionContext::Iv128(iv.into()))
+            .map_err(|_| Error::DecryptionFailed)?
+            .len();
+        buf.truncate(n);
+        Ok(buf)
+    }
+}
+
+fn digest_alg(d: DigestAlgorithm) -> Result<&'static digest::Algorithm, Error> {
+    match d {
+        DigestAlgorithm::Sha1 => Ok(&digest::SHA1_FOR_LEGACY_USE_ONLY),
+        DigestAlgorithm::Sha224 => Ok(&digest::SHA224),
+        DigestAlgorithm::Sha256 => Ok(&digest::SHA256),
+        DigestAlgorithm::Sha384 => Ok(&digest::SHA384),
+        DigestAlgorithm::Sha512 => Ok(&digest::SHA512),
+        DigestAlgorithm::Md5 => Err(Error::UnsupportedAlgorithm("MD5".into())),
+    }
+}
+
+/// Hashes `data`.
+pub fn hash(d: DigestAlgorithm, data: &[u8]) -> Result<Vec<u8>, Error> {
+    Ok(digest::digest(digest_alg(d)?, data).as_ref().to_vec())
+}
+
+/// The ANSI X9.63 KDF (SEC 1 §3.6.1) that RFC 5753 uses to derive the key-encryption key.
+pub fn x963_kdf(
+    d: DigestAlgorithm,
+    z: &[u8],
+    shared_info: &[u8],
+    len: usize,
+) -> Result<Zeroizing<Vec<u8>>, Error> {
+    let alg = digest_alg(d)?;
+    let mut out = Zeroizing::new(Vec::with_capacity(len + 64));
+    let mut counter: u32 = 1;
+    while out.len() < len {
+        let mut ctx = digest::Context::new(alg);
+        ctx.update(z);
+        ctx.update(&counter.to_be_bytes());
+        ctx.update(shared_info);
+        out.extend_from_slice(ctx.finish().as_ref());
+        counter += 1;
+    }
+    out.truncate(len);
+    Ok(out)
+}
+
+fn kek(kek_bytes: &[u8]) -> Result<key_wrap::KeyEncryptionKey<key_wrap::AesBlockCipher>, Error> {
+    let cipher = match kek_bytes.len() {
+        16 => &key_wrap::AES_128,
+        32 => &key_wrap::AES_256,
+        n => {
+            return Err(Error::UnsupportedAlgorithm(format!(
+                "AES key wrap with a {n}-byte key"
+            )))
+        }
+    };
+    key_wrap::KeyEncryptionKey::new(cipher, kek_bytes).map_err(|_| backend("key wrap"))
+}
+
+/// AES key wrap (RFC 3394).
+pub fn aes_wrap(kek_bytes: &[u8], key: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut out = vec![0u8; key.len() + 8];
+    let n = kek(kek_bytes)?
+        .wrap(key, &mut out)
+        .map_err(|_| backend("key wrap"))?
+        .len();
+    out.truncate(n);
+    Ok(out)
+}
+
+/// AES key unwrap (RFC 3394); fails on any integrity error.
+pub fn aes_unwrap(kek_bytes: &[u8], wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
+    let mut out = Zeroizing::new(vec![0u8; wrapped.len()]);
+    let n = kek(kek_bytes)?
+        .unwrap(wrapped, &mut out)
+        .map_err(|_| Error::DecryptionFailed)?
+        .len();
+    out.truncate(n);
+    Ok(out)
+}
+
+/// RSA key transport to a recipient's public key.
+pub fn rsa_encrypt(spki: &[u8], padding: RsaPadding, key: &[u8]) -> Result<Vec<u8>, Error> {
+    let pk = rsa::PublicEncryptingKey::from_der(spki)
+        .map_err(|e| Error::malformed("RSA public key", e))?;
+    match padding {
+        RsaPadding::Pkcs1v15 => {
+            let k = rsa::Pkcs1PublicEncryptingKey::new(pk).map_err(|_| backend("RSA key"))?;
+            let mut out = vec![0u8; k.ciphertext_size()];
+            let n = k
+                .encrypt(key, &mut out)
+                .map_err(|_| backend("RSA encrypt"))?
+                .len();
+            out.truncate(n);
+            Ok(out)
+        }
+        RsaPadding::Oaep(d) => {
+            let alg = match d {
+                DigestAlgorithm::Sha256 => &rsa::OAEP_SHA256_MGF1SHA256,
+                DigestAlgorithm::Sha384 => &rsa::OAEP_SHA384_MGF1SHA384,
+                DigestAlgorithm::Sha512 => &rsa::OAEP_SHA512_MGF1SHA512,
+                other => {
+                    return Err(Error::UnsupportedAlgorithm(format!(
+                        "sealing with RSAES-OAEP-{other}"
+                    )))
+                }
+            };
+            let k = rsa::OaepPublicEncryptingKey::new(pk).map_err(|_| backend("RSA key"))?;
+            let mut out = vec![0u8; k.ciphertext_size()];
+            let n = k
+                .encrypt(alg, key, &mut out, None)
+                .map_err(|_| backend("RSA encrypt"))?
+                .len();
+            out.truncate(n);
+            Ok(out)
+        }
+    }
+}
+
+/// Verifies `sig` over `msg` with `key`. Returns a reason string on failure (a verdict for the
+/// report, not an error: a bad signature is an expected outcome).
+///
+/// `pss_salt` is the PSS salt length from the algorithm parameters (RFC 4055 default: 20).
+pub fn verify(
+    key: &PublicKey,
+    alg: SignatureAlgorithm,
+    pss_salt: Option<u16>,
+    msg: &[u8],
+    sig: &[u8],
+) -> Result<(), String> {
+    use signature as s;
+    let pss_params: s::RsaParameters;
+    let (verifier, key_bytes): (&dyn VerificationAlgorithm, Vec<u8>) = match (key, alg) {
+        (PublicKey::Rsa { spki, bits }, SignatureAlgorithm::RsaPkcs1(d))
+        | (PublicKey::Rsa { spki, bits }, SignatureAlgorithm::RsaPss(d)) => {
+            let pss = matches!(alg, SignatureAlgorithm::RsaPss(_));
+            let small = *bits < 2048;
+            let v: &'static s::RsaParameters = match (pss, small, d) {
+                (false, false, DigestAlgorithm::Sha256) => &s::RSA_PKCS1_2048_8192_SHA256,
+                (false, false, DigestAlgorithm::Sha384) => &s::RSA_PKCS1_2048_8192_SHA384,
+                (false, false, DigestAlgorithm::Sha512) => &s::RSA_PKCS1_2048_8192_SHA512,
+                (false, false, DigestAlgorithm::Sha1) => {
+                    &s::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY
+                }
+                (false, true, DigestAlgorithm::Sha256) => {
+                    &s::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY
+                }
+                (false, true, DigestAlgorithm::Sha512) => {
+                    &s::RSA_PKCS1_1024_8192_SHA512_FOR_LEGACY_USE_ONLY
+                }
+                (false, true, DigestAlgorithm::Sha1) => {
+                    &s::RSA_PKCS1_1024_8192_SHA1_FOR_LEGACY_USE_ONLY
+                }
+                (true, false, DigestAlgorithm::Sha256) => &s::RSA_PSS_2048_8192_SHA256,
+                (true, false, DigestAlgorithm::Sha384) => &s::RSA_PSS_2048_8192_SHA384,
+                (true, false, DigestAlgorithm::Sha512) => &s::RSA_PSS_2048_8192_SHA512,
+                _ => return Err(format!("{alg} with RSA-{bits} is not supported")),
+            };
+            let v: &s::RsaParameters = match (pss, pss_salt, d) {
+                // The constants assume salt = digest length; honour what the signer declared.
+                (true, Some(salt), DigestAlgorithm::Sha256) => {
+                    pss_params = s::RSA_PSS_2048_8192_SHA256
+                        .with_pss_salt_length(s::RsaPssSaltLength::Custom(salt));
+                    &pss_params
+                }
+                (true, Some(salt), DigestAlgorithm::Sha384) => {
+                    pss_params = s::RSA_PSS_2048_8192_SHA384
+                        .with_pss_salt_length(s::RsaPssSaltLength::Custom(salt));
+                    &pss_params
+                }
+                (true, Some(salt), DigestAlgorithm::Sha512) => {
+                    pss_params = s::RSA_PSS_2048_8192_SHA512
+                        .with_pss_salt_length(s::RsaPssSaltLength::Custom(salt));
+                    &pss_params
+                }
+                _ => v,
+            };
+            let spki = spki::SubjectPublicKeyInfoRef::try_from(spki.as_slice())
+                .map_err(|e| format!("RSA key: {e}"))?;
+            let raw = spki
+                .subject_public_key
+                .as_bytes()
+                .ok_or("RSA key has unused bits")?
+                .to_vec();
+            (v, raw)
+        }
+        (PublicKey::P256(p), SignatureAlgorithm::Ecdsa(d)) => {
+            let v: &'static s::EcdsaVerificationAlgorithm = match d {
+                DigestAlgorithm::Sha256 => &s::ECDSA_P256_SHA256_ASN1,
+                DigestAlgorithm::Sha384 => &s::ECDSA_P256_SHA384_ASN1,
+                DigestAlgorithm::Sha512 => &s::ECDSA_P256_SHA512_ASN1,
+                DigestAlgorithm::Sha1 => &s::ECDSA_P256_SHA1_ASN1,
+                other => return Err(format!("ECDSA P-256 with {other} is not supported")),
+            };
+            (v, p.clone())
+        }
+        (PublicKey::P384(p), SignatureAlgorithm::Ecdsa(d)) => {
+            let v: &'static s::EcdsaVerificationAlgorithm = match d {
+                DigestAlgorithm::Sha256 => &s::ECDSA_P384_SHA256_ASN1,
+                DigestAlgorithm::Sha384 => &s::ECDSA_P384_SHA384_ASN1,
+                DigestAlgorithm::Sha512 => &s::ECDSA_P384_SHA512_ASN1,
+                other => return Err(format!("ECDSA P-384 with {other} is not supported")),
+            };
+            (v, p.clone())
+        }
+        (PublicKey::Ed25519(p), SignatureAlgorithm::Ed25519) => (&s::ED25519, p.clone()),
+        (k, a) => return Err(format!("a {k:?} key cannot make {a} signatures")),
+    };
+    verifier
+        .verify_sig(&key_bytes, msg, sig)
+        .map_err(|_| "signature does not verify".to_string())
+}
+
+/// DER-encodes `value`, mapping the error.
+pub fn der<T: Encode>(value: &T, what: &'static str) -> Result<Vec<u8>, Error> {
+    value.to_der().map_err(|e| Error::malformed(what, e))
+}

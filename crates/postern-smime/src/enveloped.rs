@@ -1,0 +1,167 @@
+//! EnvelopedData (RFC 5652 §6) and AuthEnvelopedData (RFC 5083) in and out.
+
+use cms::authenveloped_data::AuthEnvelopedData;
+use cms::content_info::{CmsVersion, ContentInfo};
+use cms::enveloped_data::{EncryptedContentInfo, EnvelopedData, RecipientInfo, RecipientInfos};
+use der::asn1::OctetString;
+use der::{Any, Decode, EncodingRules};
+use postern_core::{ContentCipher, Encryption, Error, Policy};
+use x509_cert::Certificate;
+
+use crate::crypto;
+use crate::keys::Identity;
+use crate::oids;
+use crate::recipient::{self, KeyTransport};
+
+/// Parses a ContentInfo, DER first, then BER (OpenSSL's `-stream` output is indefinite-length).
+pub fn parse_content_info(bytes: &[u8]) -> Result<ContentInfo, Error> {
+    ContentInfo::from_der(bytes)
+        .or_else(|_| ContentInfo::from_ber(bytes))
+        .map_err(|e| Error::malformed("CMS ContentInfo", e))
+}
+
+/// Decodes the content of a ContentInfo as `T`, in DER, else BER.
+pub fn decode_content<'a, T>(any: &'a Any, what: &'static str) -> Result<T, Error>
+where
+    T: der::DecodeValue<'a> + der::FixedTag + 'a,
+    <T as der::DecodeValue<'a>>::Error: From<der::Error> + std::fmt::Display,
+{
+    match any.decode_as::<T>() {
+        Ok(v) => Ok(v),
+        Err(_) => any
+            .decode_as_encoding::<T>(EncodingRules::Ber)
+            .map_err(|e| Error::malformed(what, e)),
+    }
+}
+
+/// Encrypts `content` (a canonical MIME entity) for `recipients` and returns the DER ContentInfo.
+pub fn seal(
+    content: &[u8],
+    recipients: &[Certificate],
+    cipher: ContentCipher,
+    transport: KeyTransport,
+    policy: &Policy,
+    now: std::time::SystemTime,
+) -> Result<Vec<u8>, Error> {
+    if recipients.is_empty() {
+        return Err(Error::InvalidRequest("no recipients to encrypt to".into()));
+    }
+    policy.check_cipher(cipher)?;
+    let cek = crypto::random(crypto::key_len(cipher)?)?;
+    let infos = recipients
+        .iter()
+        .map(|c| recipient::build(c, &cek, transport, policy, now))
+        .collect::<Result<Vec<_>, _>>()?;
+    // RFC 5652 §6.1: version 0 only when every RecipientInfo is a version-0 KTRI.
+    let all_v0 = infos
+        .iter()
+        .all(|ri| matches!(ri, RecipientInfo::Ktri(k) if k.version == CmsVersion::V0));
+    let recip_infos =
+        RecipientInfos::try_from(infos).map_err(|e| Error::malformed("RecipientInfos", e))?;
+    let enc = crypto::encrypt_content(cipher, &cek, content, &[])?;
+    let eci = EncryptedContentInfo {
+        content_type: oids::ID_DATA,
+        content_enc_alg: enc.algorithm,
+        encrypted_content: Some(
+            OctetString::new(enc.ciphertext).map_err(|e| Error::malformed("content", e))?,
+        ),
+    };
+    let (content_type, inner) = match enc.tag {
+        Some(tag) => (
+            oids::ID_AUTH_ENVELOPED_DATA,
+            crypto::der(
+                &AuthEnvelopedData {
+                    version: CmsVersion::V0,
+                    originator_info: None,
+                    recip_infos,
+                    auth_encrypted_content_info: eci,
+                    auth_attrs: None,
+                    mac: OctetString::new(tag).map_err(|e| Error::malformed("MAC", e))?,
+                    unauth_attrs: None,
+                },
+                "AuthEnvelopedData",
+            )?,
+        ),
+        None => (
+            oids::ID_ENVELOPED_DATA,
+            crypto::der(
+                &EnvelopedData {
+                    version: if all_v0 {
+                        CmsVersion::V0
+                    } else {
+                        CmsVersion::V2
+                    },
+                    originator_info: None,
+                    recip_infos,
+                    encrypted_content: eci,
+                    unprotected_attrs: None,
+                },
+                "EnvelopedData",
+            )?,
+        ),
+    };
+    let ci = ContentInfo {
+        content_type,
+        content: Any::from_der(&inner).map_err(|e| Error::malformed("ContentInfo", e))?,
+    };
+    crypto::der(&ci, "ContentInfo")
+}
+
+/// Decrypts an EnvelopedData or AuthEnvelopedData with one of `ids`.
+pub fn open(
+    ci: &ContentInfo,
+    ids: &[Identity],
+    policy: &Policy,
+) -> Result<(Vec<u8>, Encryption), Error> {
+    let (recip_infos, eci, mac, aad) = if ci.content_type == oids::ID_ENVELOPED_DATA {
+        let ed: EnvelopedData = decode_content(&ci.content, "EnvelopedData")?;
+        (ed.recip_infos, ed.encrypted_content, None, Vec::new())
+    } else if ci.content_type == oids::ID_AUTH_ENVELOPED_DATA {
+        let ad: AuthEnvelopedData = decode_content(&ci.content, "AuthEnvelopedData")?;
+        // RFC 5083 §2.2: authenticated attributes are MACed as their DER SET OF encoding.
+        let aad = match &ad.auth_attrs {
+            Some(a) => crypto::der(a, "authAttrs")?,
+            None => Vec::new(),
+        };
+        (
+            ad.recip_infos,
+            ad.auth_encrypted_content_info,
+            Some(ad.mac),
+            aad,
+        )
+    } else {
+        return Err(Error::NotRecognised {
+            standard: "S/MIME".into(),
+            detail: format!("content type {} is not enveloped", ci.content_type),
+        });
+    };
+    let cipher = crypto::content_cipher(&eci.content_enc_alg)?;
+    policy.check_cipher(cipher)?;
+    let cek_len = crypto::key_len(cipher)?;
+    let ciphertext = eci
+        .encrypted_content
+        .as_ref()
+        .ok_or_else(|| Error::malformed("EncryptedContentInfo", "detached content"))?;
+    let all: Vec<String> = recip_infos.0.iter().map(recipient::describe).collect();
+    for me in ids {
+        for ri in recip_infos.0.iter() {
+            if let Some(u) = recipient::unwrap(ri, me, cek_len, policy)? {
+                let plain = crypto::decrypt_content(
+                    &eci.content_enc_alg,
+                    &u.cek,
+                    ciphertext.as_bytes(),
+                    mac.as_ref().map(|m| m.as_bytes()),
+                    &aad,
+                )?;
+                let report = Encryption::new(
+                    cipher,
+                    u.key_management,
+                    all,
+                    crate::certinfo::describe(&me.certificate),
+                );
+                return Ok((plain, report));
+            }
+        }
+    }
+    Err(Error::NotForUs(format!("recipients: {}", all.join("; "))))
+}

@@ -1,0 +1,442 @@
+//! Certificates and keys: parsing, and the private-key operations behind a small trait.
+//!
+//! Every private-key operation of the backend goes through [`PrivateKeyOps`], so a key held in an
+//! HSM (PKCS#11, a cloud KMS) plugs in without touching CMS code. The software implementation,
+//! [`SoftwareKey`], uses aws-lc-rs: its RSA decryption is constant-time (the RustCrypto `rsa`
+//! crate's 0.9 line is affected by RUSTSEC-2023-0071, "Marvin").
+
+use std::fmt;
+
+use aws_lc_rs::{agreement, rand::SystemRandom, rsa, signature};
+use der::{Decode, Encode};
+use postern_core::{DigestAlgorithm, Error, SignatureAlgorithm};
+use x509_cert::Certificate;
+use zeroize::Zeroizing;
+
+use crate::oids;
+
+/// Parses one or more certificates, PEM (any number of blocks) or a single DER certificate.
+pub fn parse_certificates(bytes: &[u8]) -> Result<Vec<Certificate>, Error> {
+    let trimmed = trim_ascii_start(bytes);
+    if trimmed.starts_with(b"-----BEGIN") {
+        let certs = Certificate::load_pem_chain(bytes)
+            .map_err(|e| Error::malformed("PEM certificate", e))?;
+        if certs.is_empty() {
+            return Err(Error::malformed("PEM certificate", "no CERTIFICATE block"));
+        }
+        Ok(certs)
+    } else {
+        Ok(vec![
+            Certificate::from_der(bytes).map_err(|e| Error::malformed("DER certificate", e))?
+        ])
+    }
+}
+
+/// Parses exactly the first certificate in `bytes`.
+pub fn parse_certificate(bytes: &[u8]) -> Result<Certificate, Error> {
+    parse_certificates(bytes)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::malformed("certificate", "empty input"))
+}
+
+fn trim_ascii_start(b: &[u8]) -> &[u8] {
+    let n = b.iter().take_while(|c| c.is_ascii_whitespace()).count();
+    &b[n..]
+}
+
+/// A public key taken from a certificate, in the form the primitives want.
+#[derive(Clone, PartialEq, Eq)]
+pub enum PublicKey {
+    /// RSA: the whole SubjectPublicKeyInfo DER, and the modulus size.
+    Rsa {
+        /// DER SubjectPublicKeyInfo.
+        spki: Vec<u8>,
+        /// Modulus length in bits.
+        bits: usize,
+    },
+    /// ECDSA/ECDH on P-256: the uncompressed point.
+    P256(Vec<u8>),
+    /// ECDSA on P-384: the uncompressed point.
+    P384(Vec<u8>),
+    /// Ed25519: the 32-byte key.
+    Ed25519(Vec<u8>),
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PublicKey::Rsa { bits, .. } => write!(f, "RSA-{bits}"),
+            PublicKey::P256(_) => f.write_str("EC-P256"),
+            PublicKey::P384(_) => f.write_str("EC-P384"),
+            PublicKey::Ed25519(_) => f.write_str("Ed25519"),
+        }
+    }
+}
+
+impl PublicKey {
+    /// Extracts the public key of `cert`.
+    pub fn from_certificate(cert: &Certificate) -> Result<Self, Error> {
+        let spki = cert.tbs_certificate().subject_public_key_info();
+        let alg = spki.algorithm.oid;
+        let key_bytes = spki
+            .subject_public_key
+            .as_bytes()
+            .ok_or_else(|| Error::malformed("certificate", "public key has unused bits"))?;
+        if alg == oids::RSA_ENCRYPTION || alg == oids::RSASSA_PSS {
+            let der = spki
+                .to_der()
+                .map_err(|e| Error::malformed("certificate", e))?;
+            let key = rsa::PublicEncryptingKey::from_der(&der).map_err(|e| {
+                Error::malformed("RSA public key", format!("rejected by aws-lc: {e}"))
+            })?;
+            Ok(PublicKey::Rsa {
+                spki: der,
+                bits: key.key_size_bits(),
+            })
+        } else if alg == oids::EC_PUBLIC_KEY {
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.decode_as::<const_oid::ObjectIdentifier>().ok());
+            match curve {
+                Some(c) if c == oids::SECP256R1 => Ok(PublicKey::P256(key_bytes.to_vec())),
+                Some(c) if c == oids::SECP384R1 => Ok(PublicKey::P384(key_bytes.to_vec())),
+                other => Err(Error::UnsupportedAlgorithm(format!(
+                    "elliptic curve {}",
+                    other
+                        .map(|c| c.to_string())
+                        .unwrap_or_else(|| "(none)".into())
+                ))),
+            }
+        } else if alg == oids::ED25519 {
+            Ok(PublicKey::Ed25519(key_bytes.to_vec()))
+        } else {
+            Err(Error::UnsupportedAlgorithm(format!(
+                "public key algorithm {}",
+                crate::names::oid_name(&alg)
+            )))
+        }
+    }
+
+    /// True when both describe the same key, however the SubjectPublicKeyInfo was encoded.
+    pub fn same_key(&self, other: &PublicKey) -> bool {
+        match (self, other) {
+            (PublicKey::Rsa { spki: a, .. }, PublicKey::Rsa { spki: b, .. }) => {
+                let bits = |d: &[u8]| {
+                    spki::SubjectPublicKeyInfoRef::from_der(d)
+                        .ok()
+                        .and_then(|s| s.subject_public_key.as_bytes().map(<[u8]>::to_vec))
+                };
+                bits(a).is_some() && bits(a) == bits(b)
+            }
+            (a, b) => a == b,
+        }
+    }
+
+    /// Human name, e.g. `RSA-3072`.
+    pub fn describe(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
+/// RSA encryption padding for key transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RsaPadding {
+    /// RSAES-PKCS1-v1_5 (RFC 8017 §7.2): what every S/MIME client reads.
+    Pkcs1v15,
+    /// RSAES-OAEP (RFC 8017 §7.1, RFC 3560) with this hash for both OAEP and MGF1.
+    Oaep(DigestAlgorithm),
+}
+
+/// The private-key operations S/MIME needs. Implement it to keep keys in an HSM.
+pub trait PrivateKeyOps: Send + Sync + fmt::Debug {
+    /// The matching public key (to check a certificate belongs to this key).
+    fn public_key(&self) -> &PublicKey;
+    /// RSA key transport: decrypt a content-encryption key.
+    fn rsa_decrypt(
+        &self,
+        padding: RsaPadding,
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, Error>;
+    /// ECDH: the shared secret Z with the originator's uncompressed point.
+    fn ecdh(&self, peer_point: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error>;
+    /// Sign `data` (the signature algorithm hashes it).
+    fn sign(&self, alg: SignatureAlgorithm, data: &[u8]) -> Result<Vec<u8>, Error>;
+}
+
+/// A private key held in process memory, operated by aws-lc-rs.
+pub struct SoftwareKey {
+    public: PublicKey,
+    inner: SoftwareKeyInner,
+}
+
+enum SoftwareKeyInner {
+    Rsa {
+        pkcs1: rsa::Pkcs1PrivateDecryptingKey,
+        oaep: rsa::OaepPrivateDecryptingKey,
+        signer: signature::RsaKeyPair,
+    },
+    P256 {
+        ecdh: agreement::PrivateKey,
+        signer: signature::EcdsaKeyPair,
+    },
+}
+
+impl fmt::Debug for SoftwareKey {
+    // Never print key material.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SoftwareKey({:?})", self.public)
+    }
+}
+
+impl SoftwareKey {
+    /// Loads a private key: PEM (`PRIVATE KEY` PKCS#8, `RSA PRIVATE KEY` PKCS#1, `EC PRIVATE KEY`
+    /// SEC1) or DER (PKCS#8).
+    pub fn from_pem_or_der(bytes: &[u8]) -> Result<Self, Error> {
+        let (label, der) = if trim_ascii_start(bytes).starts_with(b"-----BEGIN") {
+            find_pem_key(bytes)?
+        } else {
+            ("PRIVATE KEY".to_string(), Zeroizing::new(bytes.to_vec()))
+        };
+        match label.as_str() {
+            "PRIVATE KEY" => Self::from_pkcs8(&der),
+            "RSA PRIVATE KEY" => Self::from_pkcs8(&rsa_pkcs1_to_pkcs8(&der)?),
+            "EC PRIVATE KEY" => Self::from_ec(&der),
+            "ENCRYPTED PRIVATE KEY" => Err(Error::InvalidRequest(
+                "encrypted private keys are not supported; decrypt it into the key store".into(),
+            )),
+            other => Err(Error::malformed(
+                "private key",
+                format!("unexpected PEM label {other:?}"),
+            )),
+        }
+    }
+
+    fn from_pkcs8(der: &[u8]) -> Result<Self, Error> {
+        // aws-lc parses PKCS#8 itself; try RSA, then EC, rather than parse the structure twice.
+        let Ok(first) = rsa::PrivateDecryptingKey::from_pkcs8(der) else {
+            return Self::from_ec(der);
+        };
+        let reject = |e: aws_lc_rs::error::KeyRejected| {
+            Error::malformed("RSA private key", format!("rejected by aws-lc: {e}"))
+        };
+        let decrypting = || rsa::PrivateDecryptingKey::from_pkcs8(der).map_err(reject);
+        let signer = signature::RsaKeyPair::from_pkcs8(der).map_err(reject)?;
+        let bits = first.key_size_bits();
+        let backend = |_| Error::Backend("RSA key setup".into());
+        Ok(SoftwareKey {
+            public: PublicKey::Rsa {
+                spki: signer_public_spki(&signer)?,
+                bits,
+            },
+            inner: SoftwareKeyInner::Rsa {
+                pkcs1: rsa::Pkcs1PrivateDecryptingKey::new(first).map_err(backend)?,
+                oaep: rsa::OaepPrivateDecryptingKey::new(decrypting()?).map_err(backend)?,
+                signer,
+            },
+        })
+    }
+
+    fn from_ec(der: &[u8]) -> Result<Self, Error> {
+        let signer = signature::EcdsaKeyPair::from_private_key_der(
+            &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            der,
+        )
+        .map_err(|e| {
+            Error::UnsupportedAlgorithm(format!("EC private key (only P-256 is supported): {e}"))
+        })?;
+        let ecdh = agreement::PrivateKey::from_private_key_der(&agreement::ECDH_P256, der)
+            .map_err(|e| Error::malformed("EC private key", e))?;
+        let point = signature::KeyPair::public_key(&signer).as_ref().to_vec();
+        Ok(SoftwareKey {
+            public: PublicKey::P256(point),
+            inner: SoftwareKeyInner::P256 { ecdh, signer },
+        })
+    }
+}
+
+fn signer_public_spki(signer: &signature::RsaKeyPair) -> Result<Vec<u8>, Error> {
+    use aws_lc_rs::encoding::AsDer;
+    let pk = signature::KeyPair::public_key(signer);
+    let der: aws_lc_rs::encoding::PublicKeyX509Der<'_> = pk
+        .as_der()
+        .map_err(|_| Error::Backend("encode RSA public key".into()))?;
+    Ok(der.as_ref().to_vec())
+}
+
+/// Finds the first private-key PEM block (skipping e.g. `EC PARAMETERS`).
+fn find_pem_key(bytes: &[u8]) -> Result<(String, Zeroizing<Vec<u8>>), Error> {
+    let text = std::str::from_utf8(bytes).map_err(|_| Error::malformed("PEM key", "not UTF-8"))?;
+    let mut rest = text;
+    while let Some(start) = rest.find("-----BEGIN ") {
+        let block = &rest[start..];
+        let label_end = block[11..]
+            .find("-----")
+            .ok_or_else(|| Error::malformed("PEM key", "unterminated BEGIN line"))?;
+        let label = &block[11..11 + label_end];
+        let end_marker = format!("-----END {label}-----");
+        let end = block
+            .find(&end_marker)
+            .ok_or_else(|| Error::malformed("PEM key", format!("no END line for {label}")))?;
+        let whole = &block[..end + end_marker.len()];
+        if label.ends_with("PRIVATE KEY") {
+            let (l, der) = der::pem::decode_vec(whole.as_bytes())
+                .map_err(|e| Error::malformed("PEM key", e))?;
+            return Ok((l.to_string(), Zeroizing::new(der)));
+        }
+        rest = &block[end + end_marker.len()..];
+    }
+    Err(Error::malformed("PEM key", "no PRIVATE KEY block"))
+}
+
+/// Wraps a PKCS#1 RSAPrivateKey in a PKCS#8 PrivateKeyInfo (RFC 5208), which aws-lc-rs wants.
+fn rsa_pkcs1_to_pkcs8(pkcs1: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
+    #[derive(der::Sequence)]
+    struct PrivateKeyInfo {
+        version: u8,
+        algorithm: spki::AlgorithmIdentifierOwned,
+        private_key: der::asn1::OctetString,
+    }
+    let info = PrivateKeyInfo {
+        version: 0,
+        algorithm: spki::AlgorithmIdentifierOwned {
+            oid: oids::RSA_ENCRYPTION,
+            parameters: Some(der::asn1::Null.into()),
+        },
+        private_key: der::asn1::OctetString::new(pkcs1)
+            .map_err(|e| Error::malformed("RSA private key", e))?,
+    };
+    Ok(Zeroizing::new(
+        info.to_der()
+            .map_err(|e| Error::malformed("RSA private key", e))?,
+    ))
+}
+
+impl PrivateKeyOps for SoftwareKey {
+    fn public_key(&self) -> &PublicKey {
+        &self.public
+    }
+
+    fn rsa_decrypt(
+        &self,
+        padding: RsaPadding,
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let SoftwareKeyInner::Rsa { pkcs1, oaep, .. } = &self.inner else {
+            return Err(Error::NotForUs("RSA key transport to a non-RSA key".into()));
+        };
+        match padding {
+            RsaPadding::Pkcs1v15 => {
+                let mut out = Zeroizing::new(vec![0u8; pkcs1.min_output_size()]);
+                let n = pkcs1
+                    .decrypt(ciphertext, &mut out)
+                    .map_err(|_| Error::DecryptionFailed)?
+                    .len();
+                out.truncate(n);
+                Ok(out)
+            }
+            RsaPadding::Oaep(d) => {
+                let alg = match d {
+                    DigestAlgorithm::Sha1 => &rsa::OAEP_SHA1_MGF1SHA1,
+                    DigestAlgorithm::Sha256 => &rsa::OAEP_SHA256_MGF1SHA256,
+                    DigestAlgorithm::Sha384 => &rsa::OAEP_SHA384_MGF1SHA384,
+                    DigestAlgorithm::Sha512 => &rsa::OAEP_SHA512_MGF1SHA512,
+                    DigestAlgorithm::Md5 | DigestAlgorithm::Sha224 => {
+                        return Err(Error::UnsupportedAlgorithm(format!("RSAES-OAEP with {d}")))
+                    }
+                };
+                let mut out = Zeroizing::new(vec![0u8; oaep.min_output_size()]);
+                let n = oaep
+                    .decrypt(alg, ciphertext, &mut out, None)
+                    .map_err(|_| Error::DecryptionFailed)?
+                    .len();
+                out.truncate(n);
+                Ok(out)
+            }
+        }
+    }
+
+    fn ecdh(&self, peer_point: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let SoftwareKeyInner::P256 { ecdh, .. } = &self.inner else {
+            return Err(Error::NotForUs("ECDH key agreement to a non-EC key".into()));
+        };
+        let peer = agreement::UnparsedPublicKey::new(&agreement::ECDH_P256, peer_point);
+        agreement::agree(ecdh, peer, Error::DecryptionFailed, |z| {
+            Ok(Zeroizing::new(z.to_vec()))
+        })
+    }
+
+    fn sign(&self, alg: SignatureAlgorithm, data: &[u8]) -> Result<Vec<u8>, Error> {
+        let rng = SystemRandom::new();
+        let unsupported =
+            || Error::UnsupportedAlgorithm(format!("signing with {alg} and this key"));
+        match (&self.inner, alg) {
+            (SoftwareKeyInner::Rsa { signer, .. }, SignatureAlgorithm::RsaPkcs1(d))
+            | (SoftwareKeyInner::Rsa { signer, .. }, SignatureAlgorithm::RsaPss(d)) => {
+                let pss = matches!(alg, SignatureAlgorithm::RsaPss(_));
+                let enc: &'static dyn signature::RsaEncoding = match (pss, d) {
+                    (false, DigestAlgorithm::Sha256) => &signature::RSA_PKCS1_SHA256,
+                    (false, DigestAlgorithm::Sha384) => &signature::RSA_PKCS1_SHA384,
+                    (false, DigestAlgorithm::Sha512) => &signature::RSA_PKCS1_SHA512,
+                    (true, DigestAlgorithm::Sha256) => &signature::RSA_PSS_SHA256,
+                    (true, DigestAlgorithm::Sha384) => &signature::RSA_PSS_SHA384,
+                    (true, DigestAlgorithm::Sha512) => &signature::RSA_PSS_SHA512,
+                    _ => return Err(unsupported()),
+                };
+                let mut sig = vec![0u8; signer.public_modulus_len()];
+                signer
+                    .sign(enc, &rng, data, &mut sig)
+                    .map_err(|_| Error::Backend("RSA signing failed".into()))?;
+                Ok(sig)
+            }
+            (
+                SoftwareKeyInner::P256 { signer, .. },
+                SignatureAlgorithm::Ecdsa(DigestAlgorithm::Sha256),
+            ) => Ok(signer
+                .sign(&rng, data)
+                .map_err(|_| Error::Backend("ECDSA signing failed".into()))?
+                .as_ref()
+                .to_vec()),
+            _ => Err(unsupported()),
+        }
+    }
+}
+
+/// Our identity for one operation: the certificate and the key behind it.
+#[derive(Debug)]
+pub struct Identity {
+    /// Our certificate (and any chain certificates that came with it).
+    pub certificate: Certificate,
+    /// Further certificates from the same PEM (intermediates), sent along with signatures.
+    pub chain: Vec<Certificate>,
+    /// The private key.
+    pub key: Box<dyn PrivateKeyOps>,
+}
+
+impl Identity {
+    /// Loads a software identity from a credential (PEM/DER certificate and key).
+    pub fn from_credential(cred: &postern_core::Credential) -> Result<Self, Error> {
+        let mut certs = parse_certificates(&cred.certificate)?.into_iter();
+        let certificate = certs
+            .next()
+            .ok_or_else(|| Error::malformed("certificate", "empty"))?;
+        let secret = cred
+            .secret
+            .as_ref()
+            .ok_or_else(|| Error::InvalidRequest("credential has no private key".into()))?;
+        let key: Box<dyn PrivateKeyOps> = Box::new(SoftwareKey::from_pem_or_der(secret.expose())?);
+        let cert_key = PublicKey::from_certificate(&certificate)?;
+        if !cert_key.same_key(key.public_key()) {
+            return Err(Error::InvalidRequest(
+                "the private key does not belong to the certificate".into(),
+            ));
+        }
+        Ok(Identity {
+            certificate,
+            chain: certs.collect(),
+            key,
+        })
+    }
+}

@@ -1,0 +1,358 @@
+//! MIME around CMS: the inner entity we protect, the outer message we send, and putting an
+//! opened message back together.
+//!
+//! Output always uses CRLF line endings (RFC 5322 §2.1; RFC 8551 §3.1.1 canonical form).
+
+use base64::Engine;
+use postern_core::{Error, HeaderField, MessageView, PartView};
+
+/// Trace fields stay outside: they document the route and are added by every hop.
+const TRACE: &[&str] = &["received", "return-path"];
+/// Fields that must stay readable on the outside so the message can be routed and threaded
+/// (the issue's "From, To, Cc, Date, Message-ID kept").
+const ROUTING: &[&str] = &["from", "sender", "to", "cc", "date", "message-id"];
+/// Never copied anywhere: a Bcc list must not reach any recipient.
+const NEVER: &[&str] = &["bcc"];
+
+fn is(name: &str, set: &[&str]) -> bool {
+    set.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
+fn is_content_header(name: &str) -> bool {
+    name.len() > 8 && name[..8].eq_ignore_ascii_case("content-")
+}
+
+/// Converts bare LF to CRLF (leaves existing CRLF alone).
+pub fn to_crlf(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len() + input.len() / 40);
+    let mut prev = 0u8;
+    for &b in input {
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        prev = b;
+    }
+    out
+}
+
+fn push_field(out: &mut Vec<u8>, raw: &[u8]) {
+    let f = to_crlf(raw);
+    out.extend_from_slice(&f);
+    if !f.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Base64 with 76-character CRLF lines (RFC 2045 §6.8).
+pub fn base64_lines(data: &[u8]) -> Vec<u8> {
+    let enc = base64::engine::general_purpose::STANDARD.encode(data);
+    let mut out = Vec::with_capacity(enc.len() + enc.len() / 38 + 2);
+    for chunk in enc.as_bytes().chunks(76) {
+        out.extend_from_slice(chunk);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// A boundary that cannot occur in base64 or in our own inner entity by chance.
+pub fn boundary() -> Result<String, Error> {
+    let r = crate::crypto::random(16)?;
+    Ok(format!(
+        "----=_postern_{}",
+        r.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
+}
+
+/// Appends an `hp` parameter (RFC 9788 §2.1.1) to a raw Content-Type field.
+fn content_type_with_hp(raw: &[u8], hp: &str) -> Vec<u8> {
+    let f = to_crlf(raw);
+    let body = f.strip_suffix(b"\r\n").unwrap_or(&f);
+    let mut out = body.to_vec();
+    out.extend_from_slice(format!("; hp=\"{hp}\"\r\n").as_bytes());
+    out
+}
+
+/// The entity placed inside the encryption (or header-protected signature): the original header
+/// section (without trace fields or Bcc) and body, canonicalised to CRLF. With header protection
+/// the Content-Type carries `hp` and each outer field is echoed as `HP-Outer` (RFC 9788).
+pub fn inner_entity(view: &MessageView<'_>, hp: Option<&str>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(view.raw().len() + 256);
+    let headers = view.headers();
+    let mut has_ct = false;
+    for h in &headers {
+        if is(h.name, TRACE) || is(h.name, NEVER) {
+            continue;
+        }
+        if h.name.eq_ignore_ascii_case("content-type") {
+            has_ct = true;
+            if let Some(hp) = hp {
+                out.extend_from_slice(&content_type_with_hp(h.raw, hp));
+                continue;
+            }
+        }
+        push_field(&mut out, h.raw);
+    }
+    if let Some(hp) = hp {
+        if !has_ct {
+            out.extend_from_slice(
+                format!("Content-Type: text/plain; charset=us-ascii; hp=\"{hp}\"\r\n").as_bytes(),
+            );
+        }
+        for h in headers.iter().filter(|h| is(h.name, ROUTING)) {
+            out.extend_from_slice(b"HP-Outer: ");
+            push_field(&mut out, h.raw);
+        }
+        out.extend_from_slice(b"HP-Outer: Subject: [...]\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&to_crlf(view.body()));
+    out
+}
+
+/// The entity to sign without header protection: only the MIME (`Content-*`) fields of the
+/// original, made 7-bit safe as RFC 8551 §3.1.2 requires (8-bit leaves become base64).
+pub fn signed_entity(view: &MessageView<'_>) -> Vec<u8> {
+    seven_bit(&view.root(), true)
+}
+
+fn needs_encoding(body: &[u8]) -> bool {
+    body.iter().any(|&b| b >= 0x80 || b == 0) || body.split(|&b| b == b'\n').any(|l| l.len() > 998)
+}
+
+fn seven_bit(part: &PartView<'_, '_>, top: bool) -> Vec<u8> {
+    let headers: Vec<HeaderField<'_>> = part
+        .headers()
+        .into_iter()
+        .filter(|h| !top || is_content_header(h.name))
+        .collect();
+    let kids = part.children();
+    let mut out = Vec::new();
+    let body = part.raw_body();
+    if !kids.is_empty() && needs_encoding(body) {
+        for h in &headers {
+            push_field(&mut out, h.raw);
+        }
+        if !headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case("content-type"))
+        {
+            out.extend_from_slice(b"Content-Type: text/plain\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        let b = part.content_type_param("boundary").unwrap_or_default();
+        for k in kids {
+            out.extend_from_slice(format!("--{b}\r\n").as_bytes());
+            out.extend_from_slice(&seven_bit(&k, false));
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(format!("--{b}--\r\n").as_bytes());
+        return out;
+    }
+    let reencode = kids.is_empty() && needs_encoding(body);
+    for h in &headers {
+        if reencode && h.name.eq_ignore_ascii_case("content-transfer-encoding") {
+            continue;
+        }
+        push_field(&mut out, h.raw);
+    }
+    if !headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("content-type"))
+    {
+        out.extend_from_slice(b"Content-Type: text/plain; charset=us-ascii\r\n");
+    }
+    if reencode {
+        // The body of an 8bit/binary part is its content as is; text is canonicalised to CRLF
+        // before encoding (RFC 2045 §6.8), other types are left byte for byte.
+        out.extend_from_slice(b"Content-Transfer-Encoding: base64\r\n\r\n");
+        let content = if part.mime_type().starts_with("text/") {
+            to_crlf(body)
+        } else {
+            body.to_vec()
+        };
+        out.extend_from_slice(&base64_lines(&content));
+    } else {
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&to_crlf(body));
+    }
+    out
+}
+
+/// The outer header section: trace and routing fields of the original, Subject (or `[...]`
+/// under header protection), and `MIME-Version`. Ends with CRLF but not the blank line.
+pub fn outer_headers(view: &MessageView<'_>, header_protection: bool, keep_all: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    for h in view.headers() {
+        let keep = if is(h.name, NEVER)
+            || is_content_header(h.name)
+            || h.name.eq_ignore_ascii_case("mime-version")
+        {
+            false
+        } else if h.name.eq_ignore_ascii_case("subject") {
+            if header_protection {
+                out.extend_from_slice(b"Subject: [...]\r\n");
+                false
+            } else {
+                true
+            }
+        } else {
+            keep_all || is(h.name, TRACE) || is(h.name, ROUTING)
+        };
+        if keep {
+            push_field(&mut out, h.raw);
+        }
+    }
+    out.extend_from_slice(b"MIME-Version: 1.0\r\n");
+    out
+}
+
+/// A complete `application/pkcs7-mime` message.
+pub fn pkcs7_mime(outer: &[u8], smime_type: &str, der: &[u8]) -> Vec<u8> {
+    let mut out = outer.to_vec();
+    out.extend_from_slice(
+        format!(
+            "Content-Type: application/pkcs7-mime; smime-type={smime_type}; name=\"smime.p7m\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\
+             Content-Disposition: attachment; filename=\"smime.p7m\"\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(&base64_lines(der));
+    out
+}
+
+/// A complete `multipart/signed` message (RFC 8551 §3.5.3).
+pub fn multipart_signed(
+    outer: &[u8],
+    entity: &[u8],
+    signature_der: &[u8],
+) -> Result<Vec<u8>, Error> {
+    let b = boundary()?;
+    let mut out = outer.to_vec();
+    out.extend_from_slice(
+        format!(
+            "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; \
+             micalg=sha-256;\r\n boundary=\"{b}\"\r\n\r\n\
+             This is a cryptographically signed message in MIME format.\r\n\r\n--{b}\r\n"
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(entity);
+    if !entity.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    // The CRLF before the boundary belongs to the boundary (RFC 2046 §5.1.1), not the content.
+    out.extend_from_slice(
+        format!(
+            "\r\n--{b}\r\n\
+             Content-Type: application/pkcs7-signature; name=\"smime.p7s\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\
+             Content-Disposition: attachment; filename=\"smime.p7s\"\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(&base64_lines(signature_der));
+    out.extend_from_slice(format!("--{b}--\r\n").as_bytes());
+    Ok(out)
+}
+
+/// Puts an opened inner entity back into a message: the outer fields that the inner entity does
+/// not itself carry (trace, routing), then the inner header section and body.
+///
+/// Inner fields win over outer ones of the same name: they were protected, the outer ones not.
+/// `HP-Outer` echoes are dropped, and the `[...]` placeholder Subject never survives.
+pub fn merge(outer: &MessageView<'_>, inner: &[u8]) -> Vec<u8> {
+    let inner = to_crlf(inner);
+    let parsed = MessageView::parse(&inner).ok();
+    let inner_names: Vec<String> = parsed
+        .as_ref()
+        .map(|v| {
+            v.headers()
+                .iter()
+                .map(|h| h.name.to_ascii_lowercase())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = Vec::with_capacity(inner.len() + outer.header_section().len());
+    for h in outer.headers() {
+        let lname = h.name.to_ascii_lowercase();
+        if is_content_header(h.name)
+            || lname == "mime-version"
+            || inner_names.contains(&lname)
+            || (lname == "subject" && h.value() == "[...]")
+        {
+            continue;
+        }
+        push_field(&mut out, h.raw);
+    }
+    match parsed {
+        Some(v) => {
+            if !inner_names.iter().any(|n| n == "mime-version") {
+                out.extend_from_slice(b"MIME-Version: 1.0\r\n");
+            }
+            for h in v.headers() {
+                if !h.name.eq_ignore_ascii_case("hp-outer") {
+                    push_field(&mut out, h.raw);
+                }
+            }
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(v.body());
+        }
+        None => {
+            // Content without a header section (e.g. `openssl smime -encrypt` of a bare file).
+            out.extend_from_slice(b"MIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n");
+            out.extend_from_slice(&inner);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crlf_normalisation_is_idempotent() {
+        assert_eq!(to_crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
+        assert_eq!(to_crlf(&to_crlf(b"a\nb\n")), b"a\r\nb\r\n");
+    }
+
+    #[test]
+    fn outer_keeps_routing_and_hides_the_rest() {
+        let m = b"Received: from x\nFrom: a@x.example\nTo: b@y.example\nBcc: secret@z.example\nSubject: PHI\nX-Custom: inner only\nContent-Type: text/plain\n\nhello\n";
+        let v = MessageView::parse(m).unwrap();
+        let outer = String::from_utf8(outer_headers(&v, true, false)).unwrap();
+        assert!(outer.contains("Received: from x\r\n"));
+        assert!(outer.contains("Subject: [...]\r\n"));
+        assert!(!outer.contains("PHI") && !outer.contains("X-Custom") && !outer.contains("Bcc"));
+        let inner = String::from_utf8(inner_entity(&v, Some("cipher"))).unwrap();
+        assert!(inner.contains("Subject: PHI\r\n") && inner.contains("X-Custom"));
+        assert!(inner.contains("hp=\"cipher\"") && !inner.contains("Bcc"));
+        assert!(inner.ends_with("\r\n\r\nhello\r\n"));
+    }
+
+    #[test]
+    fn merge_prefers_protected_inner_fields() {
+        let outer = b"Received: from x\r\nFrom: a@x.example\r\nSubject: [...]\r\nContent-Type: application/pkcs7-mime\r\n\r\nxx";
+        let inner = b"From: a@x.example\r\nSubject: real\r\nHP-Outer: Subject: [...]\r\nContent-Type: text/plain; hp=\"cipher\"\r\n\r\nbody\r\n";
+        let v = MessageView::parse(outer).unwrap();
+        let m = String::from_utf8(merge(&v, inner)).unwrap();
+        assert!(m.starts_with("Received: from x\r\n"));
+        assert!(m.contains("Subject: real\r\n") && !m.contains("[...]"));
+        assert_eq!(m.matches("From:").count(), 1);
+        assert!(m.ends_with("\r\n\r\nbody\r\n"));
+    }
+
+    #[test]
+    fn eight_bit_leaf_is_base64_encoded_for_signing() {
+        let m = "From: a@x.example\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\nGrüße\n";
+        let v = MessageView::parse(m.as_bytes()).unwrap();
+        let e = String::from_utf8(signed_entity(&v)).unwrap();
+        assert!(!e.contains("From:"));
+        assert!(
+            e.contains("Content-Transfer-Encoding: base64\r\n\r\nR3LDvMOfZQ0K\r\n"),
+            "{e}"
+        );
+    }
+}

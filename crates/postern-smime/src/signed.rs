@@ -1,0 +1,364 @@
+//! SignedData (RFC 5652 §5): signing with signed attributes (RFC 8551 §2.5), and verification
+//! over the exact content bytes.
+
+use std::time::SystemTime;
+
+use cms::cert::CertificateChoices;
+use cms::content_info::{CmsVersion, ContentInfo};
+use cms::signed_data::{
+    CertificateSet, EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo, SignerInfos,
+};
+use der::asn1::{OctetString, SetOfVec};
+use der::{Any, Decode, Encode, EncodingRules};
+use postern_core::{
+    DigestAlgorithm, Error, Policy, SignatureAlgorithm, SignatureReport, SignatureStatus,
+};
+use x509_cert::attr::Attribute;
+use x509_cert::time::Time;
+use x509_cert::Certificate;
+
+use crate::asn1::{alg_absent, alg_null, alg_with, pss_salt, PssParams};
+use crate::certinfo;
+use crate::chain::{self, TrustContext};
+use crate::crypto;
+use crate::enveloped::decode_content;
+use crate::keys::{Identity, PublicKey};
+use crate::names::{digest_from_oid, digest_oid, signature_from_oid};
+use crate::oids;
+
+/// Which signature algorithm to use with an RSA key (EC keys always use ECDSA with SHA-256).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RsaSignatureScheme {
+    /// RSASSA-PKCS1-v1_5 with SHA-256: what every client verifies.
+    #[default]
+    Pkcs1Sha256,
+    /// RSASSA-PSS with SHA-256, salt 32 (RFC 4056).
+    PssSha256,
+}
+
+fn attribute(oid: const_oid::ObjectIdentifier, value: Any) -> Result<Attribute, Error> {
+    let mut values = SetOfVec::new();
+    values
+        .insert(value)
+        .map_err(|e| Error::malformed("attribute", e))?;
+    Ok(Attribute { oid, values })
+}
+
+fn any_of<T: Encode>(v: &T, what: &'static str) -> Result<Any, Error> {
+    Any::from_der(&crypto::der(v, what)?).map_err(|e| Error::malformed(what, e))
+}
+
+/// Signs `content`. `detached`: the content is left out (for `multipart/signed`).
+pub fn sign(
+    content: &[u8],
+    me: &Identity,
+    scheme: RsaSignatureScheme,
+    detached: bool,
+    policy: &Policy,
+    now: SystemTime,
+) -> Result<Vec<u8>, Error> {
+    if let Some(p) = certinfo::validity_problem(&me.certificate, now) {
+        return Err(Error::NoUsableKey {
+            recipient: certinfo::describe(&me.certificate),
+            reason: format!("our signing certificate {p}"),
+        });
+    }
+    let digest = DigestAlgorithm::Sha256;
+    let (sig_alg, sig_alg_id) = match me.key.public_key() {
+        PublicKey::Rsa { bits, .. } => {
+            policy.check_rsa_bits(*bits)?;
+            match scheme {
+                // rsaEncryption with a separate digest is what OpenSSL writes (RFC 3370 §3.2).
+                RsaSignatureScheme::Pkcs1Sha256 => (
+                    SignatureAlgorithm::RsaPkcs1(digest),
+                    alg_null(oids::RSA_ENCRYPTION),
+                ),
+                RsaSignatureScheme::PssSha256 => (
+                    SignatureAlgorithm::RsaPss(digest),
+                    alg_with(oids::RSASSA_PSS, &PssParams::for_digest(digest, 32)?)?,
+                ),
+            }
+        }
+        PublicKey::P256(_) => (
+            SignatureAlgorithm::Ecdsa(digest),
+            alg_absent(oids::ECDSA_WITH_SHA256),
+        ),
+        other => {
+            return Err(Error::UnsupportedAlgorithm(format!(
+                "signing with a {other:?} key"
+            )))
+        }
+    };
+    policy.check_signature(sig_alg)?;
+    let md = crypto::hash(digest, content)?;
+    let mut attrs = SetOfVec::new();
+    let time = Time::try_from(now).map_err(|e| Error::malformed("signing time", e))?;
+    for a in [
+        attribute(oids::CONTENT_TYPE, any_of(&oids::ID_DATA, "contentType")?)?,
+        attribute(oids::SIGNING_TIME, any_of(&time, "signingTime")?)?,
+        attribute(
+            oids::MESSAGE_DIGEST,
+            any_of(
+                &OctetString::new(md).map_err(|e| Error::malformed("digest", e))?,
+                "messageDigest",
+            )?,
+        )?,
+    ] {
+        attrs
+            .insert(a)
+            .map_err(|e| Error::malformed("signed attributes", e))?;
+    }
+    // RFC 5652 §5.4: the signature covers the DER of the attributes with an explicit SET tag.
+    let to_sign = crypto::der(&attrs, "signed attributes")?;
+    let signature = me.key.sign(sig_alg, &to_sign)?;
+    let signer = SignerInfo {
+        version: CmsVersion::V1,
+        sid: SignerIdentifier::IssuerAndSerialNumber(certinfo::issuer_and_serial(&me.certificate)),
+        digest_alg: alg_absent(digest_oid(digest)),
+        signed_attrs: Some(attrs),
+        signature_algorithm: sig_alg_id,
+        signature: OctetString::new(signature).map_err(|e| Error::malformed("signature", e))?,
+        unsigned_attrs: None,
+    };
+    let mut certs = vec![CertificateChoices::Certificate(me.certificate.clone())];
+    certs.extend(
+        me.chain
+            .iter()
+            .cloned()
+            .map(CertificateChoices::Certificate),
+    );
+    let mut digests = SetOfVec::new();
+    digests
+        .insert(alg_absent(digest_oid(digest)))
+        .map_err(|e| Error::malformed("digest algorithms", e))?;
+    let sd = SignedData {
+        version: CmsVersion::V1,
+        digest_algorithms: digests,
+        encap_content_info: EncapsulatedContentInfo {
+            econtent_type: oids::ID_DATA,
+            econtent: if detached {
+                None
+            } else {
+                Some(any_of(
+                    &OctetString::new(content).map_err(|e| Error::malformed("content", e))?,
+                    "content",
+                )?)
+            },
+        },
+        certificates: Some(
+            CertificateSet::try_from(certs).map_err(|e| Error::malformed("certificates", e))?,
+        ),
+        crls: None,
+        signer_infos: SignerInfos::try_from(vec![signer])
+            .map_err(|e| Error::malformed("signer infos", e))?,
+    };
+    let ci = ContentInfo {
+        content_type: oids::ID_SIGNED_DATA,
+        content: any_of(&sd, "SignedData")?,
+    };
+    crypto::der(&ci, "ContentInfo")
+}
+
+/// The encapsulated content of an opaque SignedData, if present.
+pub fn encapsulated_content(sd: &SignedData) -> Result<Option<Vec<u8>>, Error> {
+    let Some(any) = &sd.encap_content_info.econtent else {
+        return Ok(None);
+    };
+    let os: OctetString = any
+        .decode_as()
+        .or_else(|_| any.decode_as_encoding(EncodingRules::Ber))
+        .map_err(|e| Error::malformed("encapsulated content", e))?;
+    Ok(Some(os.as_bytes().to_vec()))
+}
+
+/// Parses the SignedData in a ContentInfo.
+pub fn signed_data(ci: &ContentInfo) -> Result<SignedData, Error> {
+    if ci.content_type != oids::ID_SIGNED_DATA {
+        return Err(Error::NotRecognised {
+            standard: "S/MIME".into(),
+            detail: format!("content type {} is not signed-data", ci.content_type),
+        });
+    }
+    decode_content(&ci.content, "SignedData")
+}
+
+/// Inputs for verification beyond the SignedData.
+pub struct VerifyContext<'a> {
+    /// Trust anchors, pinned partner certificates, policy, time.
+    pub anchors: &'a [Certificate],
+    /// Pinned partner certificates (also used to find signers whose certificate is not included).
+    pub pinned: &'a [Certificate],
+    /// The policy.
+    pub policy: &'a Policy,
+    /// Validation time.
+    pub now: SystemTime,
+}
+
+/// Verifies every SignerInfo of `sd` over `content` (the encapsulated or detached content).
+/// One report per signer; never an error for a bad signature.
+pub fn verify(sd: &SignedData, content: &[u8], ctx: &VerifyContext<'_>) -> Vec<SignatureReport> {
+    let included: Vec<Certificate> = sd
+        .certificates
+        .as_ref()
+        .map(|set| {
+            set.0
+                .iter()
+                .filter_map(|c| match c {
+                    CertificateChoices::Certificate(c) => Some(c.clone()),
+                    CertificateChoices::Other(_) => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut candidates = included.clone();
+    candidates.extend(ctx.pinned.iter().cloned());
+    let trust = TrustContext {
+        anchors: ctx.anchors,
+        pinned: ctx.pinned,
+        pool: &included,
+        policy: ctx.policy,
+        now: ctx.now,
+    };
+    if sd.signer_infos.0.is_empty() {
+        return vec![SignatureReport::new(SignatureStatus::Invalid(
+            "SignedData has no signer".into(),
+        ))];
+    }
+    sd.signer_infos
+        .0
+        .iter()
+        .map(|si| verify_one(si, sd, content, &candidates, &trust))
+        .collect()
+}
+
+fn find_signer<'c>(sid: &SignerIdentifier, certs: &'c [Certificate]) -> Option<&'c Certificate> {
+    certs.iter().find(|c| match sid {
+        SignerIdentifier::IssuerAndSerialNumber(i) => certinfo::matches_issuer_serial(c, i),
+        SignerIdentifier::SubjectKeyIdentifier(s) => {
+            certinfo::subject_key_id(c).is_some_and(|k| k == s.0.as_bytes())
+        }
+    })
+}
+
+fn verify_one(
+    si: &SignerInfo,
+    sd: &SignedData,
+    content: &[u8],
+    candidates: &[Certificate],
+    trust: &TrustContext<'_>,
+) -> SignatureReport {
+    let mut report = SignatureReport::new(SignatureStatus::Invalid("not checked".into()));
+    let Some(cert) = find_signer(&si.sid, candidates) else {
+        report.status = SignatureStatus::SignerUnknown(
+            "signer certificate not in the message nor configured for the partner".into(),
+        );
+        return report;
+    };
+    report.signer = certinfo::email(cert);
+    report.signer_subject = Some(certinfo::subject(cert));
+    report.fingerprint = Some(certinfo::fingerprint(cert));
+    report.signing_time = signing_time(si);
+    match check_signature(si, sd, content, cert, trust.policy) {
+        Ok(alg) => {
+            report.algorithm = Some(alg);
+            report.status = SignatureStatus::Valid;
+            report.chain = chain::validate_signer(cert, trust);
+        }
+        Err((alg, status)) => {
+            report.algorithm = alg;
+            report.status = status;
+        }
+    }
+    report
+}
+
+type Failure = (Option<SignatureAlgorithm>, SignatureStatus);
+
+fn check_signature(
+    si: &SignerInfo,
+    sd: &SignedData,
+    content: &[u8],
+    cert: &Certificate,
+    policy: &Policy,
+) -> Result<SignatureAlgorithm, Failure> {
+    let invalid = |alg, why: String| (alg, SignatureStatus::Invalid(why));
+    let refused = |alg, why: String| (alg, SignatureStatus::Refused(why));
+    let digest = digest_from_oid(&si.digest_alg.oid).map_err(|e| refused(None, e.to_string()))?;
+    let alg = signature_from_oid(
+        &si.signature_algorithm.oid,
+        si.signature_algorithm.parameters.as_ref(),
+        Some(digest),
+    )
+    .map_err(|e| refused(None, e.to_string()))?;
+    policy
+        .check_digest(digest)
+        .and_then(|_| policy.check_signature(alg))
+        .map_err(|e| refused(Some(alg), e.to_string()))?;
+    let key = PublicKey::from_certificate(cert).map_err(|e| refused(Some(alg), e.to_string()))?;
+    if let PublicKey::Rsa { bits, .. } = &key {
+        policy
+            .check_rsa_bits(*bits)
+            .map_err(|e| refused(Some(alg), e.to_string()))?;
+    }
+    let md = crypto::hash(digest, content).map_err(|e| refused(Some(alg), e.to_string()))?;
+    let signed_bytes = match &si.signed_attrs {
+        None => {
+            if sd.encap_content_info.econtent_type != oids::ID_DATA {
+                return Err(invalid(
+                    Some(alg),
+                    "signed attributes are required for non-data content".into(),
+                ));
+            }
+            content.to_vec()
+        }
+        Some(attrs) => {
+            let value = |oid| {
+                attrs
+                    .iter()
+                    .find(|a| a.oid == oid)
+                    .and_then(|a| a.values.iter().next())
+            };
+            let claimed = value(oids::MESSAGE_DIGEST)
+                .and_then(|v| v.decode_as::<OctetString>().ok())
+                .ok_or_else(|| invalid(Some(alg), "no messageDigest attribute".into()))?;
+            if claimed.as_bytes() != md.as_slice() {
+                return Err(invalid(
+                    Some(alg),
+                    "content digest does not match (the message was altered)".into(),
+                ));
+            }
+            let ct = value(oids::CONTENT_TYPE)
+                .and_then(|v| v.decode_as::<const_oid::ObjectIdentifier>().ok());
+            if ct != Some(sd.encap_content_info.econtent_type) {
+                return Err(invalid(
+                    Some(alg),
+                    "contentType attribute does not match".into(),
+                ));
+            }
+            attrs
+                .to_der()
+                .map_err(|e| invalid(Some(alg), format!("signed attributes: {e}")))?
+        }
+    };
+    crypto::verify(
+        &key,
+        alg,
+        pss_salt(&si.signature_algorithm),
+        &signed_bytes,
+        si.signature.as_bytes(),
+    )
+    .map_err(|e| invalid(Some(alg), e))?;
+    Ok(alg)
+}
+
+fn signing_time(si: &SignerInfo) -> Option<SystemTime> {
+    let attrs = si.signed_attrs.as_ref()?;
+    let v = attrs
+        .iter()
+        .find(|a| a.oid == oids::SIGNING_TIME)?
+        .values
+        .iter()
+        .next()?;
+    let der = v.to_der().ok()?;
+    Time::from_der(&der).ok().map(|t| t.to_system_time())
+}

@@ -1,0 +1,357 @@
+//! Interop with OpenSSL's `openssl cms`: it reads what we seal and sign, we read what it makes.
+
+use std::process::Command;
+
+use postern_core::{
+    ChainStatus, ContentCipher, MessageView, OpenRequest, Policy, SealRequest, SignRequest,
+    SignatureStatus,
+};
+use postern_smime::{KeyTransport, RsaSignatureScheme, SmimeEnvelope};
+use postern_tests::{lf, run, run_ok, sample_message, KeyKind, Pki};
+
+fn openssl() -> Command {
+    Command::new("openssl")
+}
+
+fn seal(backend: &SmimeEnvelope, msg: &[u8], req: &SealRequest<'_>) -> Vec<u8> {
+    let view = MessageView::parse(msg).unwrap();
+    backend.seal_sync(&view, req).unwrap()
+}
+
+/// The body of a message, LF line endings.
+fn body(msg: &[u8]) -> Vec<u8> {
+    let m = lf(msg);
+    let i = m.windows(2).position(|w| w == b"\n\n").unwrap();
+    m[i + 2..].to_vec()
+}
+
+#[test]
+fn openssl_decrypts_every_cipher_and_key_transport_we_seal() {
+    let pki = Pki::new();
+    let policy = Policy::default();
+    let msg = sample_message(4);
+    let rsa = pki.issue("records@partner.example", KeyKind::Rsa(2048));
+    let ec = pki.issue("ec@partner.example", KeyKind::P256);
+    for ee in [&rsa, &ec] {
+        let certs = vec![ee.cert_pem()];
+        for cipher in [
+            ContentCipher::Aes256Cbc,
+            ContentCipher::Aes128Cbc,
+            ContentCipher::Aes256Gcm,
+            ContentCipher::Aes128Gcm,
+        ] {
+            for kt in [KeyTransport::RsaPkcs1v15, KeyTransport::RsaOaepSha256] {
+                let backend = SmimeEnvelope::new().with_key_transport(kt);
+                let req = SealRequest::encrypt(&certs, &policy).with_cipher(cipher);
+                let sealed = seal(&backend, &msg, &req);
+                let text = String::from_utf8_lossy(&sealed);
+                let want = if cipher.is_aead() {
+                    "authEnveloped-data"
+                } else {
+                    "enveloped-data"
+                };
+                assert!(text.contains(&format!("smime-type={want}")), "{cipher}");
+                // The routing headers stay outside; the internal one does not leak.
+                assert!(text.contains("To: Records <records@partner.example>"));
+                assert!(!text.contains("X-Internal-Route"));
+                let out = run_ok(
+                    openssl()
+                        .args(["cms", "-decrypt", "-recip"])
+                        .arg(&ee.cert)
+                        .arg("-inkey")
+                        .arg(&ee.key),
+                    &sealed,
+                );
+                assert_eq!(body(&out), body(&msg), "{cipher} {kt:?} {:?}", ee.email);
+                assert!(
+                    lf(&out).starts_with(b"From: Dr. Ada Sender"),
+                    "inner headers kept"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn openssl_decrypts_one_message_for_several_recipients() {
+    let pki = Pki::new();
+    let policy = Policy::default();
+    let a = pki.issue("a@partner.example", KeyKind::Rsa(2048));
+    let b = pki.issue("b@partner.example", KeyKind::P256);
+    let c = pki.issue("c@partner.example", KeyKind::Rsa(3072));
+    let certs = vec![a.cert_pem(), b.cert_pem(), c.cert_pem()];
+    let msg = sample_message(1);
+    let sealed = seal(
+        &SmimeEnvelope::new(),
+        &msg,
+        &SealRequest::encrypt(&certs, &policy),
+    );
+    for ee in [&a, &b, &c] {
+        let out = run_ok(
+            openssl()
+                .args(["cms", "-decrypt", "-recip"])
+                .arg(&ee.cert)
+                .arg("-inkey")
+                .arg(&ee.key),
+            &sealed,
+        );
+        assert_eq!(body(&out), body(&msg));
+    }
+}
+
+#[test]
+fn we_open_what_openssl_encrypts() {
+    let pki = Pki::new();
+    let policy = Policy::default();
+    let msg = sample_message(2);
+    let rsa = pki.issue("bob@partner.example", KeyKind::Rsa(2048));
+    let ec = pki.issue("ec@partner.example", KeyKind::P256);
+    let cases: &[(&postern_tests::EndEntity, &[&str], &str)] = &[
+        (&rsa, &["-aes-256-cbc"], "aes256-cbc"),
+        (&rsa, &["-aes-128-cbc"], "aes128-cbc"),
+        (&rsa, &["-aes-256-gcm"], "aes256-gcm"),
+        (&rsa, &["-aes-256-cbc", "-stream"], "aes256-cbc"),
+        (&ec, &["-aes-256-cbc"], "aes256-cbc"),
+        (&ec, &["-aes-128-gcm"], "aes128-gcm"),
+    ];
+    for (ee, opts, cipher) in cases {
+        let sealed = run_ok(
+            openssl()
+                .args(["cms", "-encrypt"])
+                .args(*opts)
+                .arg(&ee.cert),
+            &msg,
+        );
+        let view = MessageView::parse(&sealed).unwrap();
+        let keys = vec![ee.credential()];
+        let opened = SmimeEnvelope::new()
+            .open_sync(&view, &OpenRequest::new(&keys, &policy))
+            .unwrap();
+        assert_eq!(body(&opened.message), body(&msg), "{opts:?}");
+        let enc = opened.report.encryption.clone().unwrap();
+        assert_eq!(enc.cipher.name(), *cipher);
+        assert_eq!(opened.report.signature_verdict(), "absent");
+    }
+    // RSAES-OAEP with SHA-256 and with OpenSSL's default SHA-1.
+    for md in [&["-keyopt", "rsa_oaep_md:sha256"][..], &[][..]] {
+        let sealed = run_ok(
+            openssl()
+                .args(["cms", "-encrypt", "-aes-256-cbc", "-recip"])
+                .arg(&rsa.cert)
+                .args(["-keyopt", "rsa_padding_mode:oaep"])
+                .args(md),
+            &msg,
+        );
+        let view = MessageView::parse(&sealed).unwrap();
+        let keys = vec![rsa.credential()];
+        let opened = SmimeEnvelope::new()
+            .open_sync(&view, &OpenRequest::new(&keys, &policy))
+            .unwrap();
+        assert_eq!(
+            opened.report.encryption.unwrap().key_management,
+            "rsaes-oaep"
+        );
+        assert_eq!(body(&opened.message), body(&msg));
+    }
+}
+
+#[test]
+fn openssl_verifies_our_signatures_detached_and_opaque() {
+    let pki = Pki::new();
+    let policy = Policy::default();
+    let msg = sample_message(3);
+    for (kind, scheme) in [
+        (KeyKind::Rsa(2048), RsaSignatureScheme::Pkcs1Sha256),
+        (KeyKind::Rsa(2048), RsaSignatureScheme::PssSha256),
+        (KeyKind::P256, RsaSignatureScheme::Pkcs1Sha256),
+    ] {
+        let me = pki.issue("gw@clinic.example", kind);
+        let cred = me.credential();
+        let backend = SmimeEnvelope::new().with_rsa_signature(scheme);
+        for detached in [true, false] {
+            let sealed = seal(
+                &backend,
+                &msg,
+                &SealRequest::sign_only(&cred, detached, &policy),
+            );
+            let ok = run_ok(
+                openssl()
+                    .args(["cms", "-verify", "-CAfile"])
+                    .arg(&pki.ca_cert)
+                    .args(["-purpose", "smimesign"]),
+                &sealed,
+            );
+            // What OpenSSL verified is the content we signed: the original body, 7-bit safe.
+            assert!(String::from_utf8_lossy(&ok).contains("Content-Transfer-Encoding: base64"));
+            // A one-byte change in the signed content must fail OpenSSL's verification.
+            let tampered = tamper_signed_content(&sealed, detached);
+            let out = run(
+                openssl()
+                    .args(["cms", "-verify", "-CAfile"])
+                    .arg(&pki.ca_cert),
+                &tampered,
+            );
+            assert!(
+                !out.status.success(),
+                "{kind:?} {scheme:?} detached={detached}"
+            );
+        }
+    }
+}
+
+/// Flips one byte of the signed content: inside the first body part (detached) or inside the
+/// base64 of the opaque object (which changes the encapsulated content or the signature).
+fn tamper_signed_content(sealed: &[u8], detached: bool) -> Vec<u8> {
+    let mut t = sealed.to_vec();
+    let s = String::from_utf8_lossy(sealed);
+    let pos = if detached {
+        s.find("Content-Transfer-Encoding: base64\r\n\r\n").unwrap() + 40
+    } else {
+        s.find("\r\n\r\n").unwrap() + 200
+    };
+    t[pos] = if t[pos] == b'A' { b'B' } else { b'A' };
+    t
+}
+
+#[test]
+fn we_verify_openssl_signatures_and_detect_tampering() {
+    let pki = Pki::new();
+    let policy = Policy::default();
+    let msg = sample_message(2);
+    let anchors = vec![pki.ca_pem()];
+    for (kind, opts) in [
+        (KeyKind::Rsa(2048), &[][..]),
+        (KeyKind::Rsa(2048), &["-nodetach"][..]),
+        (KeyKind::Rsa(2048), &["-keyopt", "rsa_padding_mode:pss"][..]),
+        (KeyKind::P256, &[][..]),
+        (KeyKind::P256, &["-nodetach"][..]),
+    ] {
+        let signer = pki.issue("partner-gw@partner.example", kind);
+        let signed = run_ok(
+            openssl()
+                .args(["cms", "-sign", "-signer"])
+                .arg(&signer.cert)
+                .arg("-inkey")
+                .arg(&signer.key)
+                .args(opts),
+            &msg,
+        );
+        let view = MessageView::parse(&signed).unwrap();
+        let req = OpenRequest::new(&[], &policy).with_trust_anchors(&anchors);
+        let opened = SmimeEnvelope::new().open_sync(&view, &req).unwrap();
+        let sig = &opened.report.signatures[0];
+        assert_eq!(sig.status, SignatureStatus::Valid, "{kind:?} {opts:?}");
+        assert!(
+            matches!(sig.chain, ChainStatus::Trusted { .. }),
+            "{:?}",
+            sig.chain
+        );
+        assert_eq!(sig.signer.as_deref(), Some("partner-gw@partner.example"));
+        assert!(sig.signing_time.is_some());
+        assert_eq!(opened.report.signature_verdict(), "valid");
+        assert_eq!(body(&opened.message), body(&msg));
+
+        // One changed byte in the detached content gives a clear "invalid" verdict.
+        if !opts.contains(&"-nodetach") {
+            let s = String::from_utf8_lossy(&signed).into_owned();
+            let tampered = s.replacen("Potassium 4.1", "Potassium 9.1", 1);
+            let view = MessageView::parse(tampered.as_bytes()).unwrap();
+            let opened = SmimeEnvelope::new().open_sync(&view, &req).unwrap();
+            let sig = &opened.report.signatures[0];
+            assert!(
+                matches!(&sig.status, SignatureStatus::Invalid(why) if why.contains("altered")),
+                "{:?}",
+                sig.status
+            );
+            assert_eq!(opened.report.signature_verdict(), "invalid");
+        }
+    }
+}
+
+#[test]
+fn sign_then_encrypt_reads_in_openssl_and_back() {
+    let pki = Pki::new();
+    let policy = Policy::default();
+    let me = pki.issue("gw@clinic.example", KeyKind::Rsa(2048));
+    let partner = pki.issue("gw@partner.example", KeyKind::Rsa(2048));
+    let certs = vec![partner.cert_pem()];
+    let cred = me.credential();
+    let msg = sample_message(2);
+    let req = SealRequest::encrypt(&certs, &policy)
+        .signed_by(&cred)
+        .with_header_protection(true);
+    let sealed = seal(&SmimeEnvelope::new(), &msg, &req);
+    let text = String::from_utf8_lossy(&sealed);
+    assert!(text.contains("Subject: [...]\r\n") && !text.contains("Lab results"));
+    // OpenSSL: decrypt, then verify the inner signed object against our CA.
+    let inner = run_ok(
+        openssl()
+            .args(["cms", "-decrypt", "-recip"])
+            .arg(&partner.cert)
+            .arg("-inkey")
+            .arg(&partner.key),
+        &sealed,
+    );
+    let verified = run_ok(
+        openssl()
+            .args(["cms", "-verify", "-CAfile"])
+            .arg(&pki.ca_cert),
+        &inner,
+    );
+    let verified = String::from_utf8_lossy(&verified);
+    assert!(
+        verified.contains("Subject: Lab results for follow-up"),
+        "protected subject inside"
+    );
+    assert!(verified.contains("hp=\"cipher\""));
+    // And we open it back: real subject restored, signature valid.
+    let keys = vec![partner.credential()];
+    let anchors = vec![pki.ca_pem()];
+    let view = MessageView::parse(&sealed).unwrap();
+    let opened = SmimeEnvelope::new()
+        .open_sync(
+            &view,
+            &OpenRequest::new(&keys, &policy).with_trust_anchors(&anchors),
+        )
+        .unwrap();
+    let m = String::from_utf8_lossy(&opened.message);
+    assert!(
+        m.contains("Subject: Lab results for follow-up\r\n") && !m.contains("[...]"),
+        "{m}"
+    );
+    assert_eq!(opened.report.signature_verdict(), "valid");
+    assert_eq!(
+        opened.report.encryption.unwrap().cipher,
+        ContentCipher::Aes256Cbc
+    );
+}
+
+#[test]
+fn the_async_trait_is_the_same_operation() {
+    use postern_core::SecureEnvelope;
+    let pki = Pki::new();
+    let policy = Policy::default();
+    let ee = pki.issue("gw@partner.example", KeyKind::Rsa(2048));
+    let certs = vec![ee.cert_pem()];
+    let msg = sample_message(1);
+    let backend: Box<dyn SecureEnvelope> = Box::new(SmimeEnvelope::new());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let view = MessageView::parse(&msg).unwrap();
+    let sealed = rt
+        .block_on(backend.seal(&view, &SealRequest::encrypt(&certs, &policy)))
+        .unwrap();
+    let sealed_view = MessageView::parse(&sealed).unwrap();
+    assert!(backend.recognises(&sealed_view));
+    assert!(!backend.recognises(&view));
+    let keys = vec![ee.credential()];
+    let opened = rt
+        .block_on(backend.open(&sealed_view, &OpenRequest::new(&keys, &policy)))
+        .unwrap();
+    assert_eq!(body(&opened.message), body(&msg));
+    let _ = SignRequest {
+        credential: &keys[0],
+        detached: true,
+    };
+}
