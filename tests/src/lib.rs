@@ -309,22 +309,19 @@ pub fn pkcs7_mime_message(der: &[u8], smime_type: &str) -> Vec<u8> {
     m.into_bytes()
 }
 
-fn base64_encode(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
-    for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= c.len() {
-                s.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                s.push('=');
-            }
-        }
-    }
-    s
+/// Standard base64 without line breaks.
+pub fn base64_encode(data: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+/// Decodes base64, ignoring line breaks.
+pub fn base64_decode(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    let clean: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(clean)
+        .unwrap()
 }
 
 /// A GnuPG S/MIME home (`gpgsm`) in a temporary folder, trusting one CA, holding one key.
@@ -337,11 +334,7 @@ impl Gpgsm {
     /// Creates the home, trusts `ca` (PEM path) and, if given, imports `ee`'s key and certificate.
     pub fn new(ca: &Path, ee: Option<&EndEntity>, pki: &Pki) -> Gpgsm {
         let home = tempfile::Builder::new().prefix("gpgsm").tempdir().unwrap();
-        std::fs::write(
-            home.path().join("gpgsm.conf"),
-            "disable-crl-checks\ndisable-dirmngr\n",
-        )
-        .unwrap();
+        std::fs::write(home.path().join("gpgsm.conf"), "disable-crl-checks\n").unwrap();
         std::fs::write(
             home.path().join("gpg-agent.conf"),
             "allow-loopback-pinentry\n",
@@ -364,9 +357,18 @@ impl Gpgsm {
         .unwrap();
         if let Some(ee) = ee {
             let p12 = pki.dir.path().join(format!("{}.p12", ee.email));
+            // gpgsm 2.2 reads only the classic PKCS#12 encryption (PBE-SHA1-3DES, SHA-1 MAC).
             run_ok(
                 Command::new("openssl")
-                    .args(["pkcs12", "-export", "-passout", "pass:", "-inkey"])
+                    .args([
+                        "pkcs12",
+                        "-export",
+                        "-passout",
+                        "pass:test",
+                        "-keypbe",
+                        "PBE-SHA1-3DES",
+                    ])
+                    .args(["-certpbe", "PBE-SHA1-3DES", "-macalg", "sha1", "-inkey"])
                     .arg(&ee.key)
                     .arg("-in")
                     .arg(&ee.cert)
@@ -376,15 +378,17 @@ impl Gpgsm {
                     .arg(&p12),
                 b"",
             );
-            g.ok(
-                &[
-                    "--pinentry-mode",
-                    "loopback",
-                    "--passphrase",
-                    "",
-                    "--import",
-                ],
-                &std::fs::read(&p12).unwrap(),
+            run_ok(
+                g.cmd()
+                    .args([
+                        "--pinentry-mode",
+                        "loopback",
+                        "--passphrase-fd",
+                        "0",
+                        "--import",
+                    ])
+                    .arg(&p12),
+                b"test\n",
             );
         }
         g
@@ -396,6 +400,25 @@ impl Gpgsm {
         c.env("GNUPGHOME", self.home.path())
             .args(["--batch", "--no-tty"]);
         c
+    }
+
+    /// Runs an operation that uses the imported private key (`--decrypt`, `--sign`, …) on
+    /// `input`, which is passed as a file; the key's passphrase goes on standard input.
+    pub fn with_key(&self, args: &[&str], input: &[u8]) -> Vec<u8> {
+        let f = self.home.path().join("input");
+        std::fs::write(&f, input).unwrap();
+        run_ok(
+            self.cmd()
+                .args(["--pinentry-mode", "loopback", "--passphrase-fd", "0"])
+                .args(args)
+                .arg(&f),
+            b"test\n",
+        )
+    }
+
+    /// Decrypts a DER CMS object with the imported key.
+    pub fn decrypt(&self, der: &[u8]) -> Vec<u8> {
+        self.with_key(&["--decrypt"], der)
     }
 
     /// Runs gpgsm with `args` and `stdin`, panicking on failure; returns stdout.

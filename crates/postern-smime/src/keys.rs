@@ -216,8 +216,15 @@ impl SoftwareKey {
 
     fn from_pkcs8(der: &[u8]) -> Result<Self, Error> {
         // aws-lc parses PKCS#8 itself; try RSA, then EC, rather than parse the structure twice.
-        let Ok(first) = rsa::PrivateDecryptingKey::from_pkcs8(der) else {
-            return Self::from_ec(der);
+        let first = match rsa::PrivateDecryptingKey::from_pkcs8(der) {
+            Ok(k) => k,
+            Err(rsa_err) => {
+                return Self::from_ec(der).map_err(|_| {
+                    Error::UnsupportedAlgorithm(format!(
+                        "private key: not an RSA key of 2048-8192 bits ({rsa_err}) nor a P-256 key"
+                    ))
+                })
+            }
         };
         let reject = |e: aws_lc_rs::error::KeyRejected| {
             Error::malformed("RSA private key", format!("rejected by aws-lc: {e}"))
