@@ -60,6 +60,13 @@ pub fn lf(b: &[u8]) -> Vec<u8> {
         .into_bytes()
 }
 
+/// The body of a message (after the first blank line), with LF line endings.
+pub fn body_lf(msg: &[u8]) -> Vec<u8> {
+    let m = lf(msg);
+    let i = m.windows(2).position(|w| w == b"\n\n").unwrap();
+    m[i + 2..].to_vec()
+}
+
 /// A sample message with 8-bit text, like the ones gateways relay.
 pub fn sample_message(body_kib: usize) -> Vec<u8> {
     let mut m = String::from(

@@ -3,16 +3,11 @@
 //! gpgsm 2.2 (Debian 12) supports RSA key transport with PKCS#1 v1.5 and AES-CBC content
 //! encryption for `--encrypt`/`--decrypt`; ECDH, RSAES-OAEP and AES-GCM need GnuPG 2.3+, so
 //! those choices are proven against OpenSSL only (smime_openssl.rs).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
 
 use postern_core::{ContentCipher, MessageView, OpenRequest, Policy, SealRequest, SignatureStatus};
 use postern_smime::SmimeEnvelope;
-use postern_tests::{lf, sample_message, Gpgsm, KeyKind, Pki};
-
-fn body(msg: &[u8]) -> Vec<u8> {
-    let m = lf(msg);
-    let i = m.windows(2).position(|w| w == b"\n\n").unwrap();
-    m[i + 2..].to_vec()
-}
+use postern_tests::{body_lf as body, lf, sample_message, Gpgsm, KeyKind, Pki};
 
 #[test]
 fn gpgsm_decrypts_what_we_seal() {

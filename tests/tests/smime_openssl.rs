@@ -1,4 +1,5 @@
 //! Interop with OpenSSL's `openssl cms`: it reads what we seal and sign, we read what it makes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
 
 use std::process::Command;
 
@@ -7,7 +8,7 @@ use postern_core::{
     SignatureStatus,
 };
 use postern_smime::{KeyTransport, RsaSignatureScheme, SmimeEnvelope};
-use postern_tests::{lf, run, run_ok, sample_message, KeyKind, Pki};
+use postern_tests::{body_lf as body, lf, run, run_ok, sample_message, KeyKind, Pki};
 
 fn openssl() -> Command {
     Command::new("openssl")
@@ -16,13 +17,6 @@ fn openssl() -> Command {
 fn seal(backend: &SmimeEnvelope, msg: &[u8], req: &SealRequest<'_>) -> Vec<u8> {
     let view = MessageView::parse(msg).unwrap();
     backend.seal_sync(&view, req).unwrap()
-}
-
-/// The body of a message, LF line endings.
-fn body(msg: &[u8]) -> Vec<u8> {
-    let m = lf(msg);
-    let i = m.windows(2).position(|w| w == b"\n\n").unwrap();
-    m[i + 2..].to_vec()
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! `openssl cms -decrypt -inform DER -in data/smime/examples-cms/binary-files/encryptedForBobRSAOaep.p7m \
 //!    -inkey data/smime/examples-cms/certs-and-keys/lamps-bob.decrypt.p8.pem \
 //!    -recip data/smime/examples-cms/certs-and-keys/lamps-bob.encrypt.crt`
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
 
 use postern_core::{
     ChainStatus, ContentCipher, Credential, DigestAlgorithm, Error, MessageView, OpenRequest,

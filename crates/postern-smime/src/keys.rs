@@ -87,13 +87,22 @@ impl PublicKey {
             let der = spki
                 .to_der()
                 .map_err(|e| Error::malformed("certificate", e))?;
-            let key = rsa::PublicEncryptingKey::from_der(&der).map_err(|e| {
-                Error::malformed("RSA public key", format!("rejected by aws-lc: {e}"))
-            })?;
-            Ok(PublicKey::Rsa {
-                spki: der,
-                bits: key.key_size_bits(),
-            })
+            // Read the size ourselves: aws-lc refuses small keys outright, and the policy
+            // should be the one to say "RSA-1024 is too weak".
+            #[derive(der::Sequence)]
+            struct RsaPublicKey<'a> {
+                modulus: der::asn1::UintRef<'a>,
+                exponent: der::asn1::UintRef<'a>,
+            }
+            let rsa = RsaPublicKey::from_der(key_bytes)
+                .map_err(|e| Error::malformed("RSA public key", e))?;
+            let _ = rsa.exponent;
+            let m = rsa.modulus.as_bytes();
+            let bits = match m.first() {
+                Some(&top) => m.len() * 8 - top.leading_zeros() as usize,
+                None => 0,
+            };
+            Ok(PublicKey::Rsa { spki: der, bits })
         } else if alg == oids::EC_PUBLIC_KEY {
             let curve = spki
                 .algorithm
