@@ -132,6 +132,23 @@ fn gpgsm_verifies_our_signatures_and_we_verify_gpgsm() {
         opened.report.signatures[0].signer.as_deref(),
         Some("gw@partner.example")
     );
+    // Theirs, opaque (gpgsm --sign): the content travels inside the CMS object.
+    let opaque = gpgsm.with_key(&["--sign", "--local-user", &gpgsm_signer.email], entity);
+    let opaque_mail = postern_tests::pkcs7_mime_message(&opaque, "signed-data");
+    let view = MessageView::parse(&opaque_mail).unwrap();
+    let opened = SmimeEnvelope::new()
+        .open_sync(
+            &view,
+            &OpenRequest::new(&[], &policy).with_trust_anchors(&anchors),
+        )
+        .unwrap();
+    assert_eq!(
+        opened.report.signature_verdict(),
+        "valid",
+        "{:?}",
+        opened.report.signatures
+    );
+    assert!(String::from_utf8_lossy(&opened.message).contains("Referral accepted; see you Monday."));
     // Tampered: invalid.
     let tampered = String::from_utf8(mail).unwrap().replace("Monday", "Friday");
     let view = MessageView::parse(tampered.as_bytes()).unwrap();

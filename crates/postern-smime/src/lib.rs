@@ -225,8 +225,8 @@ impl SmimeEnvelope {
                     let der = view.root().decoded_body();
                     let ci = enveloped::parse_content_info(&der)?;
                     let inner = if ci.content_type == oids::ID_SIGNED_DATA {
-                        let sd = signed::signed_data(&ci)?;
-                        let content = signed::encapsulated_content(&sd)?.ok_or_else(|| {
+                        let (sd, content) = signed::signed_data(&ci)?;
+                        let content = content.ok_or_else(|| {
                             Error::malformed("signed-data", "no encapsulated content")
                         })?;
                         report
@@ -250,7 +250,7 @@ impl SmimeEnvelope {
                         ));
                     };
                     let ci = enveloped::parse_content_info(&sig.decoded_body())?;
-                    let sd = signed::signed_data(&ci)?;
+                    let (sd, _) = signed::signed_data(&ci)?;
                     let exact = content.raw();
                     let mut reports = signed::verify(&sd, exact, &vctx);
                     // Stored mail may have lost its CRLFs (as the LAMPS samples have); the

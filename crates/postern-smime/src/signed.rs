@@ -9,7 +9,7 @@ use cms::signed_data::{
     CertificateSet, EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo, SignerInfos,
 };
 use der::asn1::{OctetString, SetOfVec};
-use der::{Any, Decode, Encode, EncodingRules};
+use der::{Any, Decode, Encode};
 use postern_core::{
     DigestAlgorithm, Error, Policy, SignatureAlgorithm, SignatureReport, SignatureStatus,
 };
@@ -159,27 +159,55 @@ pub fn sign(
     crypto::der(&ci, "ContentInfo")
 }
 
-/// The encapsulated content of an opaque SignedData, if present.
-pub fn encapsulated_content(sd: &SignedData) -> Result<Option<Vec<u8>>, Error> {
-    let Some(any) = &sd.encap_content_info.econtent else {
-        return Ok(None);
-    };
-    let os: OctetString = any
-        .decode_as()
-        .or_else(|_| any.decode_as_encoding(EncodingRules::Ber))
-        .map_err(|e| Error::malformed("encapsulated content", e))?;
-    Ok(Some(os.as_bytes().to_vec()))
+/// SignedData as it is decoded here: the `cms` crate's fields, except that the encapsulated
+/// content is read as an OCTET STRING directly. Through `der::Any` a BER constructed (chunked)
+/// OCTET STRING, as gpgsm and `openssl -stream` write it, loses its constructed bit and would
+/// yield the chunk headers as content.
+#[derive(Clone, Debug, der::Sequence)]
+struct SignedDataWire {
+    version: CmsVersion,
+    digest_algorithms: cms::signed_data::DigestAlgorithmIdentifiers,
+    encap_content_info: EncapsulatedOctets,
+    #[asn1(context_specific = "0", tag_mode = "IMPLICIT", optional = "true")]
+    certificates: Option<CertificateSet>,
+    #[asn1(context_specific = "1", tag_mode = "IMPLICIT", optional = "true")]
+    crls: Option<cms::revocation::RevocationInfoChoices>,
+    signer_infos: SignerInfos,
 }
 
-/// Parses the SignedData in a ContentInfo.
-pub fn signed_data(ci: &ContentInfo) -> Result<SignedData, Error> {
+#[derive(Clone, Debug, der::Sequence)]
+struct EncapsulatedOctets {
+    econtent_type: const_oid::ObjectIdentifier,
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
+    econtent: Option<OctetString>,
+}
+
+/// Parses the SignedData in a ContentInfo; returns it with the encapsulated content (if any)
+/// taken out.
+pub fn signed_data(ci: &ContentInfo) -> Result<(SignedData, Option<Vec<u8>>), Error> {
     if ci.content_type != oids::ID_SIGNED_DATA {
         return Err(Error::NotRecognised {
             standard: "S/MIME".into(),
             detail: format!("content type {} is not signed-data", ci.content_type),
         });
     }
-    decode_content(&ci.content, "SignedData")
+    let wire: SignedDataWire = decode_content(&ci.content, "SignedData")?;
+    let content = wire
+        .encap_content_info
+        .econtent
+        .map(|o| o.as_bytes().to_vec());
+    let sd = SignedData {
+        version: wire.version,
+        digest_algorithms: wire.digest_algorithms,
+        encap_content_info: EncapsulatedContentInfo {
+            econtent_type: wire.encap_content_info.econtent_type,
+            econtent: None,
+        },
+        certificates: wire.certificates,
+        crls: wire.crls,
+        signer_infos: wire.signer_infos,
+    };
+    Ok((sd, content))
 }
 
 /// Inputs for verification beyond the SignedData.

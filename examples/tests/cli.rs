@@ -1,0 +1,172 @@
+//! The `postern-relay` binary as an administrator uses it, with OpenSSL on the other side.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn relay(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_postern-relay"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn data(f: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data")
+        .join(f)
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn demo_runs_on_embedded_defaults() {
+    let out = relay(&[], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("signature valid alice@smime.example"),
+        "{text}"
+    );
+    assert!(text.contains("Subject: Discharge summary for follow-up"));
+}
+
+#[test]
+fn seal_for_openssl_and_open_with_report() {
+    let msg = std::fs::read(data("demo.eml")).unwrap();
+    let sealed = relay(
+        &[
+            "seal",
+            "--standard",
+            "smime",
+            "--recipient-cert",
+            &data("lamps-bob.encrypt.crt"),
+            "--sign-key",
+            &data("lamps-alice.p8.pem"),
+            "--sign-cert",
+            &data("lamps-alice.crt"),
+            "--cipher",
+            "aes256-gcm",
+            "--key-transport",
+            "oaep",
+        ],
+        &msg,
+    );
+    assert!(
+        sealed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sealed.stderr)
+    );
+    // OpenSSL decrypts it.
+    let mut ossl = Command::new("openssl")
+        .args([
+            "cms",
+            "-decrypt",
+            "-recip",
+            &data("lamps-bob.encrypt.crt"),
+            "-inkey",
+            &data("lamps-bob.decrypt.p8.pem"),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    ossl.stdin
+        .take()
+        .unwrap()
+        .write_all(&sealed.stdout)
+        .unwrap();
+    let dec = ossl.wait_with_output().unwrap();
+    assert!(dec.status.success());
+    // We open it, with a JSON report.
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let opened = relay(
+        &[
+            "open",
+            "--key",
+            &data("lamps-bob.decrypt.p8.pem"),
+            "--cert",
+            &data("lamps-bob.encrypt.crt"),
+            "--trust-anchor",
+            &data("lamps-rsa-ca.pem"),
+            "--report-json",
+            report.to_str().unwrap(),
+            "--require-valid-signature",
+        ],
+        &sealed.stdout,
+    );
+    assert!(
+        opened.status.success(),
+        "{}",
+        String::from_utf8_lossy(&opened.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(json["encryption"]["cipher"], "aes256-gcm");
+    assert_eq!(json["encryption"]["key_management"], "rsaes-oaep");
+    assert_eq!(json["signature"], "valid");
+    assert_eq!(json["signatures"][0]["signer"], "alice@smime.example");
+}
+
+#[test]
+fn failures_are_one_line_and_non_zero() {
+    let msg = std::fs::read(data("demo.eml")).unwrap();
+    let sealed = relay(
+        &["seal", "--recipient-cert", &data("lamps-bob.encrypt.crt")],
+        &msg,
+    );
+    // Alice's key is not a recipient: a one-line error, exit 2.
+    let out = relay(
+        &[
+            "open",
+            "--key",
+            &data("lamps-alice.p8.pem"),
+            "--cert",
+            &data("lamps-alice.crt"),
+        ],
+        &sealed.stdout,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("not encrypted to any of our keys"), "{err}");
+    // Not S/MIME at all.
+    let out = relay(&["open"], &msg);
+    assert_eq!(out.status.code(), Some(2));
+    // A key that does not match the certificate.
+    let out = relay(
+        &[
+            "seal",
+            "--sign-key",
+            &data("lamps-bob.decrypt.p8.pem"),
+            "--sign-cert",
+            &data("lamps-alice.crt"),
+        ],
+        &msg,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not belong"));
+    // Unsigned message with --require-valid-signature: exit 1.
+    let out = relay(
+        &[
+            "open",
+            "--key",
+            &data("lamps-bob.decrypt.p8.pem"),
+            "--cert",
+            &data("lamps-bob.encrypt.crt"),
+            "--require-valid-signature",
+        ],
+        &sealed.stdout,
+    );
+    assert_eq!(out.status.code(), Some(1));
+}
