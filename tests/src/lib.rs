@@ -113,6 +113,18 @@ impl EndEntity {
     pub fn cert_pem(&self) -> Vec<u8> {
         std::fs::read(&self.cert).unwrap()
     }
+    /// `openssl cms -decrypt` with this entity's key; panics unless OpenSSL succeeds.
+    pub fn openssl_decrypt(&self, sealed: &[u8]) -> Vec<u8> {
+        run_ok(
+            Command::new("openssl")
+                .args(["cms", "-decrypt", "-recip"])
+                .arg(&self.cert)
+                .arg("-inkey")
+                .arg(&self.key),
+            sealed,
+        )
+    }
+
     /// As a Postern credential with its private key.
     pub fn credential(&self) -> Credential {
         Credential::with_secret(

@@ -5,7 +5,7 @@ use postern_core::{
     Address, Domain, KeyStore, MemoryKeyStore, MessageView, Policy, SealRequest, Standard,
 };
 use postern_smime::SmimeEnvelope;
-use postern_tests::{run_ok, sample_message, KeyKind, Pki};
+use postern_tests::{sample_message, KeyKind, Pki};
 
 #[test]
 fn domain_certificate_serves_every_mailbox_of_a_partner() {
@@ -51,13 +51,6 @@ fn domain_certificate_serves_every_mailbox_of_a_partner() {
     let sealed = SmimeEnvelope::new()
         .seal_sync(&view, &SealRequest::encrypt(&for_records, &policy))
         .unwrap();
-    let out = run_ok(
-        std::process::Command::new("openssl")
-            .args(["cms", "-decrypt", "-recip"])
-            .arg(&gw.cert)
-            .arg("-inkey")
-            .arg(&gw.key),
-        &sealed,
-    );
+    let out = gw.openssl_decrypt(&sealed);
     assert!(String::from_utf8_lossy(&out).contains("Lab results"));
 }

@@ -48,14 +48,7 @@ fn openssl_decrypts_every_cipher_and_key_transport_we_seal() {
                 // The routing headers stay outside; the internal one does not leak.
                 assert!(text.contains("To: Records <records@partner.example>"));
                 assert!(!text.contains("X-Internal-Route"));
-                let out = run_ok(
-                    openssl()
-                        .args(["cms", "-decrypt", "-recip"])
-                        .arg(&ee.cert)
-                        .arg("-inkey")
-                        .arg(&ee.key),
-                    &sealed,
-                );
+                let out = ee.openssl_decrypt(&sealed);
                 assert_eq!(body(&out), body(&msg), "{cipher} {kt:?} {:?}", ee.email);
                 assert!(
                     lf(&out).starts_with(b"From: Dr. Ada Sender"),
@@ -81,14 +74,7 @@ fn openssl_decrypts_one_message_for_several_recipients() {
         &SealRequest::encrypt(&certs, &policy),
     );
     for ee in [&a, &b, &c] {
-        let out = run_ok(
-            openssl()
-                .args(["cms", "-decrypt", "-recip"])
-                .arg(&ee.cert)
-                .arg("-inkey")
-                .arg(&ee.key),
-            &sealed,
-        );
+        let out = ee.openssl_decrypt(&sealed);
         assert_eq!(body(&out), body(&msg));
     }
 }
@@ -278,14 +264,7 @@ fn sign_then_encrypt_reads_in_openssl_and_back() {
     let text = String::from_utf8_lossy(&sealed);
     assert!(text.contains("Subject: [...]\r\n") && !text.contains("Lab results"));
     // OpenSSL: decrypt, then verify the inner signed object against our CA.
-    let inner = run_ok(
-        openssl()
-            .args(["cms", "-decrypt", "-recip"])
-            .arg(&partner.cert)
-            .arg("-inkey")
-            .arg(&partner.key),
-        &sealed,
-    );
+    let inner = partner.openssl_decrypt(&sealed);
     let verified = run_ok(
         openssl()
             .args(["cms", "-verify", "-CAfile"])

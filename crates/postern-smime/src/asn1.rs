@@ -62,27 +62,12 @@ impl OaepParams {
 
     /// Decodes parameters (absent = all defaults, i.e. SHA-1).
     pub fn from_any(params: Option<&Any>) -> Result<Self, Error> {
-        match params {
-            None => Ok(Self::default()),
-            Some(p) if der::Tagged::tag(p) == der::Tag::Null => Ok(Self::default()),
-            Some(p) => p
-                .decode_as::<OaepParams>()
-                .map_err(|e| Error::malformed("RSAES-OAEP parameters", e)),
-        }
+        decode_params(params, "RSAES-OAEP parameters")
     }
 
     /// The single digest used for OAEP and MGF1; mismatched digests or a label are refused.
     pub fn digest(&self) -> Result<DigestAlgorithm, Error> {
-        let hash = match &self.hash {
-            Some(h) => digest_from_oid(&h.oid)?,
-            None => DigestAlgorithm::Sha1,
-        };
-        let mgf = mgf1_digest(self.mask_gen.as_ref())?;
-        if hash != mgf {
-            return Err(Error::UnsupportedAlgorithm(format!(
-                "RSAES-OAEP with {hash} and MGF1-{mgf}"
-            )));
-        }
+        let hash = matched_digest(self.hash.as_ref(), self.mask_gen.as_ref(), "RSAES-OAEP")?;
         if let Some(p) = &self.p_source {
             // pSpecified with an empty label is the default; anything else is a label we
             // would silently ignore.
@@ -99,6 +84,38 @@ impl OaepParams {
         }
         Ok(hash)
     }
+}
+
+/// Decodes RSA scheme parameters; absent or NULL means "all defaults" (RFC 4055).
+fn decode_params<T>(params: Option<&Any>, what: &'static str) -> Result<T, Error>
+where
+    T: Default + for<'a> der::DecodeValue<'a, Error = der::Error> + der::FixedTag,
+{
+    match params {
+        None => Ok(T::default()),
+        Some(p) if der::Tagged::tag(p) == der::Tag::Null => Ok(T::default()),
+        Some(p) => p.decode_as::<T>().map_err(|e| Error::malformed(what, e)),
+    }
+}
+
+/// The digest of an OAEP/PSS scheme, whose hash (default SHA-1) and MGF1 hash must agree: the
+/// primitives only offer matched pairs.
+fn matched_digest(
+    hash: Option<&AlgorithmIdentifierOwned>,
+    mgf: Option<&AlgorithmIdentifierOwned>,
+    scheme: &str,
+) -> Result<DigestAlgorithm, Error> {
+    let hash = match hash {
+        Some(h) => digest_from_oid(&h.oid)?,
+        None => DigestAlgorithm::Sha1,
+    };
+    let mgf = mgf1_digest(mgf)?;
+    if hash != mgf {
+        return Err(Error::UnsupportedAlgorithm(format!(
+            "{scheme} with {hash} and MGF1-{mgf}"
+        )));
+    }
+    Ok(hash)
 }
 
 fn mgf1_digest(mgf: Option<&AlgorithmIdentifierOwned>) -> Result<DigestAlgorithm, Error> {
@@ -146,27 +163,12 @@ impl PssParams {
 
     /// Decodes parameters (absent = SHA-1 defaults).
     pub fn from_any(params: Option<&Any>) -> Result<Self, Error> {
-        match params {
-            None => Ok(Self::default()),
-            Some(p) => p
-                .decode_as::<PssParams>()
-                .map_err(|e| Error::malformed("RSASSA-PSS parameters", e)),
-        }
+        decode_params(params, "RSASSA-PSS parameters")
     }
 
     /// The digest used; the MGF1 digest must match it.
     pub fn digest(&self) -> Result<DigestAlgorithm, Error> {
-        let hash = match &self.hash {
-            Some(h) => digest_from_oid(&h.oid)?,
-            None => DigestAlgorithm::Sha1,
-        };
-        let mgf = mgf1_digest(self.mask_gen.as_ref())?;
-        if hash != mgf {
-            return Err(Error::UnsupportedAlgorithm(format!(
-                "RSASSA-PSS with {hash} and MGF1-{mgf}"
-            )));
-        }
-        Ok(hash)
+        matched_digest(self.hash.as_ref(), self.mask_gen.as_ref(), "RSASSA-PSS")
     }
 }
 

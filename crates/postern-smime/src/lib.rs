@@ -164,9 +164,8 @@ impl SmimeEnvelope {
         if let Some(me) = &signer {
             // Sign, then encrypt (RFC 8551 §3.7): the signed opaque object becomes the content.
             let sig = signed::sign(&entity, me, self.rsa_signature, false, req.policy, req.now)?;
-            let mut signed_entity = b"Content-Type: application/pkcs7-mime; smime-type=signed-data; name=\"smime.p7m\"\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"smime.p7m\"\r\n\r\n".to_vec();
-            signed_entity.extend_from_slice(&mime::base64_lines(&sig));
-            entity = signed_entity;
+            // The same pkcs7-mime entity as a sign-only message, minus the outer headers.
+            entity = mime::pkcs7_mime(b"", "signed-data", &sig);
         }
         let cipher = req.cipher.unwrap_or(self.default_cipher);
         let der = enveloped::seal(
