@@ -179,6 +179,27 @@ fn openssl_verifies_our_signatures_detached_and_opaque() {
     }
 }
 
+#[test]
+fn a_body_without_final_newline_is_signed_exactly() {
+    let pki = Pki::new();
+    let policy = Policy::default();
+    let me = pki.issue("gw@clinic.example", KeyKind::Rsa(2048));
+    let cred = me.credential();
+    let msg = b"From: a@clinic.example\r\nTo: b@partner.example\r\nSubject: short\r\n\r\nno final newline";
+    let sealed = seal(
+        &SmimeEnvelope::new(),
+        msg,
+        &SealRequest::sign_only(&cred, true, &policy),
+    );
+    let ok = run_ok(
+        openssl()
+            .args(["cms", "-verify", "-CAfile"])
+            .arg(&pki.ca_cert),
+        &sealed,
+    );
+    assert!(String::from_utf8_lossy(&ok).ends_with("\r\n\r\nno final newline"));
+}
+
 /// Flips one byte of the signed content: inside the first body part (detached) or inside the
 /// base64 of the opaque object (which changes the encapsulated content or the signature).
 fn tamper_signed_content(sealed: &[u8], detached: bool) -> Vec<u8> {

@@ -19,6 +19,7 @@ mod error;
 mod identity;
 mod keystore;
 mod message;
+pub mod mime;
 mod policy;
 mod report;
 

@@ -20,7 +20,6 @@ mod chain;
 mod crypto;
 mod enveloped;
 pub mod keys;
-mod mime;
 mod names;
 mod oids;
 mod recipient;
@@ -30,6 +29,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use postern_core::mime;
 use postern_core::{
     ContentCipher, Credential, Error, MessageView, OpenRequest, Opened, Report, SealRequest,
     SecureEnvelope, Standard,
@@ -144,11 +144,11 @@ impl SmimeEnvelope {
                 req.policy,
                 req.now,
             )?;
-            return if sign.detached {
-                mime::multipart_signed(&outer, &entity, &sig)
+            return Ok(if sign.detached {
+                multipart_signed(&outer, &entity, &sig)
             } else {
-                Ok(mime::pkcs7_mime(&outer, "signed-data", &sig))
-            };
+                pkcs7_mime(&outer, "signed-data", &sig)
+            });
         }
         let recipients = req
             .recipients
@@ -165,7 +165,7 @@ impl SmimeEnvelope {
             // Sign, then encrypt (RFC 8551 §3.7): the signed opaque object becomes the content.
             let sig = signed::sign(&entity, me, self.rsa_signature, false, req.policy, req.now)?;
             // The same pkcs7-mime entity as a sign-only message, minus the outer headers.
-            entity = mime::pkcs7_mime(b"", "signed-data", &sig);
+            entity = pkcs7_mime(b"", "signed-data", &sig);
         }
         let cipher = req.cipher.unwrap_or(self.default_cipher);
         let der = enveloped::seal(
@@ -182,7 +182,7 @@ impl SmimeEnvelope {
         } else {
             "enveloped-data"
         };
-        Ok(mime::pkcs7_mime(&outer, smime_type, &der))
+        Ok(pkcs7_mime(&outer, smime_type, &der))
     }
 
     /// Synchronous open.
@@ -288,6 +288,37 @@ impl SmimeEnvelope {
             report,
         })
     }
+}
+
+/// A complete `application/pkcs7-mime` message (RFC 8551 §3.2): `outer` headers, then the CMS
+/// object in base64.
+fn pkcs7_mime(outer: &[u8], smime_type: &str, der: &[u8]) -> Vec<u8> {
+    let mut out = outer.to_vec();
+    out.extend_from_slice(
+        format!(
+            "Content-Type: application/pkcs7-mime; smime-type={smime_type}; name=\"smime.p7m\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\
+             Content-Disposition: attachment; filename=\"smime.p7m\"\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(&mime::base64_lines(der));
+    out
+}
+
+/// A complete `multipart/signed` message (RFC 8551 §3.5.3) around `entity`.
+fn multipart_signed(outer: &[u8], entity: &[u8], signature_der: &[u8]) -> Vec<u8> {
+    let mut sig_part = b"Content-Type: application/pkcs7-signature; name=\"smime.p7s\"\r\n\
+Content-Transfer-Encoding: base64\r\n\
+Content-Disposition: attachment; filename=\"smime.p7s\"\r\n\r\n"
+        .to_vec();
+    sig_part.extend_from_slice(&mime::base64_lines(signature_der));
+    mime::multipart(
+        outer,
+        "multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=sha-256",
+        "This is a cryptographically signed message in MIME format.",
+        &[entity, &sig_part],
+    )
 }
 
 enum Kind {

@@ -1,10 +1,16 @@
-//! MIME around CMS: the inner entity we protect, the outer message we send, and putting an
-//! opened message back together.
+//! MIME shared by every envelope: the inner entity we protect, the outer message we send, and
+//! putting an opened message back together. S/MIME (RFC 8551) and PGP/MIME (RFC 3156) wrap the
+//! same inner entity; only the wrapping differs.
 //!
-//! Output always uses CRLF line endings (RFC 5322 §2.1; RFC 8551 §3.1.1 canonical form).
+//! Output always uses CRLF line endings (RFC 5322 §2.1; RFC 8551 §3.1.1 and RFC 3156 §5
+//! canonical form).
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine;
-use postern_core::{Error, HeaderField, MessageView, PartView};
+
+use crate::{HeaderField, MessageView, PartView};
 
 /// Trace fields stay outside: they document the route and are added by every hop.
 const TRACE: &[&str] = &["received", "return-path"];
@@ -55,13 +61,26 @@ pub fn base64_lines(data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A boundary that cannot occur in base64 or in our own inner entity by chance.
-pub fn boundary() -> Result<String, Error> {
-    let r = crate::crypto::random(16)?;
-    Ok(format!(
-        "----=_postern_{}",
-        r.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    ))
+/// A fresh multipart boundary. It needs to be unique, not secret: 128 bits from the process's
+/// randomly keyed SipHash over a counter and the time. `=_` cannot occur in base64 or
+/// quoted-printable text, so the boundary cannot collide with an encoded body (RFC 2045 §6.7).
+pub fn boundary() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let state = std::collections::hash_map::RandomState::new();
+    let mut words = [0u64; 2];
+    for (i, w) in words.iter_mut().enumerate() {
+        let mut h = state.build_hasher();
+        h.write_u64(n);
+        h.write_u128(now);
+        h.write_usize(i);
+        *w = h.finish();
+    }
+    format!("----=_postern_{:016x}{:016x}", words[0], words[1])
 }
 
 /// Appends an `hp` parameter (RFC 9788 §2.1.1) to a raw Content-Type field.
@@ -207,54 +226,27 @@ pub fn outer_headers(view: &MessageView<'_>, header_protection: bool, keep_all: 
     out
 }
 
-/// A complete `application/pkcs7-mime` message.
-pub fn pkcs7_mime(outer: &[u8], smime_type: &str, der: &[u8]) -> Vec<u8> {
-    let mut out = outer.to_vec();
+/// A complete multipart message: `outer` headers, then `Content-Type: {content_type}` with a
+/// fresh boundary, a short preamble and the `parts` (each a MIME entity: header section, blank
+/// line, body), byte for byte.
+///
+/// Parts are never altered: for `multipart/signed` the first part is exactly the signed bytes,
+/// and the CRLF that precedes each boundary belongs to the boundary (RFC 2046 §5.1.1).
+pub fn multipart(outer: &[u8], content_type: &str, preamble: &str, parts: &[&[u8]]) -> Vec<u8> {
+    let b = boundary();
+    let size: usize = parts.iter().map(|p| p.len() + b.len() + 8).sum();
+    let mut out = Vec::with_capacity(outer.len() + size + 256);
+    out.extend_from_slice(outer);
     out.extend_from_slice(
-        format!(
-            "Content-Type: application/pkcs7-mime; smime-type={smime_type}; name=\"smime.p7m\"\r\n\
-             Content-Transfer-Encoding: base64\r\n\
-             Content-Disposition: attachment; filename=\"smime.p7m\"\r\n\r\n"
-        )
-        .as_bytes(),
+        format!("Content-Type: {content_type};\r\n boundary=\"{b}\"\r\n\r\n{preamble}\r\n")
+            .as_bytes(),
     );
-    out.extend_from_slice(&base64_lines(der));
-    out
-}
-
-/// A complete `multipart/signed` message (RFC 8551 §3.5.3).
-pub fn multipart_signed(
-    outer: &[u8],
-    entity: &[u8],
-    signature_der: &[u8],
-) -> Result<Vec<u8>, Error> {
-    let b = boundary()?;
-    let mut out = outer.to_vec();
-    out.extend_from_slice(
-        format!(
-            "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; \
-             micalg=sha-256;\r\n boundary=\"{b}\"\r\n\r\n\
-             This is a cryptographically signed message in MIME format.\r\n\r\n--{b}\r\n"
-        )
-        .as_bytes(),
-    );
-    out.extend_from_slice(entity);
-    if !entity.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
+    for part in parts {
+        out.extend_from_slice(format!("\r\n--{b}\r\n").as_bytes());
+        out.extend_from_slice(part);
     }
-    // The CRLF before the boundary belongs to the boundary (RFC 2046 §5.1.1), not the content.
-    out.extend_from_slice(
-        format!(
-            "\r\n--{b}\r\n\
-             Content-Type: application/pkcs7-signature; name=\"smime.p7s\"\r\n\
-             Content-Transfer-Encoding: base64\r\n\
-             Content-Disposition: attachment; filename=\"smime.p7s\"\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    out.extend_from_slice(&base64_lines(signature_der));
-    out.extend_from_slice(format!("--{b}--\r\n").as_bytes());
-    Ok(out)
+    out.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
+    out
 }
 
 /// Puts an opened inner entity back into a message: the outer fields that the inner entity does
@@ -342,6 +334,16 @@ mod tests {
         assert!(m.contains("Subject: real\r\n") && !m.contains("[...]"));
         assert_eq!(m.matches("From:").count(), 1);
         assert!(m.ends_with("\r\n\r\nbody\r\n"));
+    }
+
+    #[test]
+    fn multipart_parts_are_kept_byte_for_byte() {
+        // No final newline: the part must still end exactly where it ended.
+        let part = b"Content-Type: text/plain\r\n\r\nno newline at the end";
+        let m = multipart(b"From: a@x.example\r\n", "multipart/mixed", "pre", &[part]);
+        let v = MessageView::parse(&m).unwrap();
+        assert_eq!(v.root().children()[0].raw(), part);
+        assert_ne!(boundary(), boundary());
     }
 
     #[test]
