@@ -455,3 +455,133 @@ impl Drop for Gpgsm {
             .output();
     }
 }
+
+/// A throw-away GnuPG home (`gpg`) for OpenPGP interop tests.
+pub struct Gpg {
+    /// The GNUPGHOME folder.
+    pub home: tempfile::TempDir,
+}
+
+/// Key types `Gpg::generate` makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgpKind {
+    /// RSA-3072 primary (sign, certify) with an RSA-3072 encryption subkey.
+    Rsa3072,
+    /// Ed25519 primary with a Cv25519 encryption subkey.
+    Ed25519,
+}
+
+impl Gpg {
+    /// An empty home.
+    pub fn new() -> Gpg {
+        let home = tempfile::Builder::new().prefix("gpg").tempdir().unwrap();
+        std::fs::write(
+            home.path().join("gpg-agent.conf"),
+            "allow-loopback-pinentry\n",
+        )
+        .unwrap();
+        Gpg { home }
+    }
+
+    /// A `gpg` command in this home, batch mode, no passphrases.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new("gpg");
+        c.env("GNUPGHOME", self.home.path()).args([
+            "--batch",
+            "--no-tty",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--trust-model",
+            "always",
+        ]);
+        c
+    }
+
+    /// Runs gpg, panicking on failure; returns stdout.
+    pub fn ok(&self, args: &[&str], stdin: &[u8]) -> Vec<u8> {
+        run_ok(self.cmd().args(args), stdin)
+    }
+
+    /// Generates a key for `uid` (`Name <addr>`) and returns its fingerprint.
+    pub fn generate(&self, uid: &str, kind: PgpKind, expire: &str) -> String {
+        let (primary, sub) = match kind {
+            PgpKind::Rsa3072 => ("rsa3072", "rsa3072"),
+            PgpKind::Ed25519 => ("ed25519", "cv25519"),
+        };
+        self.ok(&["--quick-gen-key", uid, primary, "sign,cert", expire], b"");
+        let fpr = self.fingerprint(uid);
+        self.ok(&["--quick-add-key", &fpr, sub, "encr", expire], b"");
+        fpr
+    }
+
+    /// The primary fingerprint of the key matching `who`.
+    pub fn fingerprint(&self, who: &str) -> String {
+        let out = self.ok(&["--with-colons", "--list-keys", who], b"");
+        String::from_utf8_lossy(&out)
+            .lines()
+            .find(|l| l.starts_with("fpr:"))
+            .and_then(|l| l.split(':').nth(9))
+            .unwrap()
+            .to_string()
+    }
+
+    /// The armored public certificate.
+    pub fn export(&self, who: &str) -> Vec<u8> {
+        self.ok(&["--armor", "--export", who], b"")
+    }
+
+    /// The armored secret key (unprotected).
+    pub fn export_secret(&self, who: &str) -> Vec<u8> {
+        self.ok(&["--armor", "--export-secret-keys", who], b"")
+    }
+
+    /// Imports armored keys.
+    pub fn import(&self, keys: &[u8]) {
+        self.ok(&["--import"], keys);
+    }
+
+    /// `gpg --decrypt`; returns (stdout, stderr) and whether it succeeded.
+    pub fn decrypt(&self, data: &[u8]) -> (Vec<u8>, String, bool) {
+        let out = run(self.cmd().arg("--decrypt"), data);
+        (
+            out.stdout,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            out.status.success(),
+        )
+    }
+
+    /// `gpg --verify SIG DATA` on files; returns stderr and success.
+    pub fn verify_detached(&self, sig: &[u8], data: &[u8]) -> (String, bool) {
+        let s = self.home.path().join("sig.asc");
+        let d = self.home.path().join("data");
+        std::fs::write(&s, sig).unwrap();
+        std::fs::write(&d, data).unwrap();
+        let out = run(self.cmd().arg("--verify").arg(&s).arg(&d), b"");
+        (
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            out.status.success(),
+        )
+    }
+}
+
+impl Default for Gpg {
+    fn default() -> Self {
+        Gpg::new()
+    }
+}
+
+impl Drop for Gpg {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf")
+            .env("GNUPGHOME", self.home.path())
+            .args(["--kill", "all"])
+            .output();
+    }
+}
+
+/// An OpenPGP credential for Postern from an armored secret key.
+pub fn pgp_credential(secret: &[u8]) -> Credential {
+    Credential::with_secret(Standard::OpenPgp, secret.to_vec(), secret.to_vec())
+}

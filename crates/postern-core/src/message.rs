@@ -238,6 +238,36 @@ impl<'m, 'a> PartView<'m, 'a> {
         }
     }
 
+    /// The body with only its Content-Transfer-Encoding undone: the bytes the sender encoded,
+    /// with no charset conversion (what a signature over text covers).
+    pub fn transfer_decoded_body(&self) -> Cow<'a, [u8]> {
+        let raw = self.raw_body();
+        let cte = self
+            .header("content-transfer-encoding")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        match cte.trim() {
+            "base64" => {
+                use base64::Engine;
+                let clean: Vec<u8> = raw
+                    .iter()
+                    .copied()
+                    .filter(|b| !b.is_ascii_whitespace())
+                    .collect();
+                // Lenient about padding, as receivers must be (RFC 2045 §6.8).
+                let engine = base64::engine::GeneralPurpose::new(
+                    &base64::alphabet::STANDARD,
+                    base64::engine::GeneralPurposeConfig::new()
+                        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
+                        .with_decode_allow_trailing_bits(true),
+                );
+                Cow::Owned(engine.decode(clean).unwrap_or_default())
+            }
+            "quoted-printable" => Cow::Owned(decode_quoted_printable(raw)),
+            _ => Cow::Borrowed(raw),
+        }
+    }
+
     /// The child parts of a multipart, in order (empty for a leaf).
     pub fn children(&self) -> Vec<PartView<'m, 'a>> {
         match &self.inner().body {
@@ -252,6 +282,34 @@ impl<'m, 'a> PartView<'m, 'a> {
             _ => Vec::new(),
         }
     }
+}
+
+/// Quoted-printable decoding (RFC 2045 §6.7), tolerant of malformed escapes (kept literally).
+fn decode_quoted_printable(input: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        let b = input[i];
+        if b != b'=' {
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        match (input.get(i + 1), input.get(i + 2)) {
+            (Some(b'\r'), Some(b'\n')) => i += 3,
+            (Some(b'\n'), _) => i += 2,
+            (Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) << 4) | hex(l).unwrap_or(0));
+                i += 3;
+            }
+            _ => {
+                out.push(b'=');
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 impl std::fmt::Debug for PartView<'_, '_> {
@@ -307,6 +365,22 @@ mod tests {
             b"Content-Type: text/plain\n\nhello\n"
         );
         assert!(v.header_section().ends_with(b"\n\n"));
+    }
+
+    #[test]
+    fn transfer_decoding_keeps_the_bytes() {
+        let m = b"Content-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nGr=C3=BC=\r\n=C3=9Fe =3D=\r\n";
+        let v = MessageView::parse(m).unwrap();
+        assert_eq!(
+            v.root().transfer_decoded_body().as_ref(),
+            "Grüße =".as_bytes()
+        );
+        let m = b"Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\nR3LD\r\nvMOfZQ\r\n";
+        let v = MessageView::parse(m).unwrap();
+        assert_eq!(
+            v.root().transfer_decoded_body().as_ref(),
+            "Grüße".as_bytes()
+        );
     }
 
     #[test]

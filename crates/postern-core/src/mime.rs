@@ -130,13 +130,20 @@ pub fn inner_entity(view: &MessageView<'_>, hp: Option<&str>) -> Vec<u8> {
 }
 
 /// The entity to sign without header protection: only the MIME (`Content-*`) fields of the
-/// original, made 7-bit safe as RFC 8551 §3.1.2 requires (8-bit leaves become base64).
+/// original, made safe for transport unchanged (RFC 8551 §3.1.2, RFC 3156 §5): leaves with 8-bit
+/// data, over-long lines, trailing whitespace or a line starting with `From ` become base64.
 pub fn signed_entity(view: &MessageView<'_>) -> Vec<u8> {
     seven_bit(&view.root(), true)
 }
 
 fn needs_encoding(body: &[u8]) -> bool {
-    body.iter().any(|&b| b >= 0x80 || b == 0) || body.split(|&b| b == b'\n').any(|l| l.len() > 998)
+    body.iter().any(|&b| b >= 0x80 || b == 0)
+        || body.split(|&b| b == b'\n').any(|l| {
+            let l = l.strip_suffix(b"\r").unwrap_or(l);
+            // Relays may strip trailing whitespace or quote "From " lines (mbox): either would
+            // break a signature, so such lines are not sent as they are.
+            l.len() > 998 || l.ends_with(b" ") || l.ends_with(b"\t") || l.starts_with(b"From ")
+        })
 }
 
 fn seven_bit(part: &PartView<'_, '_>, top: bool) -> Vec<u8> {
@@ -344,6 +351,21 @@ mod tests {
         let v = MessageView::parse(&m).unwrap();
         assert_eq!(v.root().children()[0].raw(), part);
         assert_ne!(boundary(), boundary());
+    }
+
+    #[test]
+    fn trailing_whitespace_and_from_lines_are_encoded_for_signing() {
+        for body in ["trailing space \n", "ok\nFrom the lab\n"] {
+            let m = format!("Content-Type: text/plain\n\n{body}");
+            let v = MessageView::parse(m.as_bytes()).unwrap();
+            let e = String::from_utf8(signed_entity(&v)).unwrap();
+            assert!(e.contains("Content-Transfer-Encoding: base64"), "{e}");
+        }
+        let v = MessageView::parse(b"Content-Type: text/plain\n\nplain text\n").unwrap();
+        assert_eq!(
+            signed_entity(&v),
+            b"Content-Type: text/plain\r\n\r\nplain text\r\n"
+        );
     }
 
     #[test]

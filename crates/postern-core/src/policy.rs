@@ -31,6 +31,8 @@ pub enum ContentCipher {
     Aes256Ocb,
     /// AES-128 in OpenPGP CFB mode (SEIPDv1).
     Aes128Cfb,
+    /// AES-192 in OpenPGP CFB mode (SEIPDv1).
+    Aes192Cfb,
     /// AES-256 in OpenPGP CFB mode (SEIPDv1).
     Aes256Cfb,
     /// Triple DES (weak: refused by default).
@@ -54,6 +56,7 @@ impl ContentCipher {
             ContentCipher::Aes128Ocb => "aes128-ocb",
             ContentCipher::Aes256Ocb => "aes256-ocb",
             ContentCipher::Aes128Cfb => "aes128-cfb",
+            ContentCipher::Aes192Cfb => "aes192-cfb",
             ContentCipher::Aes256Cfb => "aes256-cfb",
             ContentCipher::TripleDesCbc => "3des-cbc",
             ContentCipher::DesCbc => "des-cbc",
@@ -74,6 +77,7 @@ impl ContentCipher {
             Aes128Ocb,
             Aes256Ocb,
             Aes128Cfb,
+            Aes192Cfb,
             Aes256Cfb,
             TripleDesCbc,
             DesCbc,
@@ -231,6 +235,7 @@ impl Policy {
             | ContentCipher::Aes128Ocb
             | ContentCipher::Aes256Ocb
             | ContentCipher::Aes128Cfb
+            | ContentCipher::Aes192Cfb
             | ContentCipher::Aes256Cfb => Ok(()),
         }
     }

@@ -34,6 +34,7 @@ pub fn key_len(c: ContentCipher) -> Result<usize, Error> {
         | ContentCipher::Aes128Ocb
         | ContentCipher::Aes256Ocb
         | ContentCipher::Aes128Cfb
+        | ContentCipher::Aes192Cfb
         | ContentCipher::Aes256Cfb
         | ContentCipher::TripleDesCbc
         | ContentCipher::DesCbc

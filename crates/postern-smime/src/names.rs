@@ -70,6 +70,7 @@ pub fn cipher_oid(c: ContentCipher) -> Result<Oid, Error> {
         | ContentCipher::Aes128Ocb
         | ContentCipher::Aes256Ocb
         | ContentCipher::Aes128Cfb
+        | ContentCipher::Aes192Cfb
         | ContentCipher::Aes256Cfb
         | ContentCipher::TripleDesCbc
         | ContentCipher::DesCbc

@@ -17,6 +17,7 @@ use postern_core::{
     ChainStatus, ContentCipher, Credential, MessageView, OpenRequest, Opened, Policy, Report,
     SealRequest, SecureEnvelope, SignRequest, SignatureStatus, Standard,
 };
+use postern_openpgp::OpenPgpEnvelope;
 use postern_smime::{KeyTransport, RsaSignatureScheme, SmimeEnvelope};
 
 #[derive(Parser)]
@@ -42,7 +43,10 @@ enum Command {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum StandardArg {
+    /// S/MIME 4.0 (X.509 certificates, PEM or DER).
     Smime,
+    /// OpenPGP as PGP/MIME (armored or binary certificates and secret keys).
+    Openpgp,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -89,13 +93,15 @@ struct SealArgs {
     /// The message standard.
     #[arg(long, value_enum, default_value = "smime")]
     standard: StandardArg,
-    /// A recipient certificate (PEM or DER); repeat for several. None: sign only.
+    /// A recipient certificate (S/MIME: PEM or DER X.509; OpenPGP: armored or binary); repeat
+    /// for several. None: sign only.
     #[arg(long = "recipient-cert")]
     recipient_certs: Vec<PathBuf>,
-    /// Our signing key (PEM: PKCS#8, PKCS#1 or SEC1).
-    #[arg(long, requires = "sign_cert")]
+    /// Our signing key (S/MIME: PEM PKCS#8, PKCS#1 or SEC1; OpenPGP: an unlocked secret key).
+    #[arg(long)]
     sign_key: Option<PathBuf>,
-    /// Our signing certificate (PEM; further certificates in the file are sent as the chain).
+    /// Our signing certificate (S/MIME only; further certificates in the file are sent as the
+    /// chain).
     #[arg(long, requires = "sign_key")]
     sign_cert: Option<PathBuf>,
     /// Content cipher.
@@ -117,11 +123,12 @@ struct SealArgs {
 
 #[derive(clap::Args)]
 struct OpenArgs {
-    /// Our decryption key (PEM). Optional for signed-only messages.
-    #[arg(long, requires = "cert")]
-    key: Option<PathBuf>,
-    /// Our certificate for that key (PEM or DER).
-    #[arg(long, requires = "key")]
+    /// Our decryption key: S/MIME PEM (with --cert) or an OpenPGP secret key. Repeat for
+    /// several; optional for signed-only messages. The standard is taken from the message.
+    #[arg(long = "key")]
+    keys: Vec<PathBuf>,
+    /// Our S/MIME certificate for the S/MIME key (PEM or DER).
+    #[arg(long, requires = "keys")]
     cert: Option<PathBuf>,
     /// A trust anchor (CA certificate) for signer chains; repeat for several.
     #[arg(long = "trust-anchor")]
@@ -149,7 +156,7 @@ fn read_stdin() -> Result<Vec<u8>, String> {
     Ok(buf)
 }
 
-fn backend(args: &SealArgs) -> SmimeEnvelope {
+fn smime_backend(args: &SealArgs) -> SmimeEnvelope {
     SmimeEnvelope::new()
         .with_key_transport(match args.key_transport {
             KeyTransportArg::Pkcs1 => KeyTransport::RsaPkcs1v15,
@@ -162,7 +169,6 @@ fn backend(args: &SealArgs) -> SmimeEnvelope {
 }
 
 async fn seal(args: SealArgs) -> Result<Vec<u8>, String> {
-    let StandardArg::Smime = args.standard;
     let input = read_stdin()?;
     let view = MessageView::parse(&input).map_err(|e| e.to_string())?;
     let recipients = args
@@ -170,9 +176,18 @@ async fn seal(args: SealArgs) -> Result<Vec<u8>, String> {
         .iter()
         .map(|p| read(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let signer = match (&args.sign_key, &args.sign_cert) {
-        (Some(k), Some(c)) => Some(Credential::with_secret(Standard::Smime, read(c)?, read(k)?)),
-        _ => None,
+    let signer = match (args.standard, &args.sign_key, &args.sign_cert) {
+        (StandardArg::Smime, Some(k), Some(c)) => {
+            Some(Credential::with_secret(Standard::Smime, read(c)?, read(k)?))
+        }
+        (StandardArg::Smime, Some(_), None) => {
+            return Err("S/MIME signing needs --sign-cert as well as --sign-key".into())
+        }
+        (StandardArg::Openpgp, Some(k), _) => {
+            let tsk = read(k)?;
+            Some(Credential::with_secret(Standard::OpenPgp, tsk.clone(), tsk))
+        }
+        (_, None, _) => None,
     };
     let policy = Policy::default();
     let mut req = SealRequest::encrypt(&recipients, &policy)
@@ -184,19 +199,37 @@ async fn seal(args: SealArgs) -> Result<Vec<u8>, String> {
             detached: !args.opaque,
         });
     }
-    backend(&args)
-        .seal(&view, &req)
-        .await
-        .map_err(|e| e.to_string())
+    let backend: Box<dyn SecureEnvelope> = match args.standard {
+        StandardArg::Smime => Box::new(smime_backend(&args)),
+        StandardArg::Openpgp => {
+            // OpenPGP chooses its own cipher from the recipients' preferences.
+            req.cipher = None;
+            Box::new(OpenPgpEnvelope::new())
+        }
+    };
+    backend.seal(&view, &req).await.map_err(|e| e.to_string())
 }
 
 async fn open(args: OpenArgs) -> Result<(Opened, bool), String> {
     let input = read_stdin()?;
     let view = MessageView::parse(&input).map_err(|e| e.to_string())?;
-    let keys = match (&args.key, &args.cert) {
-        (Some(k), Some(c)) => vec![Credential::with_secret(Standard::Smime, read(c)?, read(k)?)],
-        _ => Vec::new(),
-    };
+    let mut keys = Vec::new();
+    for k in &args.keys {
+        let bytes = read(k)?;
+        if is_openpgp(&bytes) {
+            keys.push(Credential::with_secret(
+                Standard::OpenPgp,
+                bytes.clone(),
+                bytes,
+            ));
+        } else {
+            let cert = args
+                .cert
+                .as_ref()
+                .ok_or("an S/MIME --key needs its --cert")?;
+            keys.push(Credential::with_secret(Standard::Smime, read(cert)?, bytes));
+        }
+    }
     let anchors = args
         .trust_anchors
         .iter()
@@ -211,10 +244,15 @@ async fn open(args: OpenArgs) -> Result<(Opened, bool), String> {
     let req = OpenRequest::new(&keys, &policy)
         .with_trust_anchors(&anchors)
         .with_expected_signers(&pinned);
-    let opened = SmimeEnvelope::new()
-        .open(&view, &req)
-        .await
-        .map_err(|e| e.to_string())?;
+    let backends: [Box<dyn SecureEnvelope>; 2] = [
+        Box::new(SmimeEnvelope::new()),
+        Box::new(OpenPgpEnvelope::new()),
+    ];
+    let backend = backends
+        .iter()
+        .find(|b| b.recognises(&view))
+        .ok_or("not an S/MIME or OpenPGP message")?;
+    let opened = backend.open(&view, &req).await.map_err(|e| e.to_string())?;
     if let Some(path) = &args.report_json {
         let json =
             serde_json::to_vec_pretty(&report_json(&opened.report)).map_err(|e| e.to_string())?;
@@ -222,6 +260,15 @@ async fn open(args: OpenArgs) -> Result<(Opened, bool), String> {
     }
     let ok = !args.require_valid_signature || opened.report.signature_verdict() == "valid";
     Ok((opened, ok))
+}
+
+/// OpenPGP key material is armored (or binary packets, which never start like PEM).
+fn is_openpgp(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]);
+    text.contains("-----BEGIN PGP")
+        || (!text.contains("-----BEGIN")
+            && bytes.first().is_some_and(|b| b & 0x80 != 0)
+            && bytes.first() != Some(&0x30))
 }
 
 fn unix(t: std::time::SystemTime) -> Option<u64> {
@@ -252,7 +299,7 @@ fn report_json(r: &Report) -> serde_json::Value {
             json!({
                 "signer": s.signer,
                 "subject": s.signer_subject,
-                "fingerprint_sha256": s.fingerprint,
+                "fingerprint": s.fingerprint,
                 "algorithm": s.algorithm.map(|a| a.to_string()),
                 "status": status,
                 "status_detail": detail,

@@ -1,0 +1,159 @@
+//! OpenPGP certificates and secret keys: parsing, and choosing the keys valid now.
+
+use std::time::SystemTime;
+
+use openpgp::cert::prelude::*;
+use openpgp::packet::key;
+use openpgp::parse::Parse;
+use openpgp::policy::Policy as PgpPolicy;
+use openpgp::Cert;
+use postern_core::{Error, Policy};
+use sequoia_openpgp as openpgp;
+
+/// Parses every certificate in `bytes` (armored or binary; a keyring is fine).
+pub fn parse_certs(bytes: &[u8]) -> Result<Vec<Cert>, Error> {
+    let certs: Vec<Cert> = CertParser::from_bytes(bytes)
+        .map_err(|e| Error::malformed("OpenPGP certificate", e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| Error::malformed("OpenPGP certificate", e))?;
+    if certs.is_empty() {
+        return Err(Error::malformed(
+            "OpenPGP certificate",
+            "no certificate found",
+        ));
+    }
+    Ok(certs)
+}
+
+/// A printable name for a certificate: its fingerprint and primary e-mail, if any.
+pub fn describe(cert: &Cert) -> String {
+    match email(cert) {
+        Some(e) => format!("{} <{e}>", cert.fingerprint()),
+        None => cert.fingerprint().to_string(),
+    }
+}
+
+/// The first e-mail address among the certificate's user IDs.
+pub fn email(cert: &Cert) -> Option<String> {
+    cert.userids()
+        .find_map(|u| u.userid().email().ok().flatten().map(str::to_string))
+}
+
+/// Checks the policy's minimum RSA size against a key.
+pub fn check_key_strength<P: key::KeyParts, R: key::KeyRole>(
+    key: &openpgp::packet::Key<P, R>,
+    policy: &Policy,
+) -> Result<(), Error> {
+    if let openpgp::crypto::mpi::PublicKey::RSA { n, .. } = key.mpis() {
+        policy.check_rsa_bits(n.bits())?;
+    }
+    Ok(())
+}
+
+/// Why a certificate has no key we may encrypt to right now (for the error message).
+fn why_unusable(cert: &Cert, p: &dyn PgpPolicy, now: SystemTime) -> String {
+    match cert.with_policy(p, now) {
+        Err(e) => format!("certificate not valid under the standard policy: {e}"),
+        Ok(vc) => {
+            if let openpgp::types::RevocationStatus::Revoked(_) = vc.revocation_status() {
+                return "certificate revoked".into();
+            }
+            if let Err(e) = vc.alive() {
+                return format!("certificate expired or not yet valid: {e}");
+            }
+            let any = vc.keys().for_transport_encryption().count()
+                + vc.keys().for_storage_encryption().count();
+            if any == 0 {
+                "no encryption-capable key".into()
+            } else {
+                "every encryption key is expired, revoked or of an unsupported algorithm".into()
+            }
+        }
+    }
+}
+
+/// The encryption keys of `cert` valid at `now` under sequoia's standard policy. Never empty:
+/// a certificate without one is an error naming it, never a silent skip.
+pub fn encryption_keys<'a>(
+    cert: &'a Cert,
+    p: &'a dyn PgpPolicy,
+    policy: &Policy,
+    now: SystemTime,
+) -> Result<Vec<ValidErasedKeyAmalgamation<'a, key::PublicParts>>, Error> {
+    let no_key = |reason: String| Error::NoUsableKey {
+        recipient: describe(cert),
+        reason,
+    };
+    let vc = cert
+        .with_policy(p, now)
+        .map_err(|_| no_key(why_unusable(cert, p, now)))?;
+    if let openpgp::types::RevocationStatus::Revoked(_) = vc.revocation_status() {
+        return Err(no_key("certificate revoked".into()));
+    }
+    vc.alive()
+        .map_err(|e| no_key(format!("certificate expired or not yet valid: {e}")))?;
+    let keys: Vec<_> = vc
+        .keys()
+        .supported()
+        .alive()
+        .revoked(false)
+        .for_transport_encryption()
+        .for_storage_encryption()
+        .collect();
+    if keys.is_empty() {
+        return Err(no_key(why_unusable(cert, p, now)));
+    }
+    for k in &keys {
+        check_key_strength(k.key(), policy).map_err(|e| no_key(e.to_string()))?;
+    }
+    Ok(keys)
+}
+
+/// Our secret-key certificates, parsed; every one must carry unencrypted secret key material.
+pub fn parse_secret_certs(bytes: &[u8]) -> Result<Vec<Cert>, Error> {
+    let certs = parse_certs(bytes)?;
+    for c in &certs {
+        if !c.is_tsk() {
+            return Err(Error::InvalidRequest(format!(
+                "{} has no secret key material",
+                c.fingerprint()
+            )));
+        }
+    }
+    Ok(certs)
+}
+
+/// The signing key pair of a secret-key certificate, valid at `now`.
+pub fn signing_keypair(
+    cert: &Cert,
+    p: &dyn PgpPolicy,
+    policy: &Policy,
+    now: SystemTime,
+) -> Result<openpgp::crypto::KeyPair, Error> {
+    let no_key = |reason: &str| Error::NoUsableKey {
+        recipient: describe(cert),
+        reason: reason.to_string(),
+    };
+    let vc = cert
+        .with_policy(p, now)
+        .map_err(|e| no_key(&format!("our signing certificate is not valid: {e}")))?;
+    let ka = vc
+        .keys()
+        .supported()
+        .alive()
+        .revoked(false)
+        .for_signing()
+        .secret()
+        .next()
+        .ok_or_else(|| no_key("no valid signing key with secret material"))?;
+    check_key_strength(ka.key(), policy)?;
+    if !ka.key().has_unencrypted_secret() {
+        return Err(no_key(
+            "the signing key is passphrase-protected; gateway keys must be stored unlocked",
+        ));
+    }
+    ka.key()
+        .clone()
+        .into_keypair()
+        .map_err(|e| Error::Backend(format!("signing key: {e}")))
+}

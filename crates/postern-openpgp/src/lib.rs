@@ -1,0 +1,283 @@
+//! # postern-openpgp
+//!
+//! The OpenPGP backend of Postern: PGP/MIME (RFC 3156) over sequoia-openpgp (RFC 9580).
+//!
+//! * **Seal**: `multipart/encrypted` with the whole inner MIME entity encrypted to every valid
+//!   encryption subkey of each recipient certificate (v4 and v6), optionally signed inside the
+//!   same OpenPGP message; or sign-only as `multipart/signed` with a detached signature.
+//!   SEIPDv2 (AEAD) is used only when every recipient advertises it; otherwise SEIPDv1, which
+//!   GnuPG 2.2 reads.
+//! * **Open**: PGP/MIME encrypted and signed, and inline PGP in a `text/plain` body from older
+//!   partners; decryption with our secret keys, verification against the partner's certificates,
+//!   output bounded against compression bombs.
+//!
+//! ## Crypto backend
+//! sequoia's crypto backend is chosen with this crate's features: `crypto-rust` (default; pure
+//! Rust, builds anywhere, but sequoia marks it **experimental and not constant-time**) or
+//! `crypto-openssl` (production-hardened; needs libclang-dev at build time).
+#![forbid(unsafe_code)]
+
+mod keys;
+mod open;
+mod seal;
+
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use openpgp::policy::StandardPolicy;
+use openpgp::Cert;
+use postern_core::{
+    mime, Error, MessageView, OpenRequest, Opened, Report, SealRequest, SecureEnvelope, Standard,
+};
+use sequoia_openpgp as openpgp;
+
+/// How deep PGP/MIME layers (signed inside encrypted inside …) may nest.
+const MAX_LAYERS: usize = 4;
+
+/// The OpenPGP backend. Holds configuration only; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct OpenPgpEnvelope {
+    /// Largest plaintext accepted when opening (default 64 MiB): a compression bomb stops here.
+    pub max_output: usize,
+}
+
+impl Default for OpenPgpEnvelope {
+    fn default() -> Self {
+        OpenPgpEnvelope {
+            max_output: 64 * 1024 * 1024,
+        }
+    }
+}
+
+enum Kind {
+    Encrypted,
+    Signed,
+    Inline,
+    Other,
+}
+
+fn kind(view: &MessageView<'_>) -> Kind {
+    let root = view.root();
+    let protocol = || {
+        root.content_type_param("protocol")
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+    };
+    match root.mime_type().as_str() {
+        "multipart/encrypted" if protocol() == "application/pgp-encrypted" => Kind::Encrypted,
+        "multipart/signed" if protocol() == "application/pgp-signature" => Kind::Signed,
+        "text/plain" if inline_armor(&root.transfer_decoded_body()).is_some() => Kind::Inline,
+        _ => Kind::Other,
+    }
+}
+
+/// The armored block of an inline PGP message (`BEGIN PGP MESSAGE` or `BEGIN PGP SIGNED
+/// MESSAGE`), if the text carries one.
+fn inline_armor(text: &[u8]) -> Option<&[u8]> {
+    let find = |needle: &[u8]| text.windows(needle.len()).position(|w| w == needle);
+    let (start, end_marker): (usize, &[u8]) = if let Some(s) = find(b"-----BEGIN PGP MESSAGE-----")
+    {
+        (s, b"-----END PGP MESSAGE-----")
+    } else if let Some(s) = find(b"-----BEGIN PGP SIGNED MESSAGE-----") {
+        (s, b"-----END PGP SIGNATURE-----")
+    } else {
+        return None;
+    };
+    let rest = &text[start..];
+    let end = rest
+        .windows(end_marker.len())
+        .position(|w| w == end_marker)
+        .map(|e| e + end_marker.len())
+        .unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
+impl OpenPgpEnvelope {
+    /// The backend with defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Synchronous seal.
+    pub fn seal_sync(
+        &self,
+        msg: &MessageView<'_>,
+        req: &SealRequest<'_>,
+    ) -> Result<Vec<u8>, Error> {
+        let p = StandardPolicy::new();
+        let now = req.now;
+        let signer = match req.sign {
+            Some(s) => {
+                let secret = s.credential.secret.as_ref().ok_or_else(|| {
+                    Error::InvalidRequest("signing credential has no secret key".into())
+                })?;
+                let certs = keys::parse_secret_certs(secret.expose())?;
+                Some(keys::signing_keypair(&certs[0], &p, req.policy, now)?)
+            }
+            None => None,
+        };
+        if req.recipients.is_empty() {
+            let (Some(kp), Some(sign)) = (signer, req.sign) else {
+                return Err(Error::InvalidRequest(
+                    "nothing to do: no recipients and no signing key".into(),
+                ));
+            };
+            let _ = sign.detached; // PGP/MIME signing is always detached (RFC 3156 §5).
+            let hp = req.header_protection;
+            let entity = if hp {
+                mime::inner_entity(msg, Some("clear"))
+            } else {
+                mime::signed_entity(msg)
+            };
+            let sig = seal::detached_signature(&entity, kp, now)?;
+            let outer = mime::outer_headers(msg, false, !hp);
+            return Ok(seal::pgp_mime_signed(&outer, &entity, &sig));
+        }
+        let mut certs: Vec<Cert> = Vec::new();
+        for r in req.recipients {
+            certs.extend(keys::parse_certs(r)?);
+        }
+        let hp = if req.header_protection {
+            Some("cipher")
+        } else {
+            None
+        };
+        let entity = mime::inner_entity(msg, hp);
+        let armored = seal::encrypt(&entity, &certs, signer, &p, req.policy, now)?;
+        let outer = mime::outer_headers(msg, req.header_protection, false);
+        Ok(seal::pgp_mime_encrypted(&outer, &armored))
+    }
+
+    /// Synchronous open.
+    pub fn open_sync(&self, msg: &MessageView<'_>, req: &OpenRequest<'_>) -> Result<Opened, Error> {
+        let p = StandardPolicy::new();
+        let mut secrets = Vec::new();
+        for k in req.keys.iter().filter(|k| k.standard == Standard::OpenPgp) {
+            let secret = k.secret.as_ref().ok_or_else(|| {
+                Error::InvalidRequest("decryption credential has no secret key".into())
+            })?;
+            secrets.extend(keys::parse_secret_certs(secret.expose())?);
+        }
+        let mut signers = Vec::new();
+        for c in req.expected_signers {
+            signers.extend(keys::parse_certs(c)?);
+        }
+        let ctx = open::Context {
+            secrets: &secrets,
+            signers: &signers,
+            p: &p,
+            policy: req.policy,
+            now: req.now,
+            max_output: self.max_output,
+        };
+        let mut report = Report::new(Standard::OpenPgp);
+        let mut current = msg.raw().to_vec();
+        let mut layers = 0;
+        loop {
+            let view = MessageView::parse(&current)?;
+            let k = kind(&view);
+            if matches!(k, Kind::Other) {
+                break;
+            }
+            if layers == MAX_LAYERS {
+                return Err(Error::MalformedMessage(format!(
+                    "more than {MAX_LAYERS} nested OpenPGP layers"
+                )));
+            }
+            let next = match k {
+                Kind::Encrypted => {
+                    let kids = view.root().children();
+                    let data = kids.get(1).ok_or_else(|| {
+                        Error::MalformedMessage("multipart/encrypted without its data part".into())
+                    })?;
+                    let (plain, found) = open::read_message(&data.decoded_body(), &ctx)?;
+                    absorb(&mut report, found);
+                    mime::merge(&view, &plain)
+                }
+                Kind::Signed => {
+                    let kids = view.root().children();
+                    let (Some(content), Some(sig)) = (kids.first(), kids.get(1)) else {
+                        return Err(Error::MalformedMessage(
+                            "multipart/signed without two parts".into(),
+                        ));
+                    };
+                    let sig = sig.decoded_body();
+                    let exact = content.raw();
+                    let mut reports = open::verify_detached(&sig, exact, &ctx)?;
+                    // RFC 3156 signs the CRLF canonical form; stored mail may have LF only.
+                    let valid = |r: &[postern_core::SignatureReport]| {
+                        r.iter()
+                            .all(|s| s.status == postern_core::SignatureStatus::Valid)
+                    };
+                    if !valid(&reports) && exact.contains(&b'\n') {
+                        let crlf = mime::to_crlf(exact);
+                        if crlf != exact {
+                            let again = open::verify_detached(&sig, &crlf, &ctx)?;
+                            if valid(&again) {
+                                reports = again;
+                            }
+                        }
+                    }
+                    report.signatures.extend(reports);
+                    mime::merge(&view, exact)
+                }
+                Kind::Inline => {
+                    // The bytes as sent: charset conversion would break a cleartext signature.
+                    let body = view.root().transfer_decoded_body();
+                    let armor = inline_armor(&body).unwrap_or_default();
+                    let (plain, found) = open::read_message(armor, &ctx)?;
+                    absorb(&mut report, found);
+                    let mut entity =
+                        b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+                            .to_vec();
+                    entity.extend_from_slice(&mime::to_crlf(&plain));
+                    mime::merge(&view, &entity)
+                }
+                Kind::Other => break,
+            };
+            current = next;
+            layers += 1;
+        }
+        if layers == 0 {
+            return Err(Error::NotRecognised {
+                standard: "OpenPGP".into(),
+                detail: "neither PGP/MIME nor inline PGP".into(),
+            });
+        }
+        Ok(Opened {
+            message: mime::to_crlf(&current),
+            report,
+        })
+    }
+}
+
+fn absorb(report: &mut Report, found: open::Findings) {
+    if report.encryption.is_none() {
+        report.encryption = found.encryption;
+    }
+    report.signatures.extend(found.signatures);
+}
+
+#[async_trait]
+impl SecureEnvelope for OpenPgpEnvelope {
+    fn standard(&self) -> Standard {
+        Standard::OpenPgp
+    }
+
+    fn recognises(&self, msg: &MessageView<'_>) -> bool {
+        !matches!(kind(msg), Kind::Other)
+    }
+
+    async fn seal(&self, msg: &MessageView<'_>, req: &SealRequest<'_>) -> Result<Vec<u8>, Error> {
+        self.seal_sync(msg, req)
+    }
+
+    async fn open(&self, msg: &MessageView<'_>, req: &OpenRequest<'_>) -> Result<Opened, Error> {
+        self.open_sync(msg, req)
+    }
+}
+
+/// Validation time for callers that have none (kept for symmetry with the S/MIME backend).
+pub fn now() -> SystemTime {
+    SystemTime::now()
+}
