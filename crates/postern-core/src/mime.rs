@@ -256,6 +256,17 @@ pub fn multipart(outer: &[u8], content_type: &str, preamble: &str, parts: &[&[u8
     out
 }
 
+/// True when `data` begins with an RFC 5322 header field (`name:` with printable ASCII, no
+/// spaces), i.e. it is a MIME entity rather than bare content.
+fn starts_with_header_field(data: &[u8]) -> bool {
+    let line_end = data.iter().position(|&b| b == b'\n').unwrap_or(data.len());
+    let line = &data[..line_end];
+    match line.iter().position(|&b| b == b':') {
+        Some(colon) if colon > 0 => line[..colon].iter().all(|&b| (33..=126).contains(&b)),
+        _ => false,
+    }
+}
+
 /// Puts an opened inner entity back into a message: the outer fields that the inner entity does
 /// not itself carry (trace, routing), then the inner header section and body.
 ///
@@ -263,7 +274,11 @@ pub fn multipart(outer: &[u8], content_type: &str, preamble: &str, parts: &[&[u8
 /// `HP-Outer` echoes are dropped, and the `[...]` placeholder Subject never survives.
 pub fn merge(outer: &MessageView<'_>, inner: &[u8]) -> Vec<u8> {
     let inner = to_crlf(inner);
-    let parsed = MessageView::parse(&inner).ok();
+    let parsed = if starts_with_header_field(&inner) {
+        MessageView::parse(&inner).ok()
+    } else {
+        None
+    };
     let inner_names: Vec<String> = parsed
         .as_ref()
         .map(|v| {
@@ -366,6 +381,14 @@ mod tests {
             signed_entity(&v),
             b"Content-Type: text/plain\r\n\r\nplain text\r\n"
         );
+    }
+
+    #[test]
+    fn bare_content_is_not_mistaken_for_headers() {
+        let outer = b"From: a@x.example\r\nContent-Type: multipart/encrypted\r\n\r\nxx";
+        let v = MessageView::parse(outer).unwrap();
+        let m = String::from_utf8(merge(&v, b"Hello, world!")).unwrap();
+        assert!(m.ends_with("Content-Type: text/plain\r\n\r\nHello, world!"), "{m}");
     }
 
     #[test]
