@@ -20,7 +20,10 @@ fn open(mail: &[u8], keys: &[postern_core::Credential], signers: &[Vec<u8>]) -> 
     let policy = Policy::default();
     let view = MessageView::parse(mail).unwrap();
     OpenPgpEnvelope::new()
-        .open_sync(&view, &OpenRequest::new(keys, &policy).with_expected_signers(signers))
+        .open_sync(
+            &view,
+            &OpenRequest::new(keys, &policy).with_expected_signers(signers),
+        )
         .unwrap()
 }
 
@@ -31,7 +34,11 @@ fn pgp_mime_encrypted(armored: &[u8]) -> Vec<u8> {
         "sample",
         &[
             b"Content-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n",
-            &[b"Content-Type: application/octet-stream\r\n\r\n".as_slice(), armored].concat(),
+            &[
+                b"Content-Type: application/octet-stream\r\n\r\n".as_slice(),
+                armored,
+            ]
+            .concat(),
         ],
     )
 }
@@ -53,12 +60,18 @@ fn we_seal_for_bob_and_gpg_with_bobs_key_reads_it_signed_by_alice() {
     let msg = sample_message(2);
     let view = MessageView::parse(&msg).unwrap();
     let sealed = OpenPgpEnvelope::new()
-        .seal_sync(&view, &SealRequest::encrypt(&certs, &policy).signed_by(&alice))
+        .seal_sync(
+            &view,
+            &SealRequest::encrypt(&certs, &policy).signed_by(&alice),
+        )
         .unwrap();
     let sv = MessageView::parse(&sealed).unwrap();
     let (plain, err, ok) = bob_gpg.decrypt(&sv.root().children()[1].decoded_body());
     assert!(ok, "{err}");
-    assert!(err.contains("Good signature from \"Alice Lovelace"), "{err}");
+    assert!(
+        err.contains("Good signature from \"Alice Lovelace"),
+        "{err}"
+    );
     assert_eq!(body_lf(&plain), body_lf(&msg));
 }
 
@@ -69,7 +82,15 @@ fn gpg_encrypts_to_alice_signed_by_bob_and_we_read_it() {
     g.import(&read_data(&format!("{BRE}/alice.pub.asc")));
     let entity = b"Content-Type: text/plain\r\n\r\nHello Alice, this is Bob.\r\n";
     let armored = g.ok(
-        &["--armor", "--sign", "--encrypt", "-u", "bob@openpgp.example", "-r", "alice@openpgp.example"],
+        &[
+            "--armor",
+            "--sign",
+            "--encrypt",
+            "-u",
+            "bob@openpgp.example",
+            "-r",
+            "alice@openpgp.example",
+        ],
         entity,
     );
     let keys = vec![pgp_credential(&read_data(&format!("{BRE}/alice.sec.asc")))];
@@ -79,20 +100,38 @@ fn gpg_encrypts_to_alice_signed_by_bob_and_we_read_it() {
     assert_eq!(o.report.signature_verdict(), "valid");
     let s = &o.report.signatures[0];
     assert_eq!(s.signer.as_deref(), Some("bob@openpgp.example"));
-    assert_eq!(s.fingerprint.as_deref(), Some("D1A66E1A23B182C9980F788CFBFCC82A015E7330"));
+    assert_eq!(
+        s.fingerprint.as_deref(),
+        Some("D1A66E1A23B182C9980F788CFBFCC82A015E7330")
+    );
     assert!(matches!(s.algorithm, Some(SignatureAlgorithm::RsaPkcs1(_))));
-    assert!(o.report.encryption.unwrap().decrypted_with.contains("EB85BB5FA33A75E15E944E63F231550C4F47E38E"));
+    assert!(o
+        .report
+        .encryption
+        .unwrap()
+        .decrypted_with
+        .contains("EB85BB5FA33A75E15E944E63F231550C4F47E38E"));
 }
 
 #[test]
 fn the_rfc9580_v6_key_decrypts_the_ocb_sample() {
-    let keys = vec![pgp_credential(&read_data(&format!("{RFC}/v6-minimal-secret.key")))];
-    let o = open(&pgp_mime_encrypted(&read_data(&format!("{RFC}/v6pkesk-aes128-ocb.pgp"))), &keys, &[]);
+    let keys = vec![pgp_credential(&read_data(&format!(
+        "{RFC}/v6-minimal-secret.key"
+    )))];
+    let o = open(
+        &pgp_mime_encrypted(&read_data(&format!("{RFC}/v6pkesk-aes128-ocb.pgp"))),
+        &keys,
+        &[],
+    );
     let enc = o.report.encryption.as_ref().unwrap();
     assert_eq!(enc.cipher, ContentCipher::Aes128Ocb);
     assert_eq!(enc.key_management, "x25519");
     // RFC 9580 A.8: the literal data is "Hello, world!".
-    assert!(String::from_utf8_lossy(&o.message).ends_with("Hello, world!"), "{:?}", String::from_utf8_lossy(&o.message));
+    assert!(
+        String::from_utf8_lossy(&o.message).ends_with("Hello, world!"),
+        "{:?}",
+        String::from_utf8_lossy(&o.message)
+    );
 }
 
 #[test]
@@ -100,13 +139,28 @@ fn the_rfc9580_v6_signed_samples_verify() {
     let cert = vec![read_data(&format!("{RFC}/v6-minimal-cert.key"))];
     for file in ["cleartext-signed-message.txt", "inline-signed-message.pgp"] {
         let o = open(&inline(&read_data(&format!("{RFC}/{file}"))), &[], &cert);
-        assert_eq!(o.report.signature_verdict(), "valid", "{file}: {:?}", o.report.signatures);
-        assert_eq!(o.report.signatures[0].algorithm, Some(SignatureAlgorithm::Ed25519));
-        assert!(String::from_utf8_lossy(&o.message).contains("What we need from the grocery store"), "{file}");
+        assert_eq!(
+            o.report.signature_verdict(),
+            "valid",
+            "{file}: {:?}",
+            o.report.signatures
+        );
+        assert_eq!(
+            o.report.signatures[0].algorithm,
+            Some(SignatureAlgorithm::Ed25519)
+        );
+        assert!(
+            String::from_utf8_lossy(&o.message).contains("What we need from the grocery store"),
+            "{file}"
+        );
     }
     // Against another certificate the signer is unknown.
     let other = vec![read_data(&format!("{BRE}/alice.pub.asc"))];
-    let o = open(&inline(&read_data(&format!("{RFC}/cleartext-signed-message.txt"))), &[], &other);
+    let o = open(
+        &inline(&read_data(&format!("{RFC}/cleartext-signed-message.txt"))),
+        &[],
+        &other,
+    );
     assert_eq!(o.report.signature_verdict(), "invalid");
 }
 
@@ -117,8 +171,12 @@ fn we_seal_to_the_v6_certificate_with_seipd_v2_and_read_it_back() {
     let certs = vec![read_data(&format!("{RFC}/v6-minimal-cert.key"))];
     let msg = sample_message(1);
     let view = MessageView::parse(&msg).unwrap();
-    let sealed = OpenPgpEnvelope::new().seal_sync(&view, &SealRequest::encrypt(&certs, &policy)).unwrap();
-    let keys = vec![pgp_credential(&read_data(&format!("{RFC}/v6-minimal-secret.key")))];
+    let sealed = OpenPgpEnvelope::new()
+        .seal_sync(&view, &SealRequest::encrypt(&certs, &policy))
+        .unwrap();
+    let keys = vec![pgp_credential(&read_data(&format!(
+        "{RFC}/v6-minimal-secret.key"
+    )))];
     let o = open(&sealed, &keys, &[]);
     assert!(o.report.encryption.unwrap().cipher.is_aead());
     assert_eq!(body_lf(&o.message), body_lf(&msg));

@@ -388,7 +388,10 @@ mod tests {
         let outer = b"From: a@x.example\r\nContent-Type: multipart/encrypted\r\n\r\nxx";
         let v = MessageView::parse(outer).unwrap();
         let m = String::from_utf8(merge(&v, b"Hello, world!")).unwrap();
-        assert!(m.ends_with("Content-Type: text/plain\r\n\r\nHello, world!"), "{m}");
+        assert!(
+            m.ends_with("Content-Type: text/plain\r\n\r\nHello, world!"),
+            "{m}"
+        );
     }
 
     #[test]

@@ -191,6 +191,12 @@ impl OpenPgpEnvelope {
                         Error::MalformedMessage("multipart/encrypted without its data part".into())
                     })?;
                     let (plain, found) = open::read_message(&data.decoded_body(), &ctx)?;
+                    if found.encryption.is_none() {
+                        // Plaintext dressed up as encrypted must never pass for protected mail.
+                        return Err(Error::MalformedMessage(
+                            "multipart/encrypted whose content is not encrypted".into(),
+                        ));
+                    }
                     absorb(&mut report, found);
                     mime::merge(&view, &plain)
                 }
