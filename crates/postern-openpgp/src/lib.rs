@@ -17,11 +17,18 @@
 //! `crypto-openssl` (production-hardened; needs libclang-dev at build time).
 #![forbid(unsafe_code)]
 
+// sequoia needs exactly one crypto backend; say so plainly instead of failing deep in its build.
+#[cfg(all(feature = "crypto-rust", feature = "crypto-openssl"))]
+compile_error!(
+    "postern-openpgp: enable one crypto backend: the default `crypto-rust`, or \
+     `--no-default-features --features crypto-openssl`"
+);
+#[cfg(not(any(feature = "crypto-rust", feature = "crypto-openssl")))]
+compile_error!("postern-openpgp: enable the `crypto-rust` (default) or `crypto-openssl` feature");
+
 mod keys;
 mod open;
 mod seal;
-
-use std::time::SystemTime;
 
 use async_trait::async_trait;
 use openpgp::policy::StandardPolicy;
@@ -283,7 +290,3 @@ impl SecureEnvelope for OpenPgpEnvelope {
     }
 }
 
-/// Validation time for callers that have none (kept for symmetry with the S/MIME backend).
-pub fn now() -> SystemTime {
-    SystemTime::now()
-}
