@@ -6,6 +6,7 @@
 //! headers it did not mean to touch.
 
 use std::borrow::Cow;
+use std::sync::OnceLock;
 
 use mail_parser::{MessageParser, MessagePart, PartType};
 
@@ -15,9 +16,15 @@ use crate::Error;
 const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 
 /// A parsed message that borrows the raw bytes it was parsed from.
+///
+/// Only the top-level header section is parsed up front; the MIME structure below it is parsed
+/// on first use. Sealing a message needs its headers and raw body only, so a large message is
+/// not walked twice.
 pub struct MessageView<'a> {
     raw: &'a [u8],
-    parsed: mail_parser::Message<'a>,
+    head: mail_parser::Message<'a>,
+    body_offset: usize,
+    full: OnceLock<mail_parser::Message<'a>>,
 }
 
 impl std::fmt::Debug for MessageView<'_> {
@@ -25,7 +32,7 @@ impl std::fmt::Debug for MessageView<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MessageView")
             .field("bytes", &self.raw.len())
-            .field("parts", &self.parsed.parts.len())
+            .field("structure_parsed", &self.full.get().is_some())
             .field("content_type", &self.root().mime_type())
             .finish()
     }
@@ -77,17 +84,38 @@ impl<'a> MessageView<'a> {
                 MAX_MESSAGE_BYTES
             )));
         }
-        let parsed = MessageParser::default()
-            .parse(raw)
-            .ok_or_else(|| Error::MalformedMessage("empty message".into()))?;
-        let root = parsed
+        let head = MessageParser::default()
+            .parse_headers(raw)
+            .ok_or_else(|| Error::MalformedMessage("no header section".into()))?;
+        let last = head
             .parts
             .first()
-            .ok_or_else(|| Error::MalformedMessage("no top-level part".into()))?;
-        if root.headers.is_empty() {
-            return Err(Error::MalformedMessage("no header section".into()));
+            .and_then(|p| p.headers.last())
+            .ok_or_else(|| Error::MalformedMessage("no header section".into()))?;
+        // The body starts after the blank line that ends the last header field.
+        let mut body_offset = (last.offset_end as usize).min(raw.len());
+        if raw[body_offset..].starts_with(b"\r\n") {
+            body_offset += 2;
+        } else if raw[body_offset..].starts_with(b"\n") {
+            body_offset += 1;
         }
-        Ok(MessageView { raw, parsed })
+        Ok(MessageView {
+            raw,
+            head,
+            body_offset,
+            full: OnceLock::new(),
+        })
+    }
+
+    /// The whole MIME structure, parsed on first use.
+    fn full(&self) -> &mail_parser::Message<'a> {
+        self.full.get_or_init(|| {
+            MessageParser::default()
+                .parse(self.raw)
+                // parse() succeeds whenever parse_headers() did; an empty structure is the
+                // harmless fallback.
+                .unwrap_or_default()
+        })
     }
 
     /// The bytes the view was parsed from.
@@ -130,25 +158,53 @@ impl<'a> MessageView<'a> {
     }
 
     fn part(&self, id: usize) -> Option<&MessagePart<'a>> {
-        self.parsed.parts.get(id)
+        self.full().parts.get(id)
     }
 }
 
 impl<'m, 'a> PartView<'m, 'a> {
-    fn inner(&self) -> &'m MessagePart<'a> {
-        // `id` only ever comes from the parser's own part list.
-        &self.view.parsed.parts[self.id]
+    /// The part with its headers: the root comes from the header-only parse, the others from
+    /// the full structure.
+    fn header_part(&self) -> Option<&'m MessagePart<'a>> {
+        if self.id == 0 {
+            self.view.head.parts.first()
+        } else {
+            self.view.part(self.id)
+        }
+    }
+
+    /// The part from the full structure (parsing it if needed).
+    fn full_part(&self) -> Option<&'m MessagePart<'a>> {
+        self.view.part(self.id)
     }
 
     fn body_offset(&self) -> usize {
-        (self.inner().offset_body as usize).min(self.view.raw.len())
+        if self.id == 0 {
+            return self.view.body_offset;
+        }
+        self.full_part()
+            .map(|p| p.offset_body as usize)
+            .unwrap_or(self.view.raw.len())
+            .min(self.view.raw.len())
+    }
+
+    fn end_offset(&self) -> usize {
+        if self.id == 0 {
+            return self.view.raw.len();
+        }
+        self.full_part()
+            .map(|p| p.offset_end as usize)
+            .unwrap_or(self.view.raw.len())
+            .min(self.view.raw.len())
     }
 
     /// The header fields of this part, in order.
     pub fn headers(&self) -> Vec<HeaderField<'a>> {
         let raw = self.view.raw;
-        self.inner()
-            .headers
+        let Some(part) = self.header_part() else {
+            return Vec::new();
+        };
+        part.headers
             .iter()
             .filter_map(|h| {
                 let (field, start, end) = (
@@ -197,7 +253,7 @@ impl<'m, 'a> PartView<'m, 'a> {
     }
 
     fn content_type(&self) -> Option<&'m mail_parser::ContentType<'a>> {
-        self.inner()
+        self.header_part()?
             .headers
             .iter()
             .find(|h| matches!(h.name, mail_parser::HeaderName::ContentType))
@@ -216,25 +272,28 @@ impl<'m, 'a> PartView<'m, 'a> {
 
     /// The whole part as received: its header section and body.
     pub fn raw(&self) -> &'a [u8] {
-        let p = self.inner();
-        let end = (p.offset_end as usize).min(self.view.raw.len());
-        let start = (p.offset_header as usize).min(end);
-        &self.view.raw[start..end]
+        let end = self.end_offset();
+        let start = match self.id {
+            0 => 0,
+            _ => self.full_part().map(|p| p.offset_header as usize).unwrap_or(end),
+        };
+        &self.view.raw[start.min(end)..end]
     }
 
     /// The raw (still transfer-encoded) body of the part.
     pub fn raw_body(&self) -> &'a [u8] {
-        let p = self.inner();
-        let end = (p.offset_end as usize).min(self.view.raw.len());
+        let end = self.end_offset();
         &self.view.raw[self.body_offset().min(end)..end]
     }
 
     /// The body with its Content-Transfer-Encoding removed.
     pub fn decoded_body(&self) -> Cow<'m, [u8]> {
-        match &self.inner().body {
-            PartType::Text(t) | PartType::Html(t) => Cow::Borrowed(t.as_bytes()),
-            PartType::Binary(b) | PartType::InlineBinary(b) => Cow::Borrowed(b.as_ref()),
-            PartType::Message(_) | PartType::Multipart(_) => Cow::Borrowed(self.raw_body()),
+        match self.full_part().map(|p| &p.body) {
+            Some(PartType::Text(t) | PartType::Html(t)) => Cow::Borrowed(t.as_bytes()),
+            Some(PartType::Binary(b) | PartType::InlineBinary(b)) => Cow::Borrowed(b.as_ref()),
+            Some(PartType::Message(_) | PartType::Multipart(_)) | None => {
+                Cow::Borrowed(self.raw_body())
+            }
         }
     }
 
@@ -270,8 +329,8 @@ impl<'m, 'a> PartView<'m, 'a> {
 
     /// The child parts of a multipart, in order (empty for a leaf).
     pub fn children(&self) -> Vec<PartView<'m, 'a>> {
-        match &self.inner().body {
-            PartType::Multipart(ids) => ids
+        match self.full_part().map(|p| &p.body) {
+            Some(PartType::Multipart(ids)) => ids
                 .iter()
                 .filter(|&&id| self.view.part(id as usize).is_some())
                 .map(|&id| PartView {

@@ -30,20 +30,32 @@ fn is_content_header(name: &str) -> bool {
 
 /// Converts bare LF to CRLF (leaves existing CRLF alone).
 pub fn to_crlf(input: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(input.len() + input.len() / 40);
-    let mut prev = 0u8;
-    for &b in input {
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(b);
-        prev = b;
+    crlf(input).into_owned()
+}
+
+/// Like [`to_crlf`], but borrows when the input is already canonical (the usual case for mail
+/// that arrived over SMTP), so large bodies are not copied for nothing.
+pub fn crlf(input: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let bare = memchr::memchr_iter(b'\n', input).filter(|&i| i == 0 || input[i - 1] != b'\r');
+    let extra = bare.count();
+    if extra == 0 {
+        return std::borrow::Cow::Borrowed(input);
     }
-    out
+    let mut out = Vec::with_capacity(input.len() + extra);
+    let mut start = 0;
+    for i in memchr::memchr_iter(b'\n', input) {
+        if i == 0 || input[i - 1] != b'\r' {
+            out.extend_from_slice(&input[start..i]);
+            out.extend_from_slice(b"\r\n");
+            start = i + 1;
+        }
+    }
+    out.extend_from_slice(&input[start..]);
+    std::borrow::Cow::Owned(out)
 }
 
 fn push_field(out: &mut Vec<u8>, raw: &[u8]) {
-    let f = to_crlf(raw);
+    let f = crlf(raw);
     out.extend_from_slice(&f);
     if !f.ends_with(b"\r\n") {
         out.extend_from_slice(b"\r\n");
@@ -52,12 +64,25 @@ fn push_field(out: &mut Vec<u8>, raw: &[u8]) {
 
 /// Base64 with 76-character CRLF lines (RFC 2045 §6.8).
 pub fn base64_lines(data: &[u8]) -> Vec<u8> {
-    let enc = base64::engine::general_purpose::STANDARD.encode(data);
-    let mut out = Vec::with_capacity(enc.len() + enc.len() / 38 + 2);
-    for chunk in enc.as_bytes().chunks(76) {
-        out.extend_from_slice(chunk);
-        out.extend_from_slice(b"\r\n");
+    // 57 input bytes make one 76-character line; encode many lines per call into place.
+    const LINE_IN: usize = 57;
+    const LINES_PER_BLOCK: usize = 256;
+    let engine = &base64::engine::general_purpose::STANDARD;
+    let lines = data.len().div_ceil(LINE_IN);
+    let mut out = vec![0u8; data.len().div_ceil(3) * 4 + lines * 2];
+    let mut line_buf = [0u8; 78 * LINES_PER_BLOCK];
+    let mut pos = 0;
+    for block in data.chunks(LINE_IN * LINES_PER_BLOCK) {
+        let n = engine
+            .encode_slice(block, &mut line_buf[..])
+            .unwrap_or_default();
+        for line in line_buf[..n].chunks(76) {
+            out[pos..pos + line.len()].copy_from_slice(line);
+            out[pos + line.len()..pos + line.len() + 2].copy_from_slice(b"\r\n");
+            pos += line.len() + 2;
+        }
     }
+    out.truncate(pos);
     out
 }
 
@@ -125,7 +150,7 @@ pub fn inner_entity(view: &MessageView<'_>, hp: Option<&str>) -> Vec<u8> {
         out.extend_from_slice(b"HP-Outer: Subject: [...]\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(&to_crlf(view.body()));
+    out.extend_from_slice(&crlf(view.body()));
     out
 }
 
@@ -200,7 +225,7 @@ fn seven_bit(part: &PartView<'_, '_>, top: bool) -> Vec<u8> {
         out.extend_from_slice(&base64_lines(&content));
     } else {
         out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&to_crlf(body));
+        out.extend_from_slice(&crlf(body));
     }
     out
 }
@@ -273,7 +298,7 @@ fn starts_with_header_field(data: &[u8]) -> bool {
 /// Inner fields win over outer ones of the same name: they were protected, the outer ones not.
 /// `HP-Outer` echoes are dropped, and the `[...]` placeholder Subject never survives.
 pub fn merge(outer: &MessageView<'_>, inner: &[u8]) -> Vec<u8> {
-    let inner = to_crlf(inner);
+    let inner = crlf(inner);
     let parsed = if starts_with_header_field(&inner) {
         MessageView::parse(&inner).ok()
     } else {

@@ -401,3 +401,25 @@ pub fn verify(
 pub fn der<T: Encode>(value: &T, what: &'static str) -> Result<Vec<u8>, Error> {
     value.to_der().map_err(|e| Error::malformed(what, e))
 }
+
+/// DER of a ContentInfo (RFC 5652 §3) around already-encoded content, written directly so a
+/// megabyte of ciphertext is not parsed back and copied twice more.
+pub fn content_info(content_type: const_oid::ObjectIdentifier, content_der: &[u8]) -> Result<Vec<u8>, Error> {
+    let oid = der(&content_type, "content type")?;
+    let explicit = header(0xA0, content_der.len())?;
+    let seq = header(0x30, oid.len() + explicit.len() + content_der.len())?;
+    let mut out = Vec::with_capacity(seq.len() + oid.len() + explicit.len() + content_der.len());
+    out.extend_from_slice(&seq);
+    out.extend_from_slice(&oid);
+    out.extend_from_slice(&explicit);
+    out.extend_from_slice(content_der);
+    Ok(out)
+}
+
+/// A DER tag and definite length.
+fn header(tag: u8, len: usize) -> Result<Vec<u8>, Error> {
+    let len = der::Length::try_from(len).map_err(|e| Error::malformed("length", e))?;
+    let mut out = vec![tag];
+    out.extend_from_slice(&der(&len, "length")?);
+    Ok(out)
+}

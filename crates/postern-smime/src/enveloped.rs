@@ -5,6 +5,7 @@ use cms::content_info::{CmsVersion, ContentInfo};
 use cms::enveloped_data::{EncryptedContentInfo, EnvelopedData, RecipientInfo, RecipientInfos};
 use der::asn1::OctetString;
 use der::{Any, Decode, EncodingRules};
+
 use postern_core::{ContentCipher, Encryption, Error, Policy};
 use x509_cert::Certificate;
 
@@ -100,17 +101,13 @@ pub fn seal(
             )?,
         ),
     };
-    let ci = ContentInfo {
-        content_type,
-        content: Any::from_der(&inner).map_err(|e| Error::malformed("ContentInfo", e))?,
-    };
-    crypto::der(&ci, "ContentInfo")
+    crypto::content_info(content_type, &inner)
 }
 
 /// Decrypts an EnvelopedData or AuthEnvelopedData with one of `ids`.
 pub fn open(
     ci: &ContentInfo,
-    ids: &[Identity],
+    ids: &[std::sync::Arc<Identity>],
     policy: &Policy,
 ) -> Result<(Vec<u8>, Encryption), Error> {
     let (recip_infos, eci, mac, aad) = if ci.content_type == oids::ID_ENVELOPED_DATA {

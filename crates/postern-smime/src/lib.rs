@@ -25,8 +25,9 @@ mod oids;
 mod recipient;
 mod signed;
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use postern_core::mime;
@@ -46,17 +47,48 @@ const MAX_LAYERS: usize = 4;
 /// Turns a [`Credential`] into an [`Identity`]: the plug for keys held outside the process.
 pub trait KeyLoader: Send + Sync + fmt::Debug {
     /// Loads the identity (certificate and private-key operations) for `cred`.
-    fn load(&self, cred: &Credential) -> Result<Identity, Error>;
+    fn load(&self, cred: &Credential) -> Result<Arc<Identity>, Error>;
 }
 
-/// Loads PEM/DER private keys into memory ([`SoftwareKey`]).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SoftwareKeyLoader;
+/// How many loaded software keys [`SoftwareKeyLoader`] keeps (a gateway has a handful).
+const KEY_CACHE_SIZE: usize = 64;
+
+/// Loads PEM/DER private keys into memory ([`SoftwareKey`]), and keeps the parsed keys: loading
+/// an RSA key (parse plus consistency checks) costs more than the RSA operation it is used for.
+#[derive(Debug, Default)]
+pub struct SoftwareKeyLoader {
+    cache: Mutex<HashMap<[u8; 32], Arc<Identity>>>,
+}
 
 impl KeyLoader for SoftwareKeyLoader {
-    fn load(&self, cred: &Credential) -> Result<Identity, Error> {
-        Identity::from_credential(cred)
+    fn load(&self, cred: &Credential) -> Result<Arc<Identity>, Error> {
+        let id = credential_id(cred);
+        if let Some(hit) = self.cache.lock().ok().and_then(|c| c.get(&id).cloned()) {
+            return Ok(hit);
+        }
+        let loaded = Arc::new(Identity::from_credential(cred)?);
+        if let Ok(mut c) = self.cache.lock() {
+            if c.len() >= KEY_CACHE_SIZE {
+                c.clear();
+            }
+            c.insert(id, loaded.clone());
+        }
+        Ok(loaded)
     }
+}
+
+/// A digest of the whole credential (certificate and key), so a changed key never hits.
+fn credential_id(cred: &Credential) -> [u8; 32] {
+    use aws_lc_rs::digest;
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(&(cred.certificate.len() as u64).to_be_bytes());
+    ctx.update(&cred.certificate);
+    if let Some(s) = &cred.secret {
+        ctx.update(s.expose());
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
 }
 
 /// The S/MIME backend. Cheap to clone; holds configuration only.
@@ -77,7 +109,7 @@ impl Default for SmimeEnvelope {
             default_cipher: ContentCipher::Aes256Cbc,
             key_transport: KeyTransport::default(),
             rsa_signature: RsaSignatureScheme::default(),
-            key_loader: Arc::new(SoftwareKeyLoader),
+            key_loader: Arc::new(SoftwareKeyLoader::default()),
         }
     }
 }

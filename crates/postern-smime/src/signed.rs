@@ -152,11 +152,7 @@ pub fn sign(
         signer_infos: SignerInfos::try_from(vec![signer])
             .map_err(|e| Error::malformed("signer infos", e))?,
     };
-    let ci = ContentInfo {
-        content_type: oids::ID_SIGNED_DATA,
-        content: any_of(&sd, "SignedData")?,
-    };
-    crypto::der(&ci, "ContentInfo")
+    crypto::content_info(oids::ID_SIGNED_DATA, &crypto::der(&sd, "SignedData")?)
 }
 
 /// SignedData as it is decoded here: the `cms` crate's fields, except that the encapsulated

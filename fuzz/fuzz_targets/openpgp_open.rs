@@ -1,0 +1,37 @@
+//! `open` on arbitrary bytes: as a whole message, as the data part of a PGP/MIME encrypted
+//! message and as an inline PGP body, with a real secret key (the published draft-bre Bob key)
+//! and a partner certificate (Alice) loaded.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use postern_core::{mime, Credential, MessageView, OpenRequest, Policy, Standard};
+use postern_openpgp::OpenPgpEnvelope;
+
+const BOB: &[u8] = include_bytes!("../../tests/data/openpgp/draft-bre-openpgp-samples/bob.sec.asc");
+const ALICE: &[u8] = include_bytes!("../../tests/data/openpgp/draft-bre-openpgp-samples/alice.pub.asc");
+
+fuzz_target!(|data: &[u8]| {
+    let keys = [Credential::with_secret(Standard::OpenPgp, BOB.to_vec(), BOB.to_vec())];
+    let signers = [ALICE.to_vec()];
+    let policy = Policy::default();
+    let req = OpenRequest::new(&keys, &policy).with_expected_signers(&signers);
+    let env = OpenPgpEnvelope { max_output: 1 << 20 };
+    if let Ok(view) = MessageView::parse(data) {
+        let _ = env.open_sync(&view, &req);
+    }
+    let encrypted = mime::multipart(
+        b"From: a@b.example\r\n",
+        "multipart/encrypted; protocol=\"application/pgp-encrypted\"",
+        "",
+        &[b"Content-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n", &[b"Content-Type: application/octet-stream\r\n\r\n".as_slice(), data].concat()],
+    );
+    if let Ok(view) = MessageView::parse(&encrypted) {
+        let _ = env.open_sync(&view, &req);
+    }
+    let mut inline = b"From: a@b.example\r\nContent-Type: text/plain\r\n\r\n-----BEGIN PGP MESSAGE-----\r\n\r\n".to_vec();
+    inline.extend_from_slice(&mime::base64_lines(data));
+    inline.extend_from_slice(b"-----END PGP MESSAGE-----\r\n");
+    if let Ok(view) = MessageView::parse(&inline) {
+        let _ = env.open_sync(&view, &req);
+    }
+});
