@@ -129,7 +129,11 @@ fn bench(c: &mut Criterion) {
     let secret = cert.as_tsk().armored().to_vec().unwrap();
     let policy = Policy::default();
     let recipients = vec![public.clone()];
-    let keys = vec![Credential::with_secret(Standard::OpenPgp, secret.clone(), secret.clone())];
+    let keys = vec![Credential::with_secret(
+        Standard::OpenPgp,
+        secret.clone(),
+        secret.clone(),
+    )];
     let env = OpenPgpEnvelope::new();
     let home = std::env::temp_dir().join(format!("postern-bench-gpg-{}", std::process::id()));
     std::fs::create_dir_all(&home).unwrap();
@@ -151,7 +155,13 @@ fn bench(c: &mut Criterion) {
             b.iter(|| raw_encrypt(&cert, msg))
         });
         seal.bench_with_input(BenchmarkId::new("gpg-process", size), &msg, |b, msg| {
-            b.iter(|| gpg(&home, &["--armor", "--encrypt", "-r", "bench@partner.example"], msg))
+            b.iter(|| {
+                gpg(
+                    &home,
+                    &["--armor", "--encrypt", "-r", "bench@partner.example"],
+                    msg,
+                )
+            })
         });
     }
     seal.finish();
@@ -162,7 +172,9 @@ fn bench(c: &mut Criterion) {
         open.throughput(Throughput::Bytes(size as u64));
         open.sample_size(if size > 100_000 { 20 } else { 60 });
         let v = MessageView::parse(&msg).unwrap();
-        let sealed = env.seal_sync(&v, &SealRequest::encrypt(&recipients, &policy)).unwrap();
+        let sealed = env
+            .seal_sync(&v, &SealRequest::encrypt(&recipients, &policy))
+            .unwrap();
         let armored = raw_encrypt(&cert, &msg);
         let req = OpenRequest::new(&keys, &policy);
         open.bench_with_input(BenchmarkId::new("postern", size), &sealed, |b, sealed| {
@@ -174,12 +186,17 @@ fn bench(c: &mut Criterion) {
         open.bench_with_input(BenchmarkId::new("sequoia", size), &armored, |b, armored| {
             b.iter(|| raw_decrypt(&cert, armored))
         });
-        open.bench_with_input(BenchmarkId::new("gpg-process", size), &armored, |b, armored| {
-            b.iter(|| gpg(&home, &["--decrypt"], armored))
-        });
+        open.bench_with_input(
+            BenchmarkId::new("gpg-process", size),
+            &armored,
+            |b, armored| b.iter(|| gpg(&home, &["--decrypt"], armored)),
+        );
     }
     open.finish();
-    let _ = Command::new("gpgconf").env("GNUPGHOME", &home).args(["--kill", "all"]).output();
+    let _ = Command::new("gpgconf")
+        .env("GNUPGHOME", &home)
+        .args(["--kill", "all"])
+        .output();
     let _ = std::fs::remove_dir_all(&home);
 }
 

@@ -40,7 +40,10 @@ fn demo_runs_on_embedded_defaults() {
     );
     assert!(text.contains("Subject: Discharge summary for follow-up"));
     assert!(text.contains("openpgp: decrypted aes256-cfb"), "{text}");
-    assert!(text.matches("signature valid alice@").count() == 2, "{text}");
+    assert!(
+        text.matches("signature valid alice@").count() == 2,
+        "{text}"
+    );
 }
 
 #[test]

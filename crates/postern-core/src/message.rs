@@ -275,7 +275,10 @@ impl<'m, 'a> PartView<'m, 'a> {
         let end = self.end_offset();
         let start = match self.id {
             0 => 0,
-            _ => self.full_part().map(|p| p.offset_header as usize).unwrap_or(end),
+            _ => self
+                .full_part()
+                .map(|p| p.offset_header as usize)
+                .unwrap_or(end),
         };
         &self.view.raw[start.min(end)..end]
     }
@@ -308,11 +311,18 @@ impl<'m, 'a> PartView<'m, 'a> {
         match cte.trim() {
             "base64" => {
                 use base64::Engine;
-                let clean: Vec<u8> = raw
-                    .iter()
-                    .copied()
-                    .filter(|b| !b.is_ascii_whitespace())
-                    .collect();
+                // Strip line breaks by copying whole lines (the common case), then any other
+                // whitespace a sloppy encoder left.
+                let mut clean = Vec::with_capacity(raw.len());
+                let mut start = 0;
+                for i in memchr::memchr2_iter(b'\r', b'\n', raw) {
+                    clean.extend_from_slice(&raw[start..i]);
+                    start = i + 1;
+                }
+                clean.extend_from_slice(&raw[start..]);
+                if memchr::memchr3(b' ', b'\t', b'\x0c', &clean).is_some() {
+                    clean.retain(|b| !b.is_ascii_whitespace());
+                }
                 // Lenient about padding, as receivers must be (RFC 2045 §6.8).
                 let engine = base64::engine::GeneralPurpose::new(
                     &base64::alphabet::STANDARD,

@@ -33,6 +33,14 @@ pub fn to_crlf(input: &[u8]) -> Vec<u8> {
     crlf(input).into_owned()
 }
 
+/// [`to_crlf`] for an owned buffer: returned as is when already canonical.
+pub fn into_crlf(input: Vec<u8>) -> Vec<u8> {
+    match crlf(&input) {
+        std::borrow::Cow::Borrowed(_) => input,
+        std::borrow::Cow::Owned(v) => v,
+    }
+}
+
 /// Like [`to_crlf`], but borrows when the input is already canonical (the usual case for mail
 /// that arrived over SMTP), so large bodies are not copied for nothing.
 pub fn crlf(input: &[u8]) -> std::borrow::Cow<'_, [u8]> {

@@ -258,7 +258,7 @@ impl OpenPgpEnvelope {
             });
         }
         Ok(Opened {
-            message: mime::to_crlf(&current),
+            message: mime::into_crlf(current),
             report,
         })
     }
@@ -289,4 +289,3 @@ impl SecureEnvelope for OpenPgpEnvelope {
         self.open_sync(msg, req)
     }
 }
-

@@ -404,7 +404,10 @@ pub fn der<T: Encode>(value: &T, what: &'static str) -> Result<Vec<u8>, Error> {
 
 /// DER of a ContentInfo (RFC 5652 §3) around already-encoded content, written directly so a
 /// megabyte of ciphertext is not parsed back and copied twice more.
-pub fn content_info(content_type: const_oid::ObjectIdentifier, content_der: &[u8]) -> Result<Vec<u8>, Error> {
+pub fn content_info(
+    content_type: const_oid::ObjectIdentifier,
+    content_der: &[u8],
+) -> Result<Vec<u8>, Error> {
     let oid = der(&content_type, "content type")?;
     let explicit = header(0xA0, content_der.len())?;
     let seq = header(0x30, oid.len() + explicit.len() + content_der.len())?;

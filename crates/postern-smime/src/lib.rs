@@ -253,7 +253,8 @@ impl SmimeEnvelope {
                     )))
                 }
                 Kind::Pkcs7Mime => {
-                    let der = view.root().decoded_body();
+                    // Transfer decoding only: no need to walk the MIME structure of a leaf.
+                    let der = view.root().transfer_decoded_body();
                     let ci = enveloped::parse_content_info(&der)?;
                     let inner = if ci.content_type == oids::ID_SIGNED_DATA {
                         let (sd, content) = signed::signed_data(&ci)?;
@@ -316,7 +317,7 @@ impl SmimeEnvelope {
             });
         }
         Ok(Opened {
-            message: mime::to_crlf(&current),
+            message: mime::into_crlf(current),
             report,
         })
     }

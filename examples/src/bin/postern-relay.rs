@@ -395,6 +395,43 @@ async fn demo() -> Result<(), String> {
         summary(&opened.report)
     );
     let _ = out.write_all(&opened.message);
+
+    // The same message to an OpenPGP partner: PGP/MIME, through the same trait.
+    const ALICE_PGP: &[u8] = include_bytes!("../../data/alice.sec.asc");
+    const ALICE_PGP_PUB: &[u8] = include_bytes!("../../data/alice.pub.asc");
+    const BOB_PGP: &[u8] = include_bytes!("../../data/bob.sec.asc");
+    const BOB_PGP_PUB: &[u8] = include_bytes!("../../data/bob.pub.asc");
+    let pgp = OpenPgpEnvelope::new();
+    let alice_pgp =
+        Credential::with_secret(Standard::OpenPgp, ALICE_PGP.to_vec(), ALICE_PGP.to_vec());
+    let recipients = vec![BOB_PGP_PUB.to_vec()];
+    let sealed = pgp
+        .seal(
+            &view,
+            &SealRequest::encrypt(&recipients, &policy).signed_by(&alice_pgp),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let sealed_view = MessageView::parse(&sealed).map_err(|e| e.to_string())?;
+    let bob_pgp = vec![Credential::with_secret(
+        Standard::OpenPgp,
+        BOB_PGP.to_vec(),
+        BOB_PGP.to_vec(),
+    )];
+    let alice_cert = vec![ALICE_PGP_PUB.to_vec()];
+    let opened = pgp
+        .open(
+            &sealed_view,
+            &OpenRequest::new(&bob_pgp, &policy).with_expected_signers(&alice_cert),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = writeln!(
+        out,
+        "\n== The same message as PGP/MIME ({} bytes) to bob's OpenPGP key, opened: {}",
+        sealed.len(),
+        summary(&opened.report)
+    );
     let _ = writeln!(
         out,
         "\nNext: `postern-relay seal --help` and `postern-relay open --help`."
