@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     let signers = [ALICE.to_vec()];
     let policy = Policy::default();
     let req = OpenRequest::new(&keys, &policy).with_expected_signers(&signers);
-    let env = OpenPgpEnvelope { max_output: 1 << 20 };
+    let env = OpenPgpEnvelope::new().with_max_output(1 << 20);
     if let Ok(view) = MessageView::parse(data) {
         let _ = env.open_sync(&view, &req);
     }

@@ -56,9 +56,7 @@ fn a_compression_bomb_stops_at_the_limit() {
         &zeros,
     );
     assert!(armored.len() < 200_000);
-    let env = OpenPgpEnvelope {
-        max_output: 1024 * 1024,
-    };
+    let env = OpenPgpEnvelope::new().with_max_output(1024 * 1024);
     let e = open_with(&env, &encrypted_mail(&armored)).unwrap_err();
     assert!(e.to_string().contains("limit"), "{e}");
 }

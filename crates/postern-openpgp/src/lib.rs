@@ -30,6 +30,9 @@ mod keys;
 mod open;
 mod seal;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use async_trait::async_trait;
 use openpgp::policy::StandardPolicy;
 use openpgp::Cert;
@@ -41,18 +44,51 @@ use sequoia_openpgp as openpgp;
 /// How deep PGP/MIME layers (signed inside encrypted inside …) may nest.
 const MAX_LAYERS: usize = 4;
 
-/// The OpenPGP backend. Holds configuration only; cheap to clone.
+/// The OpenPGP backend. Holds configuration and a cache of parsed certificates; cheap to clone
+/// (clones share the cache).
 #[derive(Debug, Clone)]
 pub struct OpenPgpEnvelope {
     /// Largest plaintext accepted when opening (default 64 MiB): a compression bomb stops here.
     pub max_output: usize,
+    certs: Arc<CertCache>,
 }
 
 impl Default for OpenPgpEnvelope {
     fn default() -> Self {
         OpenPgpEnvelope {
             max_output: 64 * 1024 * 1024,
+            certs: Arc::default(),
         }
+    }
+}
+
+/// Parsed certificates by their exact bytes. Parsing and checking an armored key costs more
+/// than encrypting a small message to it, and a gateway sees the same few partner keys all day.
+#[derive(Debug, Default)]
+struct CertCache(Mutex<HashMap<Vec<u8>, Arc<Vec<Cert>>>>);
+
+/// Parsed certificates kept at most; the cache starts over when full.
+const CERT_CACHE_SIZE: usize = 256;
+
+impl CertCache {
+    fn get(&self, bytes: &[u8], secret: bool) -> Result<Arc<Vec<Cert>>, Error> {
+        if let Some(hit) = self.0.lock().ok().and_then(|c| c.get(bytes).cloned()) {
+            if !secret || hit.iter().all(|c| c.is_tsk()) {
+                return Ok(hit);
+            }
+        }
+        let parsed = Arc::new(if secret {
+            keys::parse_secret_certs(bytes)?
+        } else {
+            keys::parse_certs(bytes)?
+        });
+        if let Ok(mut c) = self.0.lock() {
+            if c.len() >= CERT_CACHE_SIZE {
+                c.clear();
+            }
+            c.insert(bytes.to_vec(), parsed.clone());
+        }
+        Ok(parsed)
     }
 }
 
@@ -105,6 +141,12 @@ impl OpenPgpEnvelope {
         Self::default()
     }
 
+    /// The backend with a plaintext limit other than the default 64 MiB.
+    pub fn with_max_output(mut self, bytes: usize) -> Self {
+        self.max_output = bytes;
+        self
+    }
+
     /// Synchronous seal.
     pub fn seal_sync(
         &self,
@@ -118,7 +160,7 @@ impl OpenPgpEnvelope {
                 let secret = s.credential.secret.as_ref().ok_or_else(|| {
                     Error::InvalidRequest("signing credential has no secret key".into())
                 })?;
-                let certs = keys::parse_secret_certs(secret.expose())?;
+                let certs = self.certs.get(secret.expose(), true)?;
                 Some(keys::signing_keypair(&certs[0], &p, req.policy, now)?)
             }
             None => None,
@@ -142,7 +184,7 @@ impl OpenPgpEnvelope {
         }
         let mut certs: Vec<Cert> = Vec::new();
         for r in req.recipients {
-            certs.extend(keys::parse_certs(r)?);
+            certs.extend(self.certs.get(r, false)?.iter().cloned());
         }
         let hp = if req.header_protection {
             Some("cipher")
@@ -163,11 +205,11 @@ impl OpenPgpEnvelope {
             let secret = k.secret.as_ref().ok_or_else(|| {
                 Error::InvalidRequest("decryption credential has no secret key".into())
             })?;
-            secrets.extend(keys::parse_secret_certs(secret.expose())?);
+            secrets.extend(self.certs.get(secret.expose(), true)?.iter().cloned());
         }
         let mut signers = Vec::new();
         for c in req.expected_signers {
-            signers.extend(keys::parse_certs(c)?);
+            signers.extend(self.certs.get(c, false)?.iter().cloned());
         }
         let ctx = open::Context {
             secrets: &secrets,

@@ -375,8 +375,27 @@ fn finish(diag: RefCell<Diagnostics>) -> Result<Findings, Error> {
     })
 }
 
+/// Runs a sequoia parse, turning a panic inside the parser into an error.
+///
+/// sequoia 2.4.2 can panic on crafted input (an `unwrap()` in the SEIPDv1 path of its packet
+/// parser, parse.rs:6367, reached with a tampered message encrypted to our key, found by this
+/// crate's property test). Anyone can encrypt to our public key, so that is a remote crash of
+/// the gateway unless contained here.
+fn contained<T>(f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(Error::malformed(
+            "OpenPGP message",
+            "the OpenPGP parser failed on this input",
+        ))
+    })
+}
+
 /// Decrypts and/or verifies an inline OpenPGP message (armored or binary).
 pub fn read_message(data: &[u8], ctx: &Context<'_>) -> Result<(Vec<u8>, Findings), Error> {
+    contained(|| read_message_unguarded(data, ctx))
+}
+
+fn read_message_unguarded(data: &[u8], ctx: &Context<'_>) -> Result<(Vec<u8>, Findings), Error> {
     let diag = RefCell::new(Diagnostics::default());
     let helper = Helper {
         secrets: ctx.secrets,
@@ -413,6 +432,14 @@ pub fn read_message(data: &[u8], ctx: &Context<'_>) -> Result<(Vec<u8>, Findings
 
 /// Verifies a detached signature over exactly `content`.
 pub fn verify_detached(
+    sig: &[u8],
+    content: &[u8],
+    ctx: &Context<'_>,
+) -> Result<Vec<SignatureReport>, Error> {
+    contained(|| verify_detached_unguarded(sig, content, ctx))
+}
+
+fn verify_detached_unguarded(
     sig: &[u8],
     content: &[u8],
     ctx: &Context<'_>,
