@@ -72,15 +72,23 @@ fn push_field(out: &mut Vec<u8>, raw: &[u8]) {
 
 /// Base64 with 76-character CRLF lines (RFC 2045 §6.8).
 pub fn base64_lines(data: &[u8]) -> Vec<u8> {
-    // 57 input bytes make one 76-character line; encode many lines per call into place.
+    let mut out = Vec::new();
+    append_base64_lines(&mut out, data);
+    out
+}
+
+/// Appends `data` as base64 with 76-character CRLF lines to `out`, encoding in place.
+pub fn append_base64_lines(out: &mut Vec<u8>, data: &[u8]) {
+    // 57 input bytes make one 76-character line; encode many lines per call.
     const LINE_IN: usize = 57;
     const LINES_PER_BLOCK: usize = 256;
     let engine = &base64::engine::general_purpose::STANDARD;
     let lines = data.len().div_ceil(LINE_IN);
-    let mut out = vec![0u8; data.len().div_ceil(3) * 4 + lines * 2];
+    let mut pos = out.len();
+    out.resize(pos + data.len().div_ceil(3) * 4 + lines * 2, 0);
     let mut line_buf = [0u8; 78 * LINES_PER_BLOCK];
-    let mut pos = 0;
     for block in data.chunks(LINE_IN * LINES_PER_BLOCK) {
+        // The buffer holds a whole block's encoding, so this cannot fail.
         let n = engine
             .encode_slice(block, &mut line_buf[..])
             .unwrap_or_default();
@@ -91,7 +99,6 @@ pub fn base64_lines(data: &[u8]) -> Vec<u8> {
         }
     }
     out.truncate(pos);
-    out
 }
 
 /// A fresh multipart boundary. It needs to be unique, not secret: 128 bits from the process's

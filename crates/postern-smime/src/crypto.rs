@@ -71,12 +71,12 @@ fn gcm_alg(c: ContentCipher) -> Result<&'static aead::Algorithm, Error> {
     }
 }
 
-/// Encrypts `plaintext` under `key` with a fresh IV/nonce. `aad` is authenticated for AEAD
-/// ciphers (RFC 5083 §2.2: the DER of authAttrs, empty when there are none).
+/// Encrypts `plaintext` in place under `key` with a fresh IV/nonce. `aad` is authenticated for
+/// AEAD ciphers (RFC 5083 §2.2: the DER of authAttrs, empty when there are none).
 pub fn encrypt_content(
     c: ContentCipher,
     key: &[u8],
-    plaintext: &[u8],
+    plaintext: Vec<u8>,
     aad: &[u8],
 ) -> Result<Encrypted, Error> {
     let oid = cipher_oid(c)?;
@@ -87,7 +87,7 @@ pub fn encrypt_content(
         let k = aead::LessSafeKey::new(
             aead::UnboundKey::new(gcm_alg(c)?, key).map_err(|_| backend("GCM key"))?,
         );
-        let mut buf = plaintext.to_vec();
+        let mut buf = plaintext;
         let tag = k
             .seal_in_place_separate_tag(nonce, aead::Aad::from(aad), &mut buf)
             .map_err(|_| backend("GCM seal"))?;
@@ -107,8 +107,8 @@ pub fn encrypt_content(
             cipher::UnboundCipherKey::new(cbc_alg(c)?, key).map_err(|_| backend("CBC key"))?,
         )
         .map_err(|_| backend("CBC key"))?;
-        let mut buf = Vec::with_capacity(plaintext.len() + 16);
-        buf.extend_from_slice(plaintext);
+        let mut buf = plaintext;
+        buf.reserve(16);
         let ctx = k.encrypt(&mut buf).map_err(|_| backend("CBC encrypt"))?;
         let iv: &[u8] = (&ctx).try_into().map_err(|_| backend("CBC IV"))?;
         let iv = OctetString::new(iv.to_vec()).map_err(|e| Error::malformed("IV", e))?;
@@ -130,7 +130,7 @@ pub fn content_cipher(alg: &AlgorithmIdentifierOwned) -> Result<ContentCipher, E
 pub fn decrypt_content(
     alg: &AlgorithmIdentifierOwned,
     key: &[u8],
-    ciphertext: &[u8],
+    ciphertext: Vec<u8>,
     tag: Option<&[u8]>,
     aad: &[u8],
 ) -> Result<Vec<u8>, Error> {
@@ -158,14 +158,9 @@ pub fn decrypt_content(
         let k = aead::LessSafeKey::new(
             aead::UnboundKey::new(gcm_alg(c)?, key).map_err(|_| Error::DecryptionFailed)?,
         );
-        let mut buf = Vec::with_capacity(ciphertext.len() + tag.len());
-        buf.extend_from_slice(ciphertext);
-        buf.extend_from_slice(tag);
-        let n = k
-            .open_in_place(nonce, aead::Aad::from(aad), &mut buf)
-            .map_err(|_| Error::DecryptionFailed)?
-            .len();
-        buf.truncate(n);
+        let mut buf = ciphertext;
+        k.open_in_place_separate_tag(nonce, aead::Aad::from(aad), tag, &mut buf)
+            .map_err(|_| Error::DecryptionFailed)?;
         Ok(buf)
     } else {
         let iv: OctetString = params
@@ -182,7 +177,7 @@ pub fn decrypt_content(
             cipher::UnboundCipherKey::new(cbc_alg(c)?, key).map_err(|_| Error::DecryptionFailed)?,
         )
         .map_err(|_| Error::DecryptionFailed)?;
-        let mut buf = ciphertext.to_vec();
+        let mut buf = ciphertext;
         let n = k
             .decrypt(&mut buf, cipher::DecryptionContext::Iv128(iv.into()))
             .map_err(|_| Error::DecryptionFailed)?
@@ -402,21 +397,65 @@ pub fn der<T: Encode>(value: &T, what: &'static str) -> Result<Vec<u8>, Error> {
     value.to_der().map_err(|e| Error::malformed(what, e))
 }
 
-/// DER of a ContentInfo (RFC 5652 §3) around already-encoded content, written directly so a
-/// megabyte of ciphertext is not parsed back and copied twice more.
-pub fn content_info(
+/// DER of a ContentInfo (RFC 5652 §3) around `content`, encoded into one buffer.
+pub fn content_info<T: Encode>(
     content_type: const_oid::ObjectIdentifier,
-    content_der: &[u8],
+    content: &T,
 ) -> Result<Vec<u8>, Error> {
-    let oid = der(&content_type, "content type")?;
-    let explicit = header(0xA0, content_der.len())?;
-    let seq = header(0x30, oid.len() + explicit.len() + content_der.len())?;
-    let mut out = Vec::with_capacity(seq.len() + oid.len() + explicit.len() + content_der.len());
-    out.extend_from_slice(&seq);
-    out.extend_from_slice(&oid);
-    out.extend_from_slice(&explicit);
-    out.extend_from_slice(content_der);
+    let mut out = Vec::new();
+    write_content_info(content_type, content, &mut out)?;
     Ok(out)
+}
+
+/// Writes the DER of a ContentInfo around `content` into any DER writer.
+fn write_content_info<T: Encode>(
+    content_type: const_oid::ObjectIdentifier,
+    content: &T,
+    w: &mut impl der::Writer,
+) -> Result<(), Error> {
+    let len = |e: der::Error| Error::malformed("ContentInfo", e);
+    let content_len = usize::try_from(content.encoded_len().map_err(len)?).map_err(len)?;
+    let oid = der(&content_type, "content type")?;
+    let explicit = header(0xA0, content_len)?;
+    let seq = header(0x30, oid.len() + explicit.len() + content_len)?;
+    for part in [&seq, &oid, &explicit] {
+        w.write(part).map_err(len)?;
+    }
+    content.encode(w).map_err(len)
+}
+
+/// Appends the ContentInfo around `content` to `out` as base64 lines, encoding on the fly: a
+/// megabyte of ciphertext goes from the structure to the mail body without a DER copy between.
+pub fn content_info_base64<T: Encode>(
+    content_type: const_oid::ObjectIdentifier,
+    content: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), Error> {
+    struct Base64Lines<'a> {
+        out: &'a mut Vec<u8>,
+        pending: Vec<u8>,
+    }
+    impl der::Writer for Base64Lines<'_> {
+        fn write(&mut self, slice: &[u8]) -> der::Result<()> {
+            // Encode whole 57-byte lines as they fill; keep the remainder for later.
+            const BLOCK: usize = 57 * 256;
+            self.pending.extend_from_slice(slice);
+            if self.pending.len() >= BLOCK {
+                let whole = self.pending.len() / 57 * 57;
+                postern_core::mime::append_base64_lines(self.out, &self.pending[..whole]);
+                self.pending.drain(..whole);
+            }
+            Ok(())
+        }
+    }
+    let mut w = Base64Lines {
+        out,
+        pending: Vec::with_capacity(57 * 300),
+    };
+    write_content_info(content_type, content, &mut w)?;
+    let rest = std::mem::take(&mut w.pending);
+    postern_core::mime::append_base64_lines(w.out, &rest);
+    Ok(())
 }
 
 /// A DER tag and definite length.

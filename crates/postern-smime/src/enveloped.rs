@@ -35,15 +35,17 @@ where
     }
 }
 
-/// Encrypts `content` (a canonical MIME entity) for `recipients` and returns the DER ContentInfo.
-pub fn seal(
-    content: &[u8],
+/// Encrypts `content` (a canonical MIME entity, encrypted in place) for `recipients` and
+/// appends the ContentInfo to `out` as base64 lines (the body of an `application/pkcs7-mime`).
+pub fn seal_base64(
+    out: &mut Vec<u8>,
+    content: Vec<u8>,
     recipients: &[Certificate],
     cipher: ContentCipher,
     transport: KeyTransport,
     policy: &Policy,
     now: std::time::SystemTime,
-) -> Result<Vec<u8>, Error> {
+) -> Result<(), Error> {
     if recipients.is_empty() {
         return Err(Error::InvalidRequest("no recipients to encrypt to".into()));
     }
@@ -67,41 +69,36 @@ pub fn seal(
             OctetString::new(enc.ciphertext).map_err(|e| Error::malformed("content", e))?,
         ),
     };
-    let (content_type, inner) = match enc.tag {
-        Some(tag) => (
+    match enc.tag {
+        Some(tag) => crypto::content_info_base64(
             oids::ID_AUTH_ENVELOPED_DATA,
-            crypto::der(
-                &AuthEnvelopedData {
-                    version: CmsVersion::V0,
-                    originator_info: None,
-                    recip_infos,
-                    auth_encrypted_content_info: eci,
-                    auth_attrs: None,
-                    mac: OctetString::new(tag).map_err(|e| Error::malformed("MAC", e))?,
-                    unauth_attrs: None,
-                },
-                "AuthEnvelopedData",
-            )?,
+            &AuthEnvelopedData {
+                version: CmsVersion::V0,
+                originator_info: None,
+                recip_infos,
+                auth_encrypted_content_info: eci,
+                auth_attrs: None,
+                mac: OctetString::new(tag).map_err(|e| Error::malformed("MAC", e))?,
+                unauth_attrs: None,
+            },
+            out,
         ),
-        None => (
+        None => crypto::content_info_base64(
             oids::ID_ENVELOPED_DATA,
-            crypto::der(
-                &EnvelopedData {
-                    version: if all_v0 {
-                        CmsVersion::V0
-                    } else {
-                        CmsVersion::V2
-                    },
-                    originator_info: None,
-                    recip_infos,
-                    encrypted_content: eci,
-                    unprotected_attrs: None,
+            &EnvelopedData {
+                version: if all_v0 {
+                    CmsVersion::V0
+                } else {
+                    CmsVersion::V2
                 },
-                "EnvelopedData",
-            )?,
+                originator_info: None,
+                recip_infos,
+                encrypted_content: eci,
+                unprotected_attrs: None,
+            },
+            out,
         ),
-    };
-    crypto::content_info(content_type, &inner)
+    }
 }
 
 /// Decrypts an EnvelopedData or AuthEnvelopedData with one of `ids`.
@@ -110,7 +107,7 @@ pub fn open(
     ids: &[std::sync::Arc<Identity>],
     policy: &Policy,
 ) -> Result<(Vec<u8>, Encryption), Error> {
-    let (recip_infos, eci, mac, aad) = if ci.content_type == oids::ID_ENVELOPED_DATA {
+    let (recip_infos, mut eci, mac, aad) = if ci.content_type == oids::ID_ENVELOPED_DATA {
         let ed: EnvelopedData = decode_content(&ci.content, "EnvelopedData")?;
         (ed.recip_infos, ed.encrypted_content, None, Vec::new())
     } else if ci.content_type == oids::ID_AUTH_ENVELOPED_DATA {
@@ -137,8 +134,9 @@ pub fn open(
     let cek_len = crypto::key_len(cipher)?;
     let ciphertext = eci
         .encrypted_content
-        .as_ref()
+        .take()
         .ok_or_else(|| Error::malformed("EncryptedContentInfo", "detached content"))?;
+    let mut ciphertext = Some(Vec::from(ciphertext.into_bytes()));
     let all: Vec<String> = recip_infos.0.iter().map(recipient::describe).collect();
     for me in ids {
         for ri in recip_infos.0.iter() {
@@ -146,7 +144,7 @@ pub fn open(
                 let plain = crypto::decrypt_content(
                     &eci.content_enc_alg,
                     &u.cek,
-                    ciphertext.as_bytes(),
+                    ciphertext.take().unwrap_or_default(),
                     mac.as_ref().map(|m| m.as_bytes()),
                     &aad,
                 )?;

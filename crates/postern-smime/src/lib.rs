@@ -200,21 +200,23 @@ impl SmimeEnvelope {
             entity = pkcs7_mime(b"", "signed-data", &sig);
         }
         let cipher = req.cipher.unwrap_or(self.default_cipher);
-        let der = enveloped::seal(
-            &entity,
-            &recipients,
-            cipher,
-            self.key_transport,
-            req.policy,
-            req.now,
-        )?;
         let outer = mime::outer_headers(msg, req.header_protection, false);
         let smime_type = if cipher.is_aead() {
             "authEnveloped-data"
         } else {
             "enveloped-data"
         };
-        Ok(pkcs7_mime(&outer, smime_type, &der))
+        let mut out = pkcs7_mime_head(&outer, smime_type, entity.len());
+        enveloped::seal_base64(
+            &mut out,
+            entity,
+            &recipients,
+            cipher,
+            self.key_transport,
+            req.policy,
+            req.now,
+        )?;
+        Ok(out)
     }
 
     /// Synchronous open.
@@ -326,7 +328,16 @@ impl SmimeEnvelope {
 /// A complete `application/pkcs7-mime` message (RFC 8551 §3.2): `outer` headers, then the CMS
 /// object in base64.
 fn pkcs7_mime(outer: &[u8], smime_type: &str, der: &[u8]) -> Vec<u8> {
-    let mut out = outer.to_vec();
+    let mut out = pkcs7_mime_head(outer, smime_type, der.len());
+    mime::append_base64_lines(&mut out, der);
+    out
+}
+
+/// The header section of an `application/pkcs7-mime` message, with room reserved for a body
+/// of about `content_len` bytes before base64.
+fn pkcs7_mime_head(outer: &[u8], smime_type: &str, content_len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(outer.len() + 1024 + (content_len + 512) / 57 * 78 + 80);
+    out.extend_from_slice(outer);
     out.extend_from_slice(
         format!(
             "Content-Type: application/pkcs7-mime; smime-type={smime_type}; name=\"smime.p7m\"\r\n\
@@ -335,7 +346,6 @@ fn pkcs7_mime(outer: &[u8], smime_type: &str, der: &[u8]) -> Vec<u8> {
         )
         .as_bytes(),
     );
-    out.extend_from_slice(&mime::base64_lines(der));
     out
 }
 

@@ -152,7 +152,7 @@ pub fn sign(
         signer_infos: SignerInfos::try_from(vec![signer])
             .map_err(|e| Error::malformed("signer infos", e))?,
     };
-    crypto::content_info(oids::ID_SIGNED_DATA, &crypto::der(&sd, "SignedData")?)
+    crypto::content_info(oids::ID_SIGNED_DATA, &sd)
 }
 
 /// SignedData as it is decoded here: the `cms` crate's fields, except that the encapsulated
