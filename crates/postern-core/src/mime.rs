@@ -245,6 +245,44 @@ fn seven_bit(part: &PartView<'_, '_>, top: bool) -> Vec<u8> {
     out
 }
 
+/// What a sign-only message is made of: the entity to sign and the outer header section.
+///
+/// Without header protection the entity carries only the MIME fields and every other header stays
+/// outside; with it, the whole header section goes inside marked `hp="clear"` (RFC 9788) and
+/// only the routing fields stay outside.
+pub fn sign_only_parts(view: &MessageView<'_>, header_protection: bool) -> (Vec<u8>, Vec<u8>) {
+    if header_protection {
+        (
+            inner_entity(view, Some("clear")),
+            outer_headers(view, false, false),
+        )
+    } else {
+        (signed_entity(view), outer_headers(view, false, true))
+    }
+}
+
+/// Verifies a detached signature with `verify` over the exact bytes received and, if that does
+/// not succeed and the bytes have bare LFs, over their CRLF canonical form: signatures are made
+/// over CRLF text (RFC 8551 §3.1.1, RFC 3156 §5) but stored mail may have lost its CRs.
+pub fn verify_canonical<E>(
+    exact: &[u8],
+    mut verify: impl FnMut(&[u8]) -> Result<Vec<crate::SignatureReport>, E>,
+) -> Result<Vec<crate::SignatureReport>, E> {
+    let valid =
+        |r: &[crate::SignatureReport]| r.iter().all(|s| s.status == crate::SignatureStatus::Valid);
+    let first = verify(exact)?;
+    if valid(&first) {
+        return Ok(first);
+    }
+    match crlf(exact) {
+        std::borrow::Cow::Owned(canonical) => {
+            let again = verify(&canonical)?;
+            Ok(if valid(&again) { again } else { first })
+        }
+        std::borrow::Cow::Borrowed(_) => Ok(first),
+    }
+}
+
 /// The outer header section: trace and routing fields of the original, Subject (or `[...]`
 /// under header protection), and `MIME-Version`. Ends with CRLF but not the blank line.
 pub fn outer_headers(view: &MessageView<'_>, header_protection: bool, keep_all: bool) -> Vec<u8> {

@@ -172,14 +172,8 @@ impl OpenPgpEnvelope {
                 ));
             };
             let _ = sign.detached; // PGP/MIME signing is always detached (RFC 3156 §5).
-            let hp = req.header_protection;
-            let entity = if hp {
-                mime::inner_entity(msg, Some("clear"))
-            } else {
-                mime::signed_entity(msg)
-            };
+            let (entity, outer) = mime::sign_only_parts(msg, req.header_protection);
             let sig = seal::detached_signature(&entity, kp, now)?;
-            let outer = mime::outer_headers(msg, false, !hp);
             return Ok(seal::pgp_mime_signed(&outer, &entity, &sig));
         }
         let mut certs: Vec<Cert> = Vec::new();
@@ -258,21 +252,8 @@ impl OpenPgpEnvelope {
                     };
                     let sig = sig.decoded_body();
                     let exact = content.raw();
-                    let mut reports = open::verify_detached(&sig, exact, &ctx)?;
-                    // RFC 3156 signs the CRLF canonical form; stored mail may have LF only.
-                    let valid = |r: &[postern_core::SignatureReport]| {
-                        r.iter()
-                            .all(|s| s.status == postern_core::SignatureStatus::Valid)
-                    };
-                    if !valid(&reports) && exact.contains(&b'\n') {
-                        let crlf = mime::to_crlf(exact);
-                        if crlf != exact {
-                            let again = open::verify_detached(&sig, &crlf, &ctx)?;
-                            if valid(&again) {
-                                reports = again;
-                            }
-                        }
-                    }
+                    let reports =
+                        mime::verify_canonical(exact, |c| open::verify_detached(&sig, c, &ctx))?;
                     report.signatures.extend(reports);
                     mime::merge(&view, exact)
                 }

@@ -161,13 +161,7 @@ impl SmimeEnvelope {
                     "nothing to do: no recipients and no signing key".into(),
                 ));
             };
-            let hp = req.header_protection;
-            let entity = if hp {
-                mime::inner_entity(msg, Some("clear"))
-            } else {
-                mime::signed_entity(msg)
-            };
-            let outer = mime::outer_headers(msg, false, !hp);
+            let (entity, outer) = mime::sign_only_parts(msg, req.header_protection);
             let sig = signed::sign(
                 &entity,
                 me,
@@ -286,25 +280,9 @@ impl SmimeEnvelope {
                     let ci = enveloped::parse_content_info(&sig.decoded_body())?;
                     let (sd, _) = signed::signed_data(&ci)?;
                     let exact = content.raw();
-                    let mut reports = signed::verify(&sd, exact, &vctx);
-                    // Stored mail may have lost its CRLFs (as the LAMPS samples have); the
-                    // signature was made over the canonical CRLF form, so try that too.
-                    if !reports
-                        .iter()
-                        .all(|r| r.status == postern_core::SignatureStatus::Valid)
-                        && exact.contains(&b'\n')
-                    {
-                        let crlf = mime::to_crlf(exact);
-                        if crlf != exact {
-                            let again = signed::verify(&sd, &crlf, &vctx);
-                            if again
-                                .iter()
-                                .all(|r| r.status == postern_core::SignatureStatus::Valid)
-                            {
-                                reports = again;
-                            }
-                        }
-                    }
+                    let reports = mime::verify_canonical(exact, |c| {
+                        Ok::<_, Error>(signed::verify(&sd, c, &vctx))
+                    })?;
                     report.signatures.extend(reports);
                     mime::merge(&view, exact)
                 }
