@@ -148,6 +148,55 @@ impl<'a> MessageView<'a> {
         &self.raw[self.root().body_offset()..]
     }
 
+    /// The raw bytes of each top-level body part of a multipart message, found by scanning for
+    /// the boundary only (RFC 2046 §5.1.1) — no MIME parsing of the parts themselves, so a
+    /// large encrypted attachment is not walked. Each slice is what [`PartView::raw`] gives:
+    /// from the part's first header line up to, not including, the line break before the next
+    /// delimiter. Empty when the message is not multipart or has no boundary.
+    pub fn top_level_parts(&self) -> Vec<&'a [u8]> {
+        let Some(boundary) = self.root().content_type_param("boundary") else {
+            return Vec::new();
+        };
+        if !self.root().mime_type().starts_with("multipart/") || boundary.is_empty() {
+            return Vec::new();
+        }
+        let body = self.body();
+        let delimiter = format!("--{boundary}");
+        let mut parts = Vec::new();
+        let mut open: Option<usize> = None;
+        for at in memchr::memmem::find_iter(body, delimiter.as_bytes()) {
+            // A delimiter starts a line.
+            if at != 0 && body[at - 1] != b'\n' {
+                continue;
+            }
+            let after = &body[at + delimiter.len()..];
+            let closing = after.starts_with(b"--");
+            let rest = if closing { &after[2..] } else { after };
+            // Only transport padding may follow on the delimiter line.
+            let line_end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+            if !rest[..line_end]
+                .iter()
+                .all(|b| matches!(b, b' ' | b'\t' | b'\r'))
+            {
+                continue;
+            }
+            if let Some(start) = open.take() {
+                // The line break before the delimiter belongs to the delimiter.
+                let mut end = at.saturating_sub(1);
+                if end > start && body[end - 1] == b'\r' {
+                    end -= 1;
+                }
+                parts.push(&body[start..end.max(start)]);
+            }
+            if closing {
+                break;
+            }
+            let next = at + delimiter.len() + line_end + 1;
+            open = Some(next.min(body.len()));
+        }
+        parts
+    }
+
     /// The line ending the message uses (`\r\n` unless its first line ends with a bare `\n`).
     pub fn line_ending(&self) -> &'static [u8] {
         match self.raw.iter().position(|&b| b == b'\n') {
@@ -447,6 +496,25 @@ mod tests {
         assert_eq!(kids[0].raw(), b"Content-Type: text/plain\r\n\r\nhello\r\n");
         assert_eq!(kids[1].decoded_body().as_ref(), &[0u8, 1, 2]);
         assert_eq!(v.header("subject").as_deref(), Some("hi there"));
+    }
+
+    #[test]
+    fn boundary_scan_matches_the_parser() {
+        let v = MessageView::parse(SIGNED).unwrap();
+        let fast = v.top_level_parts();
+        let parsed: Vec<&[u8]> = v.root().children().iter().map(|c| c.raw()).collect();
+        assert_eq!(fast, parsed);
+        // A boundary string inside a line is not a delimiter.
+        let m = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nx --b y\r\n--b--\r\n";
+        let v = MessageView::parse(m).unwrap();
+        assert_eq!(
+            v.top_level_parts(),
+            vec![&b"Content-Type: text/plain\r\n\r\nx --b y"[..]]
+        );
+        assert!(MessageView::parse(b"Subject: x\r\n\r\nbody")
+            .unwrap()
+            .top_level_parts()
+            .is_empty());
     }
 
     #[test]

@@ -461,6 +461,24 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn boundary_scan_finds_exactly_the_parts_written(
+            bodies in proptest::collection::vec("[ -~]{0,40}(\r\n[ -~]{0,40}){0,5}", 1..5),
+        ) {
+            let parts: Vec<Vec<u8>> = bodies
+                .iter()
+                .map(|b| format!("Content-Type: text/plain\r\n\r\n{b}").into_bytes())
+                .collect();
+            let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+            let m = multipart(b"From: a@x.example\r\n", "multipart/mixed", "pre", &refs);
+            let v = MessageView::parse(&m).unwrap();
+            proptest::prop_assert_eq!(v.top_level_parts(), refs.clone());
+            let parsed: Vec<&[u8]> = v.root().children().iter().map(|c| c.raw()).collect();
+            proptest::prop_assert_eq!(parsed, refs);
+        }
+    }
+
     #[test]
     fn bare_content_is_not_mistaken_for_headers() {
         let outer = b"From: a@x.example\r\nContent-Type: multipart/encrypted\r\n\r\nxx";

@@ -229,11 +229,14 @@ impl OpenPgpEnvelope {
             }
             let next = match k {
                 Kind::Encrypted => {
-                    let kids = view.root().children();
-                    let data = kids.get(1).ok_or_else(|| {
+                    // Locate the parts by boundary only: the armored payload may be large.
+                    let parts = view.top_level_parts();
+                    let data = parts.get(1).ok_or_else(|| {
                         Error::MalformedMessage("multipart/encrypted without its data part".into())
                     })?;
-                    let (plain, found) = open::read_message(&data.decoded_body(), &ctx)?;
+                    let data = MessageView::parse(data)?;
+                    let (plain, found) =
+                        open::read_message(&data.root().transfer_decoded_body(), &ctx)?;
                     if found.encryption.is_none() {
                         // Plaintext dressed up as encrypted must never pass for protected mail.
                         return Err(Error::MalformedMessage(
@@ -244,14 +247,14 @@ impl OpenPgpEnvelope {
                     mime::merge(&view, &plain)
                 }
                 Kind::Signed => {
-                    let kids = view.root().children();
-                    let (Some(content), Some(sig)) = (kids.first(), kids.get(1)) else {
+                    let parts = view.top_level_parts();
+                    let (Some(&exact), Some(sig)) = (parts.first(), parts.get(1)) else {
                         return Err(Error::MalformedMessage(
                             "multipart/signed without two parts".into(),
                         ));
                     };
-                    let sig = sig.decoded_body();
-                    let exact = content.raw();
+                    let sig = MessageView::parse(sig)?;
+                    let sig = sig.root().transfer_decoded_body();
                     let reports =
                         mime::verify_canonical(exact, |c| open::verify_detached(&sig, c, &ctx))?;
                     report.signatures.extend(reports);
