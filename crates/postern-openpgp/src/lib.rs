@@ -141,6 +141,23 @@ impl OpenPgpEnvelope {
         Self::default()
     }
 
+    /// The parsed certificates of several encoded ones, from the cache. A single entry (the
+    /// usual case: one partner, one key) is shared, not copied: cloning a `Cert` is deep.
+    fn gather<'b>(
+        &self,
+        items: impl Iterator<Item = (&'b [u8], bool)>,
+    ) -> Result<Arc<Vec<Cert>>, Error> {
+        let mut found: Vec<Arc<Vec<Cert>>> = Vec::new();
+        for (bytes, secret) in items {
+            found.push(self.certs.get(bytes, secret)?);
+        }
+        Ok(match found.len() {
+            0 => Arc::default(),
+            1 => found.swap_remove(0),
+            _ => Arc::new(found.iter().flat_map(|v| v.iter().cloned()).collect()),
+        })
+    }
+
     /// The backend with a plaintext limit other than the default 64 MiB.
     pub fn with_max_output(mut self, bytes: usize) -> Self {
         self.max_output = bytes;
@@ -176,10 +193,7 @@ impl OpenPgpEnvelope {
             let sig = seal::detached_signature(&entity, kp, now)?;
             return Ok(seal::pgp_mime_signed(&outer, &entity, &sig));
         }
-        let mut certs: Vec<Cert> = Vec::new();
-        for r in req.recipients {
-            certs.extend(self.certs.get(r, false)?.iter().cloned());
-        }
+        let certs = self.gather(req.recipients.iter().map(|r| (r.as_slice(), false)))?;
         let hp = if req.header_protection {
             Some("cipher")
         } else {
@@ -194,17 +208,15 @@ impl OpenPgpEnvelope {
     /// Synchronous open.
     pub fn open_sync(&self, msg: &MessageView<'_>, req: &OpenRequest<'_>) -> Result<Opened, Error> {
         let p = StandardPolicy::new();
-        let mut secrets = Vec::new();
+        let mut our_keys = Vec::new();
         for k in req.keys.iter().filter(|k| k.standard == Standard::OpenPgp) {
             let secret = k.secret.as_ref().ok_or_else(|| {
                 Error::InvalidRequest("decryption credential has no secret key".into())
             })?;
-            secrets.extend(self.certs.get(secret.expose(), true)?.iter().cloned());
+            our_keys.push(secret.expose());
         }
-        let mut signers = Vec::new();
-        for c in req.expected_signers {
-            signers.extend(self.certs.get(c, false)?.iter().cloned());
-        }
+        let secrets = self.gather(our_keys.into_iter().map(|k| (k, true)))?;
+        let signers = self.gather(req.expected_signers.iter().map(|c| (c.as_slice(), false)))?;
         let ctx = open::Context {
             secrets: &secrets,
             signers: &signers,

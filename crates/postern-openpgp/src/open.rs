@@ -302,8 +302,9 @@ impl DecryptionHelper for Helper<'_> {
     }
 }
 
-fn read_bounded(mut r: impl Read, max: usize) -> Result<Vec<u8>, Error> {
-    let mut out = Vec::new();
+fn read_bounded(mut r: impl Read, max: usize, expected: usize) -> Result<Vec<u8>, Error> {
+    // Sized for the usual case (plaintext about as large as the message) to avoid regrowing.
+    let mut out = Vec::with_capacity(expected.min(max));
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = r.read(&mut buf).map_err(map_io)?;
@@ -411,12 +412,12 @@ fn read_message_unguarded(data: &[u8], ctx: &Context<'_>) -> Result<(Vec<u8>, Fi
         VerifierBuilder::from_bytes(data)
             .map_err(map_anyhow)
             .and_then(|b| b.with_policy(ctx.p, ctx.now, helper).map_err(map_anyhow))
-            .and_then(|v| read_bounded(v, ctx.max_output))
+            .and_then(|v| read_bounded(v, ctx.max_output, data.len()))
     } else {
         DecryptorBuilder::from_bytes(data)
             .map_err(map_anyhow)
             .and_then(|b| b.with_policy(ctx.p, ctx.now, helper).map_err(map_anyhow))
-            .and_then(|d| read_bounded(d, ctx.max_output))
+            .and_then(|d| read_bounded(d, ctx.max_output, data.len()))
     };
     match result {
         Ok(plain) => Ok((plain, finish(diag)?)),
