@@ -175,3 +175,49 @@ fn failures_are_one_line_and_non_zero() {
     );
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn check_config_reports_and_exits_by_severity() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(data("lamps-bob.encrypt.crt"), dir.path().join("bob.pem")).unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "[our]\ndomains = [\"clinic.example\"]\n\n[[partner]]\ndomain = \"smime.example\"\nstandards = [\"smime\"]\npolicy = \"required\"\nsmime_certificates = [\"bob.pem\"]\n").unwrap();
+    let out = relay(&["check-config", good.to_str().unwrap()], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 partners, 0 errors"));
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[our]\ndomains = [\"clinic.example\"]\n\n[[partner]]\ndomain = \"nokey.example\"\nstandards = [\"smime\"]\npolicy = \"required\"\n").unwrap();
+    let out = relay(&["check-config", bad.to_str().unwrap()], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("error nokey.example (line 4): required partner has no usable key"),
+        "{text}"
+    );
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(
+        &broken,
+        "[[partner]]\ndomain = \"x.example\"\npolicy = \"maybe\"\n",
+    )
+    .unwrap();
+    let out = relay(&["check-config", broken.to_str().unwrap()], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("line 3"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn the_example_directory_checks_clean() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/directory.toml");
+    let out = relay(&["check-config", file.to_str().unwrap()], b"");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("4 partners, 0 errors, 0 warnings"), "{text}");
+}

@@ -39,6 +39,12 @@ enum Command {
     Open(OpenArgs),
     /// Seal and open a bundled sample with published test keys, and show the report.
     Demo,
+    /// Load a partner directory and report what would stop mail (exit 1 on errors, 2 if the
+    /// file cannot be loaded).
+    CheckConfig {
+        /// The directory file (TOML).
+        file: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -271,6 +277,47 @@ fn is_openpgp(bytes: &[u8]) -> bool {
             && bytes.first() != Some(&0x30))
 }
 
+/// `check-config`: every problem on its own line, errors first; exit code says the worst.
+fn check_config(file: &Path) -> ExitCode {
+    let dir = match postern_router::Directory::load(file) {
+        Ok(d) => d,
+        Err(postern_router::DirectoryError::Invalid(problems)) => {
+            for p in problems {
+                println!("invalid {}: {p}", file.display());
+            }
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("postern-relay: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let findings = postern_router::validate(&dir, std::time::SystemTime::now());
+    let errors = findings
+        .iter()
+        .filter(|f| f.severity == postern_router::Severity::Error)
+        .count();
+    for f in &findings {
+        let sev = match f.severity {
+            postern_router::Severity::Error => "error",
+            postern_router::Severity::Warning => "warning",
+        };
+        println!("{sev} {} (line {}): {}", f.subject, f.line, f.message);
+    }
+    println!(
+        "{}: {} partners, {} errors, {} warnings",
+        file.display(),
+        dir.partners.len(),
+        errors,
+        findings.len() - errors
+    );
+    if errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 fn unix(t: std::time::SystemTime) -> Option<u64> {
     t.duration_since(std::time::UNIX_EPOCH)
         .ok()
@@ -443,6 +490,7 @@ async fn demo() -> Result<(), String> {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Demo) {
+        Command::CheckConfig { file } => return check_config(&file),
         Command::Demo => demo().await.map(|_| true),
         Command::Seal(a) => seal(a).await.and_then(|bytes| {
             std::io::stdout()

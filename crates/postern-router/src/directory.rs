@@ -1,0 +1,457 @@
+//! The partner directory: a TOML file and the same as a Rust API.
+//!
+//! ```toml
+//! [our]
+//! domains = ["clinic.example"]
+//! trust_anchors = ["ca/partner-ca.pem"]
+//!
+//! [[our.keys]]
+//! standard = "smime"
+//! certificate = "keys/gw.pem"      # a path (relative to this file) or inline PEM
+//! key = "keys/gw.key"
+//!
+//! [[our.keys]]
+//! standard = "openpgp"
+//! key = "keys/gw.sec.asc"          # the secret key carries its certificate
+//!
+//! [[partner]]
+//! domain = "partner.example"       # or "*.partner.example" for its subdomains
+//! standards = ["smime", "openpgp"] # in order of preference
+//! policy = "required"              # required | preferred | tls-required | portal
+//! smime_certificates = ["partner.pem"]
+//! openpgp_certificates = ["partner.asc"]
+//! sign = true
+//! header_protection = false
+//! cipher = "aes256-cbc"            # aes256-cbc (Outlook) | aes128-cbc | aes256-gcm | aes128-gcm
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use postern_core::{ContentCipher, Credential, Domain, Standard};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// What happens to mail for a partner domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PartnerPolicy {
+    /// Always encrypted; on any failure held, then bounced. Never plaintext.
+    Required,
+    /// Encrypted when a usable key exists, else plain but only over verified TLS.
+    Preferred,
+    /// Plain MIME, only over verified TLS.
+    TlsRequired,
+    /// Stored for pickup on the secure portal; a notification goes out instead.
+    Portal,
+}
+
+/// Which domains a partner entry covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DomainPattern {
+    /// Exactly this domain.
+    Exact(Domain),
+    /// Every subdomain of this domain (`*.example.org`), not the domain itself.
+    Subdomains(Domain),
+}
+
+impl DomainPattern {
+    /// Parses `example.org` or `*.example.org`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.strip_prefix("*.") {
+            Some(rest) => Domain::new(rest)
+                .map(DomainPattern::Subdomains)
+                .map_err(|e| e.to_string()),
+            None => Domain::new(s)
+                .map(DomainPattern::Exact)
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Does this pattern cover `domain`?
+    pub fn matches(&self, domain: &Domain) -> bool {
+        match self {
+            DomainPattern::Exact(d) => d == domain,
+            DomainPattern::Subdomains(d) => domain != d && domain.is_within(d),
+        }
+    }
+}
+
+impl fmt::Display for DomainPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DomainPattern::Exact(d) => write!(f, "{d}"),
+            DomainPattern::Subdomains(d) => write!(f, "*.{d}"),
+        }
+    }
+}
+
+/// One partner organisation.
+#[derive(Debug, Clone)]
+pub struct Partner {
+    /// The domains it covers.
+    pub pattern: DomainPattern,
+    /// Standards it accepts, most preferred first (may be empty for `tls-required`/`portal`).
+    pub standards: Vec<Standard>,
+    /// What happens to its mail.
+    pub policy: PartnerPolicy,
+    /// Certificates by standard (PEM/DER X.509 for S/MIME, armored/binary for OpenPGP).
+    pub certificates: HashMap<Standard, Vec<Vec<u8>>>,
+    /// Sign with our domain key before encrypting.
+    pub sign: bool,
+    /// Protect the headers (RFC 9788).
+    pub header_protection: bool,
+    /// S/MIME content cipher; `None` takes the backend default (AES-256-CBC).
+    pub cipher: Option<ContentCipher>,
+    /// Line of the entry in the directory file (0 when built in Rust).
+    pub line: usize,
+}
+
+impl Partner {
+    /// A partner with no certificates yet.
+    pub fn new(pattern: DomainPattern, policy: PartnerPolicy, standards: Vec<Standard>) -> Self {
+        Partner {
+            pattern,
+            standards,
+            policy,
+            certificates: HashMap::new(),
+            sign: false,
+            header_protection: false,
+            cipher: None,
+            line: 0,
+        }
+    }
+
+    /// The certificates configured for `standard`.
+    pub fn certificates_for(&self, standard: Standard) -> &[Vec<u8>] {
+        self.certificates
+            .get(&standard)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+}
+
+/// Our own side: domains, signing/decryption identities, trust anchors for S/MIME signers.
+#[derive(Debug, Clone, Default)]
+pub struct OurIdentity {
+    /// Domains we receive mail for and sign as.
+    pub domains: Vec<Domain>,
+    /// Our keys, one or more per standard.
+    pub credentials: Vec<Credential>,
+    /// CA certificates that partner S/MIME signers chain to.
+    pub trust_anchors: Vec<Vec<u8>>,
+}
+
+/// The whole directory.
+#[derive(Debug, Clone, Default)]
+pub struct Directory {
+    /// Our identity.
+    pub our: OurIdentity,
+    /// Partner entries, in file order.
+    pub partners: Vec<Partner>,
+}
+
+/// One problem found while loading, with its line in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line (0: not tied to a line).
+    pub line: usize,
+    /// What is wrong, in words an administrator can act on.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(f, "line {}: {}", self.line, self.message)
+        } else {
+            f.write_str(&self.message)
+        }
+    }
+}
+
+/// Why a directory could not be loaded. The directory in force stays in force.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DirectoryError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid, for the listed reasons.
+    #[error("{}", .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<Problem>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    our: Option<RawOur>,
+    #[serde(default)]
+    partner: Vec<Spanned<RawPartner>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOur {
+    #[serde(default)]
+    domains: Vec<Spanned<String>>,
+    #[serde(default)]
+    trust_anchors: Vec<Spanned<String>>,
+    #[serde(default)]
+    keys: Vec<Spanned<RawKey>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    standard: Spanned<String>,
+    certificate: Option<String>,
+    key: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPartner {
+    domain: Spanned<String>,
+    #[serde(default)]
+    standards: Vec<Spanned<String>>,
+    policy: PartnerPolicy,
+    #[serde(default)]
+    smime_certificates: Vec<String>,
+    #[serde(default)]
+    openpgp_certificates: Vec<String>,
+    #[serde(default)]
+    sign: bool,
+    #[serde(default)]
+    header_protection: bool,
+    cipher: Option<Spanned<String>>,
+}
+
+/// 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+fn standard(name: &str) -> Option<Standard> {
+    match name.to_ascii_lowercase().as_str() {
+        "smime" | "s/mime" => Some(Standard::Smime),
+        "openpgp" | "pgp" => Some(Standard::OpenPgp),
+        _ => None,
+    }
+}
+
+/// Inline PEM/armor, or a path relative to `base`.
+fn material(value: &str, base: &Path) -> Result<Vec<u8>, String> {
+    if value.trim_start().starts_with("-----BEGIN") {
+        return Ok(value.as_bytes().to_vec());
+    }
+    let path = base.join(value);
+    std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+impl Directory {
+    /// Reads and parses a directory file; relative paths in it are taken from its folder.
+    pub fn load(path: &Path) -> Result<Self, DirectoryError> {
+        let text = std::fs::read_to_string(path).map_err(|source| DirectoryError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text, path.parent().unwrap_or(Path::new(".")))
+    }
+
+    /// Parses directory TOML; every problem found is reported with its line, not just the first.
+    pub fn from_toml(text: &str, base: &Path) -> Result<Self, DirectoryError> {
+        let raw: RawFile = toml::from_str(text).map_err(|e| {
+            DirectoryError::Invalid(vec![Problem {
+                line: e.span().map(|s| line_of(text, s.start)).unwrap_or(0),
+                message: e.message().to_string(),
+            }])
+        })?;
+        let mut problems = Vec::new();
+        let mut dir = Directory::default();
+        let at = |s: std::ops::Range<usize>| line_of(text, s.start);
+
+        if let Some(our) = raw.our {
+            for d in &our.domains {
+                match Domain::new(d.get_ref()) {
+                    Ok(d) => dir.our.domains.push(d),
+                    Err(e) => problems.push(Problem {
+                        line: at(d.span()),
+                        message: e.to_string(),
+                    }),
+                }
+            }
+            for a in &our.trust_anchors {
+                match material(a.get_ref(), base) {
+                    Ok(m) => dir.our.trust_anchors.push(m),
+                    Err(e) => problems.push(Problem {
+                        line: at(a.span()),
+                        message: e,
+                    }),
+                }
+            }
+            for k in &our.keys {
+                let line = at(k.span());
+                let k = k.get_ref();
+                let Some(std) = standard(k.standard.get_ref()) else {
+                    problems.push(Problem {
+                        line,
+                        message: format!(
+                            "unknown standard {:?} (smime or openpgp)",
+                            k.standard.get_ref()
+                        ),
+                    });
+                    continue;
+                };
+                let secret = match material(&k.key, base) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        problems.push(Problem { line, message: e });
+                        continue;
+                    }
+                };
+                let certificate = match (&k.certificate, std) {
+                    (Some(c), _) => match material(c, base) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            problems.push(Problem { line, message: e });
+                            continue;
+                        }
+                    },
+                    (None, Standard::OpenPgp) => secret.clone(),
+                    (None, _) => {
+                        problems.push(Problem {
+                            line,
+                            message: "an S/MIME key needs its certificate".into(),
+                        });
+                        continue;
+                    }
+                };
+                dir.our
+                    .credentials
+                    .push(Credential::with_secret(std, certificate, secret));
+            }
+        }
+
+        for entry in &raw.partner {
+            let line = at(entry.span());
+            let p = entry.get_ref();
+            let pattern = match DomainPattern::parse(p.domain.get_ref()) {
+                Ok(pat) => pat,
+                Err(e) => {
+                    problems.push(Problem {
+                        line: at(p.domain.span()),
+                        message: e,
+                    });
+                    continue;
+                }
+            };
+            if dir.partners.iter().any(|q| q.pattern == pattern) {
+                problems.push(Problem {
+                    line,
+                    message: format!("partner {pattern} is listed twice"),
+                });
+                continue;
+            }
+            let mut partner = Partner::new(pattern, p.policy, Vec::new());
+            partner.line = line;
+            partner.sign = p.sign;
+            partner.header_protection = p.header_protection;
+            for s in &p.standards {
+                match standard(s.get_ref()) {
+                    Some(std) if !partner.standards.contains(&std) => partner.standards.push(std),
+                    Some(_) => {}
+                    None => problems.push(Problem {
+                        line: at(s.span()),
+                        message: format!("unknown standard {:?} (smime or openpgp)", s.get_ref()),
+                    }),
+                }
+            }
+            if let Some(c) = &p.cipher {
+                match ContentCipher::from_name(c.get_ref()) {
+                    Some(
+                        cipher @ (ContentCipher::Aes256Cbc
+                        | ContentCipher::Aes128Cbc
+                        | ContentCipher::Aes256Gcm
+                        | ContentCipher::Aes128Gcm),
+                    ) => partner.cipher = Some(cipher),
+                    _ => problems.push(Problem {
+                        line: at(c.span()),
+                        message: format!(
+                            "cipher {:?}: use aes256-cbc, aes128-cbc, aes256-gcm or aes128-gcm",
+                            c.get_ref()
+                        ),
+                    }),
+                }
+            }
+            for (std, list) in [
+                (Standard::Smime, &p.smime_certificates),
+                (Standard::OpenPgp, &p.openpgp_certificates),
+            ] {
+                for c in list {
+                    match material(c, base) {
+                        Ok(m) => partner.certificates.entry(std).or_default().push(m),
+                        Err(e) => problems.push(Problem { line, message: e }),
+                    }
+                }
+            }
+            if matches!(p.policy, PartnerPolicy::Required | PartnerPolicy::Preferred)
+                && partner.standards.is_empty()
+            {
+                problems.push(Problem {
+                    line,
+                    message: format!(
+                        "partner {}: policy {:?} needs `standards`",
+                        partner.pattern, p.policy
+                    ),
+                });
+            }
+            dir.partners.push(partner);
+        }
+        if problems.is_empty() {
+            Ok(dir)
+        } else {
+            Err(DirectoryError::Invalid(problems))
+        }
+    }
+
+    /// The partner entry for `domain`: an exact entry first, else the most specific wildcard.
+    pub fn partner_for(&self, domain: &Domain) -> Option<&Partner> {
+        self.partners
+            .iter()
+            .find(|p| matches!(&p.pattern, DomainPattern::Exact(d) if d == domain))
+            .or_else(|| {
+                self.partners
+                    .iter()
+                    .filter(|p| p.pattern.matches(domain))
+                    .max_by_key(|p| match &p.pattern {
+                        DomainPattern::Subdomains(d) | DomainPattern::Exact(d) => d.as_str().len(),
+                    })
+            })
+    }
+
+    /// Is `domain` one of ours?
+    pub fn is_ours(&self, domain: &Domain) -> bool {
+        self.our.domains.iter().any(|d| d == domain)
+    }
+
+    /// Our credentials for `standard`.
+    pub fn our_credentials(&self, standard: Standard) -> Vec<Credential> {
+        self.our
+            .credentials
+            .iter()
+            .filter(|c| c.standard == standard)
+            .cloned()
+            .collect()
+    }
+}

@@ -1,0 +1,20 @@
+//! # postern-router
+//!
+//! The gateway's brain, built in parts. This first part is the **partner directory**: which
+//! domains are partners, which standards they take and in what order, their policy
+//! (`required`, `preferred`, `tls-required`, `portal`), their certificates, and our own
+//! identity — loaded from TOML (or built in Rust), checked at load time, and reloadable without
+//! dropping the directory in force when the new file is bad.
+//!
+//! The outbound and inbound decisions that use it come next (see ARCHITECTURE.md).
+#![forbid(unsafe_code)]
+
+mod directory;
+mod shared;
+mod validate;
+
+pub use directory::{
+    Directory, DirectoryError, DomainPattern, OurIdentity, Partner, PartnerPolicy, Problem,
+};
+pub use shared::{ReloadError, SharedDirectory};
+pub use validate::{validate, Finding, Severity};

@@ -1,0 +1,59 @@
+//! The directory in force, swappable while mail is being processed.
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use crate::{validate, Directory, DirectoryError, Finding, Severity};
+
+/// The directory in force. Readers take an `Arc` snapshot and keep it for the whole message, so
+/// a reload never changes the rules under a message in flight.
+#[derive(Debug, Default)]
+pub struct SharedDirectory {
+    current: RwLock<Arc<Directory>>,
+}
+
+impl SharedDirectory {
+    /// Starts with `dir`.
+    pub fn new(dir: Directory) -> Self {
+        SharedDirectory {
+            current: RwLock::new(Arc::new(dir)),
+        }
+    }
+
+    /// The directory in force now.
+    pub fn current(&self) -> Arc<Directory> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            // A panic while swapping cannot leave a half-written Arc; keep serving.
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Loads `path` and puts it in force if it parses and has no error-level findings; else
+    /// the old directory stays and the reasons are returned. Warnings come back on success.
+    pub fn reload(&self, path: &Path, now: SystemTime) -> Result<Vec<Finding>, ReloadError> {
+        let dir = Directory::load(path).map_err(ReloadError::Load)?;
+        let findings = validate(&dir, now);
+        if findings.iter().any(|f| f.severity == Severity::Error) {
+            return Err(ReloadError::Rejected(findings));
+        }
+        match self.current.write() {
+            Ok(mut g) => *g = Arc::new(dir),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(dir),
+        }
+        Ok(findings)
+    }
+}
+
+/// Why a reload was refused (the previous directory is still in force).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReloadError {
+    /// The file could not be read or parsed.
+    #[error(transparent)]
+    Load(DirectoryError),
+    /// It parsed, but validation found errors.
+    #[error("directory rejected: {}", .0.iter().filter(|f| f.severity == Severity::Error).map(|f| format!("{} (line {}): {}", f.subject, f.line, f.message)).collect::<Vec<_>>().join("; "))]
+    Rejected(Vec<Finding>),
+}

@@ -1,0 +1,181 @@
+//! Checks at load time: will every partner's mail actually go out the way its policy says?
+//!
+//! Certificates are checked by sealing a small probe message through the real backend, now and
+//! thirty days from now, so "usable" means exactly what sealing will accept: validity period,
+//! key usage, algorithm policy, revocation (OpenPGP), encryption capability.
+
+use std::time::{Duration, SystemTime};
+
+use postern_core::{Credential, MessageView, Policy, SealRequest, SecureEnvelope, Standard};
+use postern_openpgp::OpenPgpEnvelope;
+use postern_smime::SmimeEnvelope;
+
+use crate::{Directory, Partner, PartnerPolicy};
+
+/// How serious a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// Works now, needs attention soon (e.g. a certificate expiring within 30 days).
+    Warning,
+    /// Mail will not flow as configured (e.g. a `required` partner without a usable key).
+    Error,
+}
+
+/// One result of [`validate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// Warning or error.
+    pub severity: Severity,
+    /// The partner pattern or `our` it is about.
+    pub subject: String,
+    /// Line in the directory file (0 when unknown).
+    pub line: usize,
+    /// What is wrong and what it means for mail.
+    pub message: String,
+}
+
+const SOON: Duration = Duration::from_secs(30 * 86400);
+
+const PROBE: &[u8] =
+    b"From: postern@probe.invalid\r\nTo: postern@probe.invalid\r\nSubject: probe\r\n\r\nprobe\r\n";
+
+fn backend(standard: Standard) -> Option<Box<dyn SecureEnvelope>> {
+    match standard {
+        Standard::Smime => Some(Box::new(SmimeEnvelope::new())),
+        Standard::OpenPgp => Some(Box::new(OpenPgpEnvelope::new())),
+        _ => None,
+    }
+}
+
+/// Seals the probe for `certs` (and signed by `signer`) at `now`, through the real backend.
+fn probe(
+    standard: Standard,
+    certs: &[Vec<u8>],
+    signer: Option<&Credential>,
+    now: SystemTime,
+) -> Result<(), String> {
+    let backend = backend(standard).ok_or("no backend for this standard")?;
+    let policy = Policy::default();
+    let view = MessageView::parse(PROBE).map_err(|e| e.to_string())?;
+    let mut req = match (certs.is_empty(), signer) {
+        (true, Some(s)) => SealRequest::sign_only(s, true, &policy),
+        (_, Some(s)) => SealRequest::encrypt(certs, &policy).signed_by(s),
+        (_, None) => SealRequest::encrypt(certs, &policy),
+    };
+    req.now = now;
+    // The backends are synchronous underneath; a tiny executor is enough here.
+    block_on(backend.seal(&view, &req))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Polls a future that never waits on I/O (the envelope backends compute synchronously).
+fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    use std::task::{Context, Poll, Waker};
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}
+
+/// Everything worth telling an administrator about `dir`, most serious first.
+pub fn validate(dir: &Directory, now: SystemTime) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for cred in &dir.our.credentials {
+        let finding = |severity, message| Finding {
+            severity,
+            subject: "our".into(),
+            line: 0,
+            message,
+        };
+        if let Err(e) = probe(cred.standard, &[], Some(cred), now) {
+            out.push(finding(
+                Severity::Error,
+                format!("our {} key cannot sign: {e}", cred.standard),
+            ));
+        } else if let Err(e) = probe(cred.standard, &[], Some(cred), now + SOON) {
+            out.push(finding(
+                Severity::Warning,
+                format!(
+                    "our {} key stops working within 30 days: {e}",
+                    cred.standard
+                ),
+            ));
+        }
+    }
+    if dir.our.domains.is_empty() {
+        out.push(Finding {
+            severity: Severity::Error,
+            subject: "our".into(),
+            line: 0,
+            message: "no domains of ours: inbound mail would be refused".into(),
+        });
+    }
+    for partner in &dir.partners {
+        check_partner(dir, partner, now, &mut out);
+    }
+    out.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.line.cmp(&b.line)));
+    out
+}
+
+fn check_partner(dir: &Directory, p: &Partner, now: SystemTime, out: &mut Vec<Finding>) {
+    let mut push = |severity, message: String| {
+        out.push(Finding {
+            severity,
+            subject: p.pattern.to_string(),
+            line: p.line,
+            message,
+        })
+    };
+    let mut usable = Vec::new();
+    for &std in &p.standards {
+        let certs = p.certificates_for(std);
+        if certs.is_empty() {
+            push(
+                Severity::Warning,
+                format!("{std} is listed but no certificate is configured for it"),
+            );
+            continue;
+        }
+        let signer = if p.sign {
+            dir.our_credentials(std).into_iter().next()
+        } else {
+            None
+        };
+        if p.sign && signer.is_none() {
+            push(
+                Severity::Error,
+                format!("sign = true but we have no {std} key to sign with"),
+            );
+        }
+        match probe(std, certs, signer.as_ref(), now) {
+            Err(e) => push(
+                Severity::Error,
+                format!("{std} certificate not usable: {e}"),
+            ),
+            Ok(()) => {
+                usable.push(std);
+                if let Err(e) = probe(std, certs, signer.as_ref(), now + SOON) {
+                    push(
+                        Severity::Warning,
+                        format!("{std} certificate stops working within 30 days: {e}"),
+                    );
+                }
+            }
+        }
+    }
+    match p.policy {
+        PartnerPolicy::Required if usable.is_empty() => push(
+            Severity::Error,
+            "required partner has no usable key: its mail will be held, then bounced".into(),
+        ),
+        PartnerPolicy::Preferred if usable.is_empty() => push(
+            Severity::Warning,
+            "preferred partner has no usable key: its mail goes out plain, TLS required".into(),
+        ),
+        _ => {}
+    }
+}

@@ -1,0 +1,269 @@
+//! The partner directory: TOML with line-numbered errors, wildcard lookup, validation through
+//! the real backends (expiring, expired and unusable certificates), and reload that keeps the
+//! directory in force when the new file is bad.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
+
+use std::time::{Duration, SystemTime};
+
+use postern_core::{Domain, Standard};
+use postern_router::{
+    validate, Directory, DirectoryError, PartnerPolicy, Severity, SharedDirectory,
+};
+use postern_tests::{Gpg, KeyKind, PgpKind, Pki};
+
+fn d(s: &str) -> Domain {
+    Domain::new(s).unwrap()
+}
+
+struct Setup {
+    pki: Pki,
+    _gpg: Gpg,
+    dir: tempfile::TempDir,
+}
+
+/// Keys on disk: our S/MIME identity, a good S/MIME partner, one expiring in 10 days, one that
+/// can only sign, and an OpenPGP partner.
+fn setup() -> Setup {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = |name: &str, from: &std::path::Path| {
+        std::fs::copy(from, dir.path().join(name)).unwrap();
+    };
+    let us = pki.issue("gw@clinic.example", KeyKind::Rsa(2048));
+    copy("our.pem", &us.cert);
+    copy("our.key", &us.key);
+    copy("ca.pem", &pki.ca_cert);
+    copy(
+        "good.pem",
+        &pki.issue("gw@good.example", KeyKind::Rsa(2048)).cert,
+    );
+    copy(
+        "soon.pem",
+        &pki.issue_with(
+            "gw@soon.example",
+            KeyKind::P256,
+            "keyAgreement",
+            "emailProtection",
+            10,
+        )
+        .cert,
+    );
+    copy(
+        "signonly.pem",
+        &pki.issue_with(
+            "gw@signonly.example",
+            KeyKind::Rsa(2048),
+            "digitalSignature",
+            "emailProtection",
+            100,
+        )
+        .cert,
+    );
+    let gpg = Gpg::new();
+    gpg.generate("PGP GW <gw@pgp.example>", PgpKind::Ed25519, "never");
+    std::fs::write(dir.path().join("pgp.asc"), gpg.export("gw@pgp.example")).unwrap();
+    Setup {
+        pki,
+        _gpg: gpg,
+        dir,
+    }
+}
+
+const GOOD: &str = r#"
+[our]
+domains = ["clinic.example"]
+trust_anchors = ["ca.pem"]
+
+[[our.keys]]
+standard = "smime"
+certificate = "our.pem"
+key = "our.key"
+
+[[partner]]
+domain = "good.example"
+standards = ["smime"]
+policy = "required"
+smime_certificates = ["good.pem"]
+sign = true
+cipher = "aes256-gcm"
+
+[[partner]]
+domain = "*.good.example"
+standards = ["smime"]
+policy = "preferred"
+smime_certificates = ["good.pem"]
+
+[[partner]]
+domain = "pgp.example"
+standards = ["openpgp", "smime"]
+policy = "required"
+openpgp_certificates = ["pgp.asc"]
+
+[[partner]]
+domain = "smallpractice.example"
+policy = "portal"
+"#;
+
+#[test]
+fn loads_and_looks_up_partners() {
+    let s = setup();
+    let path = s.dir.path().join("directory.toml");
+    std::fs::write(&path, GOOD).unwrap();
+    let dir = Directory::load(&path).unwrap();
+    assert!(dir.is_ours(&d("Clinic.Example")));
+    assert_eq!(dir.our_credentials(Standard::Smime).len(), 1);
+    assert_eq!(dir.our.trust_anchors.len(), 1);
+    let good = dir.partner_for(&d("good.example")).unwrap();
+    assert_eq!(good.policy, PartnerPolicy::Required);
+    assert!(good.sign);
+    assert_eq!(good.cipher.unwrap().name(), "aes256-gcm");
+    // A subdomain takes the wildcard entry, the apex the exact one.
+    assert_eq!(
+        dir.partner_for(&d("mail.good.example")).unwrap().policy,
+        PartnerPolicy::Preferred
+    );
+    assert!(dir.partner_for(&d("notgood.example")).is_none());
+    let pgp = dir.partner_for(&d("pgp.example")).unwrap();
+    assert_eq!(pgp.standards, vec![Standard::OpenPgp, Standard::Smime]);
+    assert_eq!(pgp.certificates_for(Standard::OpenPgp).len(), 1);
+    assert_eq!(
+        dir.partner_for(&d("smallpractice.example")).unwrap().policy,
+        PartnerPolicy::Portal
+    );
+    // Everything configured here works: no errors (the pgp partner lists smime without a
+    // certificate, which is a warning).
+    let findings = validate(&dir, SystemTime::now());
+    assert!(
+        findings.iter().all(|f| f.severity == Severity::Warning),
+        "{findings:?}"
+    );
+    assert!(findings
+        .iter()
+        .any(|f| f.subject == "pgp.example" && f.message.contains("smime is listed")));
+}
+
+#[test]
+fn bad_files_are_rejected_with_line_numbers() {
+    let s = setup();
+    // A value the schema does not know: reported at its line by the TOML layer.
+    let text = "[our]\ndomains = [\"clinic.example\"]\n\n[[partner]]\ndomain = \"x.example\"\nstandards = [\"smime\"]\npolicy = \"sometimes\"\n";
+    match Directory::from_toml(text, s.dir.path()) {
+        Err(DirectoryError::Invalid(p)) => assert_eq!(p[0].line, 7, "{p:?}"),
+        other => panic!("{other:?}"),
+    }
+    // Several problems at once, each with its line.
+    let text = "[our]\ndomains = [\"clinic..example\"]\n\n[[partner]]\ndomain = \"x.example\"\nstandards = [\"smime\", \"x400\"]\npolicy = \"required\"\nsmime_certificates = [\"missing.pem\"]\ncipher = \"rc2\"\n";
+    let Err(DirectoryError::Invalid(p)) = Directory::from_toml(text, s.dir.path()) else {
+        panic!("accepted");
+    };
+    let lines: Vec<usize> = p.iter().map(|p| p.line).collect();
+    assert!(
+        lines.contains(&2) && lines.contains(&6) && lines.contains(&9),
+        "{p:?}"
+    );
+    assert!(p.iter().any(|p| p.message.contains("missing.pem")), "{p:?}");
+    assert!(p.iter().any(|p| p.message.contains("x400")), "{p:?}");
+    // Unknown keys are errors too (a typo must not silently drop a setting).
+    let text = "[[partner]]\ndomain = \"x.example\"\npolicy = \"portal\"\nencrypt = true\n";
+    assert!(Directory::from_toml(text, s.dir.path()).is_err());
+    // Duplicate partner.
+    let text = "[[partner]]\ndomain = \"x.example\"\npolicy = \"portal\"\n[[partner]]\ndomain = \"X.example\"\npolicy = \"portal\"\n";
+    let Err(DirectoryError::Invalid(p)) = Directory::from_toml(text, s.dir.path()) else {
+        panic!("accepted");
+    };
+    assert_eq!(p[0].line, 4);
+}
+
+#[test]
+fn validation_finds_what_would_stop_mail() {
+    let s = setup();
+    let text = r#"
+[our]
+domains = ["clinic.example"]
+
+[[partner]]
+domain = "soon.example"
+standards = ["smime"]
+policy = "required"
+smime_certificates = ["soon.pem"]
+
+[[partner]]
+domain = "signonly.example"
+standards = ["smime"]
+policy = "required"
+smime_certificates = ["signonly.pem"]
+
+[[partner]]
+domain = "nokey.example"
+standards = ["openpgp"]
+policy = "required"
+
+[[partner]]
+domain = "signer.example"
+standards = ["smime"]
+policy = "preferred"
+smime_certificates = ["good.pem"]
+sign = true
+"#;
+    let dir = Directory::from_toml(text, s.dir.path()).unwrap();
+    let f = validate(&dir, SystemTime::now());
+    fn about<'a>(
+        f: &'a [postern_router::Finding],
+        subject: &'a str,
+        sev: Severity,
+    ) -> impl Iterator<Item = &'a postern_router::Finding> {
+        f.iter()
+            .filter(move |x| x.subject == subject && x.severity == sev)
+    }
+    assert!(
+        about(&f, "soon.example", Severity::Warning).any(|x| x.message.contains("30 days")),
+        "{f:?}"
+    );
+    assert_eq!(
+        about(&f, "soon.example", Severity::Error).count(),
+        0,
+        "{f:?}"
+    );
+    assert!(
+        about(&f, "signonly.example", Severity::Error).any(|x| x.message.contains("key usage")),
+        "{f:?}"
+    );
+    assert!(about(&f, "signonly.example", Severity::Error)
+        .any(|x| x.message.contains("held, then bounced")));
+    assert!(
+        about(&f, "nokey.example", Severity::Error).any(|x| x.message.contains("no usable key"))
+    );
+    assert!(about(&f, "signer.example", Severity::Error)
+        .any(|x| x.message.contains("no smime key to sign")));
+    assert_eq!(f[0].severity, Severity::Error, "errors first");
+    assert!(f.iter().all(|x| x.line > 0 || x.subject == "our"));
+    // Eleven days on, the expiring certificate is an error for a required partner.
+    let later = validate(&dir, SystemTime::now() + Duration::from_secs(11 * 86400));
+    assert!(
+        later.iter().any(|x| x.subject == "soon.example"
+            && x.severity == Severity::Error
+            && x.message.contains("expired")),
+        "{later:?}"
+    );
+    let _ = &s.pki;
+}
+
+#[test]
+fn reload_keeps_the_directory_in_force_when_the_new_one_is_bad() {
+    let s = setup();
+    let path = s.dir.path().join("directory.toml");
+    std::fs::write(&path, GOOD).unwrap();
+    let shared = SharedDirectory::new(Directory::default());
+    shared.reload(&path, SystemTime::now()).unwrap();
+    let before = shared.current();
+    assert!(before.partner_for(&d("good.example")).is_some());
+    // Syntax error: refused, old one stays.
+    std::fs::write(&path, "[[partner]\ndomain = ").unwrap();
+    assert!(shared.reload(&path, SystemTime::now()).is_err());
+    assert!(shared.current().partner_for(&d("good.example")).is_some());
+    // Parses, but a required partner has no key: refused too.
+    std::fs::write(&path, "[our]\ndomains = [\"clinic.example\"]\n[[partner]]\ndomain = \"good.example\"\nstandards = [\"smime\"]\npolicy = \"required\"\n").unwrap();
+    let e = shared.reload(&path, SystemTime::now()).unwrap_err();
+    assert!(e.to_string().contains("no usable key"), "{e}");
+    assert!(std::sync::Arc::ptr_eq(&before, &shared.current()));
+}
