@@ -53,7 +53,10 @@ impl fmt::Debug for SecretBytes {
 }
 
 /// A certificate (or OpenPGP certificate) with, for our own identities, its private key.
-#[derive(Debug, Clone)]
+///
+/// `Debug` shows sizes only: an OpenPGP secret key also carries its certificate, and callers
+/// may put the whole key in `certificate`, so no bytes are ever printed.
+#[derive(Clone)]
 pub struct Credential {
     /// Which standard the material is for.
     pub standard: Standard,
@@ -61,6 +64,16 @@ pub struct Credential {
     pub certificate: Vec<u8>,
     /// The private key, when this is one of our own identities.
     pub secret: Option<SecretBytes>,
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credential")
+            .field("standard", &self.standard)
+            .field("certificate_bytes", &self.certificate.len())
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Credential {

@@ -156,6 +156,20 @@ mod tests {
     }
 
     #[test]
+    fn credentials_never_print_key_material() {
+        let c = crate::Credential::with_secret(
+            crate::Standard::OpenPgp,
+            b"-----BEGIN PGP PRIVATE KEY BLOCK-----secret".to_vec(),
+            b"-----BEGIN PGP PRIVATE KEY BLOCK-----secret".to_vec(),
+        );
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("PRIVATE") && !shown.contains("secret\""),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn reply_text_cannot_inject_lines() {
         let e = Error::MalformedMessage("bad\r\n250 OK".into());
         let line = e.smtp_reply().to_string();
