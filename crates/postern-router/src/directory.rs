@@ -427,16 +427,23 @@ impl Directory {
 
     /// The partner entry for `domain`: an exact entry first, else the most specific wildcard.
     pub fn partner_for(&self, domain: &Domain) -> Option<&Partner> {
+        self.partner_index_for(domain).map(|i| &self.partners[i])
+    }
+
+    /// Like [`Directory::partner_for`], as an index into `partners`.
+    pub fn partner_index_for(&self, domain: &Domain) -> Option<usize> {
         self.partners
             .iter()
-            .find(|p| matches!(&p.pattern, DomainPattern::Exact(d) if d == domain))
+            .position(|p| matches!(&p.pattern, DomainPattern::Exact(d) if d == domain))
             .or_else(|| {
                 self.partners
                     .iter()
-                    .filter(|p| p.pattern.matches(domain))
-                    .max_by_key(|p| match &p.pattern {
+                    .enumerate()
+                    .filter(|(_, p)| p.pattern.matches(domain))
+                    .max_by_key(|(_, p)| match &p.pattern {
                         DomainPattern::Subdomains(d) | DomainPattern::Exact(d) => d.as_str().len(),
                     })
+                    .map(|(i, _)| i)
             })
     }
 

@@ -9,10 +9,12 @@
 //! The outbound and inbound decisions that use it come next (see ARCHITECTURE.md).
 #![forbid(unsafe_code)]
 
+mod decide;
 mod directory;
 mod shared;
 mod validate;
 
+pub use decide::{ContentAction, Disposition, Envelope, Router};
 pub use directory::{
     Directory, DirectoryError, DomainPattern, OurIdentity, Partner, PartnerPolicy, Problem,
 };
