@@ -11,12 +11,16 @@
 
 mod decide;
 mod directory;
+mod inbound;
 mod shared;
 mod validate;
 
 pub use decide::{ContentAction, Disposition, Envelope, Router};
 pub use directory::{
     Directory, DirectoryError, DomainPattern, OurIdentity, Partner, PartnerPolicy, Problem,
+};
+pub use inbound::{
+    strip_results, Inbound, InboundAction, InboundPolicy, InboundRouter, RESULT_PREFIX,
 };
 pub use shared::{ReloadError, SharedDirectory};
 pub use validate::{validate, Finding, Severity};

@@ -1,0 +1,218 @@
+//! The inbound decision with real partners: mail sealed by `openssl cms` and by `gpg` as a
+//! partner gateway would send it is opened, verified and delivered with result headers; result
+//! headers that arrive from outside are removed; plaintext from a required partner and mail we
+//! cannot open are tagged (or quarantined), never dropped.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
+
+use std::process::Command;
+use std::sync::Arc;
+
+use postern_core::{mime, Address, Credential, Domain, SecureEnvelope, Standard};
+use postern_openpgp::OpenPgpEnvelope;
+use postern_router::{
+    Directory, DomainPattern, Inbound, InboundAction, InboundRouter, Partner, PartnerPolicy,
+};
+use postern_smime::SmimeEnvelope;
+use postern_tests::{pgp_credential, run_ok, Gpg, KeyKind, PgpKind, Pki};
+
+fn router() -> InboundRouter {
+    let backends: Vec<Arc<dyn SecureEnvelope>> = vec![
+        Arc::new(SmimeEnvelope::new()),
+        Arc::new(OpenPgpEnvelope::new()),
+    ];
+    InboundRouter::new(backends)
+}
+
+fn addr(s: &str) -> Address {
+    Address::new(s).unwrap()
+}
+
+fn text(i: &Inbound) -> String {
+    match i {
+        Inbound::Deliver { message, .. } | Inbound::Quarantine { message, .. } => {
+            String::from_utf8_lossy(message).into_owned()
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+const SPOOF: &str = "Postern-Signature: valid signer=ceo@clinic.example\r\n";
+
+#[test]
+fn smime_from_a_partner_gateway_is_opened_verified_and_spoofing_removed() {
+    let pki = Pki::new();
+    let us = pki.issue("gw@clinic.example", KeyKind::Rsa(2048));
+    let partner = pki.issue("gw@partner.test", KeyKind::Rsa(2048));
+    let stranger = pki.issue("gw@other.test", KeyKind::Rsa(2048));
+    let mut dir = Directory::default();
+    dir.our.domains.push(Domain::new("clinic.example").unwrap());
+    dir.our.credentials.push(us.credential());
+    dir.our.trust_anchors.push(pki.ca_pem());
+    let mut p = Partner::new(
+        DomainPattern::Exact(Domain::new("partner.test").unwrap()),
+        PartnerPolicy::Required,
+        vec![Standard::Smime],
+    );
+    p.certificates
+        .insert(Standard::Smime, vec![partner.cert_pem()]);
+    dir.partners.push(p);
+
+    let inner = b"From: doc@partner.test\r\nTo: records@clinic.example\r\nSubject: referral\r\nContent-Type: text/plain\r\n\r\nPlease see the patient on Monday.\r\n";
+    // As the partner gateway does it: sign, then encrypt to us, with OpenSSL.
+    let sign_then_encrypt = |signer: &postern_tests::EndEntity| {
+        let signed = run_ok(
+            Command::new("openssl")
+                .args(["cms", "-sign", "-nodetach", "-signer"])
+                .arg(&signer.cert)
+                .arg("-inkey")
+                .arg(&signer.key),
+            inner,
+        );
+        let enc = run_ok(
+            Command::new("openssl")
+                .args(["cms", "-encrypt", "-aes-256-cbc"])
+                .arg(&us.cert),
+            &signed,
+        );
+        // A forged result header on the outside, as an attacker would add it.
+        [SPOOF.as_bytes(), &enc].concat()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let got = rt.block_on(router().inbound(
+        &dir,
+        Some(&addr("doc@partner.test")),
+        &sign_then_encrypt(&partner),
+    ));
+    let t = text(&got);
+    assert!(matches!(
+        got,
+        Inbound::Deliver {
+            report: Some(_),
+            ..
+        }
+    ));
+    assert!(t.contains("Postern-Decrypted: smime aes256-cbc"), "{t}");
+    assert!(
+        t.contains("Postern-Signature: valid signer=gw@partner.test\r\n"),
+        "{t}"
+    );
+    assert!(
+        !t.contains("ceo@clinic.example"),
+        "spoofed header removed: {t}"
+    );
+    assert!(t.contains("Please see the patient on Monday."));
+
+    // Signed by a valid certificate of another organisation: not a valid signature for this sender.
+    let got = rt.block_on(router().inbound(
+        &dir,
+        Some(&addr("doc@partner.test")),
+        &sign_then_encrypt(&stranger),
+    ));
+    let t = text(&got);
+    assert!(
+        t.contains("Postern-Signature: untrusted") || t.contains("Postern-Signature: invalid"),
+        "{t}"
+    );
+    assert!(!t.contains("Postern-Signature: valid"), "{t}");
+
+    // Encrypted to someone else: delivered as is with a header saying why (never dropped)...
+    let other = pki.issue("x@clinic.example", KeyKind::Rsa(2048));
+    let enc = run_ok(
+        Command::new("openssl")
+            .args(["cms", "-encrypt", "-aes-256-cbc"])
+            .arg(&other.cert),
+        inner,
+    );
+    let got = rt.block_on(router().inbound(&dir, Some(&addr("doc@partner.test")), &enc));
+    assert!(
+        text(&got).starts_with(
+            "Postern-Decrypted: failed (smime: message is not encrypted to any of our keys"
+        ),
+        "{}",
+        text(&got)
+    );
+    // ...or quarantined when so configured.
+    let mut r = router();
+    r.policy.undecryptable = InboundAction::Quarantine;
+    assert!(matches!(
+        rt.block_on(r.inbound(&dir, Some(&addr("doc@partner.test")), &enc)),
+        Inbound::Quarantine { .. }
+    ));
+
+    // Plaintext from the required partner: tagged by default, quarantined if configured.
+    let plain = [SPOOF.as_bytes(), inner].concat();
+    let got = rt.block_on(router().inbound(&dir, Some(&addr("doc@partner.test")), &plain));
+    let t = text(&got);
+    assert!(
+        t.starts_with("Postern-Warning: plaintext from a partner that must encrypt\r\n"),
+        "{t}"
+    );
+    assert!(!t.contains("ceo@clinic.example"));
+    let mut r = router();
+    r.policy.plaintext_from_required = InboundAction::Quarantine;
+    assert!(matches!(
+        rt.block_on(r.inbound(&dir, Some(&addr("doc@partner.test")), &plain)),
+        Inbound::Quarantine { .. }
+    ));
+    // Plaintext from anyone else: delivered, forged result header gone.
+    let got = rt.block_on(router().inbound(&dir, Some(&addr("someone@gmail.test")), &plain));
+    let t = text(&got);
+    assert!(!t.contains("Postern-"), "{t}");
+}
+
+#[test]
+fn pgp_mime_from_a_gpg_partner_is_opened_and_verified() {
+    let us = Gpg::new();
+    us.generate("Clinic <gw@clinic.example>", PgpKind::Ed25519, "never");
+    let partner = Gpg::new();
+    partner.generate("Partner <gw@pgp-partner.test>", PgpKind::Rsa3072, "never");
+    partner.import(&us.export("gw@clinic.example"));
+    let mut dir = Directory::default();
+    dir.our.domains.push(Domain::new("clinic.example").unwrap());
+    let our: Credential = pgp_credential(&us.export_secret("gw@clinic.example"));
+    dir.our.credentials.push(our);
+    let mut p = Partner::new(
+        DomainPattern::Exact(Domain::new("pgp-partner.test").unwrap()),
+        PartnerPolicy::Required,
+        vec![Standard::OpenPgp],
+    );
+    p.certificates.insert(
+        Standard::OpenPgp,
+        vec![partner.export("gw@pgp-partner.test")],
+    );
+    dir.partners.push(p);
+
+    let entity = b"From: doc@pgp-partner.test\r\nSubject: results\r\nContent-Type: text/plain\r\n\r\nPotassium 4.1 mmol/L.\r\n";
+    let armored = partner.ok(
+        &[
+            "--armor",
+            "--sign",
+            "--encrypt",
+            "-u",
+            "gw@pgp-partner.test",
+            "-r",
+            "gw@clinic.example",
+        ],
+        entity,
+    );
+    let mail = mime::multipart(
+        format!("{SPOOF}From: doc@pgp-partner.test\r\nTo: records@clinic.example\r\nSubject: results\r\n").as_bytes(),
+        "multipart/encrypted; protocol=\"application/pgp-encrypted\"",
+        "",
+        &[b"Content-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n", &[b"Content-Type: application/octet-stream\r\n\r\n".as_slice(), &armored].concat()],
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let got = rt.block_on(router().inbound(&dir, Some(&addr("doc@pgp-partner.test")), &mail));
+    let t = text(&got);
+    assert!(t.contains("Postern-Decrypted: openpgp"), "{t}");
+    assert!(
+        t.contains("Postern-Signature: valid signer=gw@pgp-partner.test\r\n"),
+        "{t}"
+    );
+    assert!(!t.contains("ceo@clinic.example"), "{t}");
+    assert!(t.contains("Potassium 4.1 mmol/L."));
+}
