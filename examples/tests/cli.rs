@@ -221,3 +221,94 @@ fn the_example_directory_checks_clean() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("4 partners, 0 errors, 0 warnings"), "{text}");
 }
+
+#[test]
+fn route_shows_what_would_happen_and_writes_the_copies() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/directory.toml");
+    let out_dir = tempfile::tempdir().unwrap();
+    let msg = std::fs::read(data("demo.eml")).unwrap();
+    let out = relay(
+        &[
+            "route",
+            "--directory",
+            dir.to_str().unwrap(),
+            "--from",
+            "alice@clinic.example",
+            "--to",
+            "bob@smime.example",
+            "--to",
+            "bob@openpgp.example",
+            "--to",
+            "dr@smallpractice.example",
+            "--to",
+            "someone@gmail.test",
+            "--out-dir",
+            out_dir.path().to_str().unwrap(),
+        ],
+        &msg,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("deliver bob@smime.example (sealed with smime"),
+        "{text}"
+    );
+    assert!(
+        text.contains("deliver bob@openpgp.example (sealed with openpgp"),
+        "{text}"
+    );
+    assert!(text.contains("portal dr@smallpractice.example"), "{text}");
+    assert!(text.contains("deliver someone@gmail.test (plain"), "{text}");
+    // The S/MIME copy on disk is one that OpenSSL decrypts with Bob's key.
+    let copies: Vec<_> = std::fs::read_dir(out_dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(copies.len(), 3);
+    let smime = copies
+        .iter()
+        .find(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .contains("application/pkcs7-mime")
+        })
+        .unwrap();
+    let dec = Command::new("openssl")
+        .args([
+            "cms",
+            "-decrypt",
+            "-recip",
+            &data("lamps-bob.encrypt.crt"),
+            "-inkey",
+            &data("lamps-bob.decrypt.p8.pem"),
+            "-in",
+        ])
+        .arg(smime)
+        .output()
+        .unwrap();
+    assert!(dec.status.success());
+    // The directory says sign = true: inside is Alice's signed message, which OpenSSL verifies.
+    let signed = out_dir.path().join("inner.eml");
+    std::fs::write(&signed, &dec.stdout).unwrap();
+    let ver = Command::new("openssl")
+        .args([
+            "cms",
+            "-verify",
+            "-CAfile",
+            &data("lamps-rsa-ca.pem"),
+            "-in",
+        ])
+        .arg(&signed)
+        .output()
+        .unwrap();
+    assert!(
+        ver.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ver.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ver.stdout).contains("discharge summary"));
+}

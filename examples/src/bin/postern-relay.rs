@@ -39,6 +39,8 @@ enum Command {
     Open(OpenArgs),
     /// Seal and open a bundled sample with published test keys, and show the report.
     Demo,
+    /// Show what the gateway would do with a message from standard input (nothing is sent).
+    Route(RouteArgs),
     /// Load a partner directory and report what would stop mail (exit 1 on errors, 2 if the
     /// file cannot be loaded).
     CheckConfig {
@@ -125,6 +127,22 @@ struct SealArgs {
     /// Protect the headers (RFC 9788): outer Subject becomes "[...]".
     #[arg(long)]
     header_protection: bool,
+}
+
+#[derive(clap::Args)]
+struct RouteArgs {
+    /// The partner directory (TOML).
+    #[arg(long)]
+    directory: PathBuf,
+    /// The envelope sender.
+    #[arg(long)]
+    from: String,
+    /// An envelope recipient; repeat for several.
+    #[arg(long = "to", required = true)]
+    to: Vec<String>,
+    /// Write each copy that would be delivered into this folder.
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -275,6 +293,71 @@ fn is_openpgp(bytes: &[u8]) -> bool {
         || (!text.contains("-----BEGIN")
             && bytes.first().is_some_and(|b| b & 0x80 != 0)
             && bytes.first() != Some(&0x30))
+}
+
+/// `route`: one line per disposition; sealed copies written to `--out-dir`.
+async fn route(args: RouteArgs) -> Result<bool, String> {
+    use postern_router::{Disposition, Envelope, Router};
+    let dir = postern_router::Directory::load(&args.directory).map_err(|e| e.to_string())?;
+    let input = read_stdin()?;
+    let parse = |a: &str| postern_core::Address::new(a).map_err(|e| e.to_string());
+    let envelope = Envelope {
+        mail_from: Some(parse(&args.from)?),
+        rcpt_to: args.to.iter().map(|a| parse(a)).collect::<Result<_, _>>()?,
+    };
+    let backends: Vec<std::sync::Arc<dyn SecureEnvelope>> = vec![
+        std::sync::Arc::new(SmimeEnvelope::new()),
+        std::sync::Arc::new(OpenPgpEnvelope::new()),
+    ];
+    let out = Router::new(backends)
+        .outbound(&dir, &envelope, &input, None)
+        .await;
+    let names = |rs: &[postern_core::Address]| {
+        rs.iter()
+            .map(|r| r.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    for (n, d) in out.iter().enumerate() {
+        match d {
+            Disposition::Deliver {
+                recipients,
+                message,
+                sealed,
+                tls_required,
+            } => {
+                let how = match sealed {
+                    Some(s) => format!("sealed with {s}"),
+                    None => "plain".to_string(),
+                };
+                let tls = if *tls_required { ", TLS required" } else { "" };
+                let mut line = format!(
+                    "deliver {} ({how}{tls}, {} bytes)",
+                    names(recipients),
+                    message.len()
+                );
+                if let Some(dir) = &args.out_dir {
+                    let path = dir.join(format!("copy-{}.eml", n + 1));
+                    std::fs::write(&path, message)
+                        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                    line.push_str(&format!(" -> {}", path.display()));
+                }
+                println!("{line}");
+            }
+            Disposition::Hold { recipients, reason } => {
+                println!("hold {}: {reason}", names(recipients))
+            }
+            Disposition::Bounce { recipients, reason } => {
+                println!("bounce {}: {reason}", names(recipients))
+            }
+            Disposition::Quarantine { recipients, reason } => {
+                println!("quarantine {}: {reason}", names(recipients))
+            }
+            Disposition::Portal { recipients } => println!("portal {}", names(recipients)),
+            other => println!("{other:?}"),
+        }
+    }
+    Ok(true)
 }
 
 /// `check-config`: every problem on its own line, errors first; exit code says the worst.
@@ -491,6 +574,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Demo) {
         Command::CheckConfig { file } => return check_config(&file),
+        Command::Route(a) => route(a).await,
         Command::Demo => demo().await.map(|_| true),
         Command::Seal(a) => seal(a).await.and_then(|bytes| {
             std::io::stdout()
