@@ -9,8 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use criterion::{criterion_group, criterion_main, Criterion};
 use postern_core::{
-    Address, Domain, Error, MessageView, OpenRequest, Opened, SealRequest, SecureEnvelope,
-    Standard,
+    Address, Domain, Error, MessageView, OpenRequest, Opened, SealRequest, SecureEnvelope, Standard,
 };
 use postern_router::{Directory, DomainPattern, Envelope, Partner, PartnerPolicy, Router};
 
@@ -38,10 +37,15 @@ fn bench(c: &mut Criterion) {
     for i in 0..200 {
         let mut p = Partner::new(
             DomainPattern::Exact(Domain::new(&format!("partner{i}.example")).unwrap()),
-            if i % 2 == 0 { PartnerPolicy::Required } else { PartnerPolicy::Preferred },
+            if i % 2 == 0 {
+                PartnerPolicy::Required
+            } else {
+                PartnerPolicy::Preferred
+            },
             vec![Standard::Smime, Standard::OpenPgp],
         );
-        p.certificates.insert(Standard::Smime, vec![b"cert".to_vec()]);
+        p.certificates
+            .insert(Standard::Smime, vec![b"cert".to_vec()]);
         dir.partners.push(p);
     }
     dir.partners.push(Partner::new(
@@ -69,7 +73,9 @@ fn bench(c: &mut Criterion) {
         .map(|a| Address::new(a).unwrap())
         .collect(),
     };
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let mut g = c.benchmark_group("route-10KB-4-recipients");
     g.bench_function("parse-only-reference", |b| {
         b.iter(|| MessageView::parse(&msg).unwrap().headers().len())
