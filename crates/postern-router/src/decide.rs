@@ -146,9 +146,11 @@ impl Router {
                 Group::Partner(index) => {
                     let partner = &dir.partners[index];
                     if user_encrypted {
+                        // Untouched inside; the outer Bcc field still goes (it would leak the
+                        // Bcc list to the partner).
                         Disposition::Deliver {
                             recipients,
-                            message: raw.to_vec(),
+                            message: strip_bcc(raw),
                             sealed: None,
                             tls_required: false,
                         }
@@ -527,8 +529,8 @@ mod tests {
                             }
                         }
                     }
+                    prop_assert!(!text.contains("hidden@"), "Bcc leaked: {text}");
                     if !user_encrypted {
-                        prop_assert!(!text.contains("hidden@"), "Bcc leaked: {text}");
                         prop_assert!(!text.to_ascii_lowercase().contains("[secure]"), "trigger left in: {text}");
                     }
                 }
