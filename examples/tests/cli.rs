@@ -5,8 +5,9 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-fn relay(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_postern-relay"))
+/// Runs `program` with `args`, feeding `stdin`; returns its output.
+fn run(program: &str, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -15,6 +16,23 @@ fn relay(args: &[&str], stdin: &[u8]) -> Output {
         .unwrap();
     child.stdin.take().unwrap().write_all(stdin).unwrap();
     child.wait_with_output().unwrap()
+}
+
+fn relay(args: &[&str], stdin: &[u8]) -> Output {
+    run(env!("CARGO_BIN_EXE_postern-relay"), args, stdin)
+}
+
+/// `openssl cms -decrypt` with Bob's published test key (the demo partner).
+fn openssl_decrypt_for_bob(message: &[u8]) -> Output {
+    let (cert, key) = (
+        data("lamps-bob.encrypt.crt"),
+        data("lamps-bob.decrypt.p8.pem"),
+    );
+    run(
+        "openssl",
+        &["cms", "-decrypt", "-recip", &cert, "-inkey", &key],
+        message,
+    )
 }
 
 fn data(f: &str) -> String {
@@ -73,25 +91,7 @@ fn seal_for_openssl_and_open_with_report() {
         String::from_utf8_lossy(&sealed.stderr)
     );
     // OpenSSL decrypts it.
-    let mut ossl = Command::new("openssl")
-        .args([
-            "cms",
-            "-decrypt",
-            "-recip",
-            &data("lamps-bob.encrypt.crt"),
-            "-inkey",
-            &data("lamps-bob.decrypt.p8.pem"),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    ossl.stdin
-        .take()
-        .unwrap()
-        .write_all(&sealed.stdout)
-        .unwrap();
-    let dec = ossl.wait_with_output().unwrap();
+    let dec = openssl_decrypt_for_bob(&sealed.stdout);
     assert!(dec.status.success());
     // We open it, with a JSON report.
     let dir = tempfile::tempdir().unwrap();
@@ -277,19 +277,7 @@ fn route_shows_what_would_happen_and_writes_the_copies() {
                 .contains("application/pkcs7-mime")
         })
         .unwrap();
-    let dec = Command::new("openssl")
-        .args([
-            "cms",
-            "-decrypt",
-            "-recip",
-            &data("lamps-bob.encrypt.crt"),
-            "-inkey",
-            &data("lamps-bob.decrypt.p8.pem"),
-            "-in",
-        ])
-        .arg(smime)
-        .output()
-        .unwrap();
+    let dec = openssl_decrypt_for_bob(&std::fs::read(smime).unwrap());
     assert!(dec.status.success());
     // The directory says sign = true: inside is Alice's signed message, which OpenSSL verifies.
     let signed = out_dir.path().join("inner.eml");
