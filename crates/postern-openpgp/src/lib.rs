@@ -62,17 +62,30 @@ impl Default for OpenPgpEnvelope {
     }
 }
 
-/// Parsed certificates by their exact bytes. Parsing and checking an armored key costs more
-/// than encrypting a small message to it, and a gateway sees the same few partner keys all day.
+/// Parsed certificates by the SHA-256 of their bytes. Parsing and checking an armored key costs
+/// more than encrypting a small message to it, and a gateway sees the same few partner keys all
+/// day. Keyed by digest, not bytes: for our own keys the bytes are an unlocked secret key, which
+/// must not linger in a map key that is never zeroised.
 #[derive(Debug, Default)]
 struct CertCache(Mutex<HashMap<Vec<u8>, Arc<Vec<Cert>>>>);
+
+fn cache_key(bytes: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut ctx = openpgp::types::HashAlgorithm::SHA256
+        .context()
+        .map_err(|e| Error::Backend(format!("SHA-256: {e}")))?
+        .for_digest();
+    ctx.update(bytes);
+    ctx.into_digest()
+        .map_err(|e| Error::Backend(format!("SHA-256: {e}")))
+}
 
 /// Parsed certificates kept at most; the cache starts over when full.
 const CERT_CACHE_SIZE: usize = 256;
 
 impl CertCache {
     fn get(&self, bytes: &[u8], secret: bool) -> Result<Arc<Vec<Cert>>, Error> {
-        if let Some(hit) = self.0.lock().ok().and_then(|c| c.get(bytes).cloned()) {
+        let key = cache_key(bytes)?;
+        if let Some(hit) = self.0.lock().ok().and_then(|c| c.get(&key).cloned()) {
             if !secret || hit.iter().all(|c| c.is_tsk()) {
                 return Ok(hit);
             }
@@ -86,7 +99,7 @@ impl CertCache {
             if c.len() >= CERT_CACHE_SIZE {
                 c.clear();
             }
-            c.insert(bytes.to_vec(), parsed.clone());
+            c.insert(key, parsed.clone());
         }
         Ok(parsed)
     }
