@@ -34,6 +34,21 @@ pub struct Finding {
     pub message: String,
 }
 
+impl std::fmt::Display for Finding {
+    /// `error smime.example (line 12): no usable certificate ...`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sev = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(
+            f,
+            "{sev} {} (line {}): {}",
+            self.subject, self.line, self.message
+        )
+    }
+}
+
 const SOON: Duration = Duration::from_secs(30 * 86400);
 
 const PROBE: &[u8] =

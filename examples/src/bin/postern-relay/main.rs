@@ -1,12 +1,18 @@
-//! `postern-relay`: the example relay binary. For now it offers the envelope operations an
-//! administrator uses to check a partner's setup by hand; later issues add the SMTP relay.
+//! `postern-relay`: the example relay binary — the SMTP gateway (`run`, the default), its queue
+//! commands, and the envelope operations an administrator uses to check a partner's setup.
 //!
 //! ```text
-//! postern-relay                 # demo: seal and open a bundled sample with published test keys
+//! postern-relay                 # run the gateway on embedded demo defaults (loopback only)
+//! postern-relay run --config relay.toml
+//! postern-relay queue list
+//! postern-relay demo            # seal and open a bundled sample with published test keys
 //! postern-relay seal --standard smime --recipient-cert bob.pem < in.eml > out.eml
 //! postern-relay open --key bob.key --cert bob.pem --trust-anchor ca.pem < out.eml
 //! ```
 #![forbid(unsafe_code)]
+
+mod queue;
+mod serve;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -33,6 +39,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the SMTP gateway (without --config: embedded demo defaults, loopback only).
+    Run(serve::RunArgs),
+    /// Look at and act on the spool of a (running) relay.
+    Queue(queue::QueueArgs),
     /// Seal a message from standard input: encrypt (and optionally sign), or sign only.
     Seal(SealArgs),
     /// Open a message from standard input: decrypt and/or verify, print the inner message.
@@ -381,11 +391,7 @@ fn check_config(file: &Path) -> ExitCode {
         .filter(|f| f.severity == postern_router::Severity::Error)
         .count();
     for f in &findings {
-        let sev = match f.severity {
-            postern_router::Severity::Error => "error",
-            postern_router::Severity::Warning => "warning",
-        };
-        println!("{sev} {} (line {}): {}", f.subject, f.line, f.message);
+        println!("{f}");
     }
     println!(
         "{}: {} partners, {} errors, {} warnings",
@@ -475,12 +481,12 @@ fn summary(r: &Report) -> String {
 
 /// The demo: Alice's gateway signs and encrypts to Bob; Bob's gateway opens and verifies.
 async fn demo() -> Result<(), String> {
-    const MSG: &[u8] = include_bytes!("../../data/demo.eml");
-    const ALICE_KEY: &[u8] = include_bytes!("../../data/lamps-alice.p8.pem");
-    const ALICE_CERT: &[u8] = include_bytes!("../../data/lamps-alice.crt");
-    const BOB_KEY: &[u8] = include_bytes!("../../data/lamps-bob.decrypt.p8.pem");
-    const BOB_CERT: &[u8] = include_bytes!("../../data/lamps-bob.encrypt.crt");
-    const CA: &[u8] = include_bytes!("../../data/lamps-rsa-ca.pem");
+    const MSG: &[u8] = include_bytes!("../../../data/demo.eml");
+    const ALICE_KEY: &[u8] = include_bytes!("../../../data/lamps-alice.p8.pem");
+    const ALICE_CERT: &[u8] = include_bytes!("../../../data/lamps-alice.crt");
+    const BOB_KEY: &[u8] = include_bytes!("../../../data/lamps-bob.decrypt.p8.pem");
+    const BOB_CERT: &[u8] = include_bytes!("../../../data/lamps-bob.encrypt.crt");
+    const CA: &[u8] = include_bytes!("../../../data/lamps-rsa-ca.pem");
     let smime = SmimeEnvelope::new();
     let policy = Policy::default();
     let alice = Credential::with_secret(Standard::Smime, ALICE_CERT.to_vec(), ALICE_KEY.to_vec());
@@ -527,10 +533,10 @@ async fn demo() -> Result<(), String> {
     let _ = out.write_all(&opened.message);
 
     // The same message to an OpenPGP partner: PGP/MIME, through the same trait.
-    const ALICE_PGP: &[u8] = include_bytes!("../../data/alice.sec.asc");
-    const ALICE_PGP_PUB: &[u8] = include_bytes!("../../data/alice.pub.asc");
-    const BOB_PGP: &[u8] = include_bytes!("../../data/bob.sec.asc");
-    const BOB_PGP_PUB: &[u8] = include_bytes!("../../data/bob.pub.asc");
+    const ALICE_PGP: &[u8] = include_bytes!("../../../data/alice.sec.asc");
+    const ALICE_PGP_PUB: &[u8] = include_bytes!("../../../data/alice.pub.asc");
+    const BOB_PGP: &[u8] = include_bytes!("../../../data/bob.sec.asc");
+    const BOB_PGP_PUB: &[u8] = include_bytes!("../../../data/bob.pub.asc");
     let pgp = OpenPgpEnvelope::new();
     let alice_pgp =
         Credential::with_secret(Standard::OpenPgp, ALICE_PGP.to_vec(), ALICE_PGP.to_vec());
@@ -569,10 +575,15 @@ async fn demo() -> Result<(), String> {
     Ok(())
 }
 
-#[tokio::main(flavor = "current_thread")]
+#[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command.unwrap_or(Command::Demo) {
+    let result = match cli
+        .command
+        .unwrap_or(Command::Run(serve::RunArgs::default()))
+    {
+        Command::Run(a) => serve::run(a).await.map(|_| true),
+        Command::Queue(a) => queue::run(a),
         Command::CheckConfig { file } => return check_config(&file),
         Command::Route(a) => route(a).await,
         Command::Demo => demo().await.map(|_| true),

@@ -1,0 +1,376 @@
+//! The relay's configuration file (TOML). Every field has a default, so an empty file is a
+//! loopback-only relay; the binary's embedded demo writes its own.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (the message names the line).
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and column.
+        message: String,
+    },
+    /// A value has the right type but cannot be used.
+    #[error("{field}: {message}")]
+    Value {
+        /// Which setting.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The whole relay configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelayConfig {
+    /// Our name in greetings, Received fields and DSNs.
+    pub hostname: String,
+    /// Where the spool and generated files live (relative paths: to the config file).
+    pub data_dir: PathBuf,
+    /// The partner directory (TOML, see postern-router). Relative: to the config file.
+    pub directory: PathBuf,
+    /// The listener our own mail server submits outbound mail to.
+    pub internal: ListenerConfig,
+    /// The listener the internet sends to: only recipients in our domains.
+    pub public: ListenerConfig,
+    /// Where outbound mail goes (smarthost, or a directory for demos).
+    pub outbound: NextHopConfig,
+    /// Where inbound (opened) mail goes: the organisation's mail server.
+    pub inbound: NextHopConfig,
+    /// Protocol limits.
+    pub limits: Limits,
+    /// Retry schedule and give-up age.
+    pub retry: RetryConfig,
+    /// Subject marker that forces encryption or portal delivery.
+    pub subject_trigger: String,
+    /// Delivery workers (messages processed at the same time).
+    pub workers: usize,
+    /// Prometheus endpoint (`GET /metrics`); empty: none.
+    pub metrics: String,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            hostname: "postern.localhost".into(),
+            data_dir: PathBuf::from("postern-data"),
+            directory: PathBuf::from("directory.toml"),
+            internal: ListenerConfig {
+                listen: "127.0.0.1:2525".into(),
+                networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            },
+            public: ListenerConfig {
+                listen: "127.0.0.1:2526".into(),
+                networks: vec!["0.0.0.0/0".into(), "::/0".into()],
+            },
+            outbound: NextHopConfig {
+                relayhost: "dir:outbox".into(),
+            },
+            inbound: NextHopConfig {
+                relayhost: "dir:inbox".into(),
+            },
+            limits: Limits::default(),
+            retry: RetryConfig::default(),
+            subject_trigger: "[secure]".into(),
+            workers: 8,
+            metrics: "127.0.0.1:9725".into(),
+        }
+    }
+}
+
+/// One SMTP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Address and port, e.g. `127.0.0.1:2525`. Empty: no listener.
+    pub listen: String,
+    /// Client networks allowed to connect (CIDR).
+    #[serde(default)]
+    pub networks: Vec<String>,
+}
+
+/// A next hop: `HOST:PORT` (SMTP) or `dir:PATH` (write each message as a file, for demos).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NextHopConfig {
+    /// `127.0.0.1:25`, `[mail.example]:587` or `dir:outbox`.
+    pub relayhost: String,
+}
+
+/// SMTP limits: what a client may send before it gets an error reply.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest message accepted (bytes, as transmitted; advertised in SIZE).
+    pub max_message_size: usize,
+    /// Recipients per transaction (more get 452 4.5.3).
+    pub max_recipients: usize,
+    /// Concurrent SMTP connections over both listeners (more get 421).
+    pub max_connections: usize,
+    /// Seconds to wait for a command line.
+    pub command_timeout_secs: u64,
+    /// Seconds for the whole DATA phase.
+    pub data_timeout_secs: u64,
+    /// Unknown or failed commands before the connection is closed.
+    pub max_errors: usize,
+    /// Seconds to wait for each reply from a next hop.
+    pub delivery_timeout_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_size: 50 * 1024 * 1024,
+            max_recipients: 1000,
+            max_connections: 256,
+            command_timeout_secs: 300,
+            data_timeout_secs: 600,
+            max_errors: 20,
+            delivery_timeout_secs: 300,
+        }
+    }
+}
+
+/// When to retry a temporary failure, and when to give up.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Waits between attempts (`30s`, `5m`, `1h`, `1d`); the last repeats.
+    pub schedule: Vec<String>,
+    /// Age after which a message still undelivered is bounced.
+    pub give_up_after: String,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            schedule: ["1m", "5m", "15m", "1h", "4h"].map(String::from).to_vec(),
+            give_up_after: "5d".into(),
+        }
+    }
+}
+
+impl RetryConfig {
+    /// The schedule as durations.
+    pub fn delays(&self) -> Result<Vec<Duration>, ConfigError> {
+        let v = self
+            .schedule
+            .iter()
+            .map(|s| parse_duration(s))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|message| ConfigError::Value {
+                field: "retry.schedule",
+                message,
+            })?;
+        if v.is_empty() {
+            return Err(ConfigError::Value {
+                field: "retry.schedule",
+                message: "needs at least one delay".into(),
+            });
+        }
+        Ok(v)
+    }
+
+    /// The give-up age.
+    pub fn max_age(&self) -> Result<Duration, ConfigError> {
+        parse_duration(&self.give_up_after).map_err(|message| ConfigError::Value {
+            field: "retry.give_up_after",
+            message,
+        })
+    }
+}
+
+/// `90`, `30s`, `5m`, `2h`, `5d` → a duration.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30s, 5m, 1h or 5d"))?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(format!("{s:?}: unknown unit (s, m, h, d)")),
+    };
+    Ok(Duration::from_secs(n.saturating_mul(mult)))
+}
+
+impl RelayConfig {
+    /// Reads a file; relative paths in it are resolved against its folder.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let mut cfg: RelayConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        cfg.resolve_paths(base);
+        Ok(cfg)
+    }
+
+    /// Makes relative paths absolute against `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        for p in [&mut self.data_dir, &mut self.directory] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+    }
+}
+
+/// A parsed client network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Network {
+    /// `127.0.0.0/8`, `::1/128` or a bare address.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not an address or CIDR network"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{s:?}: prefix must be 0..={max}"))?,
+            None => max,
+        };
+        Ok(Network { addr, prefix })
+    }
+
+    /// Whether `ip` is inside (IPv4-mapped IPv6 clients count as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Where a message goes next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NextHop {
+    /// SMTP to this host and port (a name is resolved at connection time).
+    Smtp(String),
+    /// One file per message in this directory (demo and tests of the demo).
+    Directory(PathBuf),
+}
+
+impl NextHop {
+    /// Parses `dir:PATH`, `HOST:PORT` or `[HOST]:PORT`; relative directories against `base`.
+    pub fn parse(s: &str, base: &Path) -> Result<Self, String> {
+        if let Some(p) = s.strip_prefix("dir:") {
+            let p = PathBuf::from(p);
+            return Ok(NextHop::Directory(if p.is_relative() {
+                base.join(p)
+            } else {
+                p
+            }));
+        }
+        let hostport = s.strip_prefix("smtp:").unwrap_or(s);
+        let hostport = hostport.replace(['[', ']'], "");
+        if hostport.parse::<SocketAddr>().is_ok() {
+            return Ok(NextHop::Smtp(hostport));
+        }
+        match hostport.rsplit_once(':') {
+            Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => {
+                Ok(NextHop::Smtp(hostport))
+            }
+            _ => Err(format!("{s:?}: expected HOST:PORT or dir:PATH")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks() {
+        let n = Network::parse("127.0.0.0/8").unwrap();
+        assert!(n.contains("127.9.9.9".parse().unwrap()));
+        assert!(n.contains("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!n.contains("10.0.0.1".parse().unwrap()));
+        let all = Network::parse("0.0.0.0/0").unwrap();
+        assert!(all.contains("192.0.2.1".parse().unwrap()));
+        let one = Network::parse("::1").unwrap();
+        assert!(one.contains("::1".parse().unwrap()));
+        assert!(!one.contains("::2".parse().unwrap()));
+        assert!(Network::parse("10.0.0.0/33").is_err());
+        assert!(Network::parse("example").is_err());
+    }
+
+    #[test]
+    fn durations_and_hops() {
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert!(parse_duration("5w").is_err());
+        let base = Path::new("/base");
+        assert_eq!(
+            NextHop::parse("[127.0.0.1]:25", base).unwrap(),
+            NextHop::Smtp("127.0.0.1:25".into())
+        );
+        assert_eq!(
+            NextHop::parse("dir:out", base).unwrap(),
+            NextHop::Directory("/base/out".into())
+        );
+        assert!(NextHop::parse("nohost", base).is_err());
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_with_a_line() {
+        let e = toml::from_str::<RelayConfig>("hostname = \"a\"\nlisten = 1\n").unwrap_err();
+        assert!(e.to_string().contains("line 2"), "{e}");
+    }
+}

@@ -1,0 +1,183 @@
+//! Delivery status notifications (RFC 3464 inside RFC 6522 multipart/report). We return the
+//! original's header section only, never its body: the body may be the very PHI that policy
+//! refused to send, and the sender still has it.
+
+use crate::spool::{Entry, Recipient};
+use crate::util::rfc5322_date;
+
+/// One recipient that failed for good.
+#[derive(Debug, Clone)]
+pub struct Failure<'a> {
+    /// The recipient.
+    pub rcpt: &'a Recipient,
+    /// Enhanced status code, e.g. `5.7.1`.
+    pub status: &'a str,
+    /// The reason (a next hop's reply or our policy's words).
+    pub reason: &'a str,
+}
+
+/// Whether the sender asked for failure notices for this recipient (RFC 3461 NOTIFY).
+pub fn wants_failure_notice(r: &Recipient) -> bool {
+    r.notify
+        .as_deref()
+        .is_none_or(|n| n.split(',').any(|x| x.trim() == "FAILURE"))
+}
+
+/// Builds the DSN message for `entry`'s sender.
+pub fn build(
+    hostname: &str,
+    entry: &Entry,
+    failures: &[Failure<'_>],
+    original: &[u8],
+    now_secs: u64,
+    boundary_seed: &str,
+) -> Vec<u8> {
+    let to = entry.mail_from.as_deref().unwrap_or("");
+    let boundary = format!("=_postern_dsn_{boundary_seed}");
+    let mut m = String::new();
+    m.push_str(&format!(
+        "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n\
+         To: <{to}>\r\n\
+         Subject: Undelivered Mail Returned to Sender\r\n\
+         Date: {date}\r\n\
+         Message-ID: <dsn.{boundary_seed}@{hostname}>\r\n\
+         Auto-Submitted: auto-replied\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\"\r\n\
+         \r\n\
+         This is a MIME-encapsulated delivery status notification.\r\n\
+         \r\n--{boundary}\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\
+         Content-Transfer-Encoding: 8bit\r\n\
+         \r\n\
+         This is the mail gateway at {hostname}.\r\n\
+         \r\n\
+         Your message could not be delivered to one or more recipients.\r\n\
+         It has not been sent to them, in clear or otherwise.\r\n\r\n",
+        date = rfc5322_date(now_secs),
+    ));
+    for f in failures {
+        m.push_str(&format!("<{}>: {}\r\n", f.rcpt.address, one_line(f.reason)));
+    }
+    m.push_str(&format!(
+        "\r\n--{boundary}\r\n\
+         Content-Type: message/delivery-status\r\n\
+         \r\n\
+         Reporting-MTA: dns; {hostname}\r\n"
+    ));
+    if let Some(envid) = &entry.envid {
+        m.push_str(&format!("Original-Envelope-Id: {}\r\n", one_line(envid)));
+    }
+    m.push_str(&format!(
+        "Arrival-Date: {}\r\n",
+        rfc5322_date(entry.received_at)
+    ));
+    for f in failures {
+        m.push_str("\r\n");
+        if let Some(o) = &f.rcpt.orcpt {
+            m.push_str(&format!("Original-Recipient: {}\r\n", one_line(o)));
+        }
+        m.push_str(&format!(
+            "Final-Recipient: rfc822; {}\r\n\
+             Action: failed\r\n\
+             Status: {}\r\n\
+             Diagnostic-Code: smtp; {}\r\n",
+            f.rcpt.address,
+            f.status,
+            one_line(f.reason)
+        ));
+    }
+    m.push_str(&format!(
+        "\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+    ));
+    let mut out = m.into_bytes();
+    out.extend_from_slice(&postern_core::mime::crlf(header_section(original)));
+    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    out
+}
+
+/// The header section of a message (up to and including the blank line's first CRLF).
+fn header_section(msg: &[u8]) -> &[u8] {
+    for sep in [&b"\r\n\r\n"[..], b"\n\n"] {
+        if let Some(i) = memchr::memmem::find(msg, sep) {
+            return &msg[..i + sep.len() / 2];
+        }
+    }
+    msg
+}
+
+/// Reasons come from next hops and may hold anything: one printable line, bounded.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(500)
+        .collect()
+}
+
+/// Maps a reason to an enhanced status code: the next hop's, if its reply carried one.
+pub fn status_of(reason: &str, default: &str) -> String {
+    for w in reason.split_whitespace() {
+        let p: Vec<&str> = w.split('.').collect();
+        if p.len() == 3
+            && (p[0] == "4" || p[0] == "5")
+            && p[1..]
+                .iter()
+                .all(|x| !x.is_empty() && x.len() <= 3 && x.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return format!("5.{}.{}", p[1], p[2]);
+        }
+    }
+    default.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spool::Origin;
+
+    #[test]
+    fn dsn_has_the_report_parts_and_no_body() {
+        let mut r = Recipient::new("x@partner.example".into());
+        r.orcpt = Some("rfc822;x@partner.example".into());
+        let e = Entry {
+            id: "ABC".into(),
+            origin: Origin::Internal,
+            received_at: 0,
+            client: "127.0.0.1".into(),
+            mail_from: Some("doc@clinic.example".into()),
+            envid: Some("E1".into()),
+            ret: None,
+            recipients: vec![r.clone()],
+            attempts: 1,
+            next_attempt: 0,
+            size: 0,
+            released: false,
+        };
+        let f = [Failure {
+            rcpt: &r,
+            status: "5.7.1",
+            reason: "no usable certificate\r\nInjected: yes",
+        }];
+        let orig = b"Subject: labs\r\nFrom: doc@clinic.example\r\n\r\nSSN 123-45-6789\r\n";
+        let d = String::from_utf8(build("gw.example", &e, &f, orig, 0, "B1")).unwrap();
+        assert!(d.contains("report-type=delivery-status"));
+        assert!(d.contains(
+            "Final-Recipient: rfc822; x@partner.example\r\nAction: failed\r\nStatus: 5.7.1\r\n"
+        ));
+        assert!(d.contains("Original-Envelope-Id: E1"));
+        assert!(d.contains("Subject: labs\r\n"));
+        assert!(!d.contains("123-45-6789"), "the body must not come back");
+        assert!(!d.contains("\r\nInjected:"), "reasons stay on one line");
+        assert!(d.ends_with("--=_postern_dsn_B1--\r\n"));
+    }
+
+    #[test]
+    fn status_codes() {
+        assert_eq!(
+            status_of("RCPT TO: 550 5.1.1 no such user", "5.0.0"),
+            "5.1.1"
+        );
+        assert_eq!(status_of("retry limit: 451 4.3.0 busy", "5.4.7"), "5.3.0");
+        assert_eq!(status_of("no code here 1.2", "5.0.0"), "5.0.0");
+    }
+}

@@ -1,0 +1,34 @@
+//! # postern-relay
+//!
+//! Postern as an SMTP gateway: two listeners (`internal` for our mail server's outbound mail,
+//! `public` for the internet's mail to our domains), a durable spool (250 only once a message
+//! is fsynced), and workers that route every message through [`postern_router`] — sealing for
+//! partners, opening from partners — and deliver it, retrying temporary failures on a schedule
+//! and returning RFC 3464 bounces for permanent ones.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let cfg = postern_relay::RelayConfig::load(std::path::Path::new("relay.toml"))?;
+//! let relay = postern_relay::start(&cfg).await?;
+//! println!("internal listener on {:?}", relay.internal_addr);
+//! relay.shutdown(std::time::Duration::from_secs(30)).await;
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod dsn;
+pub mod inspect;
+pub mod metrics;
+mod process;
+mod relay;
+pub mod scheduler;
+pub mod smtp;
+pub mod spool;
+pub mod transport;
+mod util;
+
+pub use config::{ConfigError, RelayConfig};
+pub use inspect::{ContentInspector, PassThrough};
+pub use relay::{start, start_with, RunningRelay, Settings, Shared, StartError};
+pub use util::rfc5322_date;

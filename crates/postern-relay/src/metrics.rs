@@ -1,0 +1,230 @@
+//! Prometheus metrics: lock-free counters and histograms, and a tiny HTTP endpoint that serves
+//! them in the text exposition format (loopback by default).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A monotonically increasing count.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A value that goes up and down.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes one away.
+    pub fn dec(&self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Sets the value.
+    pub fn set(&self, v: i64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+
+    /// The current value.
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+
+/// A latency histogram with fixed buckets.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    counts: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, d: std::time::Duration) {
+        let s = d.as_secs_f64();
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if s <= *b {
+                self.counts[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, name: &str, help: &str, out: &mut String) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let c = self.counts[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {c}");
+        }
+        let n = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {n}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {n}");
+    }
+}
+
+/// Everything the relay counts.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Open SMTP sessions.
+    pub connections: Gauge,
+    /// Messages accepted into the spool.
+    pub received: Counter,
+    /// Messages refused at DATA (size, bare LF).
+    pub rejected: Counter,
+    /// Recipients delivered sealed.
+    pub delivered_sealed: Counter,
+    /// Recipients delivered in clear (or user-encrypted pass-through).
+    pub delivered_plain: Counter,
+    /// Recipients delivered inbound (opened or plain) to our mail server.
+    pub delivered_inbound: Counter,
+    /// Recipients bounced.
+    pub bounced: Counter,
+    /// Recipients held (quarantine, portal).
+    pub held: Counter,
+    /// Recipients deferred for a retry.
+    pub deferred: Counter,
+    /// Delivery attempts (SMTP transactions or files written).
+    pub delivery_attempts: Counter,
+    /// Messages in the spool.
+    pub queue_depth: Gauge,
+    /// Time to route and seal one outbound message.
+    pub seal_latency: Histogram,
+    /// Time to open one inbound message.
+    pub open_latency: Histogram,
+}
+
+impl Metrics {
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut gauge = |name: &str, help: &str, v: i64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        gauge(
+            "postern_smtp_connections",
+            "Open SMTP sessions.",
+            self.connections.get(),
+        );
+        gauge(
+            "postern_queue_depth",
+            "Messages in the spool.",
+            self.queue_depth.get(),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP postern_messages_received_total Messages accepted into the spool.\n# TYPE postern_messages_received_total counter\npostern_messages_received_total {}",
+            self.received.get()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP postern_messages_rejected_total Messages refused at end of DATA.\n# TYPE postern_messages_rejected_total counter\npostern_messages_rejected_total {}",
+            self.rejected.get()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP postern_recipients_total Recipients by disposition.\n# TYPE postern_recipients_total counter"
+        );
+        for (label, c) in [
+            ("delivered_sealed", &self.delivered_sealed),
+            ("delivered_plain", &self.delivered_plain),
+            ("delivered_inbound", &self.delivered_inbound),
+            ("bounced", &self.bounced),
+            ("held", &self.held),
+            ("deferred", &self.deferred),
+        ] {
+            let _ = writeln!(
+                out,
+                "postern_recipients_total{{disposition=\"{label}\"}} {}",
+                c.get()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP postern_delivery_attempts_total Delivery attempts.\n# TYPE postern_delivery_attempts_total counter\npostern_delivery_attempts_total {}",
+            self.delivery_attempts.get()
+        );
+        self.seal_latency.render(
+            "postern_seal_seconds",
+            "Routing and sealing time per outbound message.",
+            &mut out,
+        );
+        self.open_latency.render(
+            "postern_open_seconds",
+            "Opening time per inbound message.",
+            &mut out,
+        );
+        out
+    }
+}
+
+/// Serves `GET /metrics` until the listener task is dropped. Anything else gets 404; requests
+/// are read with a small bound so the endpoint cannot be used to exhaust memory.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+    loop {
+        let Ok((mut sock, _)) = listener.accept().await else {
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+                let mut n = 0;
+                while n < buf.len() {
+                    let m = sock.read(&mut buf[n..]).await?;
+                    if m == 0 {
+                        break;
+                    }
+                    n += m;
+                    if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+                Ok::<usize, std::io::Error>(n)
+            })
+            .await;
+            let Ok(Ok(n)) = read else { return };
+            let (status, body) = if buf[..n].starts_with(b"GET /metrics ") {
+                ("200 OK", metrics.render())
+            } else {
+                ("404 Not Found", "not found\n".to_string())
+            };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+            let _ = sock.shutdown().await;
+        });
+    }
+}

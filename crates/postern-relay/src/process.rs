@@ -1,0 +1,444 @@
+//! Working one spooled message: route the recipients still pending, deliver what may go, record
+//! every outcome in the spool, bounce what failed for good, and say when to come back.
+//!
+//! Re-routing happens on every attempt (nothing sealed is kept between attempts): a partner's
+//! key removed while a message waits means the next attempt holds or bounces, never that an
+//! older decision sends it somewhere the policy no longer allows.
+
+use std::time::Instant;
+
+use postern_core::{Address, Standard};
+use postern_router::{Disposition, Envelope, Inbound};
+
+use crate::config::NextHop;
+use crate::dsn::{self, Failure};
+use crate::relay::Shared;
+use crate::smtp::client::Outcome;
+use crate::spool::{Entry, Origin, RcptState, Recipient, Spool};
+use crate::transport::{self, Handover};
+use crate::util::unix_ms;
+
+/// One thing to do for a group of recipients (indices into the entry's recipients).
+enum Step {
+    Deliver {
+        idx: Vec<usize>,
+        inbound: bool,
+        message: Vec<u8>,
+        sealed: Option<Standard>,
+        tls_required: bool,
+    },
+    Defer {
+        idx: Vec<usize>,
+        reason: String,
+    },
+    Fail {
+        idx: Vec<usize>,
+        status: String,
+        reason: String,
+    },
+    Hold {
+        idx: Vec<usize>,
+        kind: &'static str,
+        reason: String,
+    },
+}
+
+/// Processes `id`; returns when to try again (`None`: finished, held or gone). Errors reading
+/// or writing the spool retry in a minute rather than drop anything.
+pub async fn process(shared: &Shared, id: &str) -> Option<u64> {
+    match process_inner(shared, id).await {
+        Ok(next) => next,
+        Err(e) => {
+            tracing::error!(queue_id = %id, error = %e, "spool error; retrying in 60 s");
+            Some(unix_ms() + 60_000)
+        }
+    }
+}
+
+async fn process_inner(shared: &Shared, id: &str) -> std::io::Result<Option<u64>> {
+    let spool = &shared.spool;
+    let Some(mut entry) = spool.entry(id)? else {
+        return Ok(None);
+    };
+    let data = match spool.data(id) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let started = Instant::now();
+    let steps = plan(shared, &entry, &data).await;
+    let routed = started.elapsed();
+    match entry.origin {
+        Origin::Public => shared.metrics.open_latency.observe(routed),
+        _ => shared.metrics.seal_latency.observe(routed),
+    }
+    entry.attempts += 1;
+    let mut summary: Vec<String> = Vec::new();
+    for (n, step) in steps.into_iter().enumerate() {
+        match step {
+            Step::Deliver {
+                idx,
+                inbound,
+                message,
+                sealed,
+                tls_required,
+            } => {
+                let rcpts: Vec<String> = idx
+                    .iter()
+                    .map(|i| entry.recipients[*i].address.clone())
+                    .collect();
+                let tag = format!("{id}-{}-{}", entry.attempts, n + 1);
+                let hop: &NextHop = if inbound {
+                    &shared.settings.inbound
+                } else {
+                    &shared.settings.outbound
+                };
+                let h = Handover {
+                    helo: &shared.settings.hostname,
+                    tag: &tag,
+                    mail_from: entry.mail_from.as_deref(),
+                    rcpts: &rcpts,
+                    data: &message,
+                    tls_required,
+                    wait: shared.settings.delivery_timeout,
+                };
+                shared.metrics.delivery_attempts.inc();
+                let outcomes = transport::deliver(hop, &h).await;
+                let how = match (inbound, sealed) {
+                    (true, _) => "inbound".to_string(),
+                    (false, Some(s)) => format!("sealed:{s}"),
+                    (false, None) => "plain".to_string(),
+                };
+                for (i, o) in idx.iter().zip(outcomes) {
+                    let r = &mut entry.recipients[*i];
+                    match o {
+                        Outcome::Delivered => {
+                            r.state = RcptState::Delivered;
+                            r.last_error = None;
+                            match (inbound, sealed) {
+                                (true, _) => shared.metrics.delivered_inbound.inc(),
+                                (false, Some(_)) => shared.metrics.delivered_sealed.inc(),
+                                (false, None) => shared.metrics.delivered_plain.inc(),
+                            }
+                            summary.push(format!("{} delivered {how}", domain(&r.address)));
+                        }
+                        Outcome::Temporary(why) => {
+                            shared.metrics.deferred.inc();
+                            summary.push(format!("{} deferred", domain(&r.address)));
+                            r.last_error = Some(why);
+                        }
+                        Outcome::Permanent(why) => {
+                            summary.push(format!("{} bounced", domain(&r.address)));
+                            bounce(r, &dsn::status_of(&why, "5.0.0"), why);
+                        }
+                    }
+                }
+            }
+            Step::Defer { idx, reason } => {
+                for i in idx {
+                    let r = &mut entry.recipients[i];
+                    shared.metrics.deferred.inc();
+                    summary.push(format!("{} held-for-retry", domain(&r.address)));
+                    r.last_error = Some(reason.clone());
+                }
+            }
+            Step::Fail {
+                idx,
+                status,
+                reason,
+            } => {
+                for i in idx {
+                    let r = &mut entry.recipients[i];
+                    summary.push(format!("{} bounced", domain(&r.address)));
+                    bounce(r, &status, reason.clone());
+                }
+            }
+            Step::Hold { idx, kind, reason } => {
+                for i in idx {
+                    let r = &mut entry.recipients[i];
+                    shared.metrics.held.inc();
+                    summary.push(format!("{} {kind}", domain(&r.address)));
+                    r.state = RcptState::Held {
+                        kind: kind.into(),
+                        reason: reason.clone(),
+                    };
+                }
+            }
+        }
+    }
+    let now = unix_ms();
+    let mut next = None;
+    if entry.pending().next().is_some() {
+        let age = (now / 1000).saturating_sub(entry.received_at);
+        if age >= shared.settings.max_age.as_secs() {
+            for r in entry.recipients.iter_mut() {
+                if r.state == RcptState::Pending {
+                    let last = r.last_error.clone().unwrap_or_default();
+                    bounce(
+                        r,
+                        "4.4.7",
+                        format!("gave up after {} attempts: {last}", entry.attempts),
+                    );
+                }
+            }
+        } else {
+            let sched = &shared.settings.retry;
+            let i = (entry.attempts as usize)
+                .saturating_sub(1)
+                .min(sched.len() - 1);
+            let at = now + sched[i].as_millis() as u64;
+            entry.next_attempt = at;
+            next = Some(at);
+        }
+    }
+    notify_sender(shared, &mut entry, &data)?;
+    tracing::info!(
+        queue_id = %id,
+        origin = ?entry.origin,
+        from_domain = entry.mail_from.as_deref().map(domain).unwrap_or("<>"),
+        size = data.len(),
+        attempt = entry.attempts,
+        route_ms = routed.as_millis() as u64,
+        total_ms = started.elapsed().as_millis() as u64,
+        outcome = %summary.join(", "),
+        "processed"
+    );
+    if entry.is_done() {
+        spool.remove(id)?;
+        shared.metrics.queue_depth.dec();
+        return Ok(None);
+    }
+    if !spool.update(&entry)? {
+        return Ok(None);
+    }
+    Ok(next)
+}
+
+fn bounce(r: &mut Recipient, status: &str, reason: String) {
+    r.state = RcptState::Bounced {
+        status: status.to_string(),
+        reason,
+        notified: false,
+    };
+}
+
+fn domain(addr: &str) -> &str {
+    addr.rsplit_once('@').map(|(_, d)| d).unwrap_or(addr)
+}
+
+/// Queues a DSN for recipients that failed since the last one. The DSN is spooled before the
+/// entry records it as sent, so a crash in between means a second DSN, never none.
+fn notify_sender(shared: &Shared, entry: &mut Entry, data: &[u8]) -> std::io::Result<()> {
+    let fresh: Vec<usize> = entry
+        .recipients
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            matches!(
+                r.state,
+                RcptState::Bounced {
+                    notified: false,
+                    ..
+                }
+            )
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if fresh.is_empty() {
+        return Ok(());
+    }
+    // No DSN about a DSN (loops), and none to the null sender.
+    if entry.origin != Origin::Bounce && entry.mail_from.is_some() {
+        let failures: Vec<Failure<'_>> = fresh
+            .iter()
+            .map(|i| &entry.recipients[*i])
+            .filter(|r| dsn::wants_failure_notice(r))
+            .filter_map(|r| match &r.state {
+                RcptState::Bounced { status, reason, .. } => Some(Failure {
+                    rcpt: r,
+                    status,
+                    reason,
+                }),
+                _ => None,
+            })
+            .collect();
+        if !failures.is_empty() {
+            shared.metrics.bounced.add(failures.len() as u64);
+            let id = Spool::new_id();
+            let now = unix_ms();
+            let msg = dsn::build(
+                &shared.settings.hostname,
+                entry,
+                &failures,
+                data,
+                now / 1000,
+                &id,
+            );
+            let sender = entry.mail_from.clone().unwrap_or_default();
+            let dsn_entry = Entry {
+                id: id.clone(),
+                origin: Origin::Bounce,
+                received_at: now / 1000,
+                client: "127.0.0.1".into(),
+                mail_from: None,
+                envid: None,
+                ret: None,
+                recipients: vec![Recipient::new(sender)],
+                attempts: 0,
+                next_attempt: now,
+                size: msg.len() as u64,
+                released: false,
+            };
+            shared.spool.accept(&dsn_entry, &msg)?;
+            shared.metrics.queue_depth.inc();
+            shared.scheduler.submit(&id, now);
+            tracing::info!(queue_id = %entry.id, dsn_id = %id, recipients = failures.len(), "bounce queued");
+        }
+    }
+    for i in fresh {
+        if let RcptState::Bounced { notified, .. } = &mut entry.recipients[i].state {
+            *notified = true;
+        }
+    }
+    Ok(())
+}
+
+/// Decides for every pending recipient.
+async fn plan(shared: &Shared, entry: &Entry, data: &[u8]) -> Vec<Step> {
+    let dir = shared.directory.current();
+    let mut steps = Vec::new();
+    let mut ours = Vec::new();
+    let mut theirs: Vec<(usize, Address)> = Vec::new();
+    let mut invalid = Vec::new();
+    for (i, r) in entry.recipients.iter().enumerate() {
+        if r.state != RcptState::Pending {
+            continue;
+        }
+        match Address::new(&r.address) {
+            Ok(a) if dir.is_ours(a.domain()) => ours.push(i),
+            Ok(a) => theirs.push((i, a)),
+            Err(_) => invalid.push(i),
+        }
+    }
+    if !invalid.is_empty() {
+        steps.push(Step::Fail {
+            idx: invalid,
+            status: "5.1.3".into(),
+            reason: "recipient address is not valid".into(),
+        });
+    }
+    let mail_from = entry
+        .mail_from
+        .as_deref()
+        .and_then(|a| Address::new(a).ok());
+    if entry.origin == Origin::Public {
+        if !theirs.is_empty() {
+            // The directory changed since we accepted it: never relay from the internet.
+            steps.push(Step::Fail {
+                idx: theirs.iter().map(|(i, _)| *i).collect(),
+                status: "5.7.1".into(),
+                reason: "relaying denied: not one of our domains".into(),
+            });
+        }
+        if !ours.is_empty() {
+            match shared.inbound.inbound(&dir, mail_from.as_ref(), data).await {
+                Inbound::Deliver { message, .. } => steps.push(Step::Deliver {
+                    idx: ours,
+                    inbound: true,
+                    message,
+                    sealed: None,
+                    tls_required: false,
+                }),
+                Inbound::Quarantine { reason, .. } => steps.push(Step::Hold {
+                    idx: ours,
+                    kind: "quarantine",
+                    reason,
+                }),
+                other => steps.push(Step::Defer {
+                    idx: ours,
+                    reason: format!("inbound decision not handled: {other:?}"),
+                }),
+            }
+        }
+        return steps;
+    }
+    if !ours.is_empty() {
+        // Internal mail to our own domains goes back to our mail server as it is.
+        steps.push(Step::Deliver {
+            idx: ours,
+            inbound: true,
+            message: data.to_vec(),
+            sealed: None,
+            tls_required: false,
+        });
+    }
+    if theirs.is_empty() {
+        return steps;
+    }
+    let envelope = Envelope {
+        mail_from,
+        rcpt_to: theirs.iter().map(|(_, a)| a.clone()).collect(),
+    };
+    let content = if entry.released {
+        Some(postern_router::ContentAction::Allow)
+    } else {
+        shared.inspector.inspect(&envelope, data)
+    };
+    let decisions = shared.router.outbound(&dir, &envelope, data, content).await;
+    let mut unclaimed = theirs;
+    let mut take = |who: &[Address]| -> Vec<usize> {
+        let mut idx = Vec::new();
+        for a in who {
+            if let Some(p) = unclaimed.iter().position(|(_, x)| x == a) {
+                idx.push(unclaimed.remove(p).0);
+            }
+        }
+        idx
+    };
+    for d in decisions {
+        match d {
+            Disposition::Deliver {
+                recipients,
+                message,
+                sealed,
+                tls_required,
+            } => steps.push(Step::Deliver {
+                idx: take(&recipients),
+                inbound: false,
+                message,
+                sealed,
+                tls_required,
+            }),
+            Disposition::Hold { recipients, reason } => steps.push(Step::Defer {
+                idx: take(&recipients),
+                reason,
+            }),
+            Disposition::Bounce { recipients, reason } => steps.push(Step::Fail {
+                idx: take(&recipients),
+                status: "5.7.1".into(),
+                reason,
+            }),
+            Disposition::Quarantine { recipients, reason } => steps.push(Step::Hold {
+                idx: take(&recipients),
+                kind: "quarantine",
+                reason,
+            }),
+            Disposition::Portal { recipients } => steps.push(Step::Hold {
+                idx: take(&recipients),
+                kind: "portal",
+                reason: "portal delivery (held until the portal is in place)".into(),
+            }),
+            other => {
+                tracing::error!(decision = ?std::mem::discriminant(&other), "unknown routing decision; deferring");
+            }
+        }
+    }
+    // Anyone the router did not decide for waits: nothing is dropped silently.
+    if !unclaimed.is_empty() {
+        steps.push(Step::Defer {
+            idx: unclaimed.into_iter().map(|(i, _)| i).collect(),
+            reason: "no routing decision".into(),
+        });
+    }
+    steps
+}

@@ -1,0 +1,393 @@
+//! Starting and stopping the relay: listeners, delivery workers and the spool poller, all over
+//! one shared state.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use postern_core::SecureEnvelope;
+use postern_openpgp::OpenPgpEnvelope;
+use postern_router::{
+    validate, Directory, Finding, InboundRouter, ReloadError, Router, Severity, SharedDirectory,
+};
+use postern_smime::SmimeEnvelope;
+
+use crate::config::{ConfigError, Limits, Network, NextHop, RelayConfig};
+use crate::inspect::{ContentInspector, PassThrough};
+use crate::metrics::{self, Metrics};
+use crate::process::process;
+use crate::scheduler::Scheduler;
+use crate::smtp::server::{session, Role};
+use crate::spool::{RcptState, Spool};
+use crate::util::unix_ms;
+
+/// Settings the running relay reads (parsed once from [`RelayConfig`]).
+#[derive(Debug)]
+pub struct Settings {
+    /// Our host name.
+    pub hostname: String,
+    /// Protocol limits.
+    pub limits: Limits,
+    /// Who may use the internal listener.
+    pub internal_networks: Vec<Network>,
+    /// Who may use the public listener.
+    pub public_networks: Vec<Network>,
+    /// Next hop for outbound mail.
+    pub outbound: NextHop,
+    /// Next hop for inbound mail (our mail server).
+    pub inbound: NextHop,
+    /// Retry delays (the last repeats).
+    pub retry: Vec<Duration>,
+    /// Give-up age.
+    pub max_age: Duration,
+    /// Per-reply timeout towards next hops.
+    pub delivery_timeout: Duration,
+}
+
+/// State shared by every task of one relay.
+#[derive(Debug)]
+pub struct Shared {
+    /// Parsed settings.
+    pub settings: Settings,
+    /// The partner directory in force.
+    pub directory: SharedDirectory,
+    /// Where the directory is reloaded from.
+    pub directory_path: PathBuf,
+    /// The spool.
+    pub spool: Spool,
+    /// The timetable.
+    pub scheduler: Scheduler,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Outbound decisions.
+    pub router: Router,
+    /// Inbound decisions.
+    pub inbound: InboundRouter,
+    /// Content inspection hook.
+    pub inspector: Arc<dyn ContentInspector>,
+}
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The partner directory could not be loaded, or has errors.
+    #[error("partner directory {path}: {message}")]
+    Directory {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The spool could not be opened.
+    #[error("spool {path}: {source}")]
+    Spool {
+        /// The spool directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A relay that is running. Dropping it does not stop it; call [`RunningRelay::shutdown`].
+#[derive(Debug)]
+pub struct RunningRelay {
+    shared: Arc<Shared>,
+    /// Where the internal listener listens.
+    pub internal_addr: Option<SocketAddr>,
+    /// Where the public listener listens.
+    pub public_addr: Option<SocketAddr>,
+    /// Where the metrics endpoint listens.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Warnings from loading the directory.
+    pub findings: Vec<Finding>,
+    stop: watch::Sender<bool>,
+    listeners: Vec<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+/// Starts a relay with no content inspection.
+pub async fn start(cfg: &RelayConfig) -> Result<RunningRelay, StartError> {
+    start_with(cfg, Arc::new(PassThrough)).await
+}
+
+/// Starts a relay with `inspector` deciding about outgoing content.
+pub async fn start_with(
+    cfg: &RelayConfig,
+    inspector: Arc<dyn ContentInspector>,
+) -> Result<RunningRelay, StartError> {
+    let nets = |field: &'static str, v: &[String]| {
+        v.iter()
+            .map(|s| Network::parse(s))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|message| ConfigError::Value { field, message })
+    };
+    let hop = |field: &'static str, s: &str| {
+        NextHop::parse(s, &cfg.data_dir).map_err(|message| ConfigError::Value { field, message })
+    };
+    let settings = Settings {
+        hostname: cfg.hostname.clone(),
+        limits: cfg.limits.clone(),
+        internal_networks: nets("internal.networks", &cfg.internal.networks)?,
+        public_networks: nets("public.networks", &cfg.public.networks)?,
+        outbound: hop("outbound.relayhost", &cfg.outbound.relayhost)?,
+        inbound: hop("inbound.relayhost", &cfg.inbound.relayhost)?,
+        retry: cfg.retry.delays()?,
+        max_age: cfg.retry.max_age()?,
+        delivery_timeout: Duration::from_secs(cfg.limits.delivery_timeout_secs),
+    };
+    let dir_err = |message: String| StartError::Directory {
+        path: cfg.directory.clone(),
+        message,
+    };
+    let directory = Directory::load(&cfg.directory).map_err(|e| dir_err(e.to_string()))?;
+    let findings = validate(&directory, SystemTime::now());
+    if let Some(f) = findings.iter().find(|f| f.severity == Severity::Error) {
+        return Err(dir_err(format!(
+            "{} (line {}): {}",
+            f.subject, f.line, f.message
+        )));
+    }
+    let spool_dir = cfg.data_dir.join("spool");
+    let spool = Spool::open(&spool_dir).map_err(|source| StartError::Spool {
+        path: spool_dir.clone(),
+        source,
+    })?;
+    let backends: Vec<Arc<dyn SecureEnvelope>> = vec![
+        Arc::new(SmimeEnvelope::new()),
+        Arc::new(OpenPgpEnvelope::new()),
+    ];
+    let mut router = Router::new(backends.clone());
+    router.subject_trigger = cfg.subject_trigger.clone();
+    let shared = Arc::new(Shared {
+        settings,
+        directory: SharedDirectory::new(directory),
+        directory_path: cfg.directory.clone(),
+        spool,
+        scheduler: Scheduler::default(),
+        metrics: Arc::new(Metrics::default()),
+        router,
+        inbound: InboundRouter::new(backends),
+        inspector,
+    });
+
+    // Everything spooled and not finished is picked up again (crash or restart).
+    let (entries, bad) = shared.spool.list().map_err(|source| StartError::Spool {
+        path: spool_dir.clone(),
+        source,
+    })?;
+    for b in bad {
+        tracing::error!(error = %b, "unreadable spool entry left in place");
+    }
+    shared.metrics.queue_depth.set(entries.len() as i64);
+    let recovered = entries.iter().filter(|e| needs_work(e)).count();
+    for e in entries.iter().filter(|e| needs_work(e)) {
+        shared.scheduler.submit(&e.id, e.next_attempt);
+    }
+    if recovered > 0 {
+        tracing::info!(messages = recovered, "picked up spooled messages");
+    }
+
+    let (stop, stop_rx) = watch::channel(false);
+    let conns = Arc::new(Semaphore::new(cfg.limits.max_connections));
+    let mut listeners = Vec::new();
+    let mut bind = |addr: &str, role: Role| -> Result<Option<SocketAddr>, StartError> {
+        if addr.is_empty() {
+            return Ok(None);
+        }
+        let std_listener =
+            std::net::TcpListener::bind(addr).map_err(|source| StartError::Bind {
+                addr: addr.into(),
+                source,
+            })?;
+        let local = std_listener.local_addr().ok();
+        std_listener
+            .set_nonblocking(true)
+            .and_then(|_| TcpListener::from_std(std_listener))
+            .map(|l| {
+                listeners.push(tokio::spawn(accept_loop(
+                    l,
+                    role,
+                    shared.clone(),
+                    conns.clone(),
+                    stop_rx.clone(),
+                )))
+            })
+            .map_err(|source| StartError::Bind {
+                addr: addr.into(),
+                source,
+            })?;
+        Ok(local)
+    };
+    let internal_addr = bind(&cfg.internal.listen, Role::Internal)?;
+    let public_addr = bind(&cfg.public.listen, Role::Public)?;
+    let mut metrics_addr = None;
+    if !cfg.metrics.is_empty() {
+        let l = TcpListener::bind(&cfg.metrics)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: cfg.metrics.clone(),
+                source,
+            })?;
+        metrics_addr = l.local_addr().ok();
+        listeners.push(tokio::spawn(metrics::serve(l, shared.metrics.clone())));
+    }
+    let mut workers = Vec::new();
+    for _ in 0..cfg.workers.max(1) {
+        workers.push(tokio::spawn(worker(shared.clone(), stop_rx.clone())));
+    }
+    listeners.push(tokio::spawn(poll_requests(shared.clone(), stop_rx.clone())));
+    Ok(RunningRelay {
+        shared,
+        internal_addr,
+        public_addr,
+        metrics_addr,
+        findings,
+        stop,
+        listeners,
+        workers,
+    })
+}
+
+fn needs_work(e: &crate::spool::Entry) -> bool {
+    e.recipients.iter().any(|r| {
+        matches!(
+            r.state,
+            RcptState::Pending
+                | RcptState::Bounced {
+                    notified: false,
+                    ..
+                }
+        )
+    })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    role: Role,
+    shared: Arc<Shared>,
+    conns: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            r = listener.accept() => match r {
+                Ok((mut sock, peer)) => {
+                    let _ = sock.set_nodelay(true);
+                    match conns.clone().try_acquire_owned() {
+                        Ok(permit) => {
+                            let shared = shared.clone();
+                            tokio::spawn(async move {
+                                session(Box::new(sock), peer, role, shared).await;
+                                drop(permit);
+                            });
+                        }
+                        Err(_) => {
+                            tokio::spawn(async move {
+                                let _ = sock
+                                    .write_all(b"421 4.3.2 too many connections, try again later\r\n")
+                                    .await;
+                            });
+                        }
+                    }
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: pause instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn worker(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        if let Some(id) = shared.scheduler.next().await {
+            let next = process(&shared, &id).await;
+            shared.scheduler.finish(&id, next);
+        }
+    }
+}
+
+/// Picks up requests the queue commands leave in the spool (flush, release).
+async fn poll_requests(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        if shared.spool.take_flush() {
+            let spool = shared.spool.clone();
+            if let Ok(Ok((entries, _))) = tokio::task::spawn_blocking(move || spool.list()).await {
+                let now = unix_ms();
+                for e in entries.iter().filter(|e| needs_work(e)) {
+                    shared.scheduler.submit(&e.id, now);
+                }
+                shared.metrics.queue_depth.set(entries.len() as i64);
+            }
+            shared.scheduler.flush();
+            tracing::info!("queue flushed on request");
+        }
+    }
+}
+
+impl RunningRelay {
+    /// Reloads the partner directory; on error the old one stays in force.
+    pub fn reload_directory(&self) -> Result<Vec<Finding>, ReloadError> {
+        self.shared
+            .directory
+            .reload(&self.shared.directory_path, SystemTime::now())
+    }
+
+    /// The relay's counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// The spool.
+    pub fn spool(&self) -> &Spool {
+        &self.shared.spool
+    }
+
+    /// Messages scheduled or being worked on.
+    pub fn queued(&self) -> usize {
+        self.shared.scheduler.len()
+    }
+
+    /// Stops accepting connections, lets workers finish the message in hand (up to `grace`),
+    /// and returns. Whatever is not finished stays in the spool for the next start.
+    pub async fn shutdown(self, grace: Duration) {
+        let _ = self.stop.send(true);
+        self.shared.scheduler.wake_all();
+        for l in &self.listeners {
+            l.abort();
+        }
+        let all = futures_join(self.workers);
+        let _ = tokio::time::timeout(grace, all).await;
+    }
+}
+
+async fn futures_join(handles: Vec<JoinHandle<()>>) {
+    for h in handles {
+        let _ = h.await;
+    }
+}

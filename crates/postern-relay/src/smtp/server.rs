@@ -1,0 +1,435 @@
+//! The SMTP server side: one session per connection, for both listener roles. The reply to the
+//! end of DATA is 250 only after the spool has the message durably.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::time::{timeout_at, Instant};
+
+use postern_core::Address;
+
+use super::command::{self, Command};
+use super::lines::{read_line, trim_eol, Line};
+use crate::relay::Shared;
+use crate::spool::{Entry, Origin, Recipient, Spool};
+use crate::util::{rfc5322_date, unix_ms};
+
+/// Which side of the gateway a listener faces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Our mail server submits outbound mail here (any recipient; only from our networks).
+    Internal,
+    /// The internet delivers here (only recipients in our domains: never an open relay).
+    Public,
+}
+
+/// A byte stream a session runs over (plain TCP here; TLS wraps one).
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// The longest command line we read (RFC 5321 §4.5.3.1.4 says 512; extensions add parameters).
+const MAX_COMMAND: usize = 2048;
+
+struct Transaction {
+    mail_from: Option<String>,
+    envid: Option<String>,
+    ret: Option<String>,
+    rcpts: Vec<Recipient>,
+}
+
+/// Runs one SMTP session to its end. Errors on the socket end the session quietly: the client
+/// went away, and nothing it sent was acknowledged unless it is on disk.
+pub async fn session(stream: Box<dyn Io>, peer: SocketAddr, role: Role, shared: Arc<Shared>) {
+    let metrics = shared.metrics.clone();
+    metrics.connections.inc();
+    let r = run(stream, peer, role, &shared).await;
+    if let Err(e) = r {
+        tracing::debug!(%peer, error = %e, "session ended");
+    }
+    metrics.connections.dec();
+}
+
+struct Conn {
+    io: BufReader<Box<dyn Io>>,
+    out: Vec<u8>,
+}
+
+impl Conn {
+    fn reply(&mut self, text: &str) {
+        self.out.extend_from_slice(text.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    /// Sends queued replies, but only when the client has nothing more pipelined (RFC 2920).
+    async fn flush_if_idle(&mut self) -> std::io::Result<()> {
+        if self.io.buffer().is_empty() {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            self.io.get_mut().write_all(&self.out).await?;
+            self.io.get_mut().flush().await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+}
+
+async fn run(
+    stream: Box<dyn Io>,
+    peer: SocketAddr,
+    role: Role,
+    shared: &Shared,
+) -> std::io::Result<()> {
+    let cfg = &shared.settings;
+    let limits = &cfg.limits;
+    let mut c = Conn {
+        io: BufReader::new(stream),
+        out: Vec::new(),
+    };
+    let networks = match role {
+        Role::Internal => &cfg.internal_networks,
+        Role::Public => &cfg.public_networks,
+    };
+    if !networks.iter().any(|n| n.contains(peer.ip())) {
+        c.reply(&format!(
+            "554 5.7.1 {} does not accept mail from {}",
+            cfg.hostname,
+            peer.ip()
+        ));
+        return c.flush().await;
+    }
+    c.reply(&format!("220 {} ESMTP Postern", cfg.hostname));
+    let command_timeout = Duration::from_secs(limits.command_timeout_secs);
+    let mut helo: Option<String> = None;
+    let mut tx: Option<Transaction> = None;
+    let mut errors = 0usize;
+    let mut line = Vec::with_capacity(256);
+    loop {
+        c.flush_if_idle().await?;
+        let deadline = Instant::now() + command_timeout;
+        let got = match timeout_at(deadline, read_line(&mut c.io, &mut line, MAX_COMMAND)).await {
+            Ok(r) => r?,
+            Err(_) => {
+                c.reply("421 4.4.2 timeout waiting for a command, closing");
+                return c.flush().await;
+            }
+        };
+        let cmd = match got {
+            Line::Eof => return Ok(()),
+            Line::TooLong => Command::Syntax("5.5.2 line too long"),
+            Line::Complete => command::parse(trim_eol(&line)),
+        };
+        let mut failed = false;
+        match cmd {
+            Command::Ehlo(name) => {
+                helo = Some(name);
+                tx = None;
+                c.reply(&format!("250-{} greets you", cfg.hostname));
+                c.reply("250-PIPELINING");
+                c.reply(&format!("250-SIZE {}", limits.max_message_size));
+                c.reply("250-8BITMIME");
+                c.reply("250-SMTPUTF8");
+                c.reply("250-DSN");
+                c.reply("250 ENHANCEDSTATUSCODES");
+            }
+            Command::Helo(name) => {
+                helo = Some(name);
+                tx = None;
+                c.reply(&format!("250 {}", cfg.hostname));
+            }
+            Command::Mail(from, params) => {
+                if helo.is_none() {
+                    c.reply("503 5.5.1 say EHLO first");
+                    failed = true;
+                } else if tx.is_some() {
+                    c.reply("503 5.5.1 nested MAIL command");
+                    failed = true;
+                } else {
+                    match mail(from, &params, limits.max_message_size) {
+                        Ok(t) => {
+                            tx = Some(t);
+                            c.reply("250 2.1.0 sender ok");
+                        }
+                        Err(reply) => {
+                            c.reply(&reply);
+                            failed = true;
+                        }
+                    }
+                }
+            }
+            Command::Rcpt(to, params) => match tx.as_mut() {
+                None => {
+                    c.reply("503 5.5.1 need MAIL before RCPT");
+                    failed = true;
+                }
+                Some(t) if t.rcpts.len() >= limits.max_recipients => {
+                    c.reply("452 4.5.3 too many recipients");
+                }
+                Some(t) => match rcpt(&to, &params, role, shared) {
+                    Ok(r) => {
+                        t.rcpts.push(r);
+                        c.reply("250 2.1.5 recipient ok");
+                    }
+                    Err(reply) => {
+                        c.reply(&reply);
+                        failed = true;
+                    }
+                },
+            },
+            Command::Data => match tx.take() {
+                Some(t) if !t.rcpts.is_empty() => {
+                    c.reply("354 end data with <CR><LF>.<CR><LF>");
+                    c.flush().await?;
+                    let data_deadline =
+                        Instant::now() + Duration::from_secs(limits.data_timeout_secs);
+                    let body = match timeout_at(
+                        data_deadline,
+                        read_data(&mut c.io, limits.max_message_size),
+                    )
+                    .await
+                    {
+                        Ok(r) => r?,
+                        Err(_) => {
+                            c.reply("421 4.4.2 timeout during DATA, closing");
+                            return c.flush().await;
+                        }
+                    };
+                    match body {
+                        Data::Eof => return Ok(()),
+                        Data::TooBig => {
+                            shared.metrics.rejected.inc();
+                            c.reply("552 5.3.4 message exceeds the size limit");
+                        }
+                        Data::BareLf => {
+                            shared.metrics.rejected.inc();
+                            c.reply("521 5.5.2 bare LF in message data is not allowed, closing");
+                            return c.flush().await;
+                        }
+                        Data::Message(bytes) => {
+                            let hello = helo.as_deref().unwrap_or("unknown");
+                            let reply = store(shared, role, peer, hello, t, bytes).await;
+                            c.reply(&reply);
+                        }
+                    }
+                }
+                Some(t) => {
+                    tx = Some(t);
+                    c.reply("554 5.5.1 no valid recipients");
+                    failed = true;
+                }
+                None => {
+                    c.reply("503 5.5.1 need MAIL and RCPT before DATA");
+                    failed = true;
+                }
+            },
+            Command::Rset => {
+                tx = None;
+                c.reply("250 2.0.0 ok");
+            }
+            Command::Noop => c.reply("250 2.0.0 ok"),
+            Command::Quit => {
+                c.reply("221 2.0.0 bye");
+                return c.flush().await;
+            }
+            Command::Vrfy => c.reply("252 2.5.2 cannot verify, but will try delivery"),
+            Command::Help => c.reply("214 2.0.0 see RFC 5321"),
+            Command::StartTls | Command::Auth | Command::Bdat => {
+                c.reply("502 5.5.1 not offered here");
+                failed = true;
+            }
+            Command::Unknown(_) => {
+                c.reply("500 5.5.2 unknown command");
+                failed = true;
+            }
+            Command::Syntax(msg) => {
+                c.reply(&format!("501 {msg}"));
+                failed = true;
+            }
+        }
+        if failed {
+            errors += 1;
+            if errors >= limits.max_errors {
+                c.reply("421 4.7.0 too many errors, closing");
+                return c.flush().await;
+            }
+        }
+    }
+}
+
+fn mail(
+    from: Option<String>,
+    params: &[(String, Option<String>)],
+    max: usize,
+) -> Result<Transaction, String> {
+    let mut t = Transaction {
+        mail_from: None,
+        envid: None,
+        ret: None,
+        rcpts: Vec::new(),
+    };
+    if let Some(f) = from {
+        Address::new(&f).map_err(|_| "553 5.1.7 sender address is not valid".to_string())?;
+        t.mail_from = Some(f);
+    }
+    for (k, v) in params {
+        match (k.as_str(), v.as_deref()) {
+            ("SIZE", Some(n)) => match n.parse::<usize>() {
+                Ok(n) if n > max => return Err("552 5.3.4 message exceeds the size limit".into()),
+                Ok(_) => {}
+                Err(_) => return Err("501 5.5.4 bad SIZE value".into()),
+            },
+            ("BODY", Some(b))
+                if b.eq_ignore_ascii_case("7BIT") || b.eq_ignore_ascii_case("8BITMIME") => {}
+            ("SMTPUTF8", None) => {}
+            ("RET", Some(r))
+                if r.eq_ignore_ascii_case("FULL") || r.eq_ignore_ascii_case("HDRS") =>
+            {
+                t.ret = Some(r.to_ascii_uppercase());
+            }
+            ("ENVID", Some(e)) if e.len() <= 100 => t.envid = Some(e.to_string()),
+            _ => return Err(format!("555 5.5.4 unsupported parameter {k}")),
+        }
+    }
+    Ok(t)
+}
+
+fn rcpt(
+    to: &str,
+    params: &[(String, Option<String>)],
+    role: Role,
+    shared: &Shared,
+) -> Result<Recipient, String> {
+    let addr = Address::new(to).map_err(|_| "553 5.1.3 recipient address is not valid")?;
+    if role == Role::Public && !shared.directory.current().is_ours(addr.domain()) {
+        return Err("550 5.7.1 relaying denied".into());
+    }
+    let mut r = Recipient::new(to.to_string());
+    for (k, v) in params {
+        match (k.as_str(), v.as_deref()) {
+            ("NOTIFY", Some(n)) if n.len() <= 40 => r.notify = Some(n.to_ascii_uppercase()),
+            ("ORCPT", Some(o)) if o.len() <= 500 => r.orcpt = Some(o.to_string()),
+            _ => return Err(format!("555 5.5.4 unsupported parameter {k}")),
+        }
+    }
+    Ok(r)
+}
+
+enum Data {
+    Message(Vec<u8>),
+    TooBig,
+    BareLf,
+    Eof,
+}
+
+/// Reads DATA up to the lone "." line: dot-unstuffed, CRLF kept. Past the size limit the rest is
+/// read and dropped so the session can go on. A bare LF anywhere ends the session: it is how
+/// SMTP smuggling starts, and we would pass it on to the next hop.
+async fn read_data<R: tokio::io::AsyncBufRead + Unpin>(
+    r: &mut R,
+    max: usize,
+) -> std::io::Result<Data> {
+    let mut msg = Vec::with_capacity(64 * 1024);
+    let mut line = Vec::with_capacity(1024);
+    let mut too_big = false;
+    loop {
+        let room = if too_big {
+            1 << 16
+        } else {
+            max + 3 - msg.len()
+        };
+        match read_line(r, &mut line, room.max(1 << 16)).await? {
+            Line::Eof => return Ok(Data::Eof),
+            Line::TooLong => too_big = true,
+            Line::Complete => {
+                if !line.ends_with(b"\r\n")
+                    || memchr::memchr(b'\r', &line[..line.len() - 2]).is_some()
+                {
+                    return Ok(Data::BareLf);
+                }
+                if line == b".\r\n" {
+                    return Ok(if too_big {
+                        Data::TooBig
+                    } else {
+                        Data::Message(msg)
+                    });
+                }
+                if too_big {
+                    continue;
+                }
+                let content = line.strip_prefix(b".").unwrap_or(&line);
+                msg.extend_from_slice(content);
+                if msg.len() > max {
+                    too_big = true;
+                    msg = Vec::new();
+                }
+            }
+        }
+    }
+}
+
+/// Spools the message and returns the reply for the end of DATA.
+async fn store(
+    shared: &Shared,
+    role: Role,
+    peer: SocketAddr,
+    helo: &str,
+    t: Transaction,
+    body: Vec<u8>,
+) -> String {
+    let id = Spool::new_id();
+    let now = unix_ms();
+    let helo: String = helo
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(64)
+        .collect();
+    let mut data = format!(
+        "Received: from {helo} ({ip})\r\n\tby {host} (Postern) with ESMTP id {id};\r\n\t{date}\r\n",
+        ip = peer.ip(),
+        host = shared.settings.hostname,
+        date = rfc5322_date(now / 1000),
+    )
+    .into_bytes();
+    data.extend_from_slice(&body);
+    drop(body);
+    let entry = Entry {
+        id: id.clone(),
+        origin: match role {
+            Role::Internal => Origin::Internal,
+            Role::Public => Origin::Public,
+        },
+        received_at: now / 1000,
+        client: peer.ip().to_string(),
+        mail_from: t.mail_from,
+        envid: t.envid,
+        ret: t.ret,
+        recipients: t.rcpts,
+        attempts: 0,
+        next_attempt: now,
+        size: data.len() as u64,
+        released: false,
+    };
+    let spool = shared.spool.clone();
+    let size = data.len();
+    let stored = tokio::task::spawn_blocking(move || spool.accept(&entry, &data)).await;
+    match stored {
+        Ok(Ok(())) => {
+            shared.metrics.received.inc();
+            shared.metrics.queue_depth.inc();
+            tracing::info!(queue_id = %id, client = %peer.ip(), size, role = ?role, "accepted");
+            shared.scheduler.submit(&id, now);
+            format!("250 2.0.0 Ok: queued as {id}")
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "spool write failed; message refused with 451");
+            "451 4.3.0 cannot store the message now, try again later".into()
+        }
+        Err(_) => "451 4.3.0 cannot store the message now, try again later".into(),
+    }
+}

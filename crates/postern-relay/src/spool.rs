@@ -1,0 +1,385 @@
+//! The durable spool. A message is two files in `queue/`: `ID.eml` (the data) and `ID.json`
+//! (envelope and per-recipient state). Both are written to `tmp/`, fsynced and renamed in, the
+//! JSON last: its rename, followed by an fsync of the directory, is the commit point after which
+//! the SMTP client may hear 250. Whatever a crash leaves in `tmp/`, or an `.eml` without its
+//! `.json`, was never acknowledged and is removed at start-up.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+/// Where a message came from, which decides how it is processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    /// From our mail server, going out: content inspection, then the outbound router.
+    Internal,
+    /// From the internet, for our domains: the inbound router.
+    Public,
+    /// A delivery status notification we generated.
+    Bounce,
+}
+
+/// Where one recipient stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "state")]
+pub enum RcptState {
+    /// Not yet delivered; retried.
+    Pending,
+    /// Handed to the next hop (it answered 250).
+    Delivered,
+    /// Given up; a DSN was (or will be) sent.
+    Bounced {
+        /// Enhanced status code, e.g. `5.7.1`.
+        status: String,
+        /// Why, for the DSN and the log.
+        reason: String,
+        /// Whether the DSN for this recipient has been queued.
+        notified: bool,
+    },
+    /// Kept for an administrator (quarantine or portal, until those features land).
+    Held {
+        /// `quarantine` or `portal`.
+        kind: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One envelope recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recipient {
+    /// The address as given in RCPT TO.
+    pub address: String,
+    /// DSN NOTIFY parameter, as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<String>,
+    /// DSN ORCPT parameter, as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orcpt: Option<String>,
+    /// Where it stands.
+    pub state: RcptState,
+    /// Last temporary error (for `queue show`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl Recipient {
+    /// A pending recipient.
+    pub fn new(address: String) -> Self {
+        Recipient {
+            address,
+            notify: None,
+            orcpt: None,
+            state: RcptState::Pending,
+            last_error: None,
+        }
+    }
+}
+
+/// The envelope and state of one spooled message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Queue ID (also the file name).
+    pub id: String,
+    /// Which listener took it.
+    pub origin: Origin,
+    /// Unix seconds when it was accepted.
+    pub received_at: u64,
+    /// The client's address.
+    pub client: String,
+    /// MAIL FROM (`None`: the null reverse path).
+    pub mail_from: Option<String>,
+    /// DSN ENVID parameter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envid: Option<String>,
+    /// DSN RET parameter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ret: Option<String>,
+    /// Every recipient with its state.
+    pub recipients: Vec<Recipient>,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// Unix seconds of the next attempt.
+    pub next_attempt: u64,
+    /// Size of the data file.
+    pub size: u64,
+    /// An administrator released held recipients: content inspection is overridden.
+    #[serde(default)]
+    pub released: bool,
+}
+
+impl Entry {
+    /// Whether every recipient has a final outcome and none is held.
+    pub fn is_done(&self) -> bool {
+        self.recipients
+            .iter()
+            .all(|r| matches!(r.state, RcptState::Delivered | RcptState::Bounced { .. }))
+    }
+
+    /// Recipients still to be tried.
+    pub fn pending(&self) -> impl Iterator<Item = &Recipient> {
+        self.recipients
+            .iter()
+            .filter(|r| r.state == RcptState::Pending)
+    }
+}
+
+/// The spool directory.
+#[derive(Debug, Clone)]
+pub struct Spool {
+    root: PathBuf,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl Spool {
+    /// Opens (creating) the spool under `root` and removes what a crash left half-written.
+    pub fn open(root: &Path) -> io::Result<Self> {
+        let spool = Spool { root: root.into() };
+        fs::create_dir_all(spool.tmp())?;
+        fs::create_dir_all(spool.queue())?;
+        for e in fs::read_dir(spool.tmp())? {
+            let _ = fs::remove_file(e?.path());
+        }
+        for e in fs::read_dir(spool.queue())? {
+            let p = e?.path();
+            if p.extension().is_some_and(|x| x == "eml") && !p.with_extension("json").exists() {
+                fs::remove_file(&p)?;
+            }
+        }
+        Ok(spool)
+    }
+
+    /// Uses an existing spool without cleaning anything: for tools working beside a running
+    /// relay, whose half-written files are not debris.
+    pub fn open_existing(root: &Path) -> Self {
+        Spool { root: root.into() }
+    }
+
+    /// The spool's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn tmp(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    fn queue(&self) -> PathBuf {
+        self.root.join("queue")
+    }
+
+    fn data_path(&self, id: &str) -> PathBuf {
+        self.queue().join(format!("{id}.eml"))
+    }
+
+    fn meta_path(&self, id: &str) -> PathBuf {
+        self.queue().join(format!("{id}.json"))
+    }
+
+    /// A new queue ID: time-ordered, unique across restarts (time, counter and random bits).
+    pub fn new_id() -> String {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let mut r = [0u8; 3];
+        // A failed RNG still leaves time and counter, which are unique within this process.
+        let _ = aws_lc_rs::rand::fill(&mut r);
+        let c = COUNTER.fetch_add(1, Ordering::Relaxed) & 0xfff;
+        format!("{ms:011X}{c:03X}{:02X}{:02X}{:02X}", r[0], r[1], r[2])
+    }
+
+    /// Writes a new message durably. When this returns `Ok`, the message survives a crash.
+    pub fn accept(&self, entry: &Entry, data: &[u8]) -> io::Result<()> {
+        check_id(&entry.id)?;
+        let tmp_data = self.tmp().join(format!("{}.eml", entry.id));
+        write_synced(&tmp_data, data)?;
+        fs::rename(&tmp_data, self.data_path(&entry.id))?;
+        self.write_meta(entry)?;
+        Ok(())
+    }
+
+    fn write_meta(&self, entry: &Entry) -> io::Result<()> {
+        let tmp_meta = self.tmp().join(format!("{}.json", entry.id));
+        let json = serde_json::to_vec_pretty(entry).map_err(io::Error::other)?;
+        write_synced(&tmp_meta, &json)?;
+        fs::rename(&tmp_meta, self.meta_path(&entry.id))?;
+        sync_dir(&self.queue())
+    }
+
+    /// Saves a changed state. Returns `false` (and writes nothing) if the message was deleted
+    /// meanwhile (`queue delete`), so a worker never resurrects it.
+    pub fn update(&self, entry: &Entry) -> io::Result<bool> {
+        check_id(&entry.id)?;
+        if !self.data_path(&entry.id).exists() {
+            return Ok(false);
+        }
+        self.write_meta(entry)?;
+        Ok(true)
+    }
+
+    /// Reads one message's state (`None`: not in the spool).
+    pub fn entry(&self, id: &str) -> io::Result<Option<Entry>> {
+        check_id(id)?;
+        match fs::read(self.meta_path(id)) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{id}: {e}"))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads one message's data.
+    pub fn data(&self, id: &str) -> io::Result<Vec<u8>> {
+        check_id(id)?;
+        fs::read(self.data_path(id))
+    }
+
+    /// Removes a message: the state first (the commit point), then the data.
+    pub fn remove(&self, id: &str) -> io::Result<()> {
+        check_id(id)?;
+        match fs::remove_file(self.meta_path(id)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        match fs::remove_file(self.data_path(id)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        sync_dir(&self.queue())
+    }
+
+    /// Every message in the spool, oldest first. Unreadable state files are skipped (and
+    /// reported in the second list) rather than stopping the queue.
+    pub fn list(&self) -> io::Result<(Vec<Entry>, Vec<String>)> {
+        let mut out = Vec::new();
+        let mut bad = Vec::new();
+        for e in fs::read_dir(self.queue())? {
+            let p = e?.path();
+            if p.extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            let Some(id) = p.file_stem().and_then(|s| s.to_str()) else {
+                continue;
+            };
+            match self.entry(id) {
+                Ok(Some(entry)) => out.push(entry),
+                Ok(None) => {}
+                Err(e) => bad.push(e.to_string()),
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok((out, bad))
+    }
+
+    /// Asks a running relay to retry everything now (it polls for this file).
+    pub fn request_flush(&self) -> io::Result<()> {
+        write_synced(&self.root.join("flush"), b"")
+    }
+
+    /// Takes a pending flush request, if any.
+    pub fn take_flush(&self) -> bool {
+        fs::remove_file(self.root.join("flush")).is_ok()
+    }
+}
+
+/// IDs become file names: only what `new_id` makes is allowed (no path tricks from the CLI).
+fn check_id(id: &str) -> io::Result<()> {
+    if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{id:?} is not a queue ID"),
+        ))
+    }
+}
+
+fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str) -> Entry {
+        Entry {
+            id: id.into(),
+            origin: Origin::Internal,
+            received_at: 1,
+            client: "127.0.0.1".into(),
+            mail_from: Some("a@clinic.example".into()),
+            envid: None,
+            ret: None,
+            recipients: vec![Recipient::new("b@x.example".into())],
+            attempts: 0,
+            next_attempt: 0,
+            size: 3,
+            released: false,
+        }
+    }
+
+    #[test]
+    fn accept_list_update_remove() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Spool::open(d.path()).unwrap();
+        let id = Spool::new_id();
+        s.accept(&entry(&id), b"abc").unwrap();
+        assert_eq!(s.data(&id).unwrap(), b"abc");
+        let (all, bad) = s.list().unwrap();
+        assert_eq!(all.len(), 1);
+        assert!(bad.is_empty());
+        let mut e = all[0].clone();
+        e.recipients[0].state = RcptState::Delivered;
+        assert!(s.update(&e).unwrap());
+        assert!(s.entry(&id).unwrap().unwrap().is_done());
+        s.remove(&id).unwrap();
+        assert!(s.entry(&id).unwrap().is_none());
+        // A removed message is not brought back by a late update.
+        assert!(!s.update(&e).unwrap());
+        assert!(s.entry(&id).unwrap().is_none());
+    }
+
+    #[test]
+    fn half_written_messages_are_dropped_at_open() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Spool::open(d.path()).unwrap();
+        fs::write(d.path().join("queue/ORPHAN.eml"), b"x").unwrap();
+        fs::write(d.path().join("tmp/PART.eml"), b"x").unwrap();
+        let id = Spool::new_id();
+        s.accept(&entry(&id), b"abc").unwrap();
+        let s = Spool::open(d.path()).unwrap();
+        assert!(!d.path().join("queue/ORPHAN.eml").exists());
+        assert!(!d.path().join("tmp/PART.eml").exists());
+        assert_eq!(s.list().unwrap().0.len(), 1);
+    }
+
+    #[test]
+    fn ids_are_unique_and_safe() {
+        let a = Spool::new_id();
+        let b = Spool::new_id();
+        assert_ne!(a, b);
+        assert!(check_id(&a).is_ok());
+        assert!(check_id("../etc/passwd").is_err());
+        assert!(check_id("").is_err());
+    }
+}
