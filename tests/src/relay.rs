@@ -1,0 +1,370 @@
+//! Helpers for relay tests over real TCP: Postfix's `smtp-sink` as the next hop, a private
+//! Postfix instance in front, and a plain blocking SMTP client for sending and for abuse.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free loopback port (bound and released; fine for tests on one machine).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Polls `f` every 50 ms until it is true or `limit` passes; returns whether it became true.
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn is_root() -> bool {
+    // `id -u` rather than libc: the tests crate forbids unsafe code.
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
+
+fn wait_for_port(port: u16) {
+    assert!(
+        wait_until(Duration::from_secs(10), || TcpStream::connect((
+            "127.0.0.1",
+            port
+        ))
+        .is_ok()),
+        "nothing listens on 127.0.0.1:{port}"
+    );
+}
+
+/// Postfix's `smtp-sink`, dumping every message it accepts into a folder.
+pub struct SmtpSink {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl SmtpSink {
+    /// Starts a sink on a free port; `extra` are further smtp-sink options (e.g. `-f RCPT`).
+    pub fn start(extra: &[&str]) -> SmtpSink {
+        Self::start_on(free_port(), extra)
+    }
+
+    /// Starts a sink on `port`.
+    pub fn start_on(port: u16, extra: &[&str]) -> SmtpSink {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let template = format!("{}/%M%S.", dir.path().display());
+        let mut cmd = Command::new("smtp-sink");
+        if is_root() {
+            cmd.args(["-u", "root"]);
+        }
+        cmd.args(extra)
+            .args(["-d", &template, &format!("127.0.0.1:{port}"), "256"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd
+            .spawn()
+            .expect("smtp-sink (Debian package postfix) must be installed: bash scripts/test does it");
+        wait_for_port(port);
+        SmtpSink { port, dir, child }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Every message received so far: (envelope recipients, message without the sink's own
+    /// `X-*-Args`/`X-Client-*` lines and `Received` field).
+    pub fn messages(&self) -> Vec<(Vec<String>, Vec<u8>)> {
+        let mut out = Vec::new();
+        let Ok(rd) = std::fs::read_dir(self.dir.path()) else {
+            return out;
+        };
+        let mut paths: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+        paths.sort();
+        for p in paths {
+            let Ok(raw) = std::fs::read(&p) else { continue };
+            out.push(split_dump(&raw));
+        }
+        out
+    }
+}
+
+/// Splits an smtp-sink dump into its recipients and the message as the sink got it.
+fn split_dump(raw: &[u8]) -> (Vec<String>, Vec<u8>) {
+    let mut rcpts = Vec::new();
+    let mut rest = raw;
+    loop {
+        let end = rest.iter().position(|b| *b == b'\n').map_or(rest.len(), |i| i + 1);
+        let line = &rest[..end];
+        let text = String::from_utf8_lossy(line);
+        if let Some(r) = text.strip_prefix("X-Rcpt-Args: ") {
+            let r = r.trim();
+            let r = r.split_whitespace().next().unwrap_or("");
+            rcpts.push(r.trim_matches(['<', '>']).to_string());
+        } else if !(text.starts_with("X-Client-")
+            || text.starts_with("X-Helo-Args")
+            || text.starts_with("X-Mail-Args"))
+        {
+            break;
+        }
+        rest = &rest[end..];
+    }
+    // The sink's own Received field (two or three lines) comes next.
+    if rest.starts_with(b"Received: ") {
+        let mut i = rest.iter().position(|b| *b == b'\n').map_or(rest.len(), |i| i + 1);
+        while i < rest.len() && (rest[i] == b' ' || rest[i] == b'\t') {
+            i += rest[i..].iter().position(|b| *b == b'\n').map_or(rest.len() - i, |j| j + 1);
+        }
+        rest = &rest[i..];
+    }
+    (rcpts, rest.to_vec())
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A private Postfix instance on loopback (needs root, as Postfix's master does), relaying
+/// everything it receives to `relayhost`.
+pub struct Postfix {
+    /// Its SMTP port on 127.0.0.1.
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Postfix {
+    /// Configures and starts an instance that relays all mail to `127.0.0.1:relay_port`.
+    pub fn start(relay_port: u16) -> Postfix {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let port = free_port();
+        for sub in ["conf", "queue", "data"] {
+            std::fs::create_dir_all(d.join(sub)).expect("mkdir");
+        }
+        let status = Command::new("chown")
+            .args(["postfix", &d.join("data").display().to_string()])
+            .status()
+            .expect("chown");
+        assert!(status.success(), "chown postfix: is the postfix package installed?");
+        let main_cf = format!(
+            "compatibility_level = 3.6\n\
+             queue_directory = {d}/queue\n\
+             data_directory = {d}/data\n\
+             mail_owner = postfix\n\
+             setgid_group = postdrop\n\
+             inet_interfaces = 127.0.0.1\n\
+             inet_protocols = ipv4\n\
+             myhostname = postfix.localhost\n\
+             mydestination =\n\
+             relayhost = [127.0.0.1]:{relay_port}\n\
+             mynetworks = 127.0.0.0/8\n\
+             smtpd_relay_restrictions = permit_mynetworks, reject\n\
+             maillog_file = {d}/maillog\n\
+             maillog_file_prefixes = {d}\n\
+             smtp_tls_security_level = none\n\
+             message_size_limit = 52428800\n\
+             default_process_limit = 50\n\
+             smtp_destination_concurrency_limit = 20\n\
+             default_destination_concurrency_limit = 20\n\
+             queue_run_delay = 1s\n\
+             minimal_backoff_time = 1s\n\
+             maximal_backoff_time = 2s\n",
+            d = d.display()
+        );
+        std::fs::write(d.join("conf/main.cf"), main_cf).expect("main.cf");
+        // Everything unchrooted: the queue is a temporary folder, not a chroot jail.
+        let master_cf = format!(
+            "127.0.0.1:{port} inet n - n - - smtpd\n\
+             pickup unix n - n 60 1 pickup\n\
+             cleanup unix n - n - 0 cleanup\n\
+             qmgr unix n - n 300 1 qmgr\n\
+             rewrite unix - - n - - trivial-rewrite\n\
+             bounce unix - - n - 0 bounce\n\
+             defer unix - - n - 0 bounce\n\
+             trace unix - - n - 0 bounce\n\
+             verify unix - - n - 1 verify\n\
+             flush unix n - n 1000? 0 flush\n\
+             proxymap unix - - n - - proxymap\n\
+             proxywrite unix - - n - 1 proxymap\n\
+             smtp unix - - n - - smtp\n\
+             relay unix - - n - - smtp\n\
+             showq unix n - n - - showq\n\
+             error unix - - n - - error\n\
+             retry unix - - n - - error\n\
+             discard unix - - n - - discard\n\
+             anvil unix - - n - 1 anvil\n\
+             scache unix - - n - 1 scache\n\
+             postlog unix-dgram n - n - 1 postlogd\n"
+        );
+        std::fs::write(d.join("conf/master.cf"), master_cf).expect("master.cf");
+        let out = Command::new("postfix")
+            .args(["-c", &d.join("conf").display().to_string(), "start"])
+            .output()
+            .expect("postfix (Debian package postfix) must be installed: bash scripts/test does it");
+        assert!(
+            out.status.success(),
+            "postfix start: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        wait_for_port(port);
+        Postfix { port, dir }
+    }
+
+    /// Postfix's log, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("maillog")).unwrap_or_default()
+    }
+
+    /// The configuration folder (for `postfix -c`).
+    pub fn conf(&self) -> PathBuf {
+        self.dir.path().join("conf")
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let _ = Command::new("postfix")
+            .args(["-c", &self.conf().display().to_string(), "stop"])
+            .output();
+    }
+}
+
+/// A blocking SMTP client session, line by line (for tests that check each reply).
+pub struct Client {
+    r: BufReader<TcpStream>,
+}
+
+impl Client {
+    /// Connects and reads the greeting; returns it too.
+    pub fn connect(addr: &str) -> std::io::Result<(Client, String)> {
+        let s = TcpStream::connect(addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut c = Client {
+            r: BufReader::new(s),
+        };
+        let g = c.reply()?;
+        Ok((c, g))
+    }
+
+    /// Sends raw bytes.
+    pub fn raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.r.get_mut().write_all(bytes)
+    }
+
+    /// Reads one (multi-line) reply; its lines joined with '\n'.
+    pub fn reply(&mut self) -> std::io::Result<String> {
+        let mut all = String::new();
+        loop {
+            let mut l = String::new();
+            if self.r.read_line(&mut l)? == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("closed after {all:?}"),
+                ));
+            }
+            all.push_str(l.trim_end());
+            if l.as_bytes().get(3) != Some(&b'-') {
+                return Ok(all);
+            }
+            all.push('\n');
+        }
+    }
+
+    /// Sends a command line and reads the reply.
+    pub fn cmd(&mut self, line: &str) -> std::io::Result<String> {
+        self.raw(format!("{line}\r\n").as_bytes())?;
+        self.reply()
+    }
+
+    /// One whole transaction; returns the reply to the end of DATA (or the first failure).
+    pub fn send(&mut self, from: &str, rcpts: &[&str], data: &[u8]) -> std::io::Result<String> {
+        let r = self.cmd(&format!("MAIL FROM:<{from}>"))?;
+        if !r.starts_with('2') {
+            return Ok(r);
+        }
+        for to in rcpts {
+            let r = self.cmd(&format!("RCPT TO:<{to}>"))?;
+            if !r.starts_with('2') {
+                return Ok(r);
+            }
+        }
+        let r = self.cmd("DATA")?;
+        if !r.starts_with("354") {
+            return Ok(r);
+        }
+        let mut body = Vec::with_capacity(data.len() + 8);
+        for line in data.split_inclusive(|b| *b == b'\n') {
+            if line.starts_with(b".") {
+                body.push(b'.');
+            }
+            body.extend_from_slice(line);
+        }
+        if !body.ends_with(b"\r\n") {
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(b".\r\n");
+        self.raw(&body)?;
+        self.reply()
+    }
+}
+
+/// Connects, says EHLO, sends one message and quits; returns the end-of-DATA reply.
+pub fn send_mail(addr: &str, from: &str, rcpts: &[&str], data: &[u8]) -> std::io::Result<String> {
+    let (mut c, _) = Client::connect(addr)?;
+    c.cmd("EHLO test.localhost")?;
+    let r = c.send(from, rcpts, data)?;
+    let _ = c.cmd("QUIT");
+    Ok(r)
+}
+
+/// A CRLF test message with a Message-ID, for tests that track messages one by one.
+pub fn tracked_message(id: &str, to: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: Dr Ada <ada@clinic.example>\r\nTo: {to}\r\nSubject: lab results {id}\r\n\
+         Message-ID: <{id}@clinic.example>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
+
+/// The Message-ID of a message (without angle brackets), if any.
+pub fn message_id(msg: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(msg);
+    for line in text.lines() {
+        if line.is_empty() {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("message-id:") {
+            let start = line.len() - v.len();
+            return Some(line[start..].trim().trim_matches(['<', '>']).to_string());
+        }
+    }
+    None
+}
+
+/// Writes a partner directory TOML into `dir` and returns its path.
+pub fn write_directory(dir: &Path, toml: &str) -> PathBuf {
+    let p = dir.join("directory.toml");
+    std::fs::write(&p, toml).expect("write directory");
+    p
+}
