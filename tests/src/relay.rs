@@ -75,9 +75,9 @@ impl SmtpSink {
             .args(["-d", &template, &format!("127.0.0.1:{port}"), "256"])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let child = cmd
-            .spawn()
-            .expect("smtp-sink (Debian package postfix) must be installed: bash scripts/test does it");
+        let child = cmd.spawn().expect(
+            "smtp-sink (Debian package postfix) must be installed: bash scripts/test does it",
+        );
         wait_for_port(port);
         SmtpSink { port, dir, child }
     }
@@ -109,7 +109,10 @@ fn split_dump(raw: &[u8]) -> (Vec<String>, Vec<u8>) {
     let mut rcpts = Vec::new();
     let mut rest = raw;
     loop {
-        let end = rest.iter().position(|b| *b == b'\n').map_or(rest.len(), |i| i + 1);
+        let end = rest
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(rest.len(), |i| i + 1);
         let line = &rest[..end];
         let text = String::from_utf8_lossy(line);
         if let Some(r) = text.strip_prefix("X-Rcpt-Args: ") {
@@ -126,9 +129,15 @@ fn split_dump(raw: &[u8]) -> (Vec<String>, Vec<u8>) {
     }
     // The sink's own Received field (two or three lines) comes next.
     if rest.starts_with(b"Received: ") {
-        let mut i = rest.iter().position(|b| *b == b'\n').map_or(rest.len(), |i| i + 1);
+        let mut i = rest
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(rest.len(), |i| i + 1);
         while i < rest.len() && (rest[i] == b' ' || rest[i] == b'\t') {
-            i += rest[i..].iter().position(|b| *b == b'\n').map_or(rest.len() - i, |j| j + 1);
+            i += rest[i..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(rest.len() - i, |j| j + 1);
         }
         rest = &rest[i..];
     }
@@ -163,7 +172,10 @@ impl Postfix {
             .args(["postfix", &d.join("data").display().to_string()])
             .status()
             .expect("chown");
-        assert!(status.success(), "chown postfix: is the postfix package installed?");
+        assert!(
+            status.success(),
+            "chown postfix: is the postfix package installed?"
+        );
         let main_cf = format!(
             "compatibility_level = 3.6\n\
              queue_directory = {d}/queue\n\
@@ -218,7 +230,9 @@ impl Postfix {
         let out = Command::new("postfix")
             .args(["-c", &d.join("conf").display().to_string(), "start"])
             .output()
-            .expect("postfix (Debian package postfix) must be installed: bash scripts/test does it");
+            .expect(
+                "postfix (Debian package postfix) must be installed: bash scripts/test does it",
+            );
         assert!(
             out.status.success(),
             "postfix start: {}{}",

@@ -111,7 +111,11 @@ fn postfix_relays_through_postern_and_each_partner_reads_its_copy() {
     let partner_side = SmtpSink::start(&[]);
     let rt = runtime();
     let relay = rt
-        .block_on(postern_relay::start(&config(&w, &partner_side.addr(), "dir:inbox")))
+        .block_on(postern_relay::start(&config(
+            &w,
+            &partner_side.addr(),
+            "dir:inbox",
+        )))
         .unwrap();
     let postfix = Postfix::start(relay.internal_addr.unwrap().port());
 
@@ -129,7 +133,8 @@ fn postfix_relays_through_postern_and_each_partner_reads_its_copy() {
     .unwrap();
     assert!(reply.starts_with("250"), "postfix said {reply}");
     assert!(
-        wait_until(Duration::from_secs(60), || partner_side.messages().len() >= 3),
+        wait_until(Duration::from_secs(60), || partner_side.messages().len()
+            >= 3),
         "the sink got {} copies; postfix log:\n{}",
         partner_side.messages().len(),
         postfix.log()
@@ -143,7 +148,10 @@ fn postfix_relays_through_postern_and_each_partner_reads_its_copy() {
         match rcpts[0].as_str() {
             "a@smime-partner.test" => {
                 assert!(text.contains("application/pkcs7-mime"), "{text}");
-                assert!(!text.contains("Jane Roe"), "plaintext leaked to the partner");
+                assert!(
+                    !text.contains("Jane Roe"),
+                    "plaintext leaked to the partner"
+                );
                 let inner = w.smime_gw.openssl_decrypt(&copy);
                 // We sign for this partner: OpenSSL verifies our signature to the CA.
                 let ca = w.pki.file("ca-verify.pem", &w.pki.ca_pem());
@@ -162,7 +170,10 @@ fn postfix_relays_through_postern_and_each_partner_reads_its_copy() {
             }
             "b@pgp-partner.test" => {
                 assert!(text.contains("multipart/encrypted"), "{text}");
-                assert!(!text.contains("Jane Roe"), "plaintext leaked to the partner");
+                assert!(
+                    !text.contains("Jane Roe"),
+                    "plaintext leaked to the partner"
+                );
                 let view = postern_core::MessageView::parse(&copy).unwrap();
                 let (plain, err, ok) = w
                     .pgp_partner
@@ -199,7 +210,11 @@ fn partner_mail_arrives_opened_with_verified_results_and_no_forged_headers() {
     let our_server = SmtpSink::start(&[]);
     let rt = runtime();
     let relay = rt
-        .block_on(postern_relay::start(&config(&w, "127.0.0.1:9", &our_server.addr())))
+        .block_on(postern_relay::start(&config(
+            &w,
+            "127.0.0.1:9",
+            &our_server.addr(),
+        )))
         .unwrap();
     let public = relay.public_addr.unwrap().to_string();
 
@@ -253,7 +268,10 @@ fn partner_mail_arrives_opened_with_verified_results_and_no_forged_headers() {
     for (rcpts, m) in our_server.messages() {
         assert_eq!(rcpts, ["records@clinic.example"]);
         let t = String::from_utf8_lossy(&m).into_owned();
-        assert!(!t.contains("ceo@clinic.example"), "forged header kept:\n{t}");
+        assert!(
+            !t.contains("ceo@clinic.example"),
+            "forged header kept:\n{t}"
+        );
         if t.contains("in-1@smime-partner.test") {
             assert!(t.contains("Postern-Decrypted: smime aes256-cbc"), "{t}");
             assert!(
@@ -271,7 +289,10 @@ fn partner_mail_arrives_opened_with_verified_results_and_no_forged_headers() {
     // The public listener is not an open relay.
     let (mut c, _) = Client::connect(&public).unwrap();
     c.cmd("EHLO attacker.test").unwrap();
-    assert!(c.cmd("MAIL FROM:<x@attacker.test>").unwrap().starts_with("250"));
+    assert!(c
+        .cmd("MAIL FROM:<x@attacker.test>")
+        .unwrap()
+        .starts_with("250"));
     let r = c.cmd("RCPT TO:<victim@gmail.test>").unwrap();
     assert!(r.starts_with("550 5.7.1"), "{r}");
     rt.block_on(relay.shutdown(Duration::from_secs(5)));

@@ -358,6 +358,16 @@ impl RunningRelay {
             .reload(&self.shared.directory_path, SystemTime::now())
     }
 
+    /// The partner directory in force (an `Arc` snapshot).
+    pub fn directory(&self) -> Arc<Directory> {
+        self.shared.directory.current()
+    }
+
+    /// Puts `dir` in force without validation (embedders that build it in Rust).
+    pub fn replace_directory(&self, dir: Directory) {
+        self.shared.directory.replace(dir);
+    }
+
     /// The relay's counters.
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics

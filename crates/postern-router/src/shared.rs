@@ -30,6 +30,15 @@ impl SharedDirectory {
         }
     }
 
+    /// Puts `dir` in force as it is, unvalidated: for embedders that build the directory in
+    /// Rust (and tests that take a key away mid-run).
+    pub fn replace(&self, dir: Directory) {
+        match self.current.write() {
+            Ok(mut g) => *g = Arc::new(dir),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(dir),
+        }
+    }
+
     /// Loads `path` and puts it in force if it parses and has no error-level findings; else
     /// the old directory stays and the reasons are returned. Warnings come back on success.
     pub fn reload(&self, path: &Path, now: SystemTime) -> Result<Vec<Finding>, ReloadError> {
@@ -38,10 +47,7 @@ impl SharedDirectory {
         if findings.iter().any(|f| f.severity == Severity::Error) {
             return Err(ReloadError::Rejected(findings));
         }
-        match self.current.write() {
-            Ok(mut g) => *g = Arc::new(dir),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(dir),
-        }
+        self.replace(dir);
         Ok(findings)
     }
 }

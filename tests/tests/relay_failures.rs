@@ -1,0 +1,448 @@
+//! The relay when things go wrong, over real TCP with Postfix's smtp-sink as the next hop:
+//! an outage (retry, then delivery, no bounce), permanent and give-up failures (RFC 3464 DSN to
+//! the sender), a required partner's key taken away mid-run (never plaintext), and abusive
+//! clients (each gets its reply; the relay goes on serving).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use postern_relay::config::{Limits, ListenerConfig, NextHopConfig, RelayConfig, RetryConfig};
+use postern_relay::RunningRelay;
+use postern_tests::relay::{
+    free_port, message_id, send_mail, tracked_message, wait_until, write_directory, Client,
+    SmtpSink,
+};
+use postern_tests::{KeyKind, Pki};
+
+struct Setup {
+    _pki: Pki,
+    tmp: tempfile::TempDir,
+    rt: tokio::runtime::Runtime,
+}
+
+/// A directory with our domain and one required S/MIME partner.
+fn setup() -> Setup {
+    let pki = Pki::new();
+    let partner = pki.issue("gw@smime-partner.test", KeyKind::Rsa(2048));
+    let tmp = tempfile::tempdir().unwrap();
+    write_directory(
+        tmp.path(),
+        &format!(
+            "[our]\ndomains = [\"clinic.example\"]\n\n[[partner]]\ndomain = \"smime-partner.test\"\n\
+             standards = [\"smime\"]\npolicy = \"required\"\nsmime_certificates = [\"{}\"]\n",
+            partner.cert.display()
+        ),
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    Setup { _pki: pki, tmp, rt }
+}
+
+fn config(s: &Setup, outbound: &str, inbound: &str) -> RelayConfig {
+    RelayConfig {
+        data_dir: s.tmp.path().join("data"),
+        directory: s.tmp.path().join("directory.toml"),
+        internal: ListenerConfig {
+            listen: "127.0.0.1:0".into(),
+            networks: vec!["127.0.0.0/8".into()],
+        },
+        public: ListenerConfig {
+            listen: "127.0.0.1:0".into(),
+            networks: vec!["127.0.0.0/8".into()],
+        },
+        outbound: NextHopConfig {
+            relayhost: outbound.into(),
+        },
+        inbound: NextHopConfig {
+            relayhost: inbound.into(),
+        },
+        retry: RetryConfig {
+            schedule: vec!["1s".into()],
+            give_up_after: "1h".into(),
+        },
+        metrics: String::new(),
+        ..RelayConfig::default()
+    }
+}
+
+fn internal(r: &RunningRelay) -> String {
+    r.internal_addr.unwrap().to_string()
+}
+
+fn spool_len(r: &RunningRelay) -> usize {
+    r.spool().list().unwrap().0.len()
+}
+
+#[test]
+fn an_outage_is_retried_and_everything_arrives_without_a_bounce() {
+    let s = setup();
+    let port = free_port();
+    let our_server = SmtpSink::start(&[]);
+    let relay =
+        s.rt.block_on(postern_relay::start(&config(
+            &s,
+            &format!("127.0.0.1:{port}"),
+            &our_server.addr(),
+        )))
+        .unwrap();
+    for i in 0..20 {
+        let m = tracked_message(&format!("outage-{i}"), "c@gmail.test", "hello");
+        let r = send_mail(
+            &internal(&relay),
+            "ada@clinic.example",
+            &["c@gmail.test"],
+            &m,
+        )
+        .unwrap();
+        assert!(r.starts_with("250"), "{r}");
+    }
+    // Next hop down: everything waits in the spool with the reason, nothing bounces.
+    assert!(wait_until(Duration::from_secs(10), || relay
+        .metrics()
+        .deferred
+        .get()
+        >= 20));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(spool_len(&relay), 20);
+    let (entries, _) = relay.spool().list().unwrap();
+    assert!(entries.iter().all(|e| e.recipients[0]
+        .last_error
+        .as_deref()
+        .is_some_and(|x| x.contains("connect"))));
+    assert!(
+        entries.iter().all(|e| e.attempts >= 2),
+        "retried on schedule"
+    );
+
+    // It comes back: every message arrives, once each, and no DSN was sent.
+    let sink = SmtpSink::start_on(port, &[]);
+    assert!(
+        wait_until(Duration::from_secs(30), || sink.messages().len() >= 20),
+        "{} arrived",
+        sink.messages().len()
+    );
+    let mut ids: Vec<String> = sink
+        .messages()
+        .iter()
+        .filter_map(|(_, m)| message_id(m))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 20);
+    assert!(wait_until(Duration::from_secs(5), || spool_len(&relay) == 0));
+    assert!(
+        our_server.messages().is_empty(),
+        "no bounce before the limit"
+    );
+    assert_eq!(relay.metrics().bounced.get(), 0);
+    s.rt.block_on(relay.shutdown(Duration::from_secs(5)));
+}
+
+#[test]
+fn permanent_refusal_and_giving_up_each_send_one_dsn_to_the_sender() {
+    let s = setup();
+    let refusing = SmtpSink::start(&["-f", "RCPT"]);
+    let our_server = SmtpSink::start(&[]);
+    let relay =
+        s.rt.block_on(postern_relay::start(&config(
+            &s,
+            &refusing.addr(),
+            &our_server.addr(),
+        )))
+        .unwrap();
+    let m = tracked_message("refused-1", "c@gmail.test", "hello");
+    let r = send_mail(
+        &internal(&relay),
+        "ada@clinic.example",
+        &["c@gmail.test"],
+        &m,
+    )
+    .unwrap();
+    assert!(r.starts_with("250"), "{r}");
+    assert!(wait_until(Duration::from_secs(20), || !our_server
+        .messages()
+        .is_empty()));
+    let (rcpts, dsn) = our_server.messages().remove(0);
+    assert_eq!(rcpts, ["ada@clinic.example"]);
+    let t = String::from_utf8_lossy(&dsn).into_owned();
+    assert!(
+        t.contains("multipart/report; report-type=delivery-status"),
+        "{t}"
+    );
+    assert!(t.contains("Final-Recipient: rfc822; c@gmail.test"), "{t}");
+    assert!(t.contains("Action: failed"), "{t}");
+    assert!(t.contains("Status: 5.3.0"), "the next hop's code: {t}");
+    assert!(t.contains("Message-ID: <refused-1@clinic.example>"), "{t}");
+    assert!(!t.contains("\r\nhello\r\n"), "the body is not returned");
+    assert!(wait_until(Duration::from_secs(10), || spool_len(&relay) == 0));
+    s.rt.block_on(relay.shutdown(Duration::from_secs(5)));
+
+    // A next hop that only ever says "try later": retried, then one DSN when the age limit
+    // passes (2 s here; 5 days by default).
+    let s = setup();
+    let deferring = SmtpSink::start(&["-r", "RCPT"]);
+    let our_server = SmtpSink::start(&[]);
+    let mut cfg = config(&s, &deferring.addr(), &our_server.addr());
+    cfg.retry.give_up_after = "2s".into();
+    let relay = s.rt.block_on(postern_relay::start(&cfg)).unwrap();
+    let m = tracked_message("late-1", "c@gmail.test", "hello");
+    let r = send_mail(
+        &internal(&relay),
+        "ada@clinic.example",
+        &["c@gmail.test"],
+        &m,
+    )
+    .unwrap();
+    assert!(r.starts_with("250"), "{r}");
+    assert!(wait_until(Duration::from_secs(20), || !our_server
+        .messages()
+        .is_empty()));
+    std::thread::sleep(Duration::from_secs(2));
+    let dsns = our_server.messages();
+    assert_eq!(dsns.len(), 1, "one DSN only");
+    let t = String::from_utf8_lossy(&dsns[0].1).into_owned();
+    assert!(t.contains("Status: 4.4.7"), "{t}");
+    assert!(t.contains("gave up after"), "{t}");
+    assert!(deferring.messages().is_empty());
+    s.rt.block_on(relay.shutdown(Duration::from_secs(5)));
+}
+
+#[test]
+fn a_required_partner_whose_key_goes_away_never_gets_plaintext() {
+    let s = setup();
+    let sink = SmtpSink::start(&[]);
+    let our_server = SmtpSink::start(&[]);
+    let relay =
+        s.rt.block_on(postern_relay::start(&config(
+            &s,
+            &sink.addr(),
+            &our_server.addr(),
+        )))
+        .unwrap();
+    let secret = "Patient SSN 078-05-1120 diagnosis E11.9";
+    let mut acked = 0;
+    for i in 0..40 {
+        if i == 15 {
+            // The partner's certificate is taken out of the directory in force.
+            let mut dir = (*relay.directory()).clone();
+            dir.partners[0].certificates.clear();
+            relay.replace_directory(dir);
+        }
+        let m = tracked_message(&format!("fc-{i}"), "lab@smime-partner.test", secret);
+        let r = send_mail(
+            &internal(&relay),
+            "ada@clinic.example",
+            &["lab@smime-partner.test"],
+            &m,
+        )
+        .unwrap();
+        assert!(r.starts_with("250"), "{r}");
+        acked += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let got = sink.messages();
+    assert!(
+        got.len() >= 10,
+        "messages before the change were sealed and sent"
+    );
+    for (_, m) in &got {
+        let t = String::from_utf8_lossy(m);
+        assert!(t.contains("application/pkcs7-mime"), "unsealed copy:\n{t}");
+        assert!(!t.contains("078-05-1120"), "plaintext reached the partner");
+    }
+    // Those that could not be sealed wait (or bounced to us), none were dropped.
+    let spooled = spool_len(&relay);
+    let bounced = our_server.messages().len();
+    assert_eq!(
+        got.len() + spooled + bounced,
+        acked,
+        "every message is accounted for"
+    );
+    assert!(spooled + bounced >= 20);
+    for (_, m) in our_server.messages() {
+        let t = String::from_utf8_lossy(&m);
+        assert!(!t.contains("078-05-1120"), "a bounce carried the body");
+    }
+    s.rt.block_on(relay.shutdown(Duration::from_secs(5)));
+}
+
+fn abuse_config(s: &Setup, sink: &SmtpSink) -> RelayConfig {
+    let mut cfg = config(s, &sink.addr(), "dir:inbox");
+    cfg.limits = Limits {
+        max_message_size: 100_000,
+        max_recipients: 100,
+        max_connections: 20,
+        command_timeout_secs: 2,
+        data_timeout_secs: 3,
+        max_errors: 5,
+        ..Limits::default()
+    };
+    cfg
+}
+
+/// The relay still serves a normal client.
+fn still_serves(addr: &str) {
+    let m = tracked_message("after-abuse", "c@gmail.test", "fine");
+    let r = send_mail(addr, "ada@clinic.example", &["c@gmail.test"], &m).unwrap();
+    assert!(r.starts_with("250"), "{r}");
+}
+
+#[test]
+fn abusive_clients_get_their_reply_and_the_relay_keeps_serving() {
+    let s = setup();
+    let sink = SmtpSink::start(&[]);
+    let relay =
+        s.rt.block_on(postern_relay::start(&abuse_config(&s, &sink)))
+            .unwrap();
+    let addr = internal(&relay);
+
+    // Oversize, announced and not announced; the session goes on afterwards.
+    let (mut c, _) = Client::connect(&addr).unwrap();
+    c.cmd("EHLO big.test").unwrap();
+    let r = c.cmd("MAIL FROM:<ada@clinic.example> SIZE=200000").unwrap();
+    assert!(r.starts_with("552 5.3.4"), "{r}");
+    let big = tracked_message("big", "c@gmail.test", &"x".repeat(150_000));
+    let r = c
+        .send("ada@clinic.example", &["c@gmail.test"], &big)
+        .unwrap();
+    assert!(r.starts_with("552 5.3.4"), "{r}");
+    let r = c
+        .send(
+            "ada@clinic.example",
+            &["c@gmail.test"],
+            &tracked_message("small", "c@gmail.test", "ok"),
+        )
+        .unwrap();
+    assert!(r.starts_with("250"), "{r}");
+    let _ = c.cmd("QUIT");
+
+    // 10,000 recipients, pipelined: the first 100 are taken, the rest get 452 4.5.3.
+    let stream = TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let w = std::thread::spawn(move || {
+        let mut b = String::from("EHLO many.test\r\nMAIL FROM:<ada@clinic.example>\r\n");
+        for i in 0..10_000 {
+            b.push_str(&format!("RCPT TO:<r{i}@gmail.test>\r\n"));
+        }
+        b.push_str("QUIT\r\n");
+        writer.write_all(b.as_bytes()).unwrap();
+    });
+    let mut lines = Vec::new();
+    BufReader::new(stream)
+        .lines()
+        .map_while(Result::ok)
+        .for_each(|l| lines.push(l));
+    w.join().unwrap();
+    let ok = lines.iter().filter(|l| l.starts_with("250 2.1.5")).count();
+    let full = lines.iter().filter(|l| l.starts_with("452 4.5.3")).count();
+    assert_eq!((ok, full), (100, 9_900));
+    assert!(lines.last().unwrap().starts_with("221"));
+
+    // Bare LF in the data (the start of SMTP smuggling): refused, connection closed.
+    let (mut c, _) = Client::connect(&addr).unwrap();
+    c.cmd("EHLO lf.test").unwrap();
+    c.cmd("MAIL FROM:<ada@clinic.example>").unwrap();
+    c.cmd("RCPT TO:<c@gmail.test>").unwrap();
+    c.cmd("DATA").unwrap();
+    c.raw(b"Subject: x\r\n\r\nbody\n.\nMAIL FROM:<evil@x.test>\r\n.\r\n")
+        .unwrap();
+    let r = c.reply().unwrap();
+    assert!(r.starts_with("521 5.5.2"), "{r}");
+    assert!(c.reply().is_err(), "closed after 521");
+
+    // Binary garbage: error replies, then 421 and a closed connection.
+    let (mut c, _) = Client::connect(&addr).unwrap();
+    let mut garbage = Vec::new();
+    let mut x: u32 = 0x1234_5678;
+    for _ in 0..20_000 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        garbage.push((x >> 16) as u8);
+    }
+    let _ = c.raw(&garbage);
+    let _ = c.raw(b"\r\n");
+    let mut last = String::new();
+    while let Ok(r) = c.reply() {
+        last = r;
+    }
+    assert!(last.starts_with("421"), "{last}");
+
+    // Slowloris: a byte at a time never completes a command before the timeout.
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    while start.elapsed() < Duration::from_secs(8) {
+        if slow.write_all(b"E").is_err() {
+            break;
+        }
+        let mut buf = [0u8; 512];
+        match slow.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    let seen = String::from_utf8_lossy(&seen).into_owned();
+    assert!(seen.contains("421 4.4.2"), "{seen}");
+    assert!(
+        start.elapsed() < Duration::from_secs(6),
+        "cut off by the timeout"
+    );
+
+    // Too many connections at once: the one over the limit gets 421.
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(Client::connect(&addr).unwrap());
+    }
+    let mut over = TcpStream::connect(&addr).unwrap();
+    over.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = String::new();
+    let _ = over.read_to_string(&mut buf);
+    assert!(buf.starts_with("421 4.3.2"), "{buf}");
+    drop(held);
+
+    // Commands out of order (once the held sessions have gone).
+    let mut c = None;
+    assert!(wait_until(Duration::from_secs(5), || {
+        let (client, greeting) = Client::connect(&addr).unwrap();
+        c = Some(client);
+        greeting.starts_with("220")
+    }));
+    let mut c = c.unwrap();
+    assert!(c.cmd("DATA").unwrap().starts_with("503"));
+    assert!(c.cmd("RCPT TO:<a@b.test>").unwrap().starts_with("503"));
+    assert!(c.cmd("MAIL FROM:<x@y.test>").unwrap().starts_with("503"));
+    let _ = c.cmd("QUIT");
+
+    std::thread::sleep(Duration::from_millis(500));
+    still_serves(&addr);
+    assert!(wait_until(Duration::from_secs(10), || sink
+        .messages()
+        .iter()
+        .any(
+            |(_, m)| message_id(m).as_deref() == Some("after-abuse@clinic.example")
+        )));
+    s.rt.block_on(relay.shutdown(Duration::from_secs(5)));
+}
+
+#[test]
+fn clients_outside_the_configured_networks_are_refused() {
+    let s = setup();
+    let sink = SmtpSink::start(&[]);
+    let mut cfg = abuse_config(&s, &sink);
+    cfg.internal.networks = vec!["10.0.0.0/8".into()];
+    let relay = s.rt.block_on(postern_relay::start(&cfg)).unwrap();
+    let (_, greeting) = Client::connect(&internal(&relay)).unwrap();
+    assert!(greeting.starts_with("554 5.7.1"), "{greeting}");
+    s.rt.block_on(relay.shutdown(Duration::from_secs(5)));
+}
