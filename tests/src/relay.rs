@@ -87,6 +87,13 @@ impl SmtpSink {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// How many messages arrived so far (cheap: counts files, reads none).
+    pub fn count(&self) -> usize {
+        std::fs::read_dir(self.dir.path())
+            .map(|d| d.flatten().count())
+            .unwrap_or(0)
+    }
+
     /// Every message received so far: (envelope recipients, message without the sink's own
     /// `X-*-Args`/`X-Client-*` lines and `Received` field).
     pub fn messages(&self) -> Vec<(Vec<String>, Vec<u8>)> {

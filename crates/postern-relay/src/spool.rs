@@ -1,11 +1,15 @@
-//! The durable spool. A message is two files in `queue/`: `ID.eml` (the data) and `ID.json`
-//! (envelope and per-recipient state). Both are written to `tmp/`, fsynced and renamed in, the
-//! JSON last: its rename, followed by an fsync of the directory, is the commit point after which
-//! the SMTP client may hear 250. Whatever a crash leaves in `tmp/`, or an `.eml` without its
-//! `.json`, was never acknowledged and is removed at start-up.
+//! The durable spool. A message is one file, `queue/ID.msg`: its envelope as one line of JSON,
+//! then the data. It is written to `tmp/`, fsynced and renamed in; that rename, followed by an
+//! fsync of `queue/`, is the commit point after which the SMTP client may hear 250 (two fsyncs
+//! per message, as few as durability allows). Later state (per-recipient outcomes, the next
+//! attempt) goes to `queue/ID.state`, which overrides the envelope line when present.
+//!
+//! Removal is an unlink without an fsync: if a crash undoes it, the message is delivered again
+//! (at-least-once, like Postfix) — never lost. Whatever a crash leaves in `tmp/`, or a `.state`
+//! without its `.msg`, was never acknowledged or is finished, and is removed at start-up.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -147,7 +151,7 @@ impl Spool {
         }
         for e in fs::read_dir(spool.queue())? {
             let p = e?.path();
-            if p.extension().is_some_and(|x| x == "eml") && !p.with_extension("json").exists() {
+            if p.extension().is_some_and(|x| x == "state") && !p.with_extension("msg").exists() {
                 fs::remove_file(&p)?;
             }
         }
@@ -173,12 +177,12 @@ impl Spool {
         self.root.join("queue")
     }
 
-    fn data_path(&self, id: &str) -> PathBuf {
-        self.queue().join(format!("{id}.eml"))
+    fn msg_path(&self, id: &str) -> PathBuf {
+        self.queue().join(format!("{id}.msg"))
     }
 
-    fn meta_path(&self, id: &str) -> PathBuf {
-        self.queue().join(format!("{id}.json"))
+    fn state_path(&self, id: &str) -> PathBuf {
+        self.queue().join(format!("{id}.state"))
     }
 
     /// A new queue ID: time-ordered, unique across restarts (time, counter and random bits).
@@ -197,18 +201,12 @@ impl Spool {
     /// Writes a new message durably. When this returns `Ok`, the message survives a crash.
     pub fn accept(&self, entry: &Entry, data: &[u8]) -> io::Result<()> {
         check_id(&entry.id)?;
-        let tmp_data = self.tmp().join(format!("{}.eml", entry.id));
-        write_synced(&tmp_data, data)?;
-        fs::rename(&tmp_data, self.data_path(&entry.id))?;
-        self.write_meta(entry)?;
-        Ok(())
-    }
-
-    fn write_meta(&self, entry: &Entry) -> io::Result<()> {
-        let tmp_meta = self.tmp().join(format!("{}.json", entry.id));
-        let json = serde_json::to_vec_pretty(entry).map_err(io::Error::other)?;
-        write_synced(&tmp_meta, &json)?;
-        fs::rename(&tmp_meta, self.meta_path(&entry.id))?;
+        let tmp = self.tmp().join(format!("{}.msg", entry.id));
+        let mut file = serde_json::to_vec(entry).map_err(io::Error::other)?;
+        file.push(b'\n');
+        file.extend_from_slice(data);
+        write_synced(&tmp, &file)?;
+        fs::rename(&tmp, self.msg_path(&entry.id))?;
         sync_dir(&self.queue())
     }
 
@@ -216,55 +214,70 @@ impl Spool {
     /// meanwhile (`queue delete`), so a worker never resurrects it.
     pub fn update(&self, entry: &Entry) -> io::Result<bool> {
         check_id(&entry.id)?;
-        if !self.data_path(&entry.id).exists() {
+        if !self.msg_path(&entry.id).exists() {
             return Ok(false);
         }
-        self.write_meta(entry)?;
+        let tmp = self.tmp().join(format!("{}.state", entry.id));
+        let json = serde_json::to_vec_pretty(entry).map_err(io::Error::other)?;
+        write_synced(&tmp, &json)?;
+        fs::rename(&tmp, self.state_path(&entry.id))?;
+        sync_dir(&self.queue())?;
         Ok(true)
     }
 
     /// Reads one message's state (`None`: not in the spool).
     pub fn entry(&self, id: &str) -> io::Result<Option<Entry>> {
         check_id(id)?;
-        match fs::read(self.meta_path(id)) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{id}: {e}"))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+        let bad =
+            |e: serde_json::Error| io::Error::new(io::ErrorKind::InvalidData, format!("{id}: {e}"));
+        match fs::read(self.state_path(id)) {
+            Ok(b) if self.msg_path(id).exists() => {
+                return serde_json::from_slice(&b).map(Some).map_err(bad)
+            }
+            Ok(_) => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
+        let f = match File::open(self.msg_path(id)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut line = Vec::new();
+        io::BufReader::new(f).read_until(b'\n', &mut line)?;
+        serde_json::from_slice(&line).map(Some).map_err(bad)
     }
 
     /// Reads one message's data.
     pub fn data(&self, id: &str) -> io::Result<Vec<u8>> {
         check_id(id)?;
-        fs::read(self.data_path(id))
+        let mut file = fs::read(self.msg_path(id))?;
+        let start = memchr::memchr(b'\n', &file).map_or(file.len(), |i| i + 1);
+        file.drain(..start);
+        Ok(file)
     }
 
-    /// Removes a message: the state first (the commit point), then the data.
+    /// Removes a message: its state first, then the message (no fsync: see the module docs).
     pub fn remove(&self, id: &str) -> io::Result<()> {
         check_id(id)?;
-        match fs::remove_file(self.meta_path(id)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+        for p in [self.state_path(id), self.msg_path(id)] {
+            match fs::remove_file(p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
         }
-        match fs::remove_file(self.data_path(id)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        sync_dir(&self.queue())
+        Ok(())
     }
 
-    /// Every message in the spool, oldest first. Unreadable state files are skipped (and
-    /// reported in the second list) rather than stopping the queue.
+    /// Every message in the spool, oldest first. Unreadable entries are skipped (and reported
+    /// in the second list) rather than stopping the queue.
     pub fn list(&self) -> io::Result<(Vec<Entry>, Vec<String>)> {
         let mut out = Vec::new();
         let mut bad = Vec::new();
         for e in fs::read_dir(self.queue())? {
             let p = e?.path();
-            if p.extension().is_none_or(|x| x != "json") {
+            if p.extension().is_none_or(|x| x != "msg") {
                 continue;
             }
             let Some(id) = p.file_stem().and_then(|s| s.to_str()) else {
@@ -363,13 +376,13 @@ mod tests {
     fn half_written_messages_are_dropped_at_open() {
         let d = tempfile::tempdir().unwrap();
         let s = Spool::open(d.path()).unwrap();
-        fs::write(d.path().join("queue/ORPHAN.eml"), b"x").unwrap();
-        fs::write(d.path().join("tmp/PART.eml"), b"x").unwrap();
+        fs::write(d.path().join("queue/ORPHAN.state"), b"x").unwrap();
+        fs::write(d.path().join("tmp/PART.msg"), b"x").unwrap();
         let id = Spool::new_id();
         s.accept(&entry(&id), b"abc").unwrap();
         let s = Spool::open(d.path()).unwrap();
-        assert!(!d.path().join("queue/ORPHAN.eml").exists());
-        assert!(!d.path().join("tmp/PART.eml").exists());
+        assert!(!d.path().join("queue/ORPHAN.state").exists());
+        assert!(!d.path().join("tmp/PART.msg").exists());
         assert_eq!(s.list().unwrap().0.len(), 1);
     }
 
