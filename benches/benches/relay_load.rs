@@ -2,12 +2,15 @@
 //!
 //! A small SMTP load client (N sessions in parallel, M messages of 10 KB each per session,
 //! MAIL/RCPT/DATA repeated in one session) sends to:
-//!   1. postern-relay, plain mail (not a partner)        → smtp-sink
-//!   2. postern-relay, mail to a required S/MIME partner → smtp-sink (sealed, RSA-2048)
-//!   3. Postfix (private instance), plain relaying       → smtp-sink   (the reference)
-//! (three rounds, the Postfix reference first in each) and reports medians, per scenario: accept latency p50/p99 (MAIL FROM to the 250 after DATA),
-//! accepted messages/s, and end-to-end messages/s (first MAIL until the sink holds them all).
-//! Both MTAs fsync before 250. Needs root (Postfix's master) and the postfix package.
+//!
+//! 1. postern-relay, plain mail (not a partner) → smtp-sink;
+//! 2. postern-relay, mail to a required S/MIME partner → smtp-sink (sealed, RSA-2048);
+//! 3. Postfix (private instance), plain relaying → smtp-sink: the reference.
+//!
+//! Three rounds, the Postfix reference first in each; the medians are reported per scenario:
+//! accept latency p50/p99 (MAIL FROM to the 250 after DATA), accepted messages/s, and
+//! end-to-end messages/s (first MAIL until the sink holds them all). Both MTAs fsync before
+//! 250. Needs root (Postfix's master) and the postfix package.
 //!
 //! `cargo bench -p postern-benches --bench relay_load [-- SESSIONS MESSAGES_PER_SESSION]`
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench: a panic is a failure report
