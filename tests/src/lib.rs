@@ -227,6 +227,19 @@ impl Pki {
         eku: &str,
         days: u32,
     ) -> EndEntity {
+        let ext = format!(
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,{ku}\nextendedKeyUsage={eku}\nsubjectAltName=email:{email}\nsubjectKeyIdentifier=hash\n"
+        );
+        self.issue_raw(email, kind, &ext, days)
+    }
+
+    /// A TLS server certificate for 127.0.0.1 and localhost (serverAuth), valid two days.
+    pub fn issue_tls_server(&self) -> EndEntity {
+        let ext = "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\nsubjectKeyIdentifier=hash\n";
+        self.issue_raw("localhost", KeyKind::Rsa(2048), ext, 2)
+    }
+
+    fn issue_raw(&self, email: &str, kind: KeyKind, ext_text: &str, days: u32) -> EndEntity {
         let n = self
             .serial
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
@@ -269,13 +282,7 @@ impl Pki {
                 .arg(&csr),
             b"",
         );
-        std::fs::write(
-            &ext,
-            format!(
-                "basicConstraints=CA:FALSE\nkeyUsage=critical,{ku}\nextendedKeyUsage={eku}\nsubjectAltName=email:{email}\nsubjectKeyIdentifier=hash\n"
-            ),
-        )
-        .unwrap();
+        std::fs::write(&ext, ext_text).unwrap();
         let mut cmd = openssl();
         cmd.args(["x509", "-req", "-in"])
             .arg(&csr)

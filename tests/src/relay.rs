@@ -169,6 +169,11 @@ pub struct Postfix {
 impl Postfix {
     /// Configures and starts an instance that relays all mail to `127.0.0.1:relay_port`.
     pub fn start(relay_port: u16) -> Postfix {
+        Self::start_with(relay_port, "")
+    }
+
+    /// As [`Postfix::start`], with further `main.cf` lines (later lines win in Postfix).
+    pub fn start_with(relay_port: u16, extra_main_cf: &str) -> Postfix {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         let port = free_port();
@@ -198,14 +203,19 @@ impl Postfix {
              smtpd_relay_restrictions = permit_mynetworks, reject\n\
              maillog_file = {d}/maillog\n\
              maillog_file_prefixes = {d}\n\
-             smtp_tls_security_level = none\n\
+             alias_maps =\n\
+             alias_database =\n\
              message_size_limit = 52428800\n\
              default_process_limit = 50\n\
              smtp_destination_concurrency_limit = 20\n\
              default_destination_concurrency_limit = 20\n\
              queue_run_delay = 1s\n\
              minimal_backoff_time = 1s\n\
-             maximal_backoff_time = 2s\n",
+             maximal_backoff_time = 2s\n\
+             smtp_tls_loglevel = 1\n\
+             smtpd_tls_loglevel = 1\n\
+             smtp_tls_security_level = may\n\
+             {extra_main_cf}\n",
             d = d.display()
         );
         std::fs::write(d.join("conf/main.cf"), main_cf).expect("main.cf");
@@ -213,6 +223,7 @@ impl Postfix {
         let master_cf = format!(
             "127.0.0.1:{port} inet n - n - - smtpd\n\
              pickup unix n - n 60 1 pickup\n\
+             tlsmgr unix - - n 1000? 1 tlsmgr\n\
              cleanup unix n - n - 0 cleanup\n\
              qmgr unix n - n 300 1 qmgr\n\
              rewrite unix - - n - - trivial-rewrite\n\

@@ -64,6 +64,22 @@ pub struct RelayConfig {
     pub workers: usize,
     /// Prometheus endpoint (`GET /metrics`); empty: none.
     pub metrics: String,
+    /// STARTTLS certificate and the roots for verifying next hops.
+    pub tls: TlsConfig,
+}
+
+/// TLS settings. Without a certificate the relay generates a self-signed one at start (fine
+/// for opportunistic STARTTLS, which is all most senders do; configure a real one for peers
+/// that verify).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain for our listeners.
+    pub certificate: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) for it.
+    pub key: PathBuf,
+    /// Extra PEM CA certificates trusted when verifying next hops (besides the Mozilla roots).
+    pub ca_file: PathBuf,
 }
 
 impl Default for RelayConfig {
@@ -91,6 +107,7 @@ impl Default for RelayConfig {
             subject_trigger: "[secure]".into(),
             workers: 8,
             metrics: "127.0.0.1:9725".into(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -235,8 +252,14 @@ impl RelayConfig {
 
     /// Makes relative paths absolute against `base`.
     pub fn resolve_paths(&mut self, base: &Path) {
-        for p in [&mut self.data_dir, &mut self.directory] {
-            if p.is_relative() {
+        for p in [
+            &mut self.data_dir,
+            &mut self.directory,
+            &mut self.tls.certificate,
+            &mut self.tls.key,
+            &mut self.tls.ca_file,
+        ] {
+            if p.is_relative() && !p.as_os_str().is_empty() {
                 *p = base.join(&*p);
             }
         }

@@ -101,6 +101,7 @@ async fn process_inner(shared: &Shared, id: &str) -> std::io::Result<Option<u64>
                     data: &message,
                     tls_required,
                     wait: shared.settings.delivery_timeout,
+                    tls: &shared.settings.tls,
                 };
                 shared.metrics.delivery_attempts.inc();
                 let outcomes = transport::deliver(hop, &h).await;

@@ -24,6 +24,7 @@ use crate::metrics::{self, Metrics};
 use crate::process::process;
 use crate::scheduler::Scheduler;
 use crate::smtp::server::{session, Role};
+use crate::smtp::tls::TlsContext;
 use crate::spool::{RcptState, Spool};
 use crate::util::unix_ms;
 
@@ -48,6 +49,8 @@ pub struct Settings {
     pub max_age: Duration,
     /// Per-reply timeout towards next hops.
     pub delivery_timeout: Duration,
+    /// STARTTLS both ways.
+    pub tls: TlsContext,
 }
 
 /// State shared by every task of one relay.
@@ -152,7 +155,11 @@ pub async fn start_with(
         retry: cfg.retry.delays()?,
         max_age: cfg.retry.max_age()?,
         delivery_timeout: Duration::from_secs(cfg.limits.delivery_timeout_secs),
+        tls: TlsContext::new(&cfg.tls, &cfg.hostname)?,
     };
+    if settings.tls.self_signed {
+        tracing::info!("no tls.certificate configured: STARTTLS uses a generated self-signed one");
+    }
     let dir_err = |message: String| StartError::Directory {
         path: cfg.directory.clone(),
         message,

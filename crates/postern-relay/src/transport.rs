@@ -6,7 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::config::NextHop;
-use crate::smtp::client::{self, Outcome};
+use crate::smtp::client::{self, Outcome, TlsPolicy};
+use crate::smtp::tls::TlsContext;
 
 /// One copy to hand over.
 #[derive(Debug)]
@@ -25,6 +26,8 @@ pub struct Handover<'a> {
     pub tls_required: bool,
     /// Per-reply timeout.
     pub wait: Duration,
+    /// TLS connectors.
+    pub tls: &'a TlsContext,
 }
 
 /// Delivers one copy; one outcome per recipient, in order.
@@ -38,16 +41,24 @@ pub async fn deliver(hop: &NextHop, h: &Handover<'_>) -> Vec<Outcome> {
             };
             vec![o; h.rcpts.len()]
         }
-        // Fail closed: this relay has no SMTP client TLS yet, so a copy that may only travel
-        // over verified TLS waits (and eventually bounces) rather than going out in clear.
-        NextHop::Smtp(addr) if h.tls_required => vec![
-            Outcome::Temporary(format!(
-                "policy requires verified TLS to {addr}, which this relay cannot offer yet"
-            ));
-            h.rcpts.len()
-        ],
         NextHop::Smtp(addr) => {
-            client::send(addr, h.helo, h.mail_from, h.rcpts, h.data, h.wait).await
+            // A copy that may only travel over verified TLS waits rather than go out in clear.
+            let policy = if h.tls_required {
+                TlsPolicy::Verified
+            } else {
+                TlsPolicy::Opportunistic
+            };
+            client::send(
+                addr,
+                h.helo,
+                h.mail_from,
+                h.rcpts,
+                h.data,
+                h.wait,
+                h.tls,
+                policy,
+            )
+            .await
         }
     }
 }

@@ -6,7 +6,11 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
+use tokio_rustls::rustls::pki_types::ServerName;
+
 use super::lines::{read_line, trim_eol, Line};
+use super::server::Io;
+use super::tls::{server_name, TlsContext};
 
 /// What the next hop said about one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,9 +28,19 @@ pub enum Outcome {
 struct Reply {
     code: u16,
     text: String,
+    lines: Vec<String>,
 }
 
 impl Reply {
+    /// Whether an EHLO reply lists this extension keyword.
+    fn has_keyword(&self, kw: &str) -> bool {
+        self.lines.iter().any(|l| {
+            l.split_whitespace()
+                .next()
+                .is_some_and(|w| w.eq_ignore_ascii_case(kw))
+        })
+    }
+
     fn outcome(&self, what: &str) -> Outcome {
         let t = format!("{what}: {} {}", self.code, self.text);
         if self.code >= 500 {
@@ -37,13 +51,31 @@ impl Reply {
     }
 }
 
-/// Why a transaction could not even start (every recipient is temporary then).
+/// Why a transaction could not be completed (every recipient is temporary then).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct Trouble(String);
+enum Trouble {
+    /// The connection failed or the peer misbehaved.
+    #[error("{0}")]
+    Io(String),
+    /// TLS could not be set up as the policy asks.
+    #[error("{0}")]
+    Tls(String),
+}
+
+/// How TLS is used towards a next hop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsPolicy {
+    /// STARTTLS when offered, any certificate; plaintext if not offered or if the handshake
+    /// fails (then the transaction is tried once more without it), as Postfix's `may` does.
+    Opportunistic,
+    /// STARTTLS required and the certificate verified (chain and name). Anything else is a
+    /// temporary failure: the copy waits, it never goes out in clear.
+    Verified,
+}
 
 /// Sends one message to `addr` (`HOST:PORT`). Returns one outcome per recipient, in order.
 /// `data` is sent with CRLF line ends and dot-stuffing.
+#[allow(clippy::too_many_arguments)] // the transaction's parts; one call site
 pub async fn send(
     addr: &str,
     helo: &str,
@@ -51,87 +83,140 @@ pub async fn send(
     rcpts: &[String],
     data: &[u8],
     wait: Duration,
+    tls: &TlsContext,
+    policy: TlsPolicy,
 ) -> Vec<Outcome> {
-    match transaction(addr, helo, mail_from, rcpts, data, wait).await {
+    let t = Transaction {
+        addr,
+        helo,
+        mail_from,
+        rcpts,
+        data,
+        wait,
+    };
+    let first = t.run(Some((tls, policy))).await;
+    let second = match first {
+        Err(Trouble::Tls(why)) if policy == TlsPolicy::Opportunistic => {
+            tracing::info!(next_hop = %addr, error = %why, "opportunistic TLS failed; sending without");
+            t.run(None).await
+        }
+        other => other,
+    };
+    match second {
         Ok(v) => v,
-        Err(Trouble(why)) => vec![Outcome::Temporary(why); rcpts.len()],
+        Err(e) => vec![Outcome::Temporary(e.to_string()); rcpts.len()],
     }
 }
 
-async fn transaction(
-    addr: &str,
-    helo: &str,
-    mail_from: Option<&str>,
-    rcpts: &[String],
-    data: &[u8],
+struct Transaction<'a> {
+    addr: &'a str,
+    helo: &'a str,
+    mail_from: Option<&'a str>,
+    rcpts: &'a [String],
+    data: &'a [u8],
     wait: Duration,
-) -> Result<Vec<Outcome>, Trouble> {
-    let sock = timeout(wait, TcpStream::connect(addr))
-        .await
-        .map_err(|_| Trouble(format!("connect to {addr}: timed out")))?
-        .map_err(|e| Trouble(format!("connect to {addr}: {e}")))?;
-    let _ = sock.set_nodelay(true);
-    let mut c = Client {
-        io: BufReader::new(sock),
-        wait,
-    };
-    let greeting = c.reply().await?;
-    if greeting.code != 220 {
-        return Ok(vec![greeting.outcome("greeting"); rcpts.len()]);
-    }
-    let ehlo = c.command(&format!("EHLO {helo}")).await?;
-    let eightbit = ehlo.text.to_ascii_uppercase().contains("8BITMIME");
-    if ehlo.code != 250 {
-        let helo_reply = c.command(&format!("HELO {helo}")).await?;
-        if helo_reply.code != 250 {
-            return Ok(vec![helo_reply.outcome("HELO"); rcpts.len()]);
+}
+
+impl Transaction<'_> {
+    async fn run(&self, tls: Option<(&TlsContext, TlsPolicy)>) -> Result<Vec<Outcome>, Trouble> {
+        let (addr, rcpts, wait) = (self.addr, self.rcpts, self.wait);
+        let sock = timeout(wait, TcpStream::connect(addr))
+            .await
+            .map_err(|_| Trouble::Io(format!("connect to {addr}: timed out")))?
+            .map_err(|e| Trouble::Io(format!("connect to {addr}: {e}")))?;
+        let _ = sock.set_nodelay(true);
+        let mut c = Client {
+            io: BufReader::new(Box::new(sock)),
+            wait,
+        };
+        let greeting = c.reply().await?;
+        if greeting.code != 220 {
+            return Ok(vec![greeting.outcome("greeting"); rcpts.len()]);
         }
-    }
-    // 8-bit data goes to a hop without 8BITMIME as it is: refusing would bounce mail that
-    // almost every real server takes, and converting would break signatures.
-    let body = if eightbit && data.iter().any(|b| *b >= 0x80) {
-        " BODY=8BITMIME"
-    } else {
-        ""
-    };
-    let from = c
-        .command(&format!("MAIL FROM:<{}>{body}", mail_from.unwrap_or("")))
-        .await?;
-    if from.code != 250 {
-        let o = from.outcome("MAIL FROM");
-        c.quit().await;
-        return Ok(vec![o; rcpts.len()]);
-    }
-    let mut out = Vec::with_capacity(rcpts.len());
-    let mut accepted = 0;
-    for r in rcpts {
-        let rep = c.command(&format!("RCPT TO:<{r}>")).await?;
-        if rep.code / 100 == 2 {
-            accepted += 1;
-            out.push(None);
+        let mut ehlo = c.command(&format!("EHLO {}", self.helo)).await?;
+        if ehlo.code != 250 {
+            if matches!(tls, Some((_, TlsPolicy::Verified))) {
+                return Err(Trouble::Tls(format!(
+                    "{addr} does not speak ESMTP, and policy requires TLS"
+                )));
+            }
+            let helo_reply = c.command(&format!("HELO {}", self.helo)).await?;
+            if helo_reply.code != 250 {
+                return Ok(vec![helo_reply.outcome("HELO"); rcpts.len()]);
+            }
+        }
+        if let Some((ctx, policy)) = tls {
+            let offered = ehlo.code == 250 && ehlo.has_keyword("STARTTLS");
+            if offered {
+                let go = c.command("STARTTLS").await?;
+                if go.code != 220 {
+                    return Err(Trouble::Tls(format!(
+                        "STARTTLS refused: {} {}",
+                        go.code, go.text
+                    )));
+                }
+                c = c.upgrade(ctx, policy, addr).await?;
+                ehlo = c.command(&format!("EHLO {}", self.helo)).await?;
+                if ehlo.code != 250 {
+                    return Ok(vec![ehlo.outcome("EHLO after STARTTLS"); rcpts.len()]);
+                }
+            } else if policy == TlsPolicy::Verified {
+                c.quit().await;
+                return Err(Trouble::Tls(format!(
+                    "{addr} does not offer STARTTLS, and policy requires TLS"
+                )));
+            }
+        }
+        let eightbit = ehlo.has_keyword("8BITMIME");
+        // 8-bit data goes to a hop without 8BITMIME as it is: refusing would bounce mail that
+        // almost every real server takes, and converting would break signatures.
+        let body = if eightbit && self.data.iter().any(|b| *b >= 0x80) {
+            " BODY=8BITMIME"
         } else {
-            out.push(Some(rep.outcome("RCPT TO")));
+            ""
+        };
+        let from = c
+            .command(&format!(
+                "MAIL FROM:<{}>{body}",
+                self.mail_from.unwrap_or("")
+            ))
+            .await?;
+        if from.code != 250 {
+            let o = from.outcome("MAIL FROM");
+            c.quit().await;
+            return Ok(vec![o; rcpts.len()]);
         }
-    }
-    if accepted == 0 {
+        let mut out = Vec::with_capacity(rcpts.len());
+        let mut accepted = 0;
+        for r in rcpts {
+            let rep = c.command(&format!("RCPT TO:<{r}>")).await?;
+            if rep.code / 100 == 2 {
+                accepted += 1;
+                out.push(None);
+            } else {
+                out.push(Some(rep.outcome("RCPT TO")));
+            }
+        }
+        if accepted == 0 {
+            c.quit().await;
+            return Ok(out.into_iter().flatten().collect());
+        }
+        let go = c.command("DATA").await?;
+        if go.code != 354 {
+            let o = go.outcome("DATA");
+            c.quit().await;
+            return Ok(out.into_iter().map(|x| x.unwrap_or(o.clone())).collect());
+        }
+        c.write(&stuffed(self.data)).await?;
+        let done = c.reply().await?;
+        let o = if done.code / 100 == 2 {
+            Outcome::Delivered
+        } else {
+            done.outcome("end of DATA")
+        };
         c.quit().await;
-        return Ok(out.into_iter().flatten().collect());
+        Ok(out.into_iter().map(|x| x.unwrap_or(o.clone())).collect())
     }
-    let go = c.command("DATA").await?;
-    if go.code != 354 {
-        let o = go.outcome("DATA");
-        c.quit().await;
-        return Ok(out.into_iter().map(|x| x.unwrap_or(o.clone())).collect());
-    }
-    c.write(&stuffed(data)).await?;
-    let done = c.reply().await?;
-    let o = if done.code / 100 == 2 {
-        Outcome::Delivered
-    } else {
-        done.outcome("end of DATA")
-    };
-    c.quit().await;
-    Ok(out.into_iter().map(|x| x.unwrap_or(o.clone())).collect())
 }
 
 /// CRLF line ends, leading dots doubled, and the final `.` line.
@@ -154,16 +239,48 @@ fn stuffed(data: &[u8]) -> Vec<u8> {
 }
 
 struct Client {
-    io: BufReader<TcpStream>,
+    io: BufReader<Box<dyn Io>>,
     wait: Duration,
 }
 
 impl Client {
+    /// Runs the TLS handshake over this connection (after the 220 to STARTTLS).
+    async fn upgrade(
+        self,
+        ctx: &TlsContext,
+        policy: TlsPolicy,
+        addr: &str,
+    ) -> Result<Client, Trouble> {
+        let (connector, name) = match policy {
+            TlsPolicy::Verified => (
+                &ctx.verified,
+                server_name(addr)
+                    .ok_or_else(|| Trouble::Tls(format!("{addr}: no name to verify")))?,
+            ),
+            // Any name will do when nothing is verified.
+            TlsPolicy::Opportunistic => (
+                &ctx.opportunistic,
+                server_name(addr)
+                    .unwrap_or_else(|| ServerName::from(std::net::IpAddr::from([0, 0, 0, 0]))),
+            ),
+        };
+        let wait = self.wait;
+        let plain = self.io.into_inner();
+        let tls = timeout(wait, connector.connect(name, plain))
+            .await
+            .map_err(|_| Trouble::Tls("TLS handshake timed out".into()))?
+            .map_err(|e| Trouble::Tls(format!("TLS handshake with {addr}: {e}")))?;
+        Ok(Client {
+            io: BufReader::new(Box::new(tls)),
+            wait,
+        })
+    }
+
     async fn write(&mut self, bytes: &[u8]) -> Result<(), Trouble> {
         timeout(self.wait, self.io.get_mut().write_all(bytes))
             .await
-            .map_err(|_| Trouble("timed out sending".into()))?
-            .map_err(|e| Trouble(format!("sending: {e}")))
+            .map_err(|_| Trouble::Io("timed out sending".into()))?
+            .map_err(|e| Trouble::Io(format!("sending: {e}")))
     }
 
     async fn command(&mut self, line: &str) -> Result<Reply, Trouble> {
@@ -176,31 +293,35 @@ impl Client {
     /// Reads a (multi-line) reply; at most 100 lines of 4 KiB, so a hostile hop cannot stall us.
     async fn reply(&mut self) -> Result<Reply, Trouble> {
         let mut text = String::new();
+        let mut lines = Vec::new();
         let mut buf = Vec::new();
         for _ in 0..100 {
             let got = timeout(self.wait, read_line(&mut self.io, &mut buf, 4096))
                 .await
-                .map_err(|_| Trouble("timed out waiting for a reply".into()))?
-                .map_err(|e| Trouble(format!("reading a reply: {e}")))?;
+                .map_err(|_| Trouble::Io("timed out waiting for a reply".into()))?
+                .map_err(|e| Trouble::Io(format!("reading a reply: {e}")))?;
             if got != Line::Complete {
-                return Err(Trouble("connection closed or reply line too long".into()));
+                return Err(Trouble::Io(
+                    "connection closed or reply line too long".into(),
+                ));
             }
             let l = trim_eol(&buf);
             let code = std::str::from_utf8(l.get(..3).unwrap_or_default())
                 .ok()
                 .and_then(|c| c.parse::<u16>().ok())
                 .filter(|c| (200..600).contains(c))
-                .ok_or_else(|| Trouble("not an SMTP reply".into()))?;
+                .ok_or_else(|| Trouble::Io("not an SMTP reply".into()))?;
             let rest = String::from_utf8_lossy(l.get(4..).unwrap_or_default());
             if !text.is_empty() {
                 text.push(' ');
             }
             text.push_str(rest.trim());
+            lines.push(rest.trim().to_string());
             if l.get(3) != Some(&b'-') {
-                return Ok(Reply { code, text });
+                return Ok(Reply { code, text, lines });
             }
         }
-        Err(Trouble("reply too long".into()))
+        Err(Trouble::Io("reply too long".into()))
     }
 
     async fn quit(&mut self) {

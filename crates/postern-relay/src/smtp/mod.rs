@@ -4,3 +4,4 @@ pub mod client;
 pub mod command;
 pub mod lines;
 pub mod server;
+pub mod tls;

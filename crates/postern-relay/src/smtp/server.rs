@@ -108,6 +108,7 @@ async fn run(
     let command_timeout = Duration::from_secs(limits.command_timeout_secs);
     let mut helo: Option<String> = None;
     let mut tx: Option<Transaction> = None;
+    let mut tls = false;
     let mut errors = 0usize;
     let mut line = Vec::with_capacity(256);
     loop {
@@ -136,6 +137,9 @@ async fn run(
                 c.reply("250-8BITMIME");
                 c.reply("250-SMTPUTF8");
                 c.reply("250-DSN");
+                if !tls {
+                    c.reply("250-STARTTLS");
+                }
                 c.reply("250 ENHANCEDSTATUSCODES");
             }
             Command::Helo(name) => {
@@ -213,7 +217,7 @@ async fn run(
                         }
                         Data::Message(bytes) => {
                             let hello = helo.as_deref().unwrap_or("unknown");
-                            let reply = store(shared, role, peer, hello, t, bytes).await;
+                            let reply = store(shared, role, peer, hello, tls, t, bytes).await;
                             c.reply(&reply);
                         }
                     }
@@ -239,7 +243,35 @@ async fn run(
             }
             Command::Vrfy => c.reply("252 2.5.2 cannot verify, but will try delivery"),
             Command::Help => c.reply("214 2.0.0 see RFC 5321"),
-            Command::StartTls | Command::Auth | Command::Bdat => {
+            Command::StartTls if tls => {
+                c.reply("503 5.5.1 TLS already active");
+                failed = true;
+            }
+            Command::StartTls => {
+                c.reply("220 2.0.0 ready to start TLS");
+                c.flush().await?;
+                // into_inner drops whatever the client pipelined after STARTTLS: those bytes
+                // came in clear and must not be read as commands inside TLS (CVE-2011-0411).
+                let plain = c.io.into_inner();
+                let handshake =
+                    tokio::time::timeout(command_timeout, cfg.tls.acceptor.accept(plain)).await;
+                let stream = match handshake {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return Ok(());
+                    }
+                    Err(_) => return Ok(()),
+                };
+                c = Conn {
+                    io: BufReader::new(Box::new(stream)),
+                    out: Vec::new(),
+                };
+                tls = true;
+                helo = None;
+                tx = None;
+            }
+            Command::Auth | Command::Bdat => {
                 c.reply("502 5.5.1 not offered here");
                 failed = true;
             }
@@ -374,11 +406,13 @@ async fn read_data<R: tokio::io::AsyncBufRead + Unpin>(
 }
 
 /// Spools the message and returns the reply for the end of DATA.
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 async fn store(
     shared: &Shared,
     role: Role,
     peer: SocketAddr,
     helo: &str,
+    tls: bool,
     t: Transaction,
     body: Vec<u8>,
 ) -> String {
@@ -390,7 +424,8 @@ async fn store(
         .take(64)
         .collect();
     let mut data = format!(
-        "Received: from {helo} ({ip})\r\n\tby {host} (Postern) with ESMTP id {id};\r\n\t{date}\r\n",
+        "Received: from {helo} ({ip})\r\n\tby {host} (Postern) with {proto} id {id};\r\n\t{date}\r\n",
+        proto = if tls { "ESMTPS" } else { "ESMTP" },
         ip = peer.ip(),
         host = shared.settings.hostname,
         date = rfc5322_date(now / 1000),

@@ -1,0 +1,115 @@
+//! STARTTLS on our listener with a configured certificate, and the command-injection defence:
+//! commands a client pipelines after STARTTLS (in clear) are discarded, not run inside TLS.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use postern_relay::config::{ListenerConfig, RelayConfig, TlsConfig};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+use tokio_rustls::TlsConnector;
+
+async fn reply<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Vec<String> {
+    let mut lines = Vec::new();
+    loop {
+        let mut l = String::new();
+        r.read_line(&mut l).await.unwrap();
+        assert!(!l.is_empty(), "connection closed after {lines:?}");
+        let last = l.as_bytes().get(3) != Some(&b'-');
+        lines.push(l.trim_end().to_string());
+        if last {
+            return lines;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_pipelined_after_starttls_are_discarded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(tmp.path().join("cert.pem"), ck.cert.pem()).unwrap();
+    std::fs::write(tmp.path().join("key.pem"), ck.signing_key.serialize_pem()).unwrap();
+    std::fs::write(
+        tmp.path().join("directory.toml"),
+        "[our]\ndomains = [\"clinic.example\"]\n",
+    )
+    .unwrap();
+    let cfg = RelayConfig {
+        data_dir: tmp.path().join("data"),
+        directory: tmp.path().join("directory.toml"),
+        internal: ListenerConfig {
+            listen: "127.0.0.1:0".into(),
+            networks: vec!["127.0.0.0/8".into()],
+        },
+        public: ListenerConfig {
+            listen: String::new(),
+            networks: vec![],
+        },
+        metrics: String::new(),
+        tls: TlsConfig {
+            certificate: tmp.path().join("cert.pem"),
+            key: tmp.path().join("key.pem"),
+            ca_file: Default::default(),
+        },
+        ..RelayConfig::default()
+    };
+    let relay = postern_relay::start(&cfg).await.unwrap();
+
+    let sock = TcpStream::connect(relay.internal_addr.unwrap())
+        .await
+        .unwrap();
+    let mut r = BufReader::new(sock);
+    assert!(reply(&mut r).await[0].starts_with("220"));
+    r.get_mut()
+        .write_all(b"EHLO client.test\r\n")
+        .await
+        .unwrap();
+    let ehlo = reply(&mut r).await;
+    assert!(ehlo.iter().any(|l| l.ends_with("STARTTLS")), "{ehlo:?}");
+    // The injection: a command sent in clear behind STARTTLS, in the same packet.
+    r.get_mut()
+        .write_all(b"STARTTLS\r\nMAIL FROM:<injected@attacker.test>\r\n")
+        .await
+        .unwrap();
+    let go = reply(&mut r).await;
+    assert!(go[0].starts_with("220 2.0.0"), "{go:?}");
+    // Nothing else is waiting in clear (the injected command got no reply).
+    assert!(r.buffer().is_empty());
+
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(ck.cert.der().to_vec()))
+        .unwrap();
+    let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), r.into_inner())
+        .await
+        .unwrap();
+    let mut t = BufReader::new(tls);
+    t.get_mut()
+        .write_all(b"EHLO client.test\r\n")
+        .await
+        .unwrap();
+    let ehlo = reply(&mut t).await;
+    // The first reply inside TLS answers our EHLO; STARTTLS is no longer offered.
+    assert!(ehlo[0].starts_with("250-"), "{ehlo:?}");
+    assert!(!ehlo.iter().any(|l| l.contains("STARTTLS")), "{ehlo:?}");
+    // Had the injected MAIL run, this would be "503 nested MAIL".
+    t.get_mut()
+        .write_all(b"MAIL FROM:<ada@clinic.example>\r\n")
+        .await
+        .unwrap();
+    let mail = reply(&mut t).await;
+    assert!(mail[0].starts_with("250"), "{mail:?}");
+    t.get_mut().write_all(b"QUIT\r\n").await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(2), reply(&mut t)).await;
+    relay.shutdown(Duration::from_secs(2)).await;
+}
