@@ -66,6 +66,8 @@ pub struct RelayConfig {
     pub metrics: String,
     /// STARTTLS certificate and the roots for verifying next hops.
     pub tls: TlsConfig,
+    /// Nameserver for MX lookups (`IP:PORT`); empty: the system's.
+    pub dns: String,
 }
 
 /// TLS settings. Without a certificate the relay generates a self-signed one at start (fine
@@ -108,6 +110,7 @@ impl Default for RelayConfig {
             workers: 8,
             metrics: "127.0.0.1:9725".into(),
             tls: TlsConfig::default(),
+            dns: String::new(),
         }
     }
 }
@@ -127,7 +130,8 @@ pub struct ListenerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NextHopConfig {
-    /// `127.0.0.1:25`, `[mail.example]:587` or `dir:outbox`.
+    /// `mx` (direct delivery to each domain's MX), `127.0.0.1:25`, `[mail.example]:587` or
+    /// `dir:outbox`.
     pub relayhost: String,
 }
 
@@ -149,6 +153,8 @@ pub struct Limits {
     pub max_errors: usize,
     /// Seconds to wait for each reply from a next hop.
     pub delivery_timeout_secs: u64,
+    /// Connections at once to one destination (a relay host, or one domain's MX hosts).
+    pub per_destination: usize,
 }
 
 impl Default for Limits {
@@ -161,6 +167,7 @@ impl Default for Limits {
             data_timeout_secs: 600,
             max_errors: 20,
             delivery_timeout_secs: 300,
+            per_destination: 20,
         }
     }
 }
@@ -328,11 +335,24 @@ pub enum NextHop {
     Smtp(String),
     /// One file per message in this directory (demo and tests of the demo).
     Directory(PathBuf),
+    /// Each recipient domain's MX hosts, on this port (25 but in tests).
+    Mx {
+        /// The SMTP port.
+        port: u16,
+    },
 }
 
 impl NextHop {
-    /// Parses `dir:PATH`, `HOST:PORT` or `[HOST]:PORT`; relative directories against `base`.
+    /// Parses `mx` (or `mx:PORT`), `dir:PATH`, `HOST:PORT` or `[HOST]:PORT`; relative
+    /// directories against `base`.
     pub fn parse(s: &str, base: &Path) -> Result<Self, String> {
+        if s == "mx" {
+            return Ok(NextHop::Mx { port: 25 });
+        }
+        if let Some(p) = s.strip_prefix("mx:") {
+            let port = p.parse().map_err(|_| format!("{s:?}: expected mx:PORT"))?;
+            return Ok(NextHop::Mx { port });
+        }
         if let Some(p) = s.strip_prefix("dir:") {
             let p = PathBuf::from(p);
             return Ok(NextHop::Directory(if p.is_relative() {
@@ -389,6 +409,14 @@ mod tests {
             NextHop::Directory("/base/out".into())
         );
         assert!(NextHop::parse("nohost", base).is_err());
+        assert_eq!(
+            NextHop::parse("mx", base).unwrap(),
+            NextHop::Mx { port: 25 }
+        );
+        assert_eq!(
+            NextHop::parse("mx:2525", base).unwrap(),
+            NextHop::Mx { port: 2525 }
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod config;
 pub mod dsn;
 pub mod inspect;
 pub mod metrics;
+pub mod mx;
 mod process;
 mod relay;
 pub mod scheduler;

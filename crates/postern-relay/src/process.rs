@@ -102,9 +102,10 @@ async fn process_inner(shared: &Shared, id: &str) -> std::io::Result<Option<u64>
                     tls_required,
                     wait: shared.settings.delivery_timeout,
                     tls: &shared.settings.tls,
+                    destinations: &shared.settings.destinations,
                 };
                 shared.metrics.delivery_attempts.inc();
-                let outcomes = transport::deliver(hop, &h).await;
+                let outcomes = transport::deliver(hop, shared.settings.mx.as_ref(), &h).await;
                 let how = match (inbound, sealed) {
                     (true, _) => "inbound".to_string(),
                     (false, Some(s)) => format!("sealed:{s}"),

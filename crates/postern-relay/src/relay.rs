@@ -21,11 +21,13 @@ use postern_smime::SmimeEnvelope;
 use crate::config::{ConfigError, Limits, Network, NextHop, RelayConfig};
 use crate::inspect::{ContentInspector, PassThrough};
 use crate::metrics::{self, Metrics};
+use crate::mx::MxResolver;
 use crate::process::process;
 use crate::scheduler::Scheduler;
 use crate::smtp::server::{session, Role};
 use crate::smtp::tls::TlsContext;
 use crate::spool::{RcptState, Spool};
+use crate::transport::Destinations;
 use crate::util::unix_ms;
 
 /// Settings the running relay reads (parsed once from [`RelayConfig`]).
@@ -51,6 +53,10 @@ pub struct Settings {
     pub delivery_timeout: Duration,
     /// STARTTLS both ways.
     pub tls: TlsContext,
+    /// MX lookups, when a next hop is `mx`.
+    pub mx: Option<MxResolver>,
+    /// Connections open per destination, bounded.
+    pub destinations: Destinations,
 }
 
 /// State shared by every task of one relay.
@@ -145,7 +151,7 @@ pub async fn start_with(
     let hop = |field: &'static str, s: &str| {
         NextHop::parse(s, &cfg.data_dir).map_err(|message| ConfigError::Value { field, message })
     };
-    let settings = Settings {
+    let mut settings = Settings {
         hostname: cfg.hostname.clone(),
         limits: cfg.limits.clone(),
         internal_networks: nets("internal.networks", &cfg.internal.networks)?,
@@ -156,7 +162,18 @@ pub async fn start_with(
         max_age: cfg.retry.max_age()?,
         delivery_timeout: Duration::from_secs(cfg.limits.delivery_timeout_secs),
         tls: TlsContext::new(&cfg.tls, &cfg.hostname)?,
+        mx: None,
+        destinations: Destinations::new(cfg.limits.per_destination),
     };
+    let mx_port = [&settings.outbound, &settings.inbound]
+        .into_iter()
+        .find_map(|h| match h {
+            NextHop::Mx { port } => Some(*port),
+            _ => None,
+        });
+    if let Some(port) = mx_port {
+        settings.mx = Some(MxResolver::new(&cfg.dns, port)?);
+    }
     if settings.tls.self_signed {
         tracing::info!("no tls.certificate configured: STARTTLS uses a generated self-signed one");
     }

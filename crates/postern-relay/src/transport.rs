@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::config::NextHop;
+use crate::mx::{MxResolver, Route};
 use crate::smtp::client::{self, Outcome, TlsPolicy};
 use crate::smtp::tls::TlsContext;
 
@@ -28,10 +29,62 @@ pub struct Handover<'a> {
     pub wait: Duration,
     /// TLS connectors.
     pub tls: &'a TlsContext,
+    /// Connection limits per destination.
+    pub destinations: &'a Destinations,
+}
+
+/// A bound on simultaneous connections per destination, so a burst for one big provider
+/// cannot take every worker nor look like an attack to it.
+#[derive(Debug)]
+pub struct Destinations {
+    limit: usize,
+    open:
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Semaphore>>>,
+}
+
+impl Destinations {
+    /// At most `limit` connections per destination (at least one).
+    pub fn new(limit: usize) -> Self {
+        Destinations {
+            limit: limit.max(1),
+            open: Default::default(),
+        }
+    }
+
+    /// Waits for a connection slot to `dest`; the slot is freed when the permit drops.
+    pub async fn slot(&self, dest: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let sem = {
+            let mut map = self.open.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(dest.to_ascii_lowercase())
+                .or_insert_with(|| std::sync::Arc::new(tokio::sync::Semaphore::new(self.limit)))
+                .clone()
+        };
+        sem.acquire_owned().await.ok()
+    }
+}
+
+impl<'a> Handover<'a> {
+    fn envelope(&self, rcpts: &'a [String]) -> client::Envelope<'a> {
+        client::Envelope {
+            helo: self.helo,
+            mail_from: self.mail_from,
+            rcpts,
+            data: self.data,
+            wait: self.wait,
+        }
+    }
+
+    fn policy(&self) -> TlsPolicy {
+        if self.tls_required {
+            TlsPolicy::Verified
+        } else {
+            TlsPolicy::Opportunistic
+        }
+    }
 }
 
 /// Delivers one copy; one outcome per recipient, in order.
-pub async fn deliver(hop: &NextHop, h: &Handover<'_>) -> Vec<Outcome> {
+pub async fn deliver(hop: &NextHop, mx: Option<&MxResolver>, h: &Handover<'_>) -> Vec<Outcome> {
     match hop {
         NextHop::Directory(dir) => {
             let r = write_file(dir, h);
@@ -43,23 +96,14 @@ pub async fn deliver(hop: &NextHop, h: &Handover<'_>) -> Vec<Outcome> {
         }
         NextHop::Smtp(addr) => {
             // A copy that may only travel over verified TLS waits rather than go out in clear.
-            let policy = if h.tls_required {
-                TlsPolicy::Verified
-            } else {
-                TlsPolicy::Opportunistic
-            };
-            client::send(
-                addr,
-                h.helo,
-                h.mail_from,
-                h.rcpts,
-                h.data,
-                h.wait,
-                h.tls,
-                policy,
-            )
-            .await
+            let policy = h.policy();
+            let _slot = h.destinations.slot(addr).await;
+            client::send(addr, &h.envelope(h.rcpts), h.tls, policy).await
         }
+        NextHop::Mx { port } => match mx {
+            Some(r) => deliver_mx(r, *port, h).await,
+            None => vec![Outcome::Temporary("no MX resolver configured".into()); h.rcpts.len()],
+        },
     }
 }
 
@@ -79,4 +123,92 @@ fn write_file(dir: &Path, h: &Handover<'_>) -> std::io::Result<()> {
     f.sync_all()?;
     std::fs::rename(&tmp, &path)?;
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// Most MX hosts, and addresses per host, tried for one domain in one attempt.
+const MAX_HOSTS: usize = 5;
+const MAX_ADDRESSES: usize = 4;
+
+/// Direct delivery: per recipient domain, its MX hosts in order of preference, each address in
+/// turn, until one host answers about the recipients.
+async fn deliver_mx(mx: &MxResolver, port: u16, h: &Handover<'_>) -> Vec<Outcome> {
+    let mut out: Vec<Option<Outcome>> = vec![None; h.rcpts.len()];
+    let mut domains: Vec<(String, Vec<usize>)> = Vec::new();
+    for (i, r) in h.rcpts.iter().enumerate() {
+        let d = r
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_ascii_lowercase())
+            .unwrap_or_default();
+        match domains.iter_mut().find(|(x, _)| *x == d) {
+            Some((_, v)) => v.push(i),
+            None => domains.push((d, vec![i])),
+        }
+    }
+    for (domain, idx) in domains {
+        let rcpts: Vec<String> = idx.iter().map(|i| h.rcpts[*i].clone()).collect();
+        let _slot = h.destinations.slot(&domain).await;
+        let result = match mx.route(&domain).await {
+            Err(e) => vec![Outcome::Temporary(e); rcpts.len()],
+            Ok(Route::NoSuchDomain) => {
+                vec![
+                    Outcome::Permanent(format!("5.1.2 domain {domain} does not exist"));
+                    rcpts.len()
+                ]
+            }
+            Ok(Route::NullMx) => {
+                vec![
+                    Outcome::Permanent(format!("5.1.10 domain {domain} accepts no mail (null MX)"));
+                    rcpts.len()
+                ]
+            }
+            Ok(Route::Hosts(hosts)) => {
+                let env = h.envelope(&rcpts);
+                let mut last = format!("no usable MX host for {domain}");
+                let mut done = None;
+                'hosts: for host in hosts.iter().take(MAX_HOSTS) {
+                    let ips = match mx.addresses(host).await {
+                        Ok(ips) => ips,
+                        Err(e) => {
+                            last = e;
+                            continue;
+                        }
+                    };
+                    for ip in ips.into_iter().take(MAX_ADDRESSES) {
+                        let addr = std::net::SocketAddr::new(ip, port).to_string();
+                        match client::attempt(&addr, host, &env, h.tls, h.policy()).await {
+                            Ok(v) => {
+                                done = Some(v);
+                                break 'hosts;
+                            }
+                            Err(e) => last = format!("{host} ({addr}): {e}"),
+                        }
+                    }
+                }
+                done.unwrap_or_else(|| vec![Outcome::Temporary(last); rcpts.len()])
+            }
+        };
+        for (i, o) in idx.into_iter().zip(result) {
+            out[i] = Some(o);
+        }
+    }
+    out.into_iter()
+        .map(|o| o.unwrap_or_else(|| Outcome::Temporary("not attempted".into())))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn destinations_are_bounded_each_on_its_own() {
+        let d = Destinations::new(1);
+        let a = d.slot("mx.example:25").await;
+        assert!(a.is_some());
+        let wait = tokio::time::timeout(Duration::from_millis(50), d.slot("MX.example:25")).await;
+        assert!(wait.is_err(), "a second connection to the same destination must wait");
+        assert!(d.slot("other.example:25").await.is_some());
+        drop(a);
+        assert!(d.slot("mx.example:25").await.is_some());
+    }
 }

@@ -73,26 +73,53 @@ pub enum TlsPolicy {
     Verified,
 }
 
-/// Sends one message to `addr` (`HOST:PORT`). Returns one outcome per recipient, in order.
-/// `data` is sent with CRLF line ends and dot-stuffing.
-#[allow(clippy::too_many_arguments)] // the transaction's parts; one call site
+/// One message for one next hop.
+#[derive(Debug, Clone, Copy)]
+pub struct Envelope<'a> {
+    /// Our name for EHLO.
+    pub helo: &'a str,
+    /// Reverse path (`None`: null sender).
+    pub mail_from: Option<&'a str>,
+    /// Recipients.
+    pub rcpts: &'a [String],
+    /// The message (sent with CRLF line ends and dot-stuffing).
+    pub data: &'a [u8],
+    /// Per-reply timeout.
+    pub wait: Duration,
+}
+
+/// Sends one message to `addr` (`HOST:PORT`); one outcome per recipient, in order. Trouble
+/// before any reply about the recipients counts as temporary for all of them.
 pub async fn send(
     addr: &str,
-    helo: &str,
-    mail_from: Option<&str>,
-    rcpts: &[String],
-    data: &[u8],
-    wait: Duration,
+    env: &Envelope<'_>,
     tls: &TlsContext,
     policy: TlsPolicy,
 ) -> Vec<Outcome> {
+    match attempt(addr, addr, env, tls, policy).await {
+        Ok(v) => v,
+        Err(e) => vec![Outcome::Temporary(e); env.rcpts.len()],
+    }
+}
+
+/// Like [`send`], but says when the host could not be used at all (`Err`: connection, protocol
+/// or TLS trouble), so the caller can try the next MX. `tls_name` is the name the certificate
+/// must match under [`TlsPolicy::Verified`] (the MX host name, not its address).
+pub async fn attempt(
+    addr: &str,
+    tls_name: &str,
+    env: &Envelope<'_>,
+    tls: &TlsContext,
+    policy: TlsPolicy,
+) -> Result<Vec<Outcome>, String> {
     let t = Transaction {
         addr,
-        helo,
-        mail_from,
-        rcpts,
-        data,
-        wait,
+        name: tls_name,
+        helo: env.helo,
+        mail_from: env.mail_from,
+        rcpts: env.rcpts,
+        data: env.data,
+        wait: env.wait,
     };
     let first = t.run(Some((tls, policy))).await;
     let second = match first {
@@ -102,14 +129,12 @@ pub async fn send(
         }
         other => other,
     };
-    match second {
-        Ok(v) => v,
-        Err(e) => vec![Outcome::Temporary(e.to_string()); rcpts.len()],
-    }
+    second.map_err(|e| e.to_string())
 }
 
 struct Transaction<'a> {
     addr: &'a str,
+    name: &'a str,
     helo: &'a str,
     mail_from: Option<&'a str>,
     rcpts: &'a [String],
@@ -155,7 +180,7 @@ impl Transaction<'_> {
                         go.code, go.text
                     )));
                 }
-                c = c.upgrade(ctx, policy, addr).await?;
+                c = c.upgrade(ctx, policy, self.name).await?;
                 ehlo = c.command(&format!("EHLO {}", self.helo)).await?;
                 if ehlo.code != 250 {
                     return Ok(vec![ehlo.outcome("EHLO after STARTTLS"); rcpts.len()]);
