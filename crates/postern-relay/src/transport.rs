@@ -206,7 +206,10 @@ mod tests {
         let a = d.slot("mx.example:25").await;
         assert!(a.is_some());
         let wait = tokio::time::timeout(Duration::from_millis(50), d.slot("MX.example:25")).await;
-        assert!(wait.is_err(), "a second connection to the same destination must wait");
+        assert!(
+            wait.is_err(),
+            "a second connection to the same destination must wait"
+        );
         assert!(d.slot("other.example:25").await.is_some());
         drop(a);
         assert!(d.slot("mx.example:25").await.is_some());
