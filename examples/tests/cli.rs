@@ -393,3 +393,19 @@ fn route_shows_what_would_happen_and_writes_the_copies() {
     );
     assert!(String::from_utf8_lossy(&ver.stdout).contains("discharge summary"));
 }
+
+/// The relay configuration shown in the README is the example file, and it loads.
+#[test]
+fn the_readme_relay_config_is_the_example_and_loads() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let file = std::fs::read_to_string(root.join("config/relay.toml")).unwrap();
+    let readme = std::fs::read_to_string(root.join("../README.md")).unwrap();
+    assert!(
+        readme.contains(&file),
+        "README's relay.toml differs from examples/config/relay.toml"
+    );
+    let cfg = postern_relay::RelayConfig::load(&root.join("config/relay.toml")).unwrap();
+    assert_eq!(cfg.hostname, "gw.clinic.example");
+    assert_eq!(cfg.public.listen, "0.0.0.0:25");
+    assert_eq!(cfg.retry.delays().unwrap().len(), 5);
+}

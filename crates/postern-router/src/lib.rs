@@ -1,12 +1,12 @@
 //! # postern-router
 //!
-//! The gateway's brain, built in parts. This first part is the **partner directory**: which
-//! domains are partners, which standards they take and in what order, their policy
-//! (`required`, `preferred`, `tls-required`, `portal`), their certificates, and our own
-//! identity — loaded from TOML (or built in Rust), checked at load time, and reloadable without
-//! dropping the directory in force when the new file is bad.
-//!
-//! The outbound and inbound decisions that use it come next (see ARCHITECTURE.md).
+//! The gateway's brain. The **partner directory** says which domains are partners, which
+//! standards they take and in what order, their policy (`required`, `preferred`,
+//! `tls-required`, `portal`), their certificates, and our own identity — loaded from TOML (or
+//! built in Rust), checked at load time, and reloadable without dropping the directory in force
+//! when the new file is bad. [`Router::outbound`] decides, fail-closed, what happens to each
+//! recipient of an outgoing message; [`InboundRouter::inbound`] opens and verifies mail from
+//! partners. See ARCHITECTURE.md.
 #![forbid(unsafe_code)]
 
 mod decide;
