@@ -183,7 +183,39 @@ pub fn decrypt_content(
             .map_err(|_| Error::DecryptionFailed)?
             .len();
         buf.truncate(n);
+        // CBC has no integrity: a wrong content key (a tampered RSA block gets a random one, see
+        // RFC 3218) still passes the padding check about once in 256. S/MIME content is a MIME
+        // entity, so content that does not begin like one is the same DecryptionFailed.
+        if !begins_like_mime_entity(&buf) {
+            return Err(Error::DecryptionFailed);
+        }
         Ok(buf)
+    }
+}
+
+/// A header field name and its colon, or an empty header section (CRLF), at the start.
+fn begins_like_mime_entity(b: &[u8]) -> bool {
+    if b.starts_with(b"\r\n") {
+        return true;
+    }
+    let head = &b[..b.len().min(80)];
+    match head.iter().position(|c| *c == b':') {
+        Some(0) | None => false,
+        Some(i) => head[..i].iter().all(|c| (33..=126).contains(c)),
+    }
+}
+
+#[cfg(test)]
+mod entity_tests {
+    #[test]
+    fn entity_starts() {
+        use super::begins_like_mime_entity as f;
+        assert!(f(b"Content-Type: text/plain\r\n\r\nhi"));
+        assert!(f(b"\r\nbody with default headers"));
+        assert!(!f(b""));
+        assert!(!f(b": no name"));
+        assert!(!f(b"Subject line without colon"));
+        assert!(!f(b"\x80\x01garbage: x"));
     }
 }
 
