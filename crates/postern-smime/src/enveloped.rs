@@ -148,6 +148,17 @@ pub fn open(
                     mac.as_ref().map(|m| m.as_bytes()),
                     &aad,
                 )?;
+                // A PKCS#1 v1.5 failure yields a random content key (RFC 3218), and CBC has no
+                // integrity: such a key still passes the padding check about once in 256. What
+                // a real S/MIME agent encrypts is a MIME entity, so content that does not begin
+                // like one is the same DecryptionFailed. (OAEP and ECDH fail loudly instead, and
+                // some samples encrypt raw text with them, so they are not held to this.)
+                if u.key_management == "rsa-pkcs1v15"
+                    && !cipher.is_aead()
+                    && !crypto::begins_like_mime_entity(&plain)
+                {
+                    return Err(Error::DecryptionFailed);
+                }
                 let report = Encryption::new(
                     cipher,
                     u.key_management,
