@@ -199,20 +199,6 @@ pub(crate) fn begins_like_mime_entity(b: &[u8]) -> bool {
     }
 }
 
-#[cfg(test)]
-mod entity_tests {
-    #[test]
-    fn entity_starts() {
-        use super::begins_like_mime_entity as f;
-        assert!(f(b"Content-Type: text/plain\r\n\r\nhi"));
-        assert!(f(b"\r\nbody with default headers"));
-        assert!(!f(b""));
-        assert!(!f(b": no name"));
-        assert!(!f(b"Subject line without colon"));
-        assert!(!f(b"\x80\x01garbage: x"));
-    }
-}
-
 fn digest_alg(d: DigestAlgorithm) -> Result<&'static digest::Algorithm, Error> {
     match d {
         DigestAlgorithm::Sha1 => Ok(&digest::SHA1_FOR_LEGACY_USE_ONLY),
@@ -490,4 +476,18 @@ fn header(tag: u8, len: usize) -> Result<Vec<u8>, Error> {
     let mut out = vec![tag];
     out.extend_from_slice(&der(&len, "length")?);
     Ok(out)
+}
+
+#[cfg(test)]
+mod entity_tests {
+    #[test]
+    fn entity_starts() {
+        use super::begins_like_mime_entity as f;
+        assert!(f(b"Content-Type: text/plain\r\n\r\nhi"));
+        assert!(f(b"\r\nbody with default headers"));
+        assert!(!f(b""));
+        assert!(!f(b": no name"));
+        assert!(!f(b"Subject line without colon"));
+        assert!(!f(b"\x80\x01garbage: x"));
+    }
 }
