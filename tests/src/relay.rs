@@ -89,21 +89,36 @@ impl SmtpSink {
 
     /// How many messages arrived so far (cheap: counts files, reads none).
     pub fn count(&self) -> usize {
-        std::fs::read_dir(self.dir.path())
-            .map(|d| d.flatten().count())
-            .unwrap_or(0)
+        self.complete_files().len()
+    }
+
+    /// Dump files smtp-sink has finished: it writes a dump as the transaction goes, so a file
+    /// still changing in the last 300 ms may be a message half received.
+    fn complete_files(&self) -> Vec<PathBuf> {
+        let Ok(rd) = std::fs::read_dir(self.dir.path()) else {
+            return Vec::new();
+        };
+        let now = std::time::SystemTime::now();
+        let mut paths: Vec<PathBuf> = rd
+            .flatten()
+            .filter(|e| {
+                e.metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| now.duration_since(t).ok())
+                    .is_some_and(|age| age >= Duration::from_millis(300))
+            })
+            .map(|e| e.path())
+            .collect();
+        paths.sort();
+        paths
     }
 
     /// Every message received so far: (envelope recipients, message without the sink's own
     /// `X-*-Args`/`X-Client-*` lines and `Received` field).
     pub fn messages(&self) -> Vec<(Vec<String>, Vec<u8>)> {
         let mut out = Vec::new();
-        let Ok(rd) = std::fs::read_dir(self.dir.path()) else {
-            return out;
-        };
-        let mut paths: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-        paths.sort();
-        for p in paths {
+        for p in self.complete_files() {
             let Ok(raw) = std::fs::read(&p) else { continue };
             out.push(split_dump(&raw));
         }

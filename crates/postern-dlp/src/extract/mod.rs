@@ -1,0 +1,404 @@
+//! From a raw message to the text a person would read: the subject, every body part (transfer
+//! encoding undone and charset converted by mail-parser, HTML reduced to text), and attachments
+//! (text, CSV, PDF, DOCX/XLSX/PPTX, zip archives, nested messages) — within limits on depth,
+//! expanded size and time, so no attachment can stall the gateway. What could not be read
+//! (encrypted, over a limit, broken) is reported, not skipped silently.
+
+mod html;
+mod office;
+mod pdf;
+
+use std::time::{Duration, Instant};
+
+use mail_parser::{MessageParser, MimeHeaders, PartType};
+use serde::{Deserialize, Serialize};
+
+pub use html::html_to_text;
+
+/// Where a piece of text was found.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "in", content = "name")]
+pub enum Location {
+    /// The Subject header field.
+    Subject,
+    /// A body part (text or HTML).
+    Body,
+    /// An attachment, by file name (`archive.zip/inner.docx` for nested ones).
+    Attachment(String),
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Subject => f.write_str("subject"),
+            Location::Body => f.write_str("body"),
+            Location::Attachment(n) => write!(f, "attachment {n}"),
+        }
+    }
+}
+
+/// Something that could not be inspected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Note {
+    /// A limit stopped inspection (what was read so far still counts).
+    Limit {
+        /// Which limit, in words.
+        what: String,
+    },
+    /// An encrypted part (S/MIME, PGP, password-protected zip or PDF).
+    Encrypted {
+        /// Where.
+        location: Location,
+    },
+    /// A part that could not be parsed.
+    Unreadable {
+        /// Where.
+        location: Location,
+        /// Why, briefly.
+        why: String,
+    },
+}
+
+/// Bounds on inspection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Nesting of archives and attached messages.
+    pub max_depth: usize,
+    /// Total bytes of text and decompressed data per message.
+    pub max_expanded: usize,
+    /// Wall-clock time per message, in milliseconds.
+    pub max_millis: u64,
+    /// Entries read per archive.
+    pub max_entries: usize,
+    /// Largest ratio of expanded to compressed size for an archive entry (zip bombs).
+    pub max_ratio: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_depth: 4,
+            max_expanded: 64 * 1024 * 1024,
+            max_millis: 5_000,
+            max_entries: 2_000,
+            max_ratio: 200,
+        }
+    }
+}
+
+/// One piece of readable text and where it came from.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    /// Where.
+    pub location: Location,
+    /// The text.
+    pub text: String,
+}
+
+/// Everything readable in a message, and what was not.
+#[derive(Debug, Clone, Default)]
+pub struct Extracted {
+    /// Readable text.
+    pub segments: Vec<Segment>,
+    /// What could not be inspected.
+    pub notes: Vec<Note>,
+}
+
+/// Running totals against the limits.
+pub(crate) struct Budget<'a> {
+    limits: &'a Limits,
+    deadline: Instant,
+    expanded: usize,
+    stopped: bool,
+}
+
+impl<'a> Budget<'a> {
+    fn new(limits: &'a Limits) -> Self {
+        Budget {
+            limits,
+            deadline: Instant::now() + Duration::from_millis(limits.max_millis),
+            expanded: 0,
+            stopped: false,
+        }
+    }
+
+    /// Bytes still allowed.
+    pub(crate) fn room(&self) -> usize {
+        self.limits.max_expanded.saturating_sub(self.expanded)
+    }
+
+    /// Takes `n` bytes from the budget; `false` (and a stop) when there is not enough.
+    pub(crate) fn take(&mut self, n: usize, out: &mut Extracted) -> bool {
+        if self.stopped {
+            return false;
+        }
+        if n > self.room() {
+            self.stop(
+                out,
+                format!("more than {} bytes of content", self.limits.max_expanded),
+            );
+            return false;
+        }
+        self.expanded += n;
+        true
+    }
+
+    /// Whether time is left; records the stop once.
+    pub(crate) fn in_time(&mut self, out: &mut Extracted) -> bool {
+        if self.stopped {
+            return false;
+        }
+        if Instant::now() > self.deadline {
+            self.stop(
+                out,
+                format!("inspection took over {} ms", self.limits.max_millis),
+            );
+            return false;
+        }
+        true
+    }
+
+    fn stop(&mut self, out: &mut Extracted, what: String) {
+        self.stopped = true;
+        out.notes.push(Note::Limit { what });
+    }
+
+    pub(crate) fn limits(&self) -> &Limits {
+        self.limits
+    }
+}
+
+/// Extracts the readable text of `raw` within `limits`.
+pub fn extract(raw: &[u8], limits: &Limits) -> Extracted {
+    let mut out = Extracted::default();
+    let mut budget = Budget::new(limits);
+    message(raw, 0, "", &mut budget, &mut out);
+    out
+}
+
+fn push(out: &mut Extracted, budget: &mut Budget<'_>, location: Location, text: String) {
+    if text.trim().is_empty() {
+        return;
+    }
+    if budget.take(text.len(), out) {
+        out.segments.push(Segment { location, text });
+    }
+}
+
+fn message(raw: &[u8], depth: usize, prefix: &str, budget: &mut Budget<'_>, out: &mut Extracted) {
+    let Some(msg) = MessageParser::default().parse(raw) else {
+        let loc = if prefix.is_empty() {
+            Location::Body
+        } else {
+            Location::Attachment(prefix.to_string())
+        };
+        // Not MIME at all: the bytes are what a reader would see.
+        push(out, budget, loc, String::from_utf8_lossy(raw).into_owned());
+        return;
+    };
+    if let Some(s) = msg.subject() {
+        let loc = if prefix.is_empty() {
+            Location::Subject
+        } else {
+            Location::Attachment(prefix.to_string())
+        };
+        push(out, budget, loc, s.to_string());
+    }
+    for (i, part) in msg.parts.iter().enumerate() {
+        if !budget.in_time(out) {
+            return;
+        }
+        let name = part.attachment_name().map(str::to_string);
+        let is_attachment = name.is_some()
+            || part
+                .content_disposition()
+                .is_some_and(|d| d.ctype().eq_ignore_ascii_case("attachment"));
+        let shown = name.clone().unwrap_or_else(|| format!("part{}", i + 1));
+        let full = if prefix.is_empty() {
+            shown.clone()
+        } else {
+            format!("{prefix}/{shown}")
+        };
+        let location = if is_attachment || !prefix.is_empty() {
+            Location::Attachment(full.clone())
+        } else {
+            Location::Body
+        };
+        let ctype = part
+            .content_type()
+            .map(|c| {
+                format!(
+                    "{}/{}",
+                    c.ctype().to_ascii_lowercase(),
+                    c.subtype().unwrap_or("").to_ascii_lowercase()
+                )
+            })
+            .unwrap_or_default();
+        match &part.body {
+            PartType::Text(t) => push(out, budget, location, t.to_string()),
+            PartType::Html(h) => push(out, budget, location, html_to_text(h)),
+            PartType::Binary(b) | PartType::InlineBinary(b) => {
+                file(b, &ctype, &full, depth, budget, out);
+            }
+            PartType::Message(m) => {
+                if depth + 1 > budget.limits().max_depth {
+                    budget.stop(
+                        out,
+                        format!("nesting deeper than {}", budget.limits().max_depth),
+                    );
+                    return;
+                }
+                message(m.raw_message(), depth + 1, &full, budget, out);
+            }
+            PartType::Multipart(_) => {}
+        }
+    }
+}
+
+/// Kinds of file we know how to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Text,
+    Pdf,
+    Office,
+    Zip,
+    Message,
+    Encrypted,
+    Other,
+}
+
+fn kind(ctype: &str, name: &str) -> Kind {
+    let lower = name.to_ascii_lowercase();
+    let ext = lower.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
+    match (ctype, ext) {
+        (_, "pdf") | ("application/pdf", _) => Kind::Pdf,
+        (_, "docx" | "xlsx" | "pptx" | "docm" | "xlsm" | "pptm") => Kind::Office,
+        (c, _) if c.contains("openxmlformats-officedocument") => Kind::Office,
+        (_, "zip") | ("application/zip" | "application/x-zip-compressed", _) => Kind::Zip,
+        (_, "eml") | ("message/rfc822", _) => Kind::Message,
+        (_, "p7m" | "p7s" | "gpg" | "pgp" | "asc")
+        | (
+            "application/pkcs7-mime" | "application/x-pkcs7-mime" | "application/pgp-encrypted",
+            _,
+        ) => Kind::Encrypted,
+        (_, "txt" | "csv" | "tsv" | "htm" | "html" | "xml" | "json" | "hl7" | "log" | "md")
+        | ("text/csv" | "application/csv" | "application/json" | "application/xml", _) => {
+            Kind::Text
+        }
+        _ => Kind::Other,
+    }
+}
+
+/// Reads one attached file (or archive entry).
+pub(crate) fn file(
+    bytes: &[u8],
+    ctype: &str,
+    name: &str,
+    depth: usize,
+    budget: &mut Budget<'_>,
+    out: &mut Extracted,
+) {
+    let location = Location::Attachment(name.to_string());
+    match kind(ctype, name) {
+        Kind::Text => {
+            let text = decode_text(bytes);
+            let text = if name.to_ascii_lowercase().ends_with(".htm")
+                || name.to_ascii_lowercase().ends_with(".html")
+            {
+                html_to_text(&text)
+            } else {
+                text
+            };
+            push(out, budget, location, text);
+        }
+        Kind::Pdf => match pdf::text(bytes, budget, out) {
+            Ok(t) => push(out, budget, location, t),
+            Err(pdf::Failure::Encrypted) => out.notes.push(Note::Encrypted { location }),
+            Err(pdf::Failure::Broken(why)) => out.notes.push(Note::Unreadable { location, why }),
+            Err(pdf::Failure::Budget) => {}
+        },
+        Kind::Office => match office::document_text(bytes, budget, out) {
+            Ok(t) => push(out, budget, location, t),
+            Err(office::Failure::Encrypted) => out.notes.push(Note::Encrypted { location }),
+            Err(office::Failure::Broken(why)) => out.notes.push(Note::Unreadable { location, why }),
+            Err(office::Failure::Budget) => {}
+        },
+        Kind::Zip => {
+            if depth + 1 > budget.limits().max_depth {
+                budget.stop(
+                    out,
+                    format!("nesting deeper than {}", budget.limits().max_depth),
+                );
+                return;
+            }
+            if let Err(f) = office::archive(bytes, name, depth + 1, budget, out) {
+                match f {
+                    office::Failure::Encrypted => out.notes.push(Note::Encrypted { location }),
+                    office::Failure::Broken(why) => {
+                        out.notes.push(Note::Unreadable { location, why })
+                    }
+                    office::Failure::Budget => {}
+                }
+            }
+        }
+        Kind::Message => {
+            if depth + 1 > budget.limits().max_depth {
+                budget.stop(
+                    out,
+                    format!("nesting deeper than {}", budget.limits().max_depth),
+                );
+                return;
+            }
+            message(bytes, depth + 1, name, budget, out);
+        }
+        Kind::Encrypted => out.notes.push(Note::Encrypted { location }),
+        Kind::Other => {}
+    }
+}
+
+/// Text from bytes: UTF-8 when valid (with or without BOM), UTF-16 with a BOM, else
+/// Windows-1252 (what most legacy files are).
+pub(crate) fn decode_text(bytes: &[u8]) -> String {
+    if let Some((enc, bom)) = encoding_rs::Encoding::for_bom(bytes) {
+        return enc
+            .decode_without_bom_handling(&bytes[bom..])
+            .0
+            .into_owned();
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_string(),
+        Err(_) => encoding_rs::WINDOWS_1252.decode(bytes).0.into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subject_bodies_and_charsets() {
+        let raw = b"Subject: =?utf-8?q?Patient_r=C3=A9sum=C3=A9?=\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\n\
+Content-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+Caf=E9 SSN 078-05-1120\r\n--b\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+PHA+Q2FyZCA0MTExJm5ic3A7MTExMSAxMTExIDExMTE8L3A+\r\n--b--\r\n";
+        let x = extract(raw, &Limits::default());
+        let texts: Vec<_> = x
+            .segments
+            .iter()
+            .map(|s| (s.location.clone(), s.text.clone()))
+            .collect();
+        assert_eq!(texts[0], (Location::Subject, "Patient résumé".to_string()));
+        assert!(texts[1].1.contains("Café SSN 078-05-1120"), "{texts:?}");
+        assert!(texts[2].1.contains("Card 4111 1111 1111 1111"), "{texts:?}");
+    }
+
+    #[test]
+    fn text_decoding() {
+        assert_eq!(decode_text(b"\xef\xbb\xbfhi"), "hi");
+        assert_eq!(decode_text(b"caf\xe9"), "café");
+        assert_eq!(decode_text(b"\xff\xfeh\x00i\x00"), "hi");
+    }
+}

@@ -1,0 +1,167 @@
+//! Zip containers: Office Open XML documents (DOCX, XLSX, PPTX: text from their XML parts) and
+//! plain zip archives (each entry read as the file it is). Every entry is bounded by the
+//! budget and by a ratio of expanded to compressed size, so a zip bomb stops at its first
+//! greedy entry.
+
+use std::io::{Cursor, Read};
+
+use super::html::html_to_text;
+use super::{Budget, Extracted};
+
+/// Why a container gave no text.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// Password-protected.
+    Encrypted,
+    /// Not a readable zip.
+    Broken(String),
+    /// A limit stopped it (already noted).
+    Budget,
+}
+
+/// Reads one entry, at most the budget and the ratio allow.
+fn read_entry(
+    entry: &mut zip::read::ZipFile<'_, Cursor<&[u8]>>,
+    budget: &mut Budget<'_>,
+    out: &mut Extracted,
+) -> Result<Vec<u8>, Failure> {
+    if entry.encrypted() {
+        return Err(Failure::Encrypted);
+    }
+    let declared = entry.size();
+    let compressed = entry.compressed_size().max(1);
+    let ratio = budget.limits().max_ratio;
+    // Small entries may compress very well legitimately; the ratio matters for big ones.
+    let allowed_by_ratio = compressed.saturating_mul(ratio).max(1 << 20);
+    let cap = (budget.room() as u64).min(allowed_by_ratio);
+    if declared > cap {
+        let what = if declared > allowed_by_ratio {
+            format!("archive entry {} expands over {ratio}x", entry_name(entry))
+        } else {
+            "more content than the size limit".to_string()
+        };
+        out.notes.push(super::Note::Limit { what });
+        return Err(Failure::Budget);
+    }
+    // The declared size can lie: read one byte past the cap to notice.
+    let mut buf = Vec::with_capacity(declared.min(cap) as usize);
+    entry
+        .take(cap + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| Failure::Broken(format!("reading {}: {e}", entry_name(entry))))?;
+    if buf.len() as u64 > cap {
+        out.notes.push(super::Note::Limit {
+            what: format!(
+                "archive entry {} expands beyond its limit",
+                entry_name(entry)
+            ),
+        });
+        return Err(Failure::Budget);
+    }
+    if !budget.take(buf.len(), out) {
+        return Err(Failure::Budget);
+    }
+    Ok(buf)
+}
+
+fn entry_name(e: &zip::read::ZipFile<'_, Cursor<&[u8]>>) -> String {
+    e.name()
+        .map(|n| n.into_owned())
+        .unwrap_or_else(|_| "(unnamed)".into())
+}
+
+fn open(bytes: &[u8]) -> Result<zip::ZipArchive<Cursor<&[u8]>>, Failure> {
+    zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| Failure::Broken(format!("zip: {e}")))
+}
+
+/// The XML parts of an Office document that hold what a reader sees.
+fn is_text_part(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.ends_with(".xml")
+        && (n == "word/document.xml"
+            || n.starts_with("word/header")
+            || n.starts_with("word/footer")
+            || n == "word/footnotes.xml"
+            || n == "word/comments.xml"
+            || n == "xl/sharedstrings.xml"
+            || n.starts_with("xl/worksheets/sheet")
+            || n.starts_with("ppt/slides/slide")
+            || n.starts_with("ppt/notesslides/"))
+}
+
+/// The text of a DOCX, XLSX or PPTX.
+pub(crate) fn document_text(
+    bytes: &[u8],
+    budget: &mut Budget<'_>,
+    out: &mut Extracted,
+) -> Result<String, Failure> {
+    // A password-protected Office file is not a zip at all but an OLE compound file.
+    if bytes.starts_with(&[0xd0, 0xcf, 0x11, 0xe0]) {
+        return Err(Failure::Encrypted);
+    }
+    let mut zip = open(bytes)?;
+    let mut text = String::new();
+    let n = zip.len().min(budget.limits().max_entries);
+    for i in 0..n {
+        if !budget.in_time(out) {
+            return Err(Failure::Budget);
+        }
+        let mut entry = zip
+            .by_index(i)
+            .map_err(|e| Failure::Broken(format!("zip entry {i}: {e}")))?;
+        if !is_text_part(&entry_name(&entry)) {
+            continue;
+        }
+        let xml = read_entry(&mut entry, budget, out)?;
+        text.push_str(&html_to_text(&String::from_utf8_lossy(&xml)));
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+/// Every entry of a zip archive, each read as the file it is.
+pub(crate) fn archive(
+    bytes: &[u8],
+    name: &str,
+    depth: usize,
+    budget: &mut Budget<'_>,
+    out: &mut Extracted,
+) -> Result<(), Failure> {
+    let mut zip = open(bytes)?;
+    if zip.len() > budget.limits().max_entries {
+        out.notes.push(super::Note::Limit {
+            what: format!("{name} has {} entries", zip.len()),
+        });
+    }
+    let n = zip.len().min(budget.limits().max_entries);
+    for i in 0..n {
+        if !budget.in_time(out) {
+            return Err(Failure::Budget);
+        }
+        let mut entry = zip
+            .by_index(i)
+            .map_err(|e| Failure::Broken(format!("zip entry {i}: {e}")))?;
+        if entry.is_dir() {
+            continue;
+        }
+        let inner = format!("{name}/{}", entry_name(&entry));
+        if entry.encrypted() {
+            out.notes.push(super::Note::Encrypted {
+                location: super::Location::Attachment(inner),
+            });
+            continue;
+        }
+        match read_entry(&mut entry, budget, out) {
+            Ok(data) => super::file(&data, "", &inner, depth, budget, out),
+            Err(Failure::Budget) => return Err(Failure::Budget),
+            Err(Failure::Encrypted) => out.notes.push(super::Note::Encrypted {
+                location: super::Location::Attachment(inner),
+            }),
+            Err(Failure::Broken(why)) => out.notes.push(super::Note::Unreadable {
+                location: super::Location::Attachment(inner),
+                why,
+            }),
+        }
+    }
+    Ok(())
+}

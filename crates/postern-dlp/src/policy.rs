@@ -1,0 +1,302 @@
+//! The inspection policy (TOML, every key optional): weights, thresholds, the action each
+//! detector forces, what to do with encrypted or oversized content, the organisation's MRN
+//! formats and custom dictionaries.
+//!
+//! ```toml
+//! on_encrypted = "quarantine"
+//! [[threshold]]
+//! min_score = 10
+//! action = "quarantine"
+//! [detector_action]
+//! card = "block"
+//! [[mrn]]
+//! name = "st-marys"
+//! pattern = '\bSM-?(\d{7})\b'
+//! checksum = "luhn"
+//! [[dictionary]]
+//! name = "oncology"
+//! words = ["chemotherapy", "metastatic"]
+//! weight = 2
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::extract::Limits;
+
+/// What happens to a message, mildest first (the verdict takes the strongest that applies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Send it on.
+    Allow,
+    /// Send it on with a header saying what was found.
+    Tag,
+    /// Deliver through the portal instead of in clear.
+    Portal,
+    /// Hold it for review.
+    Quarantine,
+    /// Refuse it and tell the sender why.
+    Block,
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Action::Allow => "allow",
+            Action::Tag => "tag",
+            Action::Portal => "portal",
+            Action::Quarantine => "quarantine",
+            Action::Block => "block",
+        })
+    }
+}
+
+/// Check digit scheme of an MRN format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Checksum {
+    /// No check digit.
+    #[default]
+    None,
+    /// Luhn (mod 10).
+    Luhn,
+    /// Mod 11 with weights 2.. from the right (`X` = 10).
+    Mod11,
+}
+
+/// An organisation's medical record number format.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MrnRule {
+    /// Name in verdicts (`mrn:NAME`).
+    pub name: String,
+    /// Regex; the first capture group (if any) is the number that is checked and masked.
+    pub pattern: String,
+    /// Check digit.
+    #[serde(default)]
+    pub checksum: Checksum,
+    /// Only count it near "MRN", "medical record" and the like (default true).
+    #[serde(default = "yes")]
+    pub require_keyword: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A custom dictionary: words and/or regexes, each match adding `weight`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DictionaryRule {
+    /// Name in verdicts (`dict:NAME`).
+    pub name: String,
+    /// Words or phrases (case-insensitive, whole words).
+    #[serde(default)]
+    pub words: Vec<String>,
+    /// Regexes.
+    #[serde(default)]
+    pub patterns: Vec<String>,
+    /// Score per match.
+    #[serde(default = "one")]
+    pub weight: f64,
+    /// At least this action when it matches.
+    #[serde(default)]
+    pub action: Option<Action>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// A score threshold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Threshold {
+    /// From this score...
+    pub min_score: f64,
+    /// ...at least this action.
+    pub action: Action,
+}
+
+/// The whole policy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DlpPolicy {
+    /// Score per hit, by detector (`card`, `ssn`, `npi`, `dea`, `mbi`, `mrn`, `icd10`,
+    /// `keyword`).
+    pub weights: BTreeMap<String, f64>,
+    /// Added per identifier that sits among clinical words or diagnosis codes.
+    pub clinical_bonus: f64,
+    /// Most that diagnosis codes and clinical keywords add (context, not identifiers).
+    pub context_cap: f64,
+    /// Score thresholds.
+    pub threshold: Vec<Threshold>,
+    /// The action any hit of a detector forces, whatever the score.
+    pub detector_action: BTreeMap<String, Action>,
+    /// Encrypted attachments (cannot be inspected).
+    pub on_encrypted: Action,
+    /// A limit stopped inspection.
+    pub on_limit: Action,
+    /// Parts that could not be parsed.
+    pub on_unreadable: Action,
+    /// Organisation MRN formats.
+    pub mrn: Vec<MrnRule>,
+    /// Custom dictionaries.
+    pub dictionary: Vec<DictionaryRule>,
+    /// Inspection limits.
+    pub limits: Limits,
+    /// Inspect mail to encryption partners too (it is encrypted anyway; default no).
+    pub inspect_partner_mail: bool,
+}
+
+impl Default for DlpPolicy {
+    fn default() -> Self {
+        let weights = [
+            ("card", 10.0),
+            ("ssn", 10.0),
+            ("mbi", 10.0),
+            ("mrn", 8.0),
+            ("npi", 2.0),
+            ("dea", 2.0),
+            ("icd10", 1.0),
+            ("keyword", 0.5),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let detector_action = [
+            ("card", Action::Quarantine),
+            ("ssn", Action::Quarantine),
+            ("mbi", Action::Quarantine),
+            ("mrn", Action::Quarantine),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        DlpPolicy {
+            weights,
+            clinical_bonus: 2.0,
+            context_cap: 4.0,
+            threshold: vec![
+                Threshold {
+                    min_score: 4.0,
+                    action: Action::Tag,
+                },
+                Threshold {
+                    min_score: 10.0,
+                    action: Action::Quarantine,
+                },
+            ],
+            detector_action,
+            on_encrypted: Action::Quarantine,
+            on_limit: Action::Quarantine,
+            on_unreadable: Action::Tag,
+            mrn: Vec::new(),
+            dictionary: Vec::new(),
+            limits: Limits::default(),
+            inspect_partner_mail: false,
+        }
+    }
+}
+
+/// Why a policy file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// Unreadable.
+    #[error("cannot read {0}: {1}")]
+    Read(String, std::io::Error),
+    /// Not valid (the message names the line).
+    #[error("{0}: {1}")]
+    Parse(String, String),
+    /// A pattern does not compile.
+    #[error(transparent)]
+    Pattern(#[from] crate::detect::PatternError),
+}
+
+impl DlpPolicy {
+    /// Reads a policy file; missing keys take the defaults (weights and detector actions are
+    /// merged over the defaults, not replaced).
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| PolicyError::Read(path.display().to_string(), e))?;
+        Self::from_toml(&text).map_err(|e| match e {
+            PolicyError::Parse(_, m) => PolicyError::Parse(path.display().to_string(), m),
+            other => other,
+        })
+    }
+
+    /// Parses policy TOML.
+    pub fn from_toml(text: &str) -> Result<Self, PolicyError> {
+        let mut p: DlpPolicy = toml::from_str(text).map_err(|e| {
+            PolicyError::Parse("policy".into(), e.to_string().trim().replace('\n', " "))
+        })?;
+        let d = DlpPolicy::default();
+        for (k, v) in d.weights {
+            p.weights.entry(k).or_insert(v);
+        }
+        if !text.contains("[detector_action]") {
+            p.detector_action = d.detector_action;
+        }
+        if !text.contains("[[threshold]]") {
+            p.threshold = d.threshold;
+        }
+        crate::detect::Scanner::new(&p)?;
+        Ok(p)
+    }
+
+    /// The weight of a detector id (`mrn:x` → `mrn`; dictionaries carry their own).
+    pub fn weight(&self, detector: &str) -> f64 {
+        if let Some(name) = detector.strip_prefix("dict:") {
+            return self
+                .dictionary
+                .iter()
+                .find(|d| d.name == name)
+                .map_or(1.0, |d| d.weight);
+        }
+        let base = detector.split(':').next().unwrap_or(detector);
+        self.weights.get(base).copied().unwrap_or(1.0)
+    }
+
+    /// The action a hit of `detector` forces, if any.
+    pub fn forced(&self, detector: &str) -> Option<Action> {
+        if let Some(name) = detector.strip_prefix("dict:") {
+            return self
+                .dictionary
+                .iter()
+                .find(|d| d.name == name)
+                .and_then(|d| d.action);
+        }
+        self.detector_action
+            .get(detector)
+            .or_else(|| {
+                self.detector_action
+                    .get(detector.split(':').next().unwrap_or(""))
+            })
+            .copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_merges_over_defaults_and_checks_patterns() {
+        let p = DlpPolicy::from_toml(
+            "on_encrypted = \"tag\"\n[weights]\nnpi = 5\n[[mrn]]\nname = \"sm\"\npattern = '\\bSM(\\d{7})\\b'\nchecksum = \"luhn\"\n",
+        )
+        .unwrap();
+        assert_eq!(p.weight("npi"), 5.0);
+        assert_eq!(p.weight("card"), 10.0);
+        assert_eq!(p.weight("mrn:sm"), 8.0);
+        assert_eq!(p.forced("mrn:sm"), Some(Action::Quarantine));
+        assert_eq!(p.on_encrypted, Action::Tag);
+        let e = DlpPolicy::from_toml("[[mrn]]\nname = \"x\"\npattern = '(('\n").unwrap_err();
+        assert!(e.to_string().contains("mrn x"), "{e}");
+        let e = DlpPolicy::from_toml("nonsense = 1\n").unwrap_err();
+        assert!(e.to_string().contains("line 1"), "{e}");
+    }
+}
