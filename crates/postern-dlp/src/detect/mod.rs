@@ -1,7 +1,11 @@
-//! Finding identifiers in text. One regex pass nominates candidates (digit runs with single
-//! space or dash separators, letter-digit identifiers, ICD-10 codes, configured MRN patterns);
-//! one Aho-Corasick pass finds keywords; validators and keyword proximity decide. Matched
-//! values leave this module masked only.
+//! Finding identifiers in text. Every identifier we look for contains digits, so one pass finds
+//! the digit runs (eight bytes at a time, see `digits`) and nominates candidates around them:
+//! numbers with single space or dash separators, DEA numbers, MBIs, ICD-10 codes. One
+//! Aho-Corasick pass finds keywords; the organisation's MRN patterns run only in windows next
+//! to an MRN keyword (unless a rule says otherwise). Validators and keyword proximity decide.
+//! Matched values leave this module masked only.
+
+mod digits;
 
 pub mod checks;
 
@@ -123,7 +127,6 @@ struct Dict {
 
 /// Compiled detectors for one policy.
 pub struct Scanner {
-    candidates: Regex,
     keywords: AhoCorasick,
     mrns: Vec<Mrn>,
     dicts: Vec<Dict>,
@@ -148,19 +151,6 @@ pub struct PatternError {
 impl Scanner {
     /// Compiles the built-in detectors and the policy's MRN patterns and dictionaries.
     pub fn new(policy: &DlpPolicy) -> Result<Self, PatternError> {
-        // Digit runs (9–19 digits, single space or dash between groups), letter-led IDs (DEA,
-        // MBI), and ICD-10-CM codes with their dot.
-        let candidates = Regex::new(
-            r"(?x)
-            (?P<num>[0-9](?:[0-9]|[\ \-][0-9]){8,22})
-            | (?P<alnum>\b[A-Za-z][A-Za-z9][0-9]{7}\b
-                | \b[1-9][A-Za-z][A-Za-z0-9][0-9]-?[A-Za-z][A-Za-z0-9][0-9]-?[A-Za-z]{2}[0-9]{2}\b)
-            | (?P<icd>\b[A-TV-Z][0-9][0-9AB]\.[0-9A-TV-Z]{1,4}\b)",
-        )
-        .map_err(|e| PatternError {
-            what: "built-in candidates".into(),
-            message: e.to_string(),
-        })?;
         let keywords = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::LeftmostLongest)
@@ -213,7 +203,6 @@ impl Scanner {
             });
         }
         Ok(Scanner {
-            candidates,
             keywords,
             mrns,
             dicts,
@@ -223,13 +212,98 @@ impl Scanner {
     /// Everything found in one piece of text.
     pub fn scan(&self, text: &str) -> Vec<Found> {
         let b = text.as_bytes();
-        // Keyword positions (start, end, group), in order.
-        let kws: Vec<(usize, usize, Group)> = self
-            .keywords
-            .find_iter(text)
-            .filter(|m| word_edges(b, m.start(), m.end()))
-            .map(|m| (m.start(), m.end(), KEYWORDS[m.pattern().as_usize()].1))
+        // Pass 1: candidates around digit runs, by structure alone.
+        let mut nums: Vec<(usize, usize)> = Vec::new();
+        let mut deas: Vec<(usize, usize)> = Vec::new();
+        let mut mbis: Vec<(usize, usize)> = Vec::new();
+        let mut icds: Vec<(usize, usize)> = Vec::new();
+        let mut short: Vec<(usize, usize)> = Vec::new();
+        let want_short = self.mrns.iter().any(|m| m.needs_keyword);
+        for (s, e) in digits::runs(b) {
+            let ndigits = b[s..e].iter().filter(|c| c.is_ascii_digit()).count();
+            if ndigits >= 9 {
+                // Part of a longer token (letters or digits glued on): not an identifier.
+                if edges_clear(b, s, e) {
+                    nums.push((s, e));
+                }
+                continue;
+            }
+            if want_short && ndigits >= 4 {
+                short.push((s, e));
+            }
+            // A DEA number: two letters glued to exactly seven digits.
+            if e - s == 7 && s >= 2 && ndigits == 7 {
+                let start = s - 2;
+                if (start == 0 || !is_word_byte(b[start - 1]))
+                    && (e == b.len() || !is_word_byte(b[e]))
+                    && checks::is_dea(&b[start..e])
+                {
+                    deas.push((start, e));
+                    continue;
+                }
+            }
+            // An MBI starts with a digit at a word start: 11 characters, or 13 with dashes.
+            if (s == 0 || !b[s - 1].is_ascii_alphanumeric()) && b[s] != b'0' {
+                let hit = [11, 13].into_iter().find(|len| {
+                    b.get(s..s + len).is_some_and(|cand| {
+                        let end = s + len;
+                        (end == b.len() || !is_word_byte(b[end]))
+                            && checks::is_mbi(cand)
+                            && (*len == 11 || (cand[4] == b'-' && cand[8] == b'-'))
+                    })
+                });
+                if let Some(len) = hit {
+                    mbis.push((s, s + len));
+                    continue;
+                }
+            }
+            // An ICD-10-CM code: a letter, two characters, a dot, one to four more.
+            if s >= 1
+                && b[s - 1].is_ascii_uppercase()
+                && (s == 1 || !b[s - 2].is_ascii_alphanumeric())
+            {
+                if let Some(len) = icd10_len(&b[s - 1..]) {
+                    icds.push((s - 1, s - 1 + len));
+                }
+            }
+        }
+        // Pass 2: keywords, only where they can matter — around candidates (clinical context
+        // reaches furthest) and around short numbers when an MRN rule needs its keyword.
+        let mut spans: Vec<(usize, usize)> = nums
+            .iter()
+            .chain(&deas)
+            .chain(&mbis)
+            .map(|(s, e)| (s.saturating_sub(CLINICAL), e + CLINICAL))
+            .chain(
+                short
+                    .iter()
+                    .map(|(s, e)| (s.saturating_sub(BEFORE + 32), e + AFTER + 32)),
+            )
             .collect();
+        spans.sort_unstable();
+        let mut windows: Vec<(usize, usize)> = Vec::new();
+        for (lo, hi) in spans {
+            let (lo, hi) = (floor_char(text, lo), ceil_char(text, hi.min(text.len())));
+            match windows.last_mut() {
+                Some(last) if last.1 >= lo => last.1 = last.1.max(hi),
+                _ => windows.push((lo, hi)),
+            }
+        }
+        let mut kws: Vec<(usize, usize, Group)> = Vec::new();
+        for (lo, hi) in &windows {
+            kws.extend(
+                self.keywords
+                    .find_iter(&text[*lo..*hi])
+                    .map(|m| {
+                        (
+                            lo + m.start(),
+                            lo + m.end(),
+                            KEYWORDS[m.pattern().as_usize()].1,
+                        )
+                    })
+                    .filter(|k| word_edges(b, k.0, k.1)),
+            );
+        }
         let near = |start: usize, end: usize, g: Group, before: usize, after: usize| {
             let lo = start.saturating_sub(before);
             let hi = end + after;
@@ -246,36 +320,26 @@ impl Scanner {
                 .last()
                 .is_some_and(|k| k.2 == Group::NotPhi)
         };
-        let mut icd_at: Vec<usize> = Vec::new();
         let mut found = Vec::new();
         let mut ids: Vec<(usize, usize, &'static str)> = Vec::new();
-        for c in self.candidates.captures_iter(text) {
-            if let Some(m) = c.name("num") {
-                let (s, e) = (m.start(), m.end());
-                // Part of a longer token (letters or digits glued on): not an identifier.
-                if !edges_clear(b, s, e) {
-                    continue;
-                }
-                let raw = m.as_str();
-                if let Some(kind) = classify_number(raw, s, e, &near, &labelled_not_phi) {
-                    ids.push((s, e, kind));
-                }
-            } else if let Some(m) = c.name("alnum") {
-                let (s, e) = (m.start(), m.end());
-                let v = m.as_str().as_bytes();
-                if v.len() == 9 && checks::is_dea(v) && near(s, e, Group::Dea, BEFORE, AFTER) {
-                    ids.push((s, e, "dea"));
-                } else if v.len() >= 11 && checks::is_mbi(v) && has_digit_and_letter(v) {
-                    ids.push((s, e, "mbi"));
-                }
-            } else if let Some(m) = c.name("icd") {
-                icd_at.push(m.start());
-                found.push(Found {
-                    detector: "icd10".into(),
-                    masked: m.as_str().to_string(),
-                    clinical_context: true,
-                });
+        for (s, e) in nums {
+            if let Some(kind) = classify_number(&text[s..e], s, e, &near, &labelled_not_phi) {
+                ids.push((s, e, kind));
             }
+        }
+        for (s, e) in deas {
+            if near(s, e, Group::Dea, BEFORE, AFTER) {
+                ids.push((s, e, "dea"));
+            }
+        }
+        ids.extend(mbis.into_iter().map(|(s, e)| (s, e, "mbi")));
+        let icd_at: Vec<usize> = icds.iter().map(|(s, _)| *s).collect();
+        for (s, e) in &icds {
+            found.push(Found {
+                detector: "icd10".into(),
+                masked: text[*s..*e].to_string(),
+                clinical_context: true,
+            });
         }
         let clinical = |s: usize, e: usize| {
             near(s, e, Group::Clinical, CLINICAL, CLINICAL)
@@ -290,33 +354,60 @@ impl Scanner {
                 clinical_context: clinical(s, e),
             });
         }
+        let mut mrn_seen: Vec<(usize, usize)> = Vec::new();
         for m in &self.mrns {
-            for c in m.re.captures_iter(text) {
-                let Some(whole) = c.get(0) else { continue };
-                let v = c.get(1).unwrap_or(whole);
-                let digits: Vec<u8> = v
-                    .as_str()
-                    .bytes()
-                    .filter(|b| b.is_ascii_alphanumeric())
-                    .collect();
-                let ok = match m.checksum {
-                    Checksum::None => true,
-                    Checksum::Luhn => {
-                        digits.iter().all(u8::is_ascii_digit) && checks::luhn(&digits)
+            // With a keyword required, only the text around MRN keywords is searched.
+            let windows: Vec<(usize, usize)> = if m.needs_keyword {
+                let mut w: Vec<(usize, usize)> = Vec::new();
+                for k in kws.iter().filter(|k| k.2 == Group::Mrn) {
+                    let lo = floor_char(text, k.0.saturating_sub(AFTER + 32));
+                    let hi = ceil_char(text, (k.1 + BEFORE + 32).min(text.len()));
+                    match w.last_mut() {
+                        Some(last) if last.1 >= lo => last.1 = hi,
+                        _ => w.push((lo, hi)),
                     }
-                    Checksum::Mod11 => checks::mod11(&digits),
-                };
-                if !ok {
-                    continue;
                 }
-                if m.needs_keyword && !near(whole.start(), whole.end(), Group::Mrn, BEFORE, AFTER) {
-                    continue;
+                w
+            } else {
+                vec![(0, text.len())]
+            };
+            for (lo, hi) in windows {
+                for c in m.re.captures_iter(&text[lo..hi]) {
+                    let Some(whole) = c.get(0) else { continue };
+                    let whole_start = lo + whole.start();
+                    let whole_end = lo + whole.end();
+                    let v = c.get(1).unwrap_or(whole);
+                    let digits: Vec<u8> = v
+                        .as_str()
+                        .bytes()
+                        .filter(|b| b.is_ascii_alphanumeric())
+                        .collect();
+                    let ok = match m.checksum {
+                        Checksum::None => true,
+                        Checksum::Luhn => {
+                            digits.iter().all(u8::is_ascii_digit) && checks::luhn(&digits)
+                        }
+                        Checksum::Mod11 => checks::mod11(&digits),
+                    };
+                    if !ok {
+                        continue;
+                    }
+                    if m.needs_keyword && !near(whole_start, whole_end, Group::Mrn, BEFORE, AFTER) {
+                        continue;
+                    }
+                    // Windows can overlap a previous one only at their edges; count a value once.
+                    let masked = checks::mask(v.as_str());
+                    let key = (whole_start, whole_end);
+                    if mrn_seen.contains(&key) {
+                        continue;
+                    }
+                    mrn_seen.push(key);
+                    found.push(Found {
+                        detector: format!("mrn:{}", m.name),
+                        masked,
+                        clinical_context: clinical(whole_start, whole_end),
+                    });
                 }
-                found.push(Found {
-                    detector: format!("mrn:{}", m.name),
-                    masked: checks::mask(v.as_str()),
-                    clinical_context: clinical(whole.start(), whole.end()),
-                });
             }
         }
         for d in &self.dicts {
@@ -426,8 +517,46 @@ fn word_edges(b: &[u8], s: usize, _e: usize) -> bool {
     s == 0 || !b[s - 1].is_ascii_alphanumeric()
 }
 
-fn has_digit_and_letter(v: &[u8]) -> bool {
-    v.iter().any(u8::is_ascii_digit) && v.iter().any(u8::is_ascii_alphabetic)
+/// Length of an ICD-10-CM code with its dot at the start of `b` (a letter other than U, a
+/// digit, a digit or A/B, a dot, one to four of digits and letters other than U), if any.
+fn icd10_len(b: &[u8]) -> Option<usize> {
+    let first = *b.first()?;
+    if !first.is_ascii_uppercase() || first == b'U' {
+        return None;
+    }
+    if !b.get(1)?.is_ascii_digit()
+        || !matches!(b.get(2)?, b'0'..=b'9' | b'A' | b'B')
+        || *b.get(3)? != b'.'
+    {
+        return None;
+    }
+    let tail = b[4..]
+        .iter()
+        .take(5)
+        .take_while(|c| c.is_ascii_digit() || (c.is_ascii_uppercase() && **c != b'U'))
+        .count();
+    if !(1..=4).contains(&tail) {
+        return None;
+    }
+    let end = 4 + tail;
+    if b.get(end).is_some_and(|c| is_word_byte(*c)) {
+        return None;
+    }
+    Some(end)
+}
+
+fn floor_char(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil_char(s: &str, mut i: usize) -> usize {
+    while i < s.len() && !s.is_char_boundary(i) {
+        i += 1;
+    }
+    i
 }
 
 #[cfg(test)]
