@@ -68,6 +68,54 @@ pub struct RelayConfig {
     pub tls: TlsConfig,
     /// Nameserver for MX lookups (`IP:PORT`); empty: the system's.
     pub dns: String,
+    /// Content inspection of outgoing mail.
+    pub dlp: DlpConfig,
+    /// The quarantine store.
+    pub quarantine: QuarantineConfig,
+}
+
+/// Content inspection settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DlpConfig {
+    /// Inspect outgoing mail (default true).
+    pub enabled: bool,
+    /// A policy file (see postern-dlp); empty: the built-in policy.
+    pub policy: PathBuf,
+}
+
+impl Default for DlpConfig {
+    fn default() -> Self {
+        DlpConfig {
+            enabled: true,
+            policy: PathBuf::new(),
+        }
+    }
+}
+
+/// Quarantine settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuarantineConfig {
+    /// The AES-256 key (64 hex characters) that encrypts held messages; empty:
+    /// `DATA_DIR/quarantine.key`, generated on first start.
+    pub key_file: PathBuf,
+}
+
+impl RelayConfig {
+    /// The quarantine database.
+    pub fn quarantine_db(&self) -> PathBuf {
+        self.data_dir.join("quarantine.sqlite")
+    }
+
+    /// The quarantine key file.
+    pub fn quarantine_key(&self) -> PathBuf {
+        if self.quarantine.key_file.as_os_str().is_empty() {
+            self.data_dir.join("quarantine.key")
+        } else {
+            self.quarantine.key_file.clone()
+        }
+    }
 }
 
 /// TLS settings. Without a certificate the relay generates a self-signed one at start (fine
@@ -111,6 +159,8 @@ impl Default for RelayConfig {
             metrics: "127.0.0.1:9725".into(),
             tls: TlsConfig::default(),
             dns: String::new(),
+            dlp: DlpConfig::default(),
+            quarantine: QuarantineConfig::default(),
         }
     }
 }
@@ -265,6 +315,8 @@ impl RelayConfig {
             &mut self.tls.certificate,
             &mut self.tls.key,
             &mut self.tls.ca_file,
+            &mut self.dlp.policy,
+            &mut self.quarantine.key_file,
         ] {
             if p.is_relative() && !p.as_os_str().is_empty() {
                 *p = base.join(&*p);

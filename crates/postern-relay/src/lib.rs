@@ -22,6 +22,7 @@ pub mod inspect;
 pub mod metrics;
 pub mod mx;
 mod process;
+pub mod quarantine;
 mod relay;
 pub mod scheduler;
 pub mod smtp;
@@ -30,6 +31,6 @@ pub mod transport;
 mod util;
 
 pub use config::{ConfigError, RelayConfig};
-pub use inspect::{ContentInspector, PassThrough};
+pub use inspect::{ContentInspector, DlpInspector, Inspection, PassThrough};
 pub use relay::{start, start_with, RunningRelay, Settings, Shared, StartError};
 pub use util::rfc5322_date;

@@ -40,6 +40,7 @@ enum Step {
         idx: Vec<usize>,
         kind: &'static str,
         reason: String,
+        verdict: Option<serde_json::Value>,
     },
 }
 
@@ -155,7 +156,53 @@ async fn process_inner(shared: &Shared, id: &str) -> std::io::Result<Option<u64>
                     bounce(r, &status, reason.clone());
                 }
             }
-            Step::Hold { idx, kind, reason } => {
+            Step::Hold {
+                idx,
+                kind: "quarantine",
+                reason,
+                verdict,
+            } => {
+                // The message moves to the quarantine store (encrypted); its recipients are
+                // final here. If the store fails, they wait and the next attempt tries again.
+                let rcpts: Vec<String> = idx
+                    .iter()
+                    .map(|i| entry.recipients[*i].address.clone())
+                    .collect();
+                let origin = match entry.origin {
+                    Origin::Public => "public",
+                    _ => "internal",
+                };
+                match shared
+                    .quarantine
+                    .hold(
+                        origin,
+                        entry.mail_from.as_deref(),
+                        &rcpts,
+                        &reason,
+                        verdict.as_ref(),
+                        &data,
+                    )
+                    .await
+                {
+                    Ok(qid) => {
+                        for i in idx {
+                            let r = &mut entry.recipients[i];
+                            shared.metrics.held.inc();
+                            summary.push(format!("{} quarantined {qid}", domain(&r.address)));
+                            r.state = RcptState::Quarantined { id: qid.clone() };
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(queue_id = %id, error = %e, "quarantine store failed; will retry");
+                        for i in idx {
+                            entry.recipients[i].last_error = Some(format!("quarantine: {e}"));
+                        }
+                    }
+                }
+            }
+            Step::Hold {
+                idx, kind, reason, ..
+            } => {
                 for i in idx {
                     let r = &mut entry.recipients[i];
                     shared.metrics.held.inc();
@@ -355,6 +402,7 @@ async fn plan(shared: &Shared, entry: &Entry, data: &[u8]) -> Vec<Step> {
                     idx: ours,
                     kind: "quarantine",
                     reason,
+                    verdict: None,
                 }),
                 other => steps.push(Step::Defer {
                     idx: ours,
@@ -381,12 +429,42 @@ async fn plan(shared: &Shared, entry: &Entry, data: &[u8]) -> Vec<Step> {
         mail_from,
         rcpt_to: theirs.iter().map(|(_, a)| a.clone()).collect(),
     };
-    let content = if entry.released {
-        Some(postern_router::ContentAction::Allow)
+    // Content inspection, unless an administrator released this message from the quarantine.
+    let inspection = if entry.released {
+        None
     } else {
         shared.inspector.inspect(&envelope, data)
     };
+    if let Some(i) = &inspection {
+        tracing::info!(queue_id = %entry.id, dlp = %i.summary, "inspected");
+    }
+    let content = match (&inspection, entry.released) {
+        (_, true) => Some(postern_router::ContentAction::Allow),
+        (Some(i), _) => Some(i.action),
+        (None, _) => None,
+    };
+    // The policy's "tag": a header with the summary (no values) on the copy that goes out.
+    let tagged;
+    let data = match &inspection {
+        Some(i) if i.tag => {
+            tagged = [format!("Postern-DLP: {}\r\n", i.summary).as_bytes(), data].concat();
+            &tagged[..]
+        }
+        _ => data,
+    };
     let decisions = shared.router.outbound(&dir, &envelope, data, content).await;
+    let verdict = inspection.as_ref().map(|i| i.detail.clone());
+    let hold_partner_plain = inspection.as_ref().is_some_and(|i| {
+        i.partner_mail
+            && matches!(
+                i.action,
+                postern_router::ContentAction::Quarantine | postern_router::ContentAction::Block
+            )
+    });
+    let content_reason = |default: String| match &inspection {
+        Some(i) => format!("content policy: {} ({})", default, i.summary),
+        None => default,
+    };
     let mut unclaimed = theirs;
     let mut take = |who: &[Address]| -> Vec<usize> {
         let mut idx = Vec::new();
@@ -399,6 +477,24 @@ async fn plan(shared: &Shared, entry: &Entry, data: &[u8]) -> Vec<Step> {
     };
     for d in decisions {
         match d {
+            // A plain copy to a partner (TLS-required, or preferred without a key) is held too
+            // when the policy inspects partner mail.
+            Disposition::Deliver {
+                recipients,
+                sealed: None,
+                ..
+            } if hold_partner_plain
+                && recipients
+                    .iter()
+                    .any(|r| dir.partner_for(r.domain()).is_some()) =>
+            {
+                steps.push(Step::Hold {
+                    idx: take(&recipients),
+                    kind: "quarantine",
+                    reason: content_reason("plain copy to a partner".into()),
+                    verdict: verdict.clone(),
+                })
+            }
             Disposition::Deliver {
                 recipients,
                 message,
@@ -415,20 +511,29 @@ async fn plan(shared: &Shared, entry: &Entry, data: &[u8]) -> Vec<Step> {
                 idx: take(&recipients),
                 reason,
             }),
-            Disposition::Bounce { recipients, reason } => steps.push(Step::Fail {
-                idx: take(&recipients),
-                status: "5.7.1".into(),
-                reason,
-            }),
+            Disposition::Bounce { recipients, reason } => {
+                let reason = if content == Some(postern_router::ContentAction::Block) {
+                    content_reason(reason)
+                } else {
+                    reason
+                };
+                steps.push(Step::Fail {
+                    idx: take(&recipients),
+                    status: "5.7.1".into(),
+                    reason,
+                })
+            }
             Disposition::Quarantine { recipients, reason } => steps.push(Step::Hold {
                 idx: take(&recipients),
                 kind: "quarantine",
-                reason,
+                reason: content_reason(reason),
+                verdict: verdict.clone(),
             }),
             Disposition::Portal { recipients } => steps.push(Step::Hold {
                 idx: take(&recipients),
                 kind: "portal",
                 reason: "portal delivery (held until the portal is in place)".into(),
+                verdict: verdict.clone(),
             }),
             other => {
                 tracing::error!(decision = ?std::mem::discriminant(&other), "unknown routing decision; deferring");

@@ -19,10 +19,11 @@ use postern_router::{
 use postern_smime::SmimeEnvelope;
 
 use crate::config::{ConfigError, Limits, Network, NextHop, RelayConfig};
-use crate::inspect::{ContentInspector, PassThrough};
+use crate::inspect::{ContentInspector, DlpInspector, PassThrough};
 use crate::metrics::{self, Metrics};
 use crate::mx::MxResolver;
 use crate::process::process;
+use crate::quarantine::{load_or_create_key, Quarantine};
 use crate::scheduler::Scheduler;
 use crate::smtp::server::{session, Role};
 use crate::smtp::tls::TlsContext;
@@ -80,6 +81,8 @@ pub struct Shared {
     pub inbound: InboundRouter,
     /// Content inspection hook.
     pub inspector: Arc<dyn ContentInspector>,
+    /// Held messages.
+    pub quarantine: Quarantine,
 }
 
 /// Why the relay could not start.
@@ -105,6 +108,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The quarantine store could not be opened.
+    #[error("{0}")]
+    Quarantine(String),
     /// The spool could not be opened.
     #[error("spool {path}: {source}")]
     Spool {
@@ -132,9 +138,27 @@ pub struct RunningRelay {
     workers: Vec<JoinHandle<()>>,
 }
 
-/// Starts a relay with no content inspection.
+/// Starts a relay with the content inspection its configuration asks for (postern-dlp with
+/// the configured or built-in policy, or none when `dlp.enabled = false`).
 pub async fn start(cfg: &RelayConfig) -> Result<RunningRelay, StartError> {
-    start_with(cfg, Arc::new(PassThrough)).await
+    let inspector: Arc<dyn ContentInspector> = if cfg.dlp.enabled {
+        let policy = if cfg.dlp.policy.as_os_str().is_empty() {
+            postern_dlp::DlpPolicy::default()
+        } else {
+            postern_dlp::DlpPolicy::load(&cfg.dlp.policy).map_err(|e| ConfigError::Value {
+                field: "dlp.policy",
+                message: e.to_string(),
+            })?
+        };
+        let inspector = postern_dlp::Inspector::new(policy).map_err(|e| ConfigError::Value {
+            field: "dlp.policy",
+            message: e.to_string(),
+        })?;
+        Arc::new(DlpInspector(inspector))
+    } else {
+        Arc::new(PassThrough)
+    };
+    start_with(cfg, inspector).await
 }
 
 /// Starts a relay with `inspector` deciding about outgoing content.
@@ -194,6 +218,11 @@ pub async fn start_with(
         path: spool_dir.clone(),
         source,
     })?;
+    let key = load_or_create_key(&cfg.quarantine_key())
+        .map_err(|e| StartError::Quarantine(e.to_string()))?;
+    let quarantine = Quarantine::open(&cfg.quarantine_db(), key)
+        .await
+        .map_err(|e| StartError::Quarantine(e.to_string()))?;
     let backends: Vec<Arc<dyn SecureEnvelope>> = vec![
         Arc::new(SmimeEnvelope::new()),
         Arc::new(OpenPgpEnvelope::new()),
@@ -210,6 +239,7 @@ pub async fn start_with(
         router,
         inbound: InboundRouter::new(backends),
         inspector,
+        quarantine,
     });
 
     // Everything spooled and not finished is picked up again (crash or restart).
@@ -417,6 +447,7 @@ impl RunningRelay {
         }
         let all = futures_join(self.workers);
         let _ = tokio::time::timeout(grace, all).await;
+        self.shared.quarantine.close().await;
     }
 }
 

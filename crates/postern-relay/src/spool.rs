@@ -44,7 +44,12 @@ pub enum RcptState {
         /// Whether the DSN for this recipient has been queued.
         notified: bool,
     },
-    /// Kept for an administrator (quarantine or portal, until those features land).
+    /// Moved to the quarantine store (final here: release or reject happens there).
+    Quarantined {
+        /// The quarantine ID.
+        id: String,
+    },
+    /// Kept for an administrator (portal delivery, until the portal lands).
     Held {
         /// `quarantine` or `portal`.
         kind: String,
@@ -119,9 +124,12 @@ pub struct Entry {
 impl Entry {
     /// Whether every recipient has a final outcome and none is held.
     pub fn is_done(&self) -> bool {
-        self.recipients
-            .iter()
-            .all(|r| matches!(r.state, RcptState::Delivered | RcptState::Bounced { .. }))
+        self.recipients.iter().all(|r| {
+            matches!(
+                r.state,
+                RcptState::Delivered | RcptState::Bounced { .. } | RcptState::Quarantined { .. }
+            )
+        })
     }
 
     /// Recipients still to be tried.

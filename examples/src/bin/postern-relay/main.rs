@@ -5,12 +5,16 @@
 //! postern-relay                 # run the gateway on embedded demo defaults (loopback only)
 //! postern-relay run --config relay.toml
 //! postern-relay queue list
+//! postern-relay quarantine list
+//! postern-relay dlp scan < in.eml
 //! postern-relay demo            # seal and open a bundled sample with published test keys
 //! postern-relay seal --standard smime --recipient-cert bob.pem < in.eml > out.eml
 //! postern-relay open --key bob.key --cert bob.pem --trust-anchor ca.pem < out.eml
 //! ```
 #![forbid(unsafe_code)]
 
+mod dlp;
+mod quarantine_cmd;
 mod queue;
 mod serve;
 
@@ -43,6 +47,10 @@ enum Command {
     Run(serve::RunArgs),
     /// Look at and act on the spool of a (running) relay.
     Queue(queue::QueueArgs),
+    /// Review quarantined messages: list, show, release, reject, audit.
+    Quarantine(quarantine_cmd::QuarantineArgs),
+    /// Content inspection: `dlp scan` prints the verdict for a message (exit 0 allow, 1 else).
+    Dlp(dlp::DlpArgs),
     /// Seal a message from standard input: encrypt (and optionally sign), or sign only.
     Seal(SealArgs),
     /// Open a message from standard input: decrypt and/or verify, print the inner message.
@@ -584,6 +592,12 @@ async fn main() -> ExitCode {
     {
         Command::Run(a) => serve::run(a).await.map(|_| true),
         Command::Queue(a) => queue::run(a),
+        Command::Quarantine(a) => quarantine_cmd::run(a).await,
+        Command::Dlp(a) => match dlp::run(a) {
+            Ok(true) => return ExitCode::SUCCESS,
+            Ok(false) => return ExitCode::from(1),
+            Err(e) => Err(e),
+        },
         Command::CheckConfig { file } => return check_config(&file),
         Command::Route(a) => route(a).await,
         Command::Demo => demo().await.map(|_| true),

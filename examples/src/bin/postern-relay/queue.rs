@@ -34,7 +34,8 @@ enum QueueAction {
         /// Queue ID.
         id: String,
     },
-    /// Send on recipients held for quarantine or portal, as if content inspection had passed.
+    /// Send on recipients held for the portal, as if content inspection had passed (quarantined
+    /// messages are released with `postern-relay quarantine release`).
     Release {
         /// Queue ID.
         id: String,
@@ -47,6 +48,7 @@ fn state(r: &RcptState) -> String {
         RcptState::Delivered => "delivered".into(),
         RcptState::Bounced { status, .. } => format!("bounced {status}"),
         RcptState::Held { kind, .. } => format!("held ({kind})"),
+        RcptState::Quarantined { id } => format!("quarantined {id}"),
     }
 }
 

@@ -1,0 +1,450 @@
+//! The quarantine store: messages held for review, in an embedded SQLite database (sqlx, so a
+//! PostgreSQL backend can follow for several nodes). Each message is stored encrypted with
+//! AES-256-GCM under the gateway's quarantine key (the queue ID is the associated data, so a
+//! ciphertext cannot be moved to another row); envelope, reason and verdict are stored beside
+//! it in clear (they hold masked values only). Every decision and every read of a message is
+//! written to the audit table: who, when, what, why.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use serde::{Deserialize, Serialize};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::Row;
+
+use crate::util::unix_ms;
+
+/// What went wrong with the store.
+#[derive(Debug, thiserror::Error)]
+pub enum QuarantineError {
+    /// The database.
+    #[error("quarantine database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// The key file.
+    #[error("quarantine key {path}: {message}")]
+    Key {
+        /// The key file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Encryption or decryption failed (wrong key, or the row was tampered with).
+    #[error("quarantined message {0} cannot be decrypted with this key")]
+    Crypto(String),
+    /// No such entry.
+    #[error("{0}: not in the quarantine")]
+    NotFound(String),
+    /// The entry was already decided.
+    #[error("{id}: already {state}")]
+    Decided {
+        /// The entry.
+        id: String,
+        /// Its state.
+        state: String,
+    },
+}
+
+/// One quarantined message (without its content).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Held {
+    /// Quarantine ID.
+    pub id: String,
+    /// Unix seconds when it was held.
+    pub created_at: u64,
+    /// `internal` (outbound) or `public` (inbound).
+    pub origin: String,
+    /// MAIL FROM (`None`: null sender).
+    pub sender: Option<String>,
+    /// The recipients it was held for.
+    pub recipients: Vec<String>,
+    /// Why, in words.
+    pub reason: String,
+    /// The inspection verdict (JSON, masked values only), if any.
+    pub verdict: Option<serde_json::Value>,
+    /// Message size.
+    pub size: u64,
+    /// `held`, `released` or `rejected`.
+    pub state: String,
+}
+
+/// One audit record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Audit {
+    /// Unix seconds.
+    pub at: u64,
+    /// Who (an operator name, or `postern-relay` for the gateway itself).
+    pub actor: String,
+    /// `hold`, `view`, `release`, `reject`.
+    pub action: String,
+    /// The quarantine entry.
+    pub id: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// The store.
+pub struct Quarantine {
+    pool: SqlitePool,
+    key: LessSafeKey,
+}
+
+impl std::fmt::Debug for Quarantine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Quarantine").finish_non_exhaustive()
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS quarantine (
+    id TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL,
+    origin TEXT NOT NULL,
+    sender TEXT,
+    recipients TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    verdict TEXT,
+    size INTEGER NOT NULL,
+    nonce BLOB NOT NULL,
+    message BLOB NOT NULL,
+    state TEXT NOT NULL DEFAULT 'held'
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    quarantine_id TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+";
+
+/// Reads the 32-byte key (64 hex characters) from `path`, creating it (mode 0600) if absent.
+pub fn load_or_create_key(path: &Path) -> Result<[u8; 32], QuarantineError> {
+    let err = |message: String| QuarantineError::Key {
+        path: path.display().to_string(),
+        message,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let hex = text.trim();
+            if hex.len() != 64 {
+                return Err(err("expected 64 hex characters".into()));
+            }
+            let mut key = [0u8; 32];
+            for (i, k) in key.iter_mut().enumerate() {
+                *k = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
+                    .map_err(|_| err("not hex".into()))?;
+            }
+            Ok(key)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = [0u8; 32];
+            aws_lc_rs::rand::fill(&mut key).map_err(|_| err("no randomness".into()))?;
+            let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+            }
+            write_private(path, hex.as_bytes()).map_err(|e| err(e.to_string()))?;
+            Ok(key)
+        }
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, data)
+}
+
+fn held_from(row: &sqlx::sqlite::SqliteRow) -> Result<Held, sqlx::Error> {
+    let recipients: String = row.try_get("recipients")?;
+    let verdict: Option<String> = row.try_get("verdict")?;
+    Ok(Held {
+        id: row.try_get("id")?,
+        created_at: row.try_get::<i64, _>("created_at")? as u64,
+        origin: row.try_get("origin")?,
+        sender: row.try_get("sender")?,
+        recipients: serde_json::from_str(&recipients).unwrap_or_default(),
+        reason: row.try_get("reason")?,
+        verdict: verdict.and_then(|v| serde_json::from_str(&v).ok()),
+        size: row.try_get::<i64, _>("size")? as u64,
+        state: row.try_get("state")?,
+    })
+}
+
+impl Quarantine {
+    /// Opens (creating) the database at `path`, with `key` for the messages.
+    pub async fn open(path: &Path, key: [u8; 32]) -> Result<Self, QuarantineError> {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let opts = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // A held message must survive a crash like a spooled one.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        let key = LessSafeKey::new(
+            UnboundKey::new(&AES_256_GCM, &key)
+                .map_err(|_| QuarantineError::Crypto("key".into()))?,
+        );
+        Ok(Quarantine { pool, key })
+    }
+
+    /// Holds a message. Returns its quarantine ID.
+    pub async fn hold(
+        &self,
+        origin: &str,
+        sender: Option<&str>,
+        recipients: &[String],
+        reason: &str,
+        verdict: Option<&serde_json::Value>,
+        message: &[u8],
+    ) -> Result<String, QuarantineError> {
+        let id = format!("Q{}", crate::spool::Spool::new_id());
+        let mut nonce = [0u8; NONCE_LEN];
+        aws_lc_rs::rand::fill(&mut nonce).map_err(|_| QuarantineError::Crypto(id.clone()))?;
+        let mut sealed = message.to_vec();
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(id.as_bytes()),
+                &mut sealed,
+            )
+            .map_err(|_| QuarantineError::Crypto(id.clone()))?;
+        let now = (unix_ms() / 1000) as i64;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO quarantine (id, created_at, origin, sender, recipients, reason, verdict, size, nonce, message, state)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'held')",
+        )
+        .bind(&id)
+        .bind(now)
+        .bind(origin)
+        .bind(sender)
+        .bind(serde_json::to_string(recipients).unwrap_or_default())
+        .bind(reason)
+        .bind(verdict.map(|v| v.to_string()))
+        .bind(message.len() as i64)
+        .bind(nonce.to_vec())
+        .bind(sealed)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO audit (at, actor, action, quarantine_id, reason) VALUES (?, 'postern-relay', 'hold', ?, ?)")
+            .bind(now)
+            .bind(&id)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Entries, newest first (`state`: only those in it).
+    pub async fn list(&self, state: Option<&str>) -> Result<Vec<Held>, QuarantineError> {
+        let rows = sqlx::query(
+            "SELECT id, created_at, origin, sender, recipients, reason, verdict, size, state
+             FROM quarantine WHERE (?1 IS NULL OR state = ?1) ORDER BY created_at DESC, id DESC",
+        )
+        .bind(state)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(held_from).collect::<Result<_, _>>()?)
+    }
+
+    /// One entry.
+    pub async fn get(&self, id: &str) -> Result<Held, QuarantineError> {
+        let row = sqlx::query(
+            "SELECT id, created_at, origin, sender, recipients, reason, verdict, size, state
+             FROM quarantine WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| QuarantineError::NotFound(id.into()))?;
+        Ok(held_from(&row)?)
+    }
+
+    /// The message, decrypted; the read is audited under `actor`.
+    pub async fn message(
+        &self,
+        id: &str,
+        actor: &str,
+        why: &str,
+    ) -> Result<Vec<u8>, QuarantineError> {
+        let row = sqlx::query("SELECT nonce, message FROM quarantine WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| QuarantineError::NotFound(id.into()))?;
+        let nonce: Vec<u8> = row.try_get("nonce")?;
+        let mut data: Vec<u8> = row.try_get("message")?;
+        let nonce: [u8; NONCE_LEN] = nonce
+            .try_into()
+            .map_err(|_| QuarantineError::Crypto(id.into()))?;
+        let plain = self
+            .key
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(id.as_bytes()),
+                &mut data,
+            )
+            .map_err(|_| QuarantineError::Crypto(id.into()))?
+            .to_vec();
+        self.audit(actor, "view", id, why).await?;
+        Ok(plain)
+    }
+
+    /// Marks an entry released or rejected (once), with the audit record.
+    pub async fn decide(
+        &self,
+        id: &str,
+        state: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<(), QuarantineError> {
+        let done = sqlx::query("UPDATE quarantine SET state = ? WHERE id = ? AND state = 'held'")
+            .bind(state)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            let held = self.get(id).await?;
+            return Err(QuarantineError::Decided {
+                id: id.into(),
+                state: held.state,
+            });
+        }
+        let action = if state == "released" {
+            "release"
+        } else {
+            "reject"
+        };
+        self.audit(actor, action, id, reason).await
+    }
+
+    /// Writes one audit record.
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        id: &str,
+        reason: &str,
+    ) -> Result<(), QuarantineError> {
+        sqlx::query(
+            "INSERT INTO audit (at, actor, action, quarantine_id, reason) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind((unix_ms() / 1000) as i64)
+        .bind(actor)
+        .bind(action)
+        .bind(id)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The audit trail (of one entry, or all), oldest first.
+    pub async fn audit_log(&self, id: Option<&str>) -> Result<Vec<Audit>, QuarantineError> {
+        let rows = sqlx::query(
+            "SELECT at, actor, action, quarantine_id, reason FROM audit
+             WHERE (?1 IS NULL OR quarantine_id = ?1) ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Audit {
+                    at: r.try_get::<i64, _>("at")? as u64,
+                    actor: r.try_get("actor")?,
+                    action: r.try_get("action")?,
+                    id: r.try_get("quarantine_id")?,
+                    reason: r.try_get("reason")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(QuarantineError::from)
+    }
+
+    /// Closes the pool (flushes the WAL).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hold_read_decide_audit_and_encryption_at_rest() {
+        let d = tempfile::tempdir().unwrap();
+        let key = load_or_create_key(&d.path().join("q.key")).unwrap();
+        assert_eq!(load_or_create_key(&d.path().join("q.key")).unwrap(), key);
+        let db = d.path().join("q.sqlite");
+        let q = Quarantine::open(&db, key).await.unwrap();
+        let msg = b"Subject: x\r\n\r\nSSN 078-05-1120\r\n";
+        let verdict = serde_json::json!({"action": "quarantine"});
+        let id = q
+            .hold(
+                "internal",
+                Some("a@clinic.example"),
+                &["b@gmail.test".into()],
+                "ssn x1",
+                Some(&verdict),
+                msg,
+            )
+            .await
+            .unwrap();
+        let all = q.list(Some("held")).await.unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].recipients, ["b@gmail.test"]);
+        assert_eq!(q.message(&id, "alice", "review").await.unwrap(), msg);
+        q.decide(&id, "released", "alice", "false positive")
+            .await
+            .unwrap();
+        assert!(matches!(
+            q.decide(&id, "rejected", "bob", "x").await,
+            Err(QuarantineError::Decided { .. })
+        ));
+        let log = q.audit_log(Some(&id)).await.unwrap();
+        let actions: Vec<&str> = log.iter().map(|a| a.action.as_str()).collect();
+        assert_eq!(actions, ["hold", "view", "release"]);
+        assert_eq!(log[2].actor, "alice");
+        q.close().await;
+        // At rest the body is not in the database file (nor its WAL).
+        for f in std::fs::read_dir(d.path()).unwrap() {
+            let bytes = std::fs::read(f.unwrap().path()).unwrap();
+            assert!(memchr::memmem::find(&bytes, b"078-05-1120").is_none());
+        }
+        // Another key cannot read it.
+        let other = Quarantine::open(&db, [7u8; 32]).await.unwrap();
+        assert!(matches!(
+            other.message(&id, "eve", "x").await,
+            Err(QuarantineError::Crypto(_))
+        ));
+    }
+}

@@ -1,0 +1,274 @@
+//! `postern-relay quarantine`: review held messages. Release sends a message on as if it had
+//! passed inspection (through the running relay's spool); reject returns it to the sender with
+//! the reason. Every action, and every read of a message, goes to the audit log.
+
+use std::path::PathBuf;
+
+use postern_relay::quarantine::{load_or_create_key, Quarantine};
+use postern_relay::spool::{Entry, Origin, Recipient, Spool};
+use postern_relay::RelayConfig;
+
+#[derive(clap::Args)]
+pub struct QuarantineArgs {
+    /// The relay configuration.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// The data directory (without --config; the demo default is ./postern-data).
+    #[arg(long, global = true, default_value = "postern-data")]
+    data_dir: PathBuf,
+    /// Who is acting, for the audit log (default: $USER).
+    #[arg(long, global = true)]
+    actor: Option<String>,
+    #[command(subcommand)]
+    action: QAction,
+}
+
+#[derive(clap::Subcommand)]
+enum QAction {
+    /// Held messages: ID, age, sender, recipients, reason.
+    List {
+        /// Also released and rejected ones.
+        #[arg(long)]
+        all: bool,
+    },
+    /// One message: envelope, reason, verdict (masked), header fields; --message prints it all.
+    Show {
+        /// Quarantine ID.
+        id: String,
+        /// Print the whole message (audited as a view).
+        #[arg(long)]
+        message: bool,
+    },
+    /// Send it on as if it had passed.
+    Release {
+        /// Quarantine ID.
+        id: String,
+        /// Why (for the audit log).
+        #[arg(long, default_value = "released after review")]
+        reason: String,
+    },
+    /// Return it to the sender with a reason.
+    Reject {
+        /// Quarantine ID.
+        id: String,
+        /// Why (goes into the bounce and the audit log).
+        #[arg(
+            long,
+            default_value = "rejected after review: protected information may not be sent unencrypted"
+        )]
+        reason: String,
+    },
+    /// The audit log (of one message, or all).
+    Audit {
+        /// Quarantine ID.
+        id: Option<String>,
+    },
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub async fn run(args: QuarantineArgs) -> Result<bool, String> {
+    let cfg = match &args.config {
+        Some(p) => RelayConfig::load(p).map_err(|e| e.to_string())?,
+        None => RelayConfig {
+            data_dir: args.data_dir.clone(),
+            ..RelayConfig::default()
+        },
+    };
+    if !cfg.quarantine_db().exists() {
+        return Err(format!(
+            "no quarantine at {}",
+            cfg.quarantine_db().display()
+        ));
+    }
+    let key = load_or_create_key(&cfg.quarantine_key()).map_err(|e| e.to_string())?;
+    let q = Quarantine::open(&cfg.quarantine_db(), key)
+        .await
+        .map_err(|e| e.to_string())?;
+    let actor = args
+        .actor
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "operator".into());
+    let result = act(&q, &cfg, &actor, args.action).await;
+    q.close().await;
+    result
+}
+
+async fn act(
+    q: &Quarantine,
+    cfg: &RelayConfig,
+    actor: &str,
+    action: QAction,
+) -> Result<bool, String> {
+    let spool = || Spool::open_existing(&cfg.data_dir.join("spool"));
+    match action {
+        QAction::List { all } => {
+            let held = q
+                .list(if all { None } else { Some("held") })
+                .await
+                .map_err(|e| e.to_string())?;
+            for h in &held {
+                println!(
+                    "{}  {:>6}s  {:<9} <{}>  {}  {}",
+                    h.id,
+                    now().saturating_sub(h.created_at),
+                    h.state,
+                    h.sender.as_deref().unwrap_or(""),
+                    h.recipients.join(","),
+                    h.reason
+                );
+            }
+            println!("{} messages", held.len());
+        }
+        QAction::Show { id, message } => {
+            let h = q.get(&id).await.map_err(|e| e.to_string())?;
+            println!("id: {}\nstate: {}\norigin: {}", h.id, h.state, h.origin);
+            println!(
+                "from: <{}>\nto: {}",
+                h.sender.as_deref().unwrap_or(""),
+                h.recipients.join(", ")
+            );
+            println!("reason: {}", h.reason);
+            if let Some(v) = &h.verdict {
+                println!("verdict: {v}");
+            }
+            let data = q
+                .message(&id, actor, if message { "show --message" } else { "show" })
+                .await
+                .map_err(|e| e.to_string())?;
+            if message {
+                use std::io::Write;
+                std::io::stdout()
+                    .write_all(&data)
+                    .map_err(|e| e.to_string())?;
+            } else if let Ok(view) = postern_core::MessageView::parse(&data) {
+                for name in ["From", "To", "Cc", "Subject", "Date", "Message-ID"] {
+                    if let Some(v) = view.header(name) {
+                        println!("{name}: {v}");
+                    }
+                }
+            }
+        }
+        QAction::Release { id, reason } => {
+            let h = q.get(&id).await.map_err(|e| e.to_string())?;
+            if h.state != "held" {
+                return Err(format!("{id}: already {}", h.state));
+            }
+            let data = q
+                .message(&id, actor, "release")
+                .await
+                .map_err(|e| e.to_string())?;
+            let spool = spool();
+            let entry = Entry {
+                id: Spool::new_id(),
+                origin: if h.origin == "public" {
+                    Origin::Public
+                } else {
+                    Origin::Internal
+                },
+                received_at: now(),
+                client: "quarantine".into(),
+                mail_from: h.sender.clone(),
+                envid: None,
+                ret: None,
+                recipients: h.recipients.iter().cloned().map(Recipient::new).collect(),
+                attempts: 0,
+                next_attempt: 0,
+                size: data.len() as u64,
+                released: true,
+            };
+            // Spool first, then mark: a crash in between can only send it twice, never lose it.
+            spool.accept(&entry, &data).map_err(|e| e.to_string())?;
+            q.decide(&id, "released", actor, &reason)
+                .await
+                .map_err(|e| e.to_string())?;
+            spool.request_flush().map_err(|e| e.to_string())?;
+            println!("{id}: released as queue ID {}", entry.id);
+        }
+        QAction::Reject { id, reason } => {
+            let h = q.get(&id).await.map_err(|e| e.to_string())?;
+            if h.state != "held" {
+                return Err(format!("{id}: already {}", h.state));
+            }
+            let data = q
+                .message(&id, actor, "reject")
+                .await
+                .map_err(|e| e.to_string())?;
+            if let Some(sender) = &h.sender {
+                let original = Entry {
+                    id: id.clone(),
+                    origin: Origin::Internal,
+                    received_at: h.created_at,
+                    client: "quarantine".into(),
+                    mail_from: Some(sender.clone()),
+                    envid: None,
+                    ret: None,
+                    recipients: h.recipients.iter().cloned().map(Recipient::new).collect(),
+                    attempts: 0,
+                    next_attempt: 0,
+                    size: data.len() as u64,
+                    released: false,
+                };
+                let failures: Vec<postern_relay::dsn::Failure<'_>> = original
+                    .recipients
+                    .iter()
+                    .map(|r| postern_relay::dsn::Failure {
+                        rcpt: r,
+                        status: "5.7.1",
+                        reason: &reason,
+                    })
+                    .collect();
+                let dsn_id = Spool::new_id();
+                let msg = postern_relay::dsn::build(
+                    &cfg.hostname,
+                    &original,
+                    &failures,
+                    &data,
+                    now(),
+                    &dsn_id,
+                );
+                let dsn = Entry {
+                    id: dsn_id.clone(),
+                    origin: Origin::Bounce,
+                    received_at: now(),
+                    client: "quarantine".into(),
+                    mail_from: None,
+                    envid: None,
+                    ret: None,
+                    recipients: vec![Recipient::new(sender.clone())],
+                    attempts: 0,
+                    next_attempt: 0,
+                    size: msg.len() as u64,
+                    released: false,
+                };
+                let spool = spool();
+                spool.accept(&dsn, &msg).map_err(|e| e.to_string())?;
+                spool.request_flush().map_err(|e| e.to_string())?;
+                println!("{id}: bounce queued as {dsn_id}");
+            }
+            q.decide(&id, "rejected", actor, &reason)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("{id}: rejected");
+        }
+        QAction::Audit { id } => {
+            for a in q
+                .audit_log(id.as_deref())
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                println!(
+                    "{}  {:<14} {:<8} {}  {}",
+                    a.at, a.actor, a.action, a.id, a.reason
+                );
+            }
+        }
+    }
+    Ok(true)
+}
