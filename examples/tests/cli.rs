@@ -409,3 +409,16 @@ fn the_readme_relay_config_is_the_example_and_loads() {
     assert_eq!(cfg.public.listen, "0.0.0.0:25");
     assert_eq!(cfg.retry.delays().unwrap().len(), 5);
 }
+
+/// The example DLP policy loads and does what its comments say.
+#[test]
+fn the_example_dlp_policy_loads_and_applies() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let p = postern_dlp::DlpPolicy::load(&root.join("config/dlp.toml")).unwrap();
+    let i = postern_dlp::Inspector::new(p).unwrap();
+    let v = i.inspect(b"Subject: pay\r\n\r\ncard 4111 1111 1111 1111\r\n");
+    assert_eq!(v.action, postern_dlp::Action::Block);
+    let v = i.inspect(b"Subject: chart\r\n\r\nSee SM-1234566 and SM-1234567.\r\n");
+    assert_eq!(v.count("mrn"), 1, "{v:?}");
+    assert_eq!(v.action, postern_dlp::Action::Quarantine);
+}

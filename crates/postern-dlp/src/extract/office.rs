@@ -70,6 +70,29 @@ fn entry_name(e: &zip::read::ZipFile<'_, Cursor<&[u8]>>) -> String {
         .unwrap_or_else(|_| "(unnamed)".into())
 }
 
+/// Entry `i`, or why not: password-protected entries are reported as such (the zip crate
+/// refuses to open them without a password, which is exactly what we want to know).
+fn entry_at<'z, 'b>(
+    zip: &'z mut zip::ZipArchive<Cursor<&'b [u8]>>,
+    i: usize,
+) -> Result<zip::read::ZipFile<'z, Cursor<&'b [u8]>>, Failure> {
+    let encrypted = zip
+        .by_index_raw(i)
+        .map(|e| e.encrypted())
+        .map_err(|e| Failure::Broken(format!("zip entry {i}: {e}")))?;
+    if encrypted {
+        return Err(Failure::Encrypted);
+    }
+    zip.by_index(i).map_err(|e| match e {
+        zip::result::ZipError::UnsupportedArchive(m)
+            if m == zip::result::ZipError::PASSWORD_REQUIRED =>
+        {
+            Failure::Encrypted
+        }
+        e => Failure::Broken(format!("zip entry {i}: {e}")),
+    })
+}
+
 fn open(bytes: &[u8]) -> Result<zip::ZipArchive<Cursor<&[u8]>>, Failure> {
     zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| Failure::Broken(format!("zip: {e}")))
 }
@@ -106,9 +129,7 @@ pub(crate) fn document_text(
         if !budget.in_time(out) {
             return Err(Failure::Budget);
         }
-        let mut entry = zip
-            .by_index(i)
-            .map_err(|e| Failure::Broken(format!("zip entry {i}: {e}")))?;
+        let mut entry = entry_at(&mut zip, i)?;
         if !is_text_part(&entry_name(&entry)) {
             continue;
         }
@@ -138,17 +159,22 @@ pub(crate) fn archive(
         if !budget.in_time(out) {
             return Err(Failure::Budget);
         }
-        let mut entry = zip
-            .by_index(i)
-            .map_err(|e| Failure::Broken(format!("zip entry {i}: {e}")))?;
+        let raw_name = zip
+            .by_index_raw(i)
+            .map(|e| entry_name(&e))
+            .unwrap_or_else(|_| format!("entry{i}"));
+        let inner = format!("{name}/{raw_name}");
+        let mut entry = match entry_at(&mut zip, i) {
+            Ok(e) => e,
+            Err(Failure::Encrypted) => {
+                out.notes.push(super::Note::Encrypted {
+                    location: super::Location::Attachment(inner),
+                });
+                continue;
+            }
+            Err(f) => return Err(f),
+        };
         if entry.is_dir() {
-            continue;
-        }
-        let inner = format!("{name}/{}", entry_name(&entry));
-        if entry.encrypted() {
-            out.notes.push(super::Note::Encrypted {
-                location: super::Location::Attachment(inner),
-            });
             continue;
         }
         match read_entry(&mut entry, budget, out) {

@@ -1,0 +1,236 @@
+//! Hostile and unreadable content: a zip bomb, archives nested too deep, a time limit, a
+//! password-protected zip entry and an encrypted PDF, an S/MIME attachment, and arbitrary bytes.
+//! Each ends in a verdict that says what happened (the policy decides the action), never a
+//! panic or a hang.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
+
+mod corpus;
+
+use std::io::Write;
+
+use postern_dlp::{Action, DlpPolicy, Inspector, Limits, Note};
+
+fn attach(name: &str, ctype: &str, data: &[u8]) -> Vec<u8> {
+    use std::fmt::Write as _;
+    let mut b64 = String::new();
+    let t = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (i, c) in data.chunks(3).enumerate() {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        let _ = write!(
+            b64,
+            "{}{}{}{}",
+            t[(n >> 18) as usize & 63] as char,
+            t[(n >> 12) as usize & 63] as char,
+            if c.len() > 1 {
+                t[(n >> 6) as usize & 63] as char
+            } else {
+                '='
+            },
+            if c.len() > 2 {
+                t[n as usize & 63] as char
+            } else {
+                '='
+            }
+        );
+        if i % 19 == 18 {
+            b64.push_str("\r\n");
+        }
+    }
+    format!(
+        "From: a@clinic.example\r\nSubject: files\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nattached\r\n--b\r\nContent-Type: {ctype}; name=\"{name}\"\r\nContent-Disposition: attachment; filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--b--\r\n"
+    )
+    .into_bytes()
+}
+
+fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (name, data) in files {
+        z.start_file(*name, opts).unwrap();
+        z.write_all(data).unwrap();
+    }
+    z.finish().unwrap().into_inner()
+}
+
+fn inspector() -> Inspector {
+    Inspector::new(DlpPolicy::default()).unwrap()
+}
+
+fn limit_notes(v: &postern_dlp::Verdict) -> Vec<String> {
+    v.notes
+        .iter()
+        .filter_map(|n| match n {
+            Note::Limit { what } => Some(what.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_zip_bomb_stops_at_the_ratio_and_is_quarantined() {
+    // 200 MB of zeros compresses to about 200 KB.
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    z.start_file("zeros.txt", opts).unwrap();
+    let chunk = vec![b'0'; 1 << 20];
+    for _ in 0..200 {
+        z.write_all(&chunk).unwrap();
+    }
+    let bomb = z.finish().unwrap().into_inner();
+    assert!(bomb.len() < 1 << 20);
+    let start = std::time::Instant::now();
+    let v = inspector().inspect(&attach("bomb.zip", "application/zip", &bomb));
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    let notes = limit_notes(&v);
+    assert!(
+        notes.iter().any(|w| w.contains("expands over")),
+        "{notes:?}"
+    );
+    assert_eq!(v.action, Action::Quarantine, "{v:?}");
+}
+
+#[test]
+fn nesting_deeper_than_the_limit_is_reported() {
+    let mut inner = zip_of(&[("note.txt", b"SSN 078-05-1120")]);
+    for i in 0..8 {
+        inner = zip_of(&[(if i % 2 == 0 { "a.zip" } else { "b.zip" }, &inner)]);
+    }
+    let v = inspector().inspect(&attach("nested.zip", "application/zip", &inner));
+    assert!(
+        limit_notes(&v).iter().any(|w| w.contains("nesting")),
+        "{v:?}"
+    );
+    assert_eq!(v.action, Action::Quarantine);
+    // Within the limit the SSN is found.
+    let shallow = zip_of(&[("inner.zip", &zip_of(&[("note.txt", b"SSN 078-05-1120")]))]);
+    let v = inspector().inspect(&attach("nested.zip", "application/zip", &shallow));
+    assert_eq!(v.count("ssn"), 1, "{v:?}");
+    assert!(
+        v.hits[0].locations[0].contains("nested.zip/inner.zip/note.txt")
+            || v.hits
+                .iter()
+                .any(|h| h.locations.iter().any(|l| l.contains("note.txt"))),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn the_time_limit_ends_inspection_with_a_note() {
+    let mut policy = DlpPolicy::default();
+    policy.limits = Limits {
+        max_millis: 0,
+        ..Limits::default()
+    };
+    let i = Inspector::new(policy).unwrap();
+    let many: Vec<(String, Vec<u8>)> = (0..50)
+        .map(|k| (format!("f{k}.txt"), vec![b'a'; 10_000]))
+        .collect();
+    let refs: Vec<(&str, &[u8])> = many
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    let v = i.inspect(&attach("many.zip", "application/zip", &zip_of(&refs)));
+    assert!(
+        limit_notes(&v).iter().any(|w| w.contains("took over")),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn encrypted_attachments_are_reported_and_policy_decides() {
+    // A zip entry with the "encrypted" flag (general purpose bit 0) in both headers.
+    let mut z = zip_of(&[("secret.txt", b"whatever")]);
+    for sig in [[0x50u8, 0x4b, 0x03, 0x04], [0x50, 0x4b, 0x01, 0x02]] {
+        let at = z.windows(4).position(|w| w == sig).unwrap();
+        let flag_at = if sig[2] == 3 { at + 6 } else { at + 8 };
+        z[flag_at] |= 1;
+    }
+    let v = inspector().inspect(&attach("locked.zip", "application/zip", &z));
+    assert!(
+        v.notes.iter().any(|n| matches!(n, Note::Encrypted { .. })),
+        "{v:?}"
+    );
+    assert_eq!(v.action, Action::Quarantine);
+
+    let pdf = b"%PDF-1.7\n1 0 obj << >> endobj\ntrailer << /Root 1 0 R /Encrypt 2 0 R >>\n%%EOF\n";
+    let v = inspector().inspect(&attach("locked.pdf", "application/pdf", pdf));
+    assert!(
+        v.notes.iter().any(|n| matches!(n, Note::Encrypted { .. })),
+        "{v:?}"
+    );
+    let v = inspector().inspect(&attach(
+        "smime.p7m",
+        "application/pkcs7-mime",
+        b"0\x80\x06\x09",
+    ));
+    assert!(
+        v.notes.iter().any(|n| matches!(n, Note::Encrypted { .. })),
+        "{v:?}"
+    );
+
+    // A policy can let encrypted content through with a tag instead.
+    let tagging =
+        Inspector::new(DlpPolicy::from_toml("on_encrypted = \"tag\"\n").unwrap()).unwrap();
+    let v = tagging.inspect(&attach("locked.pdf", "application/pdf", pdf));
+    assert_eq!(v.action, Action::Tag);
+}
+
+#[test]
+fn broken_attachments_are_unreadable_not_fatal() {
+    for (name, ctype, data) in [
+        ("x.zip", "application/zip", &b"PK\x03\x04 not really"[..]),
+        ("x.docx", "application/octet-stream", b"garbage"),
+        (
+            "x.pdf",
+            "application/pdf",
+            b"%PDF-1.4\n4 0 obj << /Filter /FlateDecode >> stream\n\xff\xfe\nendstream",
+        ),
+    ] {
+        let v = inspector().inspect(&attach(name, ctype, data));
+        assert!(v.action <= Action::Quarantine, "{v:?}");
+    }
+}
+
+#[test]
+fn pdf_and_office_attachments_from_the_corpus_builders_are_read() {
+    let text = "Patient Jane Roe\nSSN 078-05-1120\nCard 4111 1111 1111 1111";
+    for (name, ctype, data) in [
+        ("a.pdf", "application/pdf", corpus::pdf(text)),
+        (
+            "a.docx",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            corpus::docx(text),
+        ),
+        (
+            "a.xlsx",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            corpus::xlsx(text),
+        ),
+    ] {
+        let v = inspector().inspect(&attach(name, ctype, &data));
+        assert_eq!((v.count("ssn"), v.count("card")), (1, 1), "{name}: {v:?}");
+        assert!(
+            v.hits
+                .iter()
+                .all(|h| h.locations.iter().all(|l| l.contains(name))),
+            "{v:?}"
+        );
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+    #[test]
+    fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096)) {
+        let i = inspector();
+        let _ = i.inspect(&data);
+        let _ = i.inspect(&attach("x.zip", "application/zip", &data));
+        let _ = i.inspect(&attach("x.pdf", "application/pdf", &[b"%PDF-1.4\n".as_slice(), &data].concat()));
+        let _ = i.inspect_text(&String::from_utf8_lossy(&data));
+    }
+}
