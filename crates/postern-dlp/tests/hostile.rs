@@ -234,3 +234,19 @@ proptest::proptest! {
         let _ = i.inspect_text(&String::from_utf8_lossy(&data));
     }
 }
+
+#[test]
+fn legacy_binary_documents_are_reported_not_passed_silently() {
+    let v = inspector().inspect(&attach(
+        "old.doc",
+        "application/msword",
+        b"\xd0\xcf\x11\xe0 binary",
+    ));
+    assert!(
+        v.notes
+            .iter()
+            .any(|n| matches!(n, Note::Unreadable { why, .. } if why.contains("legacy"))),
+        "{v:?}"
+    );
+    assert_eq!(v.action, Action::Tag);
+}

@@ -266,6 +266,8 @@ enum Kind {
     Zip,
     Message,
     Encrypted,
+    /// A document format we cannot read (legacy binary Office): reported, never passed silently.
+    Unsupported,
     Other,
 }
 
@@ -274,7 +276,14 @@ fn kind(ctype: &str, name: &str) -> Kind {
     let ext = lower.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
     match (ctype, ext) {
         (_, "pdf") | ("application/pdf", _) => Kind::Pdf,
-        (_, "docx" | "xlsx" | "pptx" | "docm" | "xlsm" | "pptm") => Kind::Office,
+        (_, "docx" | "xlsx" | "pptx" | "docm" | "xlsm" | "pptm" | "odt" | "ods" | "odp") => {
+            Kind::Office
+        }
+        (_, "doc" | "xls" | "ppt" | "msg" | "pub" | "wpd")
+        | (
+            "application/msword" | "application/vnd.ms-excel" | "application/vnd.ms-powerpoint",
+            _,
+        ) => Kind::Unsupported,
         (c, _) if c.contains("openxmlformats-officedocument") => Kind::Office,
         (_, "zip") | ("application/zip" | "application/x-zip-compressed", _) => Kind::Zip,
         (_, "eml") | ("message/rfc822", _) => Kind::Message,
@@ -283,7 +292,10 @@ fn kind(ctype: &str, name: &str) -> Kind {
             "application/pkcs7-mime" | "application/x-pkcs7-mime" | "application/pgp-encrypted",
             _,
         ) => Kind::Encrypted,
-        (_, "txt" | "csv" | "tsv" | "htm" | "html" | "xml" | "json" | "hl7" | "log" | "md")
+        (
+            _,
+            "txt" | "csv" | "tsv" | "htm" | "html" | "xml" | "json" | "hl7" | "log" | "md" | "rtf",
+        )
         | ("text/csv" | "application/csv" | "application/json" | "application/xml", _) => {
             Kind::Text
         }
@@ -354,6 +366,10 @@ pub(crate) fn file(
             message(bytes, depth + 1, name, budget, out);
         }
         Kind::Encrypted => out.notes.push(Note::Encrypted { location }),
+        Kind::Unsupported => out.notes.push(Note::Unreadable {
+            location,
+            why: "legacy binary document format is not inspected".into(),
+        }),
         Kind::Other => {}
     }
 }

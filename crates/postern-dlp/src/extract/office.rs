@@ -109,7 +109,8 @@ fn is_text_part(name: &str) -> bool {
             || n == "xl/sharedstrings.xml"
             || n.starts_with("xl/worksheets/sheet")
             || n.starts_with("ppt/slides/slide")
-            || n.starts_with("ppt/notesslides/"))
+            || n.starts_with("ppt/notesslides/")
+            || n == "content.xml")
 }
 
 /// The text of a DOCX, XLSX or PPTX.
