@@ -120,10 +120,12 @@ fn nesting_deeper_than_the_limit_is_reported() {
 
 #[test]
 fn the_time_limit_ends_inspection_with_a_note() {
-    let mut policy = DlpPolicy::default();
-    policy.limits = Limits {
-        max_millis: 0,
-        ..Limits::default()
+    let policy = DlpPolicy {
+        limits: Limits {
+            max_millis: 0,
+            ..Limits::default()
+        },
+        ..DlpPolicy::default()
     };
     let i = Inspector::new(policy).unwrap();
     let many: Vec<(String, Vec<u8>)> = (0..50)
