@@ -208,7 +208,11 @@ fn permanent_refusal_and_giving_up_each_send_one_dsn_to_the_sender() {
     let t = String::from_utf8_lossy(&dsns[0].1).into_owned();
     assert!(t.contains("Status: 4.4.7"), "{t}");
     assert!(t.contains("gave up after"), "{t}");
-    assert!(deferring.messages().is_empty());
+    // smtp-sink dumps aborted transactions too: none of them carried the message.
+    assert!(deferring
+        .messages()
+        .iter()
+        .all(|(rcpts, m)| rcpts.is_empty() && message_id(m).is_none()));
     s.rt.block_on(relay.shutdown(Duration::from_secs(5)));
 }
 

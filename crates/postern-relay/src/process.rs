@@ -104,6 +104,7 @@ async fn process_inner(shared: &Shared, id: &str) -> std::io::Result<Option<u64>
                     wait: shared.settings.delivery_timeout,
                     tls: &shared.settings.tls,
                     destinations: &shared.settings.destinations,
+                    pool: &shared.settings.pool,
                 };
                 shared.metrics.delivery_attempts.inc();
                 let outcomes = transport::deliver(hop, shared.settings.mx.as_ref(), &h).await;

@@ -25,6 +25,7 @@ use crate::mx::MxResolver;
 use crate::process::process;
 use crate::quarantine::{load_or_create_key, Quarantine};
 use crate::scheduler::Scheduler;
+use crate::smtp::client::ConnectionPool;
 use crate::smtp::server::{session, Role};
 use crate::smtp::tls::TlsContext;
 use crate::spool::{RcptState, Spool};
@@ -58,6 +59,8 @@ pub struct Settings {
     pub mx: Option<MxResolver>,
     /// Connections open per destination, bounded.
     pub destinations: Destinations,
+    /// Idle connections kept for reuse.
+    pub pool: ConnectionPool,
 }
 
 /// State shared by every task of one relay.
@@ -188,6 +191,7 @@ pub async fn start_with(
         tls: TlsContext::new(&cfg.tls, &cfg.hostname)?,
         mx: None,
         destinations: Destinations::new(cfg.limits.per_destination),
+        pool: ConnectionPool::new(cfg.limits.per_destination, Duration::from_secs(30)),
     };
     let mx_port = [&settings.outbound, &settings.inbound]
         .into_iter()

@@ -31,6 +31,8 @@ pub struct Handover<'a> {
     pub tls: &'a TlsContext,
     /// Connection limits per destination.
     pub destinations: &'a Destinations,
+    /// Open connections to reuse.
+    pub pool: &'a client::ConnectionPool,
 }
 
 /// A bound on simultaneous connections per destination, so a burst for one big provider
@@ -98,7 +100,7 @@ pub async fn deliver(hop: &NextHop, mx: Option<&MxResolver>, h: &Handover<'_>) -
             // A copy that may only travel over verified TLS waits rather than go out in clear.
             let policy = h.policy();
             let _slot = h.destinations.slot(addr).await;
-            client::send(addr, &h.envelope(h.rcpts), h.tls, policy).await
+            client::send(addr, &h.envelope(h.rcpts), h.tls, policy, h.pool).await
         }
         NextHop::Mx { port } => match mx {
             Some(r) => deliver_mx(r, *port, h).await,
@@ -175,7 +177,7 @@ async fn deliver_mx(mx: &MxResolver, port: u16, h: &Handover<'_>) -> Vec<Outcome
                     };
                     for ip in ips.into_iter().take(MAX_ADDRESSES) {
                         let addr = std::net::SocketAddr::new(ip, port).to_string();
-                        match client::attempt(&addr, host, &env, h.tls, h.policy()).await {
+                        match client::attempt(&addr, host, &env, h.tls, h.policy(), h.pool).await {
                             Ok(v) => {
                                 done = Some(v);
                                 break 'hosts;

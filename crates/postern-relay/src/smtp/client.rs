@@ -88,6 +88,54 @@ pub struct Envelope<'a> {
     pub wait: Duration,
 }
 
+/// Open connections kept between transactions, per destination and TLS mode, so a burst of
+/// mail to one next hop does not pay a TCP and TLS handshake per message (as Postfix's scache).
+/// A connection is reused only after a complete transaction and a successful RSET.
+pub struct ConnectionPool {
+    idle: std::sync::Mutex<std::collections::HashMap<String, Vec<(std::time::Instant, Session)>>>,
+    per_destination: usize,
+    max_idle: Duration,
+}
+
+impl std::fmt::Debug for ConnectionPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionPool")
+            .field("per_destination", &self.per_destination)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConnectionPool {
+    /// Keeps at most `per_destination` idle connections per destination, each for `max_idle`.
+    pub fn new(per_destination: usize, max_idle: Duration) -> Self {
+        ConnectionPool {
+            idle: Default::default(),
+            per_destination,
+            max_idle,
+        }
+    }
+
+    fn take(&self, key: &str) -> Option<Session> {
+        let mut map = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = map.get_mut(key)?;
+        while let Some((at, s)) = list.pop() {
+            if at.elapsed() < self.max_idle {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    fn put(&self, key: String, s: Session) {
+        let mut map = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = map.entry(key).or_default();
+        list.retain(|(at, _)| at.elapsed() < self.max_idle);
+        if list.len() < self.per_destination {
+            list.push((std::time::Instant::now(), s));
+        }
+    }
+}
+
 /// Sends one message to `addr` (`HOST:PORT`); one outcome per recipient, in order. Trouble
 /// before any reply about the recipients counts as temporary for all of them.
 pub async fn send(
@@ -95,8 +143,9 @@ pub async fn send(
     env: &Envelope<'_>,
     tls: &TlsContext,
     policy: TlsPolicy,
+    pool: &ConnectionPool,
 ) -> Vec<Outcome> {
-    match attempt(addr, addr, env, tls, policy).await {
+    match attempt(addr, addr, env, tls, policy, pool).await {
         Ok(v) => v,
         Err(e) => vec![Outcome::Temporary(e); env.rcpts.len()],
     }
@@ -111,6 +160,7 @@ pub async fn attempt(
     env: &Envelope<'_>,
     tls: &TlsContext,
     policy: TlsPolicy,
+    pool: &ConnectionPool,
 ) -> Result<Vec<Outcome>, String> {
     let t = Transaction {
         addr,
@@ -121,15 +171,21 @@ pub async fn attempt(
         data: env.data,
         wait: env.wait,
     };
-    let first = t.run(Some((tls, policy))).await;
+    let first = t.run(Some((tls, policy)), pool).await;
     let second = match first {
         Err(Trouble::Tls(why)) if policy == TlsPolicy::Opportunistic => {
             tracing::info!(next_hop = %addr, error = %why, "opportunistic TLS failed; sending without");
-            t.run(None).await
+            t.run(None, pool).await
         }
         other => other,
     };
     second.map_err(|e| e.to_string())
+}
+
+/// An open connection past EHLO (and STARTTLS), ready for MAIL FROM.
+pub struct Session {
+    c: Client,
+    eightbit: bool,
 }
 
 struct Transaction<'a> {
@@ -143,7 +199,46 @@ struct Transaction<'a> {
 }
 
 impl Transaction<'_> {
-    async fn run(&self, tls: Option<(&TlsContext, TlsPolicy)>) -> Result<Vec<Outcome>, Trouble> {
+    fn pool_key(&self, tls: Option<(&TlsContext, TlsPolicy)>) -> String {
+        let mode = match tls {
+            Some((_, TlsPolicy::Verified)) => "verified",
+            Some((_, TlsPolicy::Opportunistic)) => "opportunistic",
+            None => "plain",
+        };
+        format!("{}|{}|{mode}", self.addr, self.name)
+    }
+
+    async fn run(
+        &self,
+        tls: Option<(&TlsContext, TlsPolicy)>,
+        pool: &ConnectionPool,
+    ) -> Result<Vec<Outcome>, Trouble> {
+        let key = self.pool_key(tls);
+        // A pooled connection first; if the hop closed it meanwhile, RSET fails: open anew.
+        let mut session = None;
+        if let Some(mut s) = pool.take(&key) {
+            if matches!(s.c.command("RSET").await, Ok(r) if r.code == 250) {
+                session = Some(s);
+            }
+        }
+        let mut s = match session {
+            Some(s) => s,
+            None => match self.open(tls).await? {
+                Ok(s) => s,
+                Err(outcomes) => return Ok(outcomes),
+            },
+        };
+        let outcomes = self.transact(&mut s).await?;
+        pool.put(key, s);
+        Ok(outcomes)
+    }
+
+    /// Connects, reads the greeting, says EHLO and does STARTTLS as the policy asks. `Ok(Err)`:
+    /// the hop answered, but refused us (the outcome for every recipient).
+    async fn open(
+        &self,
+        tls: Option<(&TlsContext, TlsPolicy)>,
+    ) -> Result<Result<Session, Vec<Outcome>>, Trouble> {
         let (addr, rcpts, wait) = (self.addr, self.rcpts, self.wait);
         let sock = timeout(wait, TcpStream::connect(addr))
             .await
@@ -156,7 +251,7 @@ impl Transaction<'_> {
         };
         let greeting = c.reply().await?;
         if greeting.code != 220 {
-            return Ok(vec![greeting.outcome("greeting"); rcpts.len()]);
+            return Ok(Err(vec![greeting.outcome("greeting"); rcpts.len()]));
         }
         let mut ehlo = c.command(&format!("EHLO {}", self.helo)).await?;
         if ehlo.code != 250 {
@@ -167,7 +262,7 @@ impl Transaction<'_> {
             }
             let helo_reply = c.command(&format!("HELO {}", self.helo)).await?;
             if helo_reply.code != 250 {
-                return Ok(vec![helo_reply.outcome("HELO"); rcpts.len()]);
+                return Ok(Err(vec![helo_reply.outcome("HELO"); rcpts.len()]));
             }
         }
         if let Some((ctx, policy)) = tls {
@@ -183,7 +278,7 @@ impl Transaction<'_> {
                 c = c.upgrade(ctx, policy, self.name).await?;
                 ehlo = c.command(&format!("EHLO {}", self.helo)).await?;
                 if ehlo.code != 250 {
-                    return Ok(vec![ehlo.outcome("EHLO after STARTTLS"); rcpts.len()]);
+                    return Ok(Err(vec![ehlo.outcome("EHLO after STARTTLS"); rcpts.len()]));
                 }
             } else if policy == TlsPolicy::Verified {
                 c.quit().await;
@@ -193,9 +288,16 @@ impl Transaction<'_> {
             }
         }
         let eightbit = ehlo.has_keyword("8BITMIME");
+        Ok(Ok(Session { c, eightbit }))
+    }
+
+    /// MAIL, RCPT, DATA on an open session; it ends ready for the next transaction.
+    async fn transact(&self, s: &mut Session) -> Result<Vec<Outcome>, Trouble> {
+        let rcpts = self.rcpts;
+        let c = &mut s.c;
         // 8-bit data goes to a hop without 8BITMIME as it is: refusing would bounce mail that
         // almost every real server takes, and converting would break signatures.
-        let body = if eightbit && self.data.iter().any(|b| *b >= 0x80) {
+        let body = if s.eightbit && self.data.iter().any(|b| *b >= 0x80) {
             " BODY=8BITMIME"
         } else {
             ""
@@ -207,9 +309,7 @@ impl Transaction<'_> {
             ))
             .await?;
         if from.code != 250 {
-            let o = from.outcome("MAIL FROM");
-            c.quit().await;
-            return Ok(vec![o; rcpts.len()]);
+            return Ok(vec![from.outcome("MAIL FROM"); rcpts.len()]);
         }
         let mut out = Vec::with_capacity(rcpts.len());
         let mut accepted = 0;
@@ -223,13 +323,11 @@ impl Transaction<'_> {
             }
         }
         if accepted == 0 {
-            c.quit().await;
             return Ok(out.into_iter().flatten().collect());
         }
         let go = c.command("DATA").await?;
         if go.code != 354 {
             let o = go.outcome("DATA");
-            c.quit().await;
             return Ok(out.into_iter().map(|x| x.unwrap_or(o.clone())).collect());
         }
         c.write(&stuffed(self.data)).await?;
@@ -239,7 +337,6 @@ impl Transaction<'_> {
         } else {
             done.outcome("end of DATA")
         };
-        c.quit().await;
         Ok(out.into_iter().map(|x| x.unwrap_or(o.clone())).collect())
     }
 }
