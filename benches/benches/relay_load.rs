@@ -18,8 +18,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use postern_relay::config::{ListenerConfig, NextHopConfig, RelayConfig, RetryConfig};
-use postern_tests::relay::{wait_until, Client, Postfix, SmtpSink};
+use postern_tests::relay::{
+    runtime, smime_partner_directory, test_config, wait_until, Client, Postfix, SmtpSink,
+};
 use postern_tests::{KeyKind, Pki};
 
 struct Result {
@@ -125,45 +126,12 @@ fn main() {
     let pki = Pki::new();
     let partner = pki.issue("gw@smime-partner.test", KeyKind::Rsa(2048));
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(
-        tmp.path().join("directory.toml"),
-        format!(
-            "[our]\ndomains = [\"clinic.example\"]\n\n[[partner]]\ndomain = \"smime-partner.test\"\n\
-             standards = [\"smime\"]\npolicy = \"required\"\nsmime_certificates = [\"{}\"]\n",
-            partner.cert.display()
-        ),
-    )
-    .unwrap();
+    smime_partner_directory(tmp.path(), &partner.cert);
     let sink = SmtpSink::start(&[]);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let cfg = RelayConfig {
-        data_dir: tmp.path().join("data"),
-        directory: tmp.path().join("directory.toml"),
-        internal: ListenerConfig {
-            listen: "127.0.0.1:0".into(),
-            networks: vec!["127.0.0.0/8".into()],
-        },
-        public: ListenerConfig {
-            listen: String::new(),
-            networks: vec![],
-        },
-        outbound: NextHopConfig {
-            relayhost: sink.addr(),
-        },
-        inbound: NextHopConfig {
-            relayhost: "dir:inbox".into(),
-        },
-        retry: RetryConfig {
-            schedule: vec!["1s".into()],
-            give_up_after: "1h".into(),
-        },
-        metrics: String::new(),
-        workers: 8,
-        ..RelayConfig::default()
-    };
+    let rt = runtime();
+    let mut cfg = test_config(tmp.path(), &sink.addr(), "dir:inbox");
+    cfg.public.listen = String::new();
+    cfg.workers = 8;
     let relay = rt.block_on(postern_relay::start(&cfg)).unwrap();
     let postern = relay.internal_addr.unwrap().to_string();
     let postfix = Postfix::start(sink.port);

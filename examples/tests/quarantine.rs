@@ -5,39 +5,19 @@
 //! log records who did what. Also `dlp scan` and its exit codes.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
 
+mod common;
+
 use std::io::Write;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use postern_tests::relay::{
-    free_port, message_id, send_mail, tracked_message, wait_until, SmtpSink,
+    free_port, message_id, send_mail, smime_partner_directory, tracked_message, wait_until,
+    SmtpSink,
 };
 use postern_tests::{KeyKind, Pki};
 
-const BIN: &str = env!("CARGO_BIN_EXE_postern-relay");
-
-struct Relay(Child);
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn cli(config: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
-}
+use common::{cli, Relay, BIN};
 
 fn has(sink: &SmtpSink, id: &str) -> bool {
     sink.messages()
@@ -50,46 +30,21 @@ fn phi_is_quarantined_then_released_or_rejected_with_an_audit_trail() {
     let pki = Pki::new();
     let partner = pki.issue("gw@smime-partner.test", KeyKind::Rsa(2048));
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(
-        tmp.path().join("directory.toml"),
-        format!(
-            "[our]\ndomains = [\"clinic.example\"]\n\n[[partner]]\ndomain = \"smime-partner.test\"\n\
-             standards = [\"smime\"]\npolicy = \"required\"\nsmime_certificates = [\"{}\"]\n",
-            partner.cert.display()
-        ),
-    )
-    .unwrap();
+    smime_partner_directory(tmp.path(), &partner.cert);
     let out_sink = SmtpSink::start(&[]);
     let our_server = SmtpSink::start(&[]);
     let smtp = free_port();
-    let config = tmp.path().join("relay.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = \"data\"\ndirectory = \"directory.toml\"\nmetrics = \"\"\n\
-             [internal]\nlisten = \"127.0.0.1:{smtp}\"\nnetworks = [\"127.0.0.0/8\"]\n\
-             [public]\nlisten = \"\"\n\
-             [outbound]\nrelayhost = \"{}\"\n[inbound]\nrelayhost = \"{}\"\n\
-             [retry]\nschedule = [\"1s\"]\n",
-            out_sink.addr(),
-            our_server.addr()
-        ),
-    )
-    .unwrap();
-    let log = tmp.path().join("relay.log");
-    let relay = Relay(
-        Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
+    let config = common::write_config(
+        tmp.path(),
+        smtp,
+        &out_sink.addr(),
+        &our_server.addr(),
+        "1s",
+        "",
     );
+    let log = tmp.path().join("relay.log");
+    let relay = Relay::start(&config, &log, smtp, &[]);
     let addr = format!("127.0.0.1:{smtp}");
-    assert!(wait_until(Duration::from_secs(20), || {
-        std::net::TcpStream::connect(&addr).is_ok()
-    }));
     let ssn = "Patient Jane Roe, SSN 078-05-1120, diagnosed with E11.9.";
     let card = "Please charge card 4111 1111 1111 1111 for the copay.";
     for (id, to, body) in [

@@ -4,38 +4,21 @@
 //! Message-ID. Duplicates are allowed (at-least-once, like Postfix) and reported.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
 
+mod common;
+
 use std::collections::{BTreeSet, HashMap};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use postern_tests::relay::{
-    free_port, message_id, send_mail, tracked_message, wait_until, SmtpSink,
+    free_port, message_id, send_mail, smime_partner_directory, tracked_message, wait_until,
+    SmtpSink,
 };
 use postern_tests::{KeyKind, Pki};
 
 const MESSAGES: usize = 2000;
 const KILLS: usize = 6;
-
-fn start_relay(config: &std::path::Path, log: &std::path::Path, port: u16) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_postern-relay"))
-        .args(["run", "--config"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    assert!(wait_until(Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    }));
-    child
-}
 
 #[test]
 fn sigkill_at_random_moments_loses_no_acknowledged_message() {
@@ -44,30 +27,10 @@ fn sigkill_at_random_moments_loses_no_acknowledged_message() {
     let tmp = tempfile::tempdir().unwrap();
     let sink = SmtpSink::start(&[]);
     let port = free_port();
-    std::fs::write(
-        tmp.path().join("directory.toml"),
-        format!(
-            "[our]\ndomains = [\"clinic.example\"]\n\n[[partner]]\ndomain = \"smime-partner.test\"\n\
-             standards = [\"smime\"]\npolicy = \"required\"\nsmime_certificates = [\"{}\"]\n",
-            partner.cert.display()
-        ),
-    )
-    .unwrap();
-    let config = tmp.path().join("relay.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = \"data\"\ndirectory = \"directory.toml\"\nmetrics = \"\"\nworkers = 4\n\
-             [internal]\nlisten = \"127.0.0.1:{port}\"\nnetworks = [\"127.0.0.0/8\"]\n\
-             [public]\nlisten = \"\"\n\
-             [outbound]\nrelayhost = \"{}\"\n[inbound]\nrelayhost = \"dir:inbox\"\n\
-             [retry]\nschedule = [\"1s\"]\n",
-            sink.addr()
-        ),
-    )
-    .unwrap();
+    smime_partner_directory(tmp.path(), &partner.cert);
+    let config = common::write_config(tmp.path(), port, &sink.addr(), "dir:inbox", "1s", "");
     let log = tmp.path().join("relay.log");
-    let mut relay = start_relay(&config, &log, port);
+    let mut relay = common::Relay::start(&config, &log, port, &[]);
 
     let acked_count = Arc::new(AtomicUsize::new(0));
     let addr = format!("127.0.0.1:{port}");
@@ -121,11 +84,11 @@ fn sigkill_at_random_moments_loses_no_acknowledged_message() {
         }
         // Sometimes mid-transaction, sometimes mid-delivery: wait a random few milliseconds.
         std::thread::sleep(Duration::from_millis(rand(40)));
-        relay.kill().unwrap(); // SIGKILL
-        relay.wait().unwrap();
+        relay.0.kill().unwrap(); // SIGKILL
+        relay.0.wait().unwrap();
         kills += 1;
         std::thread::sleep(Duration::from_millis(rand(300)));
-        relay = start_relay(&config, &log, port);
+        relay = common::Relay::start(&config, &log, port, &[]);
     }
     let (acked, resent) = sender.join().unwrap();
     assert_eq!(acked.len(), MESSAGES);
@@ -167,8 +130,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_message() {
             assert!(String::from_utf8_lossy(&m).contains("application/pkcs7-mime"));
         }
     }
-    relay.kill().unwrap();
-    relay.wait().unwrap();
+    drop(relay);
     assert!(
         lost.is_empty(),
         "lost {} acknowledged messages, e.g. {:?}; relay log:\n{}",

@@ -3,9 +3,10 @@
 //! one stays), JSON logs without message bodies, and the Prometheus endpoint.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
 
+mod common;
+
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use postern_tests::relay::{
@@ -13,37 +14,12 @@ use postern_tests::relay::{
 };
 use postern_tests::{KeyKind, Pki};
 
-const BIN: &str = env!("CARGO_BIN_EXE_postern-relay");
-
-struct Relay(Child);
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{cli, Relay};
 
 fn queue(config: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(BIN)
-        .arg("queue")
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
-}
-
-fn signal(child: &Child, sig: &str) {
-    assert!(Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
+    let mut all = vec!["queue"];
+    all.extend_from_slice(args);
+    cli(config, &all)
 }
 
 #[test]
@@ -54,31 +30,17 @@ fn queue_commands_reload_logs_and_metrics_on_a_running_relay() {
     let dir_file = tmp.path().join("directory.toml");
     std::fs::write(&dir_file, "[our]\ndomains = [\"clinic.example\"]\n").unwrap();
     let (smtp, metrics, hop) = (free_port(), free_port(), free_port());
-    let config = tmp.path().join("relay.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = \"data\"\ndirectory = \"directory.toml\"\nmetrics = \"127.0.0.1:{metrics}\"\n\
-             [internal]\nlisten = \"127.0.0.1:{smtp}\"\nnetworks = [\"127.0.0.0/8\"]\n\
-             [public]\nlisten = \"\"\n\
-             [outbound]\nrelayhost = \"127.0.0.1:{hop}\"\n[inbound]\nrelayhost = \"dir:inbox\"\n\
-             [retry]\nschedule = [\"1h\"]\n"
-        ),
-    )
-    .unwrap();
+    let config = common::write_config(
+        tmp.path(),
+        smtp,
+        &format!("127.0.0.1:{hop}"),
+        "dir:inbox",
+        "1h",
+        &format!("127.0.0.1:{metrics}"),
+    );
     let log = tmp.path().join("relay.log");
-    let child = Command::new(BIN)
-        .args(["run", "--json-logs", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let relay = Relay(child);
+    let relay = Relay::start(&config, &log, smtp, &["--json-logs"]);
     let addr = format!("127.0.0.1:{smtp}");
-    assert!(wait_until(Duration::from_secs(20), || {
-        std::net::TcpStream::connect(&addr).is_ok()
-    }));
 
     // The next hop is down and the retry is an hour away: the messages wait in the spool.
     let secret = "PATIENT-BODY-TEXT-7731";
@@ -134,7 +96,7 @@ fn queue_commands_reload_logs_and_metrics_on_a_running_relay() {
 
     // SIGHUP with a broken directory: refused, the old one stays (mail still flows plain).
     std::fs::write(&dir_file, "[our]\ndomains = [\"clinic.example\"\n").unwrap();
-    signal(&relay.0, "-HUP");
+    relay.signal("-HUP");
     assert!(wait_until(Duration::from_secs(10), || {
         std::fs::read_to_string(&log)
             .unwrap()
@@ -157,7 +119,7 @@ fn queue_commands_reload_logs_and_metrics_on_a_running_relay() {
         ),
     )
     .unwrap();
-    signal(&relay.0, "-HUP");
+    relay.signal("-HUP");
     assert!(wait_until(Duration::from_secs(10), || {
         std::fs::read_to_string(&log)
             .unwrap()
@@ -216,7 +178,7 @@ fn queue_commands_reload_logs_and_metrics_on_a_running_relay() {
 
     // SIGTERM: a clean stop.
     let mut relay = relay;
-    signal(&relay.0, "-TERM");
+    relay.signal("-TERM");
     let status = relay.0.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }

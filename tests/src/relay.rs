@@ -415,3 +415,63 @@ pub fn write_directory(dir: &Path, toml: &str) -> PathBuf {
     std::fs::write(&p, toml).expect("write directory");
     p
 }
+
+/// A loopback-only relay configuration for tests: both listeners on 127.0.0.1 (a free port
+/// each), the spool under `dir/data`, the directory at `dir/directory.toml`, a retry every
+/// second for an hour, no metrics endpoint.
+pub fn test_config(dir: &Path, outbound: &str, inbound: &str) -> postern_relay::RelayConfig {
+    use postern_relay::config::{ListenerConfig, NextHopConfig, RetryConfig};
+    postern_relay::RelayConfig {
+        data_dir: dir.join("data"),
+        directory: dir.join("directory.toml"),
+        internal: ListenerConfig {
+            listen: "127.0.0.1:0".into(),
+            networks: vec!["127.0.0.0/8".into()],
+        },
+        public: ListenerConfig {
+            listen: "127.0.0.1:0".into(),
+            networks: vec!["127.0.0.0/8".into()],
+        },
+        outbound: NextHopConfig {
+            relayhost: outbound.into(),
+        },
+        inbound: NextHopConfig {
+            relayhost: inbound.into(),
+        },
+        retry: RetryConfig {
+            schedule: vec!["1s".into()],
+            give_up_after: "1h".into(),
+        },
+        metrics: String::new(),
+        ..postern_relay::RelayConfig::default()
+    }
+}
+
+/// A multi-threaded runtime for a relay running inside a test.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// Writes the directory most relay tests use: our domain `clinic.example` and one required
+/// S/MIME partner, `smime-partner.test`, with `partner_cert`.
+pub fn smime_partner_directory(dir: &Path, partner_cert: &Path) -> PathBuf {
+    write_directory(
+        dir,
+        &format!(
+            "[our]\ndomains = [\"clinic.example\"]\n\n[[partner]]\ndomain = \"smime-partner.test\"\n\
+             standards = [\"smime\"]\npolicy = \"required\"\nsmime_certificates = [\"{}\"]\n",
+            partner_cert.display()
+        ),
+    )
+}
+
+/// Submits one tracked message from ada@clinic.example and checks the 250.
+pub fn submit(addr: &str, id: &str, to: &str, body: &str) {
+    let m = tracked_message(id, to, body);
+    let r = send_mail(addr, "ada@clinic.example", &[to], &m).expect("an SMTP session");
+    assert!(r.starts_with("250"), "{id}: {r}");
+}

@@ -8,11 +8,11 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use postern_relay::config::{Limits, ListenerConfig, NextHopConfig, RelayConfig, RetryConfig};
+use postern_relay::config::{Limits, RelayConfig};
 use postern_relay::RunningRelay;
 use postern_tests::relay::{
-    free_port, message_id, send_mail, tracked_message, wait_until, write_directory, Client,
-    SmtpSink,
+    free_port, message_id, runtime, send_mail, smime_partner_directory, submit, test_config,
+    tracked_message, wait_until, Client, SmtpSink,
 };
 use postern_tests::{KeyKind, Pki};
 
@@ -27,47 +27,16 @@ fn setup() -> Setup {
     let pki = Pki::new();
     let partner = pki.issue("gw@smime-partner.test", KeyKind::Rsa(2048));
     let tmp = tempfile::tempdir().unwrap();
-    write_directory(
-        tmp.path(),
-        &format!(
-            "[our]\ndomains = [\"clinic.example\"]\n\n[[partner]]\ndomain = \"smime-partner.test\"\n\
-             standards = [\"smime\"]\npolicy = \"required\"\nsmime_certificates = [\"{}\"]\n",
-            partner.cert.display()
-        ),
-    );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    Setup { _pki: pki, tmp, rt }
+    smime_partner_directory(tmp.path(), &partner.cert);
+    Setup {
+        _pki: pki,
+        tmp,
+        rt: runtime(),
+    }
 }
 
 fn config(s: &Setup, outbound: &str, inbound: &str) -> RelayConfig {
-    RelayConfig {
-        data_dir: s.tmp.path().join("data"),
-        directory: s.tmp.path().join("directory.toml"),
-        internal: ListenerConfig {
-            listen: "127.0.0.1:0".into(),
-            networks: vec!["127.0.0.0/8".into()],
-        },
-        public: ListenerConfig {
-            listen: "127.0.0.1:0".into(),
-            networks: vec!["127.0.0.0/8".into()],
-        },
-        outbound: NextHopConfig {
-            relayhost: outbound.into(),
-        },
-        inbound: NextHopConfig {
-            relayhost: inbound.into(),
-        },
-        retry: RetryConfig {
-            schedule: vec!["1s".into()],
-            give_up_after: "1h".into(),
-        },
-        metrics: String::new(),
-        ..RelayConfig::default()
-    }
+    test_config(s.tmp.path(), outbound, inbound)
 }
 
 fn internal(r: &RunningRelay) -> String {
@@ -155,15 +124,7 @@ fn permanent_refusal_and_giving_up_each_send_one_dsn_to_the_sender() {
             &our_server.addr(),
         )))
         .unwrap();
-    let m = tracked_message("refused-1", "c@gmail.test", "hello");
-    let r = send_mail(
-        &internal(&relay),
-        "ada@clinic.example",
-        &["c@gmail.test"],
-        &m,
-    )
-    .unwrap();
-    assert!(r.starts_with("250"), "{r}");
+    submit(&internal(&relay), "refused-1", "c@gmail.test", "hello");
     assert!(wait_until(Duration::from_secs(20), || !our_server
         .messages()
         .is_empty()));
@@ -190,15 +151,7 @@ fn permanent_refusal_and_giving_up_each_send_one_dsn_to_the_sender() {
     let mut cfg = config(&s, &deferring.addr(), &our_server.addr());
     cfg.retry.give_up_after = "2s".into();
     let relay = s.rt.block_on(postern_relay::start(&cfg)).unwrap();
-    let m = tracked_message("late-1", "c@gmail.test", "hello");
-    let r = send_mail(
-        &internal(&relay),
-        "ada@clinic.example",
-        &["c@gmail.test"],
-        &m,
-    )
-    .unwrap();
-    assert!(r.starts_with("250"), "{r}");
+    submit(&internal(&relay), "late-1", "c@gmail.test", "hello");
     assert!(wait_until(Duration::from_secs(20), || !our_server
         .messages()
         .is_empty()));

@@ -6,9 +6,9 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use postern_relay::config::{ListenerConfig, NextHopConfig, RelayConfig, RetryConfig};
 use postern_tests::relay::{
-    free_port, message_id, send_mail, tracked_message, wait_until, write_directory, SmtpSink,
+    free_port, message_id, runtime, send_mail, test_config, tracked_message, wait_until,
+    write_directory, SmtpSink,
 };
 
 struct Dnsmasq(Child);
@@ -60,36 +60,10 @@ fn mail_goes_to_each_domains_mx_in_order_and_unknown_domains_bounce() {
     let our_server = SmtpSink::start(&[]);
     let tmp = tempfile::tempdir().unwrap();
     write_directory(tmp.path(), "[our]\ndomains = [\"clinic.example\"]\n");
-    let cfg = RelayConfig {
-        data_dir: tmp.path().join("data"),
-        directory: tmp.path().join("directory.toml"),
-        internal: ListenerConfig {
-            listen: "127.0.0.1:0".into(),
-            networks: vec!["127.0.0.0/8".into()],
-        },
-        public: ListenerConfig {
-            listen: String::new(),
-            networks: vec![],
-        },
-        outbound: NextHopConfig {
-            relayhost: format!("mx:{}", sink.port),
-        },
-        inbound: NextHopConfig {
-            relayhost: our_server.addr(),
-        },
-        dns: format!("127.0.0.1:{dns_port}"),
-        retry: RetryConfig {
-            schedule: vec!["1s".into()],
-            give_up_after: "1h".into(),
-        },
-        metrics: String::new(),
-        ..RelayConfig::default()
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let mut cfg = test_config(tmp.path(), &format!("mx:{}", sink.port), &our_server.addr());
+    cfg.public.listen = String::new();
+    cfg.dns = format!("127.0.0.1:{dns_port}");
+    let rt = runtime();
     let relay = rt.block_on(postern_relay::start(&cfg)).unwrap();
     let m = tracked_message("mx-1", "x@partner.test", "hello");
     let r = send_mail(

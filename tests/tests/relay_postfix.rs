@@ -8,8 +8,10 @@
 use std::process::Command;
 use std::time::Duration;
 
-use postern_relay::config::{ListenerConfig, NextHopConfig, RelayConfig};
-use postern_tests::relay::{send_mail, wait_until, write_directory, Client, Postfix, SmtpSink};
+use postern_relay::RelayConfig;
+use postern_tests::relay::{
+    runtime, send_mail, test_config, wait_until, write_directory, Client, Postfix, SmtpSink,
+};
 use postern_tests::{body_lf, run_ok, EndEntity, Gpg, KeyKind, PgpKind, Pki};
 
 struct World {
@@ -73,34 +75,7 @@ openpgp_certificates = ["pgp-partner.asc"]
 }
 
 fn config(w: &World, outbound: &str, inbound: &str) -> RelayConfig {
-    RelayConfig {
-        data_dir: w.tmp.path().join("data"),
-        directory: w.tmp.path().join("directory.toml"),
-        internal: ListenerConfig {
-            listen: "127.0.0.1:0".into(),
-            networks: vec!["127.0.0.0/8".into()],
-        },
-        public: ListenerConfig {
-            listen: "127.0.0.1:0".into(),
-            networks: vec!["127.0.0.0/8".into()],
-        },
-        outbound: NextHopConfig {
-            relayhost: outbound.into(),
-        },
-        inbound: NextHopConfig {
-            relayhost: inbound.into(),
-        },
-        metrics: String::new(),
-        ..RelayConfig::default()
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+    test_config(w.tmp.path(), outbound, inbound)
 }
 
 const BODY: &str = "Patient Jane Roe, DOB 1970-01-01: results attached.\r\nNext visit Monday.";

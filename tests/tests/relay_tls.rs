@@ -6,20 +6,13 @@
 
 use std::time::Duration;
 
-use postern_relay::config::{ListenerConfig, NextHopConfig, RelayConfig, RetryConfig, TlsConfig};
+use postern_relay::config::TlsConfig;
 use postern_relay::RunningRelay;
 use postern_tests::relay::{
-    message_id, send_mail, tracked_message, wait_until, write_directory, Postfix, SmtpSink,
+    message_id, runtime, send_mail, test_config, tracked_message, wait_until, write_directory,
+    Postfix, SmtpSink,
 };
 use postern_tests::Pki;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn relay(
     rt: &tokio::runtime::Runtime,
@@ -32,33 +25,11 @@ fn relay(
         "[our]\ndomains = [\"clinic.example\"]\n\n[[partner]]\ndomain = \"tls-partner.test\"\n\
          policy = \"tls-required\"\n",
     );
-    let cfg = RelayConfig {
-        data_dir: tmp.join("data"),
-        directory: tmp.join("directory.toml"),
-        internal: ListenerConfig {
-            listen: "127.0.0.1:0".into(),
-            networks: vec!["127.0.0.0/8".into()],
-        },
-        public: ListenerConfig {
-            listen: String::new(),
-            networks: vec![],
-        },
-        outbound: NextHopConfig {
-            relayhost: outbound,
-        },
-        inbound: NextHopConfig {
-            relayhost: "dir:inbox".into(),
-        },
-        retry: RetryConfig {
-            schedule: vec!["1s".into()],
-            give_up_after: "1h".into(),
-        },
-        metrics: String::new(),
-        tls: TlsConfig {
-            ca_file: ca_file.map(|p| p.to_path_buf()).unwrap_or_default(),
-            ..TlsConfig::default()
-        },
-        ..RelayConfig::default()
+    let mut cfg = test_config(tmp, &outbound, "dir:inbox");
+    cfg.public.listen = String::new();
+    cfg.tls = TlsConfig {
+        ca_file: ca_file.map(|p| p.to_path_buf()).unwrap_or_default(),
+        ..TlsConfig::default()
     };
     rt.block_on(postern_relay::start(&cfg)).unwrap()
 }

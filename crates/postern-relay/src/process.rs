@@ -325,20 +325,14 @@ fn notify_sender(shared: &Shared, entry: &mut Entry, data: &[u8]) -> std::io::Re
                 &id,
             );
             let sender = entry.mail_from.clone().unwrap_or_default();
-            let dsn_entry = Entry {
-                id: id.clone(),
-                origin: Origin::Bounce,
-                received_at: now / 1000,
-                client: "127.0.0.1".into(),
-                mail_from: None,
-                envid: None,
-                ret: None,
-                recipients: vec![Recipient::new(sender)],
-                attempts: 0,
-                next_attempt: now,
-                size: msg.len() as u64,
-                released: false,
-            };
+            let dsn_entry = Entry::new(
+                id.clone(),
+                Origin::Bounce,
+                "127.0.0.1",
+                None,
+                vec![Recipient::new(sender)],
+                msg.len() as u64,
+            );
             shared.spool.accept(&dsn_entry, &msg)?;
             shared.metrics.queue_depth.inc();
             shared.scheduler.submit(&id, now);

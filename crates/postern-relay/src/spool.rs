@@ -122,6 +122,32 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// A new entry: received now, due now, nothing attempted.
+    pub fn new(
+        id: String,
+        origin: Origin,
+        client: &str,
+        mail_from: Option<String>,
+        recipients: Vec<Recipient>,
+        size: u64,
+    ) -> Self {
+        let now = crate::util::unix_ms();
+        Entry {
+            id,
+            origin,
+            received_at: now / 1000,
+            client: client.to_string(),
+            mail_from,
+            envid: None,
+            ret: None,
+            recipients,
+            attempts: 0,
+            next_attempt: now,
+            size,
+            released: false,
+        }
+    }
+
     /// Whether every recipient has a final outcome and none is held.
     pub fn is_done(&self) -> bool {
         self.recipients.iter().all(|r| {

@@ -433,23 +433,20 @@ async fn store(
     .into_bytes();
     data.extend_from_slice(&body);
     drop(body);
-    let entry = Entry {
-        id: id.clone(),
-        origin: match role {
-            Role::Internal => Origin::Internal,
-            Role::Public => Origin::Public,
-        },
-        received_at: now / 1000,
-        client: peer.ip().to_string(),
-        mail_from: t.mail_from,
-        envid: t.envid,
-        ret: t.ret,
-        recipients: t.rcpts,
-        attempts: 0,
-        next_attempt: now,
-        size: data.len() as u64,
-        released: false,
+    let origin = match role {
+        Role::Internal => Origin::Internal,
+        Role::Public => Origin::Public,
     };
+    let mut entry = Entry::new(
+        id.clone(),
+        origin,
+        &peer.ip().to_string(),
+        t.mail_from,
+        t.rcpts,
+        data.len() as u64,
+    );
+    entry.envid = t.envid;
+    entry.ret = t.ret;
     let spool = shared.spool.clone();
     let size = data.len();
     let stored = tokio::task::spawn_blocking(move || spool.accept(&entry, &data)).await;

@@ -165,24 +165,21 @@ async fn act(
                 .await
                 .map_err(|e| e.to_string())?;
             let spool = spool();
-            let entry = Entry {
-                id: Spool::new_id(),
-                origin: if h.origin == "public" {
-                    Origin::Public
-                } else {
-                    Origin::Internal
-                },
-                received_at: now(),
-                client: "quarantine".into(),
-                mail_from: h.sender.clone(),
-                envid: None,
-                ret: None,
-                recipients: h.recipients.iter().cloned().map(Recipient::new).collect(),
-                attempts: 0,
-                next_attempt: 0,
-                size: data.len() as u64,
-                released: true,
+            let origin = if h.origin == "public" {
+                Origin::Public
+            } else {
+                Origin::Internal
             };
+            let rcpts = h.recipients.iter().cloned().map(Recipient::new).collect();
+            let mut entry = Entry::new(
+                Spool::new_id(),
+                origin,
+                "quarantine",
+                h.sender.clone(),
+                rcpts,
+                data.len() as u64,
+            );
+            entry.released = true;
             // Spool first, then mark: a crash in between can only send it twice, never lose it.
             spool.accept(&entry, &data).map_err(|e| e.to_string())?;
             q.decide(&id, "released", actor, &reason)
@@ -201,20 +198,16 @@ async fn act(
                 .await
                 .map_err(|e| e.to_string())?;
             if let Some(sender) = &h.sender {
-                let original = Entry {
-                    id: id.clone(),
-                    origin: Origin::Internal,
-                    received_at: h.created_at,
-                    client: "quarantine".into(),
-                    mail_from: Some(sender.clone()),
-                    envid: None,
-                    ret: None,
-                    recipients: h.recipients.iter().cloned().map(Recipient::new).collect(),
-                    attempts: 0,
-                    next_attempt: 0,
-                    size: data.len() as u64,
-                    released: false,
-                };
+                let rcpts = h.recipients.iter().cloned().map(Recipient::new).collect();
+                let mut original = Entry::new(
+                    id.clone(),
+                    Origin::Internal,
+                    "quarantine",
+                    Some(sender.clone()),
+                    rcpts,
+                    data.len() as u64,
+                );
+                original.received_at = h.created_at;
                 let failures: Vec<postern_relay::dsn::Failure<'_>> = original
                     .recipients
                     .iter()
@@ -233,20 +226,14 @@ async fn act(
                     now(),
                     &dsn_id,
                 );
-                let dsn = Entry {
-                    id: dsn_id.clone(),
-                    origin: Origin::Bounce,
-                    received_at: now(),
-                    client: "quarantine".into(),
-                    mail_from: None,
-                    envid: None,
-                    ret: None,
-                    recipients: vec![Recipient::new(sender.clone())],
-                    attempts: 0,
-                    next_attempt: 0,
-                    size: msg.len() as u64,
-                    released: false,
-                };
+                let dsn = Entry::new(
+                    dsn_id.clone(),
+                    Origin::Bounce,
+                    "quarantine",
+                    None,
+                    vec![Recipient::new(sender.clone())],
+                    msg.len() as u64,
+                );
                 let spool = spool();
                 spool.accept(&dsn, &msg).map_err(|e| e.to_string())?;
                 spool.request_flush().map_err(|e| e.to_string())?;
