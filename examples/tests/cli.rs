@@ -1,22 +1,12 @@
 //! The `postern-relay` binary as an administrator uses it, with OpenSSL on the other side.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
 
-use std::io::Write;
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-/// Runs `program` with `args`, feeding `stdin`; returns its output.
-fn run(program: &str, args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    child.wait_with_output().unwrap()
-}
+use common::run;
 
 fn relay(args: &[&str], stdin: &[u8]) -> Output {
     run(env!("CARGO_BIN_EXE_postern-relay"), args, stdin)

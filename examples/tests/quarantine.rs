@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use postern_tests::relay::{
@@ -207,16 +205,9 @@ fn phi_is_quarantined_then_released_or_rejected_with_an_audit_trail() {
 }
 
 fn scan(args: &[&str], input: &[u8]) -> (i32, String) {
-    let mut child = Command::new(BIN)
-        .args(["dlp", "scan"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut all = vec!["dlp", "scan"];
+    all.extend_from_slice(args);
+    let out = common::run(BIN, &all, input);
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),

@@ -11,48 +11,16 @@ use std::io::Write;
 use postern_dlp::{Action, DlpPolicy, Inspector, Limits, Note};
 
 fn attach(name: &str, ctype: &str, data: &[u8]) -> Vec<u8> {
-    use std::fmt::Write as _;
-    let mut b64 = String::new();
-    let t = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for (i, c) in data.chunks(3).enumerate() {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        let _ = write!(
-            b64,
-            "{}{}{}{}",
-            t[(n >> 18) as usize & 63] as char,
-            t[(n >> 12) as usize & 63] as char,
-            if c.len() > 1 {
-                t[(n >> 6) as usize & 63] as char
-            } else {
-                '='
-            },
-            if c.len() > 2 {
-                t[n as usize & 63] as char
-            } else {
-                '='
-            }
-        );
-        if i % 19 == 18 {
-            b64.push_str("\r\n");
-        }
-    }
     format!(
-        "From: a@clinic.example\r\nSubject: files\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nattached\r\n--b\r\nContent-Type: {ctype}; name=\"{name}\"\r\nContent-Disposition: attachment; filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--b--\r\n"
+        "From: a@clinic.example\r\nSubject: files\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nattached\r\n--b\r\nContent-Type: {ctype}; name=\"{name}\"\r\nContent-Disposition: attachment; filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--b--\r\n",
+        corpus::b64(data)
     )
     .into_bytes()
 }
 
 fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let opts = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated);
-    for (name, data) in files {
-        z.start_file(*name, opts).unwrap();
-        z.write_all(data).unwrap();
-    }
-    z.finish().unwrap().into_inner()
+    let owned: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, d)| (*n, d.to_vec())).collect();
+    corpus::zip_of(&owned)
 }
 
 fn inspector() -> Inspector {

@@ -55,6 +55,20 @@ impl Drop for Relay {
     }
 }
 
+/// Runs `program` with `args`, feeding `stdin`; returns its output.
+pub fn run(program: &str, args: &[&str], stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// Runs `postern-relay ARGS --config CONFIG`; (success, stdout + stderr).
 pub fn cli(config: &Path, args: &[&str]) -> (bool, String) {
     let out = Command::new(BIN)

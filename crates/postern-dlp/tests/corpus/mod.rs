@@ -426,7 +426,8 @@ const CONTAINERS: [&str; 10] = [
     "plain", "html", "qp", "base64", "csv", "pdf", "docx", "xlsx", "zip", "rfc822",
 ];
 
-fn b64(data: &[u8]) -> String {
+/// Base64 with CRLF every 76 characters, as mail carries it.
+pub fn b64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for (i, c) in data.chunks(3).enumerate() {
@@ -509,7 +510,8 @@ fn xml_escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-fn zip_of(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+/// A zip archive of these files (deflated).
+pub fn zip_of(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
     let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let opts = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated);
