@@ -145,6 +145,8 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
              or with swaks:\n  \
              swaks --server {i} --from doc@clinic.example --to lab@openpgp.example\n\
              Then: ls {d}/outbox   and   postern-relay queue list\n\
+             Mail with card numbers or patient identifiers to anyone but a partner is held:\n  \
+             postern-relay quarantine list   (release or reject it from there)\n\
              Stop with Ctrl-C (SIGTERM); SIGHUP reloads the partner directory.",
             i = show(relay.internal_addr)
         );
