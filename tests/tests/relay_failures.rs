@@ -403,3 +403,37 @@ fn clients_outside_the_configured_networks_are_refused() {
     assert!(greeting.starts_with("554 5.7.1"), "{greeting}");
     s.rt.block_on(relay.shutdown(Duration::from_secs(5)));
 }
+
+#[test]
+fn a_spool_that_cannot_be_written_gets_451_and_nothing_is_acknowledged() {
+    let s = setup();
+    let sink = SmtpSink::start(&[]);
+    let relay =
+        s.rt.block_on(postern_relay::start(&config(&s, &sink.addr(), "dir:inbox")))
+            .unwrap();
+    // The spool's staging folder becomes a file: every write fails, as on a full disk.
+    let tmp_dir = relay.spool().root().join("tmp");
+    std::fs::remove_dir_all(&tmp_dir).unwrap();
+    std::fs::write(&tmp_dir, b"not a folder").unwrap();
+    let m = tracked_message("nospace-1", "c@gmail.test", "hello");
+    let r = send_mail(
+        &internal(&relay),
+        "ada@clinic.example",
+        &["c@gmail.test"],
+        &m,
+    )
+    .unwrap();
+    assert!(r.starts_with("451 4.3.0"), "{r}");
+    assert_eq!(spool_len(&relay), 0);
+    // Writable again: the client's retry is accepted and delivered.
+    std::fs::remove_file(&tmp_dir).unwrap();
+    std::fs::create_dir(&tmp_dir).unwrap();
+    submit(&internal(&relay), "nospace-1", "c@gmail.test", "hello");
+    assert!(wait_until(Duration::from_secs(15), || sink
+        .messages()
+        .iter()
+        .any(
+            |(_, m)| message_id(m).as_deref() == Some("nospace-1@clinic.example")
+        )));
+    s.rt.block_on(relay.shutdown(Duration::from_secs(5)));
+}
