@@ -412,3 +412,25 @@ fn the_example_dlp_policy_loads_and_applies() {
     assert_eq!(v.count("mrn"), 1, "{v:?}");
     assert_eq!(v.action, postern_dlp::Action::Quarantine);
 }
+
+/// `hash-password` prints an Argon2id hash the relay's users file accepts.
+#[test]
+fn hash_password_prints_a_phc_string_the_relay_accepts() {
+    let out = relay(&["hash-password"], b"correct horse\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hash = String::from_utf8(out.stdout).unwrap();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(!hash.contains("correct horse"));
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("users");
+    std::fs::write(&f, format!("exchange:{}", hash.trim())).unwrap();
+    let users = postern_relay::auth::Users::load(&f).unwrap();
+    assert!(users.verify("exchange", b"correct horse"));
+    assert!(!users.verify("exchange", b"correct horse "));
+    let out = relay(&["hash-password"], b"\n");
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -72,6 +72,20 @@ pub struct RelayConfig {
     pub dlp: DlpConfig,
     /// The quarantine store.
     pub quarantine: QuarantineConfig,
+    /// SMTP AUTH on the internal listener.
+    pub auth: AuthConfig,
+}
+
+/// SMTP AUTH settings (internal listener only, offered only inside TLS).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The users file (`name:$argon2id$...` per line, see `postern-relay hash-password`);
+    /// empty: no AUTH.
+    pub users: PathBuf,
+    /// Refuse MAIL from clients that have not authenticated (default false: the networks
+    /// list alone decides).
+    pub required: bool,
 }
 
 /// Content inspection settings.
@@ -161,6 +175,7 @@ impl Default for RelayConfig {
             dns: String::new(),
             dlp: DlpConfig::default(),
             quarantine: QuarantineConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -317,6 +332,7 @@ impl RelayConfig {
             &mut self.tls.ca_file,
             &mut self.dlp.policy,
             &mut self.quarantine.key_file,
+            &mut self.auth.users,
         ] {
             if p.is_relative() && !p.as_os_str().is_empty() {
                 *p = base.join(&*p);

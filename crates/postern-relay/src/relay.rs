@@ -18,6 +18,7 @@ use postern_router::{
 };
 use postern_smime::SmimeEnvelope;
 
+use crate::auth::Users;
 use crate::config::{ConfigError, Limits, Network, NextHop, RelayConfig};
 use crate::inspect::{ContentInspector, DlpInspector, PassThrough};
 use crate::metrics::{self, Metrics};
@@ -61,6 +62,10 @@ pub struct Settings {
     pub destinations: Destinations,
     /// Idle connections kept for reuse.
     pub pool: ConnectionPool,
+    /// Users who may authenticate on the internal listener.
+    pub users: Option<Arc<Users>>,
+    /// MAIL needs AUTH first on the internal listener.
+    pub auth_required: bool,
 }
 
 /// State shared by every task of one relay.
@@ -192,7 +197,23 @@ pub async fn start_with(
         mx: None,
         destinations: Destinations::new(cfg.limits.per_destination),
         pool: ConnectionPool::new(cfg.limits.per_destination, Duration::from_secs(30)),
+        users: None,
+        auth_required: cfg.auth.required,
     };
+    if !cfg.auth.users.as_os_str().is_empty() {
+        let users = Users::load(&cfg.auth.users).map_err(|e| ConfigError::Value {
+            field: "auth.users",
+            message: e.to_string(),
+        })?;
+        settings.users = Some(Arc::new(users));
+    }
+    if settings.auth_required && settings.users.is_none() {
+        return Err(ConfigError::Value {
+            field: "auth.required",
+            message: "needs auth.users".into(),
+        }
+        .into());
+    }
     let mx_port = [&settings.outbound, &settings.inbound]
         .into_iter()
         .find_map(|h| match h {

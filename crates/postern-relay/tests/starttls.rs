@@ -113,3 +113,117 @@ async fn commands_pipelined_after_starttls_are_discarded() {
     let _ = tokio::time::timeout(Duration::from_secs(2), reply(&mut t)).await;
     relay.shutdown(Duration::from_secs(2)).await;
 }
+
+/// A relay whose internal listener has a certificate trusted by `tls_client()`, and AUTH.
+async fn relay_with_auth(tmp: &std::path::Path) -> (postern_relay::RunningRelay, TlsConnector) {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(tmp.join("cert.pem"), ck.cert.pem()).unwrap();
+    std::fs::write(tmp.join("key.pem"), ck.signing_key.serialize_pem()).unwrap();
+    std::fs::write(
+        tmp.join("directory.toml"),
+        "[our]\ndomains = [\"clinic.example\"]\n",
+    )
+    .unwrap();
+    let hash = postern_relay::auth::hash_password(b"correct horse").unwrap();
+    std::fs::write(tmp.join("users"), format!("exchange:{hash}\n")).unwrap();
+    let mut cfg = RelayConfig {
+        data_dir: tmp.join("data"),
+        directory: tmp.join("directory.toml"),
+        internal: ListenerConfig {
+            listen: "127.0.0.1:0".into(),
+            networks: vec!["127.0.0.0/8".into()],
+        },
+        public: ListenerConfig {
+            listen: String::new(),
+            networks: vec![],
+        },
+        metrics: String::new(),
+        tls: TlsConfig {
+            certificate: tmp.join("cert.pem"),
+            key: tmp.join("key.pem"),
+            ca_file: Default::default(),
+        },
+        ..RelayConfig::default()
+    };
+    cfg.auth.users = tmp.join("users");
+    cfg.auth.required = true;
+    let relay = postern_relay::start(&cfg).await.unwrap();
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(ck.cert.der().to_vec()))
+        .unwrap();
+    let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (relay, TlsConnector::from(Arc::new(config)))
+}
+
+async fn say<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    s: &mut BufReader<S>,
+    line: &str,
+) -> Vec<String> {
+    s.get_mut()
+        .write_all(format!("{line}\r\n").as_bytes())
+        .await
+        .unwrap();
+    reply(s).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_is_offered_inside_tls_only_and_required_before_mail() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let tmp = tempfile::tempdir().unwrap();
+    let (relay, connector) = relay_with_auth(tmp.path()).await;
+
+    let sock = TcpStream::connect(relay.internal_addr.unwrap())
+        .await
+        .unwrap();
+    let mut p = BufReader::new(sock);
+    reply(&mut p).await;
+    let ehlo = say(&mut p, "EHLO client.test").await;
+    assert!(
+        !ehlo.iter().any(|l| l.contains("AUTH")),
+        "no AUTH in clear: {ehlo:?}"
+    );
+    let plain = b64.encode(b"\0exchange\0correct horse");
+    let r = say(&mut p, &format!("AUTH PLAIN {plain}")).await;
+    assert!(r[0].starts_with("538 5.7.11"), "{r:?}");
+    let r = say(&mut p, "MAIL FROM:<ada@clinic.example>").await;
+    assert!(r[0].starts_with("530 5.7.0"), "{r:?}");
+    assert!(say(&mut p, "STARTTLS").await[0].starts_with("220"));
+
+    let tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), p.into_inner())
+        .await
+        .unwrap();
+    let mut t = BufReader::new(tls);
+    let ehlo = say(&mut t, "EHLO client.test").await;
+    assert!(
+        ehlo.iter().any(|l| l.ends_with("AUTH PLAIN LOGIN")),
+        "{ehlo:?}"
+    );
+    let r = say(&mut t, "MAIL FROM:<ada@clinic.example>").await;
+    assert!(r[0].starts_with("530"), "not yet authenticated: {r:?}");
+    let wrong = b64.encode(b"\0exchange\0wrong horse");
+    let r = say(&mut t, &format!("AUTH PLAIN {wrong}")).await;
+    assert!(r[0].starts_with("535 5.7.8"), "{r:?}");
+    let r = say(&mut t, "AUTH PLAIN AAAA").await;
+    assert!(r[0].starts_with("501"), "{r:?}");
+    // LOGIN, answering the challenges.
+    let r = say(&mut t, "AUTH LOGIN").await;
+    assert_eq!(r, ["334 VXNlcm5hbWU6"]);
+    let r = say(&mut t, &b64.encode("exchange")).await;
+    assert_eq!(r, ["334 UGFzc3dvcmQ6"]);
+    let r = say(&mut t, &b64.encode("correct horse")).await;
+    assert!(r[0].starts_with("235 2.7.0"), "{r:?}");
+    let r = say(&mut t, "MAIL FROM:<ada@clinic.example>").await;
+    assert!(r[0].starts_with("250"), "{r:?}");
+    let r = say(&mut t, "AUTH PLAIN x").await;
+    assert!(r[0].starts_with("503"), "only once: {r:?}");
+    let _ = say(&mut t, "QUIT").await;
+    relay.shutdown(Duration::from_secs(2)).await;
+}

@@ -29,8 +29,8 @@ pub enum Command {
     Help,
     /// STARTTLS.
     StartTls,
-    /// AUTH (not offered).
-    Auth,
+    /// AUTH with its arguments (mechanism and optional initial response).
+    Auth(String),
     /// BDAT (not offered).
     Bdat,
     /// A verb we do not know.
@@ -68,7 +68,7 @@ pub fn parse(line: &[u8]) -> Command {
         "VRFY" | "EXPN" => Command::Vrfy,
         "HELP" => Command::Help,
         "STARTTLS" if rest.is_empty() => Command::StartTls,
-        "AUTH" => Command::Auth,
+        "AUTH" => Command::Auth(rest.to_string()),
         "BDAT" => Command::Bdat,
         "DATA" | "RSET" | "QUIT" | "STARTTLS" => {
             Command::Syntax("5.5.4 this command takes no arguments")

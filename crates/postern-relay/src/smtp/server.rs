@@ -109,6 +109,11 @@ async fn run(
     let mut helo: Option<String> = None;
     let mut tx: Option<Transaction> = None;
     let mut tls = false;
+    let mut authenticated: Option<String> = None;
+    let users = match role {
+        Role::Internal => cfg.users.clone(),
+        Role::Public => None,
+    };
     let mut errors = 0usize;
     let mut line = Vec::with_capacity(256);
     loop {
@@ -139,6 +144,8 @@ async fn run(
                 c.reply("250-DSN");
                 if !tls {
                     c.reply("250-STARTTLS");
+                } else if users.is_some() {
+                    c.reply("250-AUTH PLAIN LOGIN");
                 }
                 c.reply("250 ENHANCEDSTATUSCODES");
             }
@@ -148,7 +155,10 @@ async fn run(
                 c.reply(&format!("250 {}", cfg.hostname));
             }
             Command::Mail(from, params) => {
-                if helo.is_none() {
+                if role == Role::Internal && cfg.auth_required && authenticated.is_none() {
+                    c.reply("530 5.7.0 authentication required");
+                    failed = true;
+                } else if helo.is_none() {
                     c.reply("503 5.5.1 say EHLO first");
                     failed = true;
                 } else if tx.is_some() {
@@ -270,8 +280,47 @@ async fn run(
                 tls = true;
                 helo = None;
                 tx = None;
+                authenticated = None;
             }
-            Command::Auth | Command::Bdat => {
+            Command::Auth(args) => match &users {
+                None => {
+                    c.reply("502 5.5.1 not offered here");
+                    failed = true;
+                }
+                Some(_) if !tls => {
+                    c.reply("538 5.7.11 encryption required: say STARTTLS first");
+                    failed = true;
+                }
+                Some(_) if authenticated.is_some() || tx.is_some() || helo.is_none() => {
+                    c.reply("503 5.5.1 AUTH not allowed now");
+                    failed = true;
+                }
+                Some(u) => match auth_exchange(&mut c, &args, command_timeout).await? {
+                    Err(reply) => {
+                        c.reply(reply);
+                        failed = true;
+                    }
+                    Ok((user, password)) => {
+                        let u = u.clone();
+                        let name = user.clone();
+                        let ok = tokio::task::spawn_blocking(move || u.verify(&name, &password))
+                            .await
+                            .unwrap_or(false);
+                        if ok {
+                            tracing::info!(%peer, user = %user, "authenticated");
+                            authenticated = Some(user);
+                            c.reply("235 2.7.0 authentication successful");
+                        } else {
+                            tracing::warn!(%peer, user = %user, "authentication failed");
+                            // A pause per failure makes guessing slow without holding a thread.
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            c.reply("535 5.7.8 authentication credentials invalid");
+                            failed = true;
+                        }
+                    }
+                },
+            },
+            Command::Bdat => {
                 c.reply("502 5.5.1 not offered here");
                 failed = true;
             }
@@ -463,5 +512,77 @@ async fn store(
             "451 4.3.0 cannot store the message now, try again later".into()
         }
         Err(_) => "451 4.3.0 cannot store the message now, try again later".into(),
+    }
+}
+
+/// Runs the AUTH PLAIN or LOGIN exchange; returns the user and password, or the reply for a
+/// malformed or cancelled exchange.
+async fn auth_exchange(
+    c: &mut Conn,
+    args: &str,
+    wait: Duration,
+) -> std::io::Result<Result<(String, Vec<u8>), &'static str>> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut parts = args.split_ascii_whitespace();
+    let mech = parts.next().unwrap_or("").to_ascii_uppercase();
+    let initial = parts.next().map(str::to_string);
+    let mut line = Vec::new();
+    // Reads one client response line after a 334 challenge; "*" cancels (RFC 4954 §4).
+    let mut ask = async |c: &mut Conn, challenge: &str| -> std::io::Result<Option<Vec<u8>>> {
+        c.reply(&format!("334 {challenge}"));
+        c.flush().await?;
+        let got = match timeout_at(
+            Instant::now() + wait,
+            read_line(&mut c.io, &mut line, MAX_COMMAND),
+        )
+        .await
+        {
+            Ok(r) => r?,
+            Err(_) => return Ok(None),
+        };
+        if got != Line::Complete {
+            return Ok(None);
+        }
+        let l = trim_eol(&line);
+        if l == b"*" {
+            return Ok(None);
+        }
+        Ok(b64.decode(l).ok())
+    };
+    match mech.as_str() {
+        "PLAIN" => {
+            let resp = match initial {
+                Some(i) if i == "=" => Some(Vec::new()),
+                Some(i) => b64.decode(i.as_bytes()).ok(),
+                None => ask(c, "").await?,
+            };
+            let Some(resp) = resp else {
+                return Ok(Err("501 5.5.2 cancelled or not base64"));
+            };
+            let mut f = resp.split(|b| *b == 0);
+            let (_authzid, user, pass) = (f.next(), f.next(), f.next());
+            match (user, pass, f.next()) {
+                (Some(u), Some(p), None) => match std::str::from_utf8(u) {
+                    Ok(u) if !u.is_empty() => Ok(Ok((u.to_string(), p.to_vec()))),
+                    _ => Ok(Err("501 5.5.2 malformed PLAIN response")),
+                },
+                _ => Ok(Err("501 5.5.2 malformed PLAIN response")),
+            }
+        }
+        "LOGIN" => {
+            let user = match initial {
+                Some(i) => b64.decode(i.as_bytes()).ok(),
+                None => ask(c, "VXNlcm5hbWU6").await?,
+            };
+            let Some(user) = user.and_then(|u| String::from_utf8(u).ok()) else {
+                return Ok(Err("501 5.5.2 cancelled or not base64"));
+            };
+            let Some(pass) = ask(c, "UGFzc3dvcmQ6").await? else {
+                return Ok(Err("501 5.5.2 cancelled or not base64"));
+            };
+            Ok(Ok((user, pass)))
+        }
+        _ => Ok(Err("504 5.5.4 unrecognized authentication mechanism")),
     }
 }

@@ -51,6 +51,9 @@ enum Command {
     Quarantine(quarantine_cmd::QuarantineArgs),
     /// Content inspection: `dlp scan` prints the verdict for a message (exit 0 allow, 1 else).
     Dlp(dlp::DlpArgs),
+    /// Read a password from standard input and print its Argon2id hash for the `auth.users`
+    /// file (`name:HASH`).
+    HashPassword,
     /// Seal a message from standard input: encrypt (and optionally sign), or sign only.
     Seal(SealArgs),
     /// Open a message from standard input: decrypt and/or verify, print the inner message.
@@ -378,6 +381,22 @@ async fn route(args: RouteArgs) -> Result<bool, String> {
     Ok(true)
 }
 
+/// `hash-password`: one line from standard input (without its line end) → a PHC string.
+fn hash_password() -> Result<bool, String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| format!("reading standard input: {e}"))?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        return Err("empty password".into());
+    }
+    let hash =
+        postern_relay::auth::hash_password(password.as_bytes()).map_err(|e| e.to_string())?;
+    println!("{hash}");
+    Ok(true)
+}
+
 /// `check-config`: every problem on its own line, errors first; exit code says the worst.
 fn check_config(file: &Path) -> ExitCode {
     let dir = match postern_router::Directory::load(file) {
@@ -593,6 +612,7 @@ async fn main() -> ExitCode {
         Command::Run(a) => serve::run(a).await.map(|_| true),
         Command::Queue(a) => queue::run(a),
         Command::Quarantine(a) => quarantine_cmd::run(a).await,
+        Command::HashPassword => hash_password(),
         Command::Dlp(a) => match dlp::run(a) {
             Ok(true) => return ExitCode::SUCCESS,
             Ok(false) => return ExitCode::from(1),
