@@ -186,6 +186,7 @@ pub async fn attempt(
 pub struct Session {
     c: Client,
     eightbit: bool,
+    smtputf8: bool,
 }
 
 struct Transaction<'a> {
@@ -288,7 +289,12 @@ impl Transaction<'_> {
             }
         }
         let eightbit = ehlo.has_keyword("8BITMIME");
-        Ok(Ok(Session { c, eightbit }))
+        let smtputf8 = ehlo.has_keyword("SMTPUTF8");
+        Ok(Ok(Session {
+            c,
+            eightbit,
+            smtputf8,
+        }))
     }
 
     /// MAIL, RCPT, DATA on an open session; it ends ready for the next transaction.
@@ -302,9 +308,23 @@ impl Transaction<'_> {
         } else {
             ""
         };
+        // An address that is not ASCII needs SMTPUTF8 (RFC 6531); a hop without it cannot take
+        // the message at all.
+        let needs_utf8 =
+            self.mail_from.is_some_and(|f| !f.is_ascii()) || rcpts.iter().any(|r| !r.is_ascii());
+        if needs_utf8 && !s.smtputf8 {
+            return Ok(vec![
+                Outcome::Permanent(
+                    "553 5.6.7 the next hop does not support SMTPUTF8 and an address is not ASCII"
+                        .into()
+                );
+                rcpts.len()
+            ]);
+        }
+        let utf8 = if needs_utf8 { " SMTPUTF8" } else { "" };
         let from = c
             .command(&format!(
-                "MAIL FROM:<{}>{body}",
+                "MAIL FROM:<{}>{body}{utf8}",
                 self.mail_from.unwrap_or("")
             ))
             .await?;
