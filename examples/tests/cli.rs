@@ -434,3 +434,46 @@ fn hash_password_prints_a_phc_string_the_relay_accepts() {
     let out = relay(&["hash-password"], b"\n");
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `check-config` on a relay configuration checks what it names: the example's TLS files do
+/// not exist here, and it says so; a configuration naming real files passes.
+#[test]
+fn check_config_checks_a_relay_configuration_and_what_it_names() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = relay(
+        &[
+            "check-config",
+            root.join("config/relay.toml").to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("tls.certificate") && text.contains("gw.pem"),
+        "{text}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("relay.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "directory = \"{}\"\n[dlp]\npolicy = \"{}\"\n",
+            root.join("config/directory.toml").display(),
+            root.join("config/dlp.toml").display()
+        ),
+    )
+    .unwrap();
+    let out = relay(&["check-config", cfg.to_str().unwrap()], b"");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("relay configuration usable"), "{text}");
+    std::fs::write(&cfg, "[dlp]\npolicy = \"nowhere.toml\"\n").unwrap();
+    let out = relay(&["check-config", cfg.to_str().unwrap()], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("dlp.policy"));
+}

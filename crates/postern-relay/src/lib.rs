@@ -33,5 +33,5 @@ mod util;
 
 pub use config::{ConfigError, RelayConfig};
 pub use inspect::{ContentInspector, DlpInspector, Inspection, PassThrough};
-pub use relay::{start, start_with, RunningRelay, Settings, Shared, StartError};
+pub use relay::{check, start, start_with, RunningRelay, Settings, Shared, StartError};
 pub use util::rfc5322_date;

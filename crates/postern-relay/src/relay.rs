@@ -149,31 +149,13 @@ pub struct RunningRelay {
 /// Starts a relay with the content inspection its configuration asks for (postern-dlp with
 /// the configured or built-in policy, or none when `dlp.enabled = false`).
 pub async fn start(cfg: &RelayConfig) -> Result<RunningRelay, StartError> {
-    let inspector: Arc<dyn ContentInspector> = if cfg.dlp.enabled {
-        let policy = if cfg.dlp.policy.as_os_str().is_empty() {
-            postern_dlp::DlpPolicy::default()
-        } else {
-            postern_dlp::DlpPolicy::load(&cfg.dlp.policy).map_err(|e| ConfigError::Value {
-                field: "dlp.policy",
-                message: e.to_string(),
-            })?
-        };
-        let inspector = postern_dlp::Inspector::new(policy).map_err(|e| ConfigError::Value {
-            field: "dlp.policy",
-            message: e.to_string(),
-        })?;
-        Arc::new(DlpInspector(inspector))
-    } else {
-        Arc::new(PassThrough)
-    };
+    let inspector = inspector_for(cfg)?;
     start_with(cfg, inspector).await
 }
 
-/// Starts a relay with `inspector` deciding about outgoing content.
-pub async fn start_with(
-    cfg: &RelayConfig,
-    inspector: Arc<dyn ContentInspector>,
-) -> Result<RunningRelay, StartError> {
+/// Everything in the configuration that can be checked without binding or opening files for
+/// writing: networks, next hops, retry schedule, TLS material, MX resolver, users file.
+fn build_settings(cfg: &RelayConfig) -> Result<Settings, StartError> {
     let nets = |field: &'static str, v: &[String]| {
         v.iter()
             .map(|s| Network::parse(s))
@@ -226,6 +208,20 @@ pub async fn start_with(
     if settings.tls.self_signed {
         tracing::info!("no tls.certificate configured: STARTTLS uses a generated self-signed one");
     }
+    Ok(settings)
+}
+
+/// Checks a configuration as `start` would use it, without starting anything: settings, the
+/// content-inspection policy and the partner directory (errors in it fail the check; warnings
+/// come back).
+pub fn check(cfg: &RelayConfig) -> Result<Vec<Finding>, StartError> {
+    build_settings(cfg)?;
+    inspector_for(cfg)?;
+    Ok(load_directory(cfg)?.1)
+}
+
+/// The partner directory and its warnings; errors in it refuse the start.
+fn load_directory(cfg: &RelayConfig) -> Result<(Directory, Vec<Finding>), StartError> {
     let dir_err = |message: String| StartError::Directory {
         path: cfg.directory.clone(),
         message,
@@ -238,6 +234,37 @@ pub async fn start_with(
             f.subject, f.line, f.message
         )));
     }
+    Ok((directory, findings))
+}
+
+/// The inspector the configuration asks for.
+fn inspector_for(cfg: &RelayConfig) -> Result<Arc<dyn ContentInspector>, StartError> {
+    Ok(if cfg.dlp.enabled {
+        let policy = if cfg.dlp.policy.as_os_str().is_empty() {
+            postern_dlp::DlpPolicy::default()
+        } else {
+            postern_dlp::DlpPolicy::load(&cfg.dlp.policy).map_err(|e| ConfigError::Value {
+                field: "dlp.policy",
+                message: e.to_string(),
+            })?
+        };
+        let inspector = postern_dlp::Inspector::new(policy).map_err(|e| ConfigError::Value {
+            field: "dlp.policy",
+            message: e.to_string(),
+        })?;
+        Arc::new(DlpInspector(inspector))
+    } else {
+        Arc::new(PassThrough)
+    })
+}
+
+/// Starts a relay with `inspector` deciding about outgoing content.
+pub async fn start_with(
+    cfg: &RelayConfig,
+    inspector: Arc<dyn ContentInspector>,
+) -> Result<RunningRelay, StartError> {
+    let settings = build_settings(cfg)?;
+    let (directory, findings) = load_directory(cfg)?;
     let spool_dir = cfg.data_dir.join("spool");
     let spool = Spool::open(&spool_dir).map_err(|source| StartError::Spool {
         path: spool_dir.clone(),

@@ -62,10 +62,11 @@ enum Command {
     Demo,
     /// Show what the gateway would do with a message from standard input (nothing is sent).
     Route(RouteArgs),
-    /// Load a partner directory and report what would stop mail (exit 1 on errors, 2 if the
-    /// file cannot be loaded).
+    /// Check a partner directory or a relay configuration (with the directory, TLS material,
+    /// DLP policy and users file it names) and report what would stop mail (exit 1 on errors,
+    /// 2 if the file cannot be loaded).
     CheckConfig {
-        /// The directory file (TOML).
+        /// The directory or relay configuration file (TOML).
         file: PathBuf,
     },
 }
@@ -397,8 +398,46 @@ fn hash_password() -> Result<bool, String> {
     Ok(true)
 }
 
+/// `check-config` for a relay configuration: everything `run` would load, without starting.
+fn check_relay_config(file: &Path) -> ExitCode {
+    let cfg = match postern_relay::RelayConfig::load(file) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("postern-relay: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match postern_relay::check(&cfg) {
+        Ok(findings) => {
+            for f in &findings {
+                println!("{f}");
+            }
+            println!(
+                "{}: relay configuration usable; directory {} with {} warnings",
+                file.display(),
+                cfg.directory.display(),
+                findings.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("error {}: {e}", file.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
 /// `check-config`: every problem on its own line, errors first; exit code says the worst.
 fn check_config(file: &Path) -> ExitCode {
+    // A partner directory has [our] or [[partner]] tables; anything else is a relay config.
+    let is_directory = std::fs::read_to_string(file).is_ok_and(|t| {
+        t.lines()
+            .map(str::trim)
+            .any(|l| l == "[our]" || l == "[[partner]]" || l.starts_with("[our."))
+    });
+    if !is_directory {
+        return check_relay_config(file);
+    }
     let dir = match postern_router::Directory::load(file) {
         Ok(d) => d,
         Err(postern_router::DirectoryError::Invalid(problems)) => {
