@@ -29,34 +29,7 @@ async fn reply<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_pipelined_after_starttls_are_discarded() {
     let tmp = tempfile::tempdir().unwrap();
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    std::fs::write(tmp.path().join("cert.pem"), ck.cert.pem()).unwrap();
-    std::fs::write(tmp.path().join("key.pem"), ck.signing_key.serialize_pem()).unwrap();
-    std::fs::write(
-        tmp.path().join("directory.toml"),
-        "[our]\ndomains = [\"clinic.example\"]\n",
-    )
-    .unwrap();
-    let cfg = RelayConfig {
-        data_dir: tmp.path().join("data"),
-        directory: tmp.path().join("directory.toml"),
-        internal: ListenerConfig {
-            listen: "127.0.0.1:0".into(),
-            networks: vec!["127.0.0.0/8".into()],
-        },
-        public: ListenerConfig {
-            listen: String::new(),
-            networks: vec![],
-        },
-        metrics: String::new(),
-        tls: TlsConfig {
-            certificate: tmp.path().join("cert.pem"),
-            key: tmp.path().join("key.pem"),
-            ca_file: Default::default(),
-        },
-        ..RelayConfig::default()
-    };
-    let relay = postern_relay::start(&cfg).await.unwrap();
+    let (relay, connector) = tls_relay(tmp.path(), false).await;
 
     let sock = TcpStream::connect(relay.internal_addr.unwrap())
         .await
@@ -79,17 +52,7 @@ async fn commands_pipelined_after_starttls_are_discarded() {
     // Nothing else is waiting in clear (the injected command got no reply).
     assert!(r.buffer().is_empty());
 
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(CertificateDer::from(ck.cert.der().to_vec()))
-        .unwrap();
-    let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tls = TlsConnector::from(Arc::new(config))
+    let tls = connector
         .connect(ServerName::try_from("localhost").unwrap(), r.into_inner())
         .await
         .unwrap();
@@ -114,8 +77,12 @@ async fn commands_pipelined_after_starttls_are_discarded() {
     relay.shutdown(Duration::from_secs(2)).await;
 }
 
-/// A relay whose internal listener has a certificate trusted by `tls_client()`, and AUTH.
-async fn relay_with_auth(tmp: &std::path::Path) -> (postern_relay::RunningRelay, TlsConnector) {
+/// A relay whose internal listener has a self-signed certificate, the connector that trusts
+/// it, and (`with_auth`) SMTP AUTH required for the user `exchange`.
+async fn tls_relay(
+    tmp: &std::path::Path,
+    with_auth: bool,
+) -> (postern_relay::RunningRelay, TlsConnector) {
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     std::fs::write(tmp.join("cert.pem"), ck.cert.pem()).unwrap();
     std::fs::write(tmp.join("key.pem"), ck.signing_key.serialize_pem()).unwrap();
@@ -145,8 +112,10 @@ async fn relay_with_auth(tmp: &std::path::Path) -> (postern_relay::RunningRelay,
         },
         ..RelayConfig::default()
     };
-    cfg.auth.users = tmp.join("users");
-    cfg.auth.required = true;
+    if with_auth {
+        cfg.auth.users = tmp.join("users");
+        cfg.auth.required = true;
+    }
     let relay = postern_relay::start(&cfg).await.unwrap();
     let mut roots = RootCertStore::empty();
     roots
@@ -177,7 +146,7 @@ async fn auth_is_offered_inside_tls_only_and_required_before_mail() {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
     let tmp = tempfile::tempdir().unwrap();
-    let (relay, connector) = relay_with_auth(tmp.path()).await;
+    let (relay, connector) = tls_relay(tmp.path(), true).await;
 
     let sock = TcpStream::connect(relay.internal_addr.unwrap())
         .await
