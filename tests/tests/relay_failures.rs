@@ -39,6 +39,11 @@ fn config(s: &Setup, outbound: &str, inbound: &str) -> RelayConfig {
     test_config(s.tmp.path(), outbound, inbound)
 }
 
+fn start(s: &Setup, outbound: &str, inbound: &str) -> RunningRelay {
+    s.rt.block_on(postern_relay::start(&config(s, outbound, inbound)))
+        .unwrap()
+}
+
 fn internal(r: &RunningRelay) -> String {
     r.internal_addr.unwrap().to_string()
 }
@@ -52,13 +57,7 @@ fn an_outage_is_retried_and_everything_arrives_without_a_bounce() {
     let s = setup();
     let port = free_port();
     let our_server = SmtpSink::start(&[]);
-    let relay =
-        s.rt.block_on(postern_relay::start(&config(
-            &s,
-            &format!("127.0.0.1:{port}"),
-            &our_server.addr(),
-        )))
-        .unwrap();
+    let relay = start(&s, &format!("127.0.0.1:{port}"), &our_server.addr());
     for i in 0..20 {
         let m = tracked_message(&format!("outage-{i}"), "c@gmail.test", "hello");
         let r = send_mail(
@@ -117,13 +116,7 @@ fn permanent_refusal_and_giving_up_each_send_one_dsn_to_the_sender() {
     let s = setup();
     let refusing = SmtpSink::start(&["-f", "RCPT"]);
     let our_server = SmtpSink::start(&[]);
-    let relay =
-        s.rt.block_on(postern_relay::start(&config(
-            &s,
-            &refusing.addr(),
-            &our_server.addr(),
-        )))
-        .unwrap();
+    let relay = start(&s, &refusing.addr(), &our_server.addr());
     submit(&internal(&relay), "refused-1", "c@gmail.test", "hello");
     assert!(wait_until(Duration::from_secs(20), || !our_server
         .messages()
@@ -174,13 +167,7 @@ fn a_required_partner_whose_key_goes_away_never_gets_plaintext() {
     let s = setup();
     let sink = SmtpSink::start(&[]);
     let our_server = SmtpSink::start(&[]);
-    let relay =
-        s.rt.block_on(postern_relay::start(&config(
-            &s,
-            &sink.addr(),
-            &our_server.addr(),
-        )))
-        .unwrap();
+    let relay = start(&s, &sink.addr(), &our_server.addr());
     let secret = "Patient SSN 078-05-1120 diagnosis E11.9";
     let mut acked = 0;
     for i in 0..40 {
@@ -408,9 +395,7 @@ fn clients_outside_the_configured_networks_are_refused() {
 fn a_spool_that_cannot_be_written_gets_451_and_nothing_is_acknowledged() {
     let s = setup();
     let sink = SmtpSink::start(&[]);
-    let relay =
-        s.rt.block_on(postern_relay::start(&config(&s, &sink.addr(), "dir:inbox")))
-            .unwrap();
+    let relay = start(&s, &sink.addr(), "dir:inbox");
     // The spool's staging folder becomes a file: every write fails, as on a full disk.
     let tmp_dir = relay.spool().root().join("tmp");
     std::fs::remove_dir_all(&tmp_dir).unwrap();
