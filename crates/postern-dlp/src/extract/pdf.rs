@@ -337,8 +337,9 @@ fn read_cmap(c: &[u8], map: &mut HashMap<u32, String>) {
                         .chars()
                         .take(base.chars().count().saturating_sub(1))
                         .collect();
-                    for (k, c) in (lo..=hi.min(lo + 1024)).enumerate() {
-                        if let Some(ch) = char::from_u32(first + k as u32) {
+                    // Bounded, and without overflow for hostile four-byte codes.
+                    for (k, c) in (lo..=hi.min(lo.saturating_add(1024))).enumerate() {
+                        if let Some(ch) = char::from_u32(first.saturating_add(k as u32)) {
                             map.entry(c).or_insert_with(|| format!("{stem}{ch}"));
                         }
                     }
@@ -410,6 +411,16 @@ mod tests {
         doc.extend_from_slice(extra.as_bytes());
         let t = run(&doc);
         assert!(t.contains("SS0123"), "{t:?}");
+    }
+
+    #[test]
+    fn hostile_cmap_ranges_do_not_overflow() {
+        let mut map = HashMap::new();
+        read_cmap(
+            b"1 beginbfrange <FFFFFFFF> <FFFFFFFF> <DBFFDFFF> <FFFFFC00> <FFFFFFFF> <0041> endbfrange",
+            &mut map,
+        );
+        assert!(map.len() <= 1025);
     }
 
     #[test]
