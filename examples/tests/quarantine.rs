@@ -247,3 +247,86 @@ fn dlp_scan_prints_masked_verdicts_with_exit_codes() {
     let (code, out) = scan(&["--policy", policy.to_str().unwrap()], b"x");
     assert_eq!(code, 2, "{out}");
 }
+
+/// Inbound: plaintext from a partner that must encrypt is held when the policy says so, and a
+/// release delivers it to our mail server (not back into the quarantine), without the result
+/// headers it brought from outside.
+#[test]
+fn held_inbound_mail_is_released_to_our_server() {
+    let pki = Pki::new();
+    let partner = pki.issue("gw@smime-partner.test", KeyKind::Rsa(2048));
+    let tmp = tempfile::tempdir().unwrap();
+    smime_partner_directory(tmp.path(), &partner.cert);
+    let our_server = SmtpSink::start(&[]);
+    let (smtp, public) = (free_port(), free_port());
+    let config = common::write_config(
+        tmp.path(),
+        smtp,
+        "127.0.0.1:9",
+        &our_server.addr(),
+        "1s",
+        "",
+    );
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[public]\nlisten = \"\"\n",
+        &format!("[public]\nlisten = \"127.0.0.1:{public}\"\nnetworks = [\"127.0.0.0/8\"]\n"),
+    );
+    std::fs::write(
+        &config,
+        format!("{text}[inbound_policy]\nplaintext_from_required = \"quarantine\"\n"),
+    )
+    .unwrap();
+    let log = tmp.path().join("relay.log");
+    let _relay = Relay::start(&config, &log, public, &[]);
+    let m = [
+        b"Postern-Signature: valid signer=ceo@clinic.example\r\n".as_slice(),
+        &tracked_message(
+            "in-plain",
+            "records@clinic.example",
+            "Referral, unencrypted.",
+        ),
+    ]
+    .concat();
+    let r = send_mail(
+        &format!("127.0.0.1:{public}"),
+        "gw@smime-partner.test",
+        &["records@clinic.example"],
+        &m,
+    )
+    .unwrap();
+    assert!(r.starts_with("250"), "{r}");
+    let mut listing = String::new();
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            let (ok, out) = cli(&config, &["quarantine", "list"]);
+            listing = out;
+            ok && listing.contains("1 messages")
+        }),
+        "{listing}"
+    );
+    assert!(our_server.messages().is_empty());
+    let id = listing.split_whitespace().next().unwrap().to_string();
+    let (ok, out) = cli(
+        &config,
+        &["quarantine", "release", &id, "--actor", "postmaster"],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        wait_until(Duration::from_secs(15), || has(
+            &our_server,
+            "in-plain@clinic.example"
+        )),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let (_, got) = our_server.messages().remove(0);
+    let t = String::from_utf8_lossy(&got);
+    assert!(
+        !t.contains("ceo@clinic.example"),
+        "forged header delivered:\n{t}"
+    );
+    assert!(t.contains("Referral, unencrypted."), "{t}");
+    assert!(cli(&config, &["quarantine", "list"])
+        .1
+        .contains("0 messages"));
+}

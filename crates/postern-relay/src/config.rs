@@ -74,6 +74,31 @@ pub struct RelayConfig {
     pub quarantine: QuarantineConfig,
     /// SMTP AUTH on the internal listener.
     pub auth: AuthConfig,
+    /// What happens to inbound mail that cannot be opened, or arrives in clear from a partner
+    /// that must encrypt.
+    pub inbound_policy: InboundPolicyConfig,
+}
+
+/// What to do with unusual inbound mail: `tag` (deliver with a `Postern-*` header saying what
+/// happened) or `quarantine` (hold for review). Never dropped.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum InboundChoice {
+    /// Deliver, with a header.
+    #[default]
+    Tag,
+    /// Hold for review.
+    Quarantine,
+}
+
+/// The inbound policy knobs.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InboundPolicyConfig {
+    /// A message we cannot decrypt.
+    pub undecryptable: InboundChoice,
+    /// Plaintext from a `required` partner.
+    pub plaintext_from_required: InboundChoice,
 }
 
 /// SMTP AUTH settings (internal listener only, offered only inside TLS).
@@ -176,6 +201,7 @@ impl Default for RelayConfig {
             dlp: DlpConfig::default(),
             quarantine: QuarantineConfig::default(),
             auth: AuthConfig::default(),
+            inbound_policy: InboundPolicyConfig::default(),
         }
     }
 }

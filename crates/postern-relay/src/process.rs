@@ -384,7 +384,18 @@ async fn plan(shared: &Shared, entry: &Entry, data: &[u8]) -> Vec<Step> {
                 reason: "relaying denied: not one of our domains".into(),
             });
         }
-        if !ours.is_empty() {
+        if !ours.is_empty() && entry.released {
+            // An administrator released it from the quarantine: it goes to our mail server as
+            // received (the inbound router would hold it again for the same reason), without
+            // any result headers it brought from outside.
+            steps.push(Step::Deliver {
+                idx: ours,
+                inbound: true,
+                message: postern_router::strip_results(data),
+                sealed: None,
+                tls_required: false,
+            });
+        } else if !ours.is_empty() {
             match shared.inbound.inbound(&dir, mail_from.as_ref(), data).await {
                 Inbound::Deliver { message, .. } => steps.push(Step::Deliver {
                     idx: ours,
@@ -399,9 +410,10 @@ async fn plan(shared: &Shared, entry: &Entry, data: &[u8]) -> Vec<Step> {
                     reason,
                     verdict: None,
                 }),
-                other => steps.push(Step::Defer {
+                // Not its Debug form: that would copy the message into the spool state.
+                _ => steps.push(Step::Defer {
                     idx: ours,
-                    reason: format!("inbound decision not handled: {other:?}"),
+                    reason: "inbound decision not handled by this relay version".into(),
                 }),
             }
         }

@@ -14,12 +14,13 @@ use tokio::task::JoinHandle;
 use postern_core::SecureEnvelope;
 use postern_openpgp::OpenPgpEnvelope;
 use postern_router::{
-    validate, Directory, Finding, InboundRouter, ReloadError, Router, Severity, SharedDirectory,
+    validate, Directory, Finding, InboundAction, InboundPolicy, InboundRouter, ReloadError, Router,
+    Severity, SharedDirectory,
 };
 use postern_smime::SmimeEnvelope;
 
 use crate::auth::Users;
-use crate::config::{ConfigError, Limits, Network, NextHop, RelayConfig};
+use crate::config::{ConfigError, InboundChoice, Limits, Network, NextHop, RelayConfig};
 use crate::inspect::{ContentInspector, DlpInspector, PassThrough};
 use crate::metrics::{self, Metrics};
 use crate::mx::MxResolver;
@@ -289,7 +290,18 @@ pub async fn start_with(
         scheduler: Scheduler::default(),
         metrics: Arc::new(Metrics::default()),
         router,
-        inbound: InboundRouter::new(backends),
+        inbound: {
+            let choice = |c: InboundChoice| match c {
+                InboundChoice::Tag => InboundAction::Tag,
+                InboundChoice::Quarantine => InboundAction::Quarantine,
+            };
+            let mut r = InboundRouter::new(backends);
+            r.policy = InboundPolicy {
+                undecryptable: choice(cfg.inbound_policy.undecryptable),
+                plaintext_from_required: choice(cfg.inbound_policy.plaintext_from_required),
+            };
+            r
+        },
         inspector,
         quarantine,
     });
