@@ -436,8 +436,14 @@ async fn plan(shared: &Shared, entry: &Entry, data: &[u8]) -> Vec<Step> {
         mail_from,
         rcpt_to: theirs.iter().map(|(_, a)| a.clone()).collect(),
     };
-    // Content inspection, unless an administrator released this message from the quarantine.
-    let inspection = if entry.released {
+    // Content inspection, unless an administrator released this message from the quarantine,
+    // or every recipient is a partner that only ever gets a sealed copy (the verdict would
+    // change nothing, and extracting attachments is the costly part).
+    let all_sealed = theirs.iter().all(|(_, a)| {
+        dir.partner_for(a.domain())
+            .is_some_and(|p| p.policy == postern_router::PartnerPolicy::Required)
+    });
+    let inspection = if entry.released || all_sealed {
         None
     } else {
         shared.inspector.inspect(&envelope, data)
