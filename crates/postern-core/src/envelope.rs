@@ -239,4 +239,17 @@ pub trait SecureEnvelope: Send + Sync + fmt::Debug {
     /// Decrypt and/or verify. A bad signature is a verdict in the report, not an error; an error
     /// means the message could not be opened at all.
     async fn open(&self, msg: &MessageView<'_>, req: &OpenRequest<'_>) -> Result<Opened, Error>;
+
+    /// Is `msg` already encrypted in this backend's format — proven by its structure, not by
+    /// its labels? If so, returns the message rebuilt from what was proven: its header section
+    /// and the ciphertext, with anything else (a preamble, an epilogue, extra parts, stray text
+    /// in the body) dropped, so nothing readable rides along. `None` means "not proven"; the
+    /// router then seals the message like any other, so the default is the safe answer.
+    ///
+    /// A `Content-Type` that says "encrypted" over a plain body must never pass: the label is
+    /// the sender's word, the structure is the proof.
+    fn proven_encrypted(&self, msg: &MessageView<'_>) -> Option<Vec<u8>> {
+        let _ = msg;
+        None
+    }
 }

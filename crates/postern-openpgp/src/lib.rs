@@ -28,6 +28,7 @@ compile_error!("postern-openpgp: enable the `crypto-rust` (default) or `crypto-o
 
 mod keys;
 mod open;
+mod proof;
 mod seal;
 
 use std::collections::HashMap;
@@ -338,5 +339,9 @@ impl SecureEnvelope for OpenPgpEnvelope {
 
     async fn open(&self, msg: &MessageView<'_>, req: &OpenRequest<'_>) -> Result<Opened, Error> {
         self.open_sync(msg, req)
+    }
+
+    fn proven_encrypted(&self, msg: &MessageView<'_>) -> Option<Vec<u8>> {
+        proof::proven_encrypted(msg)
     }
 }

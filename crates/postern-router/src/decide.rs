@@ -126,9 +126,11 @@ impl Router {
                 }]
             }
         };
-        // The user already encrypted it end to end: it passes untouched (not wrapped twice).
-        // Signed-only mail is still readable, so it is sealed like any other.
-        let user_encrypted = is_user_encrypted(&view);
+        // The user already encrypted it end to end: it passes as the ciphertext that was proven
+        // (not wrapped twice). Proven by structure through the backends — a label over a plain
+        // body is sealed like any other message. Signed-only mail is still readable, so it is
+        // sealed too.
+        let user_encrypted = self.backends.iter().find_map(|b| b.proven_encrypted(&view));
         let (message, forced) = strip_trigger(&view, &self.subject_trigger);
         let message = strip_bcc(&message);
         let mut groups: BTreeMap<Group, Vec<Address>> = BTreeMap::new();
@@ -145,12 +147,12 @@ impl Router {
                 Group::Clear => clear(recipients, &message, content, forced),
                 Group::Partner(index) => {
                     let partner = &dir.partners[index];
-                    if user_encrypted {
+                    if let Some(ciphertext) = &user_encrypted {
                         // Untouched inside; the outer Bcc field still goes (it would leak the
                         // Bcc list to the partner).
                         Disposition::Deliver {
                             recipients,
-                            message: strip_bcc(raw),
+                            message: strip_bcc(ciphertext),
                             sealed: None,
                             tls_required: false,
                         }
@@ -273,23 +275,6 @@ impl Router {
     }
 }
 
-/// Is the message itself encrypted (S/MIME enveloped or PGP/MIME encrypted)?
-fn is_user_encrypted(view: &MessageView<'_>) -> bool {
-    let root = view.root();
-    match root.mime_type().as_str() {
-        "application/pkcs7-mime" | "application/x-pkcs7-mime" => {
-            root.content_type_param("smime-type").is_some_and(|t| {
-                t.eq_ignore_ascii_case("enveloped-data")
-                    || t.eq_ignore_ascii_case("authenveloped-data")
-            })
-        }
-        "multipart/encrypted" => root
-            .content_type_param("protocol")
-            .is_some_and(|p| p.eq_ignore_ascii_case("application/pgp-encrypted")),
-        _ => false,
-    }
-}
-
 fn clear(
     recipients: Vec<Address>,
     message: &[u8],
@@ -329,17 +314,25 @@ fn strip_trigger(view: &MessageView<'_>, trigger: &str) -> (Vec<u8>, bool) {
         if !h.name.eq_ignore_ascii_case("subject") {
             continue;
         }
-        let value = String::from_utf8_lossy(h.raw_value).into_owned();
-        let Some(at) = value.to_ascii_lowercase().find(&needle) else {
+        // Bytes, not a lossy string: the value is written back, and must keep what it had.
+        let value = h.raw_value;
+        let Some(at) = value
+            .windows(needle.len())
+            .position(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+        else {
             return (raw.to_vec(), false);
         };
-        let mut new_value = format!("{}{}", &value[..at], &value[at + trigger.len()..]);
+        let mut new_value = value.get(..at).unwrap_or_default().to_vec();
+        let after = value.get(at + needle.len()..).unwrap_or_default();
         // Tidy the space the marker leaves behind.
-        new_value = new_value.replacen("  ", " ", 1);
+        if new_value.ends_with(b" ") && after.starts_with(b" ") {
+            new_value.pop();
+        }
+        new_value.extend_from_slice(after);
         let start = h.raw.as_ptr() as usize - raw.as_ptr() as usize;
         let value_start = start + (h.raw.len() - h.raw_value.len());
         let mut out = raw[..value_start].to_vec();
-        out.extend_from_slice(new_value.as_bytes());
+        out.extend_from_slice(&new_value);
         out.extend_from_slice(&raw[start + h.raw.len()..]);
         return (out, true);
     }
@@ -403,6 +396,13 @@ mod tests {
         fn recognises(&self, _: &MessageView<'_>) -> bool {
             false
         }
+        // The structural proof is the real backends': that is what this test holds to account.
+        fn proven_encrypted(&self, msg: &MessageView<'_>) -> Option<Vec<u8>> {
+            match self.standard {
+                Standard::Smime => postern_smime::SmimeEnvelope::new().proven_encrypted(msg),
+                _ => postern_openpgp::OpenPgpEnvelope::new().proven_encrypted(msg),
+            }
+        }
         async fn seal(
             &self,
             msg: &MessageView<'_>,
@@ -454,6 +454,85 @@ mod tests {
         ]
     }
 
+    /// What no copy to a partner that must get ciphertext may carry readable.
+    const PHI: &str = "SSN 078-05-1120";
+
+    /// Message bodies: plain, labelled "encrypted" over plain text in every way we know of,
+    /// and genuinely encrypted (really sealed by the backends, once) with and without readable
+    /// text riding along. Each is (Content-Type and CTE header lines, body, whether it passes
+    /// as the user's own ciphertext).
+    fn bodies() -> &'static [(String, String, bool)] {
+        static BODIES: std::sync::OnceLock<Vec<(String, String, bool)>> =
+            std::sync::OnceLock::new();
+        BODIES.get_or_init(|| {
+            let data = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/data/");
+            let read = |f: &str| std::fs::read(format!("{data}{f}")).unwrap();
+            let policy = Policy::default();
+            let inner = format!("From: a@clinic.test\r\nSubject: x\r\n\r\n{PHI}\r\n");
+            let view = MessageView::parse(inner.as_bytes()).unwrap();
+            let seal = |b: &dyn SecureEnvelope, cert: Vec<u8>| {
+                let certs = [cert];
+                let req = SealRequest::encrypt(&certs, &policy);
+                let sealed = block_on(b.seal(&view, &req)).unwrap();
+                let v = MessageView::parse(&sealed).unwrap();
+                let head: String = v
+                    .headers()
+                    .iter()
+                    .filter(|h| h.name.to_ascii_lowercase().starts_with("content-"))
+                    .map(|h| String::from_utf8_lossy(h.raw).into_owned())
+                    .collect();
+                (head, String::from_utf8_lossy(v.body()).into_owned())
+            };
+            let (smime_head, smime_body) = seal(
+                &postern_smime::SmimeEnvelope::new(),
+                read("lamps-bob.encrypt.crt"),
+            );
+            let (pgp_head, pgp_body) =
+                seal(&postern_openpgp::OpenPgpEnvelope::new(), read("bob.pub.asc"));
+            let boundary = MessageView::parse(format!("{pgp_head}\r\nx").as_bytes())
+                .unwrap()
+                .root()
+                .content_type_param("boundary")
+                .unwrap();
+            let p7 = "Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\nContent-Transfer-Encoding: base64\r\n";
+            let pgp = |b: &str| format!("Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"{b}\"\r\n");
+            let b64 = |t: &str| {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD.encode(t)
+            };
+            let fake_armor = format!("-----BEGIN PGP MESSAGE-----\r\n\r\n{PHI}\r\n-----END PGP MESSAGE-----\r\n");
+            let control = "Content-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n";
+            let two = |b: &str, second: &str| format!("--{b}\r\n{control}\r\n--{b}\r\n{second}\r\n--{b}--\r\n");
+            vec![
+                ("Content-Type: text/plain\r\n".into(), format!("{PHI}\r\n"), false),
+                // Labels over plain text.
+                (p7.into(), format!("{PHI}\r\n"), false),
+                (p7.into(), format!("{}\r\n", b64(PHI)), false),
+                ("Content-Type: application/pkcs7-mime; smime-type=authenveloped-data\r\n".into(), format!("{PHI}\r\n"), false),
+                (pgp("b1"), format!("{PHI}\r\n"), false),
+                (pgp("b1"), two("b1", &format!("Content-Type: text/plain\r\n\r\n{PHI}")), false),
+                (pgp("b1"), two("b1", &format!("Content-Type: application/octet-stream\r\n\r\n{fake_armor}")), false),
+                // Genuine ciphertext with readable text riding along.
+                (smime_head.clone(), format!("{smime_body}\r\n{PHI}\r\n"), false),
+                (smime_head.clone(), format!("{PHI}\r\n{smime_body}"), false),
+                // A preamble or an epilogue: proven, and dropped from the copy that passes.
+                (pgp_head.clone(), format!("{PHI}\r\n{pgp_body}"), true),
+                (pgp_head.clone(), format!("{pgp_body}{PHI}\r\n"), true),
+                (
+                    pgp_head.clone(),
+                    pgp_body.replace(
+                        &format!("--{boundary}--"),
+                        &format!("--{boundary}\r\nContent-Type: text/plain\r\n\r\n{PHI}\r\n--{boundary}--"),
+                    ),
+                    false,
+                ),
+                // Genuine.
+                (smime_head, smime_body, true),
+                (pgp_head, pgp_body, true),
+            ]
+        })
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
@@ -470,8 +549,10 @@ mod tests {
             pgp in outcome_strategy(),
             recipients in proptest::collection::vec((0usize..6, 0usize..3), 1..12),
             trigger in any::<bool>(),
-            user_encrypted in any::<bool>(),
+            body in 0usize..14,
         ) {
+            let (ct, body_text, genuine) = &bodies()[body];
+            let user_encrypted = *genuine;
             let mut dir = Directory::default();
             for (i, (policy, s, o, has_s, has_o)) in partners.iter().enumerate() {
                 let mut std = Vec::new();
@@ -498,12 +579,7 @@ mod tests {
             uniq.sort();
             uniq.dedup();
             let subject = if trigger { "Subject: [SECURE] results\r\n" } else { "Subject: results\r\n" };
-            let ct = if user_encrypted {
-                "Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n"
-            } else {
-                "Content-Type: text/plain\r\n"
-            };
-            let msg = format!("From: a@clinic.test\r\nTo: u0@p0.test\r\nBcc: hidden@p1.test\r\n{subject}{ct}\r\nbody\r\n");
+            let msg = format!("From: a@clinic.test\r\nTo: u0@p0.test\r\nBcc: hidden@p1.test\r\n{subject}{ct}\r\n{body_text}");
             let env = Envelope { mail_from: None, rcpt_to: uniq.clone() };
             let out = block_on(router.outbound(&dir, &env, msg.as_bytes(), None));
 
@@ -527,6 +603,12 @@ mod tests {
                             if must_encrypt && !user_encrypted {
                                 prop_assert!(sealed.is_some() && text.starts_with("X-Fake-Sealed"), "plaintext to required partner {r}: {d:?}");
                             }
+                            if must_encrypt {
+                                prop_assert!(
+                                    text.starts_with("X-Fake-Sealed") || !text.contains(PHI),
+                                    "readable text to a partner that must get ciphertext {r}: {text}"
+                                );
+                            }
                         }
                     }
                     prop_assert!(!text.contains("hidden@"), "Bcc leaked: {text}");
@@ -537,6 +619,31 @@ mod tests {
             }
             seen.sort();
             prop_assert_eq!(seen, uniq);
+        }
+    }
+
+    /// The proof itself: genuine ciphertext passes (rebuilt without what rode along), every
+    /// disguise is refused.
+    #[test]
+    fn only_proven_ciphertext_passes_as_the_users_own() {
+        let smime = postern_smime::SmimeEnvelope::new();
+        let pgp = postern_openpgp::OpenPgpEnvelope::new();
+        for (i, (ct, body, passes)) in bodies().iter().enumerate() {
+            let msg = format!("From: a@clinic.test\r\nSubject: x\r\n{ct}\r\n{body}");
+            let view = MessageView::parse(msg.as_bytes()).unwrap();
+            let proven = smime
+                .proven_encrypted(&view)
+                .or_else(|| pgp.proven_encrypted(&view));
+            assert_eq!(proven.is_some(), *passes, "body {i}: {msg}");
+            if let Some(p) = proven {
+                assert!(!String::from_utf8_lossy(&p).contains(PHI), "body {i}");
+                // What passes is still what the other backend's reader understands.
+                let again = MessageView::parse(&p).unwrap();
+                assert!(
+                    smime.recognises(&again) || pgp.recognises(&again),
+                    "body {i}"
+                );
+            }
         }
     }
 

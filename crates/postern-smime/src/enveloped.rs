@@ -171,3 +171,70 @@ pub fn open(
     }
     Err(Error::NotForUs(format!("recipients: {}", all.join("; "))))
 }
+
+/// Proves that `view` is an S/MIME encrypted message by its structure: an
+/// `application/pkcs7-mime` whose whole body is strict base64 of exactly one CMS ContentInfo
+/// holding an EnvelopedData or AuthEnvelopedData with at least one recipient and the encrypted
+/// content inside. Returns the message rebuilt from its header section and that object, so no
+/// stray text in the body rides along. The labels alone prove nothing: they are the sender's.
+pub fn proven_encrypted(view: &postern_core::MessageView<'_>) -> Option<Vec<u8>> {
+    let root = view.root();
+    if !matches!(
+        root.mime_type().as_str(),
+        "application/pkcs7-mime" | "application/x-pkcs7-mime"
+    ) {
+        return None;
+    }
+    let cte = root.header("content-transfer-encoding")?;
+    if !cte.trim().eq_ignore_ascii_case("base64") {
+        return None;
+    }
+    let der = strict_base64(view.body())?;
+    let ci = parse_content_info(&der).ok()?;
+    let (recipients, eci) = if ci.content_type == oids::ID_ENVELOPED_DATA {
+        let ed: EnvelopedData = decode_content(&ci.content, "EnvelopedData").ok()?;
+        (ed.recip_infos, ed.encrypted_content)
+    } else if ci.content_type == oids::ID_AUTH_ENVELOPED_DATA {
+        let ad: AuthEnvelopedData = decode_content(&ci.content, "AuthEnvelopedData").ok()?;
+        if ad.mac.as_bytes().is_empty() {
+            return None;
+        }
+        (ad.recip_infos, ad.auth_encrypted_content_info)
+    } else {
+        return None;
+    };
+    // The algorithm must be one we know as a cipher (legacy ones included: the message is
+    // the user's, and nothing of it is readable without the key).
+    crypto::content_cipher(&eci.content_enc_alg)
+        .or_else(|e| match e {
+            Error::WeakAlgorithm { .. } => Ok(ContentCipher::Aes256Cbc),
+            other => Err(other),
+        })
+        .ok()?;
+    let content = eci.encrypted_content?;
+    if recipients.0.is_empty() || content.as_bytes().is_empty() {
+        return None;
+    }
+    let mut out = view.header_section().to_vec();
+    postern_core::mime::append_base64_lines(&mut out, &der);
+    Some(out)
+}
+
+/// Decodes a base64 body that holds nothing but base64: alphabet characters, line breaks and
+/// spaces, with `=` padding only at the very end. Anything else (a line of text before or after
+/// the object) is not proof of encryption.
+fn strict_base64(body: &[u8]) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let mut compact = Vec::with_capacity(body.len());
+    for &b in body {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' | b'=' => compact.push(b),
+            b'\r' | b'\n' | b' ' | b'\t' => {}
+            _ => return None,
+        }
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(&compact)
+        .ok()
+        .filter(|d| !d.is_empty())
+}

@@ -396,4 +396,8 @@ impl SecureEnvelope for SmimeEnvelope {
     async fn open(&self, msg: &MessageView<'_>, req: &OpenRequest<'_>) -> Result<Opened, Error> {
         self.open_sync(msg, req)
     }
+
+    fn proven_encrypted(&self, msg: &MessageView<'_>) -> Option<Vec<u8>> {
+        enveloped::proven_encrypted(msg)
+    }
 }
