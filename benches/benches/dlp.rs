@@ -19,8 +19,8 @@ fn dense() -> String {
     let mut text = String::new();
     for s in samples.iter().filter(|s| s.container == "plain") {
         let raw = String::from_utf8_lossy(&s.raw);
-        if let Some(i) = raw.find("\r\n\r\n") {
-            text.push_str(&raw[i + 4..]);
+        if let Some((_, body)) = raw.split_once("\r\n\r\n") {
+            text.push_str(body);
         }
     }
     let base = text.clone();

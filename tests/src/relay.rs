@@ -403,7 +403,8 @@ pub fn message_id(msg: &[u8]) -> Option<String> {
         let lower = line.to_ascii_lowercase();
         if let Some(v) = lower.strip_prefix("message-id:") {
             let start = line.len() - v.len();
-            return Some(line[start..].trim().trim_matches(['<', '>']).to_string());
+            let value = line.get(start..).unwrap_or_default();
+            return Some(value.trim().trim_matches(['<', '>']).to_string());
         }
     }
     None

@@ -361,7 +361,7 @@ fn wrong_key_and_tampering_are_typed_errors() {
     let keys = vec![pgp_credential(&partner.export_secret("p@partner.example"))];
     let text = String::from_utf8(sealed).unwrap();
     let start = text.find("-----BEGIN PGP MESSAGE-----").unwrap();
-    let body_start = text[start..].find("\r\n\r\n").unwrap() + start + 4;
+    let body_start = text.get(start..).unwrap().find("\r\n\r\n").unwrap() + start + 4;
     let target = body_start + 200;
     let mut bytes = text.into_bytes();
     bytes[target] = if bytes[target] == b'A' { b'B' } else { b'A' };

@@ -422,3 +422,105 @@ fn a_spool_that_cannot_be_written_gets_451_and_nothing_is_acknowledged() {
         )));
     s.rt.block_on(relay.shutdown(Duration::from_secs(5)));
 }
+
+/// An inspector that panics on a marker: stands in for any bug a hostile message could reach
+/// inside the decision (parsers, backends, inspection).
+#[derive(Debug)]
+struct PanicsOnMarker;
+
+impl postern_relay::ContentInspector for PanicsOnMarker {
+    fn inspect(
+        &self,
+        _: &postern_router::Envelope,
+        message: &[u8],
+    ) -> Option<postern_relay::Inspection> {
+        if message.windows(11).any(|w| w == b"X-Panic-Me:") {
+            panic!("injected");
+        }
+        None
+    }
+}
+
+/// Issue 14.4: a panic while deciding about one message holds that message with the reason
+/// and counts it; the worker goes on and the next message is delivered.
+#[test]
+fn a_panic_in_processing_holds_that_message_and_the_worker_goes_on() {
+    let s = setup();
+    let sink = SmtpSink::start(&[]);
+    let relay =
+        s.rt.block_on(postern_relay::start_with(
+            &config(&s, &sink.addr(), &sink.addr()),
+            std::sync::Arc::new(PanicsOnMarker),
+        ))
+        .unwrap();
+    let addr = internal(&relay);
+    let bad = b"From: ada@clinic.example\r\nTo: x@gmail.test\r\nX-Panic-Me: yes\r\nSubject: a\r\n\r\nhi\r\n";
+    let r = send_mail(&addr, "ada@clinic.example", &["x@gmail.test"], bad).unwrap();
+    assert!(r.starts_with("250"), "{r}");
+    // Every worker meets the same message only once: the rest keep going.
+    for i in 0..6 {
+        submit(&addr, &format!("after-{i}"), "y@gmail.test", "fine");
+    }
+    assert!(
+        wait_until(Duration::from_secs(20), || sink.count() == 6),
+        "{} of 6 arrived",
+        sink.count()
+    );
+    assert_eq!(relay.metrics().panics.get(), 1);
+    let (entries, _) = relay.spool().list().unwrap();
+    assert_eq!(entries.len(), 1, "only the panicking message stays");
+    let state = serde_json::to_string(&entries[0].recipients).unwrap();
+    assert!(state.contains("internal error"), "{state}");
+    assert!(
+        relay
+            .metrics()
+            .render()
+            .contains("postern_processing_panics_total 1"),
+        "the alert metric"
+    );
+}
+
+/// Issue 14.4: header names that are not ASCII (they once panicked the seal path and the
+/// inbound result-header filter) go through both directions.
+#[test]
+fn non_ascii_header_names_neither_panic_nor_stop_mail() {
+    let s = setup();
+    let sink = SmtpSink::start(&[]);
+    let relay = start(&s, &sink.addr(), &sink.addr());
+    let addr = internal(&relay);
+    let public = relay.public_addr.unwrap().to_string();
+    let out = "From: ada@clinic.example\r\nTo: a@smime-partner.test\r\nContenté: x\r\nConten\u{e9}-Type: y\r\nPosterné: z\r\nSubject: a\r\n\r\nhi\r\n";
+    let r = send_mail(
+        &addr,
+        "ada@clinic.example",
+        &["a@smime-partner.test"],
+        out.as_bytes(),
+    )
+    .unwrap();
+    assert!(r.starts_with("250"), "{r}");
+    let inbound = "From: gw@smime-partner.test\r\nTo: ada@clinic.example\r\nPosterné: z\r\nPostern-Signature: valid\r\nSubject: b\r\n\r\nhi\r\n";
+    let r = send_mail(
+        &public,
+        "gw@smime-partner.test",
+        &["ada@clinic.example"],
+        inbound.as_bytes(),
+    )
+    .unwrap();
+    assert!(r.starts_with("250"), "{r}");
+    assert!(
+        wait_until(Duration::from_secs(20), || sink.count() == 2),
+        "{} of 2 arrived",
+        sink.count()
+    );
+    assert_eq!(relay.metrics().panics.get(), 0);
+    let msgs = sink.messages();
+    let opened = msgs
+        .iter()
+        .find(|(rcpts, _)| rcpts.iter().any(|r| r.contains("ada@clinic.example")))
+        .unwrap();
+    let text = String::from_utf8_lossy(&opened.1);
+    assert!(
+        !text.contains("Postern-Signature: valid"),
+        "forged result removed: {text}"
+    );
+}

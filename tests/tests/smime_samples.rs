@@ -155,8 +155,9 @@ fn a_changed_byte_in_a_sample_fails_verification() {
     .unwrap();
     // Change one letter of the signed text part (not the signature).
     let i = mail.find("\n\n").unwrap();
-    let body_pos = mail[i + 2..].find("--").unwrap() + i + 2;
-    let text_start = mail[body_pos..].find("\n\n").unwrap() + body_pos + 2;
+    let from = |at: usize, pat: &str| mail.get(at..).unwrap().find(pat).unwrap() + at;
+    let body_pos = from(i + 2, "--");
+    let text_start = from(body_pos, "\n\n") + 2;
     let mut bytes = mail.into_bytes();
     bytes[text_start] ^= 0x20;
     let o = open(&bytes, &[]).unwrap();

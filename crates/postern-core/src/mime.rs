@@ -25,7 +25,15 @@ fn is(name: &str, set: &[&str]) -> bool {
 }
 
 fn is_content_header(name: &str) -> bool {
-    name.len() > 8 && name[..8].eq_ignore_ascii_case("content-")
+    name.len() > 8 && starts_with_ignore_case(name, "content-")
+}
+
+/// Does `s` begin with `prefix`, ASCII case ignored? Compares bytes, so a multi-byte character
+/// at the cut (a header named `Contenté:`) is just a mismatch, never a panic.
+pub fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
+    s.as_bytes()
+        .get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
 }
 
 /// Converts bare LF to CRLF (leaves existing CRLF alone).
@@ -403,6 +411,24 @@ pub fn merge(outer: &MessageView<'_>, inner: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Header names from strangers may hold any bytes; a multi-byte character where a prefix
+    /// ends once panicked every path that builds a message.
+    #[test]
+    fn non_ascii_header_names_are_headers_like_any_other() {
+        let raw = "From: a@b.test\r\nContenté: x\r\nConten\u{e9}-Type: y\r\n\u{e9}: z\r\nSubject: s\r\n\r\nbody\r\n";
+        let view = MessageView::parse(raw.as_bytes()).unwrap();
+        for hp in [false, true] {
+            let _ = inner_entity(&view, hp.then_some("cipher"));
+            let _ = outer_headers(&view, hp, false);
+            let _ = sign_only_parts(&view, hp);
+        }
+        let _ = signed_entity(&view);
+        assert!(!is_content_header("Contenté"));
+        assert!(is_content_header("CONTENT-Type"));
+        assert!(starts_with_ignore_case("Postern-X", "postern-"));
+        assert!(!starts_with_ignore_case("Posterné", "postern-"));
+    }
 
     #[test]
     fn crlf_normalisation_is_idempotent() {

@@ -122,6 +122,8 @@ pub struct Metrics {
     pub seal_latency: Histogram,
     /// Time to open one inbound message.
     pub open_latency: Histogram,
+    /// Panics contained while processing a message (each one is a bug to report).
+    pub panics: Counter,
 }
 
 impl Metrics {
@@ -173,6 +175,11 @@ impl Metrics {
             out,
             "# HELP postern_delivery_attempts_total Delivery attempts.\n# TYPE postern_delivery_attempts_total counter\npostern_delivery_attempts_total {}",
             self.delivery_attempts.get()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP postern_processing_panics_total Internal errors contained while processing a message (alert on any).\n# TYPE postern_processing_panics_total counter\npostern_processing_panics_total {}",
+            self.panics.get()
         );
         self.seal_latency.render(
             "postern_seal_seconds",

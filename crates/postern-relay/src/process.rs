@@ -16,7 +16,7 @@ use crate::relay::Shared;
 use crate::smtp::client::Outcome;
 use crate::spool::{Entry, Origin, RcptState, Recipient, Spool};
 use crate::transport::{self, Handover};
-use crate::util::unix_ms;
+use crate::util::{contain_panic, unix_ms};
 
 /// One thing to do for a group of recipients (indices into the entry's recipients).
 enum Step {
@@ -47,10 +47,16 @@ enum Step {
 /// Processes `id`; returns when to try again (`None`: finished, held or gone). Errors reading
 /// or writing the spool retry in a minute rather than drop anything.
 pub async fn process(shared: &Shared, id: &str) -> Option<u64> {
-    match process_inner(shared, id).await {
-        Ok(next) => next,
-        Err(e) => {
+    match contain_panic(process_inner(shared, id)).await {
+        Ok(Ok(next)) => next,
+        Ok(Err(e)) => {
             tracing::error!(queue_id = %id, error = %e, "spool error; retrying in 60 s");
+            Some(unix_ms() + 60_000)
+        }
+        Err(()) => {
+            // Outside the decision (which holds the message itself): retry later, loudly.
+            shared.metrics.panics.inc();
+            tracing::error!(queue_id = %id, "internal error while processing; retrying in 60 s");
             Some(unix_ms() + 60_000)
         }
     }
@@ -67,7 +73,29 @@ async fn process_inner(shared: &Shared, id: &str) -> std::io::Result<Option<u64>
         Err(e) => return Err(e),
     };
     let started = Instant::now();
-    let steps = plan(shared, &entry, &data).await;
+    // A panic while deciding (parsers, backends, inspection: all fed by strangers) holds this
+    // message for an administrator; the worker goes on with the next one.
+    let steps = match contain_panic(plan(shared, &entry, &data)).await {
+        Ok(steps) => steps,
+        Err(()) => {
+            shared.metrics.panics.inc();
+            tracing::error!(queue_id = %id, "internal error while deciding; message held");
+            vec![Step::Hold {
+                idx: entry
+                    .recipients
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| r.state == RcptState::Pending)
+                    .map(|(i, _)| i)
+                    .collect(),
+                kind: "error",
+                reason: "internal error while processing this message (held for review; \
+                         `queue release` retries it)"
+                    .into(),
+                verdict: None,
+            }]
+        }
+    };
     let routed = started.elapsed();
     match entry.origin {
         Origin::Public => shared.metrics.open_latency.observe(routed),

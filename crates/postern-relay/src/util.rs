@@ -45,6 +45,22 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// Runs a future and turns a panic in any of its polls into `Err(())`, so one hostile message
+/// cannot take a worker down with it. (The future is boxed to poll it pinned without unsafe
+/// code.)
+pub async fn contain_panic<F: std::future::Future>(fut: F) -> Result<F::Output, ()> {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    let mut fut = Box::pin(fut);
+    std::future::poll_fn(
+        move |cx| match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(_) => std::task::Poll::Ready(Err(())),
+        },
+    )
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

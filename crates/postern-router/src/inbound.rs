@@ -230,9 +230,7 @@ pub fn strip_results(message: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(message.len());
     let mut pos = 0;
     for h in view.headers() {
-        if h.name.len() >= RESULT_PREFIX.len()
-            && h.name[..RESULT_PREFIX.len()].eq_ignore_ascii_case(RESULT_PREFIX)
-        {
+        if postern_core::mime::starts_with_ignore_case(h.name, RESULT_PREFIX) {
             let start = h.raw.as_ptr() as usize - message.as_ptr() as usize;
             out.extend_from_slice(&message[pos..start]);
             pos = start + h.raw.len();

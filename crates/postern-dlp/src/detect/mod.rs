@@ -293,7 +293,7 @@ impl Scanner {
         for (lo, hi) in &windows {
             kws.extend(
                 self.keywords
-                    .find_iter(&text[*lo..*hi])
+                    .find_iter(text.get(*lo..*hi).unwrap_or_default())
                     .map(|m| {
                         (
                             lo + m.start(),
@@ -323,7 +323,13 @@ impl Scanner {
         let mut found = Vec::new();
         let mut ids: Vec<(usize, usize, &'static str)> = Vec::new();
         for (s, e) in nums {
-            if let Some(kind) = classify_number(&text[s..e], s, e, &near, &labelled_not_phi) {
+            if let Some(kind) = classify_number(
+                text.get(s..e).unwrap_or_default(),
+                s,
+                e,
+                &near,
+                &labelled_not_phi,
+            ) {
                 ids.push((s, e, kind));
             }
         }
@@ -337,7 +343,7 @@ impl Scanner {
         for (s, e) in &icds {
             found.push(Found {
                 detector: "icd10".into(),
-                masked: text[*s..*e].to_string(),
+                masked: text.get(*s..*e).unwrap_or_default().to_string(),
                 clinical_context: true,
             });
         }
@@ -350,7 +356,7 @@ impl Scanner {
         for (s, e, kind) in ids {
             found.push(Found {
                 detector: kind.into(),
-                masked: checks::mask(&text[s..e]),
+                masked: checks::mask(text.get(s..e).unwrap_or_default()),
                 clinical_context: clinical(s, e),
             });
         }
@@ -372,7 +378,7 @@ impl Scanner {
                 vec![(0, text.len())]
             };
             for (lo, hi) in windows {
-                for c in m.re.captures_iter(&text[lo..hi]) {
+                for c in m.re.captures_iter(text.get(lo..hi).unwrap_or_default()) {
                     let Some(whole) = c.get(0) else { continue };
                     let whole_start = lo + whole.start();
                     let whole_end = lo + whole.end();
@@ -416,7 +422,11 @@ impl Scanner {
                 hits.extend(
                     ac.find_iter(text)
                         .filter(|m| word_edges(b, m.start(), m.end()))
-                        .map(|m| text[m.start()..m.end()].to_ascii_lowercase()),
+                        .map(|m| {
+                            text.get(m.start()..m.end())
+                                .unwrap_or_default()
+                                .to_ascii_lowercase()
+                        }),
                 );
             }
             for re in &d.res {
@@ -434,7 +444,7 @@ impl Scanner {
         let mut seen: Vec<&str> = Vec::new();
         for k in &kws {
             if k.2 == Group::Clinical {
-                let w = &text[k.0..k.1];
+                let w = text.get(k.0..k.1).unwrap_or_default();
                 if !seen.iter().any(|x| x.eq_ignore_ascii_case(w)) {
                     seen.push(w);
                     found.push(Found {

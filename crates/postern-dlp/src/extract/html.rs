@@ -15,13 +15,14 @@ pub fn html_to_text(html: &str) -> String {
     while i < b.len() {
         match b[i] {
             b'<' => {
-                if html[i..].starts_with("<!--") {
+                if b[i..].starts_with(b"<!--") {
                     i = find(html, i + 4, "-->").map_or(b.len(), |j| j + 3);
                     continue;
                 }
                 let (tag, end) = match memchr::memchr(b'>', &b[i..]) {
-                    Some(j) => (&html[i + 1..i + j], i + j + 1),
-                    None => (&html[i + 1..], b.len()),
+                    // `<` and `>` are ASCII, so these are character boundaries.
+                    Some(j) => (html.get(i + 1..i + j).unwrap_or_default(), i + j + 1),
+                    None => (html.get(i + 1..).unwrap_or_default(), b.len()),
                 };
                 let name: String = tag
                     .trim_start_matches('/')
@@ -56,7 +57,7 @@ pub fn html_to_text(html: &str) -> String {
                     .take(12)
                     .position(|c| *c == b';')
                     .map(|j| i + j);
-                match semi.and_then(|j| entity(&html[i + 1..j]).map(|c| (c, j))) {
+                match semi.and_then(|j| html.get(i + 1..j).and_then(entity).map(|c| (c, j))) {
                     Some((c, j)) => {
                         out.push(c);
                         i = j + 1;
@@ -72,7 +73,7 @@ pub fn html_to_text(html: &str) -> String {
                     .iter()
                     .position(|c| *c == b'<' || *c == b'&')
                     .map_or(b.len(), |j| i + j);
-                out.push_str(&html[i..next]);
+                out.push_str(html.get(i..next).unwrap_or_default());
                 i = next;
             }
         }

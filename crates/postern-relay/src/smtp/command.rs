@@ -45,8 +45,8 @@ pub fn parse(line: &[u8]) -> Command {
         return Command::Syntax("5.5.2 command is not UTF-8");
     };
     let line = line.trim_end_matches([' ', '\t']);
-    let (verb, rest) = match line.find(' ') {
-        Some(i) => (&line[..i], line[i + 1..].trim_start()),
+    let (verb, rest) = match line.split_once(' ') {
+        Some((verb, rest)) => (verb, rest.trim_start()),
         None => (line, ""),
     };
     match verb.to_ascii_uppercase().as_str() {
@@ -83,20 +83,19 @@ fn path_arg(rest: &str, keyword: &str) -> Option<(String, Params)> {
     if !head.eq_ignore_ascii_case(keyword) {
         return None;
     }
-    let rest = rest[keyword.len()..].trim_start();
+    let rest = rest.get(keyword.len()..)?.trim_start();
     let rest = rest.strip_prefix('<')?;
-    let end = rest.find('>')?;
-    let path = &rest[..end];
+    let (path, after) = rest.split_once('>')?;
     // A source route (`@a,@b:user@c`) is obsolete; keep the mailbox (RFC 5321 §4.1.2).
-    let path = match path.rfind(':') {
-        Some(i) if path.starts_with('@') => &path[i + 1..],
+    let path = match path.rsplit_once(':') {
+        Some((_, mailbox)) if path.starts_with('@') => mailbox,
         _ => path,
     };
     if path.contains(['<', '>', ' ', '\t']) {
         return None;
     }
     let mut params = Vec::new();
-    for p in rest[end + 1..].split_ascii_whitespace() {
+    for p in after.split_ascii_whitespace() {
         let (k, v) = match p.split_once('=') {
             Some((k, v)) => (k, Some(v.to_string())),
             None => (p, None),

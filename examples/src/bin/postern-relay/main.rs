@@ -643,6 +643,15 @@ async fn demo() -> Result<(), String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // A panic message can quote what was being parsed (a header, part of a body): log where
+    // it happened, never what it said. The relay contains the panic and holds the message.
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("postern-relay: internal error at {at} (details withheld: they may quote mail)");
+    }));
     let cli = Cli::parse();
     let result = match cli
         .command
