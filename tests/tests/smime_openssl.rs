@@ -349,3 +349,85 @@ fn the_async_trait_is_the_same_operation() {
         detached: true,
     };
 }
+
+/// Issue 14.12: PEM as people have it (RFC 7468 §2: parsers ignore the text around blocks).
+/// `openssl x509 -text` puts a text dump before the certificate; `openssl pkcs12 -nodes`
+/// writes `Bag Attributes` lines before the key and the certificate in one file; files come
+/// with CRLF and 76-column lines, and a chain holds several certificates. Each is used to
+/// seal (OpenSSL decrypts) and to open (what OpenSSL encrypted).
+#[test]
+fn pem_with_surrounding_text_crlf_long_lines_and_chains_is_read() {
+    use postern_core::{Credential, Standard};
+    let pki = Pki::new();
+    let policy = Policy::default();
+    let ee = pki.issue("bob@partner.example", KeyKind::Rsa(2048));
+    let cert = ee.cert_pem();
+    let key = std::fs::read(&ee.key).unwrap();
+    let text_dump = run_ok(openssl().args(["x509", "-text", "-in"]).arg(&ee.cert), b"");
+    assert!(!text_dump.starts_with(b"-----BEGIN"), "a dump comes first");
+    let p12 = run_ok(
+        openssl()
+            .args(["pkcs12", "-export", "-passout", "pass:x", "-inkey"])
+            .arg(&ee.key)
+            .arg("-in")
+            .arg(&ee.cert),
+        b"",
+    );
+    let nodes = run_ok(
+        openssl().args(["pkcs12", "-nodes", "-passin", "pass:x"]),
+        &p12,
+    );
+    assert!(String::from_utf8_lossy(&nodes).contains("Bag Attributes"));
+    let rewrap = |pem: &[u8], width: usize| -> Vec<u8> {
+        let text = String::from_utf8_lossy(pem);
+        let mut out = String::new();
+        let mut b64 = String::new();
+        for line in text.lines() {
+            if line.starts_with("-----BEGIN") {
+                out.push_str(line);
+                out.push_str("\r\n");
+            } else if line.starts_with("-----END") {
+                for chunk in b64.as_bytes().chunks(width) {
+                    out.push_str(std::str::from_utf8(chunk).unwrap());
+                    out.push_str(" \r\n");
+                }
+                b64.clear();
+                out.push_str(line);
+                out.push_str("\r\n");
+            } else {
+                b64.push_str(line.trim());
+            }
+        }
+        out.into_bytes()
+    };
+    let chain = [cert.clone(), pki.ca_pem()].concat();
+    let msg = sample_message(1);
+    let backend = SmimeEnvelope::new();
+    for (name, c) in [
+        ("text dump", text_dump.clone()),
+        ("pkcs12 -nodes", nodes.clone()),
+        ("CRLF, 76 columns", rewrap(&cert, 76)),
+        ("chain", chain),
+    ] {
+        let certs = vec![c];
+        let sealed = seal(&backend, &msg, &SealRequest::encrypt(&certs, &policy));
+        assert_eq!(body(&ee.openssl_decrypt(&sealed)), body(&msg), "{name}");
+    }
+    let by_openssl = run_ok(
+        openssl()
+            .args(["cms", "-encrypt", "-aes256", "-recip"])
+            .arg(&ee.cert),
+        &msg,
+    );
+    let view = MessageView::parse(&by_openssl).unwrap();
+    for (name, c, k) in [
+        ("pkcs12 -nodes", nodes.clone(), nodes.clone()),
+        ("key with CRLF, 76 columns", text_dump, rewrap(&key, 76)),
+    ] {
+        let keys = [Credential::with_secret(Standard::Smime, c, k)];
+        let opened = backend
+            .open_sync(&view, &OpenRequest::new(&keys, &policy))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(body(&opened.message), body(&msg), "{name}");
+    }
+}

@@ -121,34 +121,47 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 ";
 
-/// Reads the 32-byte key (64 hex characters) from `path`, creating it (mode 0600) if absent.
-pub fn load_or_create_key(path: &Path) -> Result<[u8; 32], QuarantineError> {
+/// Reads the 32-byte key (64 hex characters) from `path`. Only on the first start (`create`:
+/// no quarantine database exists yet) is a missing key made (mode 0600). Later, a missing key
+/// is an error: a mistyped path must not quietly start a new key under which the mail already
+/// held can never be read.
+pub fn load_or_create_key(path: &Path, create: bool) -> Result<[u8; 32], QuarantineError> {
     let err = |message: String| QuarantineError::Key {
         path: path.display().to_string(),
         message,
     };
     match std::fs::read_to_string(path) {
         Ok(text) => {
-            let hex = text.trim();
-            if hex.len() != 64 {
+            let hex = text.trim().as_bytes();
+            if hex.len() != 64 || !hex.iter().all(u8::is_ascii_hexdigit) {
                 return Err(err("expected 64 hex characters".into()));
             }
             let mut key = [0u8; 32];
-            for (i, k) in key.iter_mut().enumerate() {
-                *k = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
-                    .map_err(|_| err("not hex".into()))?;
+            for (k, pair) in key.iter_mut().zip(hex.chunks_exact(2)) {
+                let digit = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+                *k = digit(pair[0]) << 4 | digit(pair[1]);
             }
             Ok(key)
         }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !create => Err(err(
+            "the key file is missing but the quarantine database exists: the mail held there \
+             cannot be read without its key. Restore the key file, or point quarantine.key_file \
+             at it"
+                .into(),
+        )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut key = [0u8; 32];
             aws_lc_rs::rand::fill(&mut key).map_err(|_| err("no randomness".into()))?;
             let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+                crate::util::private_dir(dir).map_err(|e| err(e.to_string()))?;
             }
             write_private(path, hex.as_bytes()).map_err(|e| err(e.to_string()))?;
             Ok(key)
+        }
+        // Not its text: a file that is not a key might be anything.
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            Err(err("expected 64 hex characters".into()))
         }
         Err(e) => Err(err(e.to_string())),
     }
@@ -192,7 +205,19 @@ impl Quarantine {
     /// Opens (creating) the database at `path`, with `key` for the messages.
     pub async fn open(path: &Path, key: [u8; 32]) -> Result<Self, QuarantineError> {
         if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
+            let _ = crate::util::private_dir(dir);
+        }
+        // Made 0600 before SQLite opens it: SQLite gives its WAL and shared-memory files the
+        // database file's mode, so all three stay private.
+        let _ = crate::util::private_file()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
         }
         let opts = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
@@ -399,13 +424,52 @@ impl Quarantine {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_key_is_made_only_on_first_start_and_a_bad_one_is_an_error_not_a_panic() {
+        let d = tempfile::tempdir().unwrap();
+        let missing = d.path().join("typo.key");
+        let e = load_or_create_key(&missing, false).unwrap_err().to_string();
+        assert!(e.contains("missing"), "{e}");
+        assert!(!missing.exists(), "no new key under a mistyped path");
+        let k = load_or_create_key(&missing, true).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&missing).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert_eq!(load_or_create_key(&missing, false).unwrap(), k);
+        for bad in [
+            "é".repeat(32),
+            "g".repeat(64),
+            "0".repeat(63),
+            "\u{0}".repeat(64),
+        ] {
+            let p = d.path().join("bad.key");
+            std::fs::write(&p, &bad).unwrap();
+            assert!(load_or_create_key(&p, false).is_err());
+        }
+        let p = d.path().join("binary.key");
+        std::fs::write(&p, [0xffu8; 64]).unwrap();
+        assert!(load_or_create_key(&p, false).is_err());
+    }
+
     #[tokio::test]
     async fn hold_read_decide_audit_and_encryption_at_rest() {
         let d = tempfile::tempdir().unwrap();
-        let key = load_or_create_key(&d.path().join("q.key")).unwrap();
-        assert_eq!(load_or_create_key(&d.path().join("q.key")).unwrap(), key);
+        let key = load_or_create_key(&d.path().join("q.key"), true).unwrap();
+        assert_eq!(
+            load_or_create_key(&d.path().join("q.key"), false).unwrap(),
+            key
+        );
         let db = d.path().join("q.sqlite");
         let q = Quarantine::open(&db, key).await.unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&db).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "the quarantine database is private");
+        }
         let msg = b"Subject: x\r\n\r\nSSN 078-05-1120\r\n";
         let verdict = serde_json::json!({"action": "quarantine"});
         let id = q

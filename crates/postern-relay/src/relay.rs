@@ -271,7 +271,7 @@ pub async fn start_with(
         path: spool_dir.clone(),
         source,
     })?;
-    let key = load_or_create_key(&cfg.quarantine_key())
+    let key = load_or_create_key(&cfg.quarantine_key(), !cfg.quarantine_db().exists())
         .map_err(|e| StartError::Quarantine(e.to_string()))?;
     let quarantine = Quarantine::open(&cfg.quarantine_db(), key)
         .await

@@ -8,7 +8,7 @@
 //! (at-least-once, like Postfix) — never lost. Whatever a crash leaves in `tmp/`, or a `.state`
 //! without its `.msg`, was never acknowledged or is finished, and is removed at start-up.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -178,8 +178,10 @@ impl Spool {
     /// Opens (creating) the spool under `root` and removes what a crash left half-written.
     pub fn open(root: &Path) -> io::Result<Self> {
         let spool = Spool { root: root.into() };
-        fs::create_dir_all(spool.tmp())?;
-        fs::create_dir_all(spool.queue())?;
+        // Message bodies: the owner's alone (an existing spool is tightened too).
+        for dir in [root, &spool.tmp(), &spool.queue()] {
+            crate::util::private_dir(dir)?;
+        }
         for e in fs::read_dir(spool.tmp())? {
             let _ = fs::remove_file(e?.path());
         }
@@ -351,7 +353,7 @@ fn check_id(id: &str) -> io::Result<()> {
 }
 
 fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
-    let mut f = OpenOptions::new()
+    let mut f = crate::util::private_file()
         .write(true)
         .create(true)
         .truncate(true)
@@ -404,6 +406,32 @@ mod tests {
         // A removed message is not brought back by a late update.
         assert!(!s.update(&e).unwrap());
         assert!(s.entry(&id).unwrap().is_none());
+    }
+
+    /// Issue 14.7: message bodies are the owner's alone, whatever the umask, and a spool made
+    /// by an older version (0755) is tightened at open.
+    #[cfg(unix)]
+    #[test]
+    fn spool_files_and_folders_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("spool");
+        fs::create_dir_all(root.join("queue")).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        let s = Spool::open(&root).unwrap();
+        let id = Spool::new_id();
+        let mut e = entry(&id);
+        s.accept(&e, b"abc").unwrap();
+        e.attempts = 1;
+        s.update(&e).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        for dir in [root.clone(), root.join("queue"), root.join("tmp")] {
+            assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+        }
+        for f in fs::read_dir(root.join("queue")).unwrap() {
+            let p = f.unwrap().path();
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+        }
     }
 
     #[test]

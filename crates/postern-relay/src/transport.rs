@@ -110,10 +110,14 @@ pub async fn deliver(hop: &NextHop, mx: Option<&MxResolver>, h: &Handover<'_>) -
 }
 
 fn write_file(dir: &Path, h: &Handover<'_>) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
+    crate::util::private_dir(dir)?;
     let tmp = dir.join(format!(".{}.tmp", h.tag));
     let path = dir.join(format!("{}.eml", h.tag));
-    let mut f = std::fs::File::create(&tmp)?;
+    let mut f = crate::util::private_file()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)?;
     // What a local delivery agent adds: the envelope, as header fields on top.
     write!(
         f,

@@ -15,12 +15,17 @@ use zeroize::Zeroizing;
 
 use crate::oids;
 
-/// Parses one or more certificates, PEM (any number of blocks) or a single DER certificate.
+/// Parses one or more certificates: PEM (every `CERTIFICATE` block, whatever text surrounds
+/// them) or a single DER certificate.
 pub fn parse_certificates(bytes: &[u8]) -> Result<Vec<Certificate>, Error> {
-    let trimmed = trim_ascii_start(bytes);
-    if trimmed.starts_with(b"-----BEGIN") {
-        let certs = Certificate::load_pem_chain(bytes)
-            .map_err(|e| Error::malformed("PEM certificate", e))?;
+    if is_pem(bytes) {
+        let certs = pem_blocks(bytes)?
+            .into_iter()
+            .filter(|b| b.label == "CERTIFICATE" || b.label == "X509 CERTIFICATE")
+            .map(|b| {
+                Certificate::from_der(&b.der).map_err(|e| Error::malformed("PEM certificate", e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         if certs.is_empty() {
             return Err(Error::malformed("PEM certificate", "no CERTIFICATE block"));
         }
@@ -30,6 +35,81 @@ pub fn parse_certificates(bytes: &[u8]) -> Result<Vec<Certificate>, Error> {
             Certificate::from_der(bytes).map_err(|e| Error::malformed("DER certificate", e))?
         ])
     }
+}
+
+/// Is this PEM text rather than DER? DER starts with a SEQUENCE tag (0x30); anything holding
+/// an encapsulation boundary is taken as text.
+fn is_pem(bytes: &[u8]) -> bool {
+    trim_ascii_start(bytes).first() != Some(&0x30) && bytes.windows(11).any(|w| w == b"-----BEGIN ")
+}
+
+/// One PEM block: its label and decoded contents (zeroised: it may be a private key).
+struct PemBlock {
+    label: String,
+    der: Zeroizing<Vec<u8>>,
+}
+
+/// Every PEM block in `bytes`, read as RFC 7468 §2 asks of parsers: text before, between and
+/// after the blocks is ignored (the `Bag Attributes` lines `openssl pkcs12` writes, the text
+/// dump `openssl ca` writes), and so are line length, CRLF or LF, and whitespace at line ends.
+/// A block with RFC 1421 headers (`Proc-Type: 4,ENCRYPTED`) is an encrypted legacy key, which
+/// is refused by name rather than misread.
+fn pem_blocks(bytes: &[u8]) -> Result<Vec<PemBlock>, Error> {
+    use base64::Engine;
+    let mut blocks = Vec::new();
+    let mut open: Option<(String, Zeroizing<Vec<u8>>)> = None;
+    for line in bytes.split(|&b| b == b'\n') {
+        let line = line.trim_ascii();
+        match &mut open {
+            None => {
+                let Some(label) = line
+                    .strip_prefix(b"-----BEGIN ")
+                    .and_then(|l| l.strip_suffix(b"-----"))
+                else {
+                    continue;
+                };
+                let label = std::str::from_utf8(label)
+                    .map_err(|_| Error::malformed("PEM", "label is not text"))?;
+                open = Some((label.to_string(), Zeroizing::new(Vec::new())));
+            }
+            Some((label, body)) => {
+                if let Some(end) = line
+                    .strip_prefix(b"-----END ")
+                    .and_then(|l| l.strip_suffix(b"-----"))
+                {
+                    if end != label.as_bytes() {
+                        return Err(Error::malformed(
+                            "PEM",
+                            format!("-----BEGIN {label}----- closed by another label"),
+                        ));
+                    }
+                    let mut der = Zeroizing::new(Vec::new());
+                    base64::engine::general_purpose::STANDARD
+                        .decode_vec(&body[..], &mut der)
+                        .map_err(|e| Error::malformed("PEM", format!("{label}: {e}")))?;
+                    blocks.push(PemBlock {
+                        label: std::mem::take(label),
+                        der,
+                    });
+                    open = None;
+                } else if line.contains(&b':') {
+                    return Err(Error::InvalidRequest(format!(
+                        "{label} has PEM headers (a legacy encrypted key?); decrypt it first \
+                         (openssl pkey -in key.pem -out plain.pem)"
+                    )));
+                } else {
+                    body.extend(line.iter().filter(|b| !b.is_ascii_whitespace()));
+                }
+            }
+        }
+    }
+    if let Some((label, _)) = open {
+        return Err(Error::malformed(
+            "PEM",
+            format!("no -----END {label}----- line"),
+        ));
+    }
+    Ok(blocks)
 }
 
 /// Parses exactly the first certificate in `bytes`.
@@ -204,7 +284,7 @@ impl SoftwareKey {
     /// Loads a private key: PEM (`PRIVATE KEY` PKCS#8, `RSA PRIVATE KEY` PKCS#1, `EC PRIVATE KEY`
     /// SEC1) or DER (PKCS#8).
     pub fn from_pem_or_der(bytes: &[u8]) -> Result<Self, Error> {
-        let (label, der) = if trim_ascii_start(bytes).starts_with(b"-----BEGIN") {
+        let (label, der) = if is_pem(bytes) {
             find_pem_key(bytes)?
         } else {
             ("PRIVATE KEY".to_string(), Zeroizing::new(bytes.to_vec()))
@@ -282,29 +362,14 @@ fn signer_public_spki(signer: &signature::RsaKeyPair) -> Result<Vec<u8>, Error> 
     Ok(der.as_ref().to_vec())
 }
 
-/// Finds the first private-key PEM block (skipping e.g. `EC PARAMETERS`).
+/// Finds the first private-key PEM block (skipping e.g. `EC PARAMETERS` and certificates:
+/// `openssl pkcs12 -nodes` writes both into one file).
 fn find_pem_key(bytes: &[u8]) -> Result<(String, Zeroizing<Vec<u8>>), Error> {
-    let text = std::str::from_utf8(bytes).map_err(|_| Error::malformed("PEM key", "not UTF-8"))?;
-    let mut rest = text;
-    while let Some(start) = rest.find("-----BEGIN ") {
-        let block = &rest[start..];
-        let label_end = block[11..]
-            .find("-----")
-            .ok_or_else(|| Error::malformed("PEM key", "unterminated BEGIN line"))?;
-        let label = &block[11..11 + label_end];
-        let end_marker = format!("-----END {label}-----");
-        let end = block
-            .find(&end_marker)
-            .ok_or_else(|| Error::malformed("PEM key", format!("no END line for {label}")))?;
-        let whole = &block[..end + end_marker.len()];
-        if label.ends_with("PRIVATE KEY") {
-            let (l, der) = der::pem::decode_vec(whole.as_bytes())
-                .map_err(|e| Error::malformed("PEM key", e))?;
-            return Ok((l.to_string(), Zeroizing::new(der)));
-        }
-        rest = &block[end + end_marker.len()..];
-    }
-    Err(Error::malformed("PEM key", "no PRIVATE KEY block"))
+    pem_blocks(bytes)?
+        .into_iter()
+        .find(|b| b.label.ends_with("PRIVATE KEY"))
+        .map(|b| (b.label, b.der))
+        .ok_or_else(|| Error::malformed("PEM key", "no PRIVATE KEY block"))
 }
 
 /// Wraps a PKCS#1 RSAPrivateKey in a PKCS#8 PrivateKeyInfo (RFC 5208), which aws-lc-rs wants.

@@ -86,7 +86,7 @@ pub async fn run(args: QuarantineArgs) -> Result<bool, String> {
             cfg.quarantine_db().display()
         ));
     }
-    let key = load_or_create_key(&cfg.quarantine_key()).map_err(|e| e.to_string())?;
+    let key = load_or_create_key(&cfg.quarantine_key(), false).map_err(|e| e.to_string())?;
     let q = Quarantine::open(&cfg.quarantine_db(), key)
         .await
         .map_err(|e| e.to_string())?;
