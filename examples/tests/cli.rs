@@ -105,6 +105,38 @@ fn no_arguments_runs_the_gateway_on_embedded_defaults() {
     );
     assert!(String::from_utf8_lossy(&verified.stdout).contains("Discharge summary"));
 
+    // The README's curl command, as written (curl sends the file's LF line ends as they are).
+    let demo = std::fs::read(cwd.path().join("postern-data/demo/demo.eml")).unwrap();
+    assert!(
+        demo.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'),
+        "the demo file has LF line ends, as a file written on Unix does"
+    );
+    let curl = Command::new("curl")
+        .args([
+            "-sS",
+            "smtp://127.0.0.1:2525",
+            "--mail-from",
+            "doc@clinic.example",
+            "--mail-rcpt",
+            "lab@smime.example",
+            "--upload-file",
+            "postern-data/demo/demo.eml",
+        ])
+        .current_dir(cwd.path())
+        .output()
+        .unwrap();
+    assert!(
+        curl.status.success(),
+        "README's curl command: {}",
+        String::from_utf8_lossy(&curl.stderr)
+    );
+    assert!(
+        wait_until(std::time::Duration::from_secs(20), || {
+            std::fs::read_dir(&outbox).map_or(0, |d| d.count()) == 2
+        }),
+        "the curl message reached the outbox"
+    );
+
     let q = Command::new(env!("CARGO_BIN_EXE_postern-relay"))
         .args(["queue", "list"])
         .current_dir(cwd.path())

@@ -222,7 +222,10 @@ async fn run(
                         }
                         Data::BareLf => {
                             shared.metrics.rejected.inc();
-                            c.reply("521 5.5.2 bare LF in message data is not allowed, closing");
+                            c.reply(
+                                "521 5.5.2 bare CR, or bare LF next to the end of data, is not \
+                                 allowed (SMTP smuggling), closing",
+                            );
                             return c.flush().await;
                         }
                         Data::Message(bytes) => {
@@ -408,9 +411,14 @@ enum Data {
     Eof,
 }
 
-/// Reads DATA up to the lone "." line: dot-unstuffed, CRLF kept. Past the size limit the rest is
-/// read and dropped so the session can go on. A bare LF anywhere ends the session: it is how
-/// SMTP smuggling starts, and we would pass it on to the next hop.
+/// Reads DATA up to the lone "." line: dot-unstuffed, every line ending CRLF. Past the size
+/// limit the rest is read and dropped so the session can go on.
+///
+/// Lines ending in a bare LF are taken as if they ended in CRLF (what many clients send, `curl
+/// --upload-file` among them; Postfix 3.9's `smtpd_forbid_bare_newline = normalize`). What makes
+/// SMTP smuggling possible stays refused: the end of data is only `<CR><LF>.<CR><LF>`, and a "."
+/// line with a bare LF on either side of it, or a bare CR anywhere, ends the session, since
+/// another server may read such a line as the end of the message and the rest as new commands.
 async fn read_data<R: tokio::io::AsyncBufRead + Unpin>(
     r: &mut R,
     max: usize,
@@ -418,6 +426,8 @@ async fn read_data<R: tokio::io::AsyncBufRead + Unpin>(
     let mut msg = Vec::with_capacity(64 * 1024);
     let mut line = Vec::with_capacity(1024);
     let mut too_big = false;
+    // The 354 came after a CRLF-terminated DATA command.
+    let mut after_crlf = true;
     loop {
         let room = if too_big {
             1 << 16
@@ -428,23 +438,31 @@ async fn read_data<R: tokio::io::AsyncBufRead + Unpin>(
             Line::Eof => return Ok(Data::Eof),
             Line::TooLong => too_big = true,
             Line::Complete => {
-                if !line.ends_with(b"\r\n")
-                    || memchr::memchr(b'\r', &line[..line.len() - 2]).is_some()
-                {
+                let crlf = line.ends_with(b"\r\n");
+                let text = line
+                    .strip_suffix(b"\r\n")
+                    .or_else(|| line.strip_suffix(b"\n"))
+                    .unwrap_or(&line);
+                if memchr::memchr(b'\r', text).is_some() {
                     return Ok(Data::BareLf);
                 }
-                if line == b".\r\n" {
+                if text == b"." {
+                    if !crlf || !after_crlf {
+                        return Ok(Data::BareLf);
+                    }
                     return Ok(if too_big {
                         Data::TooBig
                     } else {
                         Data::Message(msg)
                     });
                 }
+                after_crlf = crlf;
                 if too_big {
                     continue;
                 }
-                let content = line.strip_prefix(b".").unwrap_or(&line);
+                let content = text.strip_prefix(b".").unwrap_or(text);
                 msg.extend_from_slice(content);
+                msg.extend_from_slice(b"\r\n");
                 if msg.len() > max {
                     too_big = true;
                     msg = Vec::new();
@@ -584,5 +602,49 @@ async fn auth_exchange(
             Ok(Ok((user, pass)))
         }
         _ => Ok(Err("504 5.5.4 unrecognized authentication mechanism")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(input: &[u8]) -> Data {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut r = input;
+        rt.block_on(read_data(&mut r, 1 << 20)).unwrap()
+    }
+
+    #[test]
+    fn bare_lf_lines_are_normalised_and_only_crlf_dot_crlf_ends_data() {
+        // What `curl --upload-file` sends for a file with LF line ends.
+        let Data::Message(m) = data(b"Subject: x\n\nline one\n..dot\nend\n\r\n.\r\n") else {
+            panic!("LF lines are accepted");
+        };
+        assert_eq!(m, b"Subject: x\r\n\r\nline one\r\n.dot\r\nend\r\n\r\n");
+        let Data::Message(m) = data(b"a\r\n.\r\n") else {
+            panic!()
+        };
+        assert_eq!(m, b"a\r\n");
+    }
+
+    #[test]
+    fn smuggling_variants_end_the_session() {
+        for input in [
+            &b"a\n.\nMAIL FROM:<e@x.test>\r\n.\r\n"[..],
+            b"a\n.\r\nMAIL FROM:<e@x.test>\r\n.\r\n",
+            b"a\r\n.\nMAIL FROM:<e@x.test>\r\n.\r\n",
+            b"a\r.\r\nMAIL FROM:<e@x.test>\r\n.\r\n",
+            b"a\r\n.\r\r\nMAIL FROM:<e@x.test>\r\n.\r\n",
+            b"a\rb\r\n.\r\n",
+        ] {
+            assert!(
+                matches!(data(input), Data::BareLf),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
     }
 }
