@@ -45,7 +45,9 @@ fn queue_commands_reload_logs_and_metrics_on_a_running_relay() {
     // The next hop is down and the retry is an hour away: the messages wait in the spool.
     let secret = "PATIENT-BODY-TEXT-7731";
     for i in 0..3 {
-        let m = tracked_message(&format!("ops-{i}"), "c@gmail.test", secret);
+        // A terminal escape sequence in one Subject (issue 14.8): shown escaped, never raw.
+        let id = format!("ops-{i}{}", ["\u{1b}[2J", "", ""][i]);
+        let m = tracked_message(&id, "c@gmail.test", secret);
         let r = send_mail(&addr, "ada@clinic.example", &["c@gmail.test"], &m).unwrap();
         assert!(r.starts_with("250"), "{r}");
     }
@@ -60,6 +62,17 @@ fn queue_commands_reload_logs_and_metrics_on_a_running_relay() {
         .filter(|l| l.contains("[pending]"))
         .map(|l| l.split_whitespace().next().unwrap().to_string())
         .collect();
+    let mut escaped = false;
+    for id in &ids {
+        let (ok, shown) = queue(&config, &["show", id]);
+        assert!(ok, "{shown}");
+        assert!(
+            !shown.contains('\u{1b}'),
+            "raw escape sequence printed: {shown:?}"
+        );
+        escaped |= shown.contains("Subject: lab results ops-0\\u{1b}[2J");
+    }
+    assert!(escaped, "the escape sequence is shown escaped");
     let (ok, shown) = queue(&config, &["show", &ids[0]]);
     assert!(ok, "{shown}");
     assert!(shown.contains("Subject: lab results ops-"), "{shown}");

@@ -21,6 +21,7 @@ mod keystore;
 mod message;
 pub mod mime;
 mod policy;
+mod printable;
 mod report;
 
 pub use envelope::{
@@ -31,4 +32,5 @@ pub use identity::{Address, Domain};
 pub use keystore::{KeyStore, MemoryKeyStore};
 pub use message::{HeaderField, MessageView, PartView};
 pub use policy::{ContentCipher, DigestAlgorithm, Policy, SignatureAlgorithm};
+pub use printable::{printable, Printable};
 pub use report::{ChainStatus, Encryption, Opened, Report, SignatureReport, SignatureStatus};

@@ -312,11 +312,102 @@ pub fn outer_headers(view: &MessageView<'_>, header_protection: bool, keep_all: 
             keep_all || is(h.name, TRACE) || is(h.name, ROUTING)
         };
         if keep {
-            push_field(&mut out, h.raw);
+            push_outer_field(&mut out, h.name, h.raw_value);
         }
     }
     out.extend_from_slice(b"MIME-Version: 1.0\r\n");
     out
+}
+
+/// Unstructured fields whose non-ASCII text is written as RFC 2047 encoded words.
+const UNSTRUCTURED: &[&str] = &["subject", "comments", "keywords"];
+/// Address fields: UTF-8 stays UTF-8 (RFC 6532; encoded words cannot hold an address).
+const ADDRESSES: &[&str] = &["from", "sender", "to", "cc", "reply-to"];
+/// Longest line we write before folding; RFC 5322's hard limit is 998.
+const FOLD_AT: usize = 78;
+const HARD_LIMIT: usize = 900;
+
+/// Writes one header field of the outer (unprotected) message well-formed, whatever came in:
+/// the field is unfolded and every control character (a bare CR, NUL, a form feed) becomes a
+/// space, so nothing can start a new field or end the header section; non-ASCII text becomes
+/// encoded words in unstructured fields, stays UTF-8 in address fields and becomes `?`
+/// elsewhere; invalid UTF-8 is replaced; and long values are folded at spaces (hard-broken
+/// only when a single word is longer than a line may be). A field whose name is not printable
+/// ASCII is dropped.
+pub fn push_outer_field(out: &mut Vec<u8>, name: &str, raw_value: &[u8]) {
+    if name.is_empty() || !name.bytes().all(|b| (33..=126).contains(&b) && b != b':') {
+        return;
+    }
+    let lower = name.to_ascii_lowercase();
+    let text = String::from_utf8_lossy(raw_value);
+    let mut value = String::with_capacity(text.len());
+    for c in text.chars() {
+        let c = if c.is_control() { ' ' } else { c };
+        if c == ' ' && (value.is_empty() || value.ends_with(' ')) {
+            continue;
+        }
+        value.push(c);
+    }
+    let value = value.trim_end();
+    let words: Vec<String> = if value.is_ascii() || ADDRESSES.contains(&lower.as_str()) {
+        value.split(' ').map(str::to_string).collect()
+    } else if UNSTRUCTURED.contains(&lower.as_str()) {
+        encoded_words(value)
+    } else {
+        let ascii: String = value
+            .chars()
+            .map(|c| if c.is_ascii() { c } else { '?' })
+            .collect();
+        ascii.split(' ').map(str::to_string).collect()
+    };
+    out.extend_from_slice(name.as_bytes());
+    out.push(b':');
+    let mut line = name.len() + 1;
+    for word in words.iter().filter(|w| !w.is_empty()) {
+        if line + 1 + word.len() > FOLD_AT && line > name.len() + 1 {
+            out.extend_from_slice(b"\r\n");
+            line = 0;
+        }
+        out.push(b' ');
+        line += 1;
+        // A single word too long for any line is broken where it must be.
+        let mut rest = word.as_str();
+        while line + rest.len() > HARD_LIMIT {
+            let mut cut = HARD_LIMIT.saturating_sub(line).max(1).min(rest.len());
+            while !rest.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let (head, tail) = rest.split_at(cut.max(1));
+            out.extend_from_slice(head.as_bytes());
+            out.extend_from_slice(b"\r\n ");
+            line = 1;
+            rest = tail;
+        }
+        out.extend_from_slice(rest.as_bytes());
+        line += rest.len();
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `text` as RFC 2047 B-encoded UTF-8 words, each at most 75 characters, split between
+/// characters.
+fn encoded_words(text: &str) -> Vec<String> {
+    use base64::Engine;
+    let engine = &base64::engine::general_purpose::STANDARD;
+    let mut words = Vec::new();
+    let mut chunk = String::new();
+    for c in text.chars() {
+        // 45 bytes of UTF-8 make 60 base64 characters: "=?UTF-8?B?" + 60 + "?=" = 72.
+        if chunk.len() + c.len_utf8() > 45 {
+            words.push(format!("=?UTF-8?B?{}?=", engine.encode(&chunk)));
+            chunk.clear();
+        }
+        chunk.push(c);
+    }
+    if !chunk.is_empty() {
+        words.push(format!("=?UTF-8?B?{}?=", engine.encode(&chunk)));
+    }
+    words
 }
 
 /// A complete multipart message: `outer` headers, then `Content-Type: {content_type}` with a
@@ -411,6 +502,58 @@ pub fn merge(outer: &MessageView<'_>, inner: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 14.8: whatever the input's header fields hold, the outer header section we write
+    /// is well-formed: no control characters, nothing that starts a new field, 7-bit outside
+    /// address fields, and no line over 998 octets.
+    #[test]
+    fn outer_headers_are_well_formed_whatever_came_in() {
+        let long = "x".repeat(200_000);
+        let words = "word ".repeat(400);
+        let raw = format!(
+            "From: Jörg <a@b.test>\r\nTo: c@d.test\r\nSubject: a\rBcc: evil@attacker.test\x00 \u{1b}[31m Grüße {words}\r\n\
+             Message-ID: <{long}@x>\r\nDate: Mon, 30 Nov 2026 \u{e9}\r\nReceived: by x;\r\n \r\n\tmore\r\n\r\nbody\r\n"
+        );
+        let mut bytes = raw.into_bytes();
+        bytes.extend_from_slice(b"");
+        let view = MessageView::parse(&bytes).unwrap();
+        for hp in [false, true] {
+            let out = outer_headers(&view, hp, false);
+            let text = String::from_utf8(out.clone()).unwrap();
+            for line in text.split("\r\n") {
+                assert!(line.len() <= 998, "a line of {}", line.len());
+                assert!(
+                    !line.chars().any(|c| c.is_control() && c != '\t'),
+                    "{line:?}"
+                );
+                assert!(!line.to_ascii_lowercase().starts_with("bcc"), "{line:?}");
+                if !line.starts_with("From:") {
+                    assert!(line.is_ascii(), "{line:?}");
+                }
+            }
+            assert!(!text.contains("\r\n\r\n"), "no blank line inside");
+            assert!(text.ends_with("\r\n"));
+            // What a parser reads back: the fields we meant, one Subject, no Bcc.
+            let mut again = out.clone();
+            again.extend_from_slice(b"\r\nbody\r\n");
+            let v = MessageView::parse(&again).unwrap();
+            let names: Vec<String> = v
+                .headers()
+                .iter()
+                .map(|h| h.name.to_ascii_lowercase())
+                .collect();
+            assert_eq!(
+                names.iter().filter(|n| *n == "subject").count(),
+                1,
+                "{names:?}"
+            );
+            assert!(!names.iter().any(|n| n == "bcc"), "{names:?}");
+            if !hp {
+                let subject = v.header("subject").unwrap();
+                assert!(subject.contains("=?UTF-8?B?"), "{subject}");
+            }
+        }
+    }
 
     /// Header names from strangers may hold any bytes; a multi-byte character where a prefix
     /// ends once panicked every path that builds a message.

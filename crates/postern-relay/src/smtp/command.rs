@@ -108,6 +108,94 @@ fn path_arg(rest: &str, keyword: &str) -> Option<(String, Params)> {
     Some((path.to_string(), params))
 }
 
+/// Is `path` a Mailbox as RFC 5321 §4.1.2 defines it (with RFC 6531's UTF-8 where SMTPUTF8
+/// allows it)? `Local-part "@" (Domain / address-literal)`: a dot-string of atext or a quoted
+/// string, and a domain of letter-digit-hyphen labels (or U-labels), or a bracketed literal.
+/// Nothing else reaches the spool, a next hop or a DSN: a trailing CR, VT or FF, a space or a
+/// control character is a syntax error, not something to trim.
+pub fn is_mailbox(path: &str) -> bool {
+    let Some((local, domain)) = path.rsplit_once('@') else {
+        return false;
+    };
+    local_part_ok(local) && domain_ok(domain) && path.len() <= 320
+}
+
+fn local_part_ok(local: &str) -> bool {
+    if local.is_empty() || local.len() > 64 {
+        return false;
+    }
+    if let Some(q) = local.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
+        let mut chars = q.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some(n) if (' '..='~').contains(&n) => {}
+                    _ => return false,
+                },
+                '"' => return false,
+                ' '..='~' => {}
+                c if !c.is_ascii() && !c.is_control() => {}
+                _ => return false,
+            }
+        }
+        return true;
+    }
+    let atext = |c: char| {
+        c.is_ascii_alphanumeric()
+            || "!#$%&'*+-/=?^_`{|}~".contains(c)
+            || (!c.is_ascii() && !c.is_control() && !c.is_whitespace())
+    };
+    local
+        .split('.')
+        .all(|atom| !atom.is_empty() && atom.chars().all(atext))
+}
+
+fn domain_ok(domain: &str) -> bool {
+    if let Some(lit) = domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
+        return !lit.is_empty()
+            && lit
+                .bytes()
+                .all(|b| (33..=126).contains(&b) && !b"[]\\".contains(&b));
+    }
+    !domain.is_empty()
+        && domain.len() <= 255
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| {
+                    c.is_ascii_alphanumeric()
+                        || c == '-'
+                        || (!c.is_ascii() && !c.is_control() && !c.is_whitespace())
+                })
+        })
+}
+
+/// Is `v` xtext as RFC 3461 §4 defines it (ENVID, ORCPT: printable ASCII but `+` and `=`,
+/// with `+XX` hex escapes)? These values are copied into DSNs.
+pub fn is_xtext(v: &str) -> bool {
+    let b = v.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => {
+                if !(b.len() > i + 2
+                    && b[i + 1].is_ascii_hexdigit()
+                    && b[i + 2].is_ascii_hexdigit())
+                {
+                    return false;
+                }
+                i += 3;
+            }
+            b'=' => return false,
+            33..=126 => i += 1,
+            _ => return false,
+        }
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +235,47 @@ mod tests {
         assert!(matches!(parse(b"\xff\xfe"), Command::Syntax(_)));
         assert_eq!(parse(b"xyzzy"), Command::Unknown("xyzzy".into()));
         assert_eq!(parse(b"QUIT"), Command::Quit);
+    }
+
+    /// Issue 14.8: control characters never pass as part of an address.
+    #[test]
+    fn mailbox_syntax_is_rfc5321_and_controls_are_refused() {
+        for ok in [
+            "a@b.example",
+            "first.last+tag@sub.b-c.example",
+            "\"john doe\"@b.example",
+            "jörg@bücher.example",
+            "a@[127.0.0.1]",
+            "a@[IPv6:::1]",
+            "o'neil@b.example",
+        ] {
+            assert!(is_mailbox(ok), "{ok}");
+        }
+        for bad in [
+            "a@b.example\r",
+            "a@b.example\x0b",
+            "a@b.example\x0c",
+            "a\r@b.example",
+            "a\x00@b.example",
+            "a b@b.example",
+            ".a@b.example",
+            "a..b@b.example",
+            "a@-b.example",
+            "a@b..example",
+            "a@",
+            "@b.example",
+            "ab.example",
+            "\"a\rb\"@b.example",
+            "a@[1.2.3.4\r]",
+            "a@b.example\u{2028}",
+        ] {
+            assert!(!is_mailbox(bad), "{bad:?}");
+        }
+        assert!(is_xtext("rfc822;a@b.example"));
+        assert!(is_xtext("abc+2Bdef"));
+        assert!(!is_xtext("rfc822;a@b.example\r"));
+        assert!(!is_xtext("a=b"));
+        assert!(!is_xtext("a+2"));
+        assert!(!is_xtext("a b"));
     }
 }

@@ -310,11 +310,11 @@ async fn run(
                             .await
                             .unwrap_or(false);
                         if ok {
-                            tracing::info!(%peer, user = %user, "authenticated");
+                            tracing::info!(%peer, user = %postern_core::Printable(&user), "authenticated");
                             authenticated = Some(user);
                             c.reply("235 2.7.0 authentication successful");
                         } else {
-                            tracing::warn!(%peer, user = %user, "authentication failed");
+                            tracing::warn!(%peer, user = %postern_core::Printable(&user), "authentication failed");
                             // A pause per failure makes guessing slow without holding a thread.
                             tokio::time::sleep(Duration::from_millis(500)).await;
                             c.reply("535 5.7.8 authentication credentials invalid");
@@ -358,6 +358,9 @@ fn mail(
         rcpts: Vec::new(),
     };
     if let Some(f) = from {
+        if !command::is_mailbox(&f) {
+            return Err("553 5.1.7 sender address syntax is not valid (RFC 5321 4.1.2)".into());
+        }
         Address::new(&f).map_err(|_| "553 5.1.7 sender address is not valid".to_string())?;
         t.mail_from = Some(f);
     }
@@ -376,7 +379,9 @@ fn mail(
             {
                 t.ret = Some(r.to_ascii_uppercase());
             }
-            ("ENVID", Some(e)) if e.len() <= 100 => t.envid = Some(e.to_string()),
+            ("ENVID", Some(e)) if e.len() <= 100 && command::is_xtext(e) => {
+                t.envid = Some(e.to_string())
+            }
             _ => return Err(format!("555 5.5.4 unsupported parameter {k}")),
         }
     }
@@ -389,6 +394,9 @@ fn rcpt(
     role: Role,
     shared: &Shared,
 ) -> Result<Recipient, String> {
+    if !command::is_mailbox(to) {
+        return Err("553 5.1.3 recipient address syntax is not valid (RFC 5321 4.1.2)".into());
+    }
     let addr = Address::new(to).map_err(|_| "553 5.1.3 recipient address is not valid")?;
     if role == Role::Public && !shared.directory.current().is_ours(addr.domain()) {
         return Err("550 5.7.1 relaying denied".into());
@@ -397,7 +405,9 @@ fn rcpt(
     for (k, v) in params {
         match (k.as_str(), v.as_deref()) {
             ("NOTIFY", Some(n)) if n.len() <= 40 => r.notify = Some(n.to_ascii_uppercase()),
-            ("ORCPT", Some(o)) if o.len() <= 500 => r.orcpt = Some(o.to_string()),
+            ("ORCPT", Some(o)) if o.len() <= 500 && command::is_xtext(o) => {
+                r.orcpt = Some(o.to_string())
+            }
             _ => return Err(format!("555 5.5.4 unsupported parameter {k}")),
         }
     }

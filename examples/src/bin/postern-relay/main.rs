@@ -13,6 +13,22 @@
 //! ```
 #![forbid(unsafe_code)]
 
+/// `println!` for lines that carry text from messages or peers (headers, addresses, reasons):
+/// control characters are escaped, so a Subject with terminal escape sequences cannot drive the
+/// administrator's terminal. Line breaks in the format string itself stay.
+macro_rules! say {
+    ($($t:tt)*) => {
+        println!(
+            "{}",
+            format!($($t)*)
+                .split('\n')
+                .map(|l| postern_core::printable(l).into_owned())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    };
+}
+
 mod dlp;
 mod quarantine_cmd;
 mod queue;

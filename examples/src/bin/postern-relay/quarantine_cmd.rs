@@ -114,7 +114,7 @@ async fn act(
                 .await
                 .map_err(|e| e.to_string())?;
             for h in &held {
-                println!(
+                say!(
                     "{}  {:>6}s  {:<9} <{}>  {}  {}",
                     h.id,
                     now().saturating_sub(h.created_at),
@@ -124,19 +124,19 @@ async fn act(
                     h.reason
                 );
             }
-            println!("{} messages", held.len());
+            say!("{} messages", held.len());
         }
         QAction::Show { id, message } => {
             let h = q.get(&id).await.map_err(|e| e.to_string())?;
-            println!("id: {}\nstate: {}\norigin: {}", h.id, h.state, h.origin);
-            println!(
+            say!("id: {}\nstate: {}\norigin: {}", h.id, h.state, h.origin);
+            say!(
                 "from: <{}>\nto: {}",
                 h.sender.as_deref().unwrap_or(""),
                 h.recipients.join(", ")
             );
-            println!("reason: {}", h.reason);
+            say!("reason: {}", h.reason);
             if let Some(v) = &h.verdict {
-                println!("verdict: {v}");
+                say!("verdict: {v}");
             }
             let data = q
                 .message(&id, actor, if message { "show --message" } else { "show" })
@@ -150,7 +150,7 @@ async fn act(
             } else if let Ok(view) = postern_core::MessageView::parse(&data) {
                 for name in ["From", "To", "Cc", "Subject", "Date", "Message-ID"] {
                     if let Some(v) = view.header(name) {
-                        println!("{name}: {v}");
+                        say!("{name}: {v}");
                     }
                 }
             }
@@ -186,7 +186,7 @@ async fn act(
                 .await
                 .map_err(|e| e.to_string())?;
             spool.request_flush().map_err(|e| e.to_string())?;
-            println!("{id}: released as queue ID {}", entry.id);
+            say!("{id}: released as queue ID {}", entry.id);
         }
         QAction::Reject { id, reason } => {
             let h = q.get(&id).await.map_err(|e| e.to_string())?;
@@ -237,12 +237,12 @@ async fn act(
                 let spool = spool();
                 spool.accept(&dsn, &msg).map_err(|e| e.to_string())?;
                 spool.request_flush().map_err(|e| e.to_string())?;
-                println!("{id}: bounce queued as {dsn_id}");
+                say!("{id}: bounce queued as {dsn_id}");
             }
             q.decide(&id, "rejected", actor, &reason)
                 .await
                 .map_err(|e| e.to_string())?;
-            println!("{id}: rejected");
+            say!("{id}: rejected");
         }
         QAction::Audit { id } => {
             for a in q
@@ -250,9 +250,13 @@ async fn act(
                 .await
                 .map_err(|e| e.to_string())?
             {
-                println!(
+                say!(
                     "{}  {:<14} {:<8} {}  {}",
-                    a.at, a.actor, a.action, a.id, a.reason
+                    a.at,
+                    a.actor,
+                    a.action,
+                    a.id,
+                    a.reason
                 );
             }
         }

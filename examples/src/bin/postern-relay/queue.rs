@@ -102,19 +102,21 @@ pub fn run(args: QueueArgs) -> Result<bool, String> {
         QueueAction::List => {
             let (entries, bad) = spool.list().map_err(|e| e.to_string())?;
             for e in &entries {
-                println!("{}", line(e, now));
+                say!("{}", line(e, now));
             }
             for b in bad {
                 eprintln!("postern-relay: unreadable entry: {b}");
             }
-            println!("{} messages", entries.len());
+            say!("{} messages", entries.len());
         }
         QueueAction::Show { id } => {
             let e = get(&id)?;
-            println!("{}", line(&e, now));
-            println!(
+            say!("{}", line(&e, now));
+            say!(
                 "origin: {:?}; client {}; attempts {}",
-                e.origin, e.client, e.attempts
+                e.origin,
+                e.client,
+                e.attempts
             );
             for r in &e.recipients {
                 let why = match &r.state {
@@ -123,24 +125,24 @@ pub fn run(args: QueueArgs) -> Result<bool, String> {
                     }
                     _ => r.last_error.clone().unwrap_or_default(),
                 };
-                println!("  {} {}: {}", r.address, state(&r.state), why);
+                say!("  {} {}: {}", r.address, state(&r.state), why);
             }
             let data = spool.data(&id).map_err(|e| e.to_string())?;
             let view = postern_core::MessageView::parse(&data).map_err(|e| e.to_string())?;
             for name in ["From", "To", "Cc", "Subject", "Date", "Message-ID"] {
                 if let Some(v) = view.header(name) {
-                    println!("{name}: {v}");
+                    say!("{name}: {v}");
                 }
             }
         }
         QueueAction::Flush => {
             spool.request_flush().map_err(|e| e.to_string())?;
-            println!("flush requested");
+            say!("flush requested");
         }
         QueueAction::Delete { id } => {
             get(&id)?;
             spool.remove(&id).map_err(|e| e.to_string())?;
-            println!("{id}: deleted");
+            say!("{id}: deleted");
         }
         QueueAction::Release { id } => {
             let mut e = get(&id)?;
@@ -158,7 +160,7 @@ pub fn run(args: QueueArgs) -> Result<bool, String> {
             e.next_attempt = 0;
             spool.update(&e).map_err(|e| e.to_string())?;
             spool.request_flush().map_err(|e| e.to_string())?;
-            println!("{id}: {n} recipients released");
+            say!("{id}: {n} recipients released");
         }
     }
     Ok(true)
