@@ -435,9 +435,11 @@ pub fn test_config(dir: &Path, outbound: &str, inbound: &str) -> postern_relay::
         },
         outbound: NextHopConfig {
             relayhost: outbound.into(),
+            verify_recipients: None,
         },
         inbound: NextHopConfig {
             relayhost: inbound.into(),
+            verify_recipients: None,
         },
         retry: RetryConfig {
             schedule: vec!["1s".into()],

@@ -524,3 +524,57 @@ fn non_ascii_header_names_neither_panic_nor_stop_mail() {
         "forged result removed: {text}"
     );
 }
+
+/// Issue 14.2: on the public listener, a recipient our mail server does not take is refused in
+/// the SMTP session (the probe asks it), so nothing is accepted that would later bounce to a
+/// forged sender; when our server cannot be asked, the client is told to retry (450).
+#[test]
+fn unknown_local_recipients_are_refused_in_the_session() {
+    let s = setup();
+    let outbound = SmtpSink::start(&[]);
+    // Our mail server refuses every recipient (smtp-sink's hard error for RCPT).
+    let strict = SmtpSink::start(&["-f", "RCPT"]);
+    let relay = start(&s, &outbound.addr(), &strict.addr());
+    let public = relay.public_addr.unwrap().to_string();
+    let forged = b"From: gw@smime-partner.test\r\nTo: nobody@clinic.example\r\nSubject: APPROVED: wire transfer\r\n\r\nx\r\n";
+    let (mut c, _) = Client::connect(&public).unwrap();
+    c.cmd("EHLO attacker.test").unwrap();
+    c.cmd("MAIL FROM:<gw@smime-partner.test>").unwrap();
+    let r = c.cmd("RCPT TO:<nobody@clinic.example>").unwrap();
+    assert!(r.starts_with("550 5.1.1"), "{r}");
+    drop(c);
+    let r = send_mail(
+        &public,
+        "gw@smime-partner.test",
+        &["nobody@clinic.example"],
+        forged,
+    );
+    assert!(!r.unwrap().starts_with("250"));
+    assert_eq!(
+        spool_len(&relay),
+        0,
+        "nothing accepted, so nothing to bounce"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(outbound.count(), 0, "no DSN to the forged partner sender");
+    drop(relay);
+
+    // Our server takes the address: accepted and delivered.
+    let ours = SmtpSink::start(&[]);
+    let relay = start(&s, &outbound.addr(), &ours.addr());
+    let public = relay.public_addr.unwrap().to_string();
+    let m = b"From: x@gmail.test\r\nTo: ada@clinic.example\r\nSubject: hi\r\n\r\nx\r\n";
+    let r = send_mail(&public, "x@gmail.test", &["ada@clinic.example"], m).unwrap();
+    assert!(r.starts_with("250"), "{r}");
+    assert!(wait_until(Duration::from_secs(20), || ours.count() == 1));
+    drop(relay);
+
+    // Our server is down: the sender is asked to retry, nothing is accepted.
+    let relay = start(&s, &outbound.addr(), &format!("127.0.0.1:{}", free_port()));
+    let public = relay.public_addr.unwrap().to_string();
+    let (mut c, _) = Client::connect(&public).unwrap();
+    c.cmd("EHLO x.test").unwrap();
+    c.cmd("MAIL FROM:<x@gmail.test>").unwrap();
+    let r = c.cmd("RCPT TO:<ada@clinic.example>").unwrap();
+    assert!(r.starts_with("450 4.1.1"), "{r}");
+}

@@ -187,9 +187,11 @@ impl Default for RelayConfig {
             },
             outbound: NextHopConfig {
                 relayhost: "dir:outbox".into(),
+                verify_recipients: None,
             },
             inbound: NextHopConfig {
                 relayhost: "dir:inbox".into(),
+                verify_recipients: None,
             },
             limits: Limits::default(),
             retry: RetryConfig::default(),
@@ -224,6 +226,12 @@ pub struct NextHopConfig {
     /// `mx` (direct delivery to each domain's MX), `127.0.0.1:25`, `[mail.example]:587` or
     /// `dir:outbox`.
     pub relayhost: String,
+    /// For the inbound hop: ask it during the SMTP session whether it takes each recipient,
+    /// and refuse unknown ones there (550) rather than accept and bounce later — a bounce to a
+    /// forged sender is backscatter, and to a partner it would be a message we made from a
+    /// stranger's words. Default: on when the inbound hop is SMTP.
+    #[serde(default)]
+    pub verify_recipients: Option<bool>,
 }
 
 /// SMTP limits: what a client may send before it gets an error reply.

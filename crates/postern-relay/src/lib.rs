@@ -30,6 +30,7 @@ pub mod smtp;
 pub mod spool;
 pub mod transport;
 mod util;
+pub mod verify;
 
 pub use config::{ConfigError, RelayConfig};
 pub use inspect::{ContentInspector, DlpInspector, Inspection, PassThrough};

@@ -67,6 +67,8 @@ pub struct Settings {
     pub users: Option<Arc<Users>>,
     /// MAIL needs AUTH first on the internal listener.
     pub auth_required: bool,
+    /// Asks our mail server about recipients on the public listener (`None`: no check).
+    pub verifier: Option<crate::verify::RecipientVerifier>,
 }
 
 /// State shared by every task of one relay.
@@ -182,7 +184,14 @@ fn build_settings(cfg: &RelayConfig) -> Result<Settings, StartError> {
         pool: ConnectionPool::new(cfg.limits.per_destination, Duration::from_secs(30)),
         users: None,
         auth_required: cfg.auth.required,
+        verifier: None,
     };
+    if let (NextHop::Smtp(addr), true) = (
+        &settings.inbound,
+        cfg.inbound.verify_recipients.unwrap_or(true),
+    ) {
+        settings.verifier = Some(crate::verify::RecipientVerifier::new(addr));
+    }
     if !cfg.auth.users.as_os_str().is_empty() {
         let users = Users::load(&cfg.auth.users).map_err(|e| ConfigError::Value {
             field: "auth.users",

@@ -157,7 +157,11 @@ impl Router {
                             tls_required: false,
                         }
                     } else {
-                        self.for_partner(dir, partner, recipients, &message, forced)
+                        // A message with the null sender is a bounce or a receipt: its text is
+                        // largely what some stranger sent us, so our domain key never signs it
+                        // (it would vouch for an attacker's words). It is still sealed.
+                        let may_sign = envelope.mail_from.is_some();
+                        self.for_partner(dir, partner, recipients, &message, forced, may_sign)
                             .await
                     }
                 }
@@ -174,6 +178,7 @@ impl Router {
         recipients: Vec<Address>,
         message: &[u8],
         forced: bool,
+        may_sign: bool,
     ) -> Disposition {
         let policy = match (partner.policy, forced) {
             // The user asked for protection: a preferred partner must not get plaintext.
@@ -195,7 +200,7 @@ impl Router {
         let mut temporary: Option<String> = None;
         let mut permanent: Vec<String> = Vec::new();
         for &standard in &partner.standards {
-            match self.seal(dir, partner, standard, message).await {
+            match self.seal(dir, partner, standard, message, may_sign).await {
                 Ok(sealed) => {
                     return Disposition::Deliver {
                         recipients,
@@ -238,6 +243,7 @@ impl Router {
         partner: &Partner,
         standard: Standard,
         message: &[u8],
+        may_sign: bool,
     ) -> Result<Vec<u8>, Error> {
         let backend = self.backend(standard).ok_or_else(|| {
             Error::UnsupportedAlgorithm(format!("no {standard} backend configured"))
@@ -249,7 +255,7 @@ impl Router {
                 reason: format!("no {standard} certificate configured"),
             });
         }
-        let signer = if partner.sign {
+        let signer = if partner.sign && may_sign {
             Some(
                 dir.our_credentials(standard)
                     .into_iter()
@@ -412,6 +418,9 @@ mod tests {
             match self.outcome {
                 Outcome::Seal => {
                     let mut m = format!("X-Fake-Sealed: {}\r\n", self.standard).into_bytes();
+                    if req.sign.is_some() {
+                        m.extend_from_slice(b"X-Fake-Signed: ours\r\n");
+                    }
                     m.extend_from_slice(msg.raw());
                     Ok(m)
                 }
@@ -644,6 +653,51 @@ mod tests {
                     "body {i}"
                 );
             }
+        }
+    }
+
+    /// Issue 14.2: a message with the null sender (a bounce, whose text is what a stranger
+    /// sent) is sealed for a partner that wants signatures, but never signed with our key.
+    #[test]
+    fn our_key_never_signs_mail_from_the_null_sender() {
+        let mut dir = Directory::default();
+        dir.our
+            .credentials
+            .push(postern_core::Credential::with_secret(
+                Standard::Smime,
+                b"cert".to_vec(),
+                b"key".to_vec(),
+            ));
+        let mut p = Partner::new(
+            crate::DomainPattern::Exact(Domain::new("p.test").unwrap()),
+            PartnerPolicy::Required,
+            vec![Standard::Smime],
+        );
+        p.sign = true;
+        p.certificates
+            .insert(Standard::Smime, vec![b"cert".to_vec()]);
+        dir.partners.push(p);
+        let router = Router::new(vec![Arc::new(Fake {
+            standard: Standard::Smime,
+            outcome: Outcome::Seal,
+        })]);
+        let msg = b"From: MAILER-DAEMON@clinic.test\r\nTo: gw@p.test\r\nSubject: APPROVED: wire\r\n\r\nx\r\n";
+        for (from, signed) in [(None, false), (Address::new("ada@clinic.test").ok(), true)] {
+            let env = Envelope {
+                mail_from: from,
+                rcpt_to: vec![Address::new("gw@p.test").unwrap()],
+            };
+            let out = block_on(router.outbound(&dir, &env, msg, None));
+            let [Disposition::Deliver {
+                message,
+                sealed: Some(_),
+                ..
+            }] = &out[..]
+            else {
+                panic!("{out:?}");
+            };
+            let text = String::from_utf8_lossy(message);
+            assert_eq!(text.contains("X-Fake-Signed"), signed, "{text}");
         }
     }
 

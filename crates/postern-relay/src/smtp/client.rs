@@ -182,6 +182,69 @@ pub async fn attempt(
     second.map_err(|e| e.to_string())
 }
 
+/// What our mail server said about one recipient when asked without sending anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// It takes mail for this address.
+    Accepted,
+    /// It refused the address for good (5xx to RCPT TO).
+    Rejected(String),
+    /// It could not be asked, or answered 4xx: no verdict.
+    Unknown(String),
+}
+
+/// Asks the SMTP server at `addr` whether it accepts `rcpt` (`MAIL FROM:<>`, `RCPT TO`, then
+/// `RSET` and `QUIT`: no message is sent), as Postfix's `reject_unverified_recipient` does.
+pub async fn probe_recipient(
+    addr: &str,
+    helo: &str,
+    rcpt: &str,
+    wait: Duration,
+    tls: &TlsContext,
+) -> Probe {
+    let rcpts = [rcpt.to_string()];
+    let t = Transaction {
+        addr,
+        name: addr,
+        helo,
+        mail_from: None,
+        rcpts: &rcpts,
+        data: b"",
+        wait,
+    };
+    let mut tried_tls = Some((tls, TlsPolicy::Opportunistic));
+    loop {
+        let session = match t.open(tried_tls).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(refused)) => {
+                return Probe::Unknown(format!("{:?}", refused.first()));
+            }
+            Err(Trouble::Tls(_)) if tried_tls.is_some() => {
+                tried_tls = None;
+                continue;
+            }
+            Err(e) => return Probe::Unknown(e.to_string()),
+        };
+        let mut c = session.c;
+        let answer = async {
+            let from = c.command("MAIL FROM:<>").await?;
+            if from.code != 250 {
+                return Ok::<_, Trouble>(Probe::Unknown(format!("MAIL FROM: {}", from.code)));
+            }
+            let r = c.command(&format!("RCPT TO:<{rcpt}>")).await?;
+            Ok(match r.code / 100 {
+                2 => Probe::Accepted,
+                5 => Probe::Rejected(format!("{} {}", r.code, r.text)),
+                _ => Probe::Unknown(format!("{} {}", r.code, r.text)),
+            })
+        }
+        .await;
+        let _ = c.command("RSET").await;
+        c.quit().await;
+        return answer.unwrap_or_else(|e| Probe::Unknown(e.to_string()));
+    }
+}
+
 /// An open connection past EHLO (and STARTTLS), ready for MAIL FROM.
 pub struct Session {
     c: Client,

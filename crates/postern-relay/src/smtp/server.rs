@@ -10,6 +10,7 @@ use tokio::time::{timeout_at, Instant};
 
 use postern_core::Address;
 
+use super::client::Probe;
 use super::command::{self, Command};
 use super::lines::{read_line, trim_eol, Line};
 use crate::relay::Shared;
@@ -186,10 +187,16 @@ async fn run(
                     c.reply("452 4.5.3 too many recipients");
                 }
                 Some(t) => match rcpt(&to, &params, role, shared) {
-                    Ok(r) => {
-                        t.rcpts.push(r);
-                        c.reply("250 2.1.5 recipient ok");
-                    }
+                    Ok(r) => match verified(shared, role, &to).await {
+                        Ok(()) => {
+                            t.rcpts.push(r);
+                            c.reply("250 2.1.5 recipient ok");
+                        }
+                        Err(reply) => {
+                            c.reply(&reply);
+                            failed = true;
+                        }
+                    },
                     Err(reply) => {
                         c.reply(&reply);
                         failed = true;
@@ -412,6 +419,23 @@ fn rcpt(
         }
     }
     Ok(r)
+}
+
+/// On the public listener, asks our mail server whether it takes `to` (when configured).
+async fn verified(shared: &Shared, role: Role, to: &str) -> Result<(), String> {
+    let (Role::Public, Some(v)) = (role, &shared.settings.verifier) else {
+        return Ok(());
+    };
+    let s = &shared.settings;
+    let wait = s.delivery_timeout.min(Duration::from_secs(30));
+    match v.check(to, &s.hostname, wait, &s.tls).await {
+        Probe::Accepted => Ok(()),
+        Probe::Rejected(_) => Err("550 5.1.1 recipient unknown here".into()),
+        Probe::Unknown(why) => {
+            tracing::warn!(error = %postern_core::Printable(&why), "recipient verification failed; deferring");
+            Err("450 4.1.1 recipient cannot be verified now, try again later".into())
+        }
+    }
 }
 
 enum Data {
