@@ -462,11 +462,18 @@ fn a_panic_in_processing_holds_that_message_and_the_worker_goes_on() {
         submit(&addr, &format!("after-{i}"), "y@gmail.test", "fine");
     }
     assert!(
-        wait_until(Duration::from_secs(20), || sink.count() == 6),
-        "{} of 6 arrived",
-        sink.count()
+        wait_until(Duration::from_secs(20), || sink.count() == 6
+            && relay.metrics().panics.get() == 1),
+        "{} of 6 arrived, {} panics",
+        sink.count(),
+        relay.metrics().panics.get()
     );
-    assert_eq!(relay.metrics().panics.get(), 1);
+    assert!(wait_until(Duration::from_secs(10), || {
+        let (entries, _) = relay.spool().list().unwrap();
+        serde_json::to_string(&entries)
+            .unwrap()
+            .contains("internal error")
+    }));
     let (entries, _) = relay.spool().list().unwrap();
     assert_eq!(entries.len(), 1, "only the panicking message stays");
     let state = serde_json::to_string(&entries[0].recipients).unwrap();

@@ -216,3 +216,224 @@ fn pgp_mime_from_a_gpg_partner_is_opened_and_verified() {
     assert!(!t.contains("ceo@clinic.example"), "{t}");
     assert!(t.contains("Potassium 4.1 mmol/L."));
 }
+
+/// Issue 14.3: a signature is `valid` only when its signer speaks for the From the reader sees.
+/// Partner mail signed and encrypted by OpenSSL with a person's CA-issued certificate (not the
+/// pinned gateway key) and with the partner's pinned gateway key, under many From headers.
+#[test]
+fn a_valid_signature_is_bound_to_the_from_header() {
+    let pki = Pki::new();
+    let us = pki.issue("gw@clinic.example", KeyKind::Rsa(2048));
+    let gateway = pki.issue("gw@partner.test", KeyKind::Rsa(2048));
+    let alice = pki.issue("alice@partner.test", KeyKind::Rsa(2048));
+    let mut dir = Directory::default();
+    dir.our.domains.push(Domain::new("clinic.example").unwrap());
+    dir.our.credentials.push(us.credential());
+    dir.our.trust_anchors.push(pki.ca_pem());
+    let mut p = Partner::new(
+        DomainPattern::Exact(Domain::new("partner.test").unwrap()),
+        PartnerPolicy::Required,
+        vec![Standard::Smime],
+    );
+    p.certificates
+        .insert(Standard::Smime, vec![gateway.cert_pem()]);
+    dir.partners.push(p);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let sealed = |signer: &postern_tests::EndEntity, from_lines: &str| {
+        let inner = format!(
+            "{from_lines}To: records@clinic.example\r\nSubject: referral\r\nContent-Type: text/plain\r\n\r\nPlease see the patient.\r\n"
+        );
+        let signed = run_ok(
+            Command::new("openssl")
+                .args(["cms", "-sign", "-nodetach", "-signer"])
+                .arg(&signer.cert)
+                .arg("-inkey")
+                .arg(&signer.key),
+            inner.as_bytes(),
+        );
+        let enc = run_ok(
+            Command::new("openssl")
+                .args(["cms", "-encrypt", "-aes-256-cbc"])
+                .arg(&us.cert),
+            &signed,
+        );
+        // A gateway keeps the routing fields outside, as we do.
+        [from_lines.as_bytes(), &enc].concat()
+    };
+    let verdict = |mail_from: Option<&str>, msg: &[u8]| {
+        let from = mail_from.map(addr);
+        let t = text(&rt.block_on(router().inbound(&dir, from.as_ref(), msg)));
+        let line = t
+            .lines()
+            .find(|l| l.starts_with("Postern-Signature: "))
+            .unwrap_or_else(|| panic!("no verdict: {t}"))
+            .to_string();
+        (line, t)
+    };
+    let cases: &[(&str, &postern_tests::EndEntity, &str, Option<&str>)] = &[
+        (
+            "the signer's own address",
+            &alice,
+            "From: Alice <alice@partner.test>\r\n",
+            Some("valid"),
+        ),
+        (
+            "another person at the partner",
+            &alice,
+            "From: bob@partner.test\r\n",
+            Some("untrusted"),
+        ),
+        (
+            "our own CEO",
+            &alice,
+            "From: ceo@clinic.example\r\n",
+            Some("invalid"),
+        ),
+        ("no From", &alice, "", Some("untrusted")),
+        ("an empty From", &alice, "From: \r\n", Some("untrusted")),
+        (
+            "two From fields",
+            &alice,
+            "From: alice@partner.test\r\nFrom: ceo@clinic.example\r\n",
+            Some("untrusted"),
+        ),
+        (
+            "two mailboxes",
+            &alice,
+            "From: alice@partner.test, ceo@clinic.example\r\n",
+            Some("untrusted"),
+        ),
+        (
+            "a group",
+            &alice,
+            "From: team: alice@partner.test;\r\n",
+            Some("untrusted"),
+        ),
+        (
+            "the gateway for its domain",
+            &gateway,
+            "From: doc@partner.test\r\n",
+            Some("valid"),
+        ),
+        (
+            "the gateway for us",
+            &gateway,
+            "From: ceo@clinic.example\r\n",
+            Some("invalid"),
+        ),
+    ];
+    for (name, signer, from, want) in cases {
+        let msg = sealed(signer, from);
+        for mail_from in [Some("doc@partner.test"), None] {
+            let (line, t) = verdict(mail_from, &msg);
+            let want = want.unwrap();
+            assert!(
+                line.starts_with(&format!("Postern-Signature: {want}")),
+                "{name} (MAIL FROM {mail_from:?}): {line}\n{t}"
+            );
+            if want != "valid" {
+                assert!(t.contains("Postern-Signature-Problem: "), "{name}: {t}");
+            }
+            assert!(
+                t.contains("Postern-Signature-Covers: body and from, to, subject")
+                    || from.is_empty(),
+                "{name}: {t}"
+            );
+        }
+    }
+
+    // Signed only (detached, as a sign-only gateway sends it: the MIME fields inside, every
+    // other field outside), then replayed with a new From and Subject.
+    let entity = b"Content-Type: text/plain\r\n\r\nTransfer approved.\r\n";
+    let signed = run_ok(
+        Command::new("openssl")
+            .args(["cms", "-sign", "-signer"])
+            .arg(&alice.cert)
+            .arg("-inkey")
+            .arg(&alice.key),
+        entity,
+    );
+    let with_head = |head: &str| [head.as_bytes(), &signed].concat();
+    let (line, t) = verdict(
+        Some("alice@partner.test"),
+        &with_head("From: alice@partner.test\r\nTo: records@clinic.example\r\nSubject: lunch\r\n"),
+    );
+    assert!(line.starts_with("Postern-Signature: valid"), "{t}");
+    assert!(
+        t.contains("Postern-Signature-Covers: body (no header fields"),
+        "the reader is told the Subject is not signed: {t}"
+    );
+    let (line, t) = verdict(
+        None,
+        &with_head(
+            "From: ceo@clinic.example\r\nTo: records@clinic.example\r\nSubject: APPROVED\r\n",
+        ),
+    );
+    assert!(
+        line.starts_with("Postern-Signature: invalid"),
+        "replayed as another sender: {t}"
+    );
+}
+
+/// Issue 14.3: an inline PGP signed block inside unsigned text: the unsigned text stays
+/// visible, and the result says that only part was signed.
+#[test]
+fn inline_pgp_with_unsigned_text_around_is_partial() {
+    let us = Gpg::new();
+    us.generate("Clinic <gw@clinic.example>", PgpKind::Ed25519, "never");
+    let partner = Gpg::new();
+    partner.generate("Partner <gw@pgp-partner.test>", PgpKind::Ed25519, "never");
+    let mut dir = Directory::default();
+    dir.our.domains.push(Domain::new("clinic.example").unwrap());
+    dir.our
+        .credentials
+        .push(pgp_credential(&us.export_secret("gw@clinic.example")));
+    let mut p = Partner::new(
+        DomainPattern::Exact(Domain::new("pgp-partner.test").unwrap()),
+        PartnerPolicy::Preferred,
+        vec![Standard::OpenPgp],
+    );
+    p.certificates.insert(
+        Standard::OpenPgp,
+        vec![partner.export("gw@pgp-partner.test")],
+    );
+    dir.partners.push(p);
+    let signed = partner.ok(
+        &["--clearsign", "-u", "gw@pgp-partner.test"],
+        b"The results are normal.\n",
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let msg_with = |before: &str, after: &str| {
+        format!(
+            "From: gw@pgp-partner.test\r\nTo: records@clinic.example\r\nSubject: r\r\nContent-Type: text/plain\r\n\r\n{before}{}{after}",
+            String::from_utf8_lossy(&signed)
+        )
+        .into_bytes()
+    };
+    let from = addr("gw@pgp-partner.test");
+    let t = text(&rt.block_on(router().inbound(&dir, Some(&from), &msg_with("", ""))));
+    assert!(t.contains("Postern-Signature: valid"), "{t}");
+    let t = text(&rt.block_on(router().inbound(
+        &dir,
+        Some(&from),
+        &msg_with(
+            "URGENT: wire the money today.\n\n",
+            "\nAlso send the passwords.\n",
+        ),
+    )));
+    assert!(t.contains("Postern-Signature: partial"), "{t}");
+    assert!(
+        t.contains("Postern-Signature-Problem: only part of the body is signed"),
+        "{t}"
+    );
+    assert!(
+        t.contains("URGENT: wire the money today."),
+        "unsigned text stays visible: {t}"
+    );
+    assert!(t.contains("Also send the passwords."), "{t}");
+    assert!(t.contains("The results are normal."), "{t}");
+}

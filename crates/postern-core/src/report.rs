@@ -23,6 +23,13 @@ pub struct Report {
     pub encryption: Option<Encryption>,
     /// One entry per signature found (empty: the message was not signed).
     pub signatures: Vec<SignatureReport>,
+    /// Header fields (lower-case names, in order) inside the signed content: what the
+    /// signature vouches for besides the body. Empty when the signed entity held only the body
+    /// and its MIME fields, so every other header field is the sender's unsigned word.
+    pub signed_fields: Vec<String>,
+    /// Text outside every signature was delivered along with signed text (inline PGP with
+    /// words before or after the signed block): the signature covers part of the body only.
+    pub partly_protected: bool,
 }
 
 impl Report {
@@ -32,6 +39,20 @@ impl Report {
             standard,
             encryption: None,
             signatures: Vec::new(),
+            signed_fields: Vec::new(),
+            partly_protected: false,
+        }
+    }
+
+    /// Records the header fields of a signed entity (called by backends for each signed layer).
+    pub fn note_signed_entity(&mut self, entity: &[u8]) {
+        if let Ok(v) = crate::MessageView::parse(entity) {
+            for h in v.headers() {
+                let n = h.name.to_ascii_lowercase();
+                if !self.signed_fields.contains(&n) {
+                    self.signed_fields.push(n);
+                }
+            }
         }
     }
 
@@ -97,6 +118,9 @@ impl Encryption {
 pub struct SignatureReport {
     /// The signer's e-mail address, from the certificate (S/MIME) or user ID (OpenPGP).
     pub signer: Option<String>,
+    /// Every address the signer's certificate names (lower-case): the From address of a
+    /// message must be one of these for the signature to speak for it (RFC 8550 §3).
+    pub signer_addresses: Vec<String>,
     /// The signer's certificate subject or primary user ID.
     pub signer_subject: Option<String>,
     /// SHA-256 fingerprint of the signer's certificate (hex), or the OpenPGP fingerprint.
@@ -116,6 +140,7 @@ impl SignatureReport {
     pub fn new(status: SignatureStatus) -> Self {
         SignatureReport {
             signer: None,
+            signer_addresses: Vec::new(),
             signer_subject: None,
             fingerprint: None,
             algorithm: None,

@@ -39,6 +39,16 @@ pub fn email(cert: &Cert) -> Option<String> {
         .find_map(|u| u.userid().email().ok().flatten().map(str::to_string))
 }
 
+/// Every e-mail address in the certificate's user IDs, lower-case.
+pub fn emails(cert: &Cert) -> Vec<String> {
+    let mut out: Vec<String> = cert
+        .userids()
+        .filter_map(|u| u.userid().email().ok().flatten().map(str::to_lowercase))
+        .collect();
+    out.dedup();
+    out
+}
+
 /// Checks the policy's minimum RSA size against a key.
 pub fn check_key_strength<P: key::KeyParts, R: key::KeyRole>(
     key: &openpgp::packet::Key<P, R>,

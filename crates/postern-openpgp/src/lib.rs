@@ -128,9 +128,9 @@ fn kind(view: &MessageView<'_>) -> Kind {
     }
 }
 
-/// The armored block of an inline PGP message (`BEGIN PGP MESSAGE` or `BEGIN PGP SIGNED
-/// MESSAGE`), if the text carries one.
-fn inline_armor(text: &[u8]) -> Option<&[u8]> {
+/// Where the armored block of an inline PGP message (`BEGIN PGP MESSAGE` or `BEGIN PGP SIGNED
+/// MESSAGE`) sits in the text, if it carries one.
+fn inline_armor(text: &[u8]) -> Option<std::ops::Range<usize>> {
     let find = |needle: &[u8]| text.windows(needle.len()).position(|w| w == needle);
     let (start, end_marker): (usize, &[u8]) = if let Some(s) = find(b"-----BEGIN PGP MESSAGE-----")
     {
@@ -146,7 +146,7 @@ fn inline_armor(text: &[u8]) -> Option<&[u8]> {
         .position(|w| w == end_marker)
         .map(|e| e + end_marker.len())
         .unwrap_or(rest.len());
-    Some(&rest[..end])
+    Some(start..start + end)
 }
 
 impl OpenPgpEnvelope {
@@ -269,6 +269,9 @@ impl OpenPgpEnvelope {
                             "multipart/encrypted whose content is not encrypted".into(),
                         ));
                     }
+                    if !found.signatures.is_empty() {
+                        report.note_signed_entity(&plain);
+                    }
                     absorb(&mut report, found);
                     mime::merge(&view, &plain)
                 }
@@ -284,18 +287,38 @@ impl OpenPgpEnvelope {
                     let reports =
                         mime::verify_canonical(exact, |c| open::verify_detached(&sig, c, &ctx))?;
                     report.signatures.extend(reports);
+                    report.note_signed_entity(exact);
                     mime::merge(&view, exact)
                 }
                 Kind::Inline => {
                     // The bytes as sent: charset conversion would break a cleartext signature.
                     let body = view.root().transfer_decoded_body();
-                    let armor = inline_armor(&body).unwrap_or_default();
+                    let at = inline_armor(&body).unwrap_or_default();
+                    let armor = body.get(at.clone()).unwrap_or_default();
                     let (plain, found) = open::read_message(armor, &ctx)?;
+                    // Text before and after the armoured block was not signed or encrypted:
+                    // it stays visible (a reader must see everything that was sent), and the
+                    // report says that only part of the body is protected.
+                    let before = body.get(..at.start).unwrap_or_default();
+                    let after = body.get(at.end..).unwrap_or_default();
+                    let outside = |t: &[u8]| t.iter().any(|b| !b.is_ascii_whitespace());
+                    if outside(before) || outside(after) {
+                        report.partly_protected = true;
+                    }
                     absorb(&mut report, found);
                     let mut entity =
                         b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
                             .to_vec();
+                    if outside(before) {
+                        entity.extend_from_slice(&mime::to_crlf(before));
+                    }
                     entity.extend_from_slice(&mime::to_crlf(&plain));
+                    if outside(after) {
+                        if !entity.ends_with(b"\n") {
+                            entity.extend_from_slice(b"\r\n");
+                        }
+                        entity.extend_from_slice(&mime::to_crlf(after));
+                    }
                     mime::merge(&view, &entity)
                 }
                 Kind::Other => break,

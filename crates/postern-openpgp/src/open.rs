@@ -135,6 +135,7 @@ fn signer_report(
 ) -> SignatureReport {
     let mut r = SignatureReport::new(status);
     r.signer = keys::email(cert);
+    r.signer_addresses = keys::emails(cert);
     r.signer_subject = cert
         .userids()
         .next()

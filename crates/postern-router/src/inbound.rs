@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use postern_core::{
-    Address, MessageView, OpenRequest, Policy, Report, SecureEnvelope, SignatureStatus,
+    Address, ChainStatus, Domain, MessageView, OpenRequest, Policy, Report, SecureEnvelope,
+    SignatureStatus,
 };
 
 use crate::{Directory, Partner, PartnerPolicy};
@@ -89,13 +90,20 @@ impl InboundRouter {
         raw: &[u8],
     ) -> Inbound {
         let clean = strip_results(raw);
-        let partner = mail_from.and_then(|a| dir.partner_for(a.domain()));
         let Ok(view) = MessageView::parse(&clean) else {
             return Inbound::Quarantine {
                 message: clean.clone(),
                 reason: "not a message (no header section)".into(),
             };
         };
+        // The partner whose keys we expect: by the envelope sender, or — for the null sender —
+        // by the From header. Choosing by From gains a forger nothing: a signature must still
+        // verify with that partner's key, and then binds only addresses of that partner.
+        let partner_index = match mail_from {
+            Some(a) => dir.partner_index_for(a.domain()),
+            None => single_from(&view).and_then(|a| dir.partner_index_for(a.domain())),
+        };
+        let partner = partner_index.map(|i| &dir.partners[i]);
         let Some(backend) = self.backends.iter().find(|b| b.recognises(&view)) else {
             return self.plaintext(partner, clean.clone());
         };
@@ -111,7 +119,13 @@ impl InboundRouter {
             Ok(opened) => {
                 // The opened message came from outside too: its result headers go as well.
                 let inner = strip_results(&opened.message);
-                let mut headers = result_headers(&opened.report, mail_from);
+                let binding = Binding {
+                    dir,
+                    partner: partner_index,
+                    mail_from,
+                    message: &inner,
+                };
+                let mut headers = result_headers(&opened.report, &binding);
                 headers.extend_from_slice(&inner);
                 Inbound::Deliver {
                     message: headers,
@@ -175,8 +189,38 @@ fn prepend(header: &str, message: &[u8]) -> Vec<u8> {
     out
 }
 
-/// `Postern-Decrypted` and `Postern-Signature` for an opened message.
-fn result_headers(report: &Report, mail_from: Option<&Address>) -> Vec<u8> {
+/// What a signature is checked against besides the content: who the message says it is from.
+struct Binding<'a> {
+    dir: &'a Directory,
+    /// The partner entry whose keys were expected (index into the directory).
+    partner: Option<usize>,
+    mail_from: Option<&'a Address>,
+    /// The message as it will be delivered (opened; protected inner fields in force).
+    message: &'a [u8],
+}
+
+/// Header fields whose coverage by the signature the reader is told about.
+const SHOWN_FIELDS: &[&str] = &[
+    "from",
+    "sender",
+    "reply-to",
+    "to",
+    "cc",
+    "subject",
+    "date",
+    "message-id",
+];
+
+/// `Postern-Decrypted`, `Postern-Signature` (and, when it applies, `-Problem` and `-Covers`)
+/// for an opened message.
+///
+/// `valid` means: every signature verifies, its signer is trusted, and the signer speaks for
+/// the author the reader sees — the message has exactly one From field naming exactly one
+/// mailbox, and that address is one of the signer certificate's (RFC 8550 §3, RFC 8551 §3.1.4),
+/// or, for a pinned partner gateway key that signs for its whole domain, the From domain belongs
+/// to that partner's entry. A mismatch inside the signer's organisation is `untrusted`; another
+/// organisation is `invalid`; a signature over part of the body only is `partial`.
+fn result_headers(report: &Report, b: &Binding<'_>) -> Vec<u8> {
     let mut out = String::new();
     match &report.encryption {
         Some(e) => out.push_str(&format!(
@@ -185,24 +229,55 @@ fn result_headers(report: &Report, mail_from: Option<&Address>) -> Vec<u8> {
         )),
         None => out.push_str(&format!("{RESULT_PREFIX}Decrypted: no\r\n")),
     }
-    let mut verdict = report.signature_verdict().to_string();
+    let mut verdict = report.signature_verdict();
     let signer = report.signatures.iter().find_map(|s| s.signer.clone());
-    // The signer must belong to the sender's organisation: a valid signature by someone else's
-    // key says nothing about this sender.
+    let mut problems: Vec<String> = Vec::new();
     if verdict == "valid" {
-        if let (Some(from), Some(signer)) = (mail_from, &signer) {
+        // The envelope sender, when there is one, must be of the signer's organisation too.
+        if let (Some(from), Some(signer)) = (b.mail_from, &signer) {
             let same_org = Address::new(signer)
                 .map(|s| s.domain().is_within(from.domain()) || from.domain().is_within(s.domain()))
                 .unwrap_or(false);
             if !same_org {
-                verdict = "invalid".into();
-                out.push_str(&format!(
-                    "{RESULT_PREFIX}Signature-Problem: signer {} is not of the sender's domain {}\r\n",
+                verdict = "invalid";
+                problems.push(format!(
+                    "signer {} is not of the sender's domain {}",
                     one_line(signer),
                     from.domain()
                 ));
             }
         }
+    }
+    if verdict == "valid" {
+        if let Err((v, why)) = bind_to_from(report, b) {
+            verdict = v;
+            problems.push(why);
+        }
+    }
+    if verdict == "valid" && report.partly_protected {
+        verdict = "partial";
+        problems.push(
+            "only part of the body is signed: text before or after the signed block was not".into(),
+        );
+    }
+    for p in &problems {
+        out.push_str(&format!(
+            "{RESULT_PREFIX}Signature-Problem: {}\r\n",
+            one_line(p)
+        ));
+    }
+    if !report.signatures.is_empty() {
+        let covered: Vec<&str> = SHOWN_FIELDS
+            .iter()
+            .copied()
+            .filter(|f| report.signed_fields.iter().any(|s| s == f))
+            .collect();
+        let covers = if covered.is_empty() {
+            "body (no header fields: From, Subject and the rest are unsigned)".to_string()
+        } else {
+            format!("body and {}", covered.join(", "))
+        };
+        out.push_str(&format!("{RESULT_PREFIX}Signature-Covers: {covers}\r\n"));
     }
     out.push_str(&format!("{RESULT_PREFIX}Signature: {verdict}"));
     if let Some(s) = &signer {
@@ -219,6 +294,142 @@ fn result_headers(report: &Report, mail_from: Option<&Address>) -> Vec<u8> {
     }
     out.push_str("\r\n");
     out.into_bytes()
+}
+
+/// Does every signer speak for the From address? `Err((verdict, why))` when not.
+fn bind_to_from(report: &Report, b: &Binding<'_>) -> Result<(), (&'static str, String)> {
+    let view = MessageView::parse(b.message)
+        .map_err(|_| ("untrusted", "the message has no header section".to_string()))?;
+    let from = single_from(&view).ok_or_else(|| {
+        (
+            "untrusted",
+            "the From header must name exactly one mailbox in exactly one field".to_string(),
+        )
+    })?;
+    let partner_of = |d: &Domain| b.dir.partner_index_for(d);
+    for sig in &report.signatures {
+        let pinned =
+            matches!(&sig.chain, ChainStatus::Trusted { anchor } if anchor.starts_with("pinned"));
+        let by_address = sig
+            .signer_addresses
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(&from.to_string()));
+        let by_gateway = pinned && b.partner.is_some() && partner_of(from.domain()) == b.partner;
+        if by_address || by_gateway {
+            continue;
+        }
+        let signer = sig
+            .signer_addresses
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "(no address)".into());
+        let same_org = sig.signer_addresses.iter().any(|a| {
+            Address::new(a).is_ok_and(|a| {
+                a.domain().is_within(from.domain())
+                    || from.domain().is_within(a.domain())
+                    || (partner_of(a.domain()).is_some()
+                        && partner_of(a.domain()) == partner_of(from.domain()))
+            })
+        });
+        return Err(if same_org {
+            (
+                "untrusted",
+                format!("From {from} is not an address of the signer {signer} (same organisation)"),
+            )
+        } else {
+            (
+                "invalid",
+                format!("From {from} is of another organisation than the signer {signer}"),
+            )
+        });
+    }
+    Ok(())
+}
+
+/// The one mailbox of the message's one From field, or `None` (no From, several From fields,
+/// a group or a list of mailboxes, or an address that does not parse).
+fn single_from(view: &MessageView<'_>) -> Option<Address> {
+    let fields: Vec<_> = view
+        .headers()
+        .into_iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("from"))
+        .collect();
+    let [field] = fields.as_slice() else {
+        return None;
+    };
+    let mailboxes = mailboxes(&field.value());
+    let [one] = mailboxes.as_slice() else {
+        return None;
+    };
+    Address::new(one).ok()
+}
+
+/// The addr-specs of an address list: each comma-separated mailbox (commas inside quotes,
+/// comments and angle brackets do not separate), the part in angle brackets when there is one.
+/// A group (`name: a, b;`) yields its members, so it never counts as one mailbox by accident.
+fn mailboxes(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let (mut quoted, mut depth, mut angle) = (false, 0usize, false);
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if quoted || depth > 0 => {
+                current.push(c);
+                if let Some(n) = chars.next() {
+                    current.push(n);
+                }
+                continue;
+            }
+            '"' if depth == 0 => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted && depth > 0 => depth -= 1,
+            '<' if !quoted && depth == 0 => angle = true,
+            '>' if !quoted && depth == 0 => angle = false,
+            ',' | ';' if !quoted && depth == 0 && !angle => {
+                out.push(std::mem::take(&mut current));
+                continue;
+            }
+            ':' if !quoted && depth == 0 && !angle => {
+                // A group's display name: what follows are its members.
+                current.clear();
+                out.push(String::from("group:"));
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    out.push(current);
+    out.into_iter()
+        .map(|m| addr_spec(&m))
+        .filter(|m| !m.is_empty())
+        .collect()
+}
+
+/// The address inside one mailbox: between angle brackets if present, else the text with
+/// comments removed.
+fn addr_spec(mailbox: &str) -> String {
+    if let (Some(open), Some(close)) = (mailbox.rfind('<'), mailbox.rfind('>')) {
+        if open < close {
+            return mailbox
+                .get(open + 1..close)
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+        }
+    }
+    let mut out = String::new();
+    let mut depth = 0usize;
+    for c in mailbox.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' if depth > 0 => depth -= 1,
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out.trim().to_string()
 }
 
 /// Removes every `Postern-*` header field (with its folded lines) from the top-level header

@@ -34,6 +34,28 @@ pub fn email(cert: &Certificate) -> Option<String> {
     None
 }
 
+/// Every e-mail address the certificate names (subjectAltName rfc822Name, then the subject's
+/// emailAddress), lower-case.
+pub fn emails(cert: &Certificate) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(Some((_, san))) = cert.tbs_certificate().get_extension::<SubjectAltName>() {
+        for name in san.0 {
+            if let GeneralName::Rfc822Name(m) = name {
+                out.push(m.to_string().to_lowercase());
+            }
+        }
+    }
+    for atv in cert.tbs_certificate().subject().iter() {
+        if atv.oid == oids::EMAIL_ADDRESS {
+            if let Ok(s) = atv.value.decode_as::<der::asn1::Ia5String>() {
+                out.push(s.to_string().to_lowercase());
+            }
+        }
+    }
+    out.dedup();
+    out
+}
+
 /// SHA-256 fingerprint of the DER certificate, lower-case hex.
 pub fn fingerprint(cert: &Certificate) -> String {
     let der = cert.to_der().unwrap_or_default();

@@ -260,6 +260,7 @@ impl SmimeEnvelope {
                         report
                             .signatures
                             .extend(signed::verify(&sd, &content, &vctx));
+                        report.note_signed_entity(&content);
                         content
                     } else {
                         let (plain, enc) = enveloped::open(&ci, &ids, req.policy)?;
@@ -284,6 +285,7 @@ impl SmimeEnvelope {
                         Ok::<_, Error>(signed::verify(&sd, c, &vctx))
                     })?;
                     report.signatures.extend(reports);
+                    report.note_signed_entity(exact);
                     mime::merge(&view, exact)
                 }
             };

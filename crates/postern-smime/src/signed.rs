@@ -279,6 +279,7 @@ fn verify_one(
         return report;
     };
     report.signer = certinfo::email(cert);
+    report.signer_addresses = certinfo::emails(cert);
     report.signer_subject = Some(certinfo::subject(cert));
     report.fingerprint = Some(certinfo::fingerprint(cert));
     report.signing_time = signing_time(si);
