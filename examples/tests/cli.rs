@@ -430,6 +430,52 @@ fn the_readme_relay_config_is_the_example_and_loads() {
     assert_eq!(cfg.hostname, "gw.clinic.example");
     assert_eq!(cfg.public.listen, "0.0.0.0:25");
     assert_eq!(cfg.retry.delays().unwrap().len(), 5);
+    // Issue 14.10: `[public]` without `networks`, as written there, takes mail from anywhere.
+    assert!(
+        cfg.public.networks.iter().any(|n| n == "0.0.0.0/0"),
+        "{:?}",
+        cfg.public.networks
+    );
+}
+
+/// Issue 14.10 and 14.7: check-config warns about an internal listener open to the world, a
+/// key others can read and a key beside its data; and a file that is not TOML is refused
+/// without its content being printed.
+#[test]
+fn check_config_warns_about_dangerous_settings_and_never_prints_file_contents() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("q.key");
+    std::fs::write(&key, "ab".repeat(32)).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let cfg = dir.path().join("relay.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = \"{d}\"\ndirectory = \"{}\"\n[internal]\nlisten = \"127.0.0.1:0\"\nnetworks = [\"0.0.0.0/0\"]\n\
+             [quarantine]\nkey_file = \"{d}/q.key\"\n",
+            root.join("config/directory.toml").display(),
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = relay(&["check-config", cfg.to_str().unwrap()], b"");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("open submission port"), "{text}");
+    assert!(text.contains("can be read by others (mode 644)"), "{text}");
+    assert!(text.contains("beside the database it protects"), "{text}");
+
+    let secret = dir.path().join("not-toml");
+    std::fs::write(&secret, "hunter2-SECRET-PASSWORD-LINE\nmore\n").unwrap();
+    let out = relay(&["check-config", secret.to_str().unwrap()], b"");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(out.status.code(), Some(0), "{all}");
+    assert!(!all.contains("hunter2"), "file content printed: {all}");
 }
 
 /// The example DLP policy loads and does what its comments say.

@@ -230,8 +230,12 @@ impl DlpPolicy {
 
     /// Parses policy TOML.
     pub fn from_toml(text: &str) -> Result<Self, PolicyError> {
+        // The message and line only: the full error quotes the offending line of the file.
         let mut p: DlpPolicy = toml::from_str(text).map_err(|e| {
-            PolicyError::Parse("policy".into(), e.to_string().trim().replace('\n', " "))
+            let line = e.span().map_or(0, |s| {
+                text.get(..s.start).map_or(0, |t| t.lines().count().max(1))
+            });
+            PolicyError::Parse("policy".into(), format!("line {line}: {}", e.message()))
         })?;
         let d = DlpPolicy::default();
         for (k, v) in d.weights {

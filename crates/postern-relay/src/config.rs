@@ -347,10 +347,25 @@ impl RelayConfig {
             path: path.into(),
             source,
         })?;
+        // The message and line only: toml's full error quotes the offending line, and the file
+        // an administrator points us at may be anything (a key, a password file).
         let mut cfg: RelayConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.into(),
-            message: e.to_string().trim_end().replace('\n', " "),
+            message: match e.span() {
+                Some(s) => format!(
+                    "line {}: {}",
+                    text.get(..s.start).map_or(0, |t| t.lines().count().max(1)),
+                    e.message()
+                ),
+                None => e.message().to_string(),
+            },
         })?;
+        // A public listener is for the internet: without `networks` it takes every client
+        // (relaying is refused by recipient, not by address). An internal listener without
+        // `networks` stays closed to everyone: its networks must be named.
+        if cfg.public.networks.is_empty() {
+            cfg.public.networks = vec!["0.0.0.0/0".into(), "::/0".into()];
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         cfg.resolve_paths(base);
         Ok(cfg)

@@ -2,7 +2,7 @@
 //! one shared state.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -227,7 +227,66 @@ fn build_settings(cfg: &RelayConfig) -> Result<Settings, StartError> {
 pub fn check(cfg: &RelayConfig) -> Result<Vec<Finding>, StartError> {
     build_settings(cfg)?;
     inspector_for(cfg)?;
-    Ok(load_directory(cfg)?.1)
+    let mut findings = relay_findings(cfg);
+    findings.extend(load_directory(cfg)?.1);
+    Ok(findings)
+}
+
+/// What in a relay configuration works but is dangerous: an internal listener open to the
+/// world, secrets others can read, a key kept beside the data it protects.
+fn relay_findings(cfg: &RelayConfig) -> Vec<Finding> {
+    let warn = |message: String| Finding {
+        severity: Severity::Warning,
+        subject: "relay".into(),
+        line: 0,
+        message,
+    };
+    let mut out = Vec::new();
+    for n in &cfg.internal.networks {
+        if n.trim().ends_with("/0") {
+            out.push(warn(format!(
+                "internal.networks includes {n}: anyone who can reach the internal listener may \
+                 send through the gateway (an open submission port); name your mail servers' \
+                 networks"
+            )));
+        }
+    }
+    if cfg.internal.networks.is_empty() && !cfg.internal.listen.is_empty() {
+        out.push(warn(
+            "internal.networks is empty: the internal listener refuses every client".into(),
+        ));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for (what, path) in [
+            ("tls.key", cfg.tls.key.clone()),
+            ("quarantine key", cfg.quarantine_key()),
+            ("auth.users", cfg.auth.users.clone()),
+        ] {
+            if path.as_os_str().is_empty() {
+                continue;
+            }
+            if let Ok(m) = std::fs::metadata(&path) {
+                let mode = m.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    out.push(warn(format!(
+                        "{what} {} can be read by others (mode {mode:o}); chmod 600 it",
+                        path.display()
+                    )));
+                }
+            }
+        }
+    }
+    let key_dir = cfg.quarantine_key().parent().map(Path::to_path_buf);
+    if key_dir.is_some() && key_dir == cfg.quarantine_db().parent().map(Path::to_path_buf) {
+        out.push(warn(format!(
+            "the quarantine key is kept in {} beside the database it protects: a copy of that \
+             folder (a backup) carries its own key; set quarantine.key_file to a path elsewhere",
+            cfg.data_dir.display()
+        )));
+    }
+    out
 }
 
 /// The partner directory and its warnings; errors in it refuse the start.
