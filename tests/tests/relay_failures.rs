@@ -585,3 +585,52 @@ fn unknown_local_recipients_are_refused_in_the_session() {
     let r = c.cmd("RCPT TO:<ada@clinic.example>").unwrap();
     assert!(r.starts_with("450 4.1.1"), "{r}");
 }
+
+/// Issue 14.5: the internet cannot take the internal listener's connections, and one client
+/// address cannot take all of the public listener's.
+#[test]
+fn each_listener_and_each_client_has_its_own_connection_allowance() {
+    let s = setup();
+    let sink = SmtpSink::start(&[]);
+    let mut cfg = config(&s, &sink.addr(), "dir:inbox");
+    cfg.limits.max_connections = 6;
+    cfg.limits.max_connections_per_client = 3;
+    let relay = s.rt.block_on(postern_relay::start(&cfg)).unwrap();
+    let public = relay.public_addr.unwrap();
+    let greeting = |from: &str, to: std::net::SocketAddr| -> (tokio::net::TcpStream, String) {
+        s.rt.block_on(async {
+            use tokio::io::AsyncReadExt;
+            let sock = tokio::net::TcpSocket::new_v4().unwrap();
+            sock.bind(format!("{from}:0").parse().unwrap()).unwrap();
+            let mut stream = sock.connect(to).await.unwrap();
+            let mut buf = vec![0u8; 256];
+            let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            (stream, String::from_utf8_lossy(&buf[..n]).into_owned())
+        })
+    };
+    let mut held = Vec::new();
+    for i in 0..3 {
+        let (c, g) = greeting("127.0.0.2", public);
+        assert!(g.starts_with("220"), "connection {i}: {g}");
+        held.push(c);
+    }
+    let (_, g) = greeting("127.0.0.2", public);
+    assert!(g.starts_with("421 4.3.2"), "a fourth from one address: {g}");
+    for i in 0..3 {
+        let (c, g) = greeting("127.0.0.3", public);
+        assert!(g.starts_with("220"), "another client, connection {i}: {g}");
+        held.push(c);
+    }
+    let (_, g) = greeting("127.0.0.4", public);
+    assert!(
+        g.starts_with("421 4.3.2"),
+        "the public listener is full: {g}"
+    );
+    // The internal listener has its own allowance: outbound mail still flows.
+    submit(&internal(&relay), "while-full", "c@gmail.test", "fine");
+    assert!(wait_until(Duration::from_secs(20), || sink.count() == 1));
+    drop(held);
+}

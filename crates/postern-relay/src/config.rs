@@ -242,8 +242,13 @@ pub struct Limits {
     pub max_message_size: usize,
     /// Recipients per transaction (more get 452 4.5.3).
     pub max_recipients: usize,
-    /// Concurrent SMTP connections over both listeners (more get 421).
+    /// Concurrent SMTP connections on each listener (more get 421). Each listener has its own
+    /// allowance, so the internet filling the public one never stops outbound mail.
     pub max_connections: usize,
+    /// Concurrent connections from one client address on the public listener (more get 421):
+    /// one host cannot take every slot. (The internal listener serves a few mail servers that
+    /// open many connections each, so it has none.)
+    pub max_connections_per_client: usize,
     /// Seconds to wait for a command line.
     pub command_timeout_secs: u64,
     /// Seconds for the whole DATA phase.
@@ -262,6 +267,7 @@ impl Default for Limits {
             max_message_size: 50 * 1024 * 1024,
             max_recipients: 1000,
             max_connections: 256,
+            max_connections_per_client: 20,
             command_timeout_secs: 300,
             data_timeout_secs: 600,
             max_errors: 20,

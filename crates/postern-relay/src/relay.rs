@@ -392,7 +392,6 @@ pub async fn start_with(
     }
 
     let (stop, stop_rx) = watch::channel(false);
-    let conns = Arc::new(Semaphore::new(cfg.limits.max_connections));
     let mut listeners = Vec::new();
     let mut bind = |addr: &str, role: Role| -> Result<Option<SocketAddr>, StartError> {
         if addr.is_empty() {
@@ -408,11 +407,15 @@ pub async fn start_with(
             .set_nonblocking(true)
             .and_then(|_| TcpListener::from_std(std_listener))
             .map(|l| {
+                let per_client = match role {
+                    Role::Public => cfg.limits.max_connections_per_client,
+                    _ => usize::MAX,
+                };
                 listeners.push(tokio::spawn(accept_loop(
                     l,
                     role,
                     shared.clone(),
-                    conns.clone(),
+                    Slots::new(cfg.limits.max_connections, per_client),
                     stop_rx.clone(),
                 )))
             })
@@ -465,11 +468,63 @@ fn needs_work(e: &crate::spool::Entry) -> bool {
     })
 }
 
+/// A listener's connection allowance: in all, and per client address.
+#[derive(Clone)]
+struct Slots {
+    all: Arc<Semaphore>,
+    per_client: usize,
+    clients: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+/// One connection's hold on its listener's slots, given back when the session ends.
+struct Slot {
+    _all: tokio::sync::OwnedSemaphorePermit,
+    ip: std::net::IpAddr,
+    clients: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut c = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = c.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                c.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl Slots {
+    fn new(all: usize, per_client: usize) -> Self {
+        Slots {
+            all: Arc::new(Semaphore::new(all)),
+            per_client,
+            clients: Arc::default(),
+        }
+    }
+
+    /// A slot for a connection from `ip`, unless the listener or that client is at its limit.
+    fn take(&self, ip: std::net::IpAddr) -> Option<Slot> {
+        let mut c = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if c.get(&ip).copied().unwrap_or(0) >= self.per_client {
+            return None;
+        }
+        let permit = self.all.clone().try_acquire_owned().ok()?;
+        *c.entry(ip).or_insert(0) += 1;
+        Some(Slot {
+            _all: permit,
+            ip,
+            clients: self.clients.clone(),
+        })
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     role: Role,
     shared: Arc<Shared>,
-    conns: Arc<Semaphore>,
+    slots: Slots,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -478,15 +533,15 @@ async fn accept_loop(
             r = listener.accept() => match r {
                 Ok((mut sock, peer)) => {
                     let _ = sock.set_nodelay(true);
-                    match conns.clone().try_acquire_owned() {
-                        Ok(permit) => {
+                    match slots.take(peer.ip()) {
+                        Some(permit) => {
                             let shared = shared.clone();
                             tokio::spawn(async move {
                                 session(Box::new(sock), peer, role, shared).await;
                                 drop(permit);
                             });
                         }
-                        Err(_) => {
+                        None => {
                             tokio::spawn(async move {
                                 let _ = sock
                                     .write_all(b"421 4.3.2 too many connections, try again later\r\n")
