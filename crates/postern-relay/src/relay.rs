@@ -67,6 +67,8 @@ pub struct Settings {
     pub users: Option<Arc<Users>>,
     /// MAIL needs AUTH first on the internal listener.
     pub auth_required: bool,
+    /// Bounds and locks SMTP AUTH attempts.
+    pub auth_limiter: crate::auth::AuthLimiter,
     /// Asks our mail server about recipients on the public listener (`None`: no check).
     pub verifier: Option<crate::verify::RecipientVerifier>,
 }
@@ -185,6 +187,7 @@ fn build_settings(cfg: &RelayConfig) -> Result<Settings, StartError> {
         users: None,
         auth_required: cfg.auth.required,
         verifier: None,
+        auth_limiter: crate::auth::AuthLimiter::default(),
     };
     if let (NextHop::Smtp(addr), true) = (
         &settings.inbound,

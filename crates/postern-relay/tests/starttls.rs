@@ -196,3 +196,75 @@ async fn auth_is_offered_inside_tls_only_and_required_before_mail() {
     let _ = say(&mut t, "QUIT").await;
     relay.shutdown(Duration::from_secs(2)).await;
 }
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Issue 14.6: 24 clients guessing in parallel: Argon2 runs a few at a time (memory stays flat:
+/// each run takes about 19 MiB, and 24 at once once added about 1 GB), and repeated failures
+/// lock the user name and the address, after which not even a hash is computed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_password_guessing_is_bounded_and_locked_out() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let tmp = tempfile::tempdir().unwrap();
+    let (relay, connector) = tls_relay(tmp.path(), true).await;
+    let addr = relay.internal_addr.unwrap();
+    let before = rss_kib();
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let connector = connector.clone();
+        let wrong = b64.encode(format!("\0exchange\0guess {i}"));
+        tasks.push(tokio::spawn(async move {
+            let mut p = BufReader::new(TcpStream::connect(addr).await.unwrap());
+            reply(&mut p).await;
+            say(&mut p, "EHLO guesser.test").await;
+            say(&mut p, "STARTTLS").await;
+            let tls = connector
+                .connect(ServerName::try_from("localhost").unwrap(), p.into_inner())
+                .await
+                .unwrap();
+            let mut t = BufReader::new(tls);
+            say(&mut t, "EHLO guesser.test").await;
+            say(&mut t, &format!("AUTH PLAIN {wrong}")).await[0].clone()
+        }));
+    }
+    let mut replies = Vec::new();
+    for t in tasks {
+        replies.push(t.await.unwrap());
+    }
+    let grown_mib = rss_kib().saturating_sub(before) / 1024;
+    assert!(
+        replies
+            .iter()
+            .all(|r| r.starts_with("535 5.7.8") || r.starts_with("454 4.7.0")),
+        "{replies:?}"
+    );
+    assert!(
+        replies.iter().any(|r| r.starts_with("454 4.7.0")),
+        "locked out after repeated failures: {replies:?}"
+    );
+    eprintln!("RSS grew by {grown_mib} MiB under 24 parallel guesses");
+    assert!(grown_mib < 200, "memory grew by {grown_mib} MiB");
+    // Locked: even the right password is refused now, without a hash being computed.
+    let mut p = BufReader::new(TcpStream::connect(addr).await.unwrap());
+    reply(&mut p).await;
+    say(&mut p, "EHLO client.test").await;
+    say(&mut p, "STARTTLS").await;
+    let tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), p.into_inner())
+        .await
+        .unwrap();
+    let mut t = BufReader::new(tls);
+    say(&mut t, "EHLO client.test").await;
+    let right = b64.encode(b"\0exchange\0correct horse");
+    let r = say(&mut t, &format!("AUTH PLAIN {right}")).await;
+    assert!(r[0].starts_with("454 4.7.0"), "{r:?}");
+    relay.shutdown(Duration::from_secs(2)).await;
+}

@@ -13,6 +13,7 @@ use postern_core::Address;
 use super::client::Probe;
 use super::command::{self, Command};
 use super::lines::{read_line, trim_eol, Line};
+use crate::auth::AuthOutcome;
 use crate::relay::Shared;
 use crate::spool::{Entry, Origin, Recipient, Spool};
 use crate::util::{rfc5322_date, unix_ms};
@@ -311,12 +312,13 @@ async fn run(
                         failed = true;
                     }
                     Ok((user, password)) => {
-                        let u = u.clone();
-                        let name = user.clone();
-                        let ok = tokio::task::spawn_blocking(move || u.verify(&name, &password))
-                            .await
-                            .unwrap_or(false);
-                        if ok {
+                        let outcome = cfg.auth_limiter.check(u, &user, peer.ip(), password).await;
+                        if outcome == AuthOutcome::Locked {
+                            tracing::warn!(%peer, user = %postern_core::Printable(&user), "authentication refused: locked after repeated failures");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            c.reply("454 4.7.0 too many failed attempts, try again later");
+                            failed = true;
+                        } else if outcome == AuthOutcome::Ok {
                             tracing::info!(%peer, user = %postern_core::Printable(&user), "authenticated");
                             authenticated = Some(user);
                             c.reply("235 2.7.0 authentication successful");
