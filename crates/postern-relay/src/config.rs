@@ -99,6 +99,10 @@ pub struct InboundPolicyConfig {
     pub undecryptable: InboundChoice,
     /// Plaintext from a `required` partner.
     pub plaintext_from_required: InboundChoice,
+    /// AES-CBC S/MIME without a valid signature from senders that are not partners (or
+    /// partners without `unsigned_cbc`): `text-only` (default) or `quarantine`. `required`
+    /// partners default to quarantine.
+    pub unsigned_cbc: Option<postern_router::UnsignedCbc>,
 }
 
 /// SMTP AUTH settings (internal listener only, offered only inside TLS).

@@ -370,6 +370,10 @@ pub async fn start_with(
             r.policy = InboundPolicy {
                 undecryptable: choice(cfg.inbound_policy.undecryptable),
                 plaintext_from_required: choice(cfg.inbound_policy.plaintext_from_required),
+                unsigned_cbc: cfg
+                    .inbound_policy
+                    .unsigned_cbc
+                    .unwrap_or(postern_router::UnsignedCbc::TextOnly),
             };
             r
         },

@@ -23,6 +23,7 @@
 //! sign = true
 //! header_protection = false
 //! cipher = "aes256-cbc"            # aes256-cbc (Outlook) | aes128-cbc | aes256-gcm | aes128-gcm
+//! unsigned_cbc = "quarantine"      # or "text-only": its AES-CBC mail without a valid signature
 //! ```
 
 use std::collections::HashMap;
@@ -45,6 +46,20 @@ pub enum PartnerPolicy {
     TlsRequired,
     /// Stored for pickup on the secure portal; a notification goes out instead.
     Portal,
+}
+
+/// What happens to inbound S/MIME mail encrypted with AES-CBC that carries no valid signature
+/// bound to its sender. CBC has no integrity: anyone who captured one message to us can rewrite
+/// its blocks (EFAIL, Poddebniak et al. 2018) so that the decrypted HTML sends its own text to
+/// them when rendered. Only a signature inside proves the content is what the partner wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnsignedCbc {
+    /// Hold it for review (the default for `required` partners, who sign).
+    Quarantine,
+    /// Deliver its text only, as `text/plain` with links removed and attachments withheld
+    /// (the default for everyone else).
+    TextOnly,
 }
 
 /// Which domains a partner entry covers.
@@ -104,6 +119,8 @@ pub struct Partner {
     pub header_protection: bool,
     /// S/MIME content cipher; `None` takes the backend default (AES-256-CBC).
     pub cipher: Option<ContentCipher>,
+    /// Its unsigned AES-CBC mail; `None`: quarantine for `required` partners, else text only.
+    pub unsigned_cbc: Option<UnsignedCbc>,
     /// Line of the entry in the directory file (0 when built in Rust).
     pub line: usize,
 }
@@ -119,6 +136,7 @@ impl Partner {
             sign: false,
             header_protection: false,
             cipher: None,
+            unsigned_cbc: None,
             line: 0,
         }
     }
@@ -231,6 +249,8 @@ struct RawPartner {
     #[serde(default)]
     header_protection: bool,
     cipher: Option<Spanned<String>>,
+    #[serde(default)]
+    unsigned_cbc: Option<UnsignedCbc>,
 }
 
 /// 1-based line of a byte offset.
@@ -367,6 +387,7 @@ impl Directory {
             partner.line = line;
             partner.sign = p.sign;
             partner.header_protection = p.header_protection;
+            partner.unsigned_cbc = p.unsigned_cbc;
             for s in &p.standards {
                 match standard(s.get_ref()) {
                     Some(std) if !partner.standards.contains(&std) => partner.standards.push(std),

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use postern_core::{
     Address, ChainStatus, Domain, MessageView, OpenRequest, Policy, Report, SecureEnvelope,
-    SignatureStatus,
+    SignatureStatus, Standard,
 };
 
-use crate::{Directory, Partner, PartnerPolicy};
+use crate::{Directory, Partner, PartnerPolicy, UnsignedCbc};
 
 /// Header fields Postern writes on inbound mail. Any field starting with this prefix that
 /// arrives from outside is removed.
@@ -31,6 +31,9 @@ pub struct InboundPolicy {
     pub undecryptable: InboundAction,
     /// Plaintext from a `required` partner (default: tag).
     pub plaintext_from_required: InboundAction,
+    /// Unsigned AES-CBC S/MIME mail from senders that are not partners, or partners without
+    /// their own setting (default: text only; `required` partners default to quarantine).
+    pub unsigned_cbc: UnsignedCbc,
 }
 
 impl Default for InboundPolicy {
@@ -38,6 +41,7 @@ impl Default for InboundPolicy {
         InboundPolicy {
             undecryptable: InboundAction::Tag,
             plaintext_from_required: InboundAction::Tag,
+            unsigned_cbc: UnsignedCbc::TextOnly,
         }
     }
 }
@@ -125,7 +129,49 @@ impl InboundRouter {
                     mail_from,
                     message: &inner,
                 };
-                let mut headers = result_headers(&opened.report, &binding);
+                let (mut headers, verdict) = result_headers(&opened.report, &binding);
+                // AES-CBC has no integrity: without a valid signature bound to the sender, the
+                // content may have been rewritten by whoever captured the ciphertext (EFAIL).
+                let malleable = opened.report.standard == Standard::Smime
+                    && opened
+                        .report
+                        .encryption
+                        .as_ref()
+                        .is_some_and(|e| !e.cipher.is_aead());
+                if malleable && verdict != "valid" {
+                    let action = partner
+                        .and_then(|p| p.unsigned_cbc)
+                        .unwrap_or(match partner {
+                            Some(p) if p.policy == PartnerPolicy::Required => {
+                                UnsignedCbc::Quarantine
+                            }
+                            _ => self.policy.unsigned_cbc,
+                        });
+                    const WHY: &str = "AES-CBC encrypted without a valid signature: the content \
+                                       may have been altered in transit (EFAIL)";
+                    match action {
+                        UnsignedCbc::Quarantine => {
+                            headers.extend_from_slice(&inner);
+                            return Inbound::Quarantine {
+                                message: headers,
+                                reason: WHY.into(),
+                            };
+                        }
+                        UnsignedCbc::TextOnly => {
+                            headers.extend_from_slice(
+                                format!("{RESULT_PREFIX}Content: text only ({WHY}; HTML, links and attachments withheld)\r\n").as_bytes(),
+                            );
+                            headers.extend_from_slice(&crate::text_only(
+                                &inner,
+                                "Postern: this message was encrypted without integrity protection and not validly signed; only its text is shown, links and attachments were removed. Ask the sender to sign, or your administrator for the original.",
+                            ));
+                            return Inbound::Deliver {
+                                message: headers,
+                                report: Some(opened.report),
+                            };
+                        }
+                    }
+                }
                 headers.extend_from_slice(&inner);
                 Inbound::Deliver {
                     message: headers,
@@ -220,7 +266,7 @@ const SHOWN_FIELDS: &[&str] = &[
 /// or, for a pinned partner gateway key that signs for its whole domain, the From domain belongs
 /// to that partner's entry. A mismatch inside the signer's organisation is `untrusted`; another
 /// organisation is `invalid`; a signature over part of the body only is `partial`.
-fn result_headers(report: &Report, b: &Binding<'_>) -> Vec<u8> {
+fn result_headers(report: &Report, b: &Binding<'_>) -> (Vec<u8>, &'static str) {
     let mut out = String::new();
     match &report.encryption {
         Some(e) => out.push_str(&format!(
@@ -293,7 +339,7 @@ fn result_headers(report: &Report, b: &Binding<'_>) -> Vec<u8> {
         out.push_str(&format!(" reason=\"{}\"", one_line(&why).replace('"', "'")));
     }
     out.push_str("\r\n");
-    out.into_bytes()
+    (out.into_bytes(), verdict)
 }
 
 /// Does every signer speak for the From address? `Err((verdict, why))` when not.

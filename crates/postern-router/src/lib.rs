@@ -13,14 +13,17 @@ mod decide;
 mod directory;
 mod inbound;
 mod shared;
+mod textonly;
 mod validate;
 
 pub use decide::{ContentAction, Disposition, Envelope, Router};
 pub use directory::{
     Directory, DirectoryError, DomainPattern, OurIdentity, Partner, PartnerPolicy, Problem,
+    UnsignedCbc,
 };
 pub use inbound::{
     strip_results, Inbound, InboundAction, InboundPolicy, InboundRouter, RESULT_PREFIX,
 };
 pub use shared::{ReloadError, SharedDirectory};
+pub use textonly::text_only;
 pub use validate::{validate, Finding, Severity};
