@@ -431,3 +431,187 @@ fn pem_with_surrounding_text_crlf_long_lines_and_chains_is_read() {
         assert_eq!(body(&opened.message), body(&msg), "{name}");
     }
 }
+
+/// A minimal definite-length DER tree, to make the BER that other peers write out of what
+/// OpenSSL writes (test-only: it trusts its input).
+mod tree {
+    #[derive(Clone, Debug)]
+    pub struct Node {
+        pub tag: u8,
+        pub content: Vec<u8>,
+        pub kids: Vec<Node>,
+    }
+
+    pub fn parse(b: &[u8]) -> (Node, usize) {
+        let tag = b[0];
+        let (len, hdr) = match b[1] {
+            n if n < 0x80 => (n as usize, 2),
+            n => {
+                let c = (n & 0x7f) as usize;
+                let mut v = 0usize;
+                for d in &b[2..2 + c] {
+                    v = v * 256 + *d as usize;
+                }
+                (v, 2 + c)
+            }
+        };
+        let content = b[hdr..hdr + len].to_vec();
+        let mut kids = Vec::new();
+        if tag & 0x20 != 0 {
+            let mut p = 0;
+            while p < content.len() {
+                let (k, used) = parse(&content[p..]);
+                kids.push(k);
+                p += used;
+            }
+        }
+        (Node { tag, content, kids }, hdr + len)
+    }
+
+    pub fn encode(n: &Node) -> Vec<u8> {
+        let content = if n.tag & 0x20 != 0 {
+            n.kids.iter().flat_map(encode).collect()
+        } else {
+            n.content.clone()
+        };
+        let mut out = vec![n.tag];
+        if content.len() < 0x80 {
+            out.push(content.len() as u8);
+        } else {
+            let b = content.len().to_be_bytes();
+            let skip = b.iter().take_while(|x| **x == 0).count();
+            out.push(0x80 | (8 - skip) as u8);
+            out.extend_from_slice(&b[skip..]);
+        }
+        out.extend(content);
+        out
+    }
+}
+
+/// Issue 14.13: CMS encodings other peers write, which OpenSSL accepts and so must we.
+/// (1) Signed attributes not in DER order (a SET OF unsorted; OpenSSL hashes them as
+/// received): made by reordering OpenSSL's and signing again with `openssl dgst -sign`.
+/// (2) The encrypted content as a definite-length constructed OCTET STRING in chunks, as
+/// Bouncy Castle writes it.
+#[test]
+fn unsorted_signed_attributes_and_chunked_encrypted_content_are_read() {
+    let pki = Pki::new();
+    let policy = Policy::default();
+    let alice = pki.issue("alice@partner.example", KeyKind::Rsa(2048));
+    let bob = pki.issue("bob@clinic.example", KeyKind::Rsa(2048));
+    let entity = b"Content-Type: text/plain\r\n\r\nSigned by a peer that does not sort.\r\n";
+
+    // (1) OpenSSL signs; we reverse the signed attributes and sign those bytes again.
+    let der = run_ok(
+        openssl()
+            .args([
+                "cms",
+                "-sign",
+                "-nodetach",
+                "-binary",
+                "-outform",
+                "DER",
+                "-signer",
+            ])
+            .arg(&alice.cert)
+            .arg("-inkey")
+            .arg(&alice.key),
+        entity,
+    );
+    let (mut ci, _) = tree::parse(&der);
+    let sd = &mut ci.kids[1].kids[0];
+    let infos = sd.kids.last_mut().unwrap();
+    let si = &mut infos.kids[0];
+    let at = si.kids.iter().position(|k| k.tag == 0xa0).unwrap();
+    si.kids[at].kids.reverse();
+    let mut attrs = si.kids[at].clone();
+    attrs.tag = 0x31;
+    let to_sign = tree::encode(&attrs);
+    let sig = run_ok(
+        openssl().args(["dgst", "-sha256", "-sign"]).arg(&alice.key),
+        &to_sign,
+    );
+    let last = si.kids.len() - 1;
+    si.kids[last].content = sig;
+    let unsorted = tree::encode(&ci);
+    assert_ne!(unsorted, der);
+    let ca = pki.file("ca.pem", &pki.ca_pem());
+    let by_openssl = run(
+        openssl()
+            .args(["cms", "-verify", "-inform", "DER", "-binary", "-CAfile"])
+            .arg(&ca),
+        &unsorted,
+    );
+    assert!(
+        by_openssl.status.success(),
+        "OpenSSL accepts it: {}",
+        String::from_utf8_lossy(&by_openssl.stderr)
+    );
+    let msg = postern_tests::pkcs7_mime_message(&unsorted, "signed-data");
+    let anchors = vec![pki.ca_pem()];
+    let opened = SmimeEnvelope::new()
+        .open_sync(
+            &MessageView::parse(&msg).unwrap(),
+            &OpenRequest::new(&[], &policy).with_trust_anchors(&anchors),
+        )
+        .unwrap();
+    assert_eq!(
+        opened.report.signatures[0].status,
+        SignatureStatus::Valid,
+        "{:?}",
+        opened.report
+    );
+
+    // (2) OpenSSL encrypts; the encrypted content becomes three chunks of a constructed
+    // OCTET STRING with a definite length.
+    let der = run_ok(
+        openssl()
+            .args([
+                "cms",
+                "-encrypt",
+                "-aes-256-cbc",
+                "-binary",
+                "-outform",
+                "DER",
+            ])
+            .arg(&bob.cert),
+        entity,
+    );
+    let (mut ci, _) = tree::parse(&der);
+    let ed = &mut ci.kids[1].kids[0];
+    let eci = ed.kids.iter_mut().find(|k| k.tag == 0x30).unwrap();
+    let content = eci.kids.iter_mut().find(|k| k.tag == 0x80).unwrap();
+    let data = content.content.clone();
+    let third = data.len() / 3;
+    content.tag = 0xa0;
+    content.kids = [&data[..third], &data[third..2 * third], &data[2 * third..]]
+        .iter()
+        .map(|c| tree::Node {
+            tag: 0x04,
+            content: c.to_vec(),
+            kids: Vec::new(),
+        })
+        .collect();
+    let chunked = tree::encode(&ci);
+    let key = pki.file("bob.key", &std::fs::read(&bob.key).unwrap());
+    let by_openssl = run(
+        openssl()
+            .args(["cms", "-decrypt", "-inform", "DER", "-inkey"])
+            .arg(&key),
+        &chunked,
+    );
+    assert!(
+        by_openssl.status.success(),
+        "OpenSSL reads it: {}",
+        String::from_utf8_lossy(&by_openssl.stderr)
+    );
+    let msg = postern_tests::pkcs7_mime_message(&chunked, "enveloped-data");
+    let keys = [bob.credential()];
+    let opened = SmimeEnvelope::new()
+        .open_sync(
+            &MessageView::parse(&msg).unwrap(),
+            &OpenRequest::new(&keys, &policy),
+        )
+        .unwrap();
+    assert!(String::from_utf8_lossy(&opened.message).contains("does not sort"));
+}

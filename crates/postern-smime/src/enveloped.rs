@@ -14,11 +14,37 @@ use crate::keys::Identity;
 use crate::oids;
 use crate::recipient::{self, KeyTransport};
 
-/// Parses a ContentInfo, DER first, then BER (OpenSSL's `-stream` output is indefinite-length).
+/// Parses a ContentInfo: DER first; else the BER made DER-shaped (indefinite lengths, chunked
+/// OCTET STRINGs as OpenSSL's `-stream` and Bouncy Castle write them); else the der crate's
+/// own BER reading.
 pub fn parse_content_info(bytes: &[u8]) -> Result<ContentInfo, Error> {
     ContentInfo::from_der(bytes)
+        .or_else(|e| {
+            crate::ber::content_info_to_der(bytes)
+                .ok()
+                .and_then(|der| ContentInfo::from_der(&der).ok())
+                .ok_or(e)
+        })
         .or_else(|_| ContentInfo::from_ber(bytes))
         .map_err(|e| Error::malformed("CMS ContentInfo", e))
+}
+
+/// Decodes an EnvelopedData or AuthEnvelopedData: as it is, else made DER-shaped first (a
+/// chunked encrypted content, as Bouncy Castle writes it, is valid BER that OpenSSL reads).
+fn decode_enveloped<T>(any: &Any, what: &'static str) -> Result<T, Error>
+where
+    T: for<'a> der::DecodeValue<'a> + der::FixedTag + for<'a> der::Decode<'a>,
+    for<'a> <T as der::DecodeValue<'a>>::Error: From<der::Error> + std::fmt::Display,
+    for<'a> <T as der::Decode<'a>>::Error: std::fmt::Display,
+{
+    match decode_content::<T>(any, what) {
+        Ok(v) => Ok(v),
+        Err(first) => {
+            let der = der::Encode::to_der(any).map_err(|e| Error::malformed(what, e))?;
+            let fixed = crate::ber::enveloped_to_der(&der).map_err(|_| first)?;
+            T::from_der(&fixed).map_err(|e| Error::malformed(what, e))
+        }
+    }
 }
 
 /// Decodes the content of a ContentInfo as `T`, in DER, else BER.
@@ -108,10 +134,10 @@ pub fn open(
     policy: &Policy,
 ) -> Result<(Vec<u8>, Encryption), Error> {
     let (recip_infos, mut eci, mac, aad) = if ci.content_type == oids::ID_ENVELOPED_DATA {
-        let ed: EnvelopedData = decode_content(&ci.content, "EnvelopedData")?;
+        let ed: EnvelopedData = decode_enveloped(&ci.content, "EnvelopedData")?;
         (ed.recip_infos, ed.encrypted_content, None, Vec::new())
     } else if ci.content_type == oids::ID_AUTH_ENVELOPED_DATA {
-        let ad: AuthEnvelopedData = decode_content(&ci.content, "AuthEnvelopedData")?;
+        let ad: AuthEnvelopedData = decode_enveloped(&ci.content, "AuthEnvelopedData")?;
         // RFC 5083 §2.2: authenticated attributes are MACed as their DER SET OF encoding.
         let aad = match &ad.auth_attrs {
             Some(a) => crypto::der(a, "authAttrs")?,
@@ -192,10 +218,10 @@ pub fn proven_encrypted(view: &postern_core::MessageView<'_>) -> Option<Vec<u8>>
     let der = strict_base64(view.body())?;
     let ci = parse_content_info(&der).ok()?;
     let (recipients, eci) = if ci.content_type == oids::ID_ENVELOPED_DATA {
-        let ed: EnvelopedData = decode_content(&ci.content, "EnvelopedData").ok()?;
+        let ed: EnvelopedData = decode_enveloped(&ci.content, "EnvelopedData").ok()?;
         (ed.recip_infos, ed.encrypted_content)
     } else if ci.content_type == oids::ID_AUTH_ENVELOPED_DATA {
-        let ad: AuthEnvelopedData = decode_content(&ci.content, "AuthEnvelopedData").ok()?;
+        let ad: AuthEnvelopedData = decode_enveloped(&ci.content, "AuthEnvelopedData").ok()?;
         if ad.mac.as_bytes().is_empty() {
             return None;
         }

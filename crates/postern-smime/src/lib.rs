@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 mod asn1;
+mod ber;
 mod certinfo;
 mod chain;
 mod crypto;
@@ -253,13 +254,13 @@ impl SmimeEnvelope {
                     let der = view.root().transfer_decoded_body();
                     let ci = enveloped::parse_content_info(&der)?;
                     let inner = if ci.content_type == oids::ID_SIGNED_DATA {
-                        let (sd, content) = signed::signed_data(&ci)?;
-                        let content = content.ok_or_else(|| {
+                        let signed = signed::signed_data(&ci)?;
+                        let content = signed.content.clone().ok_or_else(|| {
                             Error::malformed("signed-data", "no encapsulated content")
                         })?;
                         report
                             .signatures
-                            .extend(signed::verify(&sd, &content, &vctx));
+                            .extend(signed::verify(&signed, &content, &vctx));
                         report.note_signed_entity(&content);
                         content
                     } else {
@@ -279,10 +280,10 @@ impl SmimeEnvelope {
                         ));
                     };
                     let ci = enveloped::parse_content_info(&sig.decoded_body())?;
-                    let (sd, _) = signed::signed_data(&ci)?;
+                    let signed = signed::signed_data(&ci)?;
                     let exact = content.raw();
                     let reports = mime::verify_canonical(exact, |c| {
-                        Ok::<_, Error>(signed::verify(&sd, c, &vctx))
+                        Ok::<_, Error>(signed::verify(&signed, c, &vctx))
                     })?;
                     report.signatures.extend(reports);
                     report.note_signed_entity(exact);

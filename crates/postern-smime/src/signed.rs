@@ -178,9 +178,19 @@ struct EncapsulatedOctets {
     econtent: Option<OctetString>,
 }
 
+/// A parsed SignedData with what verification needs beside it.
+pub struct Signed {
+    /// The structure (encapsulated content taken out).
+    pub sd: SignedData,
+    /// The encapsulated content, if any.
+    pub content: Option<Vec<u8>>,
+    /// Per SignerInfo, its signed attributes as received (the bytes its signature covers).
+    pub raw_attrs: Vec<Option<Vec<u8>>>,
+}
+
 /// Parses the SignedData in a ContentInfo; returns it with the encapsulated content (if any)
-/// taken out.
-pub fn signed_data(ci: &ContentInfo) -> Result<(SignedData, Option<Vec<u8>>), Error> {
+/// taken out, and each signer's signed attributes as received.
+pub fn signed_data(ci: &ContentInfo) -> Result<Signed, Error> {
     if ci.content_type != oids::ID_SIGNED_DATA {
         return Err(Error::NotRecognised {
             standard: "S/MIME".into(),
@@ -203,7 +213,16 @@ pub fn signed_data(ci: &ContentInfo) -> Result<(SignedData, Option<Vec<u8>>), Er
         crls: wire.crls,
         signer_infos: wire.signer_infos,
     };
-    Ok((sd, content))
+    let raw_attrs = ci
+        .content
+        .to_der()
+        .map(|d| crate::ber::signed_attributes_as_received(&d))
+        .unwrap_or_default();
+    Ok(Signed {
+        sd,
+        content,
+        raw_attrs,
+    })
 }
 
 /// Inputs for verification beyond the SignedData.
@@ -220,7 +239,8 @@ pub struct VerifyContext<'a> {
 
 /// Verifies every SignerInfo of `sd` over `content` (the encapsulated or detached content).
 /// One report per signer; never an error for a bad signature.
-pub fn verify(sd: &SignedData, content: &[u8], ctx: &VerifyContext<'_>) -> Vec<SignatureReport> {
+pub fn verify(signed: &Signed, content: &[u8], ctx: &VerifyContext<'_>) -> Vec<SignatureReport> {
+    let sd = &signed.sd;
     let included: Vec<Certificate> = sd
         .certificates
         .as_ref()
@@ -251,7 +271,11 @@ pub fn verify(sd: &SignedData, content: &[u8], ctx: &VerifyContext<'_>) -> Vec<S
     sd.signer_infos
         .0
         .iter()
-        .map(|si| verify_one(si, sd, content, &candidates, &trust))
+        .enumerate()
+        .map(|(i, si)| {
+            let raw = signed.raw_attrs.get(i).and_then(Option::as_deref);
+            verify_one(si, raw, sd, content, &candidates, &trust)
+        })
         .collect()
 }
 
@@ -266,6 +290,7 @@ fn find_signer<'c>(sid: &SignerIdentifier, certs: &'c [Certificate]) -> Option<&
 
 fn verify_one(
     si: &SignerInfo,
+    raw_attrs: Option<&[u8]>,
     sd: &SignedData,
     content: &[u8],
     candidates: &[Certificate],
@@ -283,7 +308,7 @@ fn verify_one(
     report.signer_subject = Some(certinfo::subject(cert));
     report.fingerprint = Some(certinfo::fingerprint(cert));
     report.signing_time = signing_time(si);
-    match check_signature(si, sd, content, cert, trust.policy) {
+    match check_signature(si, raw_attrs, sd, content, cert, trust.policy) {
         Ok(alg) => {
             report.algorithm = Some(alg);
             report.status = SignatureStatus::Valid;
@@ -301,6 +326,7 @@ type Failure = (Option<SignatureAlgorithm>, SignatureStatus);
 
 fn check_signature(
     si: &SignerInfo,
+    raw_attrs: Option<&[u8]>,
     sd: &SignedData,
     content: &[u8],
     cert: &Certificate,
@@ -360,9 +386,13 @@ fn check_signature(
                     "contentType attribute does not match".into(),
                 ));
             }
-            attrs
-                .to_der()
-                .map_err(|e| invalid(Some(alg), format!("signed attributes: {e}")))?
+            // The bytes as received: a signer whose SET OF is not in DER order signed those.
+            match raw_attrs {
+                Some(raw) => raw.to_vec(),
+                None => attrs
+                    .to_der()
+                    .map_err(|e| invalid(Some(alg), format!("signed attributes: {e}")))?,
+            }
         }
     };
     crypto::verify(
