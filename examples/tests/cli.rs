@@ -555,3 +555,57 @@ fn check_config_checks_a_relay_configuration_and_what_it_names() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("dlp.policy"));
 }
+
+/// Issue 14.14: `open --standard` as it was specified; without it the standard is detected.
+#[test]
+fn open_takes_the_standard_or_detects_it() {
+    let demo = std::fs::read(data("demo.eml")).unwrap();
+    let sealed = relay(
+        &[
+            "seal",
+            "--standard",
+            "smime",
+            "--recipient-cert",
+            &data("lamps-bob.encrypt.crt"),
+        ],
+        &demo,
+    );
+    assert!(
+        sealed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sealed.stderr)
+    );
+    let key = data("lamps-bob.decrypt.p8.pem");
+    let cert = data("lamps-bob.encrypt.crt");
+    for standard in [None, Some("smime")] {
+        let mut args = vec!["open", "--key", &key, "--cert", &cert];
+        if let Some(s) = standard {
+            args.extend(["--standard", s]);
+        }
+        let out = relay(&args, &sealed.stdout);
+        assert!(
+            out.status.success(),
+            "{standard:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Discharge summary"));
+    }
+    let out = relay(
+        &[
+            "open",
+            "--standard",
+            "openpgp",
+            "--key",
+            &key,
+            "--cert",
+            &cert,
+        ],
+        &sealed.stdout,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not an openpgp message"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -572,3 +572,101 @@ fn cbc_gadget_rewritten_mail_never_reaches_the_reader_as_html() {
     assert!(t.contains("<p>HIV test: positive</p>"), "{t}");
     assert!(!t.contains("Postern-Content: text only"), "{t}");
 }
+
+/// Issue 14.14: a partner gateway that still sends 3DES and SHA-1 (OpenSSL makes such a
+/// message here) is read only when its entry allows it, the result is marked weak, and what we
+/// send it stays AES.
+#[test]
+fn legacy_algorithms_are_accepted_per_partner_receive_only_and_marked_weak() {
+    let pki = Pki::new();
+    let us = pki.issue("gw@clinic.example", KeyKind::Rsa(2048));
+    let gw = pki.issue("gw@legacy.test", KeyKind::Rsa(2048));
+    let inner = b"From: doc@legacy.test\r\nTo: records@clinic.example\r\nSubject: old system\r\nContent-Type: text/plain\r\n\r\nSent by a 2009 gateway.\r\n";
+    let signed = run_ok(
+        Command::new("openssl")
+            .args(["cms", "-sign", "-nodetach", "-md", "sha1", "-signer"])
+            .arg(&gw.cert)
+            .arg("-inkey")
+            .arg(&gw.key),
+        inner,
+    );
+    let sealed = run_ok(
+        Command::new("openssl")
+            .args(["cms", "-encrypt", "-des3"])
+            .arg(&us.cert),
+        &signed,
+    );
+    let mail = [b"From: doc@legacy.test\r\n".as_slice(), &sealed].concat();
+    let directory = |legacy: &str| {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("gw.pem"), gw.cert_pem()).unwrap();
+        std::fs::write(tmp.path().join("us.pem"), us.cert_pem()).unwrap();
+        std::fs::copy(&us.key, tmp.path().join("us.key")).unwrap();
+        std::fs::write(tmp.path().join("ca.pem"), pki.ca_pem()).unwrap();
+        let toml = format!(
+            "[our]\ndomains = [\"clinic.example\"]\ntrust_anchors = [\"ca.pem\"]\n\
+             [[our.keys]]\nstandard = \"smime\"\ncertificate = \"us.pem\"\nkey = \"us.key\"\n\
+             [[partner]]\ndomain = \"legacy.test\"\nstandards = [\"smime\"]\npolicy = \"required\"\n\
+             smime_certificates = [\"gw.pem\"]\n{legacy}\n"
+        );
+        let path = tmp.path().join("directory.toml");
+        std::fs::write(&path, toml).unwrap();
+        (Directory::load(&path), tmp)
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let from = addr("doc@legacy.test");
+
+    let (dir, _t) = directory("accept_legacy = [\"3des\", \"sha1\"]");
+    let dir = dir.unwrap();
+    let got = rt.block_on(router().inbound(&dir, Some(&from), &mail));
+    let t = text(&got);
+    assert!(matches!(got, Inbound::Deliver { .. }), "{t}");
+    assert!(t.contains("Postern-Decrypted: smime 3des-cbc"), "{t}");
+    assert!(t.contains("weak: a legacy cipher"), "{t}");
+    assert!(
+        t.contains("Postern-Signature: weak signer=gw@legacy.test"),
+        "{t}"
+    );
+    assert!(t.contains("Sent by a 2009 gateway."), "{t}");
+
+    // Without the exception: refused by name, never opened quietly.
+    let (dir, _t) = directory("");
+    let t = text(&rt.block_on(router().inbound(&dir.unwrap(), Some(&from), &mail)));
+    assert!(t.starts_with("Postern-Decrypted: failed"), "{t}");
+    assert!(t.contains("3des"), "the reason names the algorithm: {t}");
+    // SHA-1 allowed but not 3DES: still refused.
+    let (dir, _t) = directory("accept_legacy = [\"sha1\"]");
+    let t = text(&rt.block_on(router().inbound(&dir.unwrap(), Some(&from), &mail)));
+    assert!(t.starts_with("Postern-Decrypted: failed"), "{t}");
+    // An algorithm that is never accepted is a directory error with its line.
+    let (dir, _t) = directory("accept_legacy = [\"rc2\"]");
+    let e = dir.unwrap_err().to_string();
+    assert!(e.contains("rc2") && e.contains("line"), "{e}");
+
+    // What we send this partner is AES, whatever it may send us.
+    let (dir, _t) = directory("accept_legacy = [\"3des\", \"sha1\"]");
+    let dir = dir.unwrap();
+    let out = rt.block_on(
+        postern_router::Router::new(vec![Arc::new(SmimeEnvelope::new())]).outbound(
+            &dir,
+            &postern_router::Envelope {
+                mail_from: Some(addr("ada@clinic.example")),
+                rcpt_to: vec![addr("doc@legacy.test")],
+            },
+            b"From: ada@clinic.example\r\nTo: doc@legacy.test\r\nSubject: x\r\n\r\nhi\r\n",
+            None,
+        ),
+    );
+    let [postern_router::Disposition::Deliver { message, .. }] = &out[..] else {
+        panic!("{out:?}");
+    };
+    let printed = run_ok(
+        Command::new("openssl").args(["cms", "-cmsout", "-print"]),
+        message,
+    );
+    let printed = String::from_utf8_lossy(&printed);
+    assert!(printed.contains("aes-256-cbc"), "{printed}");
+    assert!(!printed.contains("des-ede3"), "{printed}");
+}

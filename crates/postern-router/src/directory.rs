@@ -24,6 +24,7 @@
 //! header_protection = false
 //! cipher = "aes256-cbc"            # aes256-cbc (Outlook) | aes128-cbc | aes256-gcm | aes128-gcm
 //! unsigned_cbc = "quarantine"      # or "text-only": its AES-CBC mail without a valid signature
+//! accept_legacy = ["3des", "sha1"] # receive-only: open its 3DES mail, accept SHA-1 signatures
 //! ```
 
 use std::collections::HashMap;
@@ -60,6 +61,15 @@ pub enum UnsignedCbc {
     /// Deliver its text only, as `text/plain` with links removed and attachments withheld
     /// (the default for everyone else).
     TextOnly,
+}
+
+/// A legacy algorithm a partner may still *send* us (never used towards it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Legacy {
+    /// 3DES-CBC content encryption.
+    TripleDes,
+    /// SHA-1 in signatures.
+    Sha1,
 }
 
 /// Which domains a partner entry covers.
@@ -121,6 +131,8 @@ pub struct Partner {
     pub cipher: Option<ContentCipher>,
     /// Its unsigned AES-CBC mail; `None`: quarantine for `required` partners, else text only.
     pub unsigned_cbc: Option<UnsignedCbc>,
+    /// Legacy algorithms accepted in its mail to us (receive-only; results are marked weak).
+    pub accept_legacy: Vec<Legacy>,
     /// Line of the entry in the directory file (0 when built in Rust).
     pub line: usize,
 }
@@ -137,6 +149,7 @@ impl Partner {
             header_protection: false,
             cipher: None,
             unsigned_cbc: None,
+            accept_legacy: Vec::new(),
             line: 0,
         }
     }
@@ -251,6 +264,8 @@ struct RawPartner {
     cipher: Option<Spanned<String>>,
     #[serde(default)]
     unsigned_cbc: Option<UnsignedCbc>,
+    #[serde(default)]
+    accept_legacy: Vec<Spanned<String>>,
 }
 
 /// 1-based line of a byte offset.
@@ -388,6 +403,19 @@ impl Directory {
             partner.sign = p.sign;
             partner.header_protection = p.header_protection;
             partner.unsigned_cbc = p.unsigned_cbc;
+            for l in &p.accept_legacy {
+                match l.get_ref().to_ascii_lowercase().as_str() {
+                    "3des" | "3des-cbc" => partner.accept_legacy.push(Legacy::TripleDes),
+                    "sha1" | "sha-1" => partner.accept_legacy.push(Legacy::Sha1),
+                    other => problems.push(Problem {
+                        line: at(l.span()),
+                        message: format!(
+                            "accept_legacy {other:?}: only \"3des\" and \"sha1\" can be accepted \
+                             (DES, RC2 and MD5 never are)"
+                        ),
+                    }),
+                }
+            }
             for s in &p.standards {
                 match standard(s.get_ref()) {
                     Some(std) if !partner.standards.contains(&std) => partner.standards.push(std),

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use postern_core::{
-    Address, ChainStatus, Domain, MessageView, OpenRequest, Policy, Report, SecureEnvelope,
-    SignatureStatus, Standard,
+    Address, ChainStatus, ContentCipher, DigestAlgorithm, Domain, MessageView, OpenRequest, Policy,
+    Report, SecureEnvelope, SignatureStatus, Standard,
 };
 
-use crate::{Directory, Partner, PartnerPolicy, UnsignedCbc};
+use crate::{Directory, Legacy, Partner, PartnerPolicy, UnsignedCbc};
 
 /// Header fields Postern writes on inbound mail. Any field starting with this prefix that
 /// arrives from outside is removed.
@@ -116,7 +116,14 @@ impl InboundRouter {
         let signers: Vec<Vec<u8>> = partner
             .map(|p| p.certificates_for(standard).to_vec())
             .unwrap_or_default();
-        let req = OpenRequest::new(&keys, &self.algorithms)
+        // A partner may be allowed legacy algorithms in what it sends us (never in what we
+        // send it); whatever they protect is marked weak in the result.
+        let mut algorithms = self.algorithms.clone();
+        if let Some(p) = partner {
+            algorithms.allow_triple_des |= p.accept_legacy.contains(&Legacy::TripleDes);
+            algorithms.allow_sha1_signatures |= p.accept_legacy.contains(&Legacy::Sha1);
+        }
+        let req = OpenRequest::new(&keys, &algorithms)
             .with_trust_anchors(&dir.our.trust_anchors)
             .with_expected_signers(&signers);
         match backend.open(&view, &req).await {
@@ -138,7 +145,7 @@ impl InboundRouter {
                         .encryption
                         .as_ref()
                         .is_some_and(|e| !e.cipher.is_aead());
-                if malleable && verdict != "valid" {
+                if malleable && verdict != "valid" && verdict != "weak" {
                     let action = partner
                         .and_then(|p| p.unsigned_cbc)
                         .unwrap_or(match partner {
@@ -270,8 +277,15 @@ fn result_headers(report: &Report, b: &Binding<'_>) -> (Vec<u8>, &'static str) {
     let mut out = String::new();
     match &report.encryption {
         Some(e) => out.push_str(&format!(
-            "{RESULT_PREFIX}Decrypted: {} {} ({})\r\n",
-            report.standard, e.cipher, e.key_management
+            "{RESULT_PREFIX}Decrypted: {} {} ({}){}\r\n",
+            report.standard,
+            e.cipher,
+            e.key_management,
+            if e.cipher == ContentCipher::TripleDesCbc {
+                " weak: a legacy cipher accepted for this partner only"
+            } else {
+                ""
+            }
         )),
         None => out.push_str(&format!("{RESULT_PREFIX}Decrypted: no\r\n")),
     }
@@ -299,6 +313,15 @@ fn result_headers(report: &Report, b: &Binding<'_>) -> (Vec<u8>, &'static str) {
             verdict = v;
             problems.push(why);
         }
+    }
+    let sha1 = report.signatures.iter().any(|s| {
+        s.algorithm
+            .and_then(|a| a.digest())
+            .is_some_and(|d| matches!(d, DigestAlgorithm::Sha1 | DigestAlgorithm::Md5))
+    });
+    if verdict == "valid" && sha1 {
+        verdict = "weak";
+        problems.push("signed with SHA-1, accepted for this partner only".into());
     }
     if verdict == "valid" && report.partly_protected {
         verdict = "partial";

@@ -18,7 +18,7 @@ mod validate;
 
 pub use decide::{ContentAction, Disposition, Envelope, Router};
 pub use directory::{
-    Directory, DirectoryError, DomainPattern, OurIdentity, Partner, PartnerPolicy, Problem,
+    Directory, DirectoryError, DomainPattern, Legacy, OurIdentity, Partner, PartnerPolicy, Problem,
     UnsignedCbc,
 };
 pub use inbound::{

@@ -30,13 +30,14 @@ pub fn key_len(c: ContentCipher) -> Result<usize, Error> {
         ContentCipher::Aes128Cbc | ContentCipher::Aes128Gcm => Ok(16),
         ContentCipher::Aes192Cbc => Ok(24),
         ContentCipher::Aes256Cbc | ContentCipher::Aes256Gcm => Ok(32),
+        // Decryption only, when the policy allows it (a partner's `accept_legacy`).
+        ContentCipher::TripleDesCbc => Ok(24),
         ContentCipher::ChaCha20Poly1305
         | ContentCipher::Aes128Ocb
         | ContentCipher::Aes256Ocb
         | ContentCipher::Aes128Cfb
         | ContentCipher::Aes192Cfb
         | ContentCipher::Aes256Cfb
-        | ContentCipher::TripleDesCbc
         | ContentCipher::DesCbc
         | ContentCipher::Rc2Cbc => Err(Error::UnsupportedAlgorithm(format!(
             "{c} content encryption in S/MIME"
@@ -125,6 +126,31 @@ pub fn content_cipher(alg: &AlgorithmIdentifierOwned) -> Result<ContentCipher, E
     cipher_from_oid(&alg.oid)
 }
 
+/// 3DES-CBC (des-ede3-cbc, RFC 3370 §5.1) decryption with PKCS#7 padding: receive-only, for a
+/// partner allowed it; every failure is the same [`Error::DecryptionFailed`].
+fn triple_des_decrypt(
+    params: &der::Any,
+    key: &[u8],
+    ciphertext: Vec<u8>,
+) -> Result<Vec<u8>, Error> {
+    use cbc::cipher::{block_padding::Pkcs7, BlockDecryptMut, KeyIvInit};
+    let iv: OctetString = params
+        .decode_as()
+        .map_err(|e| Error::malformed("3DES IV", e))?;
+    if iv.as_bytes().len() != 8 || ciphertext.is_empty() || ciphertext.len() % 8 != 0 {
+        return Err(Error::DecryptionFailed);
+    }
+    let d = cbc::Decryptor::<des::TdesEde3>::new_from_slices(key, iv.as_bytes())
+        .map_err(|_| Error::DecryptionFailed)?;
+    let mut buf = ciphertext;
+    let n = d
+        .decrypt_padded_mut::<Pkcs7>(&mut buf)
+        .map_err(|_| Error::DecryptionFailed)?
+        .len();
+    buf.truncate(n);
+    Ok(buf)
+}
+
 /// Decrypts content. Any failure is reported as [`Error::DecryptionFailed`] without detail, so
 /// the error cannot serve as a padding oracle.
 pub fn decrypt_content(
@@ -162,6 +188,8 @@ pub fn decrypt_content(
         k.open_in_place_separate_tag(nonce, aead::Aad::from(aad), tag, &mut buf)
             .map_err(|_| Error::DecryptionFailed)?;
         Ok(buf)
+    } else if c == ContentCipher::TripleDesCbc {
+        triple_des_decrypt(params, key, ciphertext)
     } else {
         let iv: OctetString = params
             .decode_as()

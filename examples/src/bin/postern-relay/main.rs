@@ -204,6 +204,9 @@ struct OpenArgs {
     /// Fail (exit 1) unless every signature is valid and trusted.
     #[arg(long)]
     require_valid_signature: bool,
+    /// The standard to open with; without it, it is detected from the message.
+    #[arg(long, value_enum)]
+    standard: Option<StandardArg>,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {
@@ -310,10 +313,18 @@ async fn open(args: OpenArgs) -> Result<(Opened, bool), String> {
         Box::new(SmimeEnvelope::new()),
         Box::new(OpenPgpEnvelope::new()),
     ];
+    let wanted = args.standard.map(|s| match s {
+        StandardArg::Smime => Standard::Smime,
+        StandardArg::Openpgp => Standard::OpenPgp,
+    });
     let backend = backends
         .iter()
+        .filter(|b| wanted.is_none_or(|w| b.standard() == w))
         .find(|b| b.recognises(&view))
-        .ok_or("not an S/MIME or OpenPGP message")?;
+        .ok_or(match wanted {
+            Some(w) => format!("not an {w} message"),
+            None => "not an S/MIME or OpenPGP message".to_string(),
+        })?;
     let opened = backend.open(&view, &req).await.map_err(|e| e.to_string())?;
     if let Some(path) = &args.report_json {
         let json =
