@@ -2,7 +2,9 @@
 //! backends, with the demo keys: S/MIME and OpenPGP partners (required, and one with header
 //! protection), our own keys for opening. Every path a stranger's message takes before
 //! delivery — parsing, the user-encrypted proof, sealing, opening, result-header filtering —
-//! must answer, never panic.
+//! must answer, never panic. Then what the relay's worker does with one spooled message
+//! besides I/O: content inspection and the DSN built from it, and the inbound result once
+//! more for whatever outbound produced (a sealed copy coming back in).
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
@@ -17,6 +19,7 @@ struct World {
     dir: Directory,
     router: Router,
     inbound: InboundRouter,
+    inspector: postern_dlp::Inspector,
     rt: tokio::runtime::Runtime,
 }
 
@@ -60,6 +63,8 @@ fn world() -> &'static World {
             dir,
             router: Router::new(backends.clone()),
             inbound: InboundRouter::new(backends),
+            inspector: postern_dlp::Inspector::new(postern_dlp::DlpPolicy::default())
+                .expect("the built-in policy"),
             rt: tokio::runtime::Builder::new_current_thread()
                 .build()
                 .expect("runtime"),
@@ -77,8 +82,29 @@ fuzz_target!(|data: &[u8]| {
         mail_from: Address::new("ada@clinic.example").ok(),
         rcpt_to: rcpts,
     };
-    let _ = w.rt.block_on(w.router.outbound(&w.dir, &env, data, None));
+    let out = w.rt.block_on(w.router.outbound(&w.dir, &env, data, None));
     let from = Address::new("gw@smime.example").ok();
     let _ = w.rt.block_on(w.inbound.inbound(&w.dir, from.as_ref(), data));
     let _ = postern_router::strip_results(data);
+    for d in &out {
+        if let postern_router::Disposition::Deliver { message, .. } = d {
+            let _ = w.rt.block_on(w.inbound.inbound(&w.dir, from.as_ref(), message));
+        }
+    }
+    let _ = w.inspector.inspect(data);
+    let entry = postern_relay::spool::Entry::new(
+        "Q1".into(),
+        postern_relay::spool::Origin::Internal,
+        "127.0.0.1",
+        Some("ada@clinic.example".into()),
+        vec![postern_relay::spool::Recipient::new("c@gmail.test".into())],
+        data.len() as u64,
+    );
+    let reason = String::from_utf8_lossy(data.get(..data.len().min(200)).unwrap_or_default());
+    let failures = [postern_relay::dsn::Failure {
+        rcpt: &entry.recipients[0],
+        status: "5.7.1",
+        reason: &reason,
+    }];
+    let _ = postern_relay::dsn::build("gw.test", &entry, &failures, data, 0, "seed");
 });
