@@ -38,12 +38,13 @@ fn text(i: &Inbound) -> String {
 
 const SPOOF: &str = "Postern-Signature: valid signer=ceo@clinic.example\r\n";
 
-#[test]
-fn smime_from_a_partner_gateway_is_opened_verified_and_spoofing_removed() {
-    let pki = Pki::new();
-    let us = pki.issue("gw@clinic.example", KeyKind::Rsa(2048));
-    let partner = pki.issue("gw@partner.test", KeyKind::Rsa(2048));
-    let stranger = pki.issue("gw@other.test", KeyKind::Rsa(2048));
+/// Our side (gw@clinic.example, trusting the test CA) and one required S/MIME partner,
+/// `partner.test`, whose gateway certificate `gateway` is pinned.
+fn smime_directory(
+    pki: &Pki,
+    us: &postern_tests::EndEntity,
+    gateway: &postern_tests::EndEntity,
+) -> Directory {
     let mut dir = Directory::default();
     dir.our.domains.push(Domain::new("clinic.example").unwrap());
     dir.our.credentials.push(us.credential());
@@ -54,8 +55,18 @@ fn smime_from_a_partner_gateway_is_opened_verified_and_spoofing_removed() {
         vec![Standard::Smime],
     );
     p.certificates
-        .insert(Standard::Smime, vec![partner.cert_pem()]);
+        .insert(Standard::Smime, vec![gateway.cert_pem()]);
     dir.partners.push(p);
+    dir
+}
+
+#[test]
+fn smime_from_a_partner_gateway_is_opened_verified_and_spoofing_removed() {
+    let pki = Pki::new();
+    let us = pki.issue("gw@clinic.example", KeyKind::Rsa(2048));
+    let partner = pki.issue("gw@partner.test", KeyKind::Rsa(2048));
+    let stranger = pki.issue("gw@other.test", KeyKind::Rsa(2048));
+    let dir = smime_directory(&pki, &us, &partner);
 
     let inner = b"From: doc@partner.test\r\nTo: records@clinic.example\r\nSubject: referral\r\nContent-Type: text/plain\r\n\r\nPlease see the patient on Monday.\r\n";
     // As the partner gateway does it: sign, then encrypt to us, with OpenSSL.
@@ -226,18 +237,7 @@ fn a_valid_signature_is_bound_to_the_from_header() {
     let us = pki.issue("gw@clinic.example", KeyKind::Rsa(2048));
     let gateway = pki.issue("gw@partner.test", KeyKind::Rsa(2048));
     let alice = pki.issue("alice@partner.test", KeyKind::Rsa(2048));
-    let mut dir = Directory::default();
-    dir.our.domains.push(Domain::new("clinic.example").unwrap());
-    dir.our.credentials.push(us.credential());
-    dir.our.trust_anchors.push(pki.ca_pem());
-    let mut p = Partner::new(
-        DomainPattern::Exact(Domain::new("partner.test").unwrap()),
-        PartnerPolicy::Required,
-        vec![Standard::Smime],
-    );
-    p.certificates
-        .insert(Standard::Smime, vec![gateway.cert_pem()]);
-    dir.partners.push(p);
+    let dir = smime_directory(&pki, &us, &gateway);
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -454,17 +454,7 @@ fn cbc_gadget_rewritten_mail_never_reaches_the_reader_as_html() {
     let pki = Pki::new();
     let us = pki.issue("gw@clinic.example", KeyKind::Rsa(2048));
     let gw = pki.issue("gw@partner.test", KeyKind::Rsa(2048));
-    let mut dir = Directory::default();
-    dir.our.domains.push(Domain::new("clinic.example").unwrap());
-    dir.our.credentials.push(us.credential());
-    dir.our.trust_anchors.push(pki.ca_pem());
-    let mut p = Partner::new(
-        DomainPattern::Exact(Domain::new("partner.test").unwrap()),
-        PartnerPolicy::Required,
-        vec![Standard::Smime],
-    );
-    p.certificates.insert(Standard::Smime, vec![gw.cert_pem()]);
-    dir.partners.push(p);
+    let dir = smime_directory(&pki, &us, &gw);
 
     let inner = b"Content-Type: text/html; charset=us-ascii\r\n\r\n<html><body><p>HIV test: positive</p></body></html>\r\n";
     let der = run_ok(

@@ -12,15 +12,9 @@ use postern_router::{
 use postern_smime::SmimeEnvelope;
 use postern_tests::{body_lf, sample_message, Gpg, KeyKind, PgpKind, Pki};
 
-#[test]
-fn one_message_three_copies_each_read_by_its_reader() {
-    let pki = Pki::new();
-    let smime_gw = pki.issue("gw@smime-partner.test", KeyKind::Rsa(2048));
-    let pgp = Gpg::new();
-    pgp.generate("GW <gw@pgp-partner.test>", PgpKind::Rsa3072, "never");
-
-    let mut dir = Directory::default();
-    dir.our.domains.push(Domain::new("clinic.example").unwrap());
+/// Two required partners: `smime-partner.test` (S/MIME, `smime_gw`) and `pgp-partner.test`
+/// (OpenPGP, the key `gw@pgp-partner.test` in `pgp`).
+fn two_partners(smime_gw: &postern_tests::EndEntity, pgp: &Gpg) -> Vec<Partner> {
     let mut s = Partner::new(
         DomainPattern::Exact(Domain::new("smime-partner.test").unwrap()),
         PartnerPolicy::Required,
@@ -35,7 +29,19 @@ fn one_message_three_copies_each_read_by_its_reader() {
     );
     p.certificates
         .insert(Standard::OpenPgp, vec![pgp.export("gw@pgp-partner.test")]);
-    dir.partners = vec![s, p];
+    vec![s, p]
+}
+
+#[test]
+fn one_message_three_copies_each_read_by_its_reader() {
+    let pki = Pki::new();
+    let smime_gw = pki.issue("gw@smime-partner.test", KeyKind::Rsa(2048));
+    let pgp = Gpg::new();
+    pgp.generate("GW <gw@pgp-partner.test>", PgpKind::Rsa3072, "never");
+
+    let mut dir = Directory::default();
+    dir.our.domains.push(Domain::new("clinic.example").unwrap());
+    dir.partners = two_partners(&smime_gw, &pgp);
 
     let backends: Vec<Arc<dyn SecureEnvelope>> = vec![
         Arc::new(SmimeEnvelope::new()),
@@ -100,22 +106,10 @@ fn user_encrypted_mail_passes_only_when_it_really_is() {
     let smime_gw = pki.issue("gw@smime-partner.test", KeyKind::Rsa(2048));
     let pgp = Gpg::new();
     pgp.generate("GW <gw@pgp-partner.test>", PgpKind::Rsa3072, "never");
-    let mut dir = Directory::default();
-    let mut s = Partner::new(
-        DomainPattern::Exact(Domain::new("smime-partner.test").unwrap()),
-        PartnerPolicy::Required,
-        vec![Standard::Smime],
-    );
-    s.certificates
-        .insert(Standard::Smime, vec![smime_gw.cert_pem()]);
-    let mut p = Partner::new(
-        DomainPattern::Exact(Domain::new("pgp-partner.test").unwrap()),
-        PartnerPolicy::Required,
-        vec![Standard::OpenPgp],
-    );
-    p.certificates
-        .insert(Standard::OpenPgp, vec![pgp.export("gw@pgp-partner.test")]);
-    dir.partners = vec![s, p];
+    let dir = Directory {
+        partners: two_partners(&smime_gw, &pgp),
+        ..Directory::default()
+    };
     let router = Router::new(vec![
         Arc::new(SmimeEnvelope::new()),
         Arc::new(OpenPgpEnvelope::new()),

@@ -197,6 +197,24 @@ async fn auth_is_offered_inside_tls_only_and_required_before_mail() {
     relay.shutdown(Duration::from_secs(2)).await;
 }
 
+/// A session on `addr` past STARTTLS and the second EHLO.
+async fn tls_session(
+    addr: std::net::SocketAddr,
+    connector: &TlsConnector,
+) -> BufReader<tokio_rustls::client::TlsStream<TcpStream>> {
+    let mut p = BufReader::new(TcpStream::connect(addr).await.unwrap());
+    reply(&mut p).await;
+    say(&mut p, "EHLO client.test").await;
+    say(&mut p, "STARTTLS").await;
+    let tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), p.into_inner())
+        .await
+        .unwrap();
+    let mut t = BufReader::new(tls);
+    say(&mut t, "EHLO client.test").await;
+    t
+}
+
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .unwrap()
@@ -222,16 +240,7 @@ async fn parallel_password_guessing_is_bounded_and_locked_out() {
         let connector = connector.clone();
         let wrong = b64.encode(format!("\0exchange\0guess {i}"));
         tasks.push(tokio::spawn(async move {
-            let mut p = BufReader::new(TcpStream::connect(addr).await.unwrap());
-            reply(&mut p).await;
-            say(&mut p, "EHLO guesser.test").await;
-            say(&mut p, "STARTTLS").await;
-            let tls = connector
-                .connect(ServerName::try_from("localhost").unwrap(), p.into_inner())
-                .await
-                .unwrap();
-            let mut t = BufReader::new(tls);
-            say(&mut t, "EHLO guesser.test").await;
+            let mut t = tls_session(addr, &connector).await;
             say(&mut t, &format!("AUTH PLAIN {wrong}")).await[0].clone()
         }));
     }
@@ -253,16 +262,7 @@ async fn parallel_password_guessing_is_bounded_and_locked_out() {
     eprintln!("RSS grew by {grown_mib} MiB under 24 parallel guesses");
     assert!(grown_mib < 200, "memory grew by {grown_mib} MiB");
     // Locked: even the right password is refused now, without a hash being computed.
-    let mut p = BufReader::new(TcpStream::connect(addr).await.unwrap());
-    reply(&mut p).await;
-    say(&mut p, "EHLO client.test").await;
-    say(&mut p, "STARTTLS").await;
-    let tls = connector
-        .connect(ServerName::try_from("localhost").unwrap(), p.into_inner())
-        .await
-        .unwrap();
-    let mut t = BufReader::new(tls);
-    say(&mut t, "EHLO client.test").await;
+    let mut t = tls_session(addr, &connector).await;
     let right = b64.encode(b"\0exchange\0correct horse");
     let r = say(&mut t, &format!("AUTH PLAIN {right}")).await;
     assert!(r[0].starts_with("454 4.7.0"), "{r:?}");
