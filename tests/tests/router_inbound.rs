@@ -38,6 +38,26 @@ fn text(i: &Inbound) -> String {
 
 const SPOOF: &str = "Postern-Signature: valid signer=ceo@clinic.example\r\n";
 
+/// Our OpenPGP side (`gw@clinic.example` in `us`) and the partner `pgp-partner.test` (its key
+/// `gw@pgp-partner.test` in `partner`) under `policy`.
+fn pgp_directory(us: &Gpg, partner: &Gpg, policy: PartnerPolicy) -> Directory {
+    let mut dir = Directory::default();
+    dir.our.domains.push(Domain::new("clinic.example").unwrap());
+    let our: Credential = pgp_credential(&us.export_secret("gw@clinic.example"));
+    dir.our.credentials.push(our);
+    let mut p = Partner::new(
+        DomainPattern::Exact(Domain::new("pgp-partner.test").unwrap()),
+        policy,
+        vec![Standard::OpenPgp],
+    );
+    p.certificates.insert(
+        Standard::OpenPgp,
+        vec![partner.export("gw@pgp-partner.test")],
+    );
+    dir.partners.push(p);
+    dir
+}
+
 /// Our side (gw@clinic.example, trusting the test CA) and one required S/MIME partner,
 /// `partner.test`, whose gateway certificate `gateway` is pinned.
 fn smime_directory(
@@ -180,20 +200,7 @@ fn pgp_mime_from_a_gpg_partner_is_opened_and_verified() {
     let partner = Gpg::new();
     partner.generate("Partner <gw@pgp-partner.test>", PgpKind::Rsa3072, "never");
     partner.import(&us.export("gw@clinic.example"));
-    let mut dir = Directory::default();
-    dir.our.domains.push(Domain::new("clinic.example").unwrap());
-    let our: Credential = pgp_credential(&us.export_secret("gw@clinic.example"));
-    dir.our.credentials.push(our);
-    let mut p = Partner::new(
-        DomainPattern::Exact(Domain::new("pgp-partner.test").unwrap()),
-        PartnerPolicy::Required,
-        vec![Standard::OpenPgp],
-    );
-    p.certificates.insert(
-        Standard::OpenPgp,
-        vec![partner.export("gw@pgp-partner.test")],
-    );
-    dir.partners.push(p);
+    let dir = pgp_directory(&us, &partner, PartnerPolicy::Required);
 
     let entity = b"From: doc@pgp-partner.test\r\nSubject: results\r\nContent-Type: text/plain\r\n\r\nPotassium 4.1 mmol/L.\r\n";
     let armored = partner.ok(
@@ -385,21 +392,7 @@ fn inline_pgp_with_unsigned_text_around_is_partial() {
     us.generate("Clinic <gw@clinic.example>", PgpKind::Ed25519, "never");
     let partner = Gpg::new();
     partner.generate("Partner <gw@pgp-partner.test>", PgpKind::Ed25519, "never");
-    let mut dir = Directory::default();
-    dir.our.domains.push(Domain::new("clinic.example").unwrap());
-    dir.our
-        .credentials
-        .push(pgp_credential(&us.export_secret("gw@clinic.example")));
-    let mut p = Partner::new(
-        DomainPattern::Exact(Domain::new("pgp-partner.test").unwrap()),
-        PartnerPolicy::Preferred,
-        vec![Standard::OpenPgp],
-    );
-    p.certificates.insert(
-        Standard::OpenPgp,
-        vec![partner.export("gw@pgp-partner.test")],
-    );
-    dir.partners.push(p);
+    let dir = pgp_directory(&us, &partner, PartnerPolicy::Preferred);
     let signed = partner.ok(
         &["--clearsign", "-u", "gw@pgp-partner.test"],
         b"The results are normal.\n",
