@@ -321,7 +321,8 @@ pub fn outer_headers(view: &MessageView<'_>, header_protection: bool, keep_all: 
 
 /// Unstructured fields whose non-ASCII text is written as RFC 2047 encoded words.
 const UNSTRUCTURED: &[&str] = &["subject", "comments", "keywords"];
-/// Address fields: UTF-8 stays UTF-8 (RFC 6532; encoded words cannot hold an address).
+/// Address fields: display names become encoded words; an address itself that is not ASCII
+/// stays UTF-8 (RFC 6532: encoded words cannot hold an address).
 const ADDRESSES: &[&str] = &["from", "sender", "to", "cc", "reply-to"];
 /// Longest line we write before folding; RFC 5322's hard limit is 998.
 const FOLD_AT: usize = 78;
@@ -349,8 +350,10 @@ pub fn push_outer_field(out: &mut Vec<u8>, name: &str, raw_value: &[u8]) {
         value.push(c);
     }
     let value = value.trim_end();
-    let words: Vec<String> = if value.is_ascii() || ADDRESSES.contains(&lower.as_str()) {
+    let words: Vec<String> = if value.is_ascii() {
         value.split(' ').map(str::to_string).collect()
+    } else if ADDRESSES.contains(&lower.as_str()) {
+        display_names_encoded(value)
     } else if UNSTRUCTURED.contains(&lower.as_str()) {
         encoded_words(value)
     } else {
@@ -387,6 +390,50 @@ pub fn push_outer_field(out: &mut Vec<u8>, name: &str, raw_value: &[u8]) {
         line += rest.len();
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// The words of an address field with each run of non-ASCII display-name words (outside angle
+/// brackets, without `@`) as encoded words; quotes around such a run go (an encoded word may
+/// not stand inside a quoted string).
+fn display_names_encoded(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut run: Vec<&str> = Vec::new();
+    let mut in_angle = false;
+    let flush = |run: &mut Vec<&str>, out: &mut Vec<String>| {
+        if run.is_empty() {
+            return;
+        }
+        let text = run.join(" ");
+        if text.is_ascii() {
+            out.extend(run.iter().map(|w| w.to_string()));
+        } else {
+            out.extend(encoded_words(text.trim_matches('"')));
+        }
+        run.clear();
+    };
+    for w in value.split(' ') {
+        let address_part = in_angle || w.starts_with('<') || w.contains('@');
+        if w.contains('<') {
+            in_angle = true;
+        }
+        if w.contains('>') {
+            in_angle = false;
+        }
+        if address_part {
+            flush(&mut run, &mut out);
+            out.push(w.to_string());
+        } else if w.ends_with(',') {
+            run.push(w.trim_end_matches(','));
+            flush(&mut run, &mut out);
+            if let Some(last) = out.last_mut() {
+                last.push(',');
+            }
+        } else {
+            run.push(w);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
 }
 
 /// `text` as RFC 2047 B-encoded UTF-8 words, each at most 75 characters, split between
@@ -527,10 +574,13 @@ mod tests {
                     "{line:?}"
                 );
                 assert!(!line.to_ascii_lowercase().starts_with("bcc"), "{line:?}");
-                if !line.starts_with("From:") {
-                    assert!(line.is_ascii(), "{line:?}");
-                }
+                assert!(line.is_ascii(), "{line:?}");
             }
+            assert!(
+                text.contains("From: =?UTF-8?B?"),
+                "display name encoded: {text}"
+            );
+            assert!(text.contains("<a@b.test>"), "address kept: {text}");
             assert!(!text.contains("\r\n\r\n"), "no blank line inside");
             assert!(text.ends_with("\r\n"));
             // What a parser reads back: the fields we meant, one Subject, no Bcc.
