@@ -220,3 +220,71 @@ fn legacy_binary_documents_are_reported_not_passed_silently() {
     );
     assert_eq!(v.action, Action::Tag);
 }
+
+mod normalised_forms {
+    use proptest::prelude::*;
+
+    /// Issue 11 (first part): whatever mix of invisible characters, space and dash forms and
+    /// digits of other scripts is put into a valid identifier, it is still found.
+    fn disguise(value: &str, choices: &[u8]) -> String {
+        let mut out = String::new();
+        for (i, c) in value.chars().enumerate() {
+            let pick = choices.get(i).copied().unwrap_or(0);
+            let c = match (c, pick % 4) {
+                ('0'..='9', 1) => char::from_u32(0xFF10 + c.to_digit(10).unwrap()).unwrap(),
+                ('0'..='9', 2) => char::from_u32(0x0660 + c.to_digit(10).unwrap()).unwrap(),
+                ('0'..='9', 3) => char::from_u32(0x0966 + c.to_digit(10).unwrap()).unwrap(),
+                ('-', 1) => '\u{2013}',
+                ('-', 2) => '\u{2014}',
+                ('-', 3) => '\u{2212}',
+                (' ', 1) => '\u{00A0}',
+                (' ', 2) => '\u{202F}',
+                (' ', 3) => '\u{2007}',
+                (c, _) => c,
+            };
+            out.push(c);
+            match pick / 4 % 6 {
+                1 => out.push('\u{200B}'),
+                2 => out.push('\u{00AD}'),
+                3 => out.push('\u{2060}'),
+                4 => out.push('\u{FEFF}'),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn disguised_identifiers_are_still_found(
+            choices in proptest::collection::vec(any::<u8>(), 24),
+            which in 0usize..3,
+        ) {
+            let (value, detector) = [
+                ("4111 1111 1111 1111", "card"),
+                ("078-05-1120", "ssn"),
+                ("5500-0000-0000-0004", "card"),
+            ][which];
+            let text = format!("Patient billing: {} thanks", disguise(value, &choices));
+            let inspector =
+                postern_dlp::Inspector::new(postern_dlp::DlpPolicy::default()).unwrap();
+            let v = inspector.inspect_text(&text);
+            prop_assert!(
+                v.hits.iter().any(|h| h.detector == detector),
+                "{detector} not found in {text:?}: {v:?}"
+            );
+        }
+    }
+
+    /// The same through a whole message: an HTML body whose number has `&#8203;` and `&shy;`
+    /// inside its groups and `&nbsp;` between them.
+    #[test]
+    fn html_entities_for_invisible_characters_do_not_hide_a_card() {
+        let inspector = postern_dlp::Inspector::new(postern_dlp::DlpPolicy::default()).unwrap();
+        let msg = b"From: a@b.test\r\nTo: c@d.test\r\nSubject: x\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>Card: 41&#8203;11&nbsp;11&shy;11&nbsp;1111&nbsp;1111 exp soon</p>\r\n";
+        let v = inspector.inspect(msg);
+        assert!(v.hits.iter().any(|h| h.detector == "card"), "{v:?}");
+    }
+}

@@ -6,6 +6,7 @@
 //! Matched values leave this module masked only.
 
 mod digits;
+pub mod normalize;
 
 pub mod checks;
 
@@ -209,8 +210,11 @@ impl Scanner {
         })
     }
 
-    /// Everything found in one piece of text.
+    /// Everything found in one piece of text (after making it canonical: digits of any script,
+    /// invisible characters, spaces and dashes of every kind; see [`normalize`]).
     pub fn scan(&self, text: &str) -> Vec<Found> {
+        let canonical = normalize::for_detection(text);
+        let text: &str = &canonical;
         let b = text.as_bytes();
         // Pass 1: candidates around digit runs, by structure alone.
         let mut nums: Vec<(usize, usize)> = Vec::new();

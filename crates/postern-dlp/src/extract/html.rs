@@ -111,6 +111,11 @@ fn entity(name: &str) -> Option<char> {
         "ndash" => '–',
         "mdash" => '—',
         "hyphen" => '-',
+        "shy" => '\u{AD}',
+        "zwsp" | "ZeroWidthSpace" => '\u{200B}',
+        "zwj" => '\u{200D}',
+        "zwnj" => '\u{200C}',
+        "minus" => '\u{2212}',
         _ => return None,
     })
 }
