@@ -224,26 +224,28 @@ fn legacy_binary_documents_are_reported_not_passed_silently() {
 mod normalised_forms {
     use proptest::prelude::*;
 
-    /// Issue 11 (first part): whatever mix of invisible characters, space and dash forms and
-    /// digits of other scripts is put into a valid identifier, it is still found.
+    /// Issue 11 (first part): whatever mix of invisible characters, separators (every space and
+    /// dash form, dots, slashes, tabs, double spaces, line breaks) and digits of other scripts is
+    /// put into a valid identifier, it is still found.
     fn disguise(value: &str, choices: &[u8]) -> String {
         let mut out = String::new();
         for (i, c) in value.chars().enumerate() {
             let pick = choices.get(i).copied().unwrap_or(0);
-            let c = match (c, pick % 4) {
-                ('0'..='9', 1) => char::from_u32(0xFF10 + c.to_digit(10).unwrap()).unwrap(),
-                ('0'..='9', 2) => char::from_u32(0x0660 + c.to_digit(10).unwrap()).unwrap(),
-                ('0'..='9', 3) => char::from_u32(0x0966 + c.to_digit(10).unwrap()).unwrap(),
-                ('-', 1) => '\u{2013}',
-                ('-', 2) => '\u{2014}',
-                ('-', 3) => '\u{2212}',
-                (' ', 1) => '\u{00A0}',
-                (' ', 2) => '\u{202F}',
-                (' ', 3) => '\u{2007}',
-                (c, _) => c,
-            };
-            out.push(c);
-            match pick / 4 % 6 {
+            match c {
+                '0'..='9' => {
+                    let d = c.to_digit(10).unwrap();
+                    let zero = [0x30, 0xFF10, 0x0660, 0x0966][usize::from(pick % 4)];
+                    out.push(char::from_u32(zero + d).unwrap());
+                }
+                ' ' | '-' => out.push_str(
+                    [
+                        " ", "-", "\u{00A0}", "\u{202F}", "\u{2013}", "\u{2014}", "\u{2212}", ".",
+                        "/", "\t", "  ", "\r\n", " - ",
+                    ][usize::from(pick % 13)],
+                ),
+                c => out.push(c),
+            }
+            match pick / 13 % 6 {
                 1 => out.push('\u{200B}'),
                 2 => out.push('\u{00AD}'),
                 3 => out.push('\u{2060}'),

@@ -29,8 +29,17 @@ fn next_digit(b: &[u8], mut from: usize) -> Option<usize> {
         .map(|i| from + i)
 }
 
-/// Maximal runs of digits with single space or dash separators between digits:
-/// `[0-9]([ -]?[0-9])*`, as (start, end) byte offsets.
+/// Bytes that may stand between the groups of a number as people write and paste them:
+/// spaces (one or more), tabs, line breaks (one group per line), dashes, dots and slashes.
+pub fn is_separator(c: u8) -> bool {
+    matches!(c, b' ' | b'-' | b'.' | b'/' | b'\t' | b'\r' | b'\n')
+}
+
+/// At most this many separator bytes between two groups (`" - "`, `"\r\n"`, a double space).
+pub const MAX_SEPARATOR: usize = 3;
+
+/// Maximal runs of digits with short separators between digits: `[0-9]([sep]{0,3}[0-9])*`,
+/// as (start, end) byte offsets.
 pub fn runs(b: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
     let mut at = 0;
     std::iter::from_fn(move || {
@@ -39,7 +48,20 @@ pub fn runs(b: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
         loop {
             match b.get(e) {
                 Some(c) if c.is_ascii_digit() => e += 1,
-                Some(b' ' | b'-') if b.get(e + 1).is_some_and(u8::is_ascii_digit) => e += 2,
+                Some(c) if is_separator(*c) => {
+                    let n = b
+                        .get(e..)
+                        .unwrap_or_default()
+                        .iter()
+                        .take(MAX_SEPARATOR + 1)
+                        .take_while(|c| is_separator(**c))
+                        .count();
+                    if n <= MAX_SEPARATOR && b.get(e + n).is_some_and(u8::is_ascii_digit) {
+                        e += n + 1;
+                    } else {
+                        break;
+                    }
+                }
                 _ => break,
             }
         }
@@ -62,13 +84,22 @@ mod tests {
 
     #[test]
     fn runs_with_separators() {
-        let t = b"card 4111 1111-1111 1111, call 555 1234 -- x9 and 12  34 end7";
+        let t =
+            b"card 4111 1111-1111 1111, call 555 1234 -- x9 and 12  34 end7 and 1 2\r\n3 4    5";
         let got: Vec<&str> = runs(t)
             .map(|(s, e)| std::str::from_utf8(&t[s..e]).unwrap())
             .collect();
         assert_eq!(
             got,
-            ["4111 1111-1111 1111", "555 1234", "9", "12", "34", "7"]
+            [
+                "4111 1111-1111 1111",
+                "555 1234",
+                "9",
+                "12  34",
+                "7",
+                "1 2\r\n3 4",
+                "5"
+            ]
         );
     }
 }

@@ -327,14 +327,14 @@ impl Scanner {
         let mut found = Vec::new();
         let mut ids: Vec<(usize, usize, &'static str)> = Vec::new();
         for (s, e) in nums {
-            if let Some(kind) = classify_number(
+            if let Some((kind, end)) = classify_number(
                 text.get(s..e).unwrap_or_default(),
                 s,
                 e,
                 &near,
                 &labelled_not_phi,
             ) {
-                ids.push((s, e, kind));
+                ids.push((s, end, kind));
             }
         }
         for (s, e) in deas {
@@ -463,8 +463,46 @@ impl Scanner {
     }
 }
 
-/// Decides what a digit run is (card, SSN, NPI) or nothing.
+/// Decides what a digit run is (card, SSN, NPI) or nothing, and where it ends: the run may
+/// carry more groups after the identifier (a card's expiry or CVV, another number), so its
+/// leading groups are tried, longest first.
 fn classify_number(
+    raw: &str,
+    s: usize,
+    e: usize,
+    near: &dyn Fn(usize, usize, Group, usize, usize) -> bool,
+    labelled_not_phi: &dyn Fn(usize) -> bool,
+) -> Option<(&'static str, usize)> {
+    // Group boundaries: (start, end) of each digit group within `raw`.
+    let b = raw.as_bytes();
+    let mut bounds: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i > start {
+            bounds.push((start, i));
+        }
+        while i < b.len() && !b[i].is_ascii_digit() {
+            i += 1;
+        }
+    }
+    for k in (1..=bounds.len()).rev() {
+        let end = bounds[k - 1].1;
+        let prefix = raw.get(..end).unwrap_or_default();
+        // A trailing group glued to more digits is no boundary (the rest is part of it).
+        if let Some(kind) = classify_groups(prefix, s, s + end, near, labelled_not_phi) {
+            return Some((kind, s + end));
+        }
+    }
+    let _ = e;
+    None
+}
+
+/// [`classify_number`] for exactly these groups.
+fn classify_groups(
     raw: &str,
     s: usize,
     e: usize,
@@ -472,12 +510,11 @@ fn classify_number(
     labelled_not_phi: &dyn Fn(usize) -> bool,
 ) -> Option<&'static str> {
     let digits: Vec<u8> = raw.bytes().filter(u8::is_ascii_digit).collect();
-    let groups: Vec<usize> = raw.split([' ', '-']).map(str::len).collect();
-    let seps: Vec<u8> = raw.bytes().filter(|b| *b == b' ' || *b == b'-').collect();
-    // One kind of separator throughout: "4111-1111 1111" is two things, not one.
-    if seps.windows(2).any(|w| w[0] != w[1]) {
-        return None;
-    }
+    let groups: Vec<usize> = raw
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|g| !g.is_empty())
+        .map(str::len)
+        .collect();
     if (13..=19).contains(&digits.len()) {
         // Cards are written as one run or in groups of 4 (Amex 4-6-5, Diners 4-6-4).
         let grouped_ok = groups.len() == 1
@@ -592,7 +629,38 @@ mod tests {
         assert_eq!(kinds("pay with 4111-1111-1111-1111."), ["card"]);
         assert_eq!(kinds("amex 3782 822463 10005"), ["card"]);
         assert!(kinds("order 4111 1111 1111 1112").is_empty(), "bad Luhn");
-        assert!(kinds("4111-1111 1111-1111").is_empty(), "mixed separators");
+        // Issue 11: separators as people paste them.
+        for t in [
+            "4111-1111 1111-1111",
+            "4111.1111.1111.1111",
+            "4111/1111/1111/1111",
+            "4111\t1111\t1111\t1111",
+            "4111  1111  1111  1111",
+            "4111\r\n1111\r\n1111\r\n1111",
+            "4111 - 1111 - 1111 - 1111",
+            "4111 1111 1111 1111 123",
+            "4111 1111 1111 1111 12/27",
+        ] {
+            assert_eq!(kinds(&format!("pay {t} now")), ["card"], "{t:?}");
+        }
+        for t in [
+            "219.09.9999",
+            "219/09/9999",
+            "219 - 09 - 9999",
+            "219\t09\t9999",
+        ] {
+            assert_eq!(kinds(&format!("member {t} ok")), ["ssn"], "{t:?}");
+        }
+        // Dates, times, versions and phone numbers with the same separators stay clean.
+        for t in [
+            "2024-01-15 10.30.45",
+            "12/05/2024",
+            "call 555.123.4567",
+            "v 10.2.3.4",
+            "1.2.3.4.5.6.7.8.9",
+        ] {
+            assert!(kinds(t).is_empty(), "{t:?}");
+        }
         assert!(kinds("tracking 9400 1000 0000 0000 0000 00").is_empty());
         assert!(
             kinds("ID X4111111111111111").is_empty(),
