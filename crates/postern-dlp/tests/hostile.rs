@@ -290,3 +290,56 @@ mod normalised_forms {
         assert!(v.hits.iter().any(|h| h.detector == "card"), "{v:?}");
     }
 }
+
+/// Issue 11 (first part): where numbers hide in HTML and around the body, each caught.
+#[test]
+fn numbers_split_by_markup_or_hidden_in_headers_and_names_are_found() {
+    let inspector = Inspector::new(DlpPolicy::default()).unwrap();
+    let html = |body: &str| {
+        format!(
+            "From: a@b.test\r\nTo: c@d.test\r\nSubject: x\r\nContent-Type: text/html; charset=utf-8\r\n\r\n{body}\r\n"
+        )
+        .into_bytes()
+    };
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "one group per table cell",
+            html("<table><tr><td>4111</td><td>1111</td><td>1111</td><td>1111</td></tr></table>"),
+        ),
+        (
+            "empty inline elements inside a group",
+            html("<p>Card 4<b></b>111 11<span></span>11 1111 1111</p>"),
+        ),
+        (
+            "a hidden digit inside the number",
+            html("<p>Card 4111 11<span style=\"display: none\">9</span>11 1111 1111</p>"),
+        ),
+        (
+            "a hidden element holding the whole number",
+            html("<p>Hello</p><div hidden>SSN 078-05-1120</div>"),
+        ),
+        ("entities without semicolons", html("<p>Card 4111&nbsp1111&#160 1111&nbsp1111</p>")),
+        (
+            "an X- header",
+            b"From: a@b.test\r\nTo: c@d.test\r\nX-Patient-Ref: SSN 078-05-1120\r\nSubject: x\r\n\r\nhello\r\n".to_vec(),
+        ),
+        (
+            "a Comments header",
+            b"From: a@b.test\r\nTo: c@d.test\r\nComments: card 4111 1111 1111 1111\r\nSubject: x\r\n\r\nhello\r\n".to_vec(),
+        ),
+        (
+            "an attachment file name (RFC 2231)",
+            b"From: a@b.test\r\nTo: c@d.test\r\nSubject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename*=utf-8''SSN%20078-05-1120.bin\r\n\r\nxyz\r\n--b--\r\n".to_vec(),
+        ),
+    ];
+    for (what, msg) in cases {
+        let v = inspector.inspect(&msg);
+        assert!(
+            v.hits
+                .iter()
+                .any(|h| h.detector == "card" || h.detector == "ssn"),
+            "{what}: {v:?}"
+        );
+        assert_ne!(v.action, Action::Allow, "{what}");
+    }
+}

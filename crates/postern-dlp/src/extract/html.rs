@@ -7,8 +7,45 @@ const BLOCK: &[&str] = &[
     "a:p", "row", "si", "w:br", "w:tab",
 ];
 
-/// Converts HTML (or office XML) to plain text.
+/// Inline elements: they never split a word (`4<b></b>111` is `4111` to a reader).
+const INLINE: &[&str] = &[
+    "a", "abbr", "b", "bdi", "bdo", "big", "cite", "code", "del", "em", "font", "i", "ins", "kbd",
+    "label", "mark", "q", "s", "samp", "small", "span", "strike", "strong", "sub", "sup", "tt",
+    "u", "var", "wbr", "o:p",
+];
+
+/// Converts HTML (or office XML) to plain text: all of it, hidden elements included (what they
+/// hold still leaves with the message).
 pub fn html_to_text(html: &str) -> String {
+    convert(html, false).0
+}
+
+/// The text a reader sees when it differs from [`html_to_text`]: hidden elements
+/// (`display:none`, `visibility:hidden`, `hidden`) left out, so a hidden digit slipped into a
+/// number cannot break it. `None` when nothing is hidden.
+pub fn html_visible_text(html: &str) -> Option<String> {
+    let (text, hidden) = convert(html, true);
+    hidden.then_some(text)
+}
+
+/// Is this opening tag's element hidden from the reader?
+fn is_hidden(tag: &str) -> bool {
+    let t: String = tag
+        .to_ascii_lowercase()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    t.contains("display:none")
+        || t.contains("visibility:hidden")
+        || tag
+            .to_ascii_lowercase()
+            .split(|c: char| c.is_whitespace() || c == '/')
+            .skip(1)
+            .any(|a| a == "hidden" || a.starts_with("hidden="))
+}
+
+fn convert(html: &str, drop_hidden: bool) -> (String, bool) {
+    let mut hidden = false;
     let mut out = String::with_capacity(html.len() / 2);
     let b = html.as_bytes();
     let mut i = 0;
@@ -30,6 +67,16 @@ pub fn html_to_text(html: &str) -> String {
                     .take_while(|c| !c.is_whitespace() && *c != '/' && *c != '>')
                     .collect::<String>()
                     .to_ascii_lowercase();
+                if drop_hidden
+                    && !tag.starts_with('/')
+                    && !tag.ends_with('/')
+                    && !name.is_empty()
+                    && is_hidden(tag)
+                {
+                    hidden = true;
+                    i = matching_close(html, end, &name).unwrap_or(b.len());
+                    continue;
+                }
                 if !tag.starts_with('/') && (name == "script" || name == "style") {
                     let close = format!("</{name}");
                     i = find_ci(html, end, &close).map_or(b.len(), |j| {
@@ -45,7 +92,12 @@ pub fn html_to_text(html: &str) -> String {
                 } else if !out.ends_with(' ') {
                     // Inline tags split words only where the source had a space; office XML
                     // splits runs mid-word, so nothing is added for closing inline tags.
-                    if !tag.starts_with('/') && !name.contains(':') && name != "t" && name != "v" {
+                    if !tag.starts_with('/')
+                        && !name.contains(':')
+                        && name != "t"
+                        && name != "v"
+                        && !INLINE.contains(&name.as_str())
+                    {
                         out.push(' ');
                     }
                 }
@@ -62,10 +114,17 @@ pub fn html_to_text(html: &str) -> String {
                         out.push(c);
                         i = j + 1;
                     }
-                    None => {
-                        out.push('&');
-                        i += 1;
-                    }
+                    None => match unterminated_entity(html.get(i + 1..).unwrap_or_default()) {
+                        // Browsers read `&nbsp` and `&#160` without the semicolon too.
+                        Some((c, len)) => {
+                            out.push(c);
+                            i += 1 + len;
+                        }
+                        None => {
+                            out.push('&');
+                            i += 1;
+                        }
+                    },
                 }
             }
             _ => {
@@ -78,7 +137,68 @@ pub fn html_to_text(html: &str) -> String {
             }
         }
     }
-    out
+    (out, hidden)
+}
+
+/// Where the element opened just before `from` closes (`</name`, nested same-name elements
+/// counted), as the offset after that closing tag.
+fn matching_close(html: &str, from: usize, name: &str) -> Option<usize> {
+    let open = format!("<{name}");
+    let close = format!("</{name}");
+    let mut depth = 1usize;
+    let mut at = from;
+    loop {
+        let next_close = find_ci(html, at, &close)?;
+        match find_ci(html, at, &open) {
+            Some(o) if o < next_close => {
+                depth += 1;
+                at = o + open.len();
+            }
+            _ => {
+                depth -= 1;
+                let gt = html.get(next_close..)?.find('>')? + next_close + 1;
+                if depth == 0 {
+                    return Some(gt);
+                }
+                at = gt;
+            }
+        }
+    }
+}
+
+/// A character reference written without its semicolon (`&nbsp`, `&amp`, `&#160`, `&#xA0`),
+/// as browsers accept them: the character and how many bytes after `&` it took.
+fn unterminated_entity(rest: &str) -> Option<(char, usize)> {
+    if let Some(num) = rest.strip_prefix('#') {
+        let (hex, digits) = match num.strip_prefix(['x', 'X']) {
+            Some(h) => (true, h),
+            None => (false, num),
+        };
+        let len = digits
+            .chars()
+            .take_while(|c| {
+                if hex {
+                    c.is_ascii_hexdigit()
+                } else {
+                    c.is_ascii_digit()
+                }
+            })
+            .count()
+            .min(8);
+        let code = u32::from_str_radix(digits.get(..len)?, if hex { 16 } else { 10 }).ok()?;
+        return char::from_u32(code).map(|c| (c, 1 + usize::from(hex) + len));
+    }
+    [
+        ("nbsp", ' '),
+        ("amp", '&'),
+        ("shy", '\u{AD}'),
+        ("lt", '<'),
+        ("gt", '>'),
+        ("quot", '"'),
+    ]
+    .into_iter()
+    .find(|(n, _)| rest.starts_with(n))
+    .map(|(n, c)| (c, n.len()))
 }
 
 fn find(s: &str, from: usize, pat: &str) -> Option<usize> {

@@ -21,6 +21,9 @@ pub use html::html_to_text;
 pub enum Location {
     /// The Subject header field.
     Subject,
+    /// Another header field a reader or a recipient's system can see (`X-*`, `Comments`,
+    /// `Keywords`), by name.
+    Header(String),
     /// A body part (text or HTML).
     Body,
     /// An attachment, by file name (`archive.zip/inner.docx` for nested ones).
@@ -31,6 +34,7 @@ impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Location::Subject => f.write_str("subject"),
+            Location::Header(n) => write!(f, "header {n}"),
             Location::Body => f.write_str("body"),
             Location::Attachment(n) => write!(f, "attachment {n}"),
         }
@@ -206,6 +210,26 @@ fn message(raw: &[u8], depth: usize, prefix: &str, budget: &mut Budget<'_>, out:
         };
         push(out, budget, loc, s.to_string());
     }
+    // Header fields that travel with the message and that people and programs read: free text
+    // hides there as well as in the Subject.
+    for h in msg.headers() {
+        let name = h.name();
+        let lower = name.to_ascii_lowercase();
+        if !(lower.starts_with("x-") || lower == "comments" || lower == "keywords") {
+            continue;
+        }
+        let text = match h.value() {
+            mail_parser::HeaderValue::Text(t) => t.to_string(),
+            mail_parser::HeaderValue::TextList(l) => l.join(", "),
+            _ => continue,
+        };
+        let loc = if prefix.is_empty() {
+            Location::Header(name.to_string())
+        } else {
+            Location::Attachment(prefix.to_string())
+        };
+        push(out, budget, loc, text);
+    }
     for (i, part) in msg.parts.iter().enumerate() {
         if !budget.in_time(out) {
             return;
@@ -216,6 +240,12 @@ fn message(raw: &[u8], depth: usize, prefix: &str, budget: &mut Budget<'_>, out:
                 .content_disposition()
                 .is_some_and(|d| d.ctype().eq_ignore_ascii_case("attachment"));
         let shown = name.clone().unwrap_or_else(|| format!("part{}", i + 1));
+        // A file name (RFC 2231 decoded by the parser) is text the recipient sees.
+        if let Some(n) = &name {
+            if n.bytes().any(|b| b.is_ascii_digit()) {
+                push(out, budget, Location::Attachment(n.clone()), n.clone());
+            }
+        }
         let full = if prefix.is_empty() {
             shown.clone()
         } else {
@@ -238,7 +268,14 @@ fn message(raw: &[u8], depth: usize, prefix: &str, budget: &mut Budget<'_>, out:
             .unwrap_or_default();
         match &part.body {
             PartType::Text(t) => push(out, budget, location, t.to_string()),
-            PartType::Html(h) => push(out, budget, location, html_to_text(h)),
+            PartType::Html(h) => {
+                // What a reader sees, when hidden elements make it differ (a hidden digit
+                // inside a number), and everything (what hidden elements hold leaves too).
+                if let Some(visible) = html::html_visible_text(h) {
+                    push(out, budget, location.clone(), visible);
+                }
+                push(out, budget, location, html_to_text(h));
+            }
             PartType::Binary(b) | PartType::InlineBinary(b) => {
                 file(b, &ctype, &full, depth, budget, out);
             }
