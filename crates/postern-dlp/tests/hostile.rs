@@ -343,3 +343,65 @@ fn numbers_split_by_markup_or_hidden_in_headers_and_names_are_found() {
         assert_ne!(v.action, Action::Allow, "{what}");
     }
 }
+
+/// Issue 11 (first part): the type comes from the bytes, not the label or the name; gzip and
+/// tar are opened.
+#[test]
+fn containers_are_recognised_by_their_bytes() {
+    let phi = "Patient SSN 078-05-1120, card 4111 1111 1111 1111";
+    let docx = corpus::docx(phi);
+    let pdf = corpus::pdf(phi);
+    let zip = zip_of(&[("notes.txt", phi.as_bytes())]);
+    let csv = b"name,ssn\nJane Roe,078-05-1120\n".to_vec();
+    let gz = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(csv.as_slice()).unwrap();
+        e.finish().unwrap()
+    };
+    let tar = {
+        let mut header = [0u8; 512];
+        header[..8].copy_from_slice(b"list.csv");
+        header[124..135].copy_from_slice(format!("{:011o}", csv.len()).as_bytes());
+        header[156] = b'0';
+        header[257..262].copy_from_slice(b"ustar");
+        let mut t = header.to_vec();
+        t.extend_from_slice(&csv);
+        t.resize(t.len().div_ceil(512) * 512 + 1024, 0);
+        t
+    };
+    let tgz = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(&tar).unwrap();
+        e.finish().unwrap()
+    };
+    for (what, data) in [
+        ("DOCX", docx),
+        ("PDF", pdf),
+        ("zip", zip),
+        ("CSV", csv.clone()),
+        ("gzip", gz),
+        ("tar", tar),
+        ("tar.gz", tgz),
+    ] {
+        let v = inspector().inspect(&attach("data.bin", "application/octet-stream", &data));
+        assert!(
+            v.hits.iter().any(|h| h.detector == "ssn"),
+            "{what} sent as application/octet-stream: {v:?}"
+        );
+        assert_ne!(v.action, Action::Allow, "{what}");
+    }
+}
+
+/// Issue 11 (first part): UTF-16LE text labelled UTF-8 still shows its numbers.
+#[test]
+fn utf16_text_under_a_utf8_label_is_read() {
+    let utf16: Vec<u8> = "Patient SSN 078-05-1120"
+        .encode_utf16()
+        .flat_map(|u| u.to_le_bytes())
+        .collect();
+    let mut msg = b"From: a@b.test\r\nTo: c@d.test\r\nSubject: x\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n".to_vec();
+    msg.extend_from_slice(corpus::b64(&utf16).as_bytes());
+    msg.extend_from_slice(b"\r\n");
+    let v = inspector().inspect(&msg);
+    assert!(v.hits.iter().any(|h| h.detector == "ssn"), "{v:?}");
+}

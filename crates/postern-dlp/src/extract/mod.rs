@@ -303,6 +303,8 @@ enum Kind {
     Zip,
     Message,
     Encrypted,
+    /// A tar archive (POSIX ustar).
+    Tar,
     /// A document format we cannot read (legacy binary Office): reported, never passed silently.
     Unsupported,
     Other,
@@ -340,6 +342,124 @@ fn kind(ctype: &str, name: &str) -> Kind {
     }
 }
 
+/// What the first bytes of a file say it is, when they say it clearly.
+fn sniff(bytes: &[u8]) -> Option<Kind> {
+    let head = bytes.get(..bytes.len().min(1024)).unwrap_or_default();
+    if memchr::memmem::find(head, b"%PDF-").is_some() {
+        return Some(Kind::Pdf);
+    }
+    if bytes.starts_with(b"PK\x03\x04") {
+        // An Office or OpenDocument file is a zip with its own table of contents.
+        let office = memchr::memmem::find(bytes, b"[Content_Types].xml").is_some()
+            || bytes.get(30..38) == Some(b"mimetype");
+        return Some(if office { Kind::Office } else { Kind::Zip });
+    }
+    if bytes.get(257..262) == Some(b"ustar") {
+        return Some(Kind::Tar);
+    }
+    if bytes.starts_with(&[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]) {
+        return Some(Kind::Unsupported);
+    }
+    if bytes.starts_with(b"From ")
+        || bytes.starts_with(b"Received: ")
+        || bytes.starts_with(b"Return-Path:")
+    {
+        return Some(Kind::Message);
+    }
+    // Text under any label (a CSV sent as application/octet-stream with a made-up name): no
+    // NUL byte, and valid UTF-8 or a UTF-16 byte-order mark.
+    let sample = bytes.get(..bytes.len().min(4096)).unwrap_or_default();
+    let utf16 = sample.starts_with(&[0xFF, 0xFE]) || sample.starts_with(&[0xFE, 0xFF]);
+    let utf8 = !sample.contains(&0)
+        && match std::str::from_utf8(sample) {
+            Ok(_) => true,
+            // A multi-byte character cut by the sample's end.
+            Err(e) => e.error_len().is_none(),
+        };
+    if !sample.is_empty() && (utf16 || utf8) {
+        return Some(Kind::Text);
+    }
+    None
+}
+
+/// A gzip file: its content, read as a file of the same name without `.gz`, within the
+/// expansion limits.
+fn gunzip(bytes: &[u8], name: &str, depth: usize, budget: &mut Budget<'_>, out: &mut Extracted) {
+    use std::io::Read;
+    let location = Location::Attachment(name.to_string());
+    if depth + 1 > budget.limits().max_depth {
+        budget.stop(
+            out,
+            format!("nesting deeper than {}", budget.limits().max_depth),
+        );
+        return;
+    }
+    let cap = budget.room().min(
+        bytes
+            .len()
+            .saturating_mul(budget.limits().max_ratio as usize),
+    );
+    let mut inner = Vec::new();
+    let read = flate2::read::MultiGzDecoder::new(bytes)
+        .take(cap as u64 + 1)
+        .read_to_end(&mut inner);
+    if read.is_err() {
+        out.notes.push(Note::Unreadable {
+            location,
+            why: "broken gzip data".into(),
+        });
+        return;
+    }
+    if inner.len() > cap {
+        budget.stop(out, format!("{name}: expands past the limits"));
+        return;
+    }
+    let inner_name = name
+        .strip_suffix(".gz")
+        .or_else(|| name.strip_suffix(".tgz"))
+        .unwrap_or(name);
+    file(&inner, "", inner_name, depth + 1, budget, out);
+}
+
+/// A POSIX tar archive: each regular file read as a file (`archive.tar/inner.csv`).
+fn untar(bytes: &[u8], name: &str, depth: usize, budget: &mut Budget<'_>, out: &mut Extracted) {
+    let mut at = 0usize;
+    let mut entries = 0usize;
+    while let Some(header) = bytes.get(at..at + 512) {
+        if header.iter().all(|b| *b == 0) || !budget.in_time(out) {
+            return;
+        }
+        entries += 1;
+        if entries > budget.limits().max_entries {
+            budget.stop(
+                out,
+                format!("{name}: more than {} entries", budget.limits().max_entries),
+            );
+            return;
+        }
+        let field = |r: std::ops::Range<usize>| header.get(r).unwrap_or_default();
+        let text = |r| {
+            let f = field(r);
+            let end = f.iter().position(|b| *b == 0).unwrap_or(f.len());
+            String::from_utf8_lossy(f.get(..end).unwrap_or_default()).into_owned()
+        };
+        let size = usize::from_str_radix(text(124..136).trim(), 8).unwrap_or(0);
+        let entry = format!("{}{}", text(345..500), text(0..100));
+        let start = at + 512;
+        let Some(data) = bytes.get(start..start.saturating_add(size)) else {
+            out.notes.push(Note::Unreadable {
+                location: Location::Attachment(name.to_string()),
+                why: "truncated tar archive".into(),
+            });
+            return;
+        };
+        if matches!(field(156..157), [b'0'] | [0]) && !data.is_empty() {
+            file(data, "", &format!("{name}/{entry}"), depth, budget, out);
+        }
+        at = start + size.div_ceil(512) * 512;
+    }
+}
+
 /// Reads one attached file (or archive entry).
 pub(crate) fn file(
     bytes: &[u8],
@@ -350,7 +470,13 @@ pub(crate) fn file(
     out: &mut Extracted,
 ) {
     let location = Location::Attachment(name.to_string());
-    match kind(ctype, name) {
+    // The bytes say what a file is; the label and the name are the sender's word.
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        gunzip(bytes, name, depth, budget, out);
+        return;
+    }
+    let kind = sniff(bytes).unwrap_or_else(|| kind(ctype, name));
+    match kind {
         Kind::Text => {
             let text = decode_text(bytes);
             let text = if name.to_ascii_lowercase().ends_with(".htm")
@@ -403,6 +529,16 @@ pub(crate) fn file(
             message(bytes, depth + 1, name, budget, out);
         }
         Kind::Encrypted => out.notes.push(Note::Encrypted { location }),
+        Kind::Tar => {
+            if depth + 1 > budget.limits().max_depth {
+                budget.stop(
+                    out,
+                    format!("nesting deeper than {}", budget.limits().max_depth),
+                );
+                return;
+            }
+            untar(bytes, name, depth + 1, budget, out);
+        }
         Kind::Unsupported => out.notes.push(Note::Unreadable {
             location,
             why: "legacy binary document format is not inspected".into(),
