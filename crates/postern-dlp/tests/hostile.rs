@@ -405,3 +405,16 @@ fn utf16_text_under_a_utf8_label_is_read() {
     let v = inspector().inspect(&msg);
     assert!(v.hits.iter().any(|h| h.detector == "ssn"), "{v:?}");
 }
+
+/// Issue 11 (first part): RTF escapes do not hide digits, as an attachment or a body part.
+#[test]
+fn rtf_escapes_are_read() {
+    let rtf = br"{\rtf1\ansi{\fonttbl{\f0 Arial;}}\f0 Patient SSN \'30\'37\'38-\'30\'35-1120\par}";
+    let v = inspector().inspect(&attach("letter.rtf", "application/rtf", rtf));
+    assert!(v.hits.iter().any(|h| h.detector == "ssn"), "{v:?}");
+    let mut body =
+        b"From: a@b.test\r\nTo: c@d.test\r\nSubject: x\r\nContent-Type: text/rtf\r\n\r\n".to_vec();
+    body.extend_from_slice(rtf);
+    let v = inspector().inspect(&body);
+    assert!(v.hits.iter().any(|h| h.detector == "ssn"), "{v:?}");
+}

@@ -7,6 +7,7 @@
 mod html;
 mod office;
 mod pdf;
+mod rtf;
 
 use std::time::{Duration, Instant};
 
@@ -267,6 +268,9 @@ fn message(raw: &[u8], depth: usize, prefix: &str, budget: &mut Budget<'_>, out:
             })
             .unwrap_or_default();
         match &part.body {
+            PartType::Text(t) if t.starts_with("{\\rtf") => {
+                push(out, budget, location, rtf::rtf_to_text(t.as_bytes()))
+            }
             PartType::Text(t) => push(out, budget, location, t.to_string()),
             PartType::Html(h) => {
                 // What a reader sees, when hidden elements make it differ (a hidden digit
@@ -477,6 +481,9 @@ pub(crate) fn file(
     }
     let kind = sniff(bytes).unwrap_or_else(|| kind(ctype, name));
     match kind {
+        Kind::Text if bytes.starts_with(b"{\\rtf") => {
+            push(out, budget, location, rtf::rtf_to_text(bytes));
+        }
         Kind::Text => {
             let text = decode_text(bytes);
             let text = if name.to_ascii_lowercase().ends_with(".htm")
