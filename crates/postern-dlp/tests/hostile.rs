@@ -418,3 +418,23 @@ fn rtf_escapes_are_read() {
     let v = inspector().inspect(&body);
     assert!(v.hits.iter().any(|h| h.detector == "ssn"), "{v:?}");
 }
+
+/// Issue 11 (first part): a multipart preamble and epilogue leave with the message.
+#[test]
+fn preamble_and_epilogue_are_inspected() {
+    for (before, after) in [
+        ("Patient SSN 078-05-1120", ""),
+        ("", "card 4111 1111 1111 1111"),
+    ] {
+        let msg = format!(
+            "From: a@b.test\r\nTo: c@d.test\r\nSubject: x\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n{before}\r\n--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b--\r\n{after}\r\n"
+        );
+        let v = inspector().inspect(msg.as_bytes());
+        assert!(
+            v.hits
+                .iter()
+                .any(|h| h.detector == "ssn" || h.detector == "card"),
+            "{before}{after}: {v:?}"
+        );
+    }
+}

@@ -293,9 +293,38 @@ fn message(raw: &[u8], depth: usize, prefix: &str, budget: &mut Budget<'_>, out:
                 }
                 message(m.raw_message(), depth + 1, &full, budget, out);
             }
-            PartType::Multipart(_) => {}
+            PartType::Multipart(_) => {
+                // The text before the first boundary and after the last: mail clients hide it,
+                // but it leaves with the message.
+                let boundary = part.content_type().and_then(|c| c.attribute("boundary"));
+                let body = raw
+                    .get(part.offset_body as usize..part.offset_end as usize)
+                    .unwrap_or_default();
+                if let Some(b) = boundary {
+                    let text = outside_parts(body, b);
+                    if text.bytes().any(|c| c.is_ascii_alphanumeric()) {
+                        push(out, budget, location, text);
+                    }
+                }
+            }
         }
     }
+}
+
+/// The preamble and epilogue of a multipart body (`boundary` without its dashes).
+fn outside_parts(body: &[u8], boundary: &str) -> String {
+    let delimiter = format!("--{boundary}");
+    let first = memchr::memmem::find(body, delimiter.as_bytes()).unwrap_or(body.len());
+    let close = format!("--{boundary}--");
+    let last = memchr::memmem::rfind(body, close.as_bytes())
+        .map(|i| i + close.len())
+        .unwrap_or(body.len());
+    let mut text = String::from_utf8_lossy(body.get(..first).unwrap_or_default()).into_owned();
+    text.push('\n');
+    text.push_str(&String::from_utf8_lossy(
+        body.get(last..).unwrap_or_default(),
+    ));
+    text
 }
 
 /// Kinds of file we know how to read.
