@@ -438,3 +438,14 @@ fn preamble_and_epilogue_are_inspected() {
         );
     }
 }
+
+/// Issue 11 (first part): base64 text pasted inside a plain-text body is read.
+#[test]
+fn base64_text_inside_a_text_body_is_read() {
+    let hidden = corpus::b64(b"Patient SSN 078-05-1120, DOB 01/02/1960");
+    let msg = format!(
+        "From: a@b.test\r\nTo: c@d.test\r\nSubject: x\r\nContent-Type: text/plain\r\n\r\nPlease decode:\r\n{hidden}\r\nthanks\r\n"
+    );
+    let v = inspector().inspect(msg.as_bytes());
+    assert!(v.hits.iter().any(|h| h.detector == "ssn"), "{v:?}");
+}

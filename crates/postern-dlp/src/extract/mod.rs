@@ -271,7 +271,13 @@ fn message(raw: &[u8], depth: usize, prefix: &str, budget: &mut Budget<'_>, out:
             PartType::Text(t) if t.starts_with("{\\rtf") => {
                 push(out, budget, location, rtf::rtf_to_text(t.as_bytes()))
             }
-            PartType::Text(t) => push(out, budget, location, t.to_string()),
+            PartType::Text(t) => {
+                // Text pasted as base64 inside a text body is text too.
+                for decoded in embedded_base64(t) {
+                    push(out, budget, location.clone(), decoded);
+                }
+                push(out, budget, location, t.to_string());
+            }
             PartType::Html(h) => {
                 // What a reader sees, when hidden elements make it differ (a hidden digit
                 // inside a number), and everything (what hidden elements hold leaves too).
@@ -309,6 +315,49 @@ fn message(raw: &[u8], depth: usize, prefix: &str, budget: &mut Budget<'_>, out:
             }
         }
     }
+}
+
+/// Blocks of base64 inside text (lines of nothing but base64, 32 characters or more in all)
+/// that decode to text.
+fn embedded_base64(text: &str) -> Vec<String> {
+    use base64::Engine;
+    let is_b64_line = |l: &str| {
+        let l = l.trim();
+        l.len() >= 16
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+    };
+    let mut out = Vec::new();
+    let mut block = String::new();
+    let mut flush = |block: &mut String| {
+        if block.len() >= 32 {
+            let engine = &base64::engine::general_purpose::STANDARD;
+            let cleaned: String = block.trim_end_matches('=').to_string();
+            let padded = format!("{cleaned}{}", "=".repeat((4 - cleaned.len() % 4) % 4));
+            if let Ok(bytes) = engine.decode(padded.as_bytes()) {
+                if let Ok(s) = String::from_utf8(bytes) {
+                    if s.chars()
+                        .filter(|c| c.is_control() && !c.is_whitespace())
+                        .count()
+                        * 10
+                        < s.chars().count().max(1)
+                    {
+                        out.push(s);
+                    }
+                }
+            }
+        }
+        block.clear();
+    };
+    for line in text.lines() {
+        if is_b64_line(line) {
+            block.push_str(line.trim());
+        } else {
+            flush(&mut block);
+        }
+    }
+    flush(&mut block);
+    out
 }
 
 /// The preamble and epilogue of a multipart body (`boundary` without its dashes).
