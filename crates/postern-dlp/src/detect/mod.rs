@@ -104,6 +104,16 @@ const KEYWORDS: &[(&str, Group)] = &[
     ("routing", Group::NotPhi),
     ("iban", Group::NotPhi),
     ("zip", Group::NotPhi),
+    ("room", Group::NotPhi),
+    ("ticket", Group::NotPhi),
+    ("claim", Group::NotPhi),
+    ("confirmation", Group::NotPhi),
+    ("isbn", Group::NotPhi),
+    ("extension", Group::NotPhi),
+    ("ext.", Group::NotPhi),
+    ("serial", Group::NotPhi),
+    ("pin:", Group::NotPhi),
+    ("pin #", Group::NotPhi),
 ];
 
 /// Characters before an identifier within which a keyword counts.
@@ -521,13 +531,21 @@ fn classify_groups(
             || groups[..groups.len() - 1].iter().all(|g| *g == 4)
             || groups == [4, 6, 5]
             || groups == [4, 6, 4];
-        if grouped_ok && checks::is_card(&digits).is_some() {
+        // A number the text labels as something else ("order 4111 …") is that, unless card
+        // words or clinical context say otherwise.
+        let relabelled = labelled_not_phi(s)
+            && !near(s, e, Group::Card, BEFORE, AFTER)
+            && !near(s, e, Group::Clinical, BEFORE, AFTER);
+        if grouped_ok && !relabelled && checks::is_card(&digits).is_some() {
             return Some("card");
         }
         return None;
     }
     if digits.len() == 9 && checks::is_ssn(&digits) {
-        if groups == [3, 2, 4] {
+        let relabelled = labelled_not_phi(s)
+            && !near(s, e, Group::Ssn, BEFORE, AFTER)
+            && !near(s, e, Group::Clinical, BEFORE, AFTER);
+        if groups == [3, 2, 4] && !relabelled {
             return Some("ssn");
         }
         if groups.len() == 1 && near(s, e, Group::Ssn, BEFORE, AFTER) && !labelled_not_phi(s) {
@@ -651,6 +669,17 @@ mod tests {
         ] {
             assert_eq!(kinds(&format!("member {t} ok")), ["ssn"], "{t:?}");
         }
+        // Labelled as something else, without identity or clinical context: not PHI.
+        for t in [
+            "Room 219-09-9999 is free",
+            "ticket 219.09.9999 closed",
+            "order 4111 1111 1111 1111 shipped",
+            "claim 219-09-9999 paid",
+        ] {
+            assert!(kinds(t).is_empty(), "{t:?}");
+        }
+        // ...unless the text says whose it is.
+        assert_eq!(kinds("patient ssn, ticket 219-09-9999"), ["ssn"]);
         // Dates, times, versions and phone numbers with the same separators stay clean.
         for t in [
             "2024-01-15 10.30.45",
