@@ -489,6 +489,33 @@ fn the_example_dlp_policy_loads_and_applies() {
     let v = i.inspect(b"Subject: chart\r\n\r\nSee SM-1234566 and SM-1234567.\r\n");
     assert_eq!(v.count("mrn"), 1, "{v:?}");
     assert_eq!(v.action, postern_dlp::Action::Quarantine);
+    // `dlp show-policy` prints what is in force: the file merged over the defaults.
+    let out = relay(
+        &[
+            "dlp",
+            "show-policy",
+            "--policy",
+            root.join("config/dlp.toml").to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = String::from_utf8_lossy(&out.stdout);
+    let again = postern_dlp::DlpPolicy::from_toml(&shown).unwrap();
+    assert_eq!(
+        again.forced("card"),
+        Some(postern_dlp::Action::Block),
+        "{shown}"
+    );
+    assert_eq!(
+        again.forced("ssn"),
+        Some(postern_dlp::Action::Quarantine),
+        "{shown}"
+    );
 }
 
 /// `hash-password` prints an Argon2id hash the relay's users file accepts.

@@ -228,27 +228,40 @@ impl DlpPolicy {
         })
     }
 
-    /// Parses policy TOML.
+    /// Parses policy TOML, in any TOML spelling (tables, inline tables, dotted keys, arrays
+    /// of tables). Unknown keys are errors with their line. `weights` and `detector_action`
+    /// are merged over the defaults (set a detector's action to `"allow"` to lift a default);
+    /// `threshold`, when given, replaces the default thresholds.
     pub fn from_toml(text: &str) -> Result<Self, PolicyError> {
         // The message and line only: the full error quotes the offending line of the file.
-        let mut p: DlpPolicy = toml::from_str(text).map_err(|e| {
+        let parse_error = |e: toml::de::Error| {
             let line = e.span().map_or(0, |s| {
                 text.get(..s.start).map_or(0, |t| t.lines().count().max(1))
             });
             PolicyError::Parse("policy".into(), format!("line {line}: {}", e.message()))
-        })?;
+        };
+        let mut p: DlpPolicy = toml::from_str(text).map_err(parse_error)?;
+        // What the file itself says for the merged tables (serde, not a text search).
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        struct Given {
+            weights: Option<BTreeMap<String, f64>>,
+            detector_action: Option<BTreeMap<String, Action>>,
+        }
+        let given: Given = toml::from_str(text).map_err(parse_error)?;
         let d = DlpPolicy::default();
-        for (k, v) in d.weights {
-            p.weights.entry(k).or_insert(v);
-        }
-        if !text.contains("[detector_action]") {
-            p.detector_action = d.detector_action;
-        }
-        if !text.contains("[[threshold]]") {
-            p.threshold = d.threshold;
-        }
+        p.weights = d.weights;
+        p.weights.extend(given.weights.unwrap_or_default());
+        p.detector_action = d.detector_action;
+        p.detector_action
+            .extend(given.detector_action.unwrap_or_default());
         crate::detect::Scanner::new(&p)?;
         Ok(p)
+    }
+
+    /// The policy in force, as TOML (every value, defaults included).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
     }
 
     /// The weight of a detector id (`mrn:x` → `mrn`; dictionaries carry their own).
@@ -302,5 +315,28 @@ mod tests {
         assert!(e.to_string().contains("mrn x"), "{e}");
         let e = DlpPolicy::from_toml("nonsense = 1\n").unwrap_err();
         assert!(e.to_string().contains("line 1"), "{e}");
+    }
+
+    /// Issue 11: every TOML spelling means the same; detector actions merge as documented.
+    #[test]
+    fn any_toml_spelling_means_the_same() {
+        for text in [
+            "[detector_action]\nnpi = \"block\"\n[weights]\nnpi = 5\n[[threshold]]\nmin_score = 3\naction = \"portal\"\n",
+            "detector_action = { npi = \"block\" }\nweights = { npi = 5 }\nthreshold = [{ min_score = 3, action = \"portal\" }]\n",
+            "detector_action.npi = \"block\"\nweights.npi = 5\nthreshold = [{ min_score = 3, action = \"portal\" }]\n",
+        ] {
+            let p = DlpPolicy::from_toml(text).unwrap();
+            assert_eq!(p.forced("npi"), Some(Action::Block), "{text}");
+            assert_eq!(p.forced("card"), Some(Action::Quarantine), "merged: {text}");
+            assert_eq!(p.weight("npi"), 5.0, "{text}");
+            assert_eq!(p.weight("ssn"), 10.0, "{text}");
+            assert_eq!(p.threshold.len(), 1, "{text}");
+        }
+        let p = DlpPolicy::from_toml("detector_action = { card = \"allow\" }\n").unwrap();
+        assert_eq!(p.forced("card"), Some(Action::Allow));
+        let e = DlpPolicy::from_toml("[detector_action]\ncard = \"blok\"\n").unwrap_err();
+        assert!(e.to_string().contains("line 2"), "{e}");
+        let again = DlpPolicy::from_toml(&DlpPolicy::default().to_toml()).unwrap();
+        assert_eq!(again.to_toml(), DlpPolicy::default().to_toml());
     }
 }

@@ -1,5 +1,6 @@
 //! `postern-relay dlp scan`: what content inspection finds in a message, as the gateway would
-//! see it. Exit status: 0 allow, 1 any other action, 2 error.
+//! see it. Exit status: 0 allow, 1 any other action, 2 error. `dlp show-policy`: the policy in
+//! force, defaults merged in.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -23,11 +24,27 @@ enum DlpAction {
         #[arg(long)]
         json: bool,
     },
+    /// Print the policy in force (the file merged over the defaults), as TOML.
+    ShowPolicy {
+        /// A policy file (TOML); without it, the built-in policy.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
 }
 
 /// Runs the command; `Ok(true)` when the verdict is allow.
 pub fn run(args: DlpArgs) -> Result<bool, String> {
-    let DlpAction::Scan { policy, json } = args.action;
+    let (policy, json) = match args.action {
+        DlpAction::Scan { policy, json } => (policy, json),
+        DlpAction::ShowPolicy { policy } => {
+            let p = match policy {
+                Some(p) => DlpPolicy::load(&p).map_err(|e| e.to_string())?,
+                None => DlpPolicy::default(),
+            };
+            print!("{}", p.to_toml());
+            return Ok(true);
+        }
+    };
     let policy = match policy {
         Some(p) => DlpPolicy::load(&p).map_err(|e| e.to_string())?,
         None => DlpPolicy::default(),
