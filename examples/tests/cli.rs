@@ -636,3 +636,28 @@ fn open_takes_the_standard_or_detects_it() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Issue 11: the adversarial corpus through `dlp scan`: every disguised identifier is found
+/// (exit 1), every labelled look-alike is clean (exit 0).
+#[test]
+fn dlp_scan_catches_the_adversarial_corpus() {
+    use postern_tests::adversarial::{negatives, positives};
+    for (what, msg) in positives() {
+        let out = relay(&["dlp", "scan"], &msg);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    for (what, msg) in negatives() {
+        let out = relay(&["dlp", "scan"], &msg);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failure here is a test failure
 
+pub mod adversarial;
 pub mod relay;
 
 use std::io::Write;

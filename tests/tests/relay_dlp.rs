@@ -1,0 +1,90 @@
+//! Issue 11: the adversarial corpus through the running relay. Every message that carries a
+//! card number or an SSN, however it was written or wrapped, is held; none reaches the next
+//! hop. Look-alikes the text labels as something else go through. Prints caught/total per
+//! technique.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
+
+use std::time::Duration;
+
+use postern_tests::adversarial::{negatives, positives};
+use postern_tests::relay::{
+    runtime, send_mail, test_config, wait_until, write_directory, SmtpSink,
+};
+
+#[test]
+fn disguised_identifiers_are_held_and_look_alikes_pass() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_directory(tmp.path(), "[our]\ndomains = [\"clinic.example\"]\n");
+    let sink = SmtpSink::start(&[]);
+    let rt = runtime();
+    let relay = rt
+        .block_on(postern_relay::start(&test_config(
+            tmp.path(),
+            &sink.addr(),
+            "dir:inbox",
+        )))
+        .unwrap();
+    let addr = relay.internal_addr.unwrap().to_string();
+    let (pos, neg) = (positives(), negatives());
+    // Each message carries its own Message-ID, to tell which ones reached the sink.
+    let tagged = |i: usize, msg: &[u8]| {
+        [
+            format!("Message-ID: <adv-{i}@clinic.example>\r\n").as_bytes(),
+            msg,
+        ]
+        .concat()
+    };
+    for (i, (what, msg)) in pos.iter().chain(neg.iter()).enumerate() {
+        let msg = tagged(i, msg);
+        let r = send_mail(&addr, "ada@clinic.example", &["someone@gmail.test"], &msg).unwrap();
+        assert!(r.starts_with("250"), "{what}: {r}");
+    }
+    assert!(
+        wait_until(Duration::from_secs(60), || relay.queued() == 0
+            && relay.metrics().held.get() as usize + sink.count()
+                >= pos.len() + neg.len()),
+        "held {}, delivered {}",
+        relay.metrics().held.get(),
+        sink.count()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let delivered: Vec<String> = sink
+        .messages()
+        .iter()
+        .map(|(_, m)| String::from_utf8_lossy(m).replace("\r\n", "\n"))
+        .collect();
+    println!(
+        "held {}, delivered {}",
+        relay.metrics().held.get(),
+        delivered.len()
+    );
+    println!("technique                                  caught");
+    let mut leaked = Vec::new();
+    let reached = |i: usize| {
+        delivered
+            .iter()
+            .any(|d| d.contains(&format!("<adv-{i}@clinic.example>")))
+    };
+    for (i, (what, _)) in pos.iter().enumerate() {
+        let out = reached(i);
+        println!("{what:<42} {}", if out { "0/1" } else { "1/1" });
+        if out {
+            leaked.push(*what);
+        }
+    }
+    for (j, (what, _)) in neg.iter().enumerate() {
+        let out = reached(pos.len() + j);
+        println!(
+            "{what:<42} {}",
+            if out {
+                "clean (delivered)"
+            } else {
+                "FALSE POSITIVE"
+            }
+        );
+        assert!(out, "look-alike held: {what}; delivered: {delivered:?}");
+    }
+    assert!(leaked.is_empty(), "delivered in clear: {leaked:?}");
+    assert_eq!(relay.metrics().held.get() as usize, pos.len());
+    rt.block_on(relay.shutdown(Duration::from_secs(5)));
+}
