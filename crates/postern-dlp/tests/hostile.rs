@@ -449,3 +449,41 @@ fn base64_text_inside_a_text_body_is_read() {
     let v = inspector().inspect(msg.as_bytes());
     assert!(v.hits.iter().any(|h| h.detector == "ssn"), "{v:?}");
 }
+
+/// Issue 11 (first part): a file embedded in a DOCX, base64 text in a DOCX, and data appended
+/// after a zip's end record are read.
+#[test]
+fn embedded_objects_base64_in_documents_and_trailing_data_are_read() {
+    let phi = b"name,ssn\nJane Roe,078-05-1120\n";
+    let inner = zip_of(&[("notes.csv", phi)]);
+    let docx_with_embedding = {
+        let base = corpus::docx("Quarterly letter, nothing sensitive here.");
+        let mut z = zip::ZipArchive::new(std::io::Cursor::new(base)).unwrap();
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for i in 0..z.len() {
+            let f = z.by_index(i).unwrap();
+            w.raw_copy_file(f).unwrap();
+        }
+        w.start_file(
+            "word/embeddings/oleObject1.bin",
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
+        w.write_all(&inner).unwrap();
+        w.finish().unwrap().into_inner()
+    };
+    let docx_with_base64 = corpus::docx(&format!(
+        "Please decode {}",
+        corpus::b64(b"Patient SSN 078-05-1120 on file").replace(['\r', '\n'], "")
+    ));
+    let mut appended = zip_of(&[("readme.txt", b"nothing here")]);
+    appended.extend_from_slice(b"\r\nPatient SSN 078-05-1120\r\n");
+    for (what, name, data) in [
+        ("embedded object", "letter.docx", docx_with_embedding),
+        ("base64 in a document", "letter.docx", docx_with_base64),
+        ("data after the zip", "files.zip", appended),
+    ] {
+        let v = inspector().inspect(&attach(name, "application/octet-stream", &data));
+        assert!(v.hits.iter().any(|h| h.detector == "ssn"), "{what}: {v:?}");
+    }
+}

@@ -187,6 +187,15 @@ fn push(out: &mut Extracted, budget: &mut Budget<'_>, location: Location, text: 
     if text.trim().is_empty() {
         return;
     }
+    // Text pasted as base64 into any text (a body, a document, a CSV cell) is text too.
+    for decoded in embedded_base64(&text) {
+        if budget.take(decoded.len(), out) {
+            out.segments.push(Segment {
+                location: location.clone(),
+                text: decoded,
+            });
+        }
+    }
     if budget.take(text.len(), out) {
         out.segments.push(Segment { location, text });
     }
@@ -271,13 +280,7 @@ fn message(raw: &[u8], depth: usize, prefix: &str, budget: &mut Budget<'_>, out:
             PartType::Text(t) if t.starts_with("{\\rtf") => {
                 push(out, budget, location, rtf::rtf_to_text(t.as_bytes()))
             }
-            PartType::Text(t) => {
-                // Text pasted as base64 inside a text body is text too.
-                for decoded in embedded_base64(t) {
-                    push(out, budget, location.clone(), decoded);
-                }
-                push(out, budget, location, t.to_string());
-            }
+            PartType::Text(t) => push(out, budget, location, t.to_string()),
             PartType::Html(h) => {
                 // What a reader sees, when hidden elements make it differ (a hidden digit
                 // inside a number), and everything (what hidden elements hold leaves too).
@@ -317,8 +320,8 @@ fn message(raw: &[u8], depth: usize, prefix: &str, budget: &mut Budget<'_>, out:
     }
 }
 
-/// Blocks of base64 inside text (lines of nothing but base64, 32 characters or more in all)
-/// that decode to text.
+/// Base64 inside text that decodes to text: blocks of lines of nothing but base64 (32
+/// characters or more in all), and long base64 words inside a line.
 fn embedded_base64(text: &str) -> Vec<String> {
     use base64::Engine;
     let is_b64_line = |l: &str| {
@@ -353,6 +356,13 @@ fn embedded_base64(text: &str) -> Vec<String> {
         if is_b64_line(line) {
             block.push_str(line.trim());
         } else {
+            // A long base64 word inside a line of prose (a pasted value).
+            for word in line.split_whitespace() {
+                if word.len() >= 32 && is_b64_line(word) {
+                    let mut w = word.to_string();
+                    flush(&mut w);
+                }
+            }
             flush(&mut block);
         }
     }
@@ -579,7 +589,7 @@ pub(crate) fn file(
             Err(pdf::Failure::Broken(why)) => out.notes.push(Note::Unreadable { location, why }),
             Err(pdf::Failure::Budget) => {}
         },
-        Kind::Office => match office::document_text(bytes, budget, out) {
+        Kind::Office => match office::document_text(bytes, name, depth, budget, out) {
             Ok(t) => push(out, budget, location, t),
             Err(office::Failure::Encrypted) => out.notes.push(Note::Encrypted { location }),
             Err(office::Failure::Broken(why)) => out.notes.push(Note::Unreadable { location, why }),

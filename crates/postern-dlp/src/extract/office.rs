@@ -94,7 +94,24 @@ fn entry_at<'z, 'b>(
 }
 
 fn open(bytes: &[u8]) -> Result<zip::ZipArchive<Cursor<&[u8]>>, Failure> {
-    zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| Failure::Broken(format!("zip: {e}")))
+    zip::ZipArchive::new(Cursor::new(bytes))
+        .or_else(|e| match zip_end(bytes) {
+            // Trailing data confuses some readers: the archive itself ends earlier.
+            Some(end) if end < bytes.len() => {
+                zip::ZipArchive::new(Cursor::new(bytes.get(..end).unwrap_or_default()))
+            }
+            _ => Err(e),
+        })
+        .map_err(|e| Failure::Broken(format!("zip: {e}")))
+}
+
+/// Where a zip archive really ends: after its end-of-central-directory record and comment.
+/// Anything after that is more data (appended to hide it) and is read on its own.
+pub(crate) fn zip_end(bytes: &[u8]) -> Option<usize> {
+    let at = memchr::memmem::rfind(bytes, b"PK\x05\x06")?;
+    let comment = bytes.get(at + 20..at + 22)?;
+    let end = at + 22 + usize::from(u16::from_le_bytes([comment[0], comment[1]]));
+    (end <= bytes.len()).then_some(end)
 }
 
 /// The XML parts of an Office document that hold what a reader sees.
@@ -113,9 +130,20 @@ fn is_text_part(name: &str) -> bool {
             || n == "content.xml")
 }
 
+/// Objects embedded in an Office document.
+fn is_embedded(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.starts_with("word/embeddings/")
+        || n.starts_with("xl/embeddings/")
+        || n.starts_with("ppt/embeddings/")
+        || n.starts_with("object")
+}
+
 /// The text of a DOCX, XLSX or PPTX.
 pub(crate) fn document_text(
     bytes: &[u8],
+    name: &str,
+    depth: usize,
     budget: &mut Budget<'_>,
     out: &mut Extracted,
 ) -> Result<String, Failure> {
@@ -131,7 +159,30 @@ pub(crate) fn document_text(
             return Err(Failure::Budget);
         }
         let mut entry = entry_at(&mut zip, i)?;
-        if !is_text_part(&entry_name(&entry)) {
+        let entry_path = entry_name(&entry);
+        // Objects embedded in the document (a spreadsheet in a letter, an attached file):
+        // each read as the file it is.
+        if is_embedded(&entry_path) && !entry.is_dir() {
+            if depth + 1 > budget.limits().max_depth {
+                budget.stop(
+                    out,
+                    format!("nesting deeper than {}", budget.limits().max_depth),
+                );
+                return Err(Failure::Budget);
+            }
+            let data = read_entry(&mut entry, budget, out)?;
+            drop(entry);
+            super::file(
+                &data,
+                "",
+                &format!("{name}/{entry_path}"),
+                depth + 1,
+                budget,
+                out,
+            );
+            continue;
+        }
+        if !is_text_part(&entry_path) {
             continue;
         }
         let xml = read_entry(&mut entry, budget, out)?;
@@ -149,6 +200,20 @@ pub(crate) fn archive(
     budget: &mut Budget<'_>,
     out: &mut Extracted,
 ) -> Result<(), Failure> {
+    // Data appended after the archive is read as a file of its own.
+    if let Some(end) = zip_end(bytes).filter(|e| *e < bytes.len()) {
+        let trailing = bytes.get(end..).unwrap_or_default();
+        if trailing.iter().any(|b| !b.is_ascii_whitespace()) {
+            super::file(
+                trailing,
+                "",
+                &format!("{name}/(after the archive)"),
+                depth,
+                budget,
+                out,
+            );
+        }
+    }
     let mut zip = open(bytes)?;
     if zip.len() > budget.limits().max_entries {
         out.notes.push(super::Note::Limit {
