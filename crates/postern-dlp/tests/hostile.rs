@@ -487,3 +487,53 @@ fn embedded_objects_base64_in_documents_and_trailing_data_are_read() {
         assert!(v.hits.iter().any(|h| h.detector == "ssn"), "{what}: {v:?}");
     }
 }
+
+/// Issue 11 (first part): legacy OLE files (.doc/.xls/.msg) are read, not only tagged; an
+/// encrypted OOXML package inside OLE is reported as encrypted.
+#[test]
+fn legacy_ole_files_are_read() {
+    let ole = |streams: &[(&str, Vec<u8>)]| {
+        let mut cf = cfb::CompoundFile::create(std::io::Cursor::new(Vec::new())).unwrap();
+        for (name, data) in streams {
+            let mut s = cf.create_stream(name).unwrap();
+            s.write_all(data).unwrap();
+        }
+        cf.flush().unwrap();
+        cf.into_inner().into_inner()
+    };
+    let utf16 = |t: &str| -> Vec<u8> { t.encode_utf16().flat_map(u16::to_le_bytes).collect() };
+    let mut doc = vec![0xEC, 0xA5, 0xC1, 0x00, 0, 0, 0, 0];
+    doc.extend_from_slice(b"Patient SSN 078-05-1120 referred\x00\x00");
+    for (what, name, data) in [
+        ("Word 97 text", "old.doc", ole(&[("WordDocument", doc)])),
+        (
+            "Outlook message body",
+            "mail.msg",
+            ole(&[(
+                "__substg1.0_1000001F",
+                utf16("Card 4111 1111 1111 1111 thanks"),
+            )]),
+        ),
+    ] {
+        let v = inspector().inspect(&attach(name, "application/octet-stream", &data));
+        assert!(
+            v.hits
+                .iter()
+                .any(|h| h.detector == "ssn" || h.detector == "card"),
+            "{what}: {v:?}"
+        );
+    }
+    let encrypted = ole(&[
+        ("EncryptionInfo", vec![4, 0, 4, 0]),
+        ("EncryptedPackage", vec![0u8; 64]),
+    ]);
+    let v = inspector().inspect(&attach(
+        "secret.docx",
+        "application/octet-stream",
+        &encrypted,
+    ));
+    assert!(
+        v.notes.iter().any(|n| matches!(n, Note::Encrypted { .. })),
+        "{v:?}"
+    );
+}

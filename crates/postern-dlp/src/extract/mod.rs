@@ -6,6 +6,7 @@
 
 mod html;
 mod office;
+mod ole;
 mod pdf;
 mod rtf;
 
@@ -397,6 +398,8 @@ enum Kind {
     Encrypted,
     /// A tar archive (POSIX ustar).
     Tar,
+    /// An OLE compound file (legacy .doc/.xls/.ppt, Outlook .msg).
+    Ole,
     /// A document format we cannot read (legacy binary Office): reported, never passed silently.
     Unsupported,
     Other,
@@ -450,7 +453,7 @@ fn sniff(bytes: &[u8]) -> Option<Kind> {
         return Some(Kind::Tar);
     }
     if bytes.starts_with(&[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]) {
-        return Some(Kind::Unsupported);
+        return Some(Kind::Ole);
     }
     if bytes.starts_with(b"From ")
         || bytes.starts_with(b"Received: ")
@@ -624,6 +627,12 @@ pub(crate) fn file(
             message(bytes, depth + 1, name, budget, out);
         }
         Kind::Encrypted => out.notes.push(Note::Encrypted { location }),
+        Kind::Ole => match ole::ole_text(bytes, budget, out) {
+            Ok(t) => push(out, budget, location, t),
+            Err(office::Failure::Encrypted) => out.notes.push(Note::Encrypted { location }),
+            Err(office::Failure::Broken(why)) => out.notes.push(Note::Unreadable { location, why }),
+            Err(office::Failure::Budget) => {}
+        },
         Kind::Tar => {
             if depth + 1 > budget.limits().max_depth {
                 budget.stop(
