@@ -537,3 +537,18 @@ fn legacy_ole_files_are_read() {
         "{v:?}"
     );
 }
+
+/// Issue 11 (first part): a PDF of images only (a scan) is reported as unreadable, so the
+/// policy decides, rather than passing as clean.
+#[test]
+fn an_image_only_pdf_is_reported() {
+    let pdf = b"%PDF-1.4\n1 0 obj << /Type /XObject /Subtype /Image /Width 10 /Height 10 /Length 3 >>\nstream\nabc\nendstream\nendobj\ntrailer << >>\n%%EOF\n";
+    let v = inspector().inspect(&attach("scan.pdf", "application/pdf", pdf));
+    assert!(
+        v.notes
+            .iter()
+            .any(|n| matches!(n, Note::Unreadable { why, .. } if why.contains("images only"))),
+        "{v:?}"
+    );
+    assert_eq!(v.action, Action::Tag);
+}

@@ -587,6 +587,18 @@ pub(crate) fn file(
             push(out, budget, location, text);
         }
         Kind::Pdf => match pdf::text(bytes, budget, out) {
+            // No text but images: a scan. Without OCR it is not read; the policy decides
+            // (`on_unreadable`).
+            Ok(t)
+                if t.trim().is_empty()
+                    && (memchr::memmem::find(bytes, b"/Subtype /Image").is_some()
+                        || memchr::memmem::find(bytes, b"/Subtype/Image").is_some()) =>
+            {
+                out.notes.push(Note::Unreadable {
+                    location,
+                    why: "PDF of images only (a scan?): no text to inspect, no OCR".into(),
+                })
+            }
             Ok(t) => push(out, budget, location, t),
             Err(pdf::Failure::Encrypted) => out.notes.push(Note::Encrypted { location }),
             Err(pdf::Failure::Broken(why)) => out.notes.push(Note::Unreadable { location, why }),
