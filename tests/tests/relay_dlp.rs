@@ -88,3 +88,31 @@ fn disguised_identifiers_are_held_and_look_alikes_pass() {
     assert_eq!(relay.metrics().held.get() as usize, pos.len());
     rt.block_on(relay.shutdown(Duration::from_secs(5)));
 }
+
+/// Issue 11: inline OpenPGP armour that is not encrypted, as GnuPG makes it (`--store`, and
+/// `--sign` with compression), is read; an encrypted message is left alone.
+#[test]
+fn unencrypted_pgp_armour_from_gnupg_is_read() {
+    use postern_tests::{Gpg, PgpKind};
+    let gpg = Gpg::new();
+    gpg.generate("Ada <ada@clinic.example>", PgpKind::Ed25519, "never");
+    let text = b"Patient SSN 078-05-1120, seen today.\n";
+    let inspector = postern_dlp::Inspector::new(postern_dlp::DlpPolicy::default()).unwrap();
+    let found = |armour: &[u8]| {
+        let msg = format!(
+            "From: ada@clinic.example\r\nTo: x@gmail.test\r\nSubject: s\r\nContent-Type: text/plain\r\n\r\nSecure message below.\r\n{}\r\n",
+            String::from_utf8_lossy(armour)
+        );
+        inspector
+            .inspect(msg.as_bytes())
+            .hits
+            .iter()
+            .any(|h| h.detector == "ssn")
+    };
+    let stored = gpg.ok(&["--store", "--armor"], text);
+    assert!(found(&stored), "gpg --store");
+    let signed = gpg.ok(&["--sign", "--armor", "-u", "ada@clinic.example"], text);
+    assert!(found(&signed), "gpg --sign (compressed)");
+    let encrypted = gpg.ok(&["--encrypt", "--armor", "-r", "ada@clinic.example"], text);
+    assert!(!found(&encrypted), "encrypted stays encrypted");
+}

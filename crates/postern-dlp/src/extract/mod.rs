@@ -8,6 +8,7 @@ mod html;
 mod office;
 mod ole;
 mod pdf;
+mod pgp;
 mod rtf;
 
 use std::time::{Duration, Instant};
@@ -187,6 +188,18 @@ pub fn extract(raw: &[u8], limits: &Limits) -> Extracted {
 fn push(out: &mut Extracted, budget: &mut Budget<'_>, location: Location, text: String) {
     if text.trim().is_empty() {
         return;
+    }
+    // OpenPGP armour that is not encrypted (a literal packet dressed up as a message).
+    if text.contains("-----BEGIN PGP MESSAGE-----") {
+        for literal in pgp::unencrypted_armour(&text) {
+            let t = decode_text(&literal);
+            if budget.take(t.len(), out) {
+                out.segments.push(Segment {
+                    location: location.clone(),
+                    text: t,
+                });
+            }
+        }
     }
     // Text pasted as base64 into any text (a body, a document, a CSV cell) is text too.
     for decoded in embedded_base64(&text) {

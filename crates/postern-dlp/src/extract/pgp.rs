@@ -1,0 +1,171 @@
+//! OpenPGP armour that is not encrypted: a `BEGIN PGP MESSAGE` block holding a literal data
+//! packet (possibly compressed) is plain text anyone can read, dressed up to look protected.
+//! Its content is taken out for inspection. Encrypted messages (a PKESK/SKESK packet first)
+//! are left alone: they are what they say.
+
+use std::io::Read;
+
+/// Most bytes taken from one armoured message.
+const MAX_OUT: u64 = 16 << 20;
+
+/// The literal contents of every unencrypted armoured OpenPGP message in `text`.
+pub fn unencrypted_armour(text: &str) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("-----BEGIN PGP MESSAGE-----") {
+        let block = rest.get(start..).unwrap_or_default();
+        let end = block
+            .find("-----END PGP MESSAGE-----")
+            .unwrap_or(block.len());
+        if let Some(data) = dearmour(block.get(..end).unwrap_or_default()) {
+            if let Some(literal) = literal(&data, 0) {
+                out.push(literal);
+            }
+        }
+        rest = block.get(end.max(1)..).unwrap_or_default();
+    }
+    out
+}
+
+/// The base64 body of an armour block (headers and the CRC line skipped).
+fn dearmour(block: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let mut lines = block.lines().skip(1);
+    // Armour headers end at the first empty line (if there are any).
+    let mut body = String::new();
+    let mut in_headers = true;
+    for line in lines.by_ref() {
+        let l = line.trim();
+        if in_headers {
+            if l.is_empty() {
+                in_headers = false;
+                continue;
+            }
+            if l.contains(": ") {
+                continue;
+            }
+            in_headers = false;
+        }
+        if l.starts_with('=') || l.starts_with("-----") {
+            break;
+        }
+        body.push_str(l);
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(body.as_bytes())
+        .ok()
+}
+
+/// One packet header: (tag, body start, body length); partial lengths are not followed.
+fn header(data: &[u8]) -> Option<(u8, usize, usize)> {
+    let first = *data.first()?;
+    if first & 0x80 == 0 {
+        return None;
+    }
+    if first & 0x40 != 0 {
+        // New format.
+        let tag = first & 0x3f;
+        let l0 = *data.get(1)? as usize;
+        let (len, hdr) = match l0 {
+            0..=191 => (l0, 2),
+            192..=223 => (((l0 - 192) << 8) + *data.get(2)? as usize + 192, 3),
+            255 => {
+                let b = data.get(2..6)?;
+                (u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize, 6)
+            }
+            // A partial body length: take the rest (good enough to read a literal).
+            _ => (data.len().saturating_sub(2), 2),
+        };
+        Some((tag, hdr, len.min(data.len().saturating_sub(hdr))))
+    } else {
+        // Old format.
+        let tag = (first >> 2) & 0x0f;
+        let (len, hdr) = match first & 3 {
+            0 => (*data.get(1)? as usize, 2),
+            1 => (
+                u16::from_be_bytes([*data.get(1)?, *data.get(2)?]) as usize,
+                3,
+            ),
+            2 => {
+                let b = data.get(1..5)?;
+                (u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize, 5)
+            }
+            _ => (data.len().saturating_sub(1), 1),
+        };
+        Some((tag, hdr, len.min(data.len().saturating_sub(hdr))))
+    }
+}
+
+/// The content of the literal data packet in `data`, looking through compressed packets and
+/// past one-pass signatures; `None` when the message is encrypted or is something else.
+fn literal(data: &[u8], depth: usize) -> Option<Vec<u8>> {
+    if depth > 4 {
+        return None;
+    }
+    let mut at = 0;
+    while at < data.len() {
+        let (tag, hdr, len) = header(data.get(at..)?)?;
+        let body = data.get(at + hdr..at + hdr + len)?;
+        match tag {
+            // PKESK, SKESK, SED, SEIPD, AED: encrypted, as it claims.
+            1 | 3 | 9 | 18 | 20 => return None,
+            // Literal data: format, file name, date, then the content.
+            11 => {
+                let name_len = *body.get(1)? as usize;
+                return body.get(2 + name_len + 4..).map(<[u8]>::to_vec);
+            }
+            // Compressed data: 1 = ZIP (raw deflate), 2 = ZLIB, 0 = none.
+            8 => {
+                let payload = body.get(1..)?;
+                let mut inner = Vec::new();
+                let ok = match body.first()? {
+                    0 => {
+                        inner = payload.to_vec();
+                        true
+                    }
+                    1 => flate2::read::DeflateDecoder::new(payload)
+                        .take(MAX_OUT)
+                        .read_to_end(&mut inner)
+                        .is_ok(),
+                    2 => flate2::read::ZlibDecoder::new(payload)
+                        .take(MAX_OUT)
+                        .read_to_end(&mut inner)
+                        .is_ok(),
+                    _ => false,
+                };
+                return if ok { literal(&inner, depth + 1) } else { None };
+            }
+            // One-pass signature, signature, marker: go on to the next packet.
+            _ => at += hdr + len,
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_literal_packet_in_armour_is_read_and_encrypted_ones_are_not() {
+        use base64::Engine;
+        let content = b"Patient SSN 078-05-1120";
+        let mut packet = vec![0xCB, (6 + content.len()) as u8, b'b', 0, 0, 0, 0, 0];
+        packet.extend_from_slice(content);
+        let armour = |data: &[u8]| {
+            format!(
+                "hello\n-----BEGIN PGP MESSAGE-----\nComment: x\n\n{}\n=abcd\n-----END PGP MESSAGE-----\n",
+                base64::engine::general_purpose::STANDARD.encode(data)
+            )
+        };
+        assert_eq!(unencrypted_armour(&armour(&packet)), vec![content.to_vec()]);
+        let encrypted = [0xC1, 0x02, 0x03, 0x00, 0xD2, 0x01, 0x01];
+        assert!(unencrypted_armour(&armour(&encrypted)).is_empty());
+        for junk in [
+            "-----BEGIN PGP MESSAGE-----",
+            "-----BEGIN PGP MESSAGE-----\n\n!!!\n",
+        ] {
+            assert!(unencrypted_armour(junk).is_empty());
+        }
+    }
+}
