@@ -552,3 +552,31 @@ fn an_image_only_pdf_is_reported() {
     );
     assert_eq!(v.action, Action::Tag);
 }
+
+/// Issue 11 (first part): a uuencoded file inside a text body is read.
+#[test]
+fn uuencoded_text_is_read() {
+    fn uuencode(data: &[u8]) -> String {
+        let enc = |v: u8| if v == 0 { '`' } else { (v + 32) as char };
+        let mut s = String::from("begin 644 notes.txt\n");
+        for chunk in data.chunks(45) {
+            s.push(enc(chunk.len() as u8));
+            for tri in chunk.chunks(3) {
+                let b = [tri[0], *tri.get(1).unwrap_or(&0), *tri.get(2).unwrap_or(&0)];
+                s.push(enc(b[0] >> 2));
+                s.push(enc(((b[0] & 3) << 4) | (b[1] >> 4)));
+                s.push(enc(((b[1] & 15) << 2) | (b[2] >> 6)));
+                s.push(enc(b[2] & 63));
+            }
+            s.push('\n');
+        }
+        s.push_str("`\nend\n");
+        s
+    }
+    let msg = format!(
+        "From: a@b.test\r\nTo: c@d.test\r\nSubject: x\r\nContent-Type: text/plain\r\n\r\nFile follows:\r\n{}",
+        uuencode(b"Patient SSN 078-05-1120 and more text to make several lines of uuencode output here.")
+    );
+    let v = inspector().inspect(msg.as_bytes());
+    assert!(v.hits.iter().any(|h| h.detector == "ssn"), "{v:?}");
+}

@@ -201,6 +201,18 @@ fn push(out: &mut Extracted, budget: &mut Budget<'_>, location: Location, text: 
             }
         }
     }
+    // uuencoded files inside text (`begin 644 name` … `end`).
+    if text.contains("begin ") {
+        for data in uudecode(&text) {
+            let t = decode_text(&data);
+            if budget.take(t.len(), out) {
+                out.segments.push(Segment {
+                    location: location.clone(),
+                    text: t,
+                });
+            }
+        }
+    }
     // Text pasted as base64 into any text (a body, a document, a CSV cell) is text too.
     for decoded in embedded_base64(&text) {
         if budget.take(decoded.len(), out) {
@@ -332,6 +344,48 @@ fn message(raw: &[u8], depth: usize, prefix: &str, budget: &mut Budget<'_>, out:
             }
         }
     }
+}
+
+/// Every uuencoded block in `text` (`begin MODE NAME`, length-prefixed lines, `end`), decoded.
+fn uudecode(text: &str) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut current: Option<Vec<u8>> = None;
+    for line in text.lines() {
+        let l = line.trim_end();
+        match &mut current {
+            None => {
+                let mut words = l.split_whitespace();
+                if words.next() == Some("begin")
+                    && words
+                        .next()
+                        .is_some_and(|m| m.bytes().all(|b| b.is_ascii_digit()))
+                {
+                    current = Some(Vec::new());
+                }
+            }
+            Some(data) => {
+                if l == "end" {
+                    out.push(std::mem::take(data));
+                    current = None;
+                    continue;
+                }
+                let b = l.as_bytes();
+                let Some(&first) = b.first() else { continue };
+                let n = usize::from(first.wrapping_sub(32) & 63);
+                let val = |c: u8| c.wrapping_sub(32) & 63;
+                let mut bytes = Vec::with_capacity(n + 2);
+                for quad in b.get(1..).unwrap_or_default().chunks(4) {
+                    let q: Vec<u8> = (0..4).map(|i| val(*quad.get(i).unwrap_or(&b'`'))).collect();
+                    bytes.push(q[0] << 2 | q[1] >> 4);
+                    bytes.push(q[1] << 4 | q[2] >> 2);
+                    bytes.push(q[2] << 6 | q[3]);
+                }
+                bytes.truncate(n);
+                data.extend_from_slice(&bytes);
+            }
+        }
+    }
+    out
 }
 
 /// Base64 inside text that decodes to text: blocks of lines of nothing but base64 (32
