@@ -392,6 +392,19 @@ fn uudecode(text: &str) -> Vec<Vec<u8>> {
 /// characters or more in all), and long base64 words inside a line.
 fn embedded_base64(text: &str) -> Vec<String> {
     use base64::Engine;
+    // One tight pass first: most text has no run of 16 base64 characters at all.
+    let mut run = 0usize;
+    let long_run = text.bytes().any(|b| {
+        if b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=') {
+            run += 1;
+        } else {
+            run = 0;
+        }
+        run >= 16
+    });
+    if !long_run {
+        return Vec::new();
+    }
     let is_b64_line = |l: &str| {
         let l = l.trim();
         l.len() >= 16
