@@ -1,6 +1,8 @@
 //! Ways a careless or evasive sender writes a card number or an SSN (issue 11), each a whole
 //! message labelled with its technique, and look-alikes that must stay clean. Generated here,
 //! so the corpus is ours: it shows these techniques are handled, not real-world accuracy.
+// The numbers sliced here are ASCII digits this module generated.
+#![allow(clippy::string_slice)]
 
 use crate::base64_encode;
 
@@ -65,62 +67,173 @@ fn crc32(data: &[u8]) -> u32 {
     !crc
 }
 
+/// A small deterministic generator (xorshift), so a failing case can be reproduced.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// A valid 16-digit Visa number (Luhn), as 4 groups.
+fn card(r: &mut Rng) -> [String; 4] {
+    let mut d: Vec<u32> = vec![4];
+    for _ in 0..14 {
+        d.push(r.below(10) as u32);
+    }
+    let sum: u32 = d
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &x)| {
+            if i % 2 == 0 {
+                let y = x * 2;
+                if y > 9 {
+                    y - 9
+                } else {
+                    y
+                }
+            } else {
+                x
+            }
+        })
+        .sum();
+    d.push((10 - sum % 10) % 10);
+    let s: String = d
+        .iter()
+        .map(|x| char::from_digit(*x, 10).unwrap_or('0'))
+        .collect();
+    [0, 4, 8, 12].map(|i| s.get(i..i + 4).unwrap_or_default().to_string())
+}
+
+/// A valid SSN (SSA ranges), as its three groups.
+fn ssn(r: &mut Rng) -> [String; 3] {
+    let area = loop {
+        let a = 1 + r.below(899);
+        if a != 666 {
+            break a;
+        }
+    };
+    [
+        format!("{area:03}"),
+        format!("{:02}", 1 + r.below(99)),
+        format!("{:04}", 1 + r.below(9999)),
+    ]
+}
+
+/// `n` variants of every technique, each with freshly generated numbers.
+pub fn positives_n(n: usize) -> Vec<(&'static str, Vec<u8>)> {
+    let mut r = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let c = card(&mut r);
+        let s = ssn(&mut r);
+        out.extend(positives_with(&c, &s));
+    }
+    out
+}
+
+/// `n` variants of every look-alike.
+pub fn negatives_n(n: usize) -> Vec<(&'static str, Vec<u8>)> {
+    let mut r = Rng(0xD1B5_4A32_D192_ED03);
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let c = card(&mut r);
+        let s = ssn(&mut r);
+        out.extend(negatives_with(&c, &s));
+    }
+    out
+}
+
 /// Messages that carry a valid card number or SSN, each with its technique.
 pub fn positives() -> Vec<(&'static str, Vec<u8>)> {
-    let utf16: Vec<u8> = "Patient SSN 078-05-1120"
+    let c = ["4111", "1111", "1111", "1111"].map(String::from);
+    let s = ["078", "05", "1120"].map(String::from);
+    positives_with(&c, &s)
+}
+
+fn positives_with(c: &[String; 4], s: &[String; 3]) -> Vec<(&'static str, Vec<u8>)> {
+    let card_sp = c.join(" ");
+    let ssn_dash = s.join("-");
+    let digits = |t: &str, zero: u32| -> String {
+        t.chars()
+            .map(|ch| match ch.to_digit(10) {
+                Some(d) => char::from_u32(zero + d).unwrap_or(ch),
+                None => ch,
+            })
+            .collect()
+    };
+    let utf16: Vec<u8> = format!("Patient SSN {ssn_dash}")
         .encode_utf16()
         .flat_map(|u| u.to_le_bytes())
         .collect();
     let mut utf16_msg = b"From: ada@clinic.example\r\nTo: someone@gmail.test\r\nSubject: x\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n".to_vec();
     utf16_msg.extend_from_slice(base64_encode(&utf16).as_bytes());
     utf16_msg.extend_from_slice(b"\r\n");
-    let csv = b"name,card\r\nJane Roe,4111 1111 1111 1111\r\n";
+    let csv = format!("name,card\r\nJane Roe,{card_sp}\r\n").into_bytes();
+    let csv = csv.as_slice();
     vec![
-        ("zero-width space inside groups", plain("card 41\u{200B}11 1111 1111 1111")),
-        ("soft hyphen inside a group", plain("card 4111 11\u{00AD}11 1111 1111")),
-        ("no-break spaces", plain("card 4111\u{00A0}1111\u{00A0}1111\u{00A0}1111")),
-        ("narrow no-break spaces", plain("SSN 078\u{202F}05\u{202F}1120")),
-        ("en and em dashes", plain("SSN 078\u{2013}05\u{2014}1120")),
-        ("dots", plain("member 219.09.9999 on file")),
-        ("slashes", plain("member 219/09/9999 on file")),
-        ("double spaces", plain("card 4111  1111  1111  1111")),
-        ("tabs", plain("card\t4111\t1111\t1111\t1111")),
-        ("mixed separators", plain("card 4111-1111 1111.1111")),
-        ("one group per line", plain("card\r\n4111\r\n1111\r\n1111\r\n1111\r\nthanks")),
-        ("full-width digits", plain("SSN \u{FF10}\u{FF17}\u{FF18}-\u{FF10}\u{FF15}-\u{FF11}\u{FF11}\u{FF12}\u{FF10}")),
-        ("Arabic-Indic digits", plain("SSN \u{0660}\u{0667}\u{0668}-\u{0660}\u{0665}-\u{0661}\u{0661}\u{0662}\u{0660}")),
-        ("CVV appended", plain("card 4111 1111 1111 1111 123")),
-        ("expiry appended", plain("card 4111 1111 1111 1111 12/27")),
-        ("HTML table cells", html("<table><tr><td>4111</td><td>1111</td><td>1111</td><td>1111</td></tr></table>")),
-        ("empty inline element", html("<p>card 4<b></b>111 1111 1111 1111</p>")),
-        ("hidden digit", html("<p>card 4111 11<span style=\"display:none\">9</span>11 1111 1111</p>")),
-        ("entities without semicolon", html("<p>card 4111&nbsp1111&nbsp1111&nbsp1111</p>")),
-        ("zero-width entity", html("<p>card 41&#8203;11 1111 1111 1111</p>")),
-        ("X- header", b"From: ada@clinic.example\r\nTo: someone@gmail.test\r\nX-Ref: SSN 078-05-1120\r\nSubject: x\r\n\r\nhello\r\n".to_vec()),
-        ("Comments header", b"From: ada@clinic.example\r\nTo: someone@gmail.test\r\nComments: 4111 1111 1111 1111\r\nSubject: x\r\n\r\nhello\r\n".to_vec()),
-        ("multipart preamble", b"From: ada@clinic.example\r\nTo: someone@gmail.test\r\nSubject: x\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\nSSN 078-05-1120\r\n--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b--\r\n".to_vec()),
+        ("zero-width space inside groups", plain(&format!("card {}\u{200B}{} {} {} {}", &c[0][..2], &c[0][2..], c[1], c[2], c[3]))),
+        ("soft hyphen inside a group", plain(&format!("card {} {}\u{00AD}{} {} {}", c[0], &c[1][..2], &c[1][2..], c[2], c[3]))),
+        ("no-break spaces", plain(&format!("card {}", c.join("\u{00A0}")))),
+        ("narrow no-break spaces", plain(&format!("SSN {}", s.join("\u{202F}")))),
+        ("en and em dashes", plain(&format!("SSN {}\u{2013}{}\u{2014}{}", s[0], s[1], s[2]))),
+        ("dots", plain(&format!("member {} on file", s.join(".")))),
+        ("slashes", plain(&format!("member {} on file", s.join("/")))),
+        ("double spaces", plain(&format!("card {}", c.join("  ")))),
+        ("tabs", plain(&format!("card\t{}", c.join("\t")))),
+        ("mixed separators", plain(&format!("card {}-{} {}.{}", c[0], c[1], c[2], c[3]))),
+        ("one group per line", plain(&format!("card\r\n{}\r\nthanks", c.join("\r\n")))),
+        ("full-width digits", plain(&format!("SSN {}", digits(&ssn_dash, 0xFF10)))),
+        ("Arabic-Indic digits", plain(&format!("SSN {}", digits(&ssn_dash, 0x0660)))),
+        ("CVV appended", plain(&format!("card {card_sp} 123"))),
+        ("expiry appended", plain(&format!("card {card_sp} 12/27"))),
+        ("HTML table cells", html(&format!("<table><tr><td>{}</td></tr></table>", c.join("</td><td>")))),
+        ("empty inline element", html(&format!("<p>card {}<b></b>{} {} {} {}</p>", &c[0][..1], &c[0][1..], c[1], c[2], c[3]))),
+        ("hidden digit", html(&format!("<p>card {} {}<span style=\"display:none\">9</span>{} {} {}</p>", c[0], &c[1][..2], &c[1][2..], c[2], c[3]))),
+        ("entities without semicolon", html(&format!("<p>card {}</p>", c.join("&nbsp")))),
+        ("zero-width entity", html(&format!("<p>card {}&#8203;{} {} {} {}</p>", &c[0][..2], &c[0][2..], c[1], c[2], c[3]))),
+        ("X- header", format!("From: ada@clinic.example\r\nTo: someone@gmail.test\r\nX-Ref: SSN {ssn_dash}\r\nSubject: x\r\n\r\nhello\r\n").into_bytes()),
+        ("Comments header", format!("From: ada@clinic.example\r\nTo: someone@gmail.test\r\nComments: {card_sp}\r\nSubject: x\r\n\r\nhello\r\n").into_bytes()),
+        ("multipart preamble", format!("From: ada@clinic.example\r\nTo: someone@gmail.test\r\nSubject: x\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\nSSN {ssn_dash}\r\n--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b--\r\n").into_bytes()),
         ("UTF-16 labelled UTF-8", utf16_msg),
-        ("base64 inside a text body", plain(&format!("decode this:\r\n{}", base64_encode(b"Patient SSN 078-05-1120 on file")))),
-        ("RTF escapes", attachment("letter.rtf", "application/rtf", br"{\rtf1\ansi SSN \'30\'37\'38-05-1120\par}")),
+        ("base64 inside a text body", plain(&format!("decode this:\r\n{}", base64_encode(format!("Patient SSN {ssn_dash} on file").as_bytes())))),
+        ("RTF escapes", attachment("letter.rtf", "application/rtf", format!("{{\\rtf1\\ansi SSN {}-{}-{}\\par}}", s[0].bytes().map(|b| format!("\\'{b:02x}")).collect::<String>(), s[1], s[2]).as_bytes())),
         ("CSV as octet-stream, unknown extension", attachment("data.q7", "application/octet-stream", csv)),
         ("gzip", attachment("data.gz", "application/octet-stream", &gzip(csv))),
-        ("attachment file name", attachment("SSN 078-05-1120.txt", "text/plain", b"see name")),
+        ("attachment file name", attachment(&format!("SSN {ssn_dash}.txt"), "text/plain", b"see name")),
     ]
 }
 
 /// Look-alikes that the text itself labels as something else: they must stay clean.
 pub fn negatives() -> Vec<(&'static str, Vec<u8>)> {
+    let c = ["4111", "1111", "1111", "1111"].map(String::from);
+    let s = ["219", "09", "9999"].map(String::from);
+    negatives_with(&c, &s)
+}
+
+fn negatives_with(c: &[String; 4], s: &[String; 3]) -> Vec<(&'static str, Vec<u8>)> {
     vec![
-        ("room number", plain("Your room 219-09-9999 is ready.")),
+        (
+            "room number",
+            plain(&format!("Your room {} is ready.", s.join("-"))),
+        ),
         (
             "ticket number",
-            plain("Ticket 219.09.9999 has been closed."),
+            plain(&format!("Ticket {} has been closed.", s.join("."))),
         ),
         (
             "order number",
-            plain("Order 4111 1111 1111 1111 shipped today."),
+            plain(&format!("Order {} shipped today.", c.join(" "))),
         ),
-        ("claim number", plain("Claim 219-09-9999 was paid.")),
+        (
+            "claim number",
+            plain(&format!("Claim {} was paid.", s.join("-"))),
+        ),
         (
             "timestamp",
             plain("Logged at 2024-01-15 10.30.45 by the server."),
