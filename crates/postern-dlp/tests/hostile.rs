@@ -580,3 +580,22 @@ fn uuencoded_text_is_read() {
     let v = inspector().inspect(msg.as_bytes());
     assert!(v.hits.iter().any(|h| h.detector == "ssn"), "{v:?}");
 }
+
+/// Issue 11 (first part): a DOCX whose card number is split by `<w:tab/>` runs.
+#[test]
+fn a_docx_card_split_by_tabs_is_found() {
+    let doc = "<?xml version=\"1.0\"?><w:document xmlns:w=\"http://schemas.openxmlformats.org/wordprocessingml/2006/main\"><w:body><w:p><w:r><w:t>Card</w:t></w:r><w:r><w:tab/><w:t>4111</w:t><w:tab/><w:t>1111</w:t><w:tab/><w:t>1111</w:t><w:tab/><w:t>1111</w:t></w:r></w:p></w:body></w:document>";
+    let docx = corpus::zip_of(&[
+        (
+            "[Content_Types].xml",
+            b"<?xml version=\"1.0\"?><Types/>".to_vec(),
+        ),
+        ("word/document.xml", doc.as_bytes().to_vec()),
+    ]);
+    let v = inspector().inspect(&attach(
+        "letter.docx",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        &docx,
+    ));
+    assert!(v.hits.iter().any(|h| h.detector == "card"), "{v:?}");
+}
