@@ -337,14 +337,13 @@ impl Scanner {
         let mut found = Vec::new();
         let mut ids: Vec<(usize, usize, &'static str)> = Vec::new();
         for (s, e) in nums {
-            if let Some((kind, end)) = classify_number(
+            for (kind, start, end) in classify_number(
                 text.get(s..e).unwrap_or_default(),
                 s,
-                e,
                 &near,
                 &labelled_not_phi,
             ) {
-                ids.push((s, end, kind));
+                ids.push((start, end, kind));
             }
         }
         for (s, e) in deas {
@@ -473,16 +472,17 @@ impl Scanner {
     }
 }
 
-/// Decides what a digit run is (card, SSN, NPI) or nothing, and where it ends: the run may
-/// carry more groups after the identifier (a card's expiry or CVV, another number), so its
-/// leading groups are tried, longest first.
+/// The identifiers (card, SSN, NPI) in a digit run, with their spans. A run may join several
+/// numbers (table cells, lines) and carry more groups after an identifier (a CVV, an expiry),
+/// so candidates start at the run's start and after every separator other than one space or
+/// dash (where a number written the classic way starts), and the leading groups from there
+/// are tried, longest first — only where their digits could make an identifier.
 fn classify_number(
     raw: &str,
     s: usize,
-    e: usize,
     near: &dyn Fn(usize, usize, Group, usize, usize) -> bool,
     labelled_not_phi: &dyn Fn(usize) -> bool,
-) -> Option<(&'static str, usize)> {
+) -> Vec<(&'static str, usize, usize)> {
     // Group boundaries: (start, end) of each digit group within `raw`.
     let b = raw.as_bytes();
     let mut bounds: Vec<(usize, usize)> = Vec::new();
@@ -499,16 +499,41 @@ fn classify_number(
             i += 1;
         }
     }
-    for k in (1..=bounds.len()).rev() {
-        let end = bounds[k - 1].1;
-        let prefix = raw.get(..end).unwrap_or_default();
-        // A trailing group glued to more digits is no boundary (the rest is part of it).
-        if let Some(kind) = classify_groups(prefix, s, s + end, near, labelled_not_phi) {
-            return Some((kind, s + end));
+    let mut starts = vec![0usize];
+    for k in 1..bounds.len() {
+        let sep = raw.get(bounds[k - 1].1..bounds[k].0).unwrap_or_default();
+        if sep != " " && sep != "-" {
+            starts.push(k);
         }
     }
-    let _ = e;
-    None
+    let mut found = Vec::new();
+    let mut covered = 0usize;
+    for st in starts {
+        if bounds[st].0 < covered {
+            continue;
+        }
+        let mut digits = 0usize;
+        let mut ends = Vec::new();
+        for (j, g) in bounds.iter().enumerate().skip(st) {
+            digits += g.1 - g.0;
+            if digits > 19 {
+                break;
+            }
+            if matches!(digits, 9 | 10 | 13..=19) {
+                ends.push(j);
+            }
+        }
+        for &j in ends.iter().rev() {
+            let (from, to) = (bounds[st].0, bounds[j].1);
+            let slice = raw.get(from..to).unwrap_or_default();
+            if let Some(kind) = classify_groups(slice, s + from, s + to, near, labelled_not_phi) {
+                found.push((kind, s + from, s + to));
+                covered = to;
+                break;
+            }
+        }
+    }
+    found
 }
 
 /// [`classify_number`] for exactly these groups.
@@ -680,6 +705,12 @@ mod tests {
         }
         // ...unless the text says whose it is.
         assert_eq!(kinds("patient ssn, ticket 219-09-9999"), ["ssn"]);
+        // Table cells and lines joined into one run: each number is still found on its own.
+        assert_eq!(kinds("born\t1960\t078-05-1120\tok"), ["ssn"]);
+        assert_eq!(
+            kinds("1960 / 078-05-1120 / 4111 1111 1111 1111"),
+            ["ssn", "card"]
+        );
         // Dates, times, versions and phone numbers with the same separators stay clean.
         for t in [
             "2024-01-15 10.30.45",

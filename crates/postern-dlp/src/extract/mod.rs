@@ -189,8 +189,19 @@ fn push(out: &mut Extracted, budget: &mut Budget<'_>, location: Location, text: 
     if text.trim().is_empty() {
         return;
     }
+    // NULs between characters: UTF-16 read under an 8-bit or UTF-8 label. Without them the
+    // text reads as it was written.
+    let text = if memchr::memchr(0, text.as_bytes()).is_some() {
+        text.replace('\0', "")
+    } else {
+        text
+    };
     // OpenPGP armour that is not encrypted (a literal packet dressed up as a message).
-    if text.contains("-----BEGIN PGP MESSAGE-----") {
+    static PGP: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new("-----BEGIN PGP MESSAGE-----"));
+    static UU: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new("begin "));
+    if PGP.find(text.as_bytes()).is_some() {
         for literal in pgp::unencrypted_armour(&text) {
             let t = decode_text(&literal);
             if budget.take(t.len(), out) {
@@ -202,7 +213,7 @@ fn push(out: &mut Extracted, budget: &mut Budget<'_>, location: Location, text: 
         }
     }
     // uuencoded files inside text (`begin 644 name` … `end`).
-    if text.contains("begin ") {
+    if UU.find(text.as_bytes()).is_some() {
         for data in uudecode(&text) {
             let t = decode_text(&data);
             if budget.take(t.len(), out) {
@@ -392,15 +403,25 @@ fn uudecode(text: &str) -> Vec<Vec<u8>> {
 /// characters or more in all), and long base64 words inside a line.
 fn embedded_base64(text: &str) -> Vec<String> {
     use base64::Engine;
-    // One tight pass first: most text has no run of 16 base64 characters at all.
-    let mut run = 0usize;
-    let long_run = text.bytes().any(|b| {
-        if b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=') {
-            run += 1;
-        } else {
-            run = 0;
+    // One tight pass first (a table lookup per byte): most text has no run of 16 base64
+    // characters at all.
+    static B64: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut i = 0;
+        while i < 256 {
+            let c = i as u8;
+            t[i] = c.is_ascii_alphanumeric() || c == b'+' || c == b'/' || c == b'=';
+            i += 1;
         }
-        run >= 16
+        t
+    };
+    // Spaces are found with memchr; only pieces long enough to hold a run are looked into.
+    let long_run = text.split(' ').filter(|w| w.len() >= 16).any(|w| {
+        let mut run = 0u32;
+        w.bytes().any(|b| {
+            run = if B64[usize::from(b)] { run + 1 } else { 0 };
+            run >= 16
+        })
     });
     if !long_run {
         return Vec::new();
