@@ -656,6 +656,21 @@ fn untar(bytes: &[u8], name: &str, depth: usize, budget: &mut Budget<'_>, out: &
     }
 }
 
+/// The text of a document, or the note that says why there is none.
+fn document(
+    r: Result<String, office::Failure>,
+    location: Location,
+    budget: &mut Budget<'_>,
+    out: &mut Extracted,
+) {
+    match r {
+        Ok(t) => push(out, budget, location, t),
+        Err(office::Failure::Encrypted) => out.notes.push(Note::Encrypted { location }),
+        Err(office::Failure::Broken(why)) => out.notes.push(Note::Unreadable { location, why }),
+        Err(office::Failure::Budget) => {}
+    }
+}
+
 /// Reads one attached file (or archive entry).
 pub(crate) fn file(
     bytes: &[u8],
@@ -705,12 +720,10 @@ pub(crate) fn file(
             Err(pdf::Failure::Broken(why)) => out.notes.push(Note::Unreadable { location, why }),
             Err(pdf::Failure::Budget) => {}
         },
-        Kind::Office => match office::document_text(bytes, name, depth, budget, out) {
-            Ok(t) => push(out, budget, location, t),
-            Err(office::Failure::Encrypted) => out.notes.push(Note::Encrypted { location }),
-            Err(office::Failure::Broken(why)) => out.notes.push(Note::Unreadable { location, why }),
-            Err(office::Failure::Budget) => {}
-        },
+        Kind::Office => {
+            let r = office::document_text(bytes, name, depth, budget, out);
+            document(r, location, budget, out);
+        }
         Kind::Zip => {
             if depth + 1 > budget.limits().max_depth {
                 budget.stop(
@@ -740,12 +753,10 @@ pub(crate) fn file(
             message(bytes, depth + 1, name, budget, out);
         }
         Kind::Encrypted => out.notes.push(Note::Encrypted { location }),
-        Kind::Ole => match ole::ole_text(bytes, budget, out) {
-            Ok(t) => push(out, budget, location, t),
-            Err(office::Failure::Encrypted) => out.notes.push(Note::Encrypted { location }),
-            Err(office::Failure::Broken(why)) => out.notes.push(Note::Unreadable { location, why }),
-            Err(office::Failure::Budget) => {}
-        },
+        Kind::Ole => {
+            let r = ole::ole_text(bytes, budget, out);
+            document(r, location, budget, out);
+        }
         Kind::Tar => {
             if depth + 1 > budget.limits().max_depth {
                 budget.stop(
