@@ -661,3 +661,41 @@ fn dlp_scan_catches_the_adversarial_corpus() {
         );
     }
 }
+
+/// `queue release` of a message held after an internal error retries it with inspection; a
+/// portal hold released is the administrator's yes and skips it.
+#[test]
+fn releasing_an_error_hold_retries_with_inspection() {
+    use postern_relay::spool::{Entry, Origin, RcptState, Recipient, Spool};
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::write_config(dir.path(), 0, "dir:outbox", "dir:inbox", "1h", "");
+    let spool = Spool::open(&dir.path().join("data/spool")).unwrap();
+    for (kind, skips_inspection) in [("error", false), ("portal", true)] {
+        let id = Spool::new_id();
+        let mut r = Recipient::new("c@gmail.test".into());
+        r.state = RcptState::Held {
+            kind: kind.into(),
+            reason: "held".into(),
+        };
+        let e = Entry::new(id.clone(), Origin::Internal, "127.0.0.1", None, vec![r], 3);
+        spool.accept(&e, b"x\r\n").unwrap();
+        let out = relay(
+            &[
+                "queue",
+                "release",
+                &id,
+                "--config",
+                config.to_str().unwrap(),
+            ],
+            b"",
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let after = spool.entry(&id).unwrap().unwrap();
+        assert_eq!(after.recipients[0].state, RcptState::Pending, "{kind}");
+        assert_eq!(after.released, skips_inspection, "{kind}");
+    }
+}

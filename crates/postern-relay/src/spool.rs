@@ -51,7 +51,7 @@ pub enum RcptState {
     },
     /// Kept for an administrator (portal delivery, until the portal lands).
     Held {
-        /// `quarantine` or `portal`.
+        /// `portal`, or `error` (held after an internal error while deciding).
         kind: String,
         /// Why.
         reason: String,

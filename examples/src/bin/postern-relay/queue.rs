@@ -147,8 +147,10 @@ pub fn run(args: QueueArgs) -> Result<bool, String> {
         QueueAction::Release { id } => {
             let mut e = get(&id)?;
             let mut n = 0;
+            let mut after_error = false;
             for r in e.recipients.iter_mut() {
-                if matches!(r.state, RcptState::Held { .. }) {
+                if let RcptState::Held { kind, .. } = &r.state {
+                    after_error |= kind == "error";
                     r.state = RcptState::Pending;
                     n += 1;
                 }
@@ -156,7 +158,10 @@ pub fn run(args: QueueArgs) -> Result<bool, String> {
             if n == 0 {
                 return Err(format!("{id}: no held recipients"));
             }
-            e.released = true;
+            // A release is an administrator's yes to what was held for review (the portal), so
+            // inspection is not run again. A message held after an internal error was never
+            // decided on: it is retried, inspection included.
+            e.released = !after_error;
             e.next_attempt = 0;
             spool.update(&e).map_err(|e| e.to_string())?;
             spool.request_flush().map_err(|e| e.to_string())?;
