@@ -599,3 +599,16 @@ fn a_docx_card_split_by_tabs_is_found() {
     ));
     assert!(v.hits.iter().any(|h| h.detector == "card"), "{v:?}");
 }
+
+/// Sniffing a file as text must not turn an encrypted attachment (armoured, so valid text)
+/// into clean text: the encrypted note stays, and the policy decides.
+#[test]
+fn an_armoured_encrypted_attachment_stays_encrypted() {
+    let armour = b"-----BEGIN PGP MESSAGE-----\n\nhQEMA1234567890abcdefghijklmnop\n=abcd\n-----END PGP MESSAGE-----\n";
+    let v = inspector().inspect(&attach("secret.asc", "application/pgp-encrypted", armour));
+    assert!(
+        v.notes.iter().any(|n| matches!(n, Note::Encrypted { .. })),
+        "{v:?}"
+    );
+    assert_eq!(v.action, Action::Quarantine);
+}

@@ -686,7 +686,13 @@ pub(crate) fn file(
         gunzip(bytes, name, depth, budget, out);
         return;
     }
-    let kind = sniff(bytes).unwrap_or_else(|| kind(ctype, name));
+    let kind = match (sniff(bytes), kind(ctype, name)) {
+        // Armoured OpenPGP and PEM S/MIME are text too: an encrypted label keeps its note (the
+        // policy's `on_encrypted`), rather than passing as text with nothing readable found.
+        (Some(Kind::Text), Kind::Encrypted) => Kind::Encrypted,
+        (Some(sniffed), _) => sniffed,
+        (None, labelled) => labelled,
+    };
     match kind {
         Kind::Text if bytes.starts_with(b"{\\rtf") => {
             push(out, budget, location, rtf::rtf_to_text(bytes));
