@@ -202,7 +202,7 @@ fn push(out: &mut Extracted, budget: &mut Budget<'_>, location: Location, text: 
     static UU: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new("begin "));
     if PGP.find(text.as_bytes()).is_some() {
-        for literal in pgp::unencrypted_armour(&text) {
+        for literal in pgp::unencrypted_armour(&text, budget.room()) {
             let t = decode_text(&literal);
             if budget.take(t.len(), out) {
                 out.segments.push(Segment {

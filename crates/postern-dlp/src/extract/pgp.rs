@@ -5,12 +5,11 @@
 
 use std::io::Read;
 
-/// Most bytes taken from one armoured message.
-const MAX_OUT: u64 = 16 << 20;
-
-/// The literal contents of every unencrypted armoured OpenPGP message in `text`.
-pub fn unencrypted_armour(text: &str) -> Vec<Vec<u8>> {
+/// The literal contents of every unencrypted armoured OpenPGP message in `text`, at most
+/// `room` bytes in all (compressed packets expand: the inspection budget bounds them).
+pub fn unencrypted_armour(text: &str, room: usize) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
+    let mut left = room as u64;
     let mut rest = text;
     while let Some(start) = rest.find("-----BEGIN PGP MESSAGE-----") {
         let block = rest.get(start..).unwrap_or_default();
@@ -18,9 +17,13 @@ pub fn unencrypted_armour(text: &str) -> Vec<Vec<u8>> {
             .find("-----END PGP MESSAGE-----")
             .unwrap_or(block.len());
         if let Some(data) = dearmour(block.get(..end).unwrap_or_default()) {
-            if let Some(literal) = literal(&data, 0) {
+            if let Some(literal) = literal(&data, 0, left) {
+                left = left.saturating_sub(literal.len() as u64);
                 out.push(literal);
             }
+        }
+        if left == 0 {
+            break;
         }
         rest = block.get(end.max(1)..).unwrap_or_default();
     }
@@ -98,7 +101,7 @@ fn header(data: &[u8]) -> Option<(u8, usize, usize)> {
 
 /// The content of the literal data packet in `data`, looking through compressed packets and
 /// past one-pass signatures; `None` when the message is encrypted or is something else.
-fn literal(data: &[u8], depth: usize) -> Option<Vec<u8>> {
+fn literal(data: &[u8], depth: usize, max: u64) -> Option<Vec<u8>> {
     if depth > 4 {
         return None;
     }
@@ -124,16 +127,20 @@ fn literal(data: &[u8], depth: usize) -> Option<Vec<u8>> {
                         true
                     }
                     1 => flate2::read::DeflateDecoder::new(payload)
-                        .take(MAX_OUT)
+                        .take(max)
                         .read_to_end(&mut inner)
                         .is_ok(),
                     2 => flate2::read::ZlibDecoder::new(payload)
-                        .take(MAX_OUT)
+                        .take(max)
                         .read_to_end(&mut inner)
                         .is_ok(),
                     _ => false,
                 };
-                return if ok { literal(&inner, depth + 1) } else { None };
+                return if ok {
+                    literal(&inner, depth + 1, max)
+                } else {
+                    None
+                };
             }
             // One-pass signature, signature, marker: go on to the next packet.
             _ => at += hdr + len,
@@ -158,14 +165,32 @@ mod tests {
                 base64::engine::general_purpose::STANDARD.encode(data)
             )
         };
-        assert_eq!(unencrypted_armour(&armour(&packet)), vec![content.to_vec()]);
+        assert_eq!(
+            unencrypted_armour(&armour(&packet), 1 << 20),
+            vec![content.to_vec()]
+        );
         let encrypted = [0xC1, 0x02, 0x03, 0x00, 0xD2, 0x01, 0x01];
-        assert!(unencrypted_armour(&armour(&encrypted)).is_empty());
+        assert!(unencrypted_armour(&armour(&encrypted), 1 << 20).is_empty());
         for junk in [
             "-----BEGIN PGP MESSAGE-----",
             "-----BEGIN PGP MESSAGE-----\n\n!!!\n",
         ] {
-            assert!(unencrypted_armour(junk).is_empty());
+            assert!(unencrypted_armour(junk, 1 << 20).is_empty());
         }
+        // A compressed packet expands only as far as the budget allows.
+        let zeros = vec![0u8; 4 << 20];
+        let mut inner = vec![0xCB, 0xFF];
+        inner.extend_from_slice(&(zeros.len() as u32 + 6).to_be_bytes());
+        inner.extend_from_slice(&[b'b', 0, 0, 0, 0, 0]);
+        inner.extend_from_slice(&zeros);
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut z, &inner).unwrap();
+        let compressed = z.finish().unwrap();
+        let mut packet = vec![0xC8, 0xFF];
+        packet.extend_from_slice(&(compressed.len() as u32 + 1).to_be_bytes());
+        packet.push(2);
+        packet.extend_from_slice(&compressed);
+        let got = unencrypted_armour(&armour(&packet), 1000);
+        assert!(got.iter().map(Vec::len).sum::<usize>() <= 1000, "bounded");
     }
 }
