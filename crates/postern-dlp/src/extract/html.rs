@@ -158,12 +158,16 @@ fn matching_close(html: &str, from: usize, name: &str) -> Option<usize> {
     let close = format!("</{name}");
     let mut depth = 1usize;
     let mut at = from;
+    // Each search moves forward from where the last one ended, so thousands of nested opens
+    // cost one pass, not one pass each.
+    let mut next_close = find_ci(html, at, &close)?;
+    let mut next_open = find_ci(html, at, &open);
     loop {
-        let next_close = find_ci(html, at, &close)?;
-        match find_ci(html, at, &open) {
+        match next_open {
             Some(o) if o < next_close => {
                 depth += 1;
                 at = o + open.len();
+                next_open = find_ci(html, at, &open);
             }
             _ => {
                 depth -= 1;
@@ -172,6 +176,10 @@ fn matching_close(html: &str, from: usize, name: &str) -> Option<usize> {
                     return Some(gt);
                 }
                 at = gt;
+                next_close = find_ci(html, at, &close)?;
+                if next_open.is_some_and(|o| o < at) {
+                    next_open = find_ci(html, at, &open);
+                }
             }
         }
     }
@@ -276,6 +284,27 @@ mod tests {
         );
         assert!(t.contains("SSN 078-05-1120"), "{t:?}");
         assert!(t.contains("\nnext"), "{t:?}");
+    }
+
+    #[test]
+    fn hidden_elements_end_at_their_own_close_and_deep_nesting_is_linear() {
+        let t = html_visible_text(
+            "<p>a</p><div hidden><div>x</div><div>y</div></div><p>b</p><span>c</span>",
+        )
+        .unwrap();
+        assert!(
+            t.contains('a') && t.contains('b') && t.contains('c'),
+            "{t:?}"
+        );
+        assert!(!t.contains('x') && !t.contains('y'), "{t:?}");
+        let deep = format!(
+            "<div style=\"display:none\">{}{}</div>after",
+            "<div>".repeat(50_000),
+            "</div>".repeat(50_000)
+        );
+        // (The old search was quadratic here: minutes instead of milliseconds.)
+        let t = html_visible_text(&deep).unwrap();
+        assert!(t.contains("after"), "{t:?}");
     }
 
     #[test]
