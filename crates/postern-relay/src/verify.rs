@@ -19,10 +19,15 @@ const REJECTED_FOR: Duration = Duration::from_secs(600);
 /// must not grow it without bound).
 const MAX_CACHED: usize = 100_000;
 
+/// Probes to our mail server at once: strangers choose the recipients (and can make every
+/// one a cache miss), so they must not be able to flood it with connections through us.
+const CONCURRENT_PROBES: usize = 4;
+
 /// Asks the inbound next hop about recipients, and remembers the answers.
 pub struct RecipientVerifier {
     addr: String,
     cache: Mutex<HashMap<String, (Instant, bool, String)>>,
+    probes: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for RecipientVerifier {
@@ -39,6 +44,7 @@ impl RecipientVerifier {
         RecipientVerifier {
             addr: addr.to_string(),
             cache: Mutex::default(),
+            probes: tokio::sync::Semaphore::new(CONCURRENT_PROBES),
         }
     }
 
@@ -55,6 +61,9 @@ impl RecipientVerifier {
                 };
             }
         }
+        let Ok(_slot) = self.probes.acquire().await else {
+            return Probe::Unknown("recipient verification is shutting down".into());
+        };
         let answer = probe_recipient(&self.addr, helo, rcpt, wait, tls).await;
         let remember = match &answer {
             Probe::Accepted => Some((true, String::new())),
