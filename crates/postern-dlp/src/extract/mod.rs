@@ -330,11 +330,7 @@ fn message(raw: &[u8], depth: usize, prefix: &str, budget: &mut Budget<'_>, out:
                 file(b, &ctype, &full, depth, budget, out);
             }
             PartType::Message(m) => {
-                if depth + 1 > budget.limits().max_depth {
-                    budget.stop(
-                        out,
-                        format!("nesting deeper than {}", budget.limits().max_depth),
-                    );
+                if too_deep(depth, budget, out) {
                     return;
                 }
                 message(m.raw_message(), depth + 1, &full, budget, out);
@@ -583,11 +579,7 @@ fn sniff(bytes: &[u8]) -> Option<Kind> {
 fn gunzip(bytes: &[u8], name: &str, depth: usize, budget: &mut Budget<'_>, out: &mut Extracted) {
     use std::io::Read;
     let location = Location::Attachment(name.to_string());
-    if depth + 1 > budget.limits().max_depth {
-        budget.stop(
-            out,
-            format!("nesting deeper than {}", budget.limits().max_depth),
-        );
+    if too_deep(depth, budget, out) {
         return;
     }
     let cap = budget.room().min(
@@ -654,6 +646,17 @@ fn untar(bytes: &[u8], name: &str, depth: usize, budget: &mut Budget<'_>, out: &
         }
         at = start + size.div_ceil(512) * 512;
     }
+}
+
+/// Whether one more level of nesting (an archive, an attached message) passes the depth limit;
+/// if so, inspection stops with a note.
+pub(crate) fn too_deep(depth: usize, budget: &mut Budget<'_>, out: &mut Extracted) -> bool {
+    let max = budget.limits().max_depth;
+    if depth + 1 > max {
+        budget.stop(out, format!("nesting deeper than {max}"));
+        return true;
+    }
+    false
 }
 
 /// The text of a document, or the note that says why there is none.
@@ -731,11 +734,7 @@ pub(crate) fn file(
             document(r, location, budget, out);
         }
         Kind::Zip => {
-            if depth + 1 > budget.limits().max_depth {
-                budget.stop(
-                    out,
-                    format!("nesting deeper than {}", budget.limits().max_depth),
-                );
+            if too_deep(depth, budget, out) {
                 return;
             }
             if let Err(f) = office::archive(bytes, name, depth + 1, budget, out) {
@@ -749,11 +748,7 @@ pub(crate) fn file(
             }
         }
         Kind::Message => {
-            if depth + 1 > budget.limits().max_depth {
-                budget.stop(
-                    out,
-                    format!("nesting deeper than {}", budget.limits().max_depth),
-                );
+            if too_deep(depth, budget, out) {
                 return;
             }
             message(bytes, depth + 1, name, budget, out);
@@ -764,11 +759,7 @@ pub(crate) fn file(
             document(r, location, budget, out);
         }
         Kind::Tar => {
-            if depth + 1 > budget.limits().max_depth {
-                budget.stop(
-                    out,
-                    format!("nesting deeper than {}", budget.limits().max_depth),
-                );
+            if too_deep(depth, budget, out) {
                 return;
             }
             untar(bytes, name, depth + 1, budget, out);

@@ -163,11 +163,7 @@ pub(crate) fn document_text(
         // Objects embedded in the document (a spreadsheet in a letter, an attached file):
         // each read as the file it is.
         if is_embedded(&entry_path) && !entry.is_dir() {
-            if depth + 1 > budget.limits().max_depth {
-                budget.stop(
-                    out,
-                    format!("nesting deeper than {}", budget.limits().max_depth),
-                );
+            if super::too_deep(depth, budget, out) {
                 return Err(Failure::Budget);
             }
             let data = read_entry(&mut entry, budget, out)?;
