@@ -36,6 +36,31 @@ fn text(i: &Inbound) -> String {
     }
 }
 
+/// As a partner gateway does it with OpenSSL: sign (opaque, with digest `md`) as `signer`,
+/// then encrypt to `to` with `cipher` (an `openssl cms` cipher option).
+fn openssl_sign_then_encrypt(
+    inner: &[u8],
+    signer: &postern_tests::EndEntity,
+    md: &str,
+    to: &postern_tests::EndEntity,
+    cipher: &str,
+) -> Vec<u8> {
+    let signed = run_ok(
+        Command::new("openssl")
+            .args(["cms", "-sign", "-nodetach", "-md", md, "-signer"])
+            .arg(&signer.cert)
+            .arg("-inkey")
+            .arg(&signer.key),
+        inner,
+    );
+    run_ok(
+        Command::new("openssl")
+            .args(["cms", "-encrypt", cipher])
+            .arg(&to.cert),
+        &signed,
+    )
+}
+
 const SPOOF: &str = "Postern-Signature: valid signer=ceo@clinic.example\r\n";
 
 /// Our OpenPGP side (`gw@clinic.example` in `us`) and the partner `pgp-partner.test` (its key
@@ -91,20 +116,7 @@ fn smime_from_a_partner_gateway_is_opened_verified_and_spoofing_removed() {
     let inner = b"From: doc@partner.test\r\nTo: records@clinic.example\r\nSubject: referral\r\nContent-Type: text/plain\r\n\r\nPlease see the patient on Monday.\r\n";
     // As the partner gateway does it: sign, then encrypt to us, with OpenSSL.
     let sign_then_encrypt = |signer: &postern_tests::EndEntity| {
-        let signed = run_ok(
-            Command::new("openssl")
-                .args(["cms", "-sign", "-nodetach", "-signer"])
-                .arg(&signer.cert)
-                .arg("-inkey")
-                .arg(&signer.key),
-            inner,
-        );
-        let enc = run_ok(
-            Command::new("openssl")
-                .args(["cms", "-encrypt", "-aes-256-cbc"])
-                .arg(&us.cert),
-            &signed,
-        );
+        let enc = openssl_sign_then_encrypt(inner, signer, "sha256", &us, "-aes-256-cbc");
         // A forged result header on the outside, as an attacker would add it.
         [SPOOF.as_bytes(), &enc].concat()
     };
@@ -252,20 +264,8 @@ fn a_valid_signature_is_bound_to_the_from_header() {
         let inner = format!(
             "{from_lines}To: records@clinic.example\r\nSubject: referral\r\nContent-Type: text/plain\r\n\r\nPlease see the patient.\r\n"
         );
-        let signed = run_ok(
-            Command::new("openssl")
-                .args(["cms", "-sign", "-nodetach", "-signer"])
-                .arg(&signer.cert)
-                .arg("-inkey")
-                .arg(&signer.key),
-            inner.as_bytes(),
-        );
-        let enc = run_ok(
-            Command::new("openssl")
-                .args(["cms", "-encrypt", "-aes-256-cbc"])
-                .arg(&us.cert),
-            &signed,
-        );
+        let enc =
+            openssl_sign_then_encrypt(inner.as_bytes(), signer, "sha256", &us, "-aes-256-cbc");
         // A gateway keeps the routing fields outside, as we do.
         [from_lines.as_bytes(), &enc].concat()
     };
@@ -565,20 +565,7 @@ fn legacy_algorithms_are_accepted_per_partner_receive_only_and_marked_weak() {
     let us = pki.issue("gw@clinic.example", KeyKind::Rsa(2048));
     let gw = pki.issue("gw@legacy.test", KeyKind::Rsa(2048));
     let inner = b"From: doc@legacy.test\r\nTo: records@clinic.example\r\nSubject: old system\r\nContent-Type: text/plain\r\n\r\nSent by a 2009 gateway.\r\n";
-    let signed = run_ok(
-        Command::new("openssl")
-            .args(["cms", "-sign", "-nodetach", "-md", "sha1", "-signer"])
-            .arg(&gw.cert)
-            .arg("-inkey")
-            .arg(&gw.key),
-        inner,
-    );
-    let sealed = run_ok(
-        Command::new("openssl")
-            .args(["cms", "-encrypt", "-des3"])
-            .arg(&us.cert),
-        &signed,
-    );
+    let sealed = openssl_sign_then_encrypt(inner, &gw, "sha1", &us, "-des3");
     let mail = [b"From: doc@legacy.test\r\n".as_slice(), &sealed].concat();
     let directory = |legacy: &str| {
         let tmp = tempfile::tempdir().unwrap();
