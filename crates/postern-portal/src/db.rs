@@ -1,0 +1,175 @@
+//! One storage layer for both databases: SQLite (embedded, the default) and PostgreSQL (a
+//! `database = "postgres://…"` line), through sqlx's `Any` driver, so every query is written
+//! once. Queries use `$1`-style parameters, in order of first use, which both accept.
+//!
+//! Migrations are numbered scripts with one text per database (their types differ: `BLOB` and
+//! `BYTEA`); each runs once, in a transaction, and is recorded in `postern_schema`.
+
+use std::path::Path;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+
+/// What went wrong with the database.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DbError {
+    /// The database refused or failed.
+    #[error("database: {0}")]
+    Sql(#[from] sqlx::Error),
+    /// The URL names a database we do not speak.
+    #[error("database URL {0:?}: expected sqlite:… or postgres://…")]
+    Url(String),
+}
+
+/// Which database is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite, embedded.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// A pool on one database, migrated to the current schema.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// One schema change: a version and its script for each database.
+struct Migration {
+    version: i64,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+/// The schema, oldest first. Append only: a shipped migration is never edited.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    sqlite: include_str!("../migrations/0001_portal.sqlite.sql"),
+    postgres: include_str!("../migrations/0001_portal.postgres.sql"),
+}];
+
+impl Db {
+    /// Opens the SQLite database file at `path` (made 0600 before SQLite creates its WAL files,
+    /// which take the database file's mode).
+    pub async fn sqlite(path: &Path) -> Result<Db, DbError> {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path);
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        Db::connect(&url).await
+    }
+
+    /// Opens the database at `url` (`sqlite://PATH?mode=rwc`, `postgres://…`) and migrates it.
+    pub async fn connect(url: &str) -> Result<Db, DbError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(DbError::Url(redact(url)));
+        };
+        let mut opts = AnyPoolOptions::new().max_connections(8);
+        if backend == Backend::Sqlite {
+            opts = opts.after_connect(|conn, _| {
+                Box::pin(async move {
+                    // Stored portal mail and audit rows must survive a crash like spooled mail.
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = FULL").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = opts.connect(url).await?;
+        let db = Db { pool, backend };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The database behind it.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes the pool (SQLite: checkpoints the WAL).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn migrate(&self) -> Result<(), DbError> {
+        let mut tx = self.pool.begin().await?;
+        tx.execute(
+            "CREATE TABLE IF NOT EXISTS postern_schema (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .await?;
+        let done: Vec<i64> = sqlx::query("SELECT version FROM postern_schema")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r: &AnyRow| r.try_get::<i64, _>(0))
+            .collect::<Result<_, _>>()?;
+        for m in MIGRATIONS.iter().filter(|m| !done.contains(&m.version)) {
+            let script = match self.backend {
+                Backend::Sqlite => m.sqlite,
+                Backend::Postgres => m.postgres,
+            };
+            sqlx::raw_sql(script).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO postern_schema (version, applied_at) VALUES ($1, $2)")
+                .bind(m.version)
+                .bind(crate::now())
+                .execute(&mut *tx)
+                .await?;
+            tracing::info!(version = m.version, "database migrated");
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let (head, tail) = url.split_at(at);
+            match head.get(s + 3..).and_then(|creds| creds.find(':')) {
+                Some(colon) => format!("{}:***{tail}", head.get(..s + 3 + colon).unwrap_or("")),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is a failure report
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_do_not_appear_in_url_errors() {
+        assert_eq!(redact("mysql://u:secret@h/db"), "mysql://u:***@h/db");
+        assert_eq!(redact("nothing"), "nothing");
+    }
+}

@@ -1,0 +1,67 @@
+//! # postern-portal
+//!
+//! Secure delivery for recipients who run no gateway: the message is stored encrypted (a fresh
+//! AES-256-GCM key per message, wrapped by a master key), the recipient gets a notification
+//! with an unguessable link and a reference code, proves the address with a one-time code sent
+//! in a second email (or an optional password), and reads, downloads and answers the message
+//! on server-rendered pages that need no JavaScript. Replies go to the original sender only.
+//! Every event is in a hash-chained audit log.
+//!
+//! The portal is a library: [`Portal::deliver`] takes a message in, [`web::router`] is an
+//! axum router, and the mail it writes leaves through an [`Outbox`] the embedding gateway
+//! provides (postern-relay spools it like any other message).
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use postern_portal::{Db, MasterKey, MemoryOutbox, Portal, PortalSettings};
+//! let db = Db::sqlite(std::path::Path::new("portal.sqlite")).await?;
+//! let outbox = Arc::new(MemoryOutbox::default());
+//! let portal = Arc::new(Portal::new(
+//!     db,
+//!     MasterKey::new(&[7u8; 32])?,
+//!     PortalSettings::default(),
+//!     "http://127.0.0.1:2580".into(),
+//!     false,
+//!     outbox,
+//! ));
+//! portal
+//!     .deliver(Some("dr.a@hospital.example"), &["office@practice.example".into()],
+//!              b"From: dr.a@hospital.example\r\nSubject: Labs\r\n\r\nResults attached.\r\n",
+//!              "Q1", None)
+//!     .await?;
+//! let app = postern_portal::web::router(portal);
+//! # let _ = app; Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod audit;
+pub mod db;
+pub mod letters;
+pub mod limit;
+pub mod outbox;
+pub mod render;
+pub mod seal;
+pub mod service;
+pub mod settings;
+pub mod store;
+pub mod tls;
+pub mod web;
+
+pub use admin::{AdminDesk, QuarantineLine};
+pub use audit::{Action, AuditLog, AuditRecord, ChainError};
+pub use db::{Backend, Db, DbError};
+pub use outbox::{MailKind, MemoryOutbox, Outbox, OutgoingMail};
+pub use seal::MasterKey;
+pub use service::{Portal, PortalError};
+pub use settings::PortalSettings;
+pub use store::{MessageMeta, MessageState, Store, StoreError};
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

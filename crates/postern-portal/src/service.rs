@@ -1,0 +1,221 @@
+//! The portal as a service: taking messages in (from the relay or any embedding MTA), sending
+//! their notifications, revoking and expiring them. The web side is in [`crate::web`].
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use mail_parser::MessageParser;
+
+use crate::audit::{Action, AuditLog};
+use crate::db::{Db, DbError};
+use crate::letters;
+use crate::limit::Limiter;
+use crate::outbox::{MailKind, Outbox, OutgoingMail};
+use crate::seal::MasterKey;
+use crate::settings::PortalSettings;
+use crate::store::{MessageState, NewMessage, Store, StoreError};
+
+/// What went wrong taking a message in.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PortalError {
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The outbox refused the notification (the message is stored; the caller retries).
+    #[error("notification not queued: {0}")]
+    Outbox(String),
+    /// A recipient address the portal cannot serve.
+    #[error("recipient {0:?} is not an address")]
+    Recipient(String),
+}
+
+impl From<DbError> for PortalError {
+    fn from(e: DbError) -> Self {
+        PortalError::Store(StoreError::Db(e))
+    }
+}
+
+/// The portal: store, audit log, settings and the outbox its mail leaves through.
+#[derive(Debug)]
+pub struct Portal {
+    /// Messages, codes, sessions.
+    pub store: Store,
+    /// The chained audit log.
+    pub audit: AuditLog,
+    /// Settings.
+    pub settings: PortalSettings,
+    /// The public address of the portal (links start with it).
+    pub base_url: String,
+    /// Cookies only over TLS (off only for plain HTTP on loopback).
+    pub secure_cookies: bool,
+    pub(crate) outbox: Arc<dyn Outbox>,
+    pub(crate) limiter: Limiter,
+    pub(crate) admin: Option<Arc<dyn crate::admin::AdminDesk>>,
+}
+
+impl Portal {
+    /// A portal over `db`, with `master` wrapping the message keys.
+    pub fn new(
+        db: Db,
+        master: MasterKey,
+        settings: PortalSettings,
+        base_url: String,
+        secure_cookies: bool,
+        outbox: Arc<dyn Outbox>,
+    ) -> Portal {
+        let limiter = Limiter::new(settings.per_client_per_minute);
+        Portal {
+            store: Store::new(db.clone(), master),
+            audit: AuditLog::new(db),
+            settings,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            secure_cookies,
+            outbox,
+            limiter,
+            admin: None,
+        }
+    }
+
+    /// Enables the administrator pages, with `desk` for sign-in and the quarantine.
+    pub fn with_admin(mut self, desk: Arc<dyn crate::admin::AdminDesk>) -> Portal {
+        self.admin = Some(desk);
+        self
+    }
+
+    /// Takes `message` in for each of `recipients` and queues their notifications. `sender` is
+    /// the envelope sender (our user; the only address a reply may go to). `lifetime_days`
+    /// overrides the default (a partner entry's setting). Returns the portal message IDs.
+    pub async fn deliver(
+        &self,
+        sender: Option<&str>,
+        recipients: &[String],
+        message: &[u8],
+        queue_id: &str,
+        lifetime_days: Option<i64>,
+    ) -> Result<Vec<String>, PortalError> {
+        let parsed = MessageParser::default().parse_headers(message);
+        let from = parsed
+            .as_ref()
+            .and_then(|m| m.from())
+            .and_then(|a| a.first());
+        let from_addr = from.and_then(|a| a.address()).unwrap_or("");
+        let sender = sender.unwrap_or(from_addr);
+        let sender_name = from
+            .and_then(|a| a.name())
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or(sender);
+        let sender_name = letters::one_line(sender_name, 100);
+        let subject = parsed
+            .as_ref()
+            .and_then(|m| m.subject())
+            .unwrap_or("")
+            .to_string();
+        let days = lifetime_days.unwrap_or(self.settings.lifetime_days).max(1);
+        let mut ids = Vec::new();
+        for r in recipients {
+            if !r.contains('@') || r.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                return Err(PortalError::Recipient(r.clone()));
+            }
+            let d = self
+                .store
+                .deposit(&NewMessage {
+                    recipient: r,
+                    sender,
+                    sender_name: &sender_name,
+                    subject: &subject,
+                    message,
+                    lifetime: days * 86_400,
+                    read_receipt: self.settings.read_receipts,
+                    queue_id,
+                })
+                .await?;
+            self.audit
+                .append(
+                    sender,
+                    Action::Stored,
+                    &d.id,
+                    None,
+                    &format!(
+                        "for {r}, queue {queue_id}, expires {}",
+                        letters::day(d.expires_at)
+                    ),
+                )
+                .await?;
+            let note = letters::notification(
+                &self.settings,
+                &self.base_url,
+                r,
+                &sender_name,
+                &subject,
+                &d,
+            )
+            .map_err(|e| PortalError::Outbox(e.to_string()))?;
+            self.send(MailKind::Notification, None, r, note).await?;
+            self.audit
+                .append("postern", Action::Notified, &d.id, None, &format!("to {r}"))
+                .await?;
+            ids.push(d.id);
+        }
+        Ok(ids)
+    }
+
+    /// Queues one message. Auto-generated mail goes from the null sender (RFC 3834: no
+    /// bounces or auto-replies to it); a reply from the recipient's proven address.
+    pub(crate) async fn send(
+        &self,
+        kind: MailKind,
+        mail_from: Option<&str>,
+        to: &str,
+        data: Vec<u8>,
+    ) -> Result<(), PortalError> {
+        self.outbox
+            .submit(OutgoingMail {
+                kind,
+                mail_from: mail_from.map(str::to_string),
+                rcpt_to: vec![to.to_string()],
+                data,
+            })
+            .await
+            .map_err(PortalError::Outbox)
+    }
+
+    /// Revokes a message: its key and content are destroyed. `actor` is the sender or an
+    /// administrator. False when it was not active.
+    pub async fn revoke(
+        &self,
+        id: &str,
+        actor: &str,
+        client: Option<IpAddr>,
+    ) -> Result<bool, PortalError> {
+        let done = self.store.destroy(id, MessageState::Revoked).await?;
+        if done {
+            self.audit
+                .append(actor, Action::Revoked, id, client, "key destroyed")
+                .await?;
+        }
+        Ok(done)
+    }
+
+    /// Deletes every message past its expiry (key and content); returns how many.
+    pub async fn expire(&self) -> Result<usize, PortalError> {
+        let mut n = 0;
+        for id in self.store.due_for_expiry().await? {
+            if self.store.destroy(&id, MessageState::Expired).await? {
+                self.audit
+                    .append("postern", Action::Expired, &id, None, "key destroyed")
+                    .await?;
+                n += 1;
+            }
+        }
+        let s = &self.settings;
+        self.store
+            .sweep(
+                s.idle_timeout_secs,
+                s.absolute_timeout_secs,
+                s.code_window_secs,
+            )
+            .await?;
+        Ok(n)
+    }
+}

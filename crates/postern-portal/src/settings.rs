@@ -1,0 +1,98 @@
+//! The portal's settings (the relay's `[portal]` table): branding, lifetimes, limits.
+
+use serde::Deserialize;
+
+/// Portal settings. Every field has a default, so `[portal]` with `enabled = true` works.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PortalSettings {
+    /// The address the links point at, e.g. `https://secure.hospital.example` (no slash at
+    /// the end). Empty: made from the listen address.
+    pub base_url: String,
+    /// The notification sender, e.g. `secure-mail@hospital.example`.
+    pub from: String,
+    /// The organisation's name, in the notification and on every page.
+    pub organisation: String,
+    /// Primary colour (`#rrggbb`).
+    pub colour: String,
+    /// A logo (PNG, SVG or JPEG file), served by the portal itself.
+    pub logo: String,
+    /// How recipients reach a person ("call 555-0100 or write to help@…").
+    pub support: String,
+    /// Days a message stays readable (a partner entry's `portal_days` overrides it).
+    pub lifetime_days: i64,
+    /// Show the subject in the notification (off: it may hold PHI).
+    pub show_subject: bool,
+    /// Tell the sender when a message is first opened.
+    pub read_receipts: bool,
+    /// Seconds a one-time code works.
+    pub code_lifetime_secs: i64,
+    /// Codes one message may send within `code_window_secs`.
+    pub max_codes: i64,
+    /// The resend window.
+    pub code_window_secs: i64,
+    /// Wrong codes or passwords before a link (or account) is locked.
+    pub max_failures: i64,
+    /// Seconds it stays locked.
+    pub lock_secs: i64,
+    /// Seconds without a request before a session ends (HIPAA automatic logoff).
+    pub idle_timeout_secs: i64,
+    /// Seconds after which any session ends.
+    pub absolute_timeout_secs: i64,
+    /// Largest reply (text and attachments), bytes.
+    pub max_reply_bytes: usize,
+    /// Sensitive requests (codes, sign-ins, replies) one client address may make per minute.
+    pub per_client_per_minute: u32,
+}
+
+impl Default for PortalSettings {
+    fn default() -> Self {
+        PortalSettings {
+            base_url: String::new(),
+            from: String::new(),
+            organisation: "Postern Secure Mail".into(),
+            colour: "#0b5394".into(),
+            logo: String::new(),
+            support: String::new(),
+            lifetime_days: 30,
+            show_subject: false,
+            read_receipts: false,
+            code_lifetime_secs: 15 * 60,
+            max_codes: 5,
+            code_window_secs: 3600,
+            max_failures: 5,
+            lock_secs: 15 * 60,
+            idle_timeout_secs: 15 * 60,
+            absolute_timeout_secs: 8 * 3600,
+            max_reply_bytes: 25 * 1024 * 1024,
+            per_client_per_minute: 30,
+        }
+    }
+}
+
+impl PortalSettings {
+    /// What is wrong with these settings, if anything.
+    pub fn check(&self) -> Result<(), String> {
+        let c = self.colour.as_bytes();
+        if c.len() != 7 || c[0] != b'#' || !c[1..].iter().all(u8::is_ascii_hexdigit) {
+            return Err(format!("portal.colour {:?}: expected #rrggbb", self.colour));
+        }
+        let url = &self.base_url;
+        if !(url.is_empty() || url.starts_with("https://") || url.starts_with("http://")) {
+            return Err("portal.base_url must start with https:// (or http:// on loopback)".into());
+        }
+        for (name, v) in [
+            ("lifetime_days", self.lifetime_days),
+            ("code_lifetime_secs", self.code_lifetime_secs),
+            ("max_codes", self.max_codes),
+            ("max_failures", self.max_failures),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+            ("absolute_timeout_secs", self.absolute_timeout_secs),
+        ] {
+            if v <= 0 {
+                return Err(format!("portal.{name} must be positive"));
+            }
+        }
+        Ok(())
+    }
+}
