@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failure here is a test failure
 
 pub mod adversarial;
+pub mod http;
 pub mod relay;
 
 use std::io::Write;

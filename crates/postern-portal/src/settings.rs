@@ -6,6 +6,19 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PortalSettings {
+    /// Where the portal listens (`IP:PORT`); empty: no portal (portal mail stays held).
+    pub listen: String,
+    /// Serve plain HTTP instead of TLS. Refused unless `listen` is a loopback address (the
+    /// demo, or behind a TLS-terminating proxy on the same host).
+    pub plain_http: bool,
+    /// The database: `sqlite://PATH`, `postgres://…`; empty: SQLite in the data directory.
+    pub database: String,
+    /// The master key file (64 hex characters) that wraps every message key; empty:
+    /// `DATA_DIR/portal.key`, generated on the first start only.
+    pub key_file: std::path::PathBuf,
+    /// The administrators' users file (`name:$argon2id$…` lines, as for SMTP AUTH); empty:
+    /// no administrator pages.
+    pub admins: std::path::PathBuf,
     /// The address the links point at, e.g. `https://secure.hospital.example` (no slash at
     /// the end). Empty: made from the listen address.
     pub base_url: String,
@@ -15,8 +28,6 @@ pub struct PortalSettings {
     pub organisation: String,
     /// Primary colour (`#rrggbb`).
     pub colour: String,
-    /// A logo (PNG, SVG or JPEG file), served by the portal itself.
-    pub logo: String,
     /// How recipients reach a person ("call 555-0100 or write to help@…").
     pub support: String,
     /// Days a message stays readable (a partner entry's `portal_days` overrides it).
@@ -48,11 +59,15 @@ pub struct PortalSettings {
 impl Default for PortalSettings {
     fn default() -> Self {
         PortalSettings {
+            listen: String::new(),
+            plain_http: false,
+            database: String::new(),
+            key_file: std::path::PathBuf::new(),
+            admins: std::path::PathBuf::new(),
             base_url: String::new(),
             from: String::new(),
             organisation: "Postern Secure Mail".into(),
             colour: "#0b5394".into(),
-            logo: String::new(),
             support: String::new(),
             lifetime_days: 30,
             show_subject: false,

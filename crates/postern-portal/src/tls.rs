@@ -2,7 +2,6 @@
 //! so a slow or silent client cannot hold up everyone else, and hands axum finished streams.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -18,14 +17,10 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    /// Serves TLS with `config` on `listener`.
-    pub fn new(
-        listener: TcpListener,
-        config: Arc<tokio_rustls::rustls::ServerConfig>,
-    ) -> std::io::Result<TlsListener> {
+    /// Serves TLS through `acceptor` on `listener`.
+    pub fn new(listener: TcpListener, acceptor: TlsAcceptor) -> std::io::Result<TlsListener> {
         let local = listener.local_addr()?;
         let (tx, rx) = mpsc::channel(64);
-        let acceptor = TlsAcceptor::from(config);
         tokio::spawn(async move {
             loop {
                 let (tcp, peer) = match listener.accept().await {

@@ -77,6 +77,8 @@ pub struct RelayConfig {
     /// What happens to inbound mail that cannot be opened, or arrives in clear from a partner
     /// that must encrypt.
     pub inbound_policy: InboundPolicyConfig,
+    /// The secure web portal for recipients without a gateway (`listen` empty: none).
+    pub portal: postern_portal::PortalSettings,
 }
 
 /// What to do with unusual inbound mail: `tag` (deliver with a `Postern-*` header saying what
@@ -151,6 +153,20 @@ impl RelayConfig {
         self.data_dir.join("quarantine.sqlite")
     }
 
+    /// The portal's master key file.
+    pub fn portal_key(&self) -> PathBuf {
+        if self.portal.key_file.as_os_str().is_empty() {
+            self.data_dir.join("portal.key")
+        } else {
+            self.portal.key_file.clone()
+        }
+    }
+
+    /// The portal's SQLite database (when `portal.database` does not name another).
+    pub fn portal_db(&self) -> PathBuf {
+        self.data_dir.join("portal.sqlite")
+    }
+
     /// The quarantine key file.
     pub fn quarantine_key(&self) -> PathBuf {
         if self.quarantine.key_file.as_os_str().is_empty() {
@@ -208,6 +224,7 @@ impl Default for RelayConfig {
             quarantine: QuarantineConfig::default(),
             auth: AuthConfig::default(),
             inbound_policy: InboundPolicyConfig::default(),
+            portal: postern_portal::PortalSettings::default(),
         }
     }
 }
@@ -392,6 +409,8 @@ impl RelayConfig {
             &mut self.dlp.policy,
             &mut self.quarantine.key_file,
             &mut self.auth.users,
+            &mut self.portal.key_file,
+            &mut self.portal.admins,
         ] {
             if p.is_relative() && !p.as_os_str().is_empty() {
                 *p = base.join(&*p);

@@ -108,6 +108,8 @@ pub struct Metrics {
     pub delivered_plain: Counter,
     /// Recipients delivered inbound (opened or plain) to our mail server.
     pub delivered_inbound: Counter,
+    /// Recipients whose message was stored in the portal (and notified).
+    pub delivered_portal: Counter,
     /// Recipients bounced.
     pub bounced: Counter,
     /// Recipients held (quarantine, portal).
@@ -161,6 +163,7 @@ impl Metrics {
             ("delivered_sealed", &self.delivered_sealed),
             ("delivered_plain", &self.delivered_plain),
             ("delivered_inbound", &self.delivered_inbound),
+            ("delivered_portal", &self.delivered_portal),
             ("bounced", &self.bounced),
             ("held", &self.held),
             ("deferred", &self.deferred),

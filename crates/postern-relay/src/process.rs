@@ -42,6 +42,11 @@ enum Step {
         reason: String,
         verdict: Option<serde_json::Value>,
     },
+    /// Stored in the portal; the recipient is notified.
+    Portal {
+        idx: Vec<usize>,
+        message: Vec<u8>,
+    },
 }
 
 /// Processes `id`; returns when to try again (`None`: finished, held or gone). Errors reading
@@ -225,6 +230,57 @@ async fn process_inner(shared: &Shared, id: &str) -> std::io::Result<Option<u64>
                         tracing::error!(queue_id = %id, error = %e, "quarantine store failed; will retry");
                         for i in idx {
                             entry.recipients[i].last_error = Some(format!("quarantine: {e}"));
+                        }
+                    }
+                }
+            }
+            Step::Portal { idx, message } => {
+                let Some(portal) = shared.portal.get() else {
+                    for i in idx {
+                        let r = &mut entry.recipients[i];
+                        shared.metrics.held.inc();
+                        summary.push(format!("{} portal-held", domain(&r.address)));
+                        r.state = RcptState::Held {
+                            kind: "portal".into(),
+                            reason: "portal delivery, but no portal is configured \
+                                     (portal.listen); `queue release` sends it in clear"
+                                .into(),
+                        };
+                    }
+                    continue;
+                };
+                let dir = shared.directory.current();
+                for i in idx {
+                    let r = &mut entry.recipients[i];
+                    let days = Address::new(&r.address)
+                        .ok()
+                        .and_then(|a| dir.partner_for(a.domain()).and_then(|p| p.portal_days))
+                        .map(i64::from);
+                    match portal
+                        .deliver(
+                            entry.mail_from.as_deref(),
+                            std::slice::from_ref(&r.address),
+                            &message,
+                            &entry.id,
+                            days,
+                        )
+                        .await
+                    {
+                        Ok(ids) => {
+                            r.state = RcptState::Delivered;
+                            r.last_error = None;
+                            shared.metrics.delivered_portal.inc();
+                            summary.push(format!(
+                                "{} portal {}",
+                                domain(&r.address),
+                                ids.join(",")
+                            ));
+                        }
+                        Err(e) => {
+                            tracing::error!(queue_id = %id, error = %e, "portal delivery failed; will retry");
+                            shared.metrics.deferred.inc();
+                            summary.push(format!("{} deferred", domain(&r.address)));
+                            r.last_error = Some(format!("portal: {e}"));
                         }
                     }
                 }
@@ -447,6 +503,29 @@ async fn plan(shared: &Shared, entry: &Entry, data: &[u8]) -> Vec<Step> {
         }
         return steps;
     }
+    if entry.origin == Origin::Portal {
+        // Written by the portal: notifications and codes (no PHI) go out as they are; replies
+        // and read receipts go to our mail server.
+        if !ours.is_empty() {
+            steps.push(Step::Deliver {
+                idx: ours,
+                inbound: true,
+                message: data.to_vec(),
+                sealed: None,
+                tls_required: false,
+            });
+        }
+        if !theirs.is_empty() {
+            steps.push(Step::Deliver {
+                idx: theirs.iter().map(|(i, _)| *i).collect(),
+                inbound: false,
+                message: data.to_vec(),
+                sealed: None,
+                tls_required: false,
+            });
+        }
+        return steps;
+    }
     if !ours.is_empty() {
         // Internal mail to our own domains goes back to our mail server as it is.
         steps.push(Step::Deliver {
@@ -570,11 +649,11 @@ async fn plan(shared: &Shared, entry: &Entry, data: &[u8]) -> Vec<Step> {
                 reason: content_reason(reason),
                 verdict: verdict.clone(),
             }),
-            Disposition::Portal { recipients } => steps.push(Step::Hold {
+            // The portal gets the message as this copy would have left (with the DLP tag,
+            // without the Bcc list), each recipient their own encrypted copy.
+            Disposition::Portal { recipients } => steps.push(Step::Portal {
                 idx: take(&recipients),
-                kind: "portal",
-                reason: "portal delivery (held until the portal is in place)".into(),
-                verdict: verdict.clone(),
+                message: postern_router::strip_bcc(data),
             }),
             other => {
                 tracing::error!(decision = ?std::mem::discriminant(&other), "unknown routing decision; deferring");

@@ -96,6 +96,8 @@ pub struct Shared {
     pub inspector: Arc<dyn ContentInspector>,
     /// Held messages.
     pub quarantine: Quarantine,
+    /// The secure web portal, when configured (set once, right after start).
+    pub portal: std::sync::OnceLock<Arc<postern_portal::Portal>>,
 }
 
 /// Why the relay could not start.
@@ -144,6 +146,8 @@ pub struct RunningRelay {
     pub public_addr: Option<SocketAddr>,
     /// Where the metrics endpoint listens.
     pub metrics_addr: Option<SocketAddr>,
+    /// Where the portal listens.
+    pub portal_addr: Option<SocketAddr>,
     /// Warnings from loading the directory.
     pub findings: Vec<Finding>,
     stop: watch::Sender<bool>,
@@ -379,6 +383,7 @@ pub async fn start_with(
         },
         inspector,
         quarantine,
+        portal: std::sync::OnceLock::new(),
     });
 
     // Everything spooled and not finished is picked up again (crash or restart).
@@ -445,6 +450,11 @@ pub async fn start_with(
         metrics_addr = l.local_addr().ok();
         listeners.push(tokio::spawn(metrics::serve(l, shared.metrics.clone())));
     }
+    let mut portal_addr = None;
+    if let Some((addr, tasks)) = crate::portal::start(cfg, &shared, stop_rx.clone()).await? {
+        portal_addr = Some(addr);
+        listeners.extend(tasks);
+    }
     let mut workers = Vec::new();
     for _ in 0..cfg.workers.max(1) {
         workers.push(tokio::spawn(worker(shared.clone(), stop_rx.clone())));
@@ -455,6 +465,7 @@ pub async fn start_with(
         internal_addr,
         public_addr,
         metrics_addr,
+        portal_addr,
         findings,
         stop,
         listeners,

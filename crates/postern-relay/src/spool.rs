@@ -25,6 +25,9 @@ pub enum Origin {
     Public,
     /// A delivery status notification we generated.
     Bounce,
+    /// Mail the portal wrote (notifications, codes, read receipts, replies): delivered as
+    /// written, without routing or inspection. Only the portal makes these.
+    Portal,
 }
 
 /// Where one recipient stands.

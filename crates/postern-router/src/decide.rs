@@ -346,7 +346,7 @@ fn strip_trigger(view: &MessageView<'_>, trigger: &str) -> (Vec<u8>, bool) {
 }
 
 /// Removes Bcc header fields: a Bcc list must never reach any recipient's copy.
-fn strip_bcc(message: &[u8]) -> Vec<u8> {
+pub fn strip_bcc(message: &[u8]) -> Vec<u8> {
     let Ok(view) = MessageView::parse(message) else {
         return message.to_vec();
     };

@@ -25,6 +25,7 @@
 //! cipher = "aes256-cbc"            # aes256-cbc (Outlook) | aes128-cbc | aes256-gcm | aes128-gcm
 //! unsigned_cbc = "quarantine"      # or "text-only": its AES-CBC mail without a valid signature
 //! accept_legacy = ["3des", "sha1"] # receive-only: open its 3DES mail, accept SHA-1 signatures
+//! portal_days = 14                 # portal messages for it expire after 14 days (default: 30)
 //! ```
 
 use std::collections::HashMap;
@@ -133,6 +134,8 @@ pub struct Partner {
     pub unsigned_cbc: Option<UnsignedCbc>,
     /// Legacy algorithms accepted in its mail to us (receive-only; results are marked weak).
     pub accept_legacy: Vec<Legacy>,
+    /// Days its portal messages stay readable (`None`: the portal's default).
+    pub portal_days: Option<u32>,
     /// Line of the entry in the directory file (0 when built in Rust).
     pub line: usize,
 }
@@ -150,6 +153,7 @@ impl Partner {
             cipher: None,
             unsigned_cbc: None,
             accept_legacy: Vec::new(),
+            portal_days: None,
             line: 0,
         }
     }
@@ -266,6 +270,8 @@ struct RawPartner {
     unsigned_cbc: Option<UnsignedCbc>,
     #[serde(default)]
     accept_legacy: Vec<Spanned<String>>,
+    #[serde(default)]
+    portal_days: Option<Spanned<u32>>,
 }
 
 /// 1-based line of a byte offset.
@@ -403,6 +409,16 @@ impl Directory {
             partner.sign = p.sign;
             partner.header_protection = p.header_protection;
             partner.unsigned_cbc = p.unsigned_cbc;
+            if let Some(d) = &p.portal_days {
+                if (1..=3650).contains(d.get_ref()) {
+                    partner.portal_days = Some(*d.get_ref());
+                } else {
+                    problems.push(Problem {
+                        line: at(d.span()),
+                        message: "portal_days must be between 1 and 3650".into(),
+                    });
+                }
+            }
             for l in &p.accept_legacy {
                 match l.get_ref().to_ascii_lowercase().as_str() {
                     "3des" | "3des-cbc" => partner.accept_legacy.push(Legacy::TripleDes),

@@ -16,7 +16,7 @@ mod shared;
 mod textonly;
 mod validate;
 
-pub use decide::{ContentAction, Disposition, Envelope, Router};
+pub use decide::{strip_bcc, ContentAction, Disposition, Envelope, Router};
 pub use directory::{
     Directory, DirectoryError, DomainPattern, Legacy, OurIdentity, Partner, PartnerPolicy, Problem,
     UnsignedCbc,

@@ -6,6 +6,8 @@
 //! postern-relay run --config relay.toml
 //! postern-relay queue list
 //! postern-relay quarantine list
+//! postern-relay portal list     # portal messages; `portal revoke ID` withdraws one
+//! postern-relay audit verify    # check the audit log's hash chain
 //! postern-relay dlp scan < in.eml
 //! postern-relay demo            # seal and open a bundled sample with published test keys
 //! postern-relay seal --standard smime --recipient-cert bob.pem < in.eml > out.eml
@@ -30,6 +32,7 @@ macro_rules! say {
 }
 
 mod dlp;
+mod portal_cmd;
 mod quarantine_cmd;
 mod queue;
 mod serve;
@@ -65,6 +68,10 @@ enum Command {
     Queue(queue::QueueArgs),
     /// Review quarantined messages: list, show, release, reject, audit.
     Quarantine(quarantine_cmd::QuarantineArgs),
+    /// Portal messages: list, revoke, audit trail.
+    Portal(portal_cmd::PortalArgs),
+    /// The hash-chained audit log: `audit verify` checks that no row was removed or edited.
+    Audit(portal_cmd::AuditArgs),
     /// Content inspection: `dlp scan` prints the verdict for a message (exit 0 allow, 1 else).
     Dlp(dlp::DlpArgs),
     /// Read a password from standard input and print its Argon2id hash for the `auth.users`
@@ -687,6 +694,14 @@ async fn main() -> ExitCode {
         Command::Run(a) => serve::run(a).await.map(|_| true),
         Command::Queue(a) => queue::run(a),
         Command::Quarantine(a) => quarantine_cmd::run(a).await,
+        Command::Portal(a) => match portal_cmd::portal(a).await {
+            Ok(false) => return ExitCode::from(1),
+            other => other,
+        },
+        Command::Audit(a) => match portal_cmd::audit(a).await {
+            Ok(false) => return ExitCode::from(1),
+            other => other,
+        },
         Command::HashPassword => hash_password(),
         Command::Dlp(a) => match dlp::run(a) {
             Ok(true) => return ExitCode::SUCCESS,

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use postern_relay::quarantine::{load_or_create_key, Quarantine};
-use postern_relay::spool::{Entry, Origin, Recipient, Spool};
+use postern_relay::spool::Spool;
 use postern_relay::RelayConfig;
 
 #[derive(clap::Args)]
@@ -156,92 +156,19 @@ async fn act(
             }
         }
         QAction::Release { id, reason } => {
-            let h = q.get(&id).await.map_err(|e| e.to_string())?;
-            if h.state != "held" {
-                return Err(format!("{id}: already {}", h.state));
-            }
-            let data = q
-                .message(&id, actor, "release")
+            let qid = postern_relay::review::release(q, &spool(), &id, actor, &reason)
                 .await
                 .map_err(|e| e.to_string())?;
-            let spool = spool();
-            let origin = if h.origin == "public" {
-                Origin::Public
-            } else {
-                Origin::Internal
-            };
-            let rcpts = h.recipients.iter().cloned().map(Recipient::new).collect();
-            let mut entry = Entry::new(
-                Spool::new_id(),
-                origin,
-                "quarantine",
-                h.sender.clone(),
-                rcpts,
-                data.len() as u64,
-            );
-            entry.released = true;
-            // Spool first, then mark: a crash in between can only send it twice, never lose it.
-            spool.accept(&entry, &data).map_err(|e| e.to_string())?;
-            q.decide(&id, "released", actor, &reason)
-                .await
-                .map_err(|e| e.to_string())?;
-            spool.request_flush().map_err(|e| e.to_string())?;
-            say!("{id}: released as queue ID {}", entry.id);
+            say!("{id}: released as queue ID {qid}");
         }
         QAction::Reject { id, reason } => {
-            let h = q.get(&id).await.map_err(|e| e.to_string())?;
-            if h.state != "held" {
-                return Err(format!("{id}: already {}", h.state));
-            }
-            let data = q
-                .message(&id, actor, "reject")
-                .await
-                .map_err(|e| e.to_string())?;
-            if let Some(sender) = &h.sender {
-                let rcpts = h.recipients.iter().cloned().map(Recipient::new).collect();
-                let mut original = Entry::new(
-                    id.clone(),
-                    Origin::Internal,
-                    "quarantine",
-                    Some(sender.clone()),
-                    rcpts,
-                    data.len() as u64,
-                );
-                original.received_at = h.created_at;
-                let failures: Vec<postern_relay::dsn::Failure<'_>> = original
-                    .recipients
-                    .iter()
-                    .map(|r| postern_relay::dsn::Failure {
-                        rcpt: r,
-                        status: "5.7.1",
-                        reason: &reason,
-                    })
-                    .collect();
-                let dsn_id = Spool::new_id();
-                let msg = postern_relay::dsn::build(
-                    &cfg.hostname,
-                    &original,
-                    &failures,
-                    &data,
-                    now(),
-                    &dsn_id,
-                );
-                let dsn = Entry::new(
-                    dsn_id.clone(),
-                    Origin::Bounce,
-                    "quarantine",
-                    None,
-                    vec![Recipient::new(sender.clone())],
-                    msg.len() as u64,
-                );
-                let spool = spool();
-                spool.accept(&dsn, &msg).map_err(|e| e.to_string())?;
-                spool.request_flush().map_err(|e| e.to_string())?;
+            let dsn =
+                postern_relay::review::reject(q, &spool(), &cfg.hostname, &id, actor, &reason)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            if let Some(dsn_id) = dsn {
                 say!("{id}: bounce queued as {dsn_id}");
             }
-            q.decide(&id, "rejected", actor, &reason)
-                .await
-                .map_err(|e| e.to_string())?;
             say!("{id}: rejected");
         }
         QAction::Audit { id } => {

@@ -79,6 +79,16 @@ pub fn demo_config(data_dir: &Path) -> Result<RelayConfig, String> {
     Ok(RelayConfig {
         data_dir: data_dir.clone(),
         directory: data_dir.join("demo/directory.toml"),
+        // The portal on loopback, plain HTTP (a browser on this machine opens it without a
+        // certificate warning); its notifications land in the outbox like all outbound mail.
+        portal: postern_portal::PortalSettings {
+            listen: "127.0.0.1:2580".into(),
+            plain_http: true,
+            from: "secure-mail@clinic.example".into(),
+            organisation: "Clinic Example".into(),
+            support: "the Clinic Example help desk, 555-0100".into(),
+            ..postern_portal::PortalSettings::default()
+        },
         ..RelayConfig::default()
     })
 }
@@ -130,6 +140,14 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
     if let Some(m) = relay.metrics_addr {
         println!("  metrics:                                          http://{m}/metrics");
     }
+    if let Some(p) = relay.portal_addr {
+        let scheme = if cfg.portal.plain_http {
+            "http"
+        } else {
+            "https"
+        };
+        println!("  secure portal (recipients without a gateway):     {scheme}://{p}/");
+    }
     println!(
         "  spool:                                            {}",
         relay.spool().root().display()
@@ -137,14 +155,17 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
     if demo {
         let d = cfg.data_dir.display();
         println!(
-            "\nDemo partners: smime.example (S/MIME, required), openpgp.example (OpenPGP, required);\n\
-             any other domain gets plain mail. Outbound copies are written to {d}/outbox,\n\
-             inbound (opened) mail to {d}/inbox.\n\n\
+            "\nDemo partners: smime.example (S/MIME, required), openpgp.example (OpenPGP, required),\n\
+             smallpractice.example (portal delivery); any other domain gets plain mail.\n\
+             Outbound copies are written to {d}/outbox, inbound (opened) mail to {d}/inbox.\n\n\
              Send a test message to the S/MIME partner:\n  \
              curl smtp://{i} --mail-from doc@clinic.example --mail-rcpt lab@smime.example --upload-file {d}/demo/demo.eml\n\
              or with swaks:\n  \
              swaks --server {i} --from doc@clinic.example --to lab@openpgp.example\n\
              Then: ls {d}/outbox   and   postern-relay queue list\n\
+             Portal delivery: send to office@smallpractice.example; the notification in\n\
+             {d}/outbox holds the link (open it in a browser on this machine), and the one-time\n\
+             code arrives there too.\n\
              Mail with card numbers or patient identifiers to anyone but a partner is held:\n  \
              postern-relay quarantine list   (release or reject it from there)\n\
              Stop with Ctrl-C (SIGTERM); SIGHUP reloads the partner directory.",

@@ -1,0 +1,276 @@
+//! The secure web portal inside the relay: postern-portal's service and pages, with the relay
+//! as its outbox (notifications, codes, receipts and replies are spooled, fsynced and delivered
+//! like any other message) and its quarantine behind the administrator's pages.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use postern_portal::web::ClientAddr;
+use postern_portal::{AdminDesk, Db, MasterKey, Outbox, OutgoingMail, Portal, QuarantineLine};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::auth::Users;
+use crate::config::{ConfigError, RelayConfig};
+use crate::relay::{Shared, StartError};
+use crate::spool::{Entry, Origin, Recipient, Spool};
+use crate::util::unix_ms;
+
+/// The portal's mail enters the spool as `Origin::Portal`: delivered as written (it carries no
+/// PHI, except a reply, which only goes to our own mail server).
+#[derive(Debug)]
+struct SpoolOutbox {
+    shared: Weak<Shared>,
+}
+
+#[async_trait]
+impl Outbox for SpoolOutbox {
+    async fn submit(&self, mail: OutgoingMail) -> Result<(), String> {
+        let shared = self.shared.upgrade().ok_or("the relay is stopping")?;
+        let id = Spool::new_id();
+        let entry = Entry::new(
+            id.clone(),
+            Origin::Portal,
+            "portal",
+            mail.mail_from,
+            mail.rcpt_to.into_iter().map(Recipient::new).collect(),
+            mail.data.len() as u64,
+        );
+        let spool = shared.spool.clone();
+        let data = mail.data;
+        // Two fsyncs: not on an async worker.
+        tokio::task::spawn_blocking(move || spool.accept(&entry, &data))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        shared.metrics.queue_depth.inc();
+        shared.scheduler.submit(&id, unix_ms());
+        tracing::info!(queue_id = %id, kind = ?mail.kind, "portal mail queued");
+        Ok(())
+    }
+}
+
+/// The administrator's desk: sign-in against the admins file, quarantine review through the
+/// same library calls as the CLI.
+#[derive(Debug)]
+struct RelayDesk {
+    users: Users,
+    shared: Weak<Shared>,
+}
+
+#[async_trait]
+impl AdminDesk for RelayDesk {
+    fn check_password(&self, user: &str, password: &str) -> bool {
+        self.users.verify(user, password.as_bytes())
+    }
+
+    async fn quarantine(&self) -> Result<Vec<QuarantineLine>, String> {
+        let shared = self.shared.upgrade().ok_or("the relay is stopping")?;
+        let held = shared
+            .quarantine
+            .list(None)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(held
+            .into_iter()
+            .map(|h| QuarantineLine {
+                id: h.id,
+                created_at: h.created_at as i64,
+                sender: h.sender.unwrap_or_else(|| "<>".into()),
+                recipients: h.recipients,
+                reason: h.reason,
+                // Masked by construction (postern-dlp never reports whole values).
+                verdict: h
+                    .verdict
+                    .as_ref()
+                    .and_then(|v| {
+                        v.get("summary")
+                            .and_then(|s| s.as_str())
+                            .map(str::to_string)
+                    })
+                    .unwrap_or_default(),
+                state: h.state,
+            })
+            .collect())
+    }
+
+    async fn decide(
+        &self,
+        id: &str,
+        release: bool,
+        actor: &str,
+        reason: &str,
+    ) -> Result<(), String> {
+        let shared = self.shared.upgrade().ok_or("the relay is stopping")?;
+        let r = if release {
+            crate::review::release(&shared.quarantine, &shared.spool, id, actor, reason)
+                .await
+                .map(|_| ())
+        } else {
+            crate::review::reject(
+                &shared.quarantine,
+                &shared.spool,
+                &shared.settings.hostname,
+                id,
+                actor,
+                reason,
+            )
+            .await
+            .map(|_| ())
+        };
+        r.map_err(|e| e.to_string())
+    }
+}
+
+fn config_err(message: String) -> StartError {
+    ConfigError::Value {
+        field: "portal",
+        message,
+    }
+    .into()
+}
+
+/// Starts the portal if the configuration has one: returns its address and tasks.
+pub(crate) async fn start(
+    cfg: &RelayConfig,
+    shared: &Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) -> Result<Option<(SocketAddr, Vec<JoinHandle<()>>)>, StartError> {
+    let mut settings = cfg.portal.clone();
+    if settings.listen.is_empty() {
+        return Ok(None);
+    }
+    settings.check().map_err(config_err)?;
+    let addr: SocketAddr = settings
+        .listen
+        .parse()
+        .map_err(|_| config_err(format!("listen {:?}: expected IP:PORT", settings.listen)))?;
+    if settings.plain_http && !addr.ip().is_loopback() {
+        return Err(config_err(
+            "plain_http is only allowed on a loopback address (terminate TLS in front of it, \
+             or let the portal serve TLS)"
+                .into(),
+        ));
+    }
+    if settings.from.is_empty() {
+        settings.from = format!("secure-mail@{}", cfg.hostname);
+    }
+    let (db, create_key) = if settings.database.is_empty() {
+        let path = cfg.portal_db();
+        let fresh = !path.exists();
+        (Db::sqlite(&path).await, fresh)
+    } else {
+        // A shared database: every node must use the same key, so none is made here.
+        (Db::connect(&settings.database).await, false)
+    };
+    let db = db.map_err(|e| StartError::Quarantine(format!("portal database: {e}")))?;
+    let key = postern_portal::seal::load_or_create_key(&cfg.portal_key(), create_key)
+        .map_err(StartError::Quarantine)?;
+    let master = MasterKey::new(&key).map_err(|e| StartError::Quarantine(e.to_string()))?;
+    let std_listener = std::net::TcpListener::bind(addr).map_err(|source| StartError::Bind {
+        addr: settings.listen.clone(),
+        source,
+    })?;
+    let local = std_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            addr: settings.listen.clone(),
+            source,
+        })?;
+    std_listener
+        .set_nonblocking(true)
+        .map_err(|source| StartError::Bind {
+            addr: settings.listen.clone(),
+            source,
+        })?;
+    let listener = TcpListener::from_std(std_listener).map_err(|source| StartError::Bind {
+        addr: settings.listen.clone(),
+        source,
+    })?;
+    let base_url = if settings.base_url.is_empty() {
+        format!(
+            "{}://{local}",
+            if settings.plain_http { "http" } else { "https" }
+        )
+    } else {
+        settings.base_url.clone()
+    };
+    let admins = if settings.admins.as_os_str().is_empty() {
+        None
+    } else {
+        Some(Users::load(&settings.admins).map_err(|e| {
+            StartError::Config(ConfigError::Value {
+                field: "portal.admins",
+                message: e.to_string(),
+            })
+        })?)
+    };
+    let plain = settings.plain_http;
+    let mut portal = Portal::new(
+        db,
+        master,
+        settings,
+        base_url.clone(),
+        !plain,
+        Arc::new(SpoolOutbox {
+            shared: Arc::downgrade(shared),
+        }),
+    );
+    if let Some(users) = admins {
+        portal = portal.with_admin(Arc::new(RelayDesk {
+            users,
+            shared: Arc::downgrade(shared),
+        }));
+    }
+    let portal = Arc::new(portal);
+    let _ = shared.portal.set(portal.clone());
+    let app = postern_portal::web::router(portal.clone())
+        .into_make_service_with_connect_info::<ClientAddr>();
+    let mut tasks = Vec::new();
+    let mut stop_serve = stop.clone();
+    let shutdown = async move {
+        let _ = stop_serve.wait_for(|s| *s).await;
+    };
+    if plain {
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "portal stopped");
+            }
+        }));
+    } else {
+        let tls =
+            postern_portal::tls::TlsListener::new(listener, shared.settings.tls.acceptor.clone())
+                .map_err(|source| StartError::Bind {
+                addr: cfg.portal.listen.clone(),
+                source,
+            })?;
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(tls, app).with_graceful_shutdown(shutdown).await {
+                tracing::error!(error = %e, "portal stopped");
+            }
+        }));
+    }
+    // Expiry: keys of messages past their date are destroyed within a minute.
+    let mut stop_expiry = stop;
+    tasks.push(tokio::spawn(async move {
+        loop {
+            match portal.expire().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(messages = n, "portal messages expired"),
+                Err(e) => tracing::error!(error = %e, "portal expiry failed; retrying"),
+            }
+            tokio::select! {
+                _ = stop_expiry.wait_for(|s| *s) => break,
+                _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            }
+        }
+    }));
+    tracing::info!(%base_url, "portal listening");
+    Ok(Some((local, tasks)))
+}

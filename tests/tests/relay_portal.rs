@@ -1,0 +1,286 @@
+//! Issue 10: portal delivery through the running relay, over real SMTP and real HTTP. Mail
+//! for a portal partner (and, by the `[secure]` trigger, for anyone else) is stored encrypted;
+//! the internet sees only a notification and a one-time code; the recipient signs in, reads,
+//! downloads and replies; the reply reaches our mail server; nothing readable leaves.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
+
+use std::time::Duration;
+
+use postern_tests::http::Client;
+use postern_tests::relay::{
+    free_port, runtime, send_mail, test_config, wait_until, write_directory, SmtpSink,
+};
+
+const MARKER: &str = "PHI-MARKER-5521 creatinine 1.9";
+const ATTACHMENT: &[u8] = b"%PDF-1.4 pretend lab report \x00\x01\x02\xff";
+
+fn lab_message(to: &str, subject: &str) -> Vec<u8> {
+    use base64::Engine;
+    format!(
+        "From: Ada Lovelace <ada@clinic.example>\r\nTo: {to}\r\nSubject: {subject}\r\n\
+Message-ID: <lab-{n}@clinic.example>\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\n\
+{MARKER}\r\n--b1\r\nContent-Type: application/pdf\r\n\
+Content-Disposition: attachment; filename=\"labs.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+{b64}\r\n--b1--\r\n",
+        n = free_port(),
+        b64 = base64::engine::general_purpose::STANDARD.encode(ATTACHMENT),
+    )
+    .into_bytes()
+}
+
+fn decoded_body(raw: &[u8]) -> String {
+    mail_parser::MessageParser::default()
+        .parse(raw)
+        .and_then(|m| m.body_text(0).map(|t| t.into_owned()))
+        .unwrap_or_default()
+}
+
+/// The link token in the notification to `to`.
+fn token_for(sink: &SmtpSink, to: &str) -> Option<String> {
+    sink.messages().iter().rev().find_map(|(rcpts, m)| {
+        if !rcpts.iter().any(|r| r == to) {
+            return None;
+        }
+        let text = decoded_body(m);
+        let at = text.find("/m/")?;
+        Some(
+            text.get(at + 3..)?
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                .collect(),
+        )
+    })
+}
+
+fn code_for(sink: &SmtpSink, to: &str) -> Option<String> {
+    sink.messages().iter().rev().find_map(|(rcpts, m)| {
+        let text = decoded_body(m);
+        if !rcpts.iter().any(|r| r == to) || !text.contains("one-time code") {
+            return None;
+        }
+        let line = text.lines().find(|l| l.starts_with("    "))?;
+        Some(line.chars().filter(char::is_ascii_digit).collect())
+    })
+}
+
+#[test]
+fn portal_mail_is_read_and_answered_in_the_browser_and_never_leaves_readable() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_directory(
+        tmp.path(),
+        "[our]\ndomains = [\"clinic.example\"]\n\n[[partner]]\ndomain = \"smallpractice.example\"\n\
+         policy = \"portal\"\nportal_days = 7\n",
+    );
+    let internet = SmtpSink::start(&[]);
+    let ours = SmtpSink::start(&[]);
+    let port = free_port();
+    let mut cfg = test_config(tmp.path(), &internet.addr(), &ours.addr());
+    cfg.inbound.verify_recipients = Some(false);
+    cfg.portal = postern_portal::PortalSettings {
+        listen: format!("127.0.0.1:{port}"),
+        plain_http: true,
+        from: "secure-mail@clinic.example".into(),
+        organisation: "Clinic Example".into(),
+        read_receipts: true,
+        ..postern_portal::PortalSettings::default()
+    };
+    let rt = runtime();
+    let relay = rt.block_on(postern_relay::start(&cfg)).unwrap();
+    assert_eq!(relay.portal_addr.unwrap().port(), port);
+    let smtp = relay.internal_addr.unwrap().to_string();
+
+    // Road 1: the partner's policy. Road 2: the subject trigger for a non-partner.
+    let to = "office@smallpractice.example";
+    let r = send_mail(
+        &smtp,
+        "ada@clinic.example",
+        &[to],
+        &lab_message(to, "Labs for J. Doe"),
+    )
+    .unwrap();
+    assert!(r.starts_with("250"), "{r}");
+    let other = "lawyer@gmail.test";
+    let r = send_mail(
+        &smtp,
+        "ada@clinic.example",
+        &[other],
+        &lab_message(other, "[secure] Records"),
+    )
+    .unwrap();
+    assert!(r.starts_with("250"), "{r}");
+    assert!(
+        wait_until(Duration::from_secs(30), || token_for(&internet, to)
+            .is_some()
+            && token_for(&internet, other).is_some()),
+        "notifications: {}",
+        internet.count()
+    );
+
+    // Sign in with the link and a one-time code, as a browser would.
+    let token = token_for(&internet, to).unwrap();
+    let mut web = Client::new(&format!("127.0.0.1:{port}"));
+    let page = web.get(&format!("/m/{token}")).unwrap();
+    assert_eq!(page.status, 200);
+    let csrf = page.csrf().unwrap();
+    let sent = web
+        .post_form(&format!("/m/{token}/code"), &[("csrf", &csrf)])
+        .unwrap();
+    assert_eq!(sent.status, 200, "{}", sent.text());
+    assert!(wait_until(Duration::from_secs(30), || code_for(
+        &internet, to
+    )
+    .is_some()));
+    let code = code_for(&internet, to).unwrap();
+    let signed = web
+        .post_form(
+            &format!("/m/{token}/verify"),
+            &[("csrf", &csrf), ("code", &code)],
+        )
+        .unwrap();
+    assert_eq!(signed.status, 303, "{}", signed.text());
+    let at = signed.header("location").unwrap().to_string();
+    let msg = web.get(&at).unwrap();
+    assert_eq!(msg.status, 200);
+    assert!(msg.text().contains(MARKER));
+    assert!(msg.text().contains("Labs for J. Doe"));
+    // Per-partner lifetime: seven days.
+    let week = postern_portal::letters::day(postern_portal::now() + 7 * 86_400);
+    assert!(msg.text().contains(&week), "expires {week}");
+    let file = web.get(&format!("{at}/attachment/0")).unwrap();
+    assert_eq!(file.status, 200);
+    assert_eq!(file.body, ATTACHMENT, "the attachment's bytes, unchanged");
+
+    // A reply with an attachment reaches our mail server, from the proven address.
+    let form = web.get(&format!("{at}/reply")).unwrap();
+    let csrf = form.csrf().unwrap();
+    let replied = web
+        .post_multipart(
+            &format!("{at}/reply"),
+            &[
+                ("csrf", None, csrf.as_bytes()),
+                ("body", None, b"Received, thank you. REPLY-TEXT-8812"),
+                ("files", Some("signed-consent.pdf"), b"CONSENT-BYTES"),
+            ],
+        )
+        .unwrap();
+    assert_eq!(replied.status, 200, "{}", replied.text());
+    assert!(wait_until(Duration::from_secs(30), || ours
+        .messages()
+        .iter()
+        .any(
+            |(_, m)| String::from_utf8_lossy(m).contains("REPLY-TEXT-8812")
+        )));
+    let (rcpts, reply) = ours
+        .messages()
+        .into_iter()
+        .find(|(_, m)| String::from_utf8_lossy(m).contains("REPLY-TEXT-8812"))
+        .unwrap();
+    assert_eq!(rcpts, vec!["ada@clinic.example".to_string()]);
+    let parsed = mail_parser::MessageParser::default().parse(&reply).unwrap();
+    assert!(parsed
+        .header_raw("Postern-Portal")
+        .unwrap()
+        .contains("address proven by one-time code"));
+    use mail_parser::MimeHeaders;
+    let att = parsed.attachments().next().unwrap();
+    assert_eq!(att.attachment_name(), Some("signed-consent.pdf"));
+    assert_eq!(att.contents(), b"CONSENT-BYTES");
+    // The read receipt went to our sender, at our mail server.
+    assert!(wait_until(Duration::from_secs(30), || ours
+        .messages()
+        .iter()
+        .any(|(r, m)| {
+            r.iter().any(|a| a == "ada@clinic.example")
+                && String::from_utf8_lossy(m).contains("Opened")
+        })));
+
+    // Nothing the internet received carries the message, its attachment or its subject.
+    std::thread::sleep(Duration::from_millis(300));
+    for (rcpts, m) in internet.messages() {
+        let text = String::from_utf8_lossy(&m).to_string();
+        for secret in [MARKER, "Labs for J. Doe", "Records", "JVBERi0xLjQg"] {
+            assert!(
+                !text.contains(secret),
+                "{secret} left in clear to {rcpts:?}"
+            );
+        }
+    }
+    let metrics = relay.metrics();
+    assert_eq!(metrics.delivered_portal.get(), 2);
+    rt.block_on(relay.shutdown(Duration::from_secs(5)));
+
+    // The audit log recorded it all, chained.
+    rt.block_on(async {
+        let db = postern_portal::Db::sqlite(&tmp.path().join("data/portal.sqlite"))
+            .await
+            .unwrap();
+        let log = postern_portal::AuditLog::new(db);
+        let (rows, _) = log.verify().await.unwrap().unwrap();
+        let actions: Vec<String> = log
+            .list(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.action)
+            .collect();
+        assert!(rows >= 9, "{actions:?}");
+        for want in [
+            "stored",
+            "notified",
+            "code-sent",
+            "signed-in",
+            "opened",
+            "downloaded",
+            "replied",
+        ] {
+            assert!(actions.iter().any(|a| a == want), "{want} in {actions:?}");
+        }
+    });
+}
+
+#[test]
+fn the_portal_serves_tls_and_refuses_plain_http_off_loopback() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_directory(tmp.path(), "[our]\ndomains = [\"clinic.example\"]\n");
+    let rt = runtime();
+    let mut cfg = test_config(tmp.path(), "dir:outbox", "dir:inbox");
+    cfg.portal.listen = "0.0.0.0:0".into();
+    cfg.portal.plain_http = true;
+    let err = rt
+        .block_on(postern_relay::start(&cfg))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("loopback"), "{err}");
+
+    let port = free_port();
+    cfg.portal.listen = format!("127.0.0.1:{port}");
+    cfg.portal.plain_http = false;
+    let relay = rt.block_on(postern_relay::start(&cfg)).unwrap();
+    // curl is a real TLS client; -k because the demo certificate is self-signed.
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sk",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            &format!("https://127.0.0.1:{port}/"),
+        ])
+        .output()
+        .expect("curl");
+    let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("strict-transport-security"), "{head}");
+    assert!(
+        head.contains("set-cookie: __host-postern=") && head.contains("secure"),
+        "{head}"
+    );
+    // Plain HTTP to the TLS port gets no page.
+    let plain = std::process::Command::new("curl")
+        .args(["-s", "-m", "5", &format!("http://127.0.0.1:{port}/")])
+        .output()
+        .expect("curl");
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains("Secure mail"));
+    rt.block_on(relay.shutdown(Duration::from_secs(5)));
+}
