@@ -98,7 +98,7 @@ fn phi_is_quarantined_then_released_or_rejected_with_an_audit_trail() {
     // At rest the message is encrypted: no database file holds the SSN or the card.
     for f in std::fs::read_dir(tmp.path().join("data")).unwrap() {
         let p = f.unwrap().path();
-        if p.to_string_lossy().contains("quarantine.sqlite") {
+        if p.to_string_lossy().contains("postern.sqlite") {
             let bytes = std::fs::read(&p).unwrap();
             assert!(
                 memchr::memmem::find(&bytes, b"078-05-1120").is_none(),
@@ -187,11 +187,11 @@ fn phi_is_quarantined_then_released_or_rejected_with_an_audit_trail() {
     let (ok, audit) = cli(&config, &["quarantine", "audit"]);
     assert!(ok, "{audit}");
     for want in [
-        "postern-relay  hold",
-        "auditor        view",
-        "dr-house       release",
+        "postern-relay  held",
+        "auditor        viewed",
+        "dr-house       released",
         "patient consented",
-        "privacy-office reject",
+        "privacy-office rejected",
         "card numbers may not be emailed",
     ] {
         assert!(audit.contains(want), "{want:?} missing from:\n{audit}");

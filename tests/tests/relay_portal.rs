@@ -212,7 +212,7 @@ fn portal_mail_is_read_and_answered_in_the_browser_and_never_leaves_readable() {
 
     // The audit log recorded it all, chained.
     rt.block_on(async {
-        let db = postern_portal::Db::sqlite(&tmp.path().join("data/portal.sqlite"))
+        let db = postern_portal::Db::sqlite(&tmp.path().join("data/postern.sqlite"))
             .await
             .unwrap();
         let log = postern_portal::AuditLog::new(db);
@@ -283,4 +283,89 @@ fn the_portal_serves_tls_and_refuses_plain_http_off_loopback() {
         .expect("curl");
     assert!(!String::from_utf8_lossy(&plain.stdout).contains("Secure mail"));
     rt.block_on(relay.shutdown(Duration::from_secs(5)));
+}
+
+/// A new, empty PostgreSQL database (from `POSTERN_TEST_POSTGRES`), or `None` to skip (which
+/// `POSTERN_REQUIRE_POSTGRES`, set by scripts/test, turns into a failure).
+async fn fresh_postgres() -> Option<String> {
+    let Ok(url) = std::env::var("POSTERN_TEST_POSTGRES") else {
+        assert!(
+            std::env::var("POSTERN_REQUIRE_POSTGRES").is_err(),
+            "no test PostgreSQL"
+        );
+        eprintln!("POSTERN_TEST_POSTGRES not set: skipped");
+        return None;
+    };
+    let admin = postern_portal::Db::connect(&url).await.unwrap();
+    let name = format!("postern_relay_{}", free_port());
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(admin.pool())
+        .await
+        .unwrap();
+    admin.close().await;
+    Some(format!("{}/{name}", url.rsplit_once('/').unwrap().0))
+}
+
+#[test]
+fn one_postgresql_database_serves_quarantine_portal_and_audit() {
+    let rt = runtime();
+    let Some(url) = rt.block_on(fresh_postgres()) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    write_directory(
+        tmp.path(),
+        "[our]\ndomains = [\"clinic.example\"]\n\n[[partner]]\ndomain = \"smallpractice.example\"\n\
+         policy = \"portal\"\n",
+    );
+    let internet = SmtpSink::start(&[]);
+    let mut cfg = test_config(tmp.path(), &internet.addr(), "dir:inbox");
+    cfg.database = url.clone();
+    cfg.portal.listen = format!("127.0.0.1:{}", free_port());
+    cfg.portal.plain_http = true;
+    // With a shared database no key is generated behind the administrator's back.
+    let err = rt
+        .block_on(postern_relay::start(&cfg))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("missing"), "{err}");
+    std::fs::create_dir_all(tmp.path().join("data")).unwrap();
+    std::fs::write(tmp.path().join("data/quarantine.key"), "11".repeat(32)).unwrap();
+    std::fs::write(tmp.path().join("data/portal.key"), "22".repeat(32)).unwrap();
+    let relay = rt.block_on(postern_relay::start(&cfg)).unwrap();
+    let smtp = relay.internal_addr.unwrap().to_string();
+    let to = "office@smallpractice.example";
+    send_mail(&smtp, "ada@clinic.example", &[to], &lab_message(to, "Labs")).unwrap();
+    let card = b"From: ada@clinic.example\r\nTo: x@gmail.test\r\nSubject: card\r\n\r\nCard 4111 1111 1111 1111 exp 12/27\r\n";
+    send_mail(&smtp, "ada@clinic.example", &["x@gmail.test"], card).unwrap();
+    assert!(wait_until(Duration::from_secs(30), || token_for(
+        &internet, to
+    )
+    .is_some()
+        && relay.metrics().held.get() == 1));
+    rt.block_on(relay.shutdown(Duration::from_secs(5)));
+    rt.block_on(async {
+        let db = postern_portal::Db::connect(&url).await.unwrap();
+        let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM quarantine")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM portal_message")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        assert_eq!((held, stored), (1, 1));
+        let log = postern_portal::AuditLog::new(db);
+        let actions: Vec<String> = log
+            .list(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.action)
+            .collect();
+        for want in ["held", "stored", "notified"] {
+            assert!(actions.iter().any(|a| a == want), "{want} in {actions:?}");
+        }
+        assert!(log.verify().await.unwrap().is_ok());
+    });
 }

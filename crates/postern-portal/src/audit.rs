@@ -67,6 +67,14 @@ pub enum Action {
     Expired,
     /// An administrator signed in or failed to.
     AdminLogin,
+    /// The gateway quarantined a message.
+    Held,
+    /// Someone read a quarantined message.
+    Viewed,
+    /// An administrator released a quarantined message.
+    Released,
+    /// An administrator rejected a quarantined message.
+    Rejected,
 }
 
 impl Action {
@@ -86,6 +94,10 @@ impl Action {
             Action::Revoked => "revoked",
             Action::Expired => "expired",
             Action::AdminLogin => "admin-login",
+            Action::Held => "held",
+            Action::Viewed => "viewed",
+            Action::Released => "released",
+            Action::Rejected => "rejected",
         }
     }
 }
@@ -114,8 +126,8 @@ pub enum ChainError {
 #[derive(Debug)]
 pub struct AuditLog {
     db: Db,
-    // One writer at a time in this process; across nodes the primary key on `seq` makes a
-    // second writer of the same position fail, and it retries.
+    // One writer at a time in this process; across processes an advisory lock (PostgreSQL) or
+    // the primary key on `seq` (a second writer of the same position fails and retries).
     writer: Mutex<()>,
 }
 
@@ -167,47 +179,68 @@ impl AuditLog {
         let mut tries = 0;
         loop {
             tries += 1;
-            let last = sqlx::query("SELECT seq, hash FROM postern_audit ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(self.db.pool())
-                .await?;
-            let (seq, prev) = match last {
-                Some(r) => (r.try_get::<i64, _>(0)? + 1, r.try_get::<String, _>(1)?),
-                None => (1, GENESIS.to_string()),
-            };
-            let mut rec = AuditRecord {
-                seq,
-                at: crate::now(),
-                actor: clean(actor),
-                action: action.as_str().into(),
-                object: clean(object),
-                client: client.map_or("-".into(), |c| c.to_string()),
-                detail: clean(detail),
-                prev,
-                hash: String::new(),
-            };
-            rec.hash = hash_of(&rec);
-            let done = sqlx::query(
-                "INSERT INTO postern_audit (seq, at, actor, action, object, client, detail, prev, hash)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(rec.seq)
-            .bind(rec.at)
-            .bind(&rec.actor)
-            .bind(&rec.action)
-            .bind(&rec.object)
-            .bind(&rec.client)
-            .bind(&rec.detail)
-            .bind(&rec.prev)
-            .bind(&rec.hash)
-            .execute(self.db.pool())
-            .await;
-            match done {
-                Ok(_) => return Ok(rec),
-                // Another node took this position: read the new end and chain after it.
-                Err(_) if tries < 5 => continue,
-                Err(e) => return Err(e.into()),
+            match self.try_append(actor, action, object, client, detail).await {
+                Ok(rec) => return Ok(rec),
+                // Another writer (a CLI, another node) took this position: chain after it.
+                Err(_) if tries < 10 => {
+                    tokio::time::sleep(std::time::Duration::from_millis(5 * tries)).await;
+                }
+                Err(e) => return Err(e),
             }
         }
+    }
+
+    async fn try_append(
+        &self,
+        actor: &str,
+        action: Action,
+        object: &str,
+        client: Option<IpAddr>,
+        detail: &str,
+    ) -> Result<AuditRecord, DbError> {
+        let mut tx = self.db.pool().begin().await?;
+        if self.db.backend() == crate::db::Backend::Postgres {
+            // Nodes sharing the database append one at a time (released at commit).
+            sqlx::query("SELECT pg_advisory_xact_lock(7305726276)")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let last = sqlx::query("SELECT seq, hash FROM postern_audit ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        let (seq, prev) = match last {
+            Some(r) => (r.try_get::<i64, _>(0)? + 1, r.try_get::<String, _>(1)?),
+            None => (1, GENESIS.to_string()),
+        };
+        let mut rec = AuditRecord {
+            seq,
+            at: crate::now(),
+            actor: clean(actor),
+            action: action.as_str().into(),
+            object: clean(object),
+            client: client.map_or("-".into(), |c| c.to_string()),
+            detail: clean(detail),
+            prev,
+            hash: String::new(),
+        };
+        rec.hash = hash_of(&rec);
+        sqlx::query(
+            "INSERT INTO postern_audit (seq, at, actor, action, object, client, detail, prev, hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(rec.seq)
+        .bind(rec.at)
+        .bind(&rec.actor)
+        .bind(&rec.action)
+        .bind(&rec.object)
+        .bind(&rec.client)
+        .bind(&rec.detail)
+        .bind(&rec.prev)
+        .bind(&rec.hash)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rec)
     }
 
     /// The rows about `object` (or all), oldest first.

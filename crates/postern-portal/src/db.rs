@@ -46,11 +46,18 @@ struct Migration {
 }
 
 /// The schema, oldest first. Append only: a shipped migration is never edited.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sqlite: include_str!("../migrations/0001_portal.sqlite.sql"),
-    postgres: include_str!("../migrations/0001_portal.postgres.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sqlite: include_str!("../migrations/0001_portal.sqlite.sql"),
+        postgres: include_str!("../migrations/0001_portal.postgres.sql"),
+    },
+    Migration {
+        version: 2,
+        sqlite: include_str!("../migrations/0002_quarantine.sqlite.sql"),
+        postgres: include_str!("../migrations/0002_quarantine.postgres.sql"),
+    },
+];
 
 impl Db {
     /// Opens the SQLite database file at `path` (made 0600 before SQLite creates its WAL files,
@@ -120,6 +127,12 @@ impl Db {
 
     async fn migrate(&self) -> Result<(), DbError> {
         let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            // Several nodes may start at once on one database: one migrates, the others wait
+            // (CREATE TABLE IF NOT EXISTS alone races in PostgreSQL). Released at commit.
+            tx.execute("SELECT pg_advisory_xact_lock(7305726275)")
+                .await?;
+        }
         tx.execute(
             "CREATE TABLE IF NOT EXISTS postern_schema (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
         )

@@ -11,8 +11,6 @@ pub struct PortalSettings {
     /// Serve plain HTTP instead of TLS. Refused unless `listen` is a loopback address (the
     /// demo, or behind a TLS-terminating proxy on the same host).
     pub plain_http: bool,
-    /// The database: `sqlite://PATH`, `postgres://…`; empty: SQLite in the data directory.
-    pub database: String,
     /// The master key file (64 hex characters) that wraps every message key; empty:
     /// `DATA_DIR/portal.key`, generated on the first start only.
     pub key_file: std::path::PathBuf,
@@ -61,7 +59,6 @@ impl Default for PortalSettings {
         PortalSettings {
             listen: String::new(),
             plain_http: false,
-            database: String::new(),
             key_file: std::path::PathBuf::new(),
             admins: std::path::PathBuf::new(),
             base_url: String::new(),

@@ -79,6 +79,9 @@ pub struct RelayConfig {
     pub inbound_policy: InboundPolicyConfig,
     /// The secure web portal for recipients without a gateway (`listen` empty: none).
     pub portal: postern_portal::PortalSettings,
+    /// The database for the quarantine, the portal and the audit log: `postgres://…` (one
+    /// database several gateway nodes share); empty: SQLite, `DATA_DIR/postern.sqlite`.
+    pub database: String,
 }
 
 /// What to do with unusual inbound mail: `tag` (deliver with a `Postern-*` header saying what
@@ -148,9 +151,25 @@ pub struct QuarantineConfig {
 }
 
 impl RelayConfig {
-    /// The quarantine database.
-    pub fn quarantine_db(&self) -> PathBuf {
-        self.data_dir.join("quarantine.sqlite")
+    /// The embedded SQLite database (quarantine, portal, audit log), when `database` does not
+    /// name a PostgreSQL one.
+    pub fn sqlite_db(&self) -> PathBuf {
+        self.data_dir.join("postern.sqlite")
+    }
+
+    /// True before the first start: no database yet, so keys may be generated. With
+    /// PostgreSQL never (every node must share the keys; none is made behind its back).
+    pub fn first_start(&self) -> bool {
+        self.database.is_empty() && !self.sqlite_db().exists()
+    }
+
+    /// Opens (and migrates) the database.
+    pub async fn open_database(&self) -> Result<postern_portal::Db, postern_portal::DbError> {
+        if self.database.is_empty() {
+            postern_portal::Db::sqlite(&self.sqlite_db()).await
+        } else {
+            postern_portal::Db::connect(&self.database).await
+        }
     }
 
     /// The portal's master key file.
@@ -160,11 +179,6 @@ impl RelayConfig {
         } else {
             self.portal.key_file.clone()
         }
-    }
-
-    /// The portal's SQLite database (when `portal.database` does not name another).
-    pub fn portal_db(&self) -> PathBuf {
-        self.data_dir.join("portal.sqlite")
     }
 
     /// The quarantine key file.
@@ -225,6 +239,7 @@ impl Default for RelayConfig {
             auth: AuthConfig::default(),
             inbound_policy: InboundPolicyConfig::default(),
             portal: postern_portal::PortalSettings::default(),
+            database: String::new(),
         }
     }
 }

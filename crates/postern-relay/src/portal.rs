@@ -137,6 +137,8 @@ fn config_err(message: String) -> StartError {
 pub(crate) async fn start(
     cfg: &RelayConfig,
     shared: &Arc<Shared>,
+    db: Db,
+    first_start: bool,
     stop: watch::Receiver<bool>,
 ) -> Result<Option<(SocketAddr, Vec<JoinHandle<()>>)>, StartError> {
     let mut settings = cfg.portal.clone();
@@ -158,16 +160,15 @@ pub(crate) async fn start(
     if settings.from.is_empty() {
         settings.from = format!("secure-mail@{}", cfg.hostname);
     }
-    let (db, create_key) = if settings.database.is_empty() {
-        let path = cfg.portal_db();
-        let fresh = !path.exists();
-        (Db::sqlite(&path).await, fresh)
-    } else {
-        // A shared database: every node must use the same key, so none is made here.
-        (Db::connect(&settings.database).await, false)
-    };
-    let db = db.map_err(|e| StartError::Quarantine(format!("portal database: {e}")))?;
-    let key = postern_portal::seal::load_or_create_key(&cfg.portal_key(), create_key)
+    // Made only while no portal message depends on it (first start, or the portal switched
+    // on later); with PostgreSQL never: every node must share the same key.
+    let unused = cfg.database.is_empty()
+        && sqlx::query("SELECT id FROM portal_message LIMIT 1")
+            .fetch_optional(db.pool())
+            .await
+            .map_err(|e| StartError::Quarantine(format!("portal database: {e}")))?
+            .is_none();
+    let key = postern_portal::seal::load_or_create_key(&cfg.portal_key(), first_start || unused)
         .map_err(StartError::Quarantine)?;
     let master = MasterKey::new(&key).map_err(|e| StartError::Quarantine(e.to_string()))?;
     let std_listener = std::net::TcpListener::bind(addr).map_err(|source| StartError::Bind {

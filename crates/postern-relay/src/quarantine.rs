@@ -1,18 +1,16 @@
-//! The quarantine store: messages held for review, in an embedded SQLite database (sqlx, so a
-//! PostgreSQL backend can follow for several nodes). Each message is stored encrypted with
-//! AES-256-GCM under the gateway's quarantine key (the queue ID is the associated data, so a
-//! ciphertext cannot be moved to another row); envelope, reason and verdict are stored beside
-//! it in clear (they hold masked values only). Every decision and every read of a message is
-//! written to the audit table: who, when, what, why.
+//! The quarantine store: messages held for review, in the gateway's database (postern-portal's
+//! storage layer: embedded SQLite by default, PostgreSQL for several nodes). Each message is
+//! stored encrypted with AES-256-GCM under the gateway's quarantine key (the queue ID is the
+//! associated data, so a ciphertext cannot be moved to another row); envelope, reason and
+//! verdict are stored beside it in clear (they hold masked values only). Every decision and
+//! every read of a message goes to the hash-chained audit log: who, when, what, why.
 
 use std::path::Path;
-use std::str::FromStr;
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use postern_portal::{Action, AuditLog, Db, DbError};
 use serde::{Deserialize, Serialize};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::util::unix_ms;
@@ -22,7 +20,7 @@ use crate::util::unix_ms;
 pub enum QuarantineError {
     /// The database.
     #[error("quarantine database: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(#[from] DbError),
     /// The key file.
     #[error("quarantine key {path}: {message}")]
     Key {
@@ -77,7 +75,7 @@ pub struct Audit {
     pub at: u64,
     /// Who (an operator name, or `postern-relay` for the gateway itself).
     pub actor: String,
-    /// `hold`, `view`, `release`, `reject`.
+    /// `held`, `viewed`, `released`, `rejected`.
     pub action: String,
     /// The quarantine entry.
     pub id: String,
@@ -85,9 +83,16 @@ pub struct Audit {
     pub reason: String,
 }
 
+impl From<sqlx::Error> for QuarantineError {
+    fn from(e: sqlx::Error) -> Self {
+        QuarantineError::Db(DbError::Sql(e))
+    }
+}
+
 /// The store.
 pub struct Quarantine {
-    pool: SqlitePool,
+    db: Db,
+    audit: AuditLog,
     key: LessSafeKey,
 }
 
@@ -96,30 +101,6 @@ impl std::fmt::Debug for Quarantine {
         f.debug_struct("Quarantine").finish_non_exhaustive()
     }
 }
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS quarantine (
-    id TEXT PRIMARY KEY,
-    created_at INTEGER NOT NULL,
-    origin TEXT NOT NULL,
-    sender TEXT,
-    recipients TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    verdict TEXT,
-    size INTEGER NOT NULL,
-    nonce BLOB NOT NULL,
-    message BLOB NOT NULL,
-    state TEXT NOT NULL DEFAULT 'held'
-);
-CREATE TABLE IF NOT EXISTS audit (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    at INTEGER NOT NULL,
-    actor TEXT NOT NULL,
-    action TEXT NOT NULL,
-    quarantine_id TEXT NOT NULL,
-    reason TEXT NOT NULL
-);
-";
 
 /// Reads the 32-byte key (64 hex characters) from `path`. Only on the first start (`create`:
 /// no quarantine database exists yet) is a missing key made (mode 0600). Later, a missing key
@@ -185,7 +166,7 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, data)
 }
 
-fn held_from(row: &sqlx::sqlite::SqliteRow) -> Result<Held, sqlx::Error> {
+fn held_from(row: &AnyRow) -> Result<Held, sqlx::Error> {
     let recipients: String = row.try_get("recipients")?;
     let verdict: Option<String> = row.try_get("verdict")?;
     Ok(Held {
@@ -202,40 +183,17 @@ fn held_from(row: &sqlx::sqlite::SqliteRow) -> Result<Held, sqlx::Error> {
 }
 
 impl Quarantine {
-    /// Opens (creating) the database at `path`, with `key` for the messages.
-    pub async fn open(path: &Path, key: [u8; 32]) -> Result<Self, QuarantineError> {
-        if let Some(dir) = path.parent() {
-            let _ = crate::util::private_dir(dir);
-        }
-        // Made 0600 before SQLite opens it: SQLite gives its WAL and shared-memory files the
-        // database file's mode, so all three stay private.
-        let _ = crate::util::private_file()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-        }
-        let opts = SqliteConnectOptions::from_str("sqlite://")?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // A held message must survive a crash like a spooled one.
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(std::time::Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await?;
-        sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+    /// The store in `db` (migrated by [`Db`]), with `key` for the messages.
+    pub fn new(db: Db, key: [u8; 32]) -> Result<Self, QuarantineError> {
         let key = LessSafeKey::new(
             UnboundKey::new(&AES_256_GCM, &key)
                 .map_err(|_| QuarantineError::Crypto("key".into()))?,
         );
-        Ok(Quarantine { pool, key })
+        Ok(Quarantine {
+            audit: AuditLog::new(db.clone()),
+            db,
+            key,
+        })
     }
 
     /// Holds a message. Returns its quarantine ID.
@@ -260,10 +218,9 @@ impl Quarantine {
             )
             .map_err(|_| QuarantineError::Crypto(id.clone()))?;
         let now = (unix_ms() / 1000) as i64;
-        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO quarantine (id, created_at, origin, sender, recipients, reason, verdict, size, nonce, message, state)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'held')",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'held')",
         )
         .bind(&id)
         .bind(now)
@@ -275,15 +232,11 @@ impl Quarantine {
         .bind(message.len() as i64)
         .bind(nonce.to_vec())
         .bind(sealed)
-        .execute(&mut *tx)
+        .execute(self.db.pool())
         .await?;
-        sqlx::query("INSERT INTO audit (at, actor, action, quarantine_id, reason) VALUES (?, 'postern-relay', 'hold', ?, ?)")
-            .bind(now)
-            .bind(&id)
-            .bind(reason)
-            .execute(&mut *tx)
+        self.audit
+            .append("postern-relay", Action::Held, &id, None, reason)
             .await?;
-        tx.commit().await?;
         Ok(id)
     }
 
@@ -291,10 +244,11 @@ impl Quarantine {
     pub async fn list(&self, state: Option<&str>) -> Result<Vec<Held>, QuarantineError> {
         let rows = sqlx::query(
             "SELECT id, created_at, origin, sender, recipients, reason, verdict, size, state
-             FROM quarantine WHERE (?1 IS NULL OR state = ?1) ORDER BY created_at DESC, id DESC",
+             FROM quarantine WHERE state = $1 OR $2 = 1 ORDER BY created_at DESC, id DESC",
         )
-        .bind(state)
-        .fetch_all(&self.pool)
+        .bind(state.unwrap_or(""))
+        .bind(state.is_none() as i64)
+        .fetch_all(self.db.pool())
         .await?;
         Ok(rows.iter().map(held_from).collect::<Result<_, _>>()?)
     }
@@ -303,10 +257,10 @@ impl Quarantine {
     pub async fn get(&self, id: &str) -> Result<Held, QuarantineError> {
         let row = sqlx::query(
             "SELECT id, created_at, origin, sender, recipients, reason, verdict, size, state
-             FROM quarantine WHERE id = ?",
+             FROM quarantine WHERE id = $1",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db.pool())
         .await?
         .ok_or_else(|| QuarantineError::NotFound(id.into()))?;
         Ok(held_from(&row)?)
@@ -319,9 +273,9 @@ impl Quarantine {
         actor: &str,
         why: &str,
     ) -> Result<Vec<u8>, QuarantineError> {
-        let row = sqlx::query("SELECT nonce, message FROM quarantine WHERE id = ?")
+        let row = sqlx::query("SELECT nonce, message FROM quarantine WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db.pool())
             .await?
             .ok_or_else(|| QuarantineError::NotFound(id.into()))?;
         let nonce: Vec<u8> = row.try_get("nonce")?;
@@ -338,7 +292,9 @@ impl Quarantine {
             )
             .map_err(|_| QuarantineError::Crypto(id.into()))?
             .to_vec();
-        self.audit(actor, "view", id, why).await?;
+        self.audit
+            .append(actor, Action::Viewed, id, None, why)
+            .await?;
         Ok(plain)
     }
 
@@ -350,10 +306,10 @@ impl Quarantine {
         actor: &str,
         reason: &str,
     ) -> Result<(), QuarantineError> {
-        let done = sqlx::query("UPDATE quarantine SET state = ? WHERE id = ? AND state = 'held'")
+        let done = sqlx::query("UPDATE quarantine SET state = $1 WHERE id = $2 AND state = 'held'")
             .bind(state)
             .bind(id)
-            .execute(&self.pool)
+            .execute(self.db.pool())
             .await?;
         if done.rows_affected() == 0 {
             let held = self.get(id).await?;
@@ -363,60 +319,35 @@ impl Quarantine {
             });
         }
         let action = if state == "released" {
-            "release"
+            Action::Released
         } else {
-            "reject"
+            Action::Rejected
         };
-        self.audit(actor, action, id, reason).await
-    }
-
-    /// Writes one audit record.
-    pub async fn audit(
-        &self,
-        actor: &str,
-        action: &str,
-        id: &str,
-        reason: &str,
-    ) -> Result<(), QuarantineError> {
-        sqlx::query(
-            "INSERT INTO audit (at, actor, action, quarantine_id, reason) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind((unix_ms() / 1000) as i64)
-        .bind(actor)
-        .bind(action)
-        .bind(id)
-        .bind(reason)
-        .execute(&self.pool)
-        .await?;
+        self.audit.append(actor, action, id, None, reason).await?;
         Ok(())
     }
 
     /// The audit trail (of one entry, or all), oldest first.
     pub async fn audit_log(&self, id: Option<&str>) -> Result<Vec<Audit>, QuarantineError> {
-        let rows = sqlx::query(
-            "SELECT at, actor, action, quarantine_id, reason FROM audit
-             WHERE (?1 IS NULL OR quarantine_id = ?1) ORDER BY seq",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Audit {
-                    at: r.try_get::<i64, _>("at")? as u64,
-                    actor: r.try_get("actor")?,
-                    action: r.try_get("action")?,
-                    id: r.try_get("quarantine_id")?,
-                    reason: r.try_get("reason")?,
-                })
+        Ok(self
+            .audit
+            .list(id)
+            .await?
+            .into_iter()
+            .filter(|r| id.is_some() || r.object.starts_with('Q'))
+            .map(|r| Audit {
+                at: r.at as u64,
+                actor: r.actor,
+                action: r.action,
+                id: r.object,
+                reason: r.detail,
             })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(QuarantineError::from)
+            .collect())
     }
 
     /// Closes the pool (flushes the WAL).
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.db.close().await;
     }
 }
 
@@ -463,7 +394,7 @@ mod tests {
             key
         );
         let db = d.path().join("q.sqlite");
-        let q = Quarantine::open(&db, key).await.unwrap();
+        let q = Quarantine::new(Db::sqlite(&db).await.unwrap(), key).unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -496,7 +427,7 @@ mod tests {
         ));
         let log = q.audit_log(Some(&id)).await.unwrap();
         let actions: Vec<&str> = log.iter().map(|a| a.action.as_str()).collect();
-        assert_eq!(actions, ["hold", "view", "release"]);
+        assert_eq!(actions, ["held", "viewed", "released"]);
         assert_eq!(log[2].actor, "alice");
         q.close().await;
         // At rest the body is not in the database file (nor its WAL).
@@ -505,7 +436,7 @@ mod tests {
             assert!(memchr::memmem::find(&bytes, b"078-05-1120").is_none());
         }
         // Another key cannot read it.
-        let other = Quarantine::open(&db, [7u8; 32]).await.unwrap();
+        let other = Quarantine::new(Db::sqlite(&db).await.unwrap(), [7u8; 32]).unwrap();
         assert!(matches!(
             other.message(&id, "eve", "x").await,
             Err(QuarantineError::Crypto(_))

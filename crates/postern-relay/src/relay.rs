@@ -286,7 +286,7 @@ fn relay_findings(cfg: &RelayConfig) -> Vec<Finding> {
         }
     }
     let key_dir = cfg.quarantine_key().parent().map(Path::to_path_buf);
-    if key_dir.is_some() && key_dir == cfg.quarantine_db().parent().map(Path::to_path_buf) {
+    if key_dir.is_some() && key_dir == cfg.sqlite_db().parent().map(Path::to_path_buf) {
         out.push(warn(format!(
             "the quarantine key is kept in {} beside the database it protects: a copy of that \
              folder (a backup) carries its own key; set quarantine.key_file to a path elsewhere",
@@ -346,11 +346,16 @@ pub async fn start_with(
         path: spool_dir.clone(),
         source,
     })?;
-    let key = load_or_create_key(&cfg.quarantine_key(), !cfg.quarantine_db().exists())
+    // Decided before anything opens the database (which creates the SQLite file).
+    let first_start = cfg.first_start();
+    let key = load_or_create_key(&cfg.quarantine_key(), first_start)
         .map_err(|e| StartError::Quarantine(e.to_string()))?;
-    let quarantine = Quarantine::open(&cfg.quarantine_db(), key)
+    let db = cfg
+        .open_database()
         .await
         .map_err(|e| StartError::Quarantine(e.to_string()))?;
+    let quarantine =
+        Quarantine::new(db.clone(), key).map_err(|e| StartError::Quarantine(e.to_string()))?;
     let backends: Vec<Arc<dyn SecureEnvelope>> = vec![
         Arc::new(SmimeEnvelope::new()),
         Arc::new(OpenPgpEnvelope::new()),
@@ -451,7 +456,9 @@ pub async fn start_with(
         listeners.push(tokio::spawn(metrics::serve(l, shared.metrics.clone())));
     }
     let mut portal_addr = None;
-    if let Some((addr, tasks)) = crate::portal::start(cfg, &shared, stop_rx.clone()).await? {
+    if let Some((addr, tasks)) =
+        crate::portal::start(cfg, &shared, db, first_start, stop_rx.clone()).await?
+    {
         portal_addr = Some(addr);
         listeners.extend(tasks);
     }

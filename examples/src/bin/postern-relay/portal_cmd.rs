@@ -71,18 +71,10 @@ fn config(at: &Where) -> Result<RelayConfig, String> {
 }
 
 async fn database(cfg: &RelayConfig) -> Result<Db, String> {
-    if cfg.portal.database.is_empty() {
-        if !cfg.portal_db().exists() {
-            return Err(format!(
-                "no portal database at {}",
-                cfg.portal_db().display()
-            ));
-        }
-        Db::sqlite(&cfg.portal_db()).await
-    } else {
-        Db::connect(&cfg.portal.database).await
+    if cfg.first_start() {
+        return Err(format!("no database at {}", cfg.sqlite_db().display()));
     }
-    .map_err(|e| e.to_string())
+    cfg.open_database().await.map_err(|e| e.to_string())
 }
 
 pub async fn portal(args: PortalArgs) -> Result<bool, String> {

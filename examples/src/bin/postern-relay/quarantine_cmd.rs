@@ -80,16 +80,12 @@ pub async fn run(args: QuarantineArgs) -> Result<bool, String> {
             ..RelayConfig::default()
         },
     };
-    if !cfg.quarantine_db().exists() {
-        return Err(format!(
-            "no quarantine at {}",
-            cfg.quarantine_db().display()
-        ));
+    if cfg.first_start() {
+        return Err(format!("no quarantine at {}", cfg.sqlite_db().display()));
     }
     let key = load_or_create_key(&cfg.quarantine_key(), false).map_err(|e| e.to_string())?;
-    let q = Quarantine::open(&cfg.quarantine_db(), key)
-        .await
-        .map_err(|e| e.to_string())?;
+    let db = cfg.open_database().await.map_err(|e| e.to_string())?;
+    let q = Quarantine::new(db, key).map_err(|e| e.to_string())?;
     let actor = args
         .actor
         .clone()

@@ -1,0 +1,210 @@
+//! The storage layer on SQLite and on a real PostgreSQL, through the same code: messages,
+//! codes, sessions, passwords, expiry, and the audit chain — including two writers (as two
+//! gateway nodes on one database) appending at once.
+// Tests: a panic is a failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use postern_portal::store::{CodeCheck, NewMessage};
+use postern_portal::{AuditLog, ChainError, MasterKey, MessageState, Store, StoreError};
+
+fn new_message<'a>(to: &'a str, body: &'a [u8]) -> NewMessage<'a> {
+    NewMessage {
+        recipient: to,
+        sender: "alice@hospital.example",
+        sender_name: "Dr Alice",
+        subject: "Labs",
+        message: body,
+        lifetime: 86_400,
+        read_receipt: false,
+        queue_id: "Q1",
+    }
+}
+
+#[tokio::test]
+async fn the_store_behaves_the_same_on_every_database() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, db) in common::every_database(dir.path()).await {
+        assert_eq!(
+            format!("{:?}", db.backend()).to_lowercase(),
+            name,
+            "the URL chose the backend"
+        );
+        let store = Store::new(db.clone(), MasterKey::new(&[3u8; 32]).unwrap());
+        let body = b"Subject: Labs\r\n\r\nPHI body \x00\xff binary-safe\r\n";
+        let d = store
+            .deposit(&new_message("Office@Practice.example", body))
+            .await
+            .unwrap();
+        let m = store.by_token(&d.token).await.unwrap();
+        assert_eq!(m.recipient, "office@practice.example", "{name}");
+        assert_eq!(m.state, MessageState::Active);
+        assert!(matches!(
+            store.by_token("not-a-token").await,
+            Err(StoreError::NotFound)
+        ));
+        let (subject, got) = store.content(&d.id).await.unwrap();
+        assert_eq!(
+            (subject.as_str(), got.as_slice()),
+            ("Labs", &body[..]),
+            "{name}"
+        );
+        assert_eq!(
+            store
+                .list(Some("office@practice.example"))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(store
+            .list(Some("other@x.example"))
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(store.mark_opened(&d.id).await.unwrap());
+        assert!(
+            !store.mark_opened(&d.id).await.unwrap(),
+            "{name}: first opening once"
+        );
+
+        // Codes: single use, older ones replaced, wrong ones counted to a lock.
+        let c1 = store.issue_code(&d.id, 600, 5, 3600).await.unwrap();
+        let c2 = store.issue_code(&d.id, 600, 5, 3600).await.unwrap();
+        if c1 != c2 {
+            assert_eq!(
+                store.check_code(&d.id, &c1, 5, 900).await.unwrap(),
+                CodeCheck::Wrong { locked: false },
+                "{name}: a replaced code"
+            );
+        }
+        assert_eq!(
+            store.check_code(&d.id, &c2, 5, 900).await.unwrap(),
+            CodeCheck::Accepted
+        );
+        assert!(matches!(
+            store.check_code(&d.id, &c2, 5, 900).await.unwrap(),
+            CodeCheck::Wrong { .. }
+        ));
+        let mut locked = false;
+        for _ in 0..5 {
+            if let CodeCheck::Wrong { locked: l } =
+                store.check_code(&d.id, "x", 5, 900).await.unwrap()
+            {
+                locked |= l;
+            }
+        }
+        assert!(locked, "{name}");
+        assert!(matches!(
+            store.check_code(&d.id, "x", 5, 900).await.unwrap(),
+            CodeCheck::Locked(_)
+        ));
+        for _ in 0..3 {
+            let _ = store.issue_code(&d.id, 600, 5, 3600).await;
+        }
+        assert!(matches!(
+            store.issue_code(&d.id, 600, 5, 3600).await,
+            Err(StoreError::TooManyCodes)
+        ));
+
+        // Sessions: proving rotates the cookie; timeouts end them.
+        let (cookie, s) = store.new_session(Some(&d.id), false).await.unwrap();
+        assert!(store.session(&cookie, 900, 3600).await.unwrap().is_some());
+        let (cookie2, s2) = store
+            .prove(&s, "office@practice.example", "one-time code", false)
+            .await
+            .unwrap();
+        assert!(
+            store.session(&cookie, 900, 3600).await.unwrap().is_none(),
+            "{name}"
+        );
+        assert_eq!(s2.address.as_deref(), Some("office@practice.example"));
+        assert!(store.session(&cookie2, 900, 3600).await.unwrap().is_some());
+        let (cookie3, _) = store.new_session(None, false).await.unwrap();
+        sqlx::query("UPDATE portal_session SET last_seen = last_seen - 1000")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        assert!(
+            store.session(&cookie3, 900, 3600).await.unwrap().is_none(),
+            "{name}: idle"
+        );
+
+        store
+            .set_password("office@practice.example", "$argon2id$x")
+            .await
+            .unwrap();
+        store
+            .set_password("OFFICE@practice.example", "$argon2id$y")
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .password_hash("office@practice.example")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("$argon2id$y")
+        );
+
+        // Destroying removes key and content for good.
+        assert!(store.destroy(&d.id, MessageState::Revoked).await.unwrap());
+        assert!(!store.destroy(&d.id, MessageState::Revoked).await.unwrap());
+        assert!(matches!(
+            store.content(&d.id).await,
+            Err(StoreError::Gone(MessageState::Revoked))
+        ));
+        let e = store
+            .deposit(&new_message("x@y.example", body))
+            .await
+            .unwrap();
+        sqlx::query("UPDATE portal_message SET expires_at = 1 WHERE id = $1")
+            .bind(&e.id)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(
+            store.due_for_expiry().await.unwrap(),
+            vec![e.id.clone()],
+            "{name}"
+        );
+        db.close().await;
+    }
+}
+
+#[tokio::test]
+async fn the_audit_chain_holds_with_two_writers_and_breaks_when_edited() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, db) in common::every_database(dir.path()).await {
+        // Two logs on one database: two gateway nodes.
+        let (a, b) = (AuditLog::new(db.clone()), AuditLog::new(db.clone()));
+        let write = |log: AuditLog, who: &'static str| async move {
+            for i in 0..25 {
+                log.append(
+                    who,
+                    postern_portal::Action::Opened,
+                    &format!("P{i}"),
+                    None,
+                    "x",
+                )
+                .await
+                .unwrap();
+            }
+        };
+        tokio::join!(write(a, "node-a"), write(b, "node-b"));
+        let log = AuditLog::new(db.clone());
+        let (rows, _) = log.verify().await.unwrap().unwrap();
+        assert_eq!(rows, 50, "{name}");
+        sqlx::query("UPDATE postern_audit SET detail = 'changed' WHERE seq = 7")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(
+            log.verify().await.unwrap(),
+            Err(ChainError::Edited { seq: 7 }),
+            "{name}"
+        );
+        db.close().await;
+    }
+}
