@@ -130,8 +130,27 @@ impl Client {
         req.push_str("\r\n");
         s.write_all(req.as_bytes())?;
         s.write_all(&data)?;
+        // Until the server closes, or as far as Content-Length says (some servers, such as
+        // chromedriver, keep the connection open despite `Connection: close`).
         let mut raw = Vec::new();
-        s.read_to_end(&mut raw)?;
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            raw.extend_from_slice(&buf[..n]);
+            if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+                let len = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok());
+                if len.is_some_and(|len| raw.len() >= end + 4 + len) {
+                    break;
+                }
+            }
+        }
         let resp = parse(&raw).ok_or_else(|| std::io::Error::other("not an HTTP response"))?;
         for (k, v) in &resp.headers {
             if k == "set-cookie" {

@@ -897,7 +897,7 @@ async fn message(
             h1 { @if view.subject.is_empty() { "(no subject)" } @else { (view.subject) } }
             dl class="meta" {
                 dt { "From" } dd { (view.from) }
-                dt { "Date" } dd { (view.date) }
+                @if !view.date.is_empty() { dt { "Date" } dd { (view.date) } }
                 dt { "Reference" } dd class="ref" { (m.reference) }
                 dt { "Available until" } dd { (letters::day(m.expires_at)) }
             }
