@@ -15,6 +15,38 @@ use crate::seal::MasterKey;
 use crate::settings::PortalSettings;
 use crate::store::{MessageState, NewMessage, Store, StoreError};
 
+/// The logo, if configured and usable (a bad one is logged and left out, not fatal).
+fn load_logo(path: &std::path::Path) -> Option<(&'static str, Vec<u8>)> {
+    if path.as_os_str().is_empty() {
+        return None;
+    }
+    let ctype = match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("svg") => "image/svg+xml",
+        _ => {
+            tracing::warn!(path = %path.display(), "portal.logo: not .png, .jpg or .svg; no logo");
+            return None;
+        }
+    };
+    match std::fs::read(path) {
+        Ok(b) if b.len() <= 256 * 1024 => Some((ctype, b)),
+        Ok(_) => {
+            tracing::warn!(path = %path.display(), "portal.logo: larger than 256 KiB; no logo");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "portal.logo unreadable; no logo");
+            None
+        }
+    }
+}
+
 /// What went wrong taking a message in.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -52,6 +84,8 @@ pub struct Portal {
     pub(crate) outbox: Arc<dyn Outbox>,
     pub(crate) limiter: Limiter,
     pub(crate) admin: Option<Arc<dyn crate::admin::AdminDesk>>,
+    /// The logo's content type and bytes, read once at start.
+    pub(crate) logo: Option<(&'static str, Vec<u8>)>,
 }
 
 impl Portal {
@@ -65,6 +99,7 @@ impl Portal {
         outbox: Arc<dyn Outbox>,
     ) -> Portal {
         let limiter = Limiter::new(settings.per_client_per_minute);
+        let logo = load_logo(&settings.logo);
         Portal {
             store: Store::new(db.clone(), master),
             audit: AuditLog::new(db),
@@ -74,6 +109,7 @@ impl Portal {
             outbox,
             limiter,
             admin: None,
+            logo,
         }
     }
 

@@ -26,6 +26,8 @@ pub struct PortalSettings {
     pub organisation: String,
     /// Primary colour (`#rrggbb`).
     pub colour: String,
+    /// A logo file (PNG, JPEG or SVG, at most 256 KiB) shown on every page; empty: none.
+    pub logo: std::path::PathBuf,
     /// How recipients reach a person ("call 555-0100 or write to help@…").
     pub support: String,
     /// Days a message stays readable (a partner entry's `portal_days` overrides it).
@@ -65,6 +67,7 @@ impl Default for PortalSettings {
             from: String::new(),
             organisation: "Postern Secure Mail".into(),
             colour: "#0b5394".into(),
+            logo: std::path::PathBuf::new(),
             support: String::new(),
             lifetime_days: 30,
             show_subject: false,

@@ -921,3 +921,41 @@ async fn administrators_sign_in_separately_and_revoke() {
     let trail = admin.get(&format!("/admin/portal/{id}")).await.text();
     assert!(trail.contains("revoked") && trail.contains("admin:admin"));
 }
+
+#[tokio::test]
+async fn a_logo_is_shown_and_an_svg_logo_cannot_run_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let logo = dir.path().join("logo.svg");
+    std::fs::write(
+        &logo,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\"><script>alert(1)</script><rect width=\"9\" height=\"9\"/></svg>",
+    )
+    .unwrap();
+    let db = Db::sqlite(&dir.path().join("p.sqlite")).await.unwrap();
+    let portal = Arc::new(Portal::new(
+        db,
+        MasterKey::new(&[1u8; 32]).unwrap(),
+        PortalSettings {
+            logo,
+            ..PortalSettings::default()
+        },
+        "http://127.0.0.1:1".into(),
+        false,
+        Arc::new(MemoryOutbox::default()),
+    ));
+    let app = postern_portal::web::router(portal);
+    let mut b = Browser::new(&app);
+    assert!(b.get("/").await.text().contains("src=\"/static/logo\""));
+    let l = b.get("/static/logo").await;
+    assert_eq!(l.status, StatusCode::OK);
+    assert_eq!(l.headers[header::CONTENT_TYPE], "image/svg+xml");
+    let csp = l.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("sandbox") && csp.contains("default-src 'none'") && !csp.contains("script")
+    );
+    // Without TLS the cookie is not marked Secure (plain HTTP is for loopback only).
+    let home = b.get("/").await;
+    let cookie = home.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(cookie.starts_with("postern=") && !cookie.contains("Secure"));
+    assert!(!home.headers.contains_key("strict-transport-security"));
+}

@@ -426,6 +426,7 @@ impl RelayConfig {
             &mut self.auth.users,
             &mut self.portal.key_file,
             &mut self.portal.admins,
+            &mut self.portal.logo,
         ] {
             if p.is_relative() && !p.as_os_str().is_empty() {
                 *p = base.join(&*p);
