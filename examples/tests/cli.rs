@@ -137,6 +137,49 @@ fn no_arguments_runs_the_gateway_on_embedded_defaults() {
         "the curl message reached the outbox"
     );
 
+    // The demo's portal partner: the message is stored, the notification lands in the outbox,
+    // and its link opens on the portal the banner names (127.0.0.1:2580).
+    let msg = tracked_message(
+        "readme-portal",
+        "office@smallpractice.example",
+        "Referral letter.",
+    );
+    let r = send_mail(
+        "127.0.0.1:2525",
+        "doc@clinic.example",
+        &["office@smallpractice.example"],
+        &msg,
+    )
+    .unwrap();
+    assert!(r.starts_with("250"), "{r}");
+    let mut link = None;
+    assert!(wait_until(std::time::Duration::from_secs(20), || {
+        link = std::fs::read_dir(&outbox).ok().and_then(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .find(|t| t.contains("smallpractice.example") && t.contains("/m/"))
+                .and_then(|t| {
+                    let at = t.find("http://127.0.0.1:2580/m/")?;
+                    t.get(at + 21..)
+                        .map(|rest| rest.split_whitespace().next().unwrap_or("").to_string())
+                })
+        });
+        link.is_some()
+    }));
+    let outbox_text: String = std::fs::read_dir(&outbox)
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
+        .collect();
+    assert!(
+        !outbox_text.contains("Referral letter."),
+        "the message itself never leaves"
+    );
+    let page = postern_tests::http::Client::new("127.0.0.1:2580")
+        .get(&link.unwrap())
+        .unwrap();
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("A secure message for you"));
+
     let q = Command::new(env!("CARGO_BIN_EXE_postern-relay"))
         .args(["queue", "list"])
         .current_dir(cwd.path())
@@ -144,6 +187,14 @@ fn no_arguments_runs_the_gateway_on_embedded_defaults() {
         .unwrap();
     assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stderr));
     assert!(String::from_utf8_lossy(&q.stdout).contains("0 messages"));
+    // The audit log's chain is intact, and the CLI says so.
+    let v = Command::new(env!("CARGO_BIN_EXE_postern-relay"))
+        .args(["audit", "verify"])
+        .current_dir(cwd.path())
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+    assert!(String::from_utf8_lossy(&v.stdout).contains("audit log intact"));
 
     let child = guard.0.take().unwrap();
     let term = Command::new("kill")
@@ -156,6 +207,7 @@ fn no_arguments_runs_the_gateway_on_embedded_defaults() {
     let banner = String::from_utf8_lossy(&out.stdout);
     assert!(banner.contains("127.0.0.1:2525"), "{banner}");
     assert!(banner.contains("embedded demo defaults"), "{banner}");
+    assert!(banner.contains("http://127.0.0.1:2580/"), "{banner}");
 }
 
 #[test]

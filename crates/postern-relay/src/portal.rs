@@ -133,15 +133,10 @@ fn config_err(message: String) -> StartError {
     .into()
 }
 
-/// Starts the portal if the configuration has one: returns its address and tasks.
-pub(crate) async fn start(
-    cfg: &RelayConfig,
-    shared: &Arc<Shared>,
-    db: Db,
-    first_start: bool,
-    stop: watch::Receiver<bool>,
-) -> Result<Option<(SocketAddr, Vec<JoinHandle<()>>)>, StartError> {
-    let mut settings = cfg.portal.clone();
+/// Checks the `[portal]` settings without starting anything: the address, and plain HTTP only
+/// on loopback.
+pub(crate) fn validate(cfg: &RelayConfig) -> Result<Option<SocketAddr>, StartError> {
+    let settings = &cfg.portal;
     if settings.listen.is_empty() {
         return Ok(None);
     }
@@ -157,6 +152,29 @@ pub(crate) async fn start(
                 .into(),
         ));
     }
+    if !settings.admins.as_os_str().is_empty() {
+        Users::load(&settings.admins).map_err(|e| {
+            StartError::Config(ConfigError::Value {
+                field: "portal.admins",
+                message: e.to_string(),
+            })
+        })?;
+    }
+    Ok(Some(addr))
+}
+
+/// Starts the portal if the configuration has one: returns its address and tasks.
+pub(crate) async fn start(
+    cfg: &RelayConfig,
+    shared: &Arc<Shared>,
+    db: Db,
+    first_start: bool,
+    stop: watch::Receiver<bool>,
+) -> Result<Option<(SocketAddr, Vec<JoinHandle<()>>)>, StartError> {
+    let Some(addr) = validate(cfg)? else {
+        return Ok(None);
+    };
+    let mut settings = cfg.portal.clone();
     if settings.from.is_empty() {
         settings.from = format!("secure-mail@{}", cfg.hostname);
     }

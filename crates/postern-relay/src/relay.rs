@@ -234,6 +234,7 @@ fn build_settings(cfg: &RelayConfig) -> Result<Settings, StartError> {
 pub fn check(cfg: &RelayConfig) -> Result<Vec<Finding>, StartError> {
     build_settings(cfg)?;
     inspector_for(cfg)?;
+    crate::portal::validate(cfg)?;
     let mut findings = relay_findings(cfg);
     findings.extend(load_directory(cfg)?.1);
     Ok(findings)
@@ -270,6 +271,8 @@ fn relay_findings(cfg: &RelayConfig) -> Vec<Finding> {
             ("tls.key", cfg.tls.key.clone()),
             ("quarantine key", cfg.quarantine_key()),
             ("auth.users", cfg.auth.users.clone()),
+            ("portal key", cfg.portal_key()),
+            ("portal.admins", cfg.portal.admins.clone()),
         ] {
             if path.as_os_str().is_empty() {
                 continue;
@@ -285,13 +288,28 @@ fn relay_findings(cfg: &RelayConfig) -> Vec<Finding> {
             }
         }
     }
-    let key_dir = cfg.quarantine_key().parent().map(Path::to_path_buf);
-    if key_dir.is_some() && key_dir == cfg.sqlite_db().parent().map(Path::to_path_buf) {
-        out.push(warn(format!(
-            "the quarantine key is kept in {} beside the database it protects: a copy of that \
-             folder (a backup) carries its own key; set quarantine.key_file to a path elsewhere",
-            cfg.data_dir.display()
-        )));
+    let db_dir = cfg.sqlite_db().parent().map(Path::to_path_buf);
+    for (what, key, setting) in [
+        ("quarantine", cfg.quarantine_key(), "quarantine.key_file"),
+        ("portal", cfg.portal_key(), "portal.key_file"),
+    ] {
+        if what == "portal" && cfg.portal.listen.is_empty() {
+            continue;
+        }
+        if cfg.database.is_empty() && key.parent().map(Path::to_path_buf) == db_dir {
+            out.push(warn(format!(
+                "the {what} key is kept in {} beside the database it protects: a copy of that \
+                 folder (a backup) carries its own key; set {setting} to a path elsewhere",
+                cfg.data_dir.display()
+            )));
+        }
+    }
+    if !cfg.portal.listen.is_empty() && cfg.portal.base_url.is_empty() {
+        out.push(warn(
+            "portal.base_url is empty: notification links will name the listen address; set \
+             the address recipients reach (https://secure.example.org)"
+                .into(),
+        ));
     }
     out
 }
