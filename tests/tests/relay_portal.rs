@@ -85,6 +85,17 @@ fn portal_mail_is_read_and_answered_in_the_browser_and_never_leaves_readable() {
         read_receipts: true,
         ..postern_portal::PortalSettings::default()
     };
+    // Road 3: the content policy sends mail with an SSN through the portal.
+    let policy = tmp.path().join("dlp.toml");
+    // (The thresholds too: the built-in ones quarantine at a score of 10, and the strictest
+    // action wins.)
+    std::fs::write(
+        &policy,
+        "[detector_action]\nssn = \"portal\"\n\n[[threshold]]\nmin_score = 4\naction = \"tag\"\n\n\
+         [[threshold]]\nmin_score = 10\naction = \"portal\"\n",
+    )
+    .unwrap();
+    cfg.dlp.policy = policy;
     let rt = runtime();
     let relay = rt.block_on(postern_relay::start(&cfg)).unwrap();
     assert_eq!(relay.portal_addr.unwrap().port(), port);
@@ -109,10 +120,15 @@ fn portal_mail_is_read_and_answered_in_the_browser_and_never_leaves_readable() {
     )
     .unwrap();
     assert!(r.starts_with("250"), "{r}");
+    let patient = "patient@gmail.test";
+    let ssn = b"From: ada@clinic.example\r\nTo: patient@gmail.test\r\nSubject: Your form\r\n\r\nSSN 078-05-1120 as requested.\r\n";
+    let r = send_mail(&smtp, "ada@clinic.example", &[patient], ssn).unwrap();
+    assert!(r.starts_with("250"), "{r}");
     assert!(
         wait_until(Duration::from_secs(30), || token_for(&internet, to)
             .is_some()
-            && token_for(&internet, other).is_some()),
+            && token_for(&internet, other).is_some()
+            && token_for(&internet, patient).is_some()),
         "notifications: {}",
         internet.count()
     );
@@ -199,7 +215,13 @@ fn portal_mail_is_read_and_answered_in_the_browser_and_never_leaves_readable() {
     std::thread::sleep(Duration::from_millis(300));
     for (rcpts, m) in internet.messages() {
         let text = String::from_utf8_lossy(&m).to_string();
-        for secret in [MARKER, "Labs for J. Doe", "Records", "JVBERi0xLjQg"] {
+        for secret in [
+            MARKER,
+            "Labs for J. Doe",
+            "Records",
+            "JVBERi0xLjQg",
+            "078-05-1120",
+        ] {
             assert!(
                 !text.contains(secret),
                 "{secret} left in clear to {rcpts:?}"
@@ -207,7 +229,12 @@ fn portal_mail_is_read_and_answered_in_the_browser_and_never_leaves_readable() {
         }
     }
     let metrics = relay.metrics();
-    assert_eq!(metrics.delivered_portal.get(), 2);
+    assert!(
+        wait_until(Duration::from_secs(10), || metrics.delivered_portal.get()
+            == 3),
+        "portal deliveries: {}",
+        metrics.delivered_portal.get()
+    );
     rt.block_on(relay.shutdown(Duration::from_secs(5)));
 
     // The audit log recorded it all, chained.

@@ -57,6 +57,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0002_quarantine.sqlite.sql"),
         postgres: include_str!("../migrations/0002_quarantine.postgres.sql"),
     },
+    Migration {
+        version: 3,
+        sqlite: include_str!("../migrations/0003_sender_revoke.sqlite.sql"),
+        postgres: include_str!("../migrations/0003_sender_revoke.postgres.sql"),
+    },
 ];
 
 impl Db {

@@ -159,6 +159,35 @@ pub fn read_receipt(
         .write_to_vec()
 }
 
+/// The notice to our sender: delivered through the portal, and the link that withdraws it.
+pub fn sender_notice(
+    s: &PortalSettings,
+    base_url: &str,
+    sender: &str,
+    recipient: &str,
+    subject: &str,
+    d: &Deposited,
+) -> std::io::Result<Vec<u8>> {
+    let text = format!(
+        "Your message \"{}\" to {recipient} was delivered through the secure portal.\n\n\
+         Reference: {}\nAvailable to the recipient until {}.\n\n\
+         To withdraw it (the recipient can then no longer read it), open:\n{base_url}/revoke/{}\n\n\
+         Keep this email to yourself: the link withdraws the message without asking who you are.\n",
+        one_line(subject, 200),
+        d.reference,
+        day(d.expires_at),
+        d.revoke_token,
+    );
+    MessageBuilder::new()
+        .from(from(s))
+        .to(sender)
+        .subject(format!("Sent securely: {}", one_line(subject, 150)))
+        .date(crate::now())
+        .header("Auto-Submitted", Text::new("auto-generated"))
+        .text_body(text)
+        .write_to_vec()
+}
+
 /// An uploaded file of a reply.
 #[derive(Debug)]
 pub struct Upload {

@@ -15,6 +15,8 @@ pub enum MailKind {
     Reply,
     /// "Your message was opened", to our sender.
     ReadReceipt,
+    /// "Your message went through the portal" with the withdrawal link, to our sender.
+    SenderNotice,
 }
 
 /// One message to queue.

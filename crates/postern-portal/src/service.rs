@@ -191,6 +191,13 @@ impl Portal {
             self.audit
                 .append("postern", Action::Notified, &d.id, None, &format!("to {r}"))
                 .await?;
+            if self.settings.sender_notices && sender.contains('@') {
+                let notice =
+                    letters::sender_notice(&self.settings, &self.base_url, sender, r, &subject, &d)
+                        .map_err(|e| PortalError::Outbox(e.to_string()))?;
+                self.send(MailKind::SenderNotice, None, sender, notice)
+                    .await?;
+            }
             ids.push(d.id);
         }
         Ok(ids)

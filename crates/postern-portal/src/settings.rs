@@ -36,6 +36,8 @@ pub struct PortalSettings {
     pub show_subject: bool,
     /// Tell the sender when a message is first opened.
     pub read_receipts: bool,
+    /// Tell the sender that a message went through the portal, with a link to withdraw it.
+    pub sender_notices: bool,
     /// Seconds a one-time code works.
     pub code_lifetime_secs: i64,
     /// Codes one message may send within `code_window_secs`.
@@ -72,6 +74,7 @@ impl Default for PortalSettings {
             lifetime_days: 30,
             show_subject: false,
             read_receipts: false,
+            sender_notices: true,
             code_lifetime_secs: 15 * 60,
             max_codes: 5,
             code_window_secs: 3600,

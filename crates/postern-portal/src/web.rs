@@ -185,6 +185,7 @@ pub fn router(portal: Shared) -> Router {
                 .layer(DefaultBodyLimit::max(reply_limit)),
         )
         .route("/account", get(account).post(set_password))
+        .route("/revoke/{token}", get(revoke_page).post(revoke))
         .route("/static/portal.css", get(css))
         .route("/static/logo", get(logo))
         .merge(crate::admin::routes())
@@ -908,7 +909,8 @@ async fn message(
         let m = owned(&p, &id, &address).await?;
         let (_, raw) = p.store.content(&m.id).await?;
         let view = render::render(&raw);
-        let first = p.store.mark_opened(&m.id).await?;
+        // Only the first opening writes to the message row.
+        let first = m.opened_at.is_none() && p.store.mark_opened(&m.id).await?;
         p.audit.append(&address, Action::Opened, &m.id, Some(ip), if first { "first opening" } else { "opened again" }).await?;
         if first && m.read_receipt && m.sender.contains('@') {
             let subject = if view.subject.is_empty() { "(no subject)" } else { &view.subject };
@@ -1128,6 +1130,68 @@ async fn reply(
             p class="notice" role="status" { "Your reply was sent to " (m.sender_name) "." }
             p { a href={"/message/" (m.id)} { "Back to the message" } " · " a href="/inbox" { "Inbox" } }
         }).into_response())
+    }
+    .await;
+    done(p, r).await
+}
+
+// ---- the sender withdraws a message -----------------------------------------------------------
+
+/// A withdrawal link's message, active or not (the page says which).
+async fn by_revoke_token(p: &Portal, token: &str) -> Result<MessageMeta, Refusal> {
+    if !valid_token(token) {
+        return Err(Refusal::NotFound);
+    }
+    Ok(p.store.by_revoke_token(token).await?)
+}
+
+async fn revoke_page(State(p): State<Shared>, Path(token): Path<String>) -> Response {
+    let r = async {
+        let m = by_revoke_token(&p, &token).await?;
+        if m.state != MessageState::Active {
+            return Err(Refusal::Gone(m.state));
+        }
+        // A confirmation step: mail scanners follow links; only a person submits the form.
+        let (cookie, s) = p.store.new_session(Some(&m.id), false).await?;
+        let body = page(&p, "Withdraw a message", None, html! {
+            h1 { "Withdraw a secure message" }
+            dl class="meta" {
+                dt { "To" } dd { (m.recipient) }
+                dt { "Reference" } dd class="ref" { (m.reference) }
+                dt { "Sent" } dd { (letters::day(m.created_at)) }
+            }
+            p { "After this the recipient can no longer open the message; its key is destroyed and this cannot be undone." }
+            form method="post" action={"/revoke/" (token)} {
+                input type="hidden" name="csrf" value=(s.csrf);
+                button type="submit" { "Withdraw the message" }
+            }
+        });
+        Ok(([cookie_header(&p, &cookie)], body).into_response())
+    }
+    .await;
+    done(p, r).await
+}
+
+async fn revoke(
+    State(p): State<Shared>,
+    Path(token): Path<String>,
+    Client(ip): Client,
+    headers: HeaderMap,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    let r = async {
+        limit(&p, ip)?;
+        let m = by_revoke_token(&p, &token).await?;
+        let s = session(&p, &headers).await?.ok_or(Refusal::Forbidden)?;
+        if s.message_id.as_deref() != Some(m.id.as_str()) || !csrf_ok(&s, &f.csrf) {
+            return Err(Refusal::Forbidden);
+        }
+        p.revoke(&m.id, &m.sender, Some(ip)).await?;
+        Ok(page(&p, "Withdrawn", None, html! {
+            h1 { "Message withdrawn" }
+            p class="notice" role="status" { "The message " (m.reference) " to " (m.recipient) " can no longer be opened." }
+        })
+        .into_response())
     }
     .await;
     done(p, r).await

@@ -95,9 +95,10 @@ impl Fixture {
             .await
             .unwrap();
         let mails = self.outbox.0.lock().unwrap();
-        assert_eq!(mails.len(), before + 1);
-        let note = &mails[before];
-        assert_eq!(note.kind, MailKind::Notification);
+        let note = mails[before..]
+            .iter()
+            .find(|m| m.kind == MailKind::Notification)
+            .expect("a notification");
         let text = body_text(&note.data);
         let at = text.find("https://portal.hospital.example/m/").unwrap();
         let token: String = text[at + 34..]
@@ -958,4 +959,63 @@ async fn a_logo_is_shown_and_an_svg_logo_cannot_run_script() {
     let cookie = home.headers[header::SET_COOKIE].to_str().unwrap();
     assert!(cookie.starts_with("postern=") && !cookie.contains("Secure"));
     assert!(!home.headers.contains_key("strict-transport-security"));
+}
+
+#[tokio::test]
+async fn the_sender_withdraws_a_message_with_the_link_only_the_sender_got() {
+    let f = fixture().await;
+    let (id, token) = f.deposit("office@practice.example", MESSAGE).await;
+    let notice = {
+        let mails = f.outbox.0.lock().unwrap();
+        let n = mails
+            .iter()
+            .find(|m| m.kind == MailKind::SenderNotice)
+            .unwrap();
+        assert_eq!(n.rcpt_to, vec!["alice@hospital.example".to_string()]);
+        body_text(&n.data)
+    };
+    // The recipient's notification does not carry the withdrawal link, and vice versa.
+    let note = body_text(&f.outbox.0.lock().unwrap()[0].data);
+    assert!(!note.contains("/revoke/"));
+    assert!(!notice.contains(&format!("/m/{token}")));
+    let at = notice
+        .find("https://portal.hospital.example/revoke/")
+        .unwrap();
+    let revoke: String = notice[at + 31..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    let mut reader = Browser::new(&f.app);
+    reader.sign_in(&f, &token).await;
+    let mut sender = Browser::new(&f.app);
+    // A GET (a link scanner) changes nothing; the form does.
+    let confirm = sender.get(&revoke).await;
+    assert_eq!(confirm.status, StatusCode::OK);
+    assert_eq!(
+        reader.get(&format!("/message/{id}")).await.status,
+        StatusCode::OK
+    );
+    let r = sender.post(&revoke, &[("csrf", "forged")]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = sender.post(&revoke, &[("csrf", &confirm.csrf())]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(
+        reader.get(&format!("/message/{id}")).await.status,
+        StatusCode::GONE
+    );
+    assert_eq!(sender.get(&revoke).await.status, StatusCode::GONE);
+    let log = f.portal.audit.list(Some(&id)).await.unwrap();
+    let last = log.last().unwrap();
+    assert_eq!(
+        (last.action.as_str(), last.actor.as_str()),
+        ("revoked", "alice@hospital.example")
+    );
+    // A made-up link finds nothing.
+    assert_eq!(
+        Browser::new(&f.app)
+            .get("/revoke/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
 }
