@@ -396,3 +396,99 @@ fn one_postgresql_database_serves_quarantine_portal_and_audit() {
         assert!(log.verify().await.unwrap().is_ok());
     });
 }
+
+/// The administrator's pages on a running relay: sign in with the admins file, see the held
+/// message with its masked verdict, release it (the same library call as `quarantine release`),
+/// and the message goes on; the decision is in the audit log under the administrator's name.
+#[test]
+fn an_administrator_releases_quarantined_mail_from_the_web_pages() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_directory(tmp.path(), "[our]\ndomains = [\"clinic.example\"]\n");
+    let internet = SmtpSink::start(&[]);
+    let port = free_port();
+    let admins = tmp.path().join("admins");
+    let hash = postern_relay::auth::hash_password(b"correct horse battery staple").unwrap();
+    std::fs::write(&admins, format!("privacy:{hash}\n")).unwrap();
+    let mut cfg = test_config(tmp.path(), &internet.addr(), "dir:inbox");
+    cfg.portal.listen = format!("127.0.0.1:{port}");
+    cfg.portal.plain_http = true;
+    cfg.portal.admins = admins;
+    let rt = runtime();
+    let relay = rt.block_on(postern_relay::start(&cfg)).unwrap();
+    let smtp = relay.internal_addr.unwrap().to_string();
+    let msg = b"From: ada@clinic.example\r\nTo: x@gmail.test\r\nSubject: form\r\n\r\nSSN 078-05-1120, the patient agreed to email.\r\n";
+    send_mail(&smtp, "ada@clinic.example", &["x@gmail.test"], msg).unwrap();
+    assert!(wait_until(Duration::from_secs(30), || relay
+        .metrics()
+        .held
+        .get()
+        == 1));
+    assert_eq!(internet.count(), 0);
+
+    let mut web = Client::new(&format!("127.0.0.1:{port}"));
+    let csrf = web.get("/admin").unwrap().csrf().unwrap();
+    let bad = web
+        .post_form(
+            "/admin/login",
+            &[("csrf", &csrf), ("user", "privacy"), ("password", "guess")],
+        )
+        .unwrap();
+    assert_eq!(bad.status, 401);
+    let csrf = bad.csrf().unwrap();
+    let ok = web
+        .post_form(
+            "/admin/login",
+            &[
+                ("csrf", &csrf),
+                ("user", "privacy"),
+                ("password", "correct horse battery staple"),
+            ],
+        )
+        .unwrap();
+    assert_eq!(ok.status, 303);
+    let page = web.get("/admin").unwrap();
+    let text = page.text();
+    assert!(text.contains("***-**-1120"), "the masked verdict is shown");
+    assert!(!text.contains("078-05-1120"), "never the number itself");
+    let at = text.find("/admin/quarantine/").unwrap();
+    let id: String = text
+        .get(at + 18..)
+        .unwrap()
+        .chars()
+        .take_while(|c| *c != '/')
+        .collect();
+    let csrf = page.csrf().unwrap();
+    let forged = web
+        .post_form(
+            &format!("/admin/quarantine/{id}/release"),
+            &[("csrf", "x"), ("reason", "r")],
+        )
+        .unwrap();
+    assert_eq!(forged.status, 403);
+    assert_eq!(internet.count(), 0);
+    let released = web
+        .post_form(
+            &format!("/admin/quarantine/{id}/release"),
+            &[("csrf", &csrf), ("reason", "patient consented in writing")],
+        )
+        .unwrap();
+    assert_eq!(released.status, 303, "{}", released.text());
+    assert!(
+        wait_until(Duration::from_secs(30), || internet.count() == 1),
+        "the released message goes on"
+    );
+    rt.block_on(relay.shutdown(Duration::from_secs(5)));
+    rt.block_on(async {
+        let db = postern_portal::Db::sqlite(&tmp.path().join("data/postern.sqlite"))
+            .await
+            .unwrap();
+        let rows = postern_portal::AuditLog::new(db)
+            .list(Some(&id))
+            .await
+            .unwrap();
+        let last = rows.last().unwrap();
+        assert_eq!(last.action, "released");
+        assert_eq!(last.actor, "admin:privacy");
+        assert_eq!(last.detail, "patient consented in writing");
+    });
+}

@@ -82,16 +82,7 @@ impl AdminDesk for RelayDesk {
                 sender: h.sender.unwrap_or_else(|| "<>".into()),
                 recipients: h.recipients,
                 reason: h.reason,
-                // Masked by construction (postern-dlp never reports whole values).
-                verdict: h
-                    .verdict
-                    .as_ref()
-                    .and_then(|v| {
-                        v.get("summary")
-                            .and_then(|s| s.as_str())
-                            .map(str::to_string)
-                    })
-                    .unwrap_or_default(),
+                verdict: h.verdict.as_ref().map(verdict_words).unwrap_or_default(),
                 state: h.state,
             })
             .collect())
@@ -123,6 +114,40 @@ impl AdminDesk for RelayDesk {
         };
         r.map_err(|e| e.to_string())
     }
+}
+
+/// The inspection verdict in words: action, reasons and the masked samples (postern-dlp never
+/// reports whole values, so nothing here is a number in clear).
+fn verdict_words(v: &serde_json::Value) -> String {
+    let samples: Vec<&str> = v
+        .get("hits")
+        .and_then(|h| h.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|h| h.get("samples").and_then(|s| s.as_array()))
+        .flatten()
+        .filter_map(|s| s.as_str())
+        .collect();
+    let mut out = v
+        .get("action")
+        .and_then(|a| a.as_str())
+        .unwrap_or("")
+        .to_string();
+    for r in v
+        .get("reasons")
+        .and_then(|a| a.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.as_str())
+    {
+        out.push_str("; ");
+        out.push_str(r);
+    }
+    if !samples.is_empty() {
+        out.push_str("; e.g. ");
+        out.push_str(&samples.join(", "));
+    }
+    out
 }
 
 fn config_err(message: String) -> StartError {
