@@ -98,9 +98,12 @@ async fn finish(p: &Portal, r: Result<Response, Refusal>) -> Response {
     }
 }
 
-async fn dashboard(State(p): State<Shared>, headers: HeaderMap) -> Response {
+async fn dashboard(State(p): State<Shared>, Client(ip): Client, headers: HeaderMap) -> Response {
     let r = async {
         let Some((s, user)) = admin_session(&p, &headers).await? else {
+            if !p.limiter.allow(ip) {
+                return Err(Refusal::TooMany(String::new()));
+            }
             let (cookie, s) = p.store.new_session(None, false).await?;
             return Ok(login_page(&p, &s, &cookie, None));
         };

@@ -433,13 +433,15 @@ fn mask(address: &str) -> String {
 
 // ---- the way in: link, code, password -------------------------------------------------------
 
-async fn home(State(p): State<Shared>, headers: HeaderMap) -> Response {
+async fn home(State(p): State<Shared>, Client(ip): Client, headers: HeaderMap) -> Response {
     let r = async {
         if let Some(s) = session(&p, &headers).await? {
             if s.address.is_some() && !s.admin {
                 return Ok(Redirect::to("/inbox").into_response());
             }
         }
+        // Every anonymous page that starts a session writes a row: bounded per client.
+        limit(&p, ip)?;
         let (cookie, s) = p.store.new_session(None, false).await?;
         Ok(login_page(&p, &s, cookie, None))
     }
@@ -636,8 +638,14 @@ async fn link_page(
     ))
 }
 
-async fn link(State(p): State<Shared>, Path(token): Path<String>, headers: HeaderMap) -> Response {
+async fn link(
+    State(p): State<Shared>,
+    Path(token): Path<String>,
+    Client(ip): Client,
+    headers: HeaderMap,
+) -> Response {
     let r = async {
+        limit(&p, ip)?;
         let m = by_token(&p, &token).await?;
         if let Some(s) = session(&p, &headers).await? {
             if s.address
@@ -1145,8 +1153,13 @@ async fn by_revoke_token(p: &Portal, token: &str) -> Result<MessageMeta, Refusal
     Ok(p.store.by_revoke_token(token).await?)
 }
 
-async fn revoke_page(State(p): State<Shared>, Path(token): Path<String>) -> Response {
+async fn revoke_page(
+    State(p): State<Shared>,
+    Path(token): Path<String>,
+    Client(ip): Client,
+) -> Response {
     let r = async {
+        limit(&p, ip)?;
         let m = by_revoke_token(&p, &token).await?;
         if m.state != MessageState::Active {
             return Err(Refusal::Gone(m.state));

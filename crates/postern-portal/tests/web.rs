@@ -1019,3 +1019,20 @@ async fn the_sender_withdraws_a_message_with_the_link_only_the_sender_got() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn anonymous_pages_that_start_sessions_are_rate_limited_per_client() {
+    let f = fixture().await;
+    let limit = PortalSettings::default().per_client_per_minute as usize;
+    let mut statuses = Vec::new();
+    for _ in 0..limit + 1 {
+        statuses.push(Browser::new(&f.app).get("/").await.status);
+    }
+    assert!(statuses[..limit].iter().all(|s| *s == StatusCode::OK));
+    assert_eq!(statuses[limit], StatusCode::TOO_MANY_REQUESTS);
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM portal_session")
+        .fetch_one(f.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows as usize, limit, "no session row for a refused request");
+}
