@@ -12,6 +12,65 @@
 //!   (SMTP 4xx: retry) or permanent (SMTP 5xx: bounce).
 //!
 //! Backends (`postern-smime`, `postern-openpgp`) depend on this crate, never the other way round.
+//!
+//! Reading a message without copying it:
+//!
+//! ```
+//! # fn main() -> Result<(), postern_core::Error> {
+//! use postern_core::MessageView;
+//! let raw = b"From: Dr A <a@clinic.example>\r\nSubject: Labs\r\n\
+//!     Content-Type: multipart/mixed; boundary=b\r\n\r\n\
+//!     --b\r\nContent-Type: text/plain\r\n\r\nResults.\r\n\
+//!     --b\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n--b--\r\n";
+//! let view = MessageView::parse(raw)?;
+//! assert_eq!(view.header("subject").as_deref(), Some("Labs"));
+//! let parts = view.root().children();
+//! assert_eq!(parts.len(), 2);
+//! assert_eq!(&*parts[1].decoded_body(), b"%PDF-");
+//! // A part's raw bytes are a slice of the input: what a signature covers, exactly.
+//! assert!(raw.windows(parts[0].raw().len()).any(|w| w == parts[0].raw()));
+//! # Ok(()) }
+//! ```
+//!
+//! A third standard plugs in beside the built-in ones by implementing [`SecureEnvelope`]; the
+//! router tries each backend's `recognises` on inbound mail and seals with the first standard
+//! a partner's entry lists that a backend speaks:
+//!
+//! ```
+//! use async_trait::async_trait;
+//! use postern_core::{Error, MessageView, OpenRequest, Opened, SealRequest, SecureEnvelope, Standard};
+//!
+//! /// An envelope format of a partner's own (a sketch: it recognises its messages, and refuses
+//! /// to seal or open rather than pretend).
+//! #[derive(Debug)]
+//! struct ExampleEnvelope;
+//!
+//! #[async_trait]
+//! impl SecureEnvelope for ExampleEnvelope {
+//!     fn standard(&self) -> Standard {
+//!         Standard::Other("example")
+//!     }
+//!     fn recognises(&self, msg: &MessageView<'_>) -> bool {
+//!         msg.header("content-type")
+//!             .is_some_and(|c| c.to_ascii_lowercase().starts_with("application/x-example-envelope"))
+//!     }
+//!     async fn seal(&self, _: &MessageView<'_>, _: &SealRequest<'_>) -> Result<Vec<u8>, Error> {
+//!         Err(Error::UnsupportedAlgorithm("example envelope: sealing not implemented".into()))
+//!     }
+//!     async fn open(&self, _: &MessageView<'_>, _: &OpenRequest<'_>) -> Result<Opened, Error> {
+//!         Err(Error::UnsupportedAlgorithm("example envelope: opening not implemented".into()))
+//!     }
+//! }
+//!
+//! let plain = MessageView::parse(b"Subject: x\r\n\r\nhello\r\n").unwrap();
+//! let ours = MessageView::parse(b"Content-Type: application/x-example-envelope\r\n\r\n...\r\n").unwrap();
+//! assert!(!ExampleEnvelope.recognises(&plain) && ExampleEnvelope.recognises(&ours));
+//! // Not proven encrypted by default: the router seals such a message rather than pass it.
+//! assert!(ExampleEnvelope.proven_encrypted(&ours).is_none());
+//! // Errors carry their SMTP meaning: this one is permanent (5.x.x, a bounce), not a retry.
+//! let e = Error::UnsupportedAlgorithm("x".into());
+//! assert!(!e.is_temporary());
+//! ```
 #![forbid(unsafe_code)]
 
 mod envelope;

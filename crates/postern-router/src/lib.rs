@@ -7,6 +7,80 @@
 //! when the new file is bad. [`Router::outbound`] decides, fail-closed, what happens to each
 //! recipient of an outgoing message; [`InboundRouter::inbound`] opens and verifies mail from
 //! partners. See ARCHITECTURE.md.
+//!
+//! Outbound: a partner that requires encryption but has no usable key is held or bounced, never
+//! sent in clear; a portal partner gets portal delivery; everyone else the clear copy.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use postern_core::{Address, SecureEnvelope};
+//! use postern_router::{Directory, Disposition, Envelope, Inbound, InboundRouter, Router};
+//!
+//! let dir = Directory::from_toml(
+//!     r#"
+//!     [our]
+//!     domains = ["clinic.example"]
+//!
+//!     [[partner]]
+//!     domain = "smallpractice.example"
+//!     policy = "portal"
+//!
+//!     [[partner]]
+//!     domain = "lab.example"
+//!     standards = ["smime"]
+//!     policy = "required"          # no certificate configured: nothing may leave for it
+//!     "#,
+//!     std::path::Path::new("."),
+//! )?;
+//! let backends: Vec<Arc<dyn SecureEnvelope>> = vec![
+//!     Arc::new(postern_smime::SmimeEnvelope::new()),
+//!     Arc::new(postern_openpgp::OpenPgpEnvelope::new()),
+//! ];
+//! let envelope = Envelope {
+//!     mail_from: Some(Address::new("dr@clinic.example")?),
+//!     rcpt_to: vec![
+//!         Address::new("office@smallpractice.example")?,
+//!         Address::new("results@lab.example")?,
+//!         Address::new("someone@mail.example")?,
+//!     ],
+//! };
+//! let raw = b"From: dr@clinic.example\r\nSubject: Labs\r\n\r\nResults attached.\r\n";
+//! let rt = tokio::runtime::Runtime::new()?;
+//! let plan = rt.block_on(Router::new(backends.clone()).outbound(&dir, &envelope, raw, None));
+//!
+//! let to = |d: &Disposition| match d {
+//!     Disposition::Deliver { recipients, sealed: None, .. } => ("clear", recipients.clone()),
+//!     Disposition::Deliver { recipients, .. } => ("sealed", recipients.clone()),
+//!     Disposition::Portal { recipients } => ("portal", recipients.clone()),
+//!     Disposition::Hold { recipients, .. } | Disposition::Bounce { recipients, .. } => {
+//!         ("not sent", recipients.clone())
+//!     }
+//!     Disposition::Quarantine { recipients, .. } => ("quarantine", recipients.clone()),
+//!     _ => ("other", Vec::new()),
+//! };
+//! let who = |how: &str| -> Vec<String> {
+//!     plan.iter()
+//!         .map(to)
+//!         .filter(|(h, _)| *h == how)
+//!         .flat_map(|(_, r)| r.into_iter().map(|a| a.to_string()))
+//!         .collect()
+//! };
+//! assert_eq!(who("portal"), ["office@smallpractice.example"]);
+//! assert_eq!(who("not sent"), ["results@lab.example"]);
+//! assert_eq!(who("clear"), ["someone@mail.example"]);
+//!
+//! // Inbound: result headers that arrive from outside are removed before anything is added.
+//! let forged = b"From: x@mail.example\r\nPostern-Signature: valid\r\nSubject: hi\r\n\r\nhello\r\n";
+//! match rt.block_on(InboundRouter::new(backends).inbound(&dir, None, forged)) {
+//!     Inbound::Deliver { message, report } => {
+//!         assert!(!String::from_utf8_lossy(&message).contains("Postern-Signature: valid"));
+//!         assert!(report.is_none(), "it was not protected");
+//!     }
+//!     _ => unreachable!("plain mail from a non-partner is delivered"),
+//! }
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
 
 mod decide;
