@@ -492,3 +492,79 @@ fn an_administrator_releases_quarantined_mail_from_the_web_pages() {
         assert_eq!(last.detail, "patient consented in writing");
     });
 }
+
+/// A reply (or receipt, or sender notice) goes to the original envelope sender. Whoever submits
+/// mail chooses that address; when it is not ours, what the portal writes takes the whole
+/// outbound path — here the recipient's answer carries an SSN and is held, never sent in clear.
+#[test]
+fn a_reply_to_a_sender_outside_our_domains_is_inspected_not_sent_as_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_directory(
+        tmp.path(),
+        "[our]\ndomains = [\"clinic.example\"]\n\n[[partner]]\ndomain = \"smallpractice.example\"\n\
+         policy = \"portal\"\n",
+    );
+    let internet = SmtpSink::start(&[]);
+    let port = free_port();
+    let mut cfg = test_config(tmp.path(), &internet.addr(), "dir:inbox");
+    cfg.portal.listen = format!("127.0.0.1:{port}");
+    cfg.portal.plain_http = true;
+    cfg.portal.read_receipts = true;
+    let rt = runtime();
+    let relay = rt.block_on(postern_relay::start(&cfg)).unwrap();
+    let smtp = relay.internal_addr.unwrap().to_string();
+    let to = "office@smallpractice.example";
+    let r = send_mail(
+        &smtp,
+        "harvest@evil.example",
+        &[to],
+        &lab_message(to, "Please confirm"),
+    )
+    .unwrap();
+    assert!(r.starts_with("250"), "{r}");
+    assert!(wait_until(Duration::from_secs(30), || token_for(
+        &internet, to
+    )
+    .is_some()));
+    let token = token_for(&internet, to).unwrap();
+    let mut web = Client::new(&format!("127.0.0.1:{port}"));
+    let csrf = web.get(&format!("/m/{token}")).unwrap().csrf().unwrap();
+    web.post_form(&format!("/m/{token}/code"), &[("csrf", &csrf)])
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(30), || code_for(
+        &internet, to
+    )
+    .is_some()));
+    let code = code_for(&internet, to).unwrap();
+    let signed = web
+        .post_form(
+            &format!("/m/{token}/verify"),
+            &[("csrf", &csrf), ("code", &code)],
+        )
+        .unwrap();
+    let at = signed.header("location").unwrap().to_string();
+    web.get(&at).unwrap();
+    let csrf = web.get(&format!("{at}/reply")).unwrap().csrf().unwrap();
+    let replied = web
+        .post_multipart(
+            &format!("{at}/reply"),
+            &[
+                ("csrf", None, csrf.as_bytes()),
+                ("body", None, b"Confirmed: SSN 078-05-1120, DOB 1961-04-02."),
+            ],
+        )
+        .unwrap();
+    assert_eq!(replied.status, 200, "{}", replied.text());
+    // The reply, the read receipt and the sender notice each went through inspection.
+    assert!(
+        wait_until(Duration::from_secs(30), || relay.metrics().held.get() >= 1),
+        "the reply with the SSN is held"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    for (rcpts, m) in internet.messages() {
+        let text = String::from_utf8_lossy(&m).to_string();
+        assert!(!text.contains("078-05-1120"), "sent in clear to {rcpts:?}");
+        assert!(!text.contains(MARKER), "the original left to {rcpts:?}");
+    }
+    rt.block_on(relay.shutdown(Duration::from_secs(5)));
+}

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use postern_portal::web::ClientAddr;
-use postern_portal::{AdminDesk, Db, MasterKey, Outbox, OutgoingMail, Portal, QuarantineLine};
+use postern_portal::{
+    AdminDesk, Db, MailKind, MasterKey, Outbox, OutgoingMail, Portal, QuarantineLine,
+};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -31,9 +33,25 @@ impl Outbox for SpoolOutbox {
     async fn submit(&self, mail: OutgoingMail) -> Result<(), String> {
         let shared = self.shared.upgrade().ok_or("the relay is stopping")?;
         let id = Spool::new_id();
+        // Only what carries no PHI (notifications, codes) goes out as written. A reply, a read
+        // receipt or a sender notice names a subject or carries the recipient's text: to our
+        // own mail server it is delivered as written; to anyone else (an envelope sender that
+        // was not ours, set by whoever submitted the original) it takes the whole outbound
+        // path — inspection, and sealing for partners — like mail from our own users.
+        let dir = shared.directory.current();
+        let all_ours = mail.rcpt_to.iter().all(|r| {
+            postern_core::Address::new(r)
+                .map(|a| dir.is_ours(a.domain()))
+                .unwrap_or(false)
+        });
+        let origin = match mail.kind {
+            MailKind::Notification | MailKind::Code => Origin::Portal,
+            _ if all_ours => Origin::Portal,
+            _ => Origin::Internal,
+        };
         let entry = Entry::new(
             id.clone(),
-            Origin::Portal,
+            origin,
             "portal",
             mail.mail_from,
             mail.rcpt_to.into_iter().map(Recipient::new).collect(),
@@ -48,7 +66,7 @@ impl Outbox for SpoolOutbox {
             .map_err(|e| e.to_string())?;
         shared.metrics.queue_depth.inc();
         shared.scheduler.submit(&id, unix_ms());
-        tracing::info!(queue_id = %id, kind = ?mail.kind, "portal mail queued");
+        tracing::info!(queue_id = %id, kind = ?mail.kind, origin = ?origin, "portal mail queued");
         Ok(())
     }
 }
