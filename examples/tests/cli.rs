@@ -718,15 +718,15 @@ fn dlp_scan_catches_the_adversarial_corpus() {
 /// portal hold released is the administrator's yes and skips it.
 #[test]
 fn releasing_an_error_hold_retries_with_inspection() {
-    use postern_relay::spool::{Entry, Origin, RcptState, Recipient, Spool};
+    use postern_relay::spool::{Entry, HoldKind, Origin, RcptState, Recipient, Spool};
     let dir = tempfile::tempdir().unwrap();
     let config = common::write_config(dir.path(), 0, "dir:outbox", "dir:inbox", "1h", "");
     let spool = Spool::open(&dir.path().join("data/spool")).unwrap();
-    for (kind, skips_inspection) in [("error", false), ("portal", true)] {
+    for (kind, skips_inspection) in [(HoldKind::Error, false), (HoldKind::Portal, true)] {
         let id = Spool::new_id();
         let mut r = Recipient::new("c@gmail.test".into());
         r.state = RcptState::Held {
-            kind: kind.into(),
+            kind,
             reason: "held".into(),
         };
         let e = Entry::new(id.clone(), Origin::Internal, "127.0.0.1", None, vec![r], 3);

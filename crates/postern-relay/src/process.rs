@@ -14,7 +14,7 @@ use crate::config::NextHop;
 use crate::dsn::{self, Failure};
 use crate::relay::Shared;
 use crate::smtp::client::Outcome;
-use crate::spool::{Entry, Origin, RcptState, Recipient, Spool};
+use crate::spool::{Entry, HoldKind, Origin, RcptState, Recipient, Spool};
 use crate::transport::{self, Handover};
 use crate::util::{contain_panic, unix_ms};
 
@@ -36,11 +36,17 @@ enum Step {
         status: String,
         reason: String,
     },
-    Hold {
+    /// To the quarantine store.
+    Quarantine {
         idx: Vec<usize>,
-        kind: &'static str,
         reason: String,
         verdict: Option<serde_json::Value>,
+    },
+    /// Kept in the spool for an administrator.
+    Keep {
+        idx: Vec<usize>,
+        kind: HoldKind,
+        reason: String,
     },
     /// Stored in the portal; the recipient is notified.
     Portal {
@@ -85,7 +91,7 @@ async fn process_inner(shared: &Shared, id: &str) -> std::io::Result<Option<u64>
         Err(()) => {
             shared.metrics.panics.inc();
             tracing::error!(queue_id = %id, "internal error while deciding; message held");
-            vec![Step::Hold {
+            vec![Step::Keep {
                 idx: entry
                     .recipients
                     .iter()
@@ -93,11 +99,10 @@ async fn process_inner(shared: &Shared, id: &str) -> std::io::Result<Option<u64>
                     .filter(|(_, r)| r.state == RcptState::Pending)
                     .map(|(i, _)| i)
                     .collect(),
-                kind: "error",
+                kind: HoldKind::Error,
                 reason: "internal error while processing this message (held for review; \
                          `queue release` retries it)"
                     .into(),
-                verdict: None,
             }]
         }
     };
@@ -190,9 +195,8 @@ async fn process_inner(shared: &Shared, id: &str) -> std::io::Result<Option<u64>
                     bounce(r, &status, reason.clone());
                 }
             }
-            Step::Hold {
+            Step::Quarantine {
                 idx,
-                kind: "quarantine",
                 reason,
                 verdict,
             } => {
@@ -241,7 +245,7 @@ async fn process_inner(shared: &Shared, id: &str) -> std::io::Result<Option<u64>
                         shared.metrics.held.inc();
                         summary.push(format!("{} portal-held", domain(&r.address)));
                         r.state = RcptState::Held {
-                            kind: "portal".into(),
+                            kind: HoldKind::Portal,
                             reason: "portal delivery, but no portal is configured \
                                      (portal.listen); `queue release` sends it in clear"
                                 .into(),
@@ -285,15 +289,13 @@ async fn process_inner(shared: &Shared, id: &str) -> std::io::Result<Option<u64>
                     }
                 }
             }
-            Step::Hold {
-                idx, kind, reason, ..
-            } => {
+            Step::Keep { idx, kind, reason } => {
                 for i in idx {
                     let r = &mut entry.recipients[i];
                     shared.metrics.held.inc();
                     summary.push(format!("{} {kind}", domain(&r.address)));
                     r.state = RcptState::Held {
-                        kind: kind.into(),
+                        kind,
                         reason: reason.clone(),
                     };
                 }
@@ -488,9 +490,8 @@ async fn plan(shared: &Shared, entry: &Entry, data: &[u8]) -> Vec<Step> {
                     sealed: None,
                     tls_required: false,
                 }),
-                Inbound::Quarantine { reason, .. } => steps.push(Step::Hold {
+                Inbound::Quarantine { reason, .. } => steps.push(Step::Quarantine {
                     idx: ours,
-                    kind: "quarantine",
                     reason,
                     verdict: None,
                 }),
@@ -608,9 +609,8 @@ async fn plan(shared: &Shared, entry: &Entry, data: &[u8]) -> Vec<Step> {
                     .iter()
                     .any(|r| dir.partner_for(r.domain()).is_some()) =>
             {
-                steps.push(Step::Hold {
+                steps.push(Step::Quarantine {
                     idx: take(&recipients),
-                    kind: "quarantine",
                     reason: content_reason("plain copy to a partner".into()),
                     verdict: verdict.clone(),
                 })
@@ -643,9 +643,8 @@ async fn plan(shared: &Shared, entry: &Entry, data: &[u8]) -> Vec<Step> {
                     reason,
                 })
             }
-            Disposition::Quarantine { recipients, reason } => steps.push(Step::Hold {
+            Disposition::Quarantine { recipients, reason } => steps.push(Step::Quarantine {
                 idx: take(&recipients),
-                kind: "quarantine",
                 reason: content_reason(reason),
                 verdict: verdict.clone(),
             }),

@@ -52,13 +52,33 @@ pub enum RcptState {
         /// The quarantine ID.
         id: String,
     },
-    /// Kept for an administrator (portal delivery, until the portal lands).
+    /// Kept for an administrator (`queue release` sends it on).
     Held {
-        /// `portal`, or `error` (held after an internal error while deciding).
-        kind: String,
-        /// Why.
+        /// Why it is kept.
+        kind: HoldKind,
+        /// Why, in words.
         reason: String,
     },
+}
+
+/// Why a recipient is kept in the spool for an administrator. Stored as `portal` / `error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HoldKind {
+    /// Portal delivery, but no portal is configured: releasing it is the administrator's yes
+    /// to sending it in clear.
+    Portal,
+    /// An internal error while deciding: releasing it retries, with content inspection.
+    Error,
+}
+
+impl std::fmt::Display for HoldKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HoldKind::Portal => "portal",
+            HoldKind::Error => "error",
+        })
+    }
 }
 
 /// One envelope recipient.
@@ -372,6 +392,29 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hold_kinds_keep_the_spool_format_of_earlier_versions() {
+        let held = RcptState::Held {
+            kind: HoldKind::Error,
+            reason: "r".into(),
+        };
+        let text = serde_json::to_string(&held).unwrap();
+        assert_eq!(text, r#"{"state":"held","kind":"error","reason":"r"}"#);
+        let old: RcptState =
+            serde_json::from_str(r#"{"state":"held","kind":"portal","reason":"x"}"#).unwrap();
+        assert!(matches!(
+            old,
+            RcptState::Held {
+                kind: HoldKind::Portal,
+                ..
+            }
+        ));
+        assert!(serde_json::from_str::<RcptState>(
+            r#"{"state":"held","kind":"made-up","reason":"x"}"#
+        )
+        .is_err());
+    }
 
     fn entry(id: &str) -> Entry {
         Entry {

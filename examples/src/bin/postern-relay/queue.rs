@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use postern_relay::spool::{Entry, RcptState, Spool};
+use postern_relay::spool::{Entry, HoldKind, RcptState, Spool};
 use postern_relay::RelayConfig;
 
 #[derive(clap::Args)]
@@ -150,7 +150,7 @@ pub fn run(args: QueueArgs) -> Result<bool, String> {
             let mut after_error = false;
             for r in e.recipients.iter_mut() {
                 if let RcptState::Held { kind, .. } = &r.state {
-                    after_error |= kind == "error";
+                    after_error |= *kind == HoldKind::Error;
                     r.state = RcptState::Pending;
                     n += 1;
                 }
