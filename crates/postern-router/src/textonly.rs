@@ -138,8 +138,10 @@ fn html_text(html: &str) -> String {
         .replace("&amp;", "&")
 }
 
-/// Every word that is or holds a link (`scheme://`, `www.`, `data:`, `cid:`) becomes
-/// `[link removed]`: the text may have been rewritten by an attacker to carry one.
+/// Every word that is or holds a link (`scheme://`, `scheme:/`, `www.`, `data:`, `cid:`, or a
+/// host name followed by a path or query, `evil.example/?x`) becomes `[link removed]`: the text
+/// may have been rewritten by an attacker to carry one, and a rewritten tag can be cut short by
+/// the garbage block a CBC gadget leaves, spilling the rest of its URL into the text.
 fn remove_links(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for (i, line) in text.split('\n').enumerate() {
@@ -151,6 +153,9 @@ fn remove_links(text: &str) -> String {
             .map(|w| {
                 let l = w.to_ascii_lowercase();
                 if l.contains("://")
+                    || l.contains("http:")
+                    || l.contains("https:")
+                    || host_with_path(&l)
                     || l.contains("www.")
                     || l.contains("data:")
                     || l.contains("cid:")
@@ -168,9 +173,43 @@ fn remove_links(text: &str) -> String {
     out
 }
 
+/// `name.tld/…`, `name.tld?…` or `name.tld#…` anywhere in a word: a host and a path, as
+/// autolinking mail clients read them (dates like 12/03/2026 and words like and/or have no
+/// dotted letters before the slash).
+fn host_with_path(word: &str) -> bool {
+    let b = word.as_bytes();
+    b.iter().enumerate().any(|(i, &c)| {
+        if c != b'.' || i == 0 || !b[i - 1].is_ascii_alphanumeric() {
+            return false;
+        }
+        let letters = b[i + 1..]
+            .iter()
+            .take_while(|x| x.is_ascii_alphabetic())
+            .count();
+        letters >= 2 && matches!(b.get(i + 1 + letters), Some(b'/' | b'?' | b'#'))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_spilled_out_of_a_cut_short_tag_is_removed_but_ordinary_text_stays() {
+        let t = remove_links(
+            "zz\u{fffd}s/evil.example/?a\"> and http:/x and result 12/03/2026, and/or e.g. this.",
+        );
+        assert!(!t.contains("evil.example"), "{t}");
+        assert!(!t.contains("http:"), "{t}");
+        assert!(
+            t.contains("12/03/2026") && t.contains("and/or") && t.contains("e.g. this."),
+            "{t}"
+        );
+        assert!(host_with_path("a.bc/"));
+        assert!(host_with_path("x.com?q"));
+        assert!(!host_with_path("v1.2/3"));
+        assert!(!host_with_path(".com/"));
+    }
 
     #[test]
     fn html_becomes_text_without_anything_that_loads() {
