@@ -17,7 +17,7 @@ use crate::audit::Action;
 use crate::letters;
 use crate::service::Portal;
 use crate::store::Session;
-use crate::web::{csrf_ok, page, session, Client, Refusal};
+use crate::web::{cookie_header, csrf_ok, limit, page, session, Client, Refusal};
 
 type Shared = Arc<Portal>;
 
@@ -101,9 +101,7 @@ async fn finish(p: &Portal, r: Result<Response, Refusal>) -> Response {
 async fn dashboard(State(p): State<Shared>, Client(ip): Client, headers: HeaderMap) -> Response {
     let r = async {
         let Some((s, user)) = admin_session(&p, &headers).await? else {
-            if !p.limiter.allow(ip) {
-                return Err(Refusal::TooMany(String::new()));
-            }
+            limit(&p, ip)?;
             let (cookie, s) = p.store.new_session(None, false).await?;
             return Ok(login_page(&p, &s, &cookie, None));
         };
@@ -179,12 +177,6 @@ async fn dashboard(State(p): State<Shared>, Client(ip): Client, headers: HeaderM
 }
 
 fn login_page(p: &Portal, s: &Session, cookie: &str, error: Option<&str>) -> Response {
-    let secure = if p.secure_cookies { "; Secure" } else { "" };
-    let name = if p.secure_cookies {
-        "__Host-postern"
-    } else {
-        "postern"
-    };
     let status = if error.is_some() {
         StatusCode::UNAUTHORIZED
     } else {
@@ -192,7 +184,7 @@ fn login_page(p: &Portal, s: &Session, cookie: &str, error: Option<&str>) -> Res
     };
     (
         status,
-        [(axum::http::header::SET_COOKIE, format!("{name}={cookie}; Path=/; HttpOnly; SameSite=Lax{secure}"))],
+        [cookie_header(p, cookie)],
         page(p, "Administrator sign-in", None, html! {
             h1 { "Administrator sign-in" }
             @if let Some(e) = error { p class="error" role="alert" { (e) } }
@@ -223,9 +215,7 @@ async fn login(
     Form(f): Form<LoginForm>,
 ) -> Response {
     let r = async {
-        if !p.limiter.allow(ip) {
-            return Err(Refusal::TooMany(String::new()));
-        }
+        limit(&p, ip)?;
         let s = session(&p, &headers).await?.ok_or(Refusal::Forbidden)?;
         if !csrf_ok(&s, &f.csrf) {
             return Err(Refusal::Forbidden);
@@ -257,20 +247,7 @@ async fn login(
             ));
         }
         let (cookie, _) = p.store.prove(&s, &user, "password", true).await?;
-        let secure = if p.secure_cookies { "; Secure" } else { "" };
-        let name = if p.secure_cookies {
-            "__Host-postern"
-        } else {
-            "postern"
-        };
-        Ok((
-            [(
-                axum::http::header::SET_COOKIE,
-                format!("{name}={cookie}; Path=/; HttpOnly; SameSite=Lax{secure}"),
-            )],
-            Redirect::to("/admin"),
-        )
-            .into_response())
+        Ok(([cookie_header(&p, &cookie)], Redirect::to("/admin")).into_response())
     }
     .await;
     finish(&p, r).await

@@ -247,7 +247,7 @@ fn cookie_name(p: &Portal) -> &'static str {
     }
 }
 
-fn cookie_header(p: &Portal, value: &str) -> (header::HeaderName, String) {
+pub(crate) fn cookie_header(p: &Portal, value: &str) -> (header::HeaderName, String) {
     let secure = if p.secure_cookies { "; Secure" } else { "" };
     (
         header::SET_COOKIE,
@@ -323,7 +323,7 @@ async fn owned(p: &Portal, id: &str, address: &str) -> Result<MessageMeta, Refus
     Ok(m)
 }
 
-fn limit(p: &Portal, client: IpAddr) -> Result<(), Refusal> {
+pub(crate) fn limit(p: &Portal, client: IpAddr) -> Result<(), Refusal> {
     if p.limiter.allow(client) {
         Ok(())
     } else {
@@ -758,26 +758,78 @@ async fn verify_code(
         let s = link_session(&p, &headers, &m, &f.csrf).await?;
         let cfg = &p.settings;
         match p.store.check_code(&m.id, &f.code, cfg.max_failures, cfg.lock_secs).await? {
-            CodeCheck::Accepted => {
-                let (cookie, _) = p.store.prove(&s, &m.recipient, "one-time code", false).await?;
-                p.audit.append(&m.recipient, Action::SignedIn, &m.id, Some(ip), "one-time code").await?;
-                Ok(([cookie_header(&p, &cookie)], Redirect::to(&format!("/message/{}", m.id))).into_response())
-            }
+            CodeCheck::Accepted => signed_in_by_link(&p, &s, &m, ip, "one-time code").await,
             CodeCheck::Wrong { locked } => {
-                p.audit.append(&m.recipient, Action::CodeFailed, &m.id, Some(ip), "wrong or expired code").await?;
-                if locked {
-                    p.audit.append("postern", Action::Locked, &m.id, Some(ip), "too many wrong codes").await?;
-                }
-                let m = p.store.meta(&m.id).await?;
-                let status = if locked { StatusCode::TOO_MANY_REQUESTS } else { StatusCode::BAD_REQUEST };
-                let note = Note::Error("That code is not right, or it has expired or was already used. Check the newest email, or ask for a new code.".into());
-                Ok((status, link_page(&p, &token, &m, &s, note).await?).into_response())
+                let note = "That code is not right, or it has expired or was already used. Check the newest email, or ask for a new code.";
+                failed_on_link(&p, &token, &m, &s, ip, locked, "code", note).await
             }
             CodeCheck::Locked(_) => Ok((StatusCode::TOO_MANY_REQUESTS, link_page(&p, &token, &m, &s, Note::None).await?).into_response()),
         }
     }
     .await;
     done(p, r).await
+}
+
+/// The address is proven through a link: a new session (new cookie), audited, on to the message.
+async fn signed_in_by_link(
+    p: &Portal,
+    s: &Session,
+    m: &MessageMeta,
+    ip: IpAddr,
+    proof: &str,
+) -> PageResult {
+    let (cookie, _) = p.store.prove(s, &m.recipient, proof, false).await?;
+    p.audit
+        .append(&m.recipient, Action::SignedIn, &m.id, Some(ip), proof)
+        .await?;
+    Ok((
+        [cookie_header(p, &cookie)],
+        Redirect::to(&format!("/message/{}", m.id)),
+    )
+        .into_response())
+}
+
+/// A wrong code or password on a link (already counted by the store): audited, and the link
+/// page again, 429 once this failure locked the link.
+#[allow(clippy::too_many_arguments)]
+async fn failed_on_link(
+    p: &Portal,
+    token: &str,
+    m: &MessageMeta,
+    s: &Session,
+    ip: IpAddr,
+    locked: bool,
+    what: &str,
+    message: &str,
+) -> PageResult {
+    p.audit
+        .append(
+            &m.recipient,
+            Action::CodeFailed,
+            &m.id,
+            Some(ip),
+            &format!("wrong {what}"),
+        )
+        .await?;
+    if locked {
+        p.audit
+            .append(
+                "postern",
+                Action::Locked,
+                &m.id,
+                Some(ip),
+                &format!("too many wrong {what}s"),
+            )
+            .await?;
+    }
+    let m = p.store.meta(&m.id).await?;
+    let status = if locked {
+        StatusCode::TOO_MANY_REQUESTS
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    let page = link_page(p, token, &m, s, Note::Error(message.into())).await?;
+    Ok((status, page).into_response())
 }
 
 #[derive(Deserialize)]
@@ -806,51 +858,21 @@ async fn link_password(
         }
         let hash = p.store.password_hash(&m.recipient).await?;
         if check_password(hash, f.password).await {
-            let (cookie, _) = p.store.prove(&s, &m.recipient, "password", false).await?;
-            p.audit
-                .append(&m.recipient, Action::SignedIn, &m.id, Some(ip), "password")
-                .await?;
-            return Ok((
-                [cookie_header(&p, &cookie)],
-                Redirect::to(&format!("/message/{}", m.id)),
-            )
-                .into_response());
+            return signed_in_by_link(&p, &s, &m, ip, "password").await;
         }
         let cfg = &p.settings;
         let locked = p.store.fail(&m.id, cfg.max_failures, cfg.lock_secs).await?;
-        p.audit
-            .append(
-                &m.recipient,
-                Action::CodeFailed,
-                &m.id,
-                Some(ip),
-                "wrong password",
-            )
-            .await?;
-        if locked {
-            p.audit
-                .append(
-                    "postern",
-                    Action::Locked,
-                    &m.id,
-                    Some(ip),
-                    "too many wrong passwords",
-                )
-                .await?;
-        }
-        let m = p.store.meta(&m.id).await?;
-        Ok((
-            StatusCode::BAD_REQUEST,
-            link_page(
-                &p,
-                &token,
-                &m,
-                &s,
-                Note::Error("That password is not right.".into()),
-            )
-            .await?,
+        failed_on_link(
+            &p,
+            &token,
+            &m,
+            &s,
+            ip,
+            locked,
+            "password",
+            "That password is not right.",
         )
-            .into_response())
+        .await
     }
     .await;
     done(p, r).await
