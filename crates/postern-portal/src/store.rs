@@ -313,28 +313,38 @@ impl Store {
 
     /// The message a link token opens (any state: the page says why it is gone).
     pub async fn by_token(&self, token: &str) -> Result<MessageMeta, StoreError> {
-        let q = concat!(
-            "SELECT ",
-            meta_columns!(),
-            " FROM portal_message WHERE token_hash = $1"
-        );
-        let row = sqlx::query(q)
-            .bind(sha256_hex(token.as_bytes()))
-            .fetch_optional(self.db.pool())
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        Ok(meta(&row)?)
+        self.meta_where(
+            concat!(
+                "SELECT ",
+                meta_columns!(),
+                " FROM portal_message WHERE token_hash = $1"
+            ),
+            &sha256_hex(token.as_bytes()),
+        )
+        .await
     }
 
     /// The message a sender's withdrawal link names.
     pub async fn by_revoke_token(&self, token: &str) -> Result<MessageMeta, StoreError> {
-        let q = concat!(
-            "SELECT ",
-            meta_columns!(),
-            " FROM portal_message WHERE revoke_hash = $1"
-        );
-        let row = sqlx::query(q)
-            .bind(sha256_hex(token.as_bytes()))
+        self.meta_where(
+            concat!(
+                "SELECT ",
+                meta_columns!(),
+                " FROM portal_message WHERE revoke_hash = $1"
+            ),
+            &sha256_hex(token.as_bytes()),
+        )
+        .await
+    }
+
+    /// The one message `query` (with one parameter) finds.
+    async fn meta_where(
+        &self,
+        query: &'static str,
+        value: &str,
+    ) -> Result<MessageMeta, StoreError> {
+        let row = sqlx::query(query)
+            .bind(value)
             .fetch_optional(self.db.pool())
             .await?
             .ok_or(StoreError::NotFound)?;
@@ -343,17 +353,15 @@ impl Store {
 
     /// One message.
     pub async fn meta(&self, id: &str) -> Result<MessageMeta, StoreError> {
-        let q = concat!(
-            "SELECT ",
-            meta_columns!(),
-            " FROM portal_message WHERE id = $1"
-        );
-        let row = sqlx::query(q)
-            .bind(id)
-            .fetch_optional(self.db.pool())
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        Ok(meta(&row)?)
+        self.meta_where(
+            concat!(
+                "SELECT ",
+                meta_columns!(),
+                " FROM portal_message WHERE id = $1"
+            ),
+            id,
+        )
+        .await
     }
 
     /// Every message, newest first (administration), optionally of one recipient.
