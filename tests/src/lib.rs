@@ -203,6 +203,80 @@ impl Pki {
         }
     }
 
+    /// A subordinate CA issued by this one, with `extra` extension lines (openssl `-extfile`
+    /// syntax, e.g. `nameConstraints=critical,excluded;email:partner.example`); its `issue`
+    /// signs with the subordinate, and its `ca_cert` is the subordinate's certificate.
+    pub fn subordinate(&self, cn: &str, extra: &str) -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = dir.path().join("ca.key");
+        let ca_cert = dir.path().join("ca.pem");
+        let csr = dir.path().join("ca.csr");
+        let ext = dir.path().join("ca.ext");
+        run_ok(
+            openssl()
+                .args([
+                    "genpkey",
+                    "-algorithm",
+                    "RSA",
+                    "-pkeyopt",
+                    "rsa_keygen_bits:2048",
+                    "-out",
+                ])
+                .arg(&ca_key),
+            b"",
+        );
+        run_ok(
+            openssl()
+                .args(["req", "-new", "-subj"])
+                .arg(format!("/O=Postern Test/CN={cn}"))
+                .arg("-key")
+                .arg(&ca_key)
+                .arg("-out")
+                .arg(&csr),
+            b"",
+        );
+        // `extra` may replace the basic constraints (to set a path length).
+        let bc = if extra.contains("basicConstraints=") {
+            ""
+        } else {
+            "basicConstraints=critical,CA:TRUE\n"
+        };
+        std::fs::write(
+            &ext,
+            format!(
+                "{bc}keyUsage=critical,keyCertSign,cRLSign\n\
+                 subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n{extra}\n"
+            ),
+        )
+        .unwrap();
+        let n = self
+            .serial
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        run_ok(
+            openssl()
+                .args(["x509", "-req", "-days", "30", "-in"])
+                .arg(&csr)
+                .arg("-CA")
+                .arg(&self.ca_cert)
+                .arg("-CAkey")
+                .arg(&self.ca_key)
+                .arg("-set_serial")
+                .arg(n.to_string())
+                .arg("-extfile")
+                .arg(&ext)
+                .arg("-out")
+                .arg(&ca_cert),
+            b"",
+        );
+        Pki {
+            dir,
+            ca_cert,
+            ca_key,
+            serial: std::sync::atomic::AtomicU32::new(5000),
+        }
+    }
+
     /// The CA certificate bytes.
     pub fn ca_pem(&self) -> Vec<u8> {
         std::fs::read(&self.ca_cert).unwrap()

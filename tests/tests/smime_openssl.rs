@@ -615,3 +615,94 @@ fn unsorted_signed_attributes_and_chunked_encrypted_content_are_read() {
         .unwrap();
     assert!(String::from_utf8_lossy(&opened.message).contains("does not sort"));
 }
+
+/// Name constraints, path length and unknown critical extensions in an intermediate CA: a
+/// signer OpenSSL refuses is not `trusted` for us either, and one it accepts is.
+#[test]
+fn path_validation_agrees_with_openssl_on_constrained_intermediates() {
+    let root = Pki::new();
+    let policy = Policy::default();
+    let msg = sample_message(1);
+    let anchors = vec![root.ca_pem()];
+    let cases: [(&str, bool, &str); 6] = [
+        (
+            "nameConstraints=critical,permitted;email:partner.example",
+            true,
+            "",
+        ),
+        (
+            "nameConstraints=critical,permitted;email:.partner.example",
+            false,
+            "name constraints",
+        ),
+        (
+            "nameConstraints=critical,excluded;email:partner.example",
+            false,
+            "excluded subtree",
+        ),
+        (
+            "nameConstraints=critical,permitted;email:other.example",
+            false,
+            "not permitted",
+        ),
+        (
+            "1.3.6.1.4.1.55555.1=critical,ASN1:NULL",
+            false,
+            "unknown critical extension",
+        ),
+        (
+            "basicConstraints=critical,CA:TRUE,pathlen:0",
+            false,
+            "allows 0 intermediates",
+        ),
+    ];
+    for (extra, accepted, why) in cases {
+        // The pathlen case puts a second CA below the constrained one.
+        let int = root.subordinate("Partner Issuing CA", extra);
+        let (issuer, chain) = if extra.starts_with("basicConstraints") {
+            let below = int.subordinate("Partner Sub CA", "");
+            let mut chain = std::fs::read(&int.ca_cert).unwrap();
+            chain.extend(std::fs::read(&below.ca_cert).unwrap());
+            (below, chain)
+        } else {
+            let chain = std::fs::read(&int.ca_cert).unwrap();
+            (int, chain)
+        };
+        let chain_file = root.file("chain.pem", &chain);
+        let signer = issuer.issue("alice@partner.example", KeyKind::Rsa(2048));
+        let signed = run_ok(
+            openssl()
+                .args(["cms", "-sign", "-signer"])
+                .arg(&signer.cert)
+                .arg("-inkey")
+                .arg(&signer.key)
+                .arg("-certfile")
+                .arg(&chain_file),
+            &msg,
+        );
+        let theirs = run(
+            openssl()
+                .args(["cms", "-verify", "-out", "/dev/null", "-CAfile"])
+                .arg(&root.ca_cert),
+            &signed,
+        );
+        assert_eq!(
+            theirs.status.success(),
+            accepted,
+            "OpenSSL on {extra}: {}",
+            String::from_utf8_lossy(&theirs.stderr)
+        );
+        let view = MessageView::parse(&signed).unwrap();
+        let req = OpenRequest::new(&[], &policy).with_trust_anchors(&anchors);
+        let opened = SmimeEnvelope::new().open_sync(&view, &req).unwrap();
+        let sig = &opened.report.signatures[0];
+        match &sig.chain {
+            ChainStatus::Trusted { .. } => assert!(accepted, "trusted under {extra}"),
+            ChainStatus::Untrusted(reason) => {
+                assert!(!accepted, "refused under {extra}: {reason}");
+                assert!(reason.contains(why), "{extra}: {reason}");
+            }
+            other => panic!("{extra}: {other:?}"),
+        }
+    }
+}

@@ -18,11 +18,14 @@ mod asn1;
 mod ber;
 mod certinfo;
 mod chain;
+mod constraints;
+pub mod crl;
 mod crypto;
 mod enveloped;
 pub mod keys;
 mod names;
 mod oids;
+pub mod path;
 mod recipient;
 mod signed;
 
