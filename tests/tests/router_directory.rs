@@ -267,3 +267,99 @@ fn reload_keeps_the_directory_in_force_when_the_new_one_is_bad() {
     assert!(e.to_string().contains("no usable key"), "{e}");
     assert!(std::sync::Arc::ptr_eq(&before, &shared.current()));
 }
+
+/// A partner certificate bound to another organisation's addresses is an error (mail for the
+/// partner would be readable there) unless the entry names that domain on purpose; a file with
+/// a CA chain seals to its end-entity certificate only, and one with two end-entity
+/// certificates is pointed out (mail goes to both).
+#[test]
+fn foreign_and_bundled_partner_certificates_are_reported() {
+    let s = setup();
+    let other = s.pki.issue("gw@other.example", KeyKind::Rsa(2048));
+    let second = s.pki.issue("gw2@good.example", KeyKind::Rsa(2048));
+    let good = s.pki.issue("gw@good.example", KeyKind::Rsa(2048));
+    std::fs::copy(&other.cert, s.dir.path().join("other.pem")).unwrap();
+    // CA first, as a careless export puts it.
+    let mut chain = s.pki.ca_pem();
+    chain.extend(good.cert_pem());
+    std::fs::write(s.dir.path().join("chain.pem"), &chain).unwrap();
+    let mut two = good.cert_pem();
+    two.extend(second.cert_pem());
+    std::fs::write(s.dir.path().join("two.pem"), &two).unwrap();
+    let text = r#"
+[our]
+domains = ["clinic.example"]
+
+[[partner]]
+domain = "good.example"
+standards = ["smime"]
+policy = "required"
+smime_certificates = ["other.pem"]
+
+[[partner]]
+domain = "hosted.example"
+standards = ["smime"]
+policy = "required"
+smime_certificates = ["other.pem"]
+certificate_domains = ["other.example"]
+
+[[partner]]
+domain = "*.good.example"
+standards = ["smime"]
+policy = "required"
+smime_certificates = ["chain.pem"]
+
+[[partner]]
+domain = "two.good.example"
+standards = ["smime"]
+policy = "required"
+smime_certificates = ["two.pem"]
+"#;
+    let dir = Directory::from_toml(text, s.dir.path()).unwrap();
+    let f = validate(&dir, SystemTime::now());
+    let errors = |subject: &str| {
+        f.iter()
+            .filter(|x| x.subject == subject && x.severity == Severity::Error)
+            .map(|x| x.message.clone())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        errors("good.example")
+            .iter()
+            .any(|m| m.contains("belongs to other.example")),
+        "{f:?}"
+    );
+    assert!(errors("hosted.example").is_empty(), "{f:?}");
+    assert!(errors("*.good.example").is_empty(), "{f:?}");
+    assert!(
+        f.iter().any(|x| x.subject == "two.good.example"
+            && x.severity == Severity::Warning
+            && x.message.contains("holds 2 certificates")),
+        "{f:?}"
+    );
+    assert!(
+        !f.iter()
+            .any(|x| x.subject == "*.good.example" && x.message.contains("holds")),
+        "a CA certificate in the file is chain material, not a recipient: {f:?}"
+    );
+
+    // Sealing to the bundle: OpenSSL opens it with the partner's key, and the CA is not a
+    // recipient; the two-certificate file reaches both holders.
+    use postern_core::{MessageView, Policy, SealRequest};
+    use postern_smime::SmimeEnvelope;
+    let policy = Policy::default();
+    let msg = postern_tests::sample_message(1);
+    let view = MessageView::parse(&msg).unwrap();
+    let sealed = SmimeEnvelope::new()
+        .seal_sync(&view, &SealRequest::encrypt(&[chain], &policy))
+        .unwrap();
+    good.openssl_decrypt(&sealed);
+    let sealed = SmimeEnvelope::new()
+        .seal_sync(&view, &SealRequest::encrypt(&[two], &policy))
+        .unwrap();
+    good.openssl_decrypt(&sealed);
+    second.openssl_decrypt(&sealed);
+    let only_ca =
+        SmimeEnvelope::new().seal_sync(&view, &SealRequest::encrypt(&[s.pki.ca_pem()], &policy));
+    assert!(only_ca.is_err(), "sealed to a CA certificate");
+}

@@ -252,4 +252,42 @@ pub trait SecureEnvelope: Send + Sync + fmt::Debug {
         let _ = msg;
         None
     }
+
+    /// Whom the certificates in `bytes` (one file: a PEM bundle, a keyring) belong to, one
+    /// summary per certificate, so a directory check can tell a partner's certificate from
+    /// someone else's without knowing the format. The default knows nothing (an empty list),
+    /// which the check reports as "cannot tell".
+    fn describe_certificates(&self, bytes: &[u8]) -> Result<Vec<CertificateSummary>, Error> {
+        let _ = bytes;
+        Ok(Vec::new())
+    }
+}
+
+/// Whom one certificate belongs to, as [`SecureEnvelope::describe_certificates`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CertificateSummary {
+    /// Subject or fingerprint, for messages.
+    pub description: String,
+    /// E-mail addresses it is bound to, lower-case.
+    pub addresses: Vec<String>,
+    /// Domains it is bound to as a whole (an S/MIME dNSName, as Direct Project domain
+    /// certificates are), lower-case.
+    pub domains: Vec<String>,
+    /// A certificate authority: chain material, never an encryption recipient.
+    pub authority: bool,
+}
+
+impl CertificateSummary {
+    /// The domains it speaks for: its own, and those of its addresses.
+    pub fn all_domains(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .addresses
+            .iter()
+            .filter_map(|a| a.rsplit_once('@').map(|(_, d)| d.to_string()))
+            .chain(self.domains.iter().cloned())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
 }

@@ -84,7 +84,8 @@ mod printable;
 mod report;
 
 pub use envelope::{
-    Credential, OpenRequest, SealRequest, SecretBytes, SecureEnvelope, SignRequest, Standard,
+    CertificateSummary, Credential, OpenRequest, SealRequest, SecretBytes, SecureEnvelope,
+    SignRequest, Standard,
 };
 pub use error::{Error, Result, SmtpReply};
 pub use identity::{Address, Domain};

@@ -367,4 +367,19 @@ impl SecureEnvelope for OpenPgpEnvelope {
     fn proven_encrypted(&self, msg: &MessageView<'_>) -> Option<Vec<u8>> {
         proof::proven_encrypted(msg)
     }
+
+    fn describe_certificates(
+        &self,
+        bytes: &[u8],
+    ) -> Result<Vec<postern_core::CertificateSummary>, Error> {
+        Ok(keys::parse_certs(bytes)?
+            .iter()
+            .map(|c| postern_core::CertificateSummary {
+                description: keys::describe(c),
+                addresses: keys::emails(c),
+                domains: Vec::new(),
+                authority: false,
+            })
+            .collect())
+    }
 }

@@ -104,6 +104,16 @@ impl DomainPattern {
     }
 }
 
+impl DomainPattern {
+    /// Is `domain` the organisation this pattern names: its domain or any below it (a
+    /// certificate for `gw@partner.example` belongs to `*.partner.example` too)?
+    pub fn owns(&self, domain: &Domain) -> bool {
+        match self {
+            DomainPattern::Exact(d) | DomainPattern::Subdomains(d) => domain.is_within(d),
+        }
+    }
+}
+
 impl fmt::Display for DomainPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -136,6 +146,9 @@ pub struct Partner {
     pub accept_legacy: Vec<Legacy>,
     /// Days its portal messages stay readable (`None`: the portal's default).
     pub portal_days: Option<u32>,
+    /// Other domains whose certificates this partner uses on purpose (a shared gateway of a
+    /// hosting provider, a parent organisation); without them such a certificate is an error.
+    pub certificate_domains: Vec<Domain>,
     /// Line of the entry in the directory file (0 when built in Rust).
     pub line: usize,
 }
@@ -154,6 +167,7 @@ impl Partner {
             unsigned_cbc: None,
             accept_legacy: Vec::new(),
             portal_days: None,
+            certificate_domains: Vec::new(),
             line: 0,
         }
     }
@@ -272,6 +286,8 @@ struct RawPartner {
     accept_legacy: Vec<Spanned<String>>,
     #[serde(default)]
     portal_days: Option<Spanned<u32>>,
+    #[serde(default)]
+    certificate_domains: Vec<Spanned<String>>,
 }
 
 /// 1-based line of a byte offset.
@@ -417,6 +433,15 @@ impl Directory {
                         line: at(d.span()),
                         message: "portal_days must be between 1 and 3650".into(),
                     });
+                }
+            }
+            for d in &p.certificate_domains {
+                match Domain::new(d.get_ref()) {
+                    Ok(d) => partner.certificate_domains.push(d),
+                    Err(e) => problems.push(Problem {
+                        line: at(d.span()),
+                        message: format!("certificate_domains: {e}"),
+                    }),
                 }
             }
             for l in &p.accept_legacy {

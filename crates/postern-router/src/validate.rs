@@ -145,6 +145,13 @@ fn check_partner(dir: &Directory, p: &Partner, now: SystemTime, out: &mut Vec<Fi
             message,
         })
     };
+    for (&std, entries) in &p.certificates {
+        for (i, entry) in entries.iter().enumerate() {
+            for (severity, message) in certificate_owners(p, std, i + 1, entry) {
+                push(severity, message);
+            }
+        }
+    }
     let mut usable = Vec::new();
     for &std in &p.standards {
         let certs = p.certificates_for(std);
@@ -193,4 +200,80 @@ fn check_partner(dir: &Directory, p: &Partner, now: SystemTime, out: &mut Vec<Fi
         ),
         _ => {}
     }
+}
+
+/// Whether the certificates of one directory entry belong to the partner: each recipient
+/// certificate must be bound only to the partner's domains (or to those the entry names in
+/// `certificate_domains`), and a file with several recipient certificates is pointed out,
+/// since mail is then encrypted to every one of them.
+fn certificate_owners(
+    p: &Partner,
+    std: Standard,
+    n: usize,
+    bytes: &[u8],
+) -> Vec<(Severity, String)> {
+    let mut out = Vec::new();
+    let Some(backend) = backend(std) else {
+        return out;
+    };
+    let summaries = match backend.describe_certificates(bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            out.push((
+                Severity::Error,
+                format!("{std} certificate {n} cannot be read: {e}"),
+            ));
+            return out;
+        }
+    };
+    let recipients: Vec<_> = summaries.iter().filter(|s| !s.authority).collect();
+    if recipients.len() > 1 {
+        let names: Vec<&str> = recipients.iter().map(|s| s.description.as_str()).collect();
+        out.push((
+            Severity::Warning,
+            format!(
+                "{std} certificate {n} holds {} certificates; mail is encrypted to every one \
+                 of them: {}",
+                recipients.len(),
+                names.join(", ")
+            ),
+        ));
+    }
+    for cert in recipients {
+        let domains = cert.all_domains();
+        if domains.is_empty() {
+            out.push((
+                Severity::Warning,
+                format!(
+                    "{std} certificate {} names no address or domain: cannot tell that it \
+                     belongs to {}",
+                    cert.description, p.pattern
+                ),
+            ));
+            continue;
+        }
+        let foreign: Vec<&String> = domains
+            .iter()
+            .filter(|d| {
+                !postern_core::Domain::new(d.as_str()).is_ok_and(|d| {
+                    p.pattern.owns(&d) || p.certificate_domains.iter().any(|c| d.is_within(c))
+                })
+            })
+            .collect();
+        if !foreign.is_empty() {
+            let list: Vec<&str> = foreign.iter().map(|d| d.as_str()).collect();
+            out.push((
+                Severity::Error,
+                format!(
+                    "{std} certificate {} belongs to {}, not to {}: mail for this partner \
+                     would be readable there. Remove it, or list those domains in \
+                     `certificate_domains` if the partner uses it on purpose",
+                    cert.description,
+                    list.join(", "),
+                    p.pattern
+                ),
+            ));
+        }
+    }
+    out
 }

@@ -5,7 +5,9 @@ use std::time::SystemTime;
 use cms::cert::IssuerAndSerialNumber;
 use der::Encode;
 use x509_cert::ext::pkix::name::GeneralName;
-use x509_cert::ext::pkix::{ExtendedKeyUsage, KeyUsage, SubjectAltName, SubjectKeyIdentifier};
+use x509_cert::ext::pkix::{
+    BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAltName, SubjectKeyIdentifier,
+};
 use x509_cert::Certificate;
 
 use crate::oids;
@@ -54,6 +56,29 @@ pub fn emails(cert: &Certificate) -> Vec<String> {
     }
     out.dedup();
     out
+}
+
+/// The dNSName entries of the subjectAltName, lower-case.
+pub fn dns_names(cert: &Certificate) -> Vec<String> {
+    match cert.tbs_certificate().get_extension::<SubjectAltName>() {
+        Ok(Some((_, san))) => san
+            .0
+            .iter()
+            .filter_map(|n| match n {
+                GeneralName::DnsName(d) => Some(d.to_string().to_lowercase()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A CA certificate (basicConstraints cA = TRUE).
+pub fn is_ca(cert: &Certificate) -> bool {
+    matches!(
+        cert.tbs_certificate().get_extension::<BasicConstraints>(),
+        Ok(Some((_, BasicConstraints { ca: true, .. })))
+    )
 }
 
 /// SHA-256 fingerprint of the DER certificate, lower-case hex.

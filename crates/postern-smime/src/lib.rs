@@ -180,11 +180,7 @@ impl SmimeEnvelope {
                 pkcs7_mime(&outer, "signed-data", &sig)
             });
         }
-        let recipients = req
-            .recipients
-            .iter()
-            .map(|c| keys::parse_certificate(c))
-            .collect::<Result<Vec<Certificate>, _>>()?;
+        let recipients = recipient_certificates(req.recipients)?;
         let hp = if req.header_protection {
             Some("cipher")
         } else {
@@ -406,4 +402,38 @@ impl SecureEnvelope for SmimeEnvelope {
     fn proven_encrypted(&self, msg: &MessageView<'_>) -> Option<Vec<u8>> {
         enveloped::proven_encrypted(msg)
     }
+
+    fn describe_certificates(
+        &self,
+        bytes: &[u8],
+    ) -> Result<Vec<postern_core::CertificateSummary>, Error> {
+        Ok(keys::parse_certificates(bytes)?
+            .iter()
+            .map(|c| postern_core::CertificateSummary {
+                description: certinfo::describe(c),
+                addresses: certinfo::emails(c),
+                domains: certinfo::dns_names(c),
+                authority: certinfo::is_ca(c),
+            })
+            .collect())
+    }
+}
+
+/// The certificates to encrypt to: every end-entity certificate of each entry (a file may be a
+/// bundle with its CA chain; a CA certificate is never a recipient). An entry without one is
+/// an error, so nothing is sealed to a CA's key or silently to the first certificate only.
+fn recipient_certificates(entries: &[Vec<u8>]) -> Result<Vec<Certificate>, Error> {
+    let mut out = Vec::new();
+    for entry in entries {
+        let certs = keys::parse_certificates(entry)?;
+        let before = out.len();
+        out.extend(certs.into_iter().filter(|c| !certinfo::is_ca(c)));
+        if out.len() == before {
+            return Err(Error::NoUsableKey {
+                recipient: "partner".into(),
+                reason: "the certificate file holds only CA certificates".into(),
+            });
+        }
+    }
+    Ok(out)
 }
