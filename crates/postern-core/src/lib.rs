@@ -82,6 +82,7 @@ pub mod mime;
 mod policy;
 mod printable;
 mod report;
+mod revocation;
 
 pub use envelope::{
     CertificateSummary, Credential, OpenRequest, SealRequest, SecretBytes, SecureEnvelope,
@@ -94,3 +95,4 @@ pub use message::{HeaderField, MessageView, PartView};
 pub use policy::{ContentCipher, DigestAlgorithm, Policy, SignatureAlgorithm};
 pub use printable::{printable, Printable};
 pub use report::{ChainStatus, Encryption, Opened, Report, SignatureReport, SignatureStatus};
+pub use revocation::{Revocation, RevocationChecker, RevocationPolicy};

@@ -133,6 +133,9 @@ pub struct SignatureReport {
     pub chain: ChainStatus,
     /// The signing time the signer claims (a signed attribute, not a proof).
     pub signing_time: Option<SystemTime>,
+    /// The signer's certificate and the path it was validated on, DER, signer first (just the
+    /// signer when no path was found): what a revocation check needs.
+    pub signer_chain: Vec<Vec<u8>>,
 }
 
 impl SignatureReport {
@@ -147,6 +150,7 @@ impl SignatureReport {
             status,
             chain: ChainStatus::NotChecked,
             signing_time: None,
+            signer_chain: Vec::new(),
         }
     }
 }

@@ -27,6 +27,7 @@ mod process;
 pub mod quarantine;
 mod relay;
 pub mod review;
+pub mod revocation;
 pub mod scheduler;
 pub mod smtp;
 pub mod spool;

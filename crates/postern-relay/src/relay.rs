@@ -378,7 +378,10 @@ pub async fn start_with(
         Arc::new(SmimeEnvelope::new()),
         Arc::new(OpenPgpEnvelope::new()),
     ];
-    let mut router = Router::new(backends.clone());
+    // One CRL cache for both directions.
+    let revocation: Arc<dyn postern_core::RevocationChecker> =
+        Arc::new(crate::revocation::CrlChecker::new());
+    let mut router = Router::new(backends.clone()).with_revocation(revocation.clone());
     router.subject_trigger = cfg.subject_trigger.clone();
     let shared = Arc::new(Shared {
         settings,
@@ -393,7 +396,7 @@ pub async fn start_with(
                 InboundChoice::Tag => InboundAction::Tag,
                 InboundChoice::Quarantine => InboundAction::Quarantine,
             };
-            let mut r = InboundRouter::new(backends);
+            let mut r = InboundRouter::new(backends).with_revocation(revocation);
             r.policy = InboundPolicy {
                 undecryptable: choice(cfg.inbound_policy.undecryptable),
                 plaintext_from_required: choice(cfg.inbound_policy.plaintext_from_required),

@@ -7,7 +7,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use postern_core::{Address, Error, MessageView, Policy, SealRequest, SecureEnvelope, Standard};
+use postern_core::{
+    Address, Error, MessageView, Policy, Revocation, RevocationChecker, RevocationPolicy,
+    SealRequest, SecureEnvelope, Standard,
+};
 
 use crate::{Directory, Partner, PartnerPolicy};
 
@@ -85,6 +88,9 @@ pub struct Router {
     pub subject_trigger: String,
     /// The algorithm policy for sealing.
     pub policy: Policy,
+    /// Asked before sealing to a partner certificate, as the partner's `revocation` says
+    /// (`None`: not checked).
+    pub revocation: Option<Arc<dyn RevocationChecker>>,
 }
 
 /// Where a recipient belongs: a partner entry (by index) or the clear world.
@@ -101,7 +107,67 @@ impl Router {
             backends,
             subject_trigger: "[secure]".into(),
             policy: Policy::default(),
+            revocation: None,
         }
+    }
+
+    /// Checks partner certificates for revocation with `checker` before sealing.
+    pub fn with_revocation(mut self, checker: Arc<dyn RevocationChecker>) -> Self {
+        self.revocation = Some(checker);
+        self
+    }
+
+    /// Refuses a partner certificate its issuer revoked, and — under `revocation = "required"`
+    /// — one whose status cannot be shown. A revoked certificate of a `required` partner holds
+    /// the mail (the directory may get a new certificate) rather than bouncing it at once.
+    async fn check_revocation(
+        &self,
+        dir: &Directory,
+        partner: &Partner,
+        standard: Standard,
+        certs: &[Vec<u8>],
+    ) -> Result<(), Error> {
+        let Some(checker) = &self.revocation else {
+            return Ok(());
+        };
+        let required = partner.revocation == RevocationPolicy::Required;
+        if partner.revocation == RevocationPolicy::Off {
+            return Ok(());
+        }
+        for entry in certs {
+            for (name, answer) in checker.check(standard, entry, &dir.our.trust_anchors).await {
+                match answer {
+                    Revocation::Good => {}
+                    Revocation::Revoked(why) => {
+                        let reason = format!("partner certificate {name} {why}");
+                        return Err(if partner.policy == PartnerPolicy::Required {
+                            Error::Unavailable(reason)
+                        } else {
+                            Error::NoUsableKey {
+                                recipient: partner.pattern.to_string(),
+                                reason,
+                            }
+                        });
+                    }
+                    Revocation::Unknown(why) if required => {
+                        return Err(Error::Unavailable(format!(
+                            "revocation status of partner certificate {name} unknown: {why}"
+                        )))
+                    }
+                    Revocation::NoSource if required => {
+                        return Err(Error::NoUsableKey {
+                            recipient: partner.pattern.to_string(),
+                            reason: format!(
+                                "partner certificate {name} names no CRL, and revocation = \
+                                 \"required\""
+                            ),
+                        })
+                    }
+                    Revocation::Unknown(_) | Revocation::NoSource => {}
+                }
+            }
+        }
+        Ok(())
     }
 
     fn backend(&self, standard: Standard) -> Option<&Arc<dyn SecureEnvelope>> {
@@ -255,6 +321,7 @@ impl Router {
                 reason: format!("no {standard} certificate configured"),
             });
         }
+        self.check_revocation(dir, partner, standard, certs).await?;
         let signer = if partner.sign && may_sign {
             Some(
                 dir.our_credentials(standard)

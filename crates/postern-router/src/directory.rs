@@ -32,7 +32,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use postern_core::{ContentCipher, Credential, Domain, Standard};
+use postern_core::{ContentCipher, Credential, Domain, RevocationPolicy, Standard};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -149,6 +149,8 @@ pub struct Partner {
     /// Other domains whose certificates this partner uses on purpose (a shared gateway of a
     /// hosting provider, a parent organisation); without them such a certificate is an error.
     pub certificate_domains: Vec<Domain>,
+    /// Whether its certificates must be shown not revoked (CRL) before use.
+    pub revocation: RevocationPolicy,
     /// Line of the entry in the directory file (0 when built in Rust).
     pub line: usize,
 }
@@ -168,6 +170,7 @@ impl Partner {
             accept_legacy: Vec::new(),
             portal_days: None,
             certificate_domains: Vec::new(),
+            revocation: RevocationPolicy::default(),
             line: 0,
         }
     }
@@ -288,6 +291,7 @@ struct RawPartner {
     portal_days: Option<Spanned<u32>>,
     #[serde(default)]
     certificate_domains: Vec<Spanned<String>>,
+    revocation: Option<Spanned<String>>,
 }
 
 /// 1-based line of a byte offset.
@@ -433,6 +437,18 @@ impl Directory {
                         line: at(d.span()),
                         message: "portal_days must be between 1 and 3650".into(),
                     });
+                }
+            }
+            if let Some(r) = &p.revocation {
+                match RevocationPolicy::from_name(r.get_ref()) {
+                    Some(policy) => partner.revocation = policy,
+                    None => problems.push(Problem {
+                        line: at(r.span()),
+                        message: format!(
+                            "revocation {:?}: use required, best-effort or off",
+                            r.get_ref()
+                        ),
+                    }),
                 }
             }
             for d in &p.certificate_domains {

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use postern_core::{
     Address, ChainStatus, ContentCipher, DigestAlgorithm, Domain, MessageView, OpenRequest, Policy,
-    Report, SecureEnvelope, SignatureStatus, Standard,
+    Report, Revocation, RevocationChecker, RevocationPolicy, SecureEnvelope, SignatureStatus,
+    Standard,
 };
 
 use crate::{Directory, Legacy, Partner, PartnerPolicy, UnsignedCbc};
@@ -74,6 +75,8 @@ pub struct InboundRouter {
     pub policy: InboundPolicy,
     /// The algorithm policy for opening.
     pub algorithms: Policy,
+    /// Asked about every verified signer's certificate (`None`: not checked).
+    pub revocation: Option<Arc<dyn RevocationChecker>>,
 }
 
 impl InboundRouter {
@@ -83,6 +86,58 @@ impl InboundRouter {
             backends,
             policy: InboundPolicy::default(),
             algorithms: Policy::default(),
+            revocation: None,
+        }
+    }
+
+    /// Checks verified signers' certificates for revocation with `checker`.
+    pub fn with_revocation(mut self, checker: Arc<dyn RevocationChecker>) -> Self {
+        self.revocation = Some(checker);
+        self
+    }
+
+    /// A revoked signer is `invalid` with the reason; under `revocation = "required"` a signer
+    /// whose status cannot be shown is not trusted.
+    async fn check_signers(&self, dir: &Directory, partner: Option<&Partner>, report: &mut Report) {
+        let Some(checker) = &self.revocation else {
+            return;
+        };
+        let policy = partner.map(|p| p.revocation).unwrap_or_default();
+        if policy == RevocationPolicy::Off {
+            return;
+        }
+        let mut issuers: Vec<Vec<u8>> = dir.our.trust_anchors.clone();
+        if let Some(p) = partner {
+            issuers.extend(p.certificates_for(report.standard).iter().cloned());
+        }
+        for sig in &mut report.signatures {
+            if sig.status != SignatureStatus::Valid {
+                continue;
+            }
+            let Some((leaf, chain)) = sig.signer_chain.split_first() else {
+                continue;
+            };
+            let mut candidates = chain.to_vec();
+            candidates.extend(issuers.iter().cloned());
+            for (_, answer) in checker.check(report.standard, leaf, &candidates).await {
+                match answer {
+                    Revocation::Revoked(why) => {
+                        sig.status = SignatureStatus::Invalid(format!("signer certificate {why}"));
+                    }
+                    Revocation::Unknown(why) if policy == RevocationPolicy::Required => {
+                        sig.chain = ChainStatus::Untrusted(format!(
+                            "revocation status of the signer unknown: {why}"
+                        ));
+                    }
+                    Revocation::NoSource if policy == RevocationPolicy::Required => {
+                        sig.chain = ChainStatus::Untrusted(
+                            "the signer's certificate names no CRL, and revocation = \"required\""
+                                .into(),
+                        );
+                    }
+                    _ => {}
+                }
+            }
         }
     }
 
@@ -127,7 +182,8 @@ impl InboundRouter {
             .with_trust_anchors(&dir.our.trust_anchors)
             .with_expected_signers(&signers);
         match backend.open(&view, &req).await {
-            Ok(opened) => {
+            Ok(mut opened) => {
+                self.check_signers(dir, partner, &mut opened.report).await;
                 // The opened message came from outside too: its result headers go as well.
                 let inner = strip_results(&opened.message);
                 let binding = Binding {

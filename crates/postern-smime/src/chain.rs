@@ -30,36 +30,60 @@ pub struct TrustContext<'a> {
     pub now: SystemTime,
 }
 
-/// Validates `leaf` as an S/MIME signer.
-pub fn validate_signer(leaf: &Certificate, ctx: &TrustContext<'_>) -> ChainStatus {
+/// Validates `leaf` as an S/MIME signer. Returns the verdict and what a revocation check
+/// needs (DER, signer first): the validated path, or — for a pinned or untrusted signer — the
+/// signer and the certificates the message carried (candidate issuers).
+pub fn validate_signer_path(
+    leaf: &Certificate,
+    ctx: &TrustContext<'_>,
+) -> (ChainStatus, Vec<Vec<u8>>) {
+    let der = |c: &Certificate| c.to_der().unwrap_or_default();
+    let with_pool = || {
+        std::iter::once(leaf)
+            .chain(ctx.pool)
+            .map(der)
+            .collect::<Vec<_>>()
+    };
     if let Some(p) = certinfo::validity_problem(leaf, ctx.now) {
-        return ChainStatus::Untrusted(format!("signer certificate {p}"));
+        return (
+            ChainStatus::Untrusted(format!("signer certificate {p}")),
+            with_pool(),
+        );
     }
     if let Some(ku) = certinfo::key_usage(leaf) {
         if !ku.digital_signature() && !ku.non_repudiation() {
-            return ChainStatus::Untrusted("signer certificate key usage forbids signing".into());
+            return (
+                ChainStatus::Untrusted("signer certificate key usage forbids signing".into()),
+                with_pool(),
+            );
         }
     }
     if !certinfo::allows_email_protection(leaf) {
-        return ChainStatus::Untrusted(
-            "signer certificate extended key usage lacks emailProtection".into(),
+        return (
+            ChainStatus::Untrusted(
+                "signer certificate extended key usage lacks emailProtection".into(),
+            ),
+            with_pool(),
         );
     }
-    let leaf_der = leaf.to_der().unwrap_or_default();
+    let leaf_der = der(leaf);
     if ctx
         .pinned
         .iter()
         .any(|p| p.to_der().is_ok_and(|d| d == leaf_der))
     {
-        return ChainStatus::Trusted {
+        let status = ChainStatus::Trusted {
             anchor: "pinned partner certificate".into(),
         };
+        return (status, with_pool());
     }
     if ctx.anchors.is_empty() {
-        if ctx.pinned.is_empty() {
-            return ChainStatus::NotChecked;
-        }
-        return ChainStatus::Untrusted("signer is not the partner's configured certificate".into());
+        let status = if ctx.pinned.is_empty() {
+            ChainStatus::NotChecked
+        } else {
+            ChainStatus::Untrusted("signer is not the partner's configured certificate".into())
+        };
+        return (status, with_pool());
     }
     let opts = PathOptions {
         anchors: ctx.anchors,
@@ -70,10 +94,13 @@ pub fn validate_signer(leaf: &Certificate, ctx: &TrustContext<'_>) -> ChainStatu
         max_intermediates: path::DEFAULT_MAX_INTERMEDIATES,
     };
     match path::validate(leaf, &opts) {
-        Ok(valid) => ChainStatus::Trusted {
-            anchor: certinfo::subject(valid.anchor()),
-        },
-        Err(e) => ChainStatus::Untrusted(e.to_string()),
+        Ok(valid) => (
+            ChainStatus::Trusted {
+                anchor: certinfo::subject(valid.anchor()),
+            },
+            valid.certs.iter().map(|c| der(c)).collect(),
+        ),
+        Err(e) => (ChainStatus::Untrusted(e.to_string()), with_pool()),
     }
 }
 

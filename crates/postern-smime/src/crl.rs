@@ -10,7 +10,7 @@ use const_oid::db::rfc5280 as ext;
 use der::{Decode, Encode};
 use x509_cert::crl::CertificateList;
 use x509_cert::ext::pkix::crl::dp::IssuingDistributionPoint;
-use x509_cert::ext::pkix::name::DistributionPointName;
+use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
 use x509_cert::ext::pkix::{BasicConstraints, CrlDistributionPoints, CrlReason};
 use x509_cert::Certificate;
 
@@ -223,4 +223,51 @@ fn scope(cert: &Certificate, idp: &IssuingDistributionPoint) -> Result<(), CrlEr
         }
     }
     Ok(())
+}
+
+/// The `http:` URLs of the certificate's CRL distribution points (full names only; LDAP and
+/// relative names are not fetched, HTTPS is not used for CRLs, RFC 5280 §4.2.1.13).
+pub fn distribution_points(cert: &Certificate) -> Vec<String> {
+    let Ok(Some((_, dps))) = cert
+        .tbs_certificate()
+        .get_extension::<CrlDistributionPoints>()
+    else {
+        return Vec::new();
+    };
+    dps.0
+        .iter()
+        .filter(|dp| dp.crl_issuer.is_none() && dp.reasons.is_none())
+        .filter_map(|dp| match &dp.distribution_point {
+            Some(DistributionPointName::FullName(names)) => Some(names),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|n| match n {
+            GeneralName::UniformResourceIdentifier(u) => Some(u.to_string()),
+            _ => None,
+        })
+        .filter(|u| u.to_ascii_lowercase().starts_with("http://"))
+        .collect()
+}
+
+/// The certificate among `candidates` that issued `cert`: its subject is the issuer name and
+/// its key verifies the certificate's signature.
+pub fn find_issuer<'a>(
+    cert: &Certificate,
+    candidates: &'a [Certificate],
+    policy: &Policy,
+) -> Option<&'a Certificate> {
+    candidates.iter().find(|c| {
+        c.tbs_certificate().subject() == cert.tbs_certificate().issuer()
+            && crate::chain::signed_by(cert, c, policy).is_ok()
+    })
+}
+
+/// The `nextUpdate` of a DER CRL, for caching (unverified: the list is checked on use).
+pub fn next_update(der: &[u8]) -> Option<SystemTime> {
+    <CertificateList>::from_der(der)
+        .ok()?
+        .tbs_cert_list
+        .next_update
+        .map(|t| t.to_system_time())
 }

@@ -521,3 +521,8 @@ impl Identity {
         })
     }
 }
+
+/// A CA certificate (basicConstraints cA = TRUE): chain material, never a recipient.
+pub fn is_ca(cert: &Certificate) -> bool {
+    crate::certinfo::is_ca(cert)
+}

@@ -308,11 +308,12 @@ fn verify_one(
     report.signer_subject = Some(certinfo::subject(cert));
     report.fingerprint = Some(certinfo::fingerprint(cert));
     report.signing_time = signing_time(si);
+    report.signer_chain = vec![cert.to_der().unwrap_or_default()];
     match check_signature(si, raw_attrs, sd, content, cert, trust.policy) {
         Ok(alg) => {
             report.algorithm = Some(alg);
             report.status = SignatureStatus::Valid;
-            report.chain = chain::validate_signer(cert, trust);
+            (report.chain, report.signer_chain) = chain::validate_signer_path(cert, trust);
         }
         Err((alg, status)) => {
             report.algorithm = alg;

@@ -366,6 +366,9 @@ async fn route(args: RouteArgs) -> Result<bool, String> {
         std::sync::Arc::new(OpenPgpEnvelope::new()),
     ];
     let out = Router::new(backends)
+        .with_revocation(std::sync::Arc::new(
+            postern_relay::revocation::CrlChecker::new(),
+        ))
         .outbound(&dir, &envelope, &input, None)
         .await;
     let names = |rs: &[postern_core::Address]| {
