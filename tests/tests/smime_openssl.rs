@@ -706,3 +706,75 @@ fn path_validation_agrees_with_openssl_on_constrained_intermediates() {
         }
     }
 }
+
+/// Trust anchors from PKCS#7 bundles as OpenSSL writes them (`crl2pkcs7`, PEM and DER), and
+/// from a signed bundle (a SignedData whose content is the bundle, as trust communities
+/// publish them): the inner anchors count, the publisher's own certificate does not.
+#[test]
+fn trust_anchors_are_read_from_pkcs7_bundles() {
+    let pki = Pki::new();
+    let publisher = Pki::new();
+    let policy = Policy::default();
+    let msg = sample_message(1);
+    let signer = pki.issue("partner-gw@partner.example", KeyKind::Rsa(2048));
+    let signed = run_ok(
+        openssl()
+            .args(["cms", "-sign", "-signer"])
+            .arg(&signer.cert)
+            .arg("-inkey")
+            .arg(&signer.key),
+        &msg,
+    );
+    let bundle = |form: &str| {
+        run_ok(
+            openssl()
+                .args(["crl2pkcs7", "-nocrl", "-outform", form, "-certfile"])
+                .arg(&pki.ca_cert),
+            b"",
+        )
+    };
+    let (pem, der) = (bundle("PEM"), bundle("DER"));
+    assert!(pem.starts_with(b"-----BEGIN PKCS7-----"));
+    let by_publisher = publisher.issue("bundles@trust.example", KeyKind::Rsa(2048));
+    let signed_bundle = run_ok(
+        openssl()
+            .args([
+                "cms",
+                "-sign",
+                "-nodetach",
+                "-binary",
+                "-outform",
+                "DER",
+                "-signer",
+            ])
+            .arg(&by_publisher.cert)
+            .arg("-inkey")
+            .arg(&by_publisher.key),
+        &der,
+    );
+    let chain = |anchors: Vec<Vec<u8>>| {
+        let view = MessageView::parse(&signed).unwrap();
+        let req = OpenRequest::new(&[], &policy).with_trust_anchors(&anchors);
+        let opened = SmimeEnvelope::new().open_sync(&view, &req).unwrap();
+        opened.report.signatures[0].chain.clone()
+    };
+    for anchors in [pem, der, signed_bundle.clone()] {
+        assert!(
+            matches!(chain(vec![anchors]), ChainStatus::Trusted { .. }),
+            "anchor from a bundle"
+        );
+    }
+    // The signed bundle's outer certificate (the publisher) is not an anchor.
+    let certs = postern_smime::keys::parse_certificates(&signed_bundle).unwrap();
+    assert_eq!(certs.len(), 1);
+    assert!(certs[0]
+        .tbs_certificate()
+        .subject()
+        .to_string()
+        .contains("Postern Test CA"));
+    // Without the bundle the same signature is not trusted.
+    assert!(matches!(
+        chain(vec![publisher.ca_pem()]),
+        ChainStatus::Untrusted(_)
+    ));
+}

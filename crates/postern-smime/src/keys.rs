@@ -16,25 +16,78 @@ use zeroize::Zeroizing;
 use crate::oids;
 
 /// Parses one or more certificates: PEM (every `CERTIFICATE` block, whatever text surrounds
-/// them) or a single DER certificate.
+/// them, and `PKCS7` blocks), a single DER certificate, or a PKCS#7/CMS certificate bundle
+/// (`.p7b`, DER or PEM). For a *signed* bundle — a SignedData whose content is itself a bundle,
+/// as trust communities publish them — only the inner certificates are returned: the outer
+/// ones are the publisher's signing chain, not the bundle's contents.
 pub fn parse_certificates(bytes: &[u8]) -> Result<Vec<Certificate>, Error> {
     if is_pem(bytes) {
-        let certs = pem_blocks(bytes)?
-            .into_iter()
-            .filter(|b| b.label == "CERTIFICATE" || b.label == "X509 CERTIFICATE")
-            .map(|b| {
-                Certificate::from_der(&b.der).map_err(|e| Error::malformed("PEM certificate", e))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut certs = Vec::new();
+        for b in pem_blocks(bytes)? {
+            match b.label.as_str() {
+                "CERTIFICATE" | "X509 CERTIFICATE" => certs.push(
+                    Certificate::from_der(&b.der)
+                        .map_err(|e| Error::malformed("PEM certificate", e))?,
+                ),
+                "PKCS7" | "CMS" => certs.extend(bundle_certificates(&b.der, 0)?),
+                _ => {}
+            }
+        }
         if certs.is_empty() {
             return Err(Error::malformed("PEM certificate", "no CERTIFICATE block"));
         }
         Ok(certs)
     } else {
-        Ok(vec![
-            Certificate::from_der(bytes).map_err(|e| Error::malformed("DER certificate", e))?
-        ])
+        match Certificate::from_der(bytes) {
+            Ok(c) => Ok(vec![c]),
+            Err(e) => match bundle_certificates(bytes, 0) {
+                Ok(certs) if !certs.is_empty() => Ok(certs),
+                _ => Err(Error::malformed("DER certificate", e)),
+            },
+        }
     }
+}
+
+/// The certificates of a PKCS#7/CMS SignedData bundle; a bundle nested as the content (a signed
+/// bundle) gives its own certificates instead of the outer ones.
+fn bundle_certificates(der: &[u8], depth: usize) -> Result<Vec<Certificate>, Error> {
+    use cms::cert::CertificateChoices;
+    use cms::content_info::ContentInfo;
+    use cms::signed_data::SignedData;
+    if depth > 2 {
+        return Err(Error::malformed("certificate bundle", "nested too deep"));
+    }
+    let ci = ContentInfo::from_der(der).map_err(|e| Error::malformed("certificate bundle", e))?;
+    if ci.content_type != oids::ID_SIGNED_DATA {
+        return Err(Error::malformed(
+            "certificate bundle",
+            "not a PKCS#7 SignedData",
+        ));
+    }
+    let sd: SignedData = ci
+        .content
+        .decode_as()
+        .map_err(|e| Error::malformed("certificate bundle", e))?;
+    if let Some(inner) = &sd.encap_content_info.econtent {
+        // The content is an OCTET STRING holding the inner bundle.
+        if let Ok(octets) = inner.decode_as::<der::asn1::OctetString>() {
+            if let Ok(certs) = bundle_certificates(octets.as_bytes(), depth + 1) {
+                return Ok(certs);
+            }
+        }
+    }
+    Ok(sd
+        .certificates
+        .map(|set| {
+            set.0
+                .iter()
+                .filter_map(|c| match c {
+                    CertificateChoices::Certificate(c) => Some(c.clone()),
+                    CertificateChoices::Other(_) => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 /// Is this PEM text rather than DER? DER starts with a SEQUENCE tag (0x30); anything holding
