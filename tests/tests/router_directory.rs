@@ -363,3 +363,66 @@ smime_certificates = ["two.pem"]
         SmimeEnvelope::new().seal_sync(&view, &SealRequest::encrypt(&[s.pki.ca_pem()], &policy));
     assert!(only_ca.is_err(), "sealed to a CA certificate");
 }
+
+/// Our key and certificate from a PKCS#12 file as OpenSSL 3 writes it (PBES2/AES-256, SHA-256
+/// MAC) and as older OpenSSL and Windows do (`-legacy`: RC2-40 certificates, 3DES key, SHA-1
+/// MAC): the key decrypts what OpenSSL encrypts to the certificate; a wrong password is named.
+#[test]
+fn our_key_is_imported_from_pkcs12() {
+    use postern_core::{MessageView, OpenRequest, Policy};
+    use postern_smime::SmimeEnvelope;
+    use postern_tests::run_ok;
+    use std::process::Command;
+    let s = setup();
+    let us = s.pki.issue("gw@clinic.example", KeyKind::Rsa(2048));
+    std::fs::write(s.dir.path().join("p12.pass"), "s3cret pass\n").unwrap();
+    for (name, legacy) in [("modern.p12", false), ("legacy.p12", true)] {
+        let mut cmd = Command::new("openssl");
+        cmd.args(["pkcs12", "-export", "-passout", "pass:s3cret pass", "-in"])
+            .arg(&us.cert)
+            .arg("-inkey")
+            .arg(&us.key)
+            .arg("-certfile")
+            .arg(&s.pki.ca_cert)
+            .arg("-out")
+            .arg(s.dir.path().join(name));
+        if legacy {
+            cmd.arg("-legacy");
+        }
+        run_ok(&mut cmd, b"");
+        let text = format!(
+            "[our]\ndomains = [\"clinic.example\"]\n\n[[our.keys]]\nstandard = \"smime\"\n\
+             pkcs12 = \"{name}\"\npassword_file = \"p12.pass\"\n"
+        );
+        let dir = Directory::from_toml(&text, s.dir.path()).unwrap();
+        let creds = dir.our_credentials(Standard::Smime);
+        assert_eq!(creds.len(), 1, "{name}");
+        // The chain came along (leaf first).
+        let certs = postern_smime::keys::parse_certificates(&creds[0].certificate).unwrap();
+        assert_eq!(certs.len(), 2, "{name}");
+        assert!(validate(&dir, SystemTime::now())
+            .iter()
+            .all(|f| f.severity == Severity::Warning));
+        let sealed = run_ok(
+            Command::new("openssl")
+                .args(["cms", "-encrypt", "-aes-256-cbc"])
+                .arg(&us.cert),
+            &postern_tests::sample_message(1),
+        );
+        let view = MessageView::parse(&sealed).unwrap();
+        let policy = Policy::default();
+        let opened = SmimeEnvelope::new()
+            .open_sync(&view, &OpenRequest::new(&creds, &policy))
+            .unwrap();
+        assert!(String::from_utf8_lossy(&opened.message).contains("Potassium"));
+
+        let wrong = text.replace("p12.pass", "wrong.pass");
+        std::fs::write(s.dir.path().join("wrong.pass"), "not it\n").unwrap();
+        match Directory::from_toml(&wrong, s.dir.path()) {
+            Err(DirectoryError::Invalid(p)) => {
+                assert!(p[0].message.contains("password is wrong"), "{p:?}")
+            }
+            other => panic!("wrong password accepted: {:?}", other.is_ok()),
+        }
+    }
+}

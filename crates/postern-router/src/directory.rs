@@ -264,7 +264,12 @@ struct RawOur {
 struct RawKey {
     standard: Spanned<String>,
     certificate: Option<String>,
-    key: String,
+    key: Option<String>,
+    /// A PKCS#12 file (S/MIME) holding key and certificate, instead of `key`/`certificate`.
+    pkcs12: Option<String>,
+    /// The PKCS#12 password: a file holding it (first line), or an environment variable.
+    password_file: Option<String>,
+    password_env: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -318,6 +323,59 @@ fn material(value: &str, base: &Path) -> Result<Vec<u8>, String> {
     }
     let path = base.join(value);
     std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// Our S/MIME key and certificate (with its chain) from a PKCS#12 file.
+fn pkcs12_credential(
+    std: Standard,
+    file: &str,
+    k: &RawKey,
+    base: &Path,
+) -> Result<Credential, String> {
+    if std != Standard::Smime {
+        return Err("pkcs12 holds S/MIME keys; an OpenPGP key is given as `key`".into());
+    }
+    if k.key.is_some() || k.certificate.is_some() {
+        return Err("give either `pkcs12` or `key`/`certificate`, not both".into());
+    }
+    let password = match (&k.password_file, &k.password_env) {
+        (Some(f), None) => {
+            let path = base.join(f);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            zeroize::Zeroizing::new(text.lines().next().unwrap_or("").to_string())
+        }
+        (None, Some(var)) => zeroize::Zeroizing::new(
+            std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?,
+        ),
+        (None, None) => zeroize::Zeroizing::new(String::new()),
+        (Some(_), Some(_)) => return Err("give password_file or password_env, not both".into()),
+    };
+    let path = base.join(file);
+    let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let contents = postern_smime::pkcs12::read(&bytes, &password)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut pem = String::new();
+    for der in std::iter::once(&contents.certificate).chain(&contents.chain) {
+        pem.push_str(&pem_block("CERTIFICATE", der));
+    }
+    Ok(Credential::with_secret(
+        Standard::Smime,
+        pem.into_bytes(),
+        contents.key.to_vec(),
+    ))
+}
+
+fn pem_block(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
 }
 
 impl Directory {
@@ -374,7 +432,21 @@ impl Directory {
                     });
                     continue;
                 };
-                let secret = match material(&k.key, base) {
+                if let Some(p12) = &k.pkcs12 {
+                    match pkcs12_credential(std, p12, k, base) {
+                        Ok(c) => dir.our.credentials.push(c),
+                        Err(e) => problems.push(Problem { line, message: e }),
+                    }
+                    continue;
+                }
+                let Some(key) = &k.key else {
+                    problems.push(Problem {
+                        line,
+                        message: "a key needs `key` (and `certificate`) or `pkcs12`".into(),
+                    });
+                    continue;
+                };
+                let secret = match material(key, base) {
                     Ok(s) => s,
                     Err(e) => {
                         problems.push(Problem { line, message: e });

@@ -26,6 +26,7 @@ pub mod keys;
 mod names;
 mod oids;
 pub mod path;
+pub mod pkcs12;
 mod recipient;
 mod signed;
 
