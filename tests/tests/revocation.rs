@@ -73,6 +73,14 @@ impl Ca {
     /// Issues a certificate for `email` whose CRL distribution point is
     /// `http://127.0.0.1:{port}/ca.crl`, or that names none when `port` is `None`.
     fn issue(&self, email: &str, port: Option<u16>) -> (PathBuf, PathBuf) {
+        let cdp = port
+            .map(|p| format!("crlDistributionPoints=URI:http://127.0.0.1:{p}/ca.crl\n"))
+            .unwrap_or_default();
+        self.issue_with(email, &cdp)
+    }
+
+    /// Issues a certificate for `email` with `extra` extension lines.
+    fn issue_with(&self, email: &str, extra: &str) -> (PathBuf, PathBuf) {
         let key = self.path(&format!("{email}.key"));
         let csr = self.path(&format!("{email}.csr"));
         let cert = self.path(&format!("{email}.pem"));
@@ -87,15 +95,15 @@ impl Ca {
                 .arg(&csr),
             b"",
         );
-        let mut text = format!(
+        let eku = if extra.contains("extendedKeyUsage") {
+            ""
+        } else {
+            "extendedKeyUsage=emailProtection\n"
+        };
+        let text = format!(
             "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n\
-             extendedKeyUsage=emailProtection\nsubjectAltName=email:{email}\n"
+             {eku}subjectAltName=email:{email}\n{extra}"
         );
-        if let Some(p) = port {
-            text.push_str(&format!(
-                "crlDistributionPoints=URI:http://127.0.0.1:{p}/ca.crl\n"
-            ));
-        }
         std::fs::write(&ext, text).unwrap();
         run_ok(
             Command::new("openssl")
@@ -295,7 +303,10 @@ async fn revoked_or_unverifiable_partner_certificates_are_never_used() {
         .outbound(&dir, &envelope("a@nocrl-strict.test"), &msg, None)
         .await;
     match &strict[0] {
-        Disposition::Bounce { reason, .. } => assert!(reason.contains("names no CRL"), "{reason}"),
+        Disposition::Bounce { reason, .. } => assert!(
+            reason.contains("names no OCSP responder or CRL"),
+            "{reason}"
+        ),
         other => panic!("required revocation, no CRL named: {other:?}"),
     }
 }
@@ -344,5 +355,182 @@ async fn a_revoked_signer_is_invalid() {
     match status(&after) {
         SignatureStatus::Invalid(why) => assert!(why.contains("revoked"), "{why}"),
         other => panic!("revoked signer: {other:?}"),
+    }
+}
+
+/// An OCSP responder on loopback: each POSTed request is answered by `openssl ocsp` in file
+/// mode (`-reqin`/`-respout`) from the CA's index, signed by `signer` (the CA, a delegated
+/// responder, or — to test forgery — an unrelated key).
+async fn serve_ocsp(
+    listener: tokio::net::TcpListener,
+    ca: PathBuf,
+    signer: Arc<std::sync::Mutex<(PathBuf, PathBuf)>>,
+) {
+    let mut n = 0u32;
+    loop {
+        let Ok((mut s, _)) = listener.accept().await else {
+            return;
+        };
+        n += 1;
+        let (cert, key) = signer.lock().unwrap().clone();
+        let ca = ca.clone();
+        let req = ca.join(format!("req{n}.der"));
+        let resp = ca.join(format!("resp{n}.der"));
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let mut chunk = vec![0u8; 8192];
+            // Read the header, then Content-Length bytes of body.
+            let body = loop {
+                let Ok(k) = s.read(&mut chunk).await else {
+                    return;
+                };
+                if k == 0 {
+                    return;
+                }
+                buf.extend_from_slice(&chunk[..k]);
+                let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    continue;
+                };
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if buf.len() >= end + 4 + len {
+                    break buf[end + 4..end + 4 + len].to_vec();
+                }
+            };
+            std::fs::write(&req, &body).unwrap();
+            run_ok(
+                Command::new("openssl")
+                    .args(["ocsp", "-ndays", "1", "-index"])
+                    .arg(ca.join("index.txt"))
+                    .arg("-CA")
+                    .arg(ca.join("ca.pem"))
+                    .arg("-rsigner")
+                    .arg(&cert)
+                    .arg("-rkey")
+                    .arg(&key)
+                    .arg("-reqin")
+                    .arg(&req)
+                    .arg("-respout")
+                    .arg(&resp),
+                b"",
+            );
+            let answer = std::fs::read(&resp).unwrap();
+            let head = format!(
+                "HTTP/1.0 200 OK\r\nContent-Type: application/ocsp-response\r\nContent-Length: {}\r\n\r\n",
+                answer.len()
+            );
+            let _ = s.write_all(head.as_bytes()).await;
+            let _ = s.write_all(&answer).await;
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ocsp_answers_from_openssl_decide_and_forged_ones_do_not() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let ca = Ca::new();
+    let aia = |p: u16| format!("authorityInfoAccess=OCSP;URI:http://127.0.0.1:{p}/\n");
+    let (cert, key) = ca.issue_with("gw@ocsp.test", &aia(port));
+    let (down, _) = ca.issue_with("gw@ocsp-down.test", &aia(dead));
+    let delegate = ca.issue_with("ocsp@ca.test", "extendedKeyUsage=OCSPSigning\n");
+    let other_ca = Ca::new();
+    let stranger = other_ca.issue_with("ocsp@elsewhere.test", "extendedKeyUsage=OCSPSigning\n");
+    let signer = Arc::new(std::sync::Mutex::new((
+        ca.path("ca.pem"),
+        ca.path("ca.key"),
+    )));
+    tokio::spawn(serve_ocsp(listener, ca.path(""), signer.clone()));
+
+    let mut dir = Directory::default();
+    dir.our.domains.push(Domain::new("clinic.example").unwrap());
+    dir.our.trust_anchors.push(ca.ca_pem());
+    dir.partners = vec![
+        partner("ocsp.test", &cert, RevocationPolicy::Required),
+        partner("ocsp-down.test", &down, RevocationPolicy::BestEffort),
+        partner("ocsp-down-strict.test", &down, RevocationPolicy::Required),
+    ];
+    let router = Router::new(backends())
+        .with_revocation(Arc::new(CrlChecker::new().with_max_age(Duration::ZERO)));
+    let msg = sample_message(1);
+    let send = |to: &'static str| {
+        let router = &router;
+        let dir = &dir;
+        let msg = &msg;
+        async move {
+            router
+                .outbound(dir, &envelope(to), msg, None)
+                .await
+                .remove(0)
+        }
+    };
+
+    // Good, signed by the CA: sealed, and OpenSSL reads it.
+    match send("a@ocsp.test").await {
+        Disposition::Deliver {
+            message,
+            sealed: Some(Standard::Smime),
+            ..
+        } => {
+            let opened = run_ok(
+                Command::new("openssl")
+                    .args(["cms", "-decrypt", "-recip"])
+                    .arg(&cert)
+                    .arg("-inkey")
+                    .arg(&key),
+                &message,
+            );
+            assert!(String::from_utf8_lossy(&opened).contains("Potassium"));
+        }
+        other => panic!("good OCSP answer: {other:?}"),
+    }
+    // Good, signed by a responder the CA delegated: sealed.
+    *signer.lock().unwrap() = delegate.clone();
+    assert!(
+        matches!(
+            send("a@ocsp.test").await,
+            Disposition::Deliver {
+                sealed: Some(_),
+                ..
+            }
+        ),
+        "delegated responder"
+    );
+    // "Good", signed by a responder of another CA: a forgery, so the status is unknown and a
+    // required partner's mail is held.
+    *signer.lock().unwrap() = stranger;
+    match send("a@ocsp.test").await {
+        Disposition::Hold { reason, .. } => assert!(reason.contains("not authentic"), "{reason}"),
+        other => panic!("forged OCSP answer: {other:?}"),
+    }
+    // Revoked at the CA: held, never sealed to it.
+    *signer.lock().unwrap() = (ca.path("ca.pem"), ca.path("ca.key"));
+    ca.revoke(&cert);
+    match send("a@ocsp.test").await {
+        Disposition::Hold { reason, .. } => assert!(reason.contains("revoked"), "{reason}"),
+        other => panic!("revoked by OCSP: {other:?}"),
+    }
+    // Responder down: best-effort proceeds, required holds.
+    assert!(
+        matches!(
+            send("a@ocsp-down.test").await,
+            Disposition::Deliver {
+                sealed: Some(_),
+                ..
+            }
+        ),
+        "responder down, best-effort"
+    );
+    match send("a@ocsp-down-strict.test").await {
+        Disposition::Hold { reason, .. } => assert!(reason.contains("OCSP"), "{reason}"),
+        other => panic!("responder down, required: {other:?}"),
     }
 }

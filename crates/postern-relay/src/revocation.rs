@@ -1,6 +1,6 @@
-//! Revocation checking for S/MIME certificates by CRL (RFC 5280 §5): lists fetched over HTTP
-//! from the certificate's distribution points, verified against the issuer, and cached until
-//! their next update (or a shorter maximum age).
+//! Revocation checking for S/MIME certificates: OCSP (RFC 6960) at the responders the
+//! certificate names, else CRLs (RFC 5280 §5) from its distribution points; answers verified
+//! against the issuer and cached until their next update (or a shorter maximum age).
 //!
 //! OpenPGP certificates carry their own revocation signatures, which sequoia honours when
 //! sealing and verifying; nothing is fetched for them here.
@@ -13,19 +13,21 @@ use async_trait::async_trait;
 use postern_core::{Policy, Revocation, RevocationChecker, Standard};
 use postern_smime::crl::{self, CrlStatus};
 use postern_smime::keys;
+use postern_smime::ocsp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Largest CRL we download (large CAs publish lists of tens of megabytes).
 const MAX_CRL_BYTES: usize = 32 * 1024 * 1024;
-/// How long a failed download is not retried, so a dead server does not cost every message a
-/// timeout.
+/// How long a failed download is not retried (never longer than the maximum age), so a dead
+/// server does not cost every message a timeout.
 const FAILURE_BACKOFF: Duration = Duration::from_secs(60);
 
 /// Fetches, verifies and caches CRLs.
 #[derive(Debug)]
 pub struct CrlChecker {
     cache: Mutex<HashMap<String, Cached>>,
+    answers: Mutex<HashMap<String, OcspAnswer>>,
     /// A list is fetched again after this long even if its next update is later.
     pub max_age: Duration,
     /// Connect and download timeout.
@@ -33,6 +35,9 @@ pub struct CrlChecker {
     /// Algorithm policy for CRL and certificate signatures.
     pub policy: Policy,
 }
+
+/// An OCSP answer (or failure), when it was had, and until when it holds.
+type OcspAnswer = (Result<CrlStatus, String>, Instant, SystemTime);
 
 #[derive(Debug, Clone)]
 enum Cached {
@@ -51,6 +56,7 @@ impl Default for CrlChecker {
     fn default() -> Self {
         CrlChecker {
             cache: Mutex::new(HashMap::new()),
+            answers: Mutex::new(HashMap::new()),
             max_age: Duration::from_secs(3600),
             timeout: Duration::from_secs(10),
             policy: Policy::default(),
@@ -81,7 +87,11 @@ impl CrlChecker {
             }) if fetched.elapsed() < self.max_age && SystemTime::now() < next_update => {
                 return Ok(der)
             }
-            Some(Cached::Failed { at, why }) if at.elapsed() < FAILURE_BACKOFF => return Err(why),
+            Some(Cached::Failed { at, why })
+                if at.elapsed() < FAILURE_BACKOFF.min(self.max_age) =>
+            {
+                return Err(why)
+            }
             _ => {}
         }
         let fetched = tokio::time::timeout(self.timeout, http_get(url)).await;
@@ -111,6 +121,60 @@ impl CrlChecker {
     }
 }
 
+impl CrlChecker {
+    /// Asks the responder at `url` about `cert`; answers are cached until their next update
+    /// (or the maximum age), failures for a minute.
+    async fn ocsp(
+        &self,
+        url: &str,
+        cert: &postern_smime::Certificate,
+        issuer: &postern_smime::Certificate,
+    ) -> Result<CrlStatus, String> {
+        let key = format!(
+            "{url} {} {}",
+            cert.tbs_certificate().issuer(),
+            cert.tbs_certificate().serial_number()
+        );
+        let hit = self.answers.lock().ok().and_then(|c| c.get(&key).cloned());
+        match hit {
+            Some((Ok(status), fetched, until))
+                if fetched.elapsed() < self.max_age && SystemTime::now() < until =>
+            {
+                return Ok(status)
+            }
+            Some((Err(why), fetched, _))
+                if fetched.elapsed() < FAILURE_BACKOFF.min(self.max_age) =>
+            {
+                return Err(why)
+            }
+            _ => {}
+        }
+        let result = async {
+            let pending = ocsp::request(cert, issuer).map_err(|e| e.to_string())?;
+            let body = tokio::time::timeout(self.timeout, http_request(url, Some(&pending.der)))
+                .await
+                .map_err(|_| format!("no answer within {} s", self.timeout.as_secs()))??;
+            ocsp::check(&body, &pending, issuer, SystemTime::now(), &self.policy)
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        if let Err(why) = &result {
+            tracing::warn!(url, error = %why, "OCSP request failed");
+        }
+        let until = match &result {
+            Ok(CrlStatus::Good { next_update }) => *next_update,
+            _ => SystemTime::now() + self.max_age,
+        };
+        if let Ok(mut c) = self.answers.lock() {
+            if c.len() > 10_000 {
+                c.clear();
+            }
+            c.insert(key, (result.clone(), Instant::now(), until));
+        }
+        result
+    }
+}
+
 #[async_trait]
 impl RevocationChecker for CrlChecker {
     async fn check(
@@ -134,7 +198,8 @@ impl RevocationChecker for CrlChecker {
         for cert in certs.iter().filter(|c| !keys::is_ca(c)) {
             let name = cert.tbs_certificate().subject().to_string();
             let urls = crl::distribution_points(cert);
-            if urls.is_empty() {
+            let responders = ocsp::responders(cert);
+            if urls.is_empty() && responders.is_empty() {
                 out.push((name, Revocation::NoSource));
                 continue;
             }
@@ -147,7 +212,21 @@ impl RevocationChecker for CrlChecker {
                 ));
                 continue;
             };
-            let mut answer = Revocation::Unknown("no distribution point answered".into());
+            let mut answer = Revocation::Unknown("no revocation source answered".into());
+            // OCSP first (fresher, smaller), the CRL when no responder gives an answer.
+            for url in responders {
+                match self.ocsp(&url, cert, issuer).await {
+                    Ok(status) => {
+                        answer = describe(status);
+                        break;
+                    }
+                    Err(e) => answer = Revocation::Unknown(format!("OCSP {url}: {e}")),
+                }
+            }
+            if matches!(answer, Revocation::Good | Revocation::Revoked(_)) {
+                out.push((name, answer));
+                continue;
+            }
             for url in urls {
                 let der = match self.list(&url).await {
                     Ok(d) => d,
@@ -157,16 +236,8 @@ impl RevocationChecker for CrlChecker {
                     }
                 };
                 match crl::check(cert, issuer, &der, SystemTime::now(), &self.policy) {
-                    Ok(CrlStatus::Good { .. }) => {
-                        answer = Revocation::Good;
-                        break;
-                    }
-                    Ok(CrlStatus::Revoked { date, reason }) => {
-                        let when = humantime_utc(date);
-                        answer = Revocation::Revoked(match reason {
-                            Some(r) => format!("revoked {when} ({r})"),
-                            None => format!("revoked {when}"),
-                        });
+                    Ok(status) => {
+                        answer = describe(status);
                         break;
                     }
                     Err(e) => answer = Revocation::Unknown(format!("CRL {url}: {e}")),
@@ -175,6 +246,20 @@ impl RevocationChecker for CrlChecker {
             out.push((name, answer));
         }
         out
+    }
+}
+
+/// A CRL's or OCSP responder's answer as the router takes it.
+fn describe(status: CrlStatus) -> Revocation {
+    match status {
+        CrlStatus::Good { .. } => Revocation::Good,
+        CrlStatus::Revoked { date, reason } => {
+            let when = humantime_utc(date);
+            Revocation::Revoked(match reason {
+                Some(r) => format!("revoked {when} ({r})"),
+                None => format!("revoked {when}"),
+            })
+        }
     }
 }
 
@@ -225,6 +310,11 @@ fn to_der(body: Vec<u8>) -> Result<Vec<u8>, String> {
 /// `GET` over plain HTTP/1.0 (CRL distribution points are `http:` by design: the list is
 /// signed, and HTTPS would need revocation checking of its own).
 async fn http_get(url: &str) -> Result<Vec<u8>, String> {
+    http_request(url, None).await
+}
+
+/// `GET`, or `POST` of an OCSP request when `ocsp_request` is given.
+async fn http_request(url: &str, ocsp_request: Option<&[u8]>) -> Result<Vec<u8>, String> {
     let rest = url
         .get(7..)
         .filter(|_| url.to_ascii_lowercase().starts_with("http://"))
@@ -246,11 +336,22 @@ async fn http_get(url: &str) -> Result<Vec<u8>, String> {
     let mut stream = TcpStream::connect((host, port))
         .await
         .map_err(|e| format!("connect: {e}"))?;
-    let request = format!(
-        "GET {path} HTTP/1.0\r\nHost: {authority}\r\nUser-Agent: postern\r\nAccept: application/pkix-crl\r\nConnection: close\r\n\r\n"
-    );
+    let mut request = match ocsp_request {
+        None => format!(
+            "GET {path} HTTP/1.0\r\nHost: {authority}\r\nUser-Agent: postern\r\nAccept: application/pkix-crl\r\nConnection: close\r\n\r\n"
+        )
+        .into_bytes(),
+        Some(body) => format!(
+            "POST {path} HTTP/1.0\r\nHost: {authority}\r\nUser-Agent: postern\r\nContent-Type: application/ocsp-request\r\nAccept: application/ocsp-response\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes(),
+    };
+    if let Some(body) = ocsp_request {
+        request.extend_from_slice(body);
+    }
     stream
-        .write_all(request.as_bytes())
+        .write_all(&request)
         .await
         .map_err(|e| format!("send: {e}"))?;
     let mut response = Vec::new();

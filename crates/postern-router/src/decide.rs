@@ -158,7 +158,7 @@ impl Router {
                         return Err(Error::NoUsableKey {
                             recipient: partner.pattern.to_string(),
                             reason: format!(
-                                "partner certificate {name} names no CRL, and revocation = \
+                                "partner certificate {name} names no OCSP responder or CRL, and revocation = \
                                  \"required\""
                             ),
                         })

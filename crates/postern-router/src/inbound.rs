@@ -131,7 +131,7 @@ impl InboundRouter {
                     }
                     Revocation::NoSource if policy == RevocationPolicy::Required => {
                         sig.chain = ChainStatus::Untrusted(
-                            "the signer's certificate names no CRL, and revocation = \"required\""
+                            "the signer's certificate names no OCSP responder or CRL, and revocation = \"required\""
                                 .into(),
                         );
                     }

@@ -24,6 +24,7 @@ mod crypto;
 mod enveloped;
 pub mod keys;
 mod names;
+pub mod ocsp;
 mod oids;
 pub mod path;
 pub mod pkcs12;
@@ -40,11 +41,12 @@ use postern_core::{
     ContentCipher, Credential, Error, MessageView, OpenRequest, Opened, Report, SealRequest,
     SecureEnvelope, Standard,
 };
-use x509_cert::Certificate;
 
 pub use keys::{Identity, PrivateKeyOps, SoftwareKey};
 pub use recipient::KeyTransport;
 pub use signed::RsaSignatureScheme;
+/// The certificate type the public functions take (so callers need not pin x509-cert).
+pub use x509_cert::Certificate;
 
 /// How deep signed-inside-encrypted-inside-signed nesting may go before we stop.
 const MAX_LAYERS: usize = 4;
