@@ -315,6 +315,22 @@ impl Pki {
         self.issue_raw("localhost", KeyKind::Rsa(2048), ext, 2)
     }
 
+    /// A TLS server certificate for these DNS names (serverAuth), valid two days.
+    pub fn issue_tls_for(&self, names: &[&str]) -> EndEntity {
+        let sans: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
+        let ext = format!(
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n\
+             extendedKeyUsage=serverAuth\nsubjectAltName={}\nsubjectKeyIdentifier=hash\n",
+            sans.join(",")
+        );
+        self.issue_raw(
+            names.first().copied().unwrap_or("localhost"),
+            KeyKind::Rsa(2048),
+            &ext,
+            2,
+        )
+    }
+
     fn issue_raw(&self, email: &str, kind: KeyKind, ext_text: &str, days: u32) -> EndEntity {
         let n = self
             .serial

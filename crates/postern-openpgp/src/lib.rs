@@ -383,3 +383,20 @@ impl SecureEnvelope for OpenPgpEnvelope {
             .collect())
     }
 }
+
+/// The certificates in `bytes` (a keyring, armored or binary) that carry a user ID for
+/// `address` (case-insensitive), each serialised alone (binary, public parts only). A Web Key
+/// Directory answer may only vouch for the address that was asked for, so anything else a
+/// server returns is dropped.
+pub fn certificates_with_address(bytes: &[u8], address: &str) -> Result<Vec<Vec<u8>>, Error> {
+    use openpgp::serialize::SerializeInto;
+    let want = address.to_lowercase();
+    keys::parse_certs(bytes)?
+        .iter()
+        .filter(|c| keys::emails(c).contains(&want))
+        .map(|c| {
+            c.to_vec()
+                .map_err(|e| Error::malformed("OpenPGP certificate", e))
+        })
+        .collect()
+}

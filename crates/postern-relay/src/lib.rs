@@ -34,6 +34,7 @@ pub mod spool;
 pub mod transport;
 mod util;
 pub mod verify;
+pub mod wkd;
 
 pub use config::{ConfigError, RelayConfig};
 pub use inspect::{ContentInspector, DlpInspector, Inspection, PassThrough};

@@ -381,7 +381,10 @@ pub async fn start_with(
     // One CRL cache for both directions.
     let revocation: Arc<dyn postern_core::RevocationChecker> =
         Arc::new(crate::revocation::CrlChecker::new());
-    let mut router = Router::new(backends.clone()).with_revocation(revocation.clone());
+    let wkd = crate::wkd::Wkd::new(settings.tls.verified.clone());
+    let mut router = Router::new(backends.clone())
+        .with_revocation(revocation.clone())
+        .with_key_store(Arc::new(wkd));
     router.subject_trigger = cfg.subject_trigger.clone();
     let shared = Arc::new(Shared {
         settings,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use postern_core::{
-    Address, Error, MessageView, Policy, Revocation, RevocationChecker, RevocationPolicy,
+    Address, Error, KeyStore, MessageView, Policy, Revocation, RevocationChecker, RevocationPolicy,
     SealRequest, SecureEnvelope, Standard,
 };
 
@@ -91,6 +91,9 @@ pub struct Router {
     /// Asked before sealing to a partner certificate, as the partner's `revocation` says
     /// (`None`: not checked).
     pub revocation: Option<Arc<dyn RevocationChecker>>,
+    /// Where partners with `key_sources` publish their keys (`None`: not looked up, so such
+    /// a partner has only the certificates in the file).
+    pub key_store: Option<Arc<dyn KeyStore>>,
 }
 
 /// Where a recipient belongs: a partner entry (by index) or the clear world.
@@ -108,7 +111,42 @@ impl Router {
             subject_trigger: "[secure]".into(),
             policy: Policy::default(),
             revocation: None,
+            key_store: None,
         }
+    }
+
+    /// Looks partner keys up in `store` (WKD) for partners whose entry names a source.
+    pub fn with_key_store(mut self, store: Arc<dyn KeyStore>) -> Self {
+        self.key_store = Some(store);
+        self
+    }
+
+    /// The certificates to seal to for these recipients: the file's, and — for a partner that
+    /// publishes keys — each recipient's published key. A source that is down is temporary
+    /// (held, retried); a recipient with no key anywhere makes the copy unusable for them, so it
+    /// is refused rather than sealed to keys they do not hold.
+    async fn recipient_certificates(
+        &self,
+        partner: &Partner,
+        standard: Standard,
+        recipients: &[Address],
+    ) -> Result<Vec<Vec<u8>>, Error> {
+        let mut certs = partner.certificates_for(standard).to_vec();
+        let (Some(store), true) = (&self.key_store, partner.discovers(standard)) else {
+            return Ok(certs);
+        };
+        let gateway_key = !certs.is_empty();
+        for r in recipients {
+            let found = store.recipient_certificates(standard, r).await?;
+            if found.is_empty() && !gateway_key {
+                return Err(Error::NoUsableKey {
+                    recipient: r.to_string(),
+                    reason: format!("no {standard} key published for it"),
+                });
+            }
+            certs.extend(found);
+        }
+        Ok(certs)
     }
 
     /// Checks partner certificates for revocation with `checker` before sealing.
@@ -266,7 +304,10 @@ impl Router {
         let mut temporary: Option<String> = None;
         let mut permanent: Vec<String> = Vec::new();
         for &standard in &partner.standards {
-            match self.seal(dir, partner, standard, message, may_sign).await {
+            match self
+                .seal(dir, partner, standard, message, may_sign, &recipients)
+                .await
+            {
                 Ok(sealed) => {
                     return Disposition::Deliver {
                         recipients,
@@ -310,11 +351,14 @@ impl Router {
         standard: Standard,
         message: &[u8],
         may_sign: bool,
+        recipients: &[Address],
     ) -> Result<Vec<u8>, Error> {
         let backend = self.backend(standard).ok_or_else(|| {
             Error::UnsupportedAlgorithm(format!("no {standard} backend configured"))
         })?;
-        let certs = partner.certificates_for(standard);
+        let certs = &self
+            .recipient_certificates(partner, standard, recipients)
+            .await?;
         if certs.is_empty() {
             return Err(Error::NoUsableKey {
                 recipient: partner.pattern.to_string(),

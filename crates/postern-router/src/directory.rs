@@ -151,6 +151,8 @@ pub struct Partner {
     pub certificate_domains: Vec<Domain>,
     /// Whether its certificates must be shown not revoked (CRL) before use.
     pub revocation: RevocationPolicy,
+    /// Where its keys come from besides the certificates listed here.
+    pub key_sources: Vec<KeySource>,
     /// Line of the entry in the directory file (0 when built in Rust).
     pub line: usize,
 }
@@ -171,8 +173,16 @@ impl Partner {
             portal_days: None,
             certificate_domains: Vec::new(),
             revocation: RevocationPolicy::default(),
+            key_sources: Vec::new(),
             line: 0,
         }
+    }
+
+    /// Does it publish `standard` keys we look up (a discovery source beside the file)?
+    pub fn discovers(&self, standard: Standard) -> bool {
+        self.key_sources
+            .iter()
+            .any(|s| matches!((s, standard), (KeySource::Wkd, Standard::OpenPgp)))
     }
 
     /// The certificates configured for `standard`.
@@ -182,6 +192,13 @@ impl Partner {
             .map(Vec::as_slice)
             .unwrap_or_default()
     }
+}
+
+/// A place a partner publishes its keys, looked up when mail goes to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    /// The OpenPGP Web Key Directory of the recipient's domain (per address).
+    Wkd,
 }
 
 /// Our own side: domains, signing/decryption identities, trust anchors for S/MIME signers.
@@ -297,6 +314,8 @@ struct RawPartner {
     #[serde(default)]
     certificate_domains: Vec<Spanned<String>>,
     revocation: Option<Spanned<String>>,
+    #[serde(default)]
+    key_sources: Vec<Spanned<String>>,
 }
 
 /// 1-based line of a byte offset.
@@ -519,6 +538,20 @@ impl Directory {
                         message: format!(
                             "revocation {:?}: use required, best-effort or off",
                             r.get_ref()
+                        ),
+                    }),
+                }
+            }
+            for k in &p.key_sources {
+                match k.get_ref().as_str() {
+                    "wkd" => partner.key_sources.push(KeySource::Wkd),
+                    // The certificates listed in the file are always used.
+                    "directory" => {}
+                    other => problems.push(Problem {
+                        line: at(k.span()),
+                        message: format!(
+                            "key_sources {other:?}: use \"directory\" and/or \"wkd\" (DNS and \
+                             LDAP lookups are not built yet)"
                         ),
                     }),
                 }

@@ -92,8 +92,8 @@ mod validate;
 
 pub use decide::{strip_bcc, ContentAction, Disposition, Envelope, Router};
 pub use directory::{
-    Directory, DirectoryError, DomainPattern, Legacy, OurIdentity, Partner, PartnerPolicy, Problem,
-    UnsignedCbc,
+    Directory, DirectoryError, DomainPattern, KeySource, Legacy, OurIdentity, Partner,
+    PartnerPolicy, Problem, UnsignedCbc,
 };
 pub use inbound::{
     strip_results, Inbound, InboundAction, InboundPolicy, InboundRouter, RESULT_PREFIX,

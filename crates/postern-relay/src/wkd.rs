@@ -1,0 +1,257 @@
+//! OpenPGP Web Key Directory (draft-koch-openpgp-webkey-service): a partner's keys found where
+//! the partner publishes them, over HTTPS with a verified certificate. The advanced method
+//! (`openpgpkey.<domain>`) is tried first, then the direct one (`<domain>`).
+//!
+//! Found keys are cached with their expiry; a published key that changes is logged. A server
+//! that cannot be reached is [`Error::Unavailable`] (the router holds the mail, 451); a key that
+//! is not published is an empty answer (no key).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use postern_core::{Address, Credential, Domain, Error, KeyStore, Standard};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::TlsConnector;
+
+/// Largest answer read (a keyring for one address).
+const MAX_ANSWER: u64 = 1024 * 1024;
+
+/// A WKD client with a cache.
+pub struct Wkd {
+    tls: TlsConnector,
+    /// Where to connect for a host name instead of resolving it (tests, split-horizon setups).
+    overrides: HashMap<String, SocketAddr>,
+    port: u16,
+    /// How long found keys (and "not published") are kept.
+    pub ttl: Duration,
+    /// Connect and download timeout.
+    pub timeout: Duration,
+    cache: Mutex<HashMap<String, Cached>>,
+}
+
+struct Cached {
+    certs: Vec<Vec<u8>>,
+    fetched: Instant,
+}
+
+impl std::fmt::Debug for Wkd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wkd")
+            .field("overrides", &self.overrides)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Wkd {
+    /// A client that verifies servers with `tls` (web PKI roots plus the configured CA file).
+    pub fn new(tls: TlsConnector) -> Self {
+        Wkd {
+            tls,
+            overrides: HashMap::new(),
+            port: 443,
+            ttl: Duration::from_secs(3600),
+            timeout: Duration::from_secs(10),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Connects to `addr` for `host` instead of resolving it (the TLS name stays `host`).
+    pub fn with_host(mut self, host: &str, addr: SocketAddr) -> Self {
+        self.overrides.insert(host.to_ascii_lowercase(), addr);
+        self
+    }
+
+    /// Sets how long answers are cached (zero: ask every time).
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// The two URLs (host, path) for `address`, advanced method first.
+    fn locations(address: &Address) -> [(String, String); 2] {
+        let local = address.local();
+        let domain = address.domain().as_str().to_ascii_lowercase();
+        let digest = aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+            local.to_lowercase().as_bytes(),
+        );
+        let hash = zbase32(digest.as_ref());
+        let l = percent_encode(local);
+        [
+            (
+                format!("openpgpkey.{domain}"),
+                format!("/.well-known/openpgpkey/{domain}/hu/{hash}?l={l}"),
+            ),
+            (
+                domain.clone(),
+                format!("/.well-known/openpgpkey/hu/{hash}?l={l}"),
+            ),
+        ]
+    }
+
+    /// GET over HTTPS; `Ok(None)` for 404 (not published).
+    async fn get(&self, host: &str, path: &str) -> Result<Option<Vec<u8>>, String> {
+        let name = ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
+        let tcp = match self.overrides.get(host) {
+            Some(addr) => TcpStream::connect(addr).await,
+            None => TcpStream::connect((host, self.port)).await,
+        }
+        .map_err(|e| format!("connect {host}: {e}"))?;
+        let mut tls = self
+            .tls
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS with {host}: {e}"))?;
+        let request = format!(
+            "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: postern\r\nConnection: close\r\n\r\n"
+        );
+        tls.write_all(request.as_bytes())
+            .await
+            .map_err(|e| format!("send: {e}"))?;
+        let mut response = Vec::new();
+        // A server that closes without close_notify still gave us what it sent.
+        let read = (&mut tls)
+            .take(MAX_ANSWER + 16 * 1024)
+            .read_to_end(&mut response)
+            .await;
+        if let Err(e) = read {
+            if response.is_empty() {
+                return Err(format!("read: {e}"));
+            }
+        }
+        let split = memchr::memmem::find(&response, b"\r\n\r\n").ok_or("no HTTP header")?;
+        let head = String::from_utf8_lossy(&response[..split]).to_string();
+        match head.split_whitespace().nth(1).unwrap_or("") {
+            "200" => Ok(Some(response.split_off(split + 4))),
+            "404" => Ok(None),
+            other => Err(format!("HTTP status {other}")),
+        }
+    }
+
+    async fn lookup(&self, address: &Address) -> Result<Vec<Vec<u8>>, Error> {
+        let mut failures = Vec::new();
+        for (host, path) in Self::locations(address) {
+            let answer = tokio::time::timeout(self.timeout, self.get(&host, &path)).await;
+            match answer {
+                Ok(Ok(Some(body))) => {
+                    return postern_openpgp::certificates_with_address(&body, &address.to_string())
+                }
+                Ok(Ok(None)) => return Ok(Vec::new()),
+                Ok(Err(e)) => failures.push(e),
+                Err(_) => failures.push(format!("{host}: no answer in time")),
+            }
+        }
+        Err(Error::Unavailable(format!(
+            "Web Key Directory for {address}: {}",
+            failures.join("; ")
+        )))
+    }
+}
+
+#[async_trait]
+impl KeyStore for Wkd {
+    async fn recipient_certificates(
+        &self,
+        standard: Standard,
+        recipient: &Address,
+    ) -> Result<Vec<Vec<u8>>, Error> {
+        if standard != Standard::OpenPgp {
+            return Ok(Vec::new());
+        }
+        let key = recipient.to_string().to_lowercase();
+        if let Some(c) = self.cache.lock().ok().and_then(|c| {
+            c.get(&key)
+                .filter(|c| c.fetched.elapsed() < self.ttl)
+                .map(|c| c.certs.clone())
+        }) {
+            return Ok(c);
+        }
+        let certs = self.lookup(recipient).await?;
+        if let Ok(mut cache) = self.cache.lock() {
+            if let Some(old) = cache.get(&key) {
+                if old.certs != certs {
+                    tracing::warn!(
+                        address = %recipient,
+                        before = old.certs.len(),
+                        now = certs.len(),
+                        "the key published in the Web Key Directory changed"
+                    );
+                }
+            }
+            cache.insert(
+                key,
+                Cached {
+                    certs: certs.clone(),
+                    fetched: Instant::now(),
+                },
+            );
+        }
+        Ok(certs)
+    }
+
+    async fn own_credentials(
+        &self,
+        _standard: Standard,
+        _domain: &Domain,
+    ) -> Result<Vec<Credential>, Error> {
+        Ok(Vec::new())
+    }
+}
+
+/// z-base-32 (the WKD local-part hash encoding), 5-bit groups from the most significant bit.
+fn zbase32(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"ybndrfg8ejkmcpqxot1uwisza345h769";
+    let mut out = String::new();
+    let mut buffer: u32 = 0;
+    let mut bits = 0;
+    for &b in data {
+        buffer = (buffer << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(ALPHABET[((buffer >> bits) & 31) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((buffer << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example of the WKD draft: `Joe.Doe@Example.ORG` hashes to
+    /// `iy9q119eutrkn8s1mk4r39qejnbu3n5q`.
+    #[test]
+    fn local_part_hash_matches_the_draft() {
+        let a = Address::new("Joe.Doe@Example.ORG").unwrap();
+        let [(host, path), (direct, _)] = Wkd::locations(&a);
+        assert_eq!(host, "openpgpkey.example.org");
+        assert_eq!(direct, "example.org");
+        assert!(
+            path.starts_with(
+                "/.well-known/openpgpkey/example.org/hu/iy9q119eutrkn8s1mk4r39qejnbu3n5q?l=Joe.Doe"
+            ),
+            "{path}"
+        );
+    }
+}

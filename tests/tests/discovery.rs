@@ -1,0 +1,186 @@
+//! Partner keys found where the partner publishes them: the OpenPGP Web Key Directory over
+//! HTTPS (a verified certificate, on loopback), with the local-part hash GnuPG computes. Mail
+//! to an address whose key is published is sealed to it and read by gpg; a key for another
+//! address in the same answer is not used; an unpublished address is refused (never plain to a
+//! required partner); a server that is down holds the mail.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use postern_core::{Address, Domain, SecureEnvelope, Standard};
+use postern_openpgp::OpenPgpEnvelope;
+use postern_relay::wkd::Wkd;
+use postern_router::{
+    Directory, Disposition, DomainPattern, Envelope, KeySource, Partner, PartnerPolicy, Router,
+};
+use postern_tests::{sample_message, Gpg, PgpKind, Pki};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::{self, RootCertStore};
+
+/// Answers `GET path` with `body` for the one path that is published, 404 otherwise.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    path: String,
+    body: Vec<u8>,
+) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            return;
+        };
+        let (acceptor, path, body) = (acceptor.clone(), path.clone(), body.clone());
+        tokio::spawn(async move {
+            let Ok(mut tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let mut buf = vec![0u8; 4096];
+            let n = tls.read(&mut buf).await.unwrap_or(0);
+            let request = String::from_utf8_lossy(&buf[..n]).to_string();
+            let asked = request.split_whitespace().nth(1).unwrap_or("").to_string();
+            let (status, payload) = if asked == path {
+                ("200 OK", body)
+            } else {
+                ("404 Not Found", Vec::new())
+            };
+            let head = format!(
+                "HTTP/1.0 {status}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+                payload.len()
+            );
+            let _ = tls.write_all(head.as_bytes()).await;
+            let _ = tls.write_all(&payload).await;
+            let _ = tls.shutdown().await;
+        });
+    }
+}
+
+fn armored_message(sealed: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(sealed);
+    let start = text
+        .find("-----BEGIN PGP MESSAGE-----")
+        .expect("armored message");
+    let end = text.find("-----END PGP MESSAGE-----").expect("armor end") + 25;
+    text.get(start..end).expect("armor").as_bytes().to_vec()
+}
+
+fn partner(domain: &str) -> Partner {
+    let mut p = Partner::new(
+        DomainPattern::Exact(Domain::new(domain).unwrap()),
+        PartnerPolicy::Required,
+        vec![Standard::OpenPgp],
+    );
+    p.key_sources.push(KeySource::Wkd);
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_published_in_the_web_key_directory_are_found_and_used() {
+    let pki = Pki::new();
+    let alice = Gpg::new();
+    alice.generate("Alice <alice@wkd.test>", PgpKind::Ed25519, "never");
+    let mallory = Gpg::new();
+    mallory.generate("Mallory <mallory@evil.test>", PgpKind::Ed25519, "never");
+    // GnuPG's own WKD hash for the address decides the path served.
+    let listing =
+        String::from_utf8(alice.ok(&["--with-wkd-hash", "--list-keys", "alice@wkd.test"], b""))
+            .unwrap();
+    let hash = listing
+        .lines()
+        .find_map(|l| l.trim().strip_suffix("@wkd.test").filter(|h| h.len() == 32))
+        .expect("wkd hash in gpg's listing")
+        .to_string();
+    let path = format!("/.well-known/openpgpkey/wkd.test/hu/{hash}?l=alice");
+    // The answer also carries someone else's key, which must not be used.
+    let mut keyring = alice.export("alice@wkd.test");
+    keyring.extend(mallory.export("mallory@evil.test"));
+
+    let tls = pki.issue_tls_for(&["openpgpkey.wkd.test", "wkd.test"]);
+    let chain = CertificateDer::pem_file_iter(&tls.cert)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(&tls.key).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve(
+        listener,
+        tokio_rustls::TlsAcceptor::from(Arc::new(server)),
+        path,
+        keyring,
+    ));
+    let dead: SocketAddr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+
+    let mut roots = RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(&pki.ca_cert).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let wkd = Wkd::new(tokio_rustls::TlsConnector::from(Arc::new(client)))
+        .with_host("openpgpkey.wkd.test", addr)
+        .with_host("wkd.test", addr)
+        .with_host("openpgpkey.down.test", dead)
+        .with_host("down.test", dead)
+        .with_ttl(Duration::ZERO);
+
+    let mut dir = Directory::default();
+    dir.our.domains.push(Domain::new("clinic.example").unwrap());
+    dir.partners = vec![partner("wkd.test"), partner("down.test")];
+    let backends: Vec<Arc<dyn SecureEnvelope>> = vec![Arc::new(OpenPgpEnvelope::new())];
+    let router = Router::new(backends).with_key_store(Arc::new(wkd));
+    let msg = sample_message(1);
+    let send = |to: &str| {
+        let env = Envelope {
+            mail_from: Some(Address::new("ada@clinic.example").unwrap()),
+            rcpt_to: vec![Address::new(to).unwrap()],
+        };
+        let (router, dir, msg) = (&router, &dir, &msg);
+        async move { router.outbound(dir, &env, msg, None).await.remove(0) }
+    };
+
+    match send("alice@wkd.test").await {
+        Disposition::Deliver {
+            message,
+            sealed: Some(Standard::OpenPgp),
+            ..
+        } => {
+            let (plain, err, ok) = alice.decrypt(&armored_message(&message));
+            assert!(ok, "gpg: {err}");
+            assert!(String::from_utf8_lossy(&plain).contains("Potassium"));
+            let (_, _, ok) = mallory.decrypt(&armored_message(&message));
+            assert!(
+                !ok,
+                "sealed to a key the directory published for another address"
+            );
+        }
+        other => panic!("published key: {other:?}"),
+    }
+    match send("nobody@wkd.test").await {
+        Disposition::Bounce { reason, .. } => {
+            assert!(reason.contains("no openpgp key published"), "{reason}")
+        }
+        other => panic!("unpublished address: {other:?}"),
+    }
+    match send("alice@down.test").await {
+        Disposition::Hold { reason, .. } => {
+            assert!(reason.contains("Web Key Directory"), "{reason}")
+        }
+        other => panic!("server down: {other:?}"),
+    }
+}
