@@ -315,6 +315,16 @@ impl Pki {
         self.issue_raw("localhost", KeyKind::Rsa(2048), ext, 2)
     }
 
+    /// Issues an S/MIME certificate for `email` with extra extension lines (openssl syntax).
+    pub fn issue_with_extensions(&self, email: &str, extra: &str) -> EndEntity {
+        let ext = format!(
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n\
+             extendedKeyUsage=emailProtection\nsubjectAltName=email:{email}\n\
+             subjectKeyIdentifier=hash\n{extra}\n"
+        );
+        self.issue_raw(email, KeyKind::Rsa(2048), &ext, 30)
+    }
+
     /// A TLS server certificate for these DNS names (serverAuth), valid two days.
     pub fn issue_tls_for(&self, names: &[&str]) -> EndEntity {
         let sans: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();

@@ -534,3 +534,79 @@ async fn ocsp_answers_from_openssl_decide_and_forged_ones_do_not() {
         other => panic!("responder down, required: {other:?}"),
     }
 }
+
+/// A signer whose message omits its intermediate: the intermediate is fetched from the
+/// caIssuers URL in the signer's certificate and the signature becomes trusted (the anchor is
+/// still ours to configure); without the fetch it is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_intermediate_left_out_is_fetched_from_the_signers_aia() {
+    let root = postern_tests::Pki::new();
+    let int = root.subordinate("Partner Issuing CA", "");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let int_der = run_ok(
+        Command::new("openssl")
+            .args(["x509", "-outform", "DER", "-in"])
+            .arg(&int.ca_cert),
+        b"",
+    );
+    let served = root.file("int.der", &int_der);
+    tokio::spawn(serve(listener, served));
+    let signer = int.issue_with_extensions(
+        "alice@aia.test",
+        &format!("authorityInfoAccess=caIssuers;URI:http://127.0.0.1:{port}/int.der"),
+    );
+    // openssl cms -sign includes only the signer's own certificate.
+    let msg = format!(
+        "From: alice@aia.test\r\n{}",
+        String::from_utf8(sample_message(1))
+            .unwrap()
+            .replace("From: ", "X-Old-From: ")
+    );
+    let signed = run_ok(
+        Command::new("openssl")
+            .args(["cms", "-sign", "-signer"])
+            .arg(&signer.cert)
+            .arg("-inkey")
+            .arg(&signer.key),
+        msg.as_bytes(),
+    );
+    let chain_of = |i: &Inbound| match i {
+        Inbound::Deliver {
+            report: Some(r), ..
+        } => r.signatures[0].chain.clone(),
+        other => panic!("{other:?}"),
+    };
+    let mut dir = Directory::default();
+    dir.our.domains.push(Domain::new("clinic.example").unwrap());
+    dir.our.trust_anchors.push(root.ca_pem());
+    let from = Address::new("alice@aia.test").unwrap();
+    // From a stranger, the URL in the certificate is not fetched at all.
+    let checked = InboundRouter::new(backends()).with_revocation(Arc::new(CrlChecker::new()));
+    let stranger = checked.inbound(&dir, Some(&from), &signed).await;
+    assert!(matches!(
+        chain_of(&stranger),
+        postern_core::ChainStatus::Untrusted(_)
+    ));
+    // From a partner (S/MIME, anchored by our CA list), it is.
+    let mut p = Partner::new(
+        DomainPattern::Exact(Domain::new("aia.test").unwrap()),
+        PartnerPolicy::Preferred,
+        vec![Standard::Smime],
+    );
+    p.revocation = RevocationPolicy::BestEffort;
+    dir.partners.push(p);
+    let without = InboundRouter::new(backends());
+    let before = without.inbound(&dir, Some(&from), &signed).await;
+    assert!(
+        matches!(chain_of(&before), postern_core::ChainStatus::Untrusted(_)),
+        "trusted without the intermediate"
+    );
+    let with = InboundRouter::new(backends()).with_revocation(Arc::new(CrlChecker::new()));
+    let after = with.inbound(&dir, Some(&from), &signed).await;
+    assert!(
+        matches!(chain_of(&after), postern_core::ChainStatus::Trusted { .. }),
+        "{:?}",
+        chain_of(&after)
+    );
+}

@@ -188,6 +188,9 @@ pub struct OpenRequest<'a> {
     /// a signature by one of these is trusted as pinned, and these are used to verify signatures
     /// that carry no certificate.
     pub expected_signers: &'a [Vec<u8>],
+    /// Further intermediate CA certificates (untrusted path material, e.g. fetched through a
+    /// signer's authority information access) beside those the message carries.
+    pub intermediates: &'a [Vec<u8>],
     /// The algorithm policy.
     pub policy: &'a Policy,
     /// The time at which certificates must be valid.
@@ -201,6 +204,7 @@ impl<'a> OpenRequest<'a> {
             keys,
             trust_anchors: &[],
             expected_signers: &[],
+            intermediates: &[],
             policy,
             now: SystemTime::now(),
         }
@@ -215,6 +219,12 @@ impl<'a> OpenRequest<'a> {
     /// Expect signatures from these partner certificates.
     pub fn with_expected_signers(mut self, certs: &'a [Vec<u8>]) -> Self {
         self.expected_signers = certs;
+        self
+    }
+
+    /// Adds untrusted intermediate certificates for path building.
+    pub fn with_intermediates(mut self, certs: &'a [Vec<u8>]) -> Self {
+        self.intermediates = certs;
         self
     }
 }

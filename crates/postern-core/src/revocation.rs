@@ -71,4 +71,12 @@ pub trait RevocationChecker: Send + Sync + fmt::Debug {
         certificates: &[u8],
         issuers: &[Vec<u8>],
     ) -> Vec<(String, Revocation)>;
+
+    /// Issuer certificates for `certificate` from where it says they are published (S/MIME:
+    /// authority information access caIssuers), for a path the sender left incomplete. They
+    /// are path material, not trust: a path must still end at a configured anchor.
+    async fn issuers(&self, standard: Standard, certificate: &[u8]) -> Vec<Vec<u8>> {
+        let _ = (standard, certificate);
+        Vec::new()
+    }
 }

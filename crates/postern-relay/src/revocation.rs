@@ -175,8 +175,99 @@ impl CrlChecker {
     }
 }
 
+impl CrlChecker {
+    /// The certificates published at `cert`'s caIssuers URLs, following each one's own
+    /// caIssuers up to three levels (at most eight certificates). Path material only.
+    async fn fetch_issuers(
+        &self,
+        cert: &postern_smime::Certificate,
+    ) -> Vec<postern_smime::Certificate> {
+        let mut found: Vec<postern_smime::Certificate> = Vec::new();
+        let mut todo = vec![cert.clone()];
+        for _ in 0..3 {
+            let mut next = Vec::new();
+            for c in &todo {
+                for url in ocsp::ca_issuers(c).into_iter().take(2) {
+                    for issuer in self.issuer_file(&url).await {
+                        let self_signed =
+                            issuer.tbs_certificate().subject() == issuer.tbs_certificate().issuer();
+                        if found.len() < 8 && !found.contains(&issuer) {
+                            found.push(issuer.clone());
+                            if !self_signed {
+                                next.push(issuer);
+                            }
+                        }
+                    }
+                }
+            }
+            if next.is_empty() {
+                break;
+            }
+            todo = next;
+        }
+        found
+    }
+
+    /// The CA certificates at `url` (DER, PEM or a PKCS#7 bundle), cached like CRLs.
+    async fn issuer_file(&self, url: &str) -> Vec<postern_smime::Certificate> {
+        let key = format!("issuer {url}");
+        let body = match self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            Some(Cached::List { der, fetched, .. }) if fetched.elapsed() < self.max_age => {
+                Some(der.to_vec())
+            }
+            _ => None,
+        };
+        let body = match body {
+            Some(b) => b,
+            None => match tokio::time::timeout(self.timeout, http_get(url)).await {
+                Ok(Ok(b)) => {
+                    if let Ok(mut c) = self.cache.lock() {
+                        c.insert(
+                            key,
+                            Cached::List {
+                                der: std::sync::Arc::new(b.clone()),
+                                fetched: Instant::now(),
+                                next_update: SystemTime::now() + self.max_age,
+                            },
+                        );
+                    }
+                    b
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(url, error = %e, "issuer certificate download failed");
+                    return Vec::new();
+                }
+                Err(_) => return Vec::new(),
+            },
+        };
+        keys::parse_certificates(&body)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(keys::is_ca)
+            .collect()
+    }
+}
+
 #[async_trait]
 impl RevocationChecker for CrlChecker {
+    async fn issuers(&self, standard: Standard, certificate: &[u8]) -> Vec<Vec<u8>> {
+        if standard != Standard::Smime {
+            return Vec::new();
+        }
+        let Ok(certs) = keys::parse_certificates(certificate) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for c in certs.iter().filter(|c| !keys::is_ca(c)) {
+            for issuer in self.fetch_issuers(c).await {
+                if let Ok(der) = der_of(&issuer) {
+                    out.push(der);
+                }
+            }
+        }
+        out
+    }
+
     async fn check(
         &self,
         standard: Standard,
@@ -202,6 +293,9 @@ impl RevocationChecker for CrlChecker {
             if urls.is_empty() && responders.is_empty() {
                 out.push((name, Revocation::NoSource));
                 continue;
+            }
+            if crl::find_issuer(cert, &pool, &self.policy).is_none() {
+                pool.extend(self.fetch_issuers(cert).await);
             }
             let Some(issuer) = crl::find_issuer(cert, &pool, &self.policy) else {
                 out.push((
@@ -247,6 +341,10 @@ impl RevocationChecker for CrlChecker {
         }
         out
     }
+}
+
+fn der_of(c: &postern_smime::Certificate) -> Result<Vec<u8>, String> {
+    postern_smime::keys::to_der(c).map_err(|e| e.to_string())
 }
 
 /// A CRL's or OCSP responder's answer as the router takes it.

@@ -111,7 +111,11 @@ impl InboundRouter {
             issuers.extend(p.certificates_for(report.standard).iter().cloned());
         }
         for sig in &mut report.signatures {
-            if sig.status != SignatureStatus::Valid {
+            // Only signers that chain to our anchors or are the partner's pinned key: their
+            // CRL and OCSP addresses are their CA's, not whatever a stranger's certificate says.
+            if sig.status != SignatureStatus::Valid
+                || !matches!(sig.chain, ChainStatus::Trusted { .. })
+            {
                 continue;
             }
             let Some((leaf, chain)) = sig.signer_chain.split_first() else {
@@ -181,7 +185,32 @@ impl InboundRouter {
         let req = OpenRequest::new(&keys, &algorithms)
             .with_trust_anchors(&dir.our.trust_anchors)
             .with_expected_signers(&signers);
-        match backend.open(&view, &req).await {
+        let mut result = backend.open(&view, &req).await;
+        // A signer whose path the sender left incomplete: fetch the issuers its certificate
+        // names (AIA) and verify again with them as path material (trust still needs an anchor).
+        // Only for a partner's mail: the URLs come from a certificate nobody has vouched for
+        // yet, and fetching whatever a stranger names would let anyone make us send requests
+        // into our own network.
+        if let (Ok(opened), Some(checker), true) = (&result, &self.revocation, partner.is_some()) {
+            let mut fetched = Vec::new();
+            if !dir.our.trust_anchors.is_empty() {
+                for sig in &opened.report.signatures {
+                    if sig.status == SignatureStatus::Valid
+                        && matches!(sig.chain, ChainStatus::Untrusted(_))
+                    {
+                        if let Some(leaf) = sig.signer_chain.first() {
+                            fetched.extend(checker.issuers(standard, leaf).await);
+                        }
+                    }
+                }
+            }
+            if !fetched.is_empty() {
+                if let Ok(again) = backend.open(&view, &req.with_intermediates(&fetched)).await {
+                    result = Ok(again);
+                }
+            }
+        }
+        match result {
             Ok(mut opened) => {
                 self.check_signers(dir, partner, &mut opened.report).await;
                 // The opened message came from outside too: its result headers go as well.

@@ -579,3 +579,9 @@ impl Identity {
 pub fn is_ca(cert: &Certificate) -> bool {
     crate::certinfo::is_ca(cert)
 }
+
+/// The DER encoding of a certificate.
+pub fn to_der(cert: &Certificate) -> Result<Vec<u8>, Error> {
+    cert.to_der()
+        .map_err(|e| Error::malformed("certificate", e))
+}

@@ -233,9 +233,11 @@ impl SmimeEnvelope {
         };
         let anchors = parse_all(req.trust_anchors)?;
         let pinned = parse_all(req.expected_signers)?;
+        let intermediates = parse_all(req.intermediates)?;
         let vctx = signed::VerifyContext {
             anchors: &anchors,
             pinned: &pinned,
+            intermediates: &intermediates,
             policy: req.policy,
             now: req.now,
         };

@@ -24,6 +24,7 @@ use crate::crl::CrlStatus;
 use crate::oids;
 
 const ID_AD_OCSP: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.48.1");
+const ID_AD_CA_ISSUERS: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.48.2");
 const ID_PKIX_OCSP_BASIC: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.48.1.1");
 const ID_PKIX_OCSP_NONCE: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.48.1.2");
 /// Clock difference tolerated between us and the responder.
@@ -151,6 +152,16 @@ pub struct PendingRequest {
 
 /// The responder URLs (`http:`) named in the certificate's authority information access.
 pub fn responders(cert: &Certificate) -> Vec<String> {
+    access_urls(cert, ID_AD_OCSP)
+}
+
+/// Where the certificate's issuer certificate is published (`http:` caIssuers in its authority
+/// information access; a DER certificate or a PKCS#7 bundle).
+pub fn ca_issuers(cert: &Certificate) -> Vec<String> {
+    access_urls(cert, ID_AD_CA_ISSUERS)
+}
+
+fn access_urls(cert: &Certificate, method: Oid) -> Vec<String> {
     let Ok(Some((_, aia))) = cert
         .tbs_certificate()
         .get_extension::<AuthorityInfoAccessSyntax>()
@@ -159,7 +170,7 @@ pub fn responders(cert: &Certificate) -> Vec<String> {
     };
     aia.0
         .iter()
-        .filter(|ad| ad.access_method == ID_AD_OCSP)
+        .filter(|ad| ad.access_method == method)
         .filter_map(|ad| match &ad.access_location {
             GeneralName::UniformResourceIdentifier(u) => Some(u.to_string()),
             _ => None,

@@ -231,6 +231,8 @@ pub struct VerifyContext<'a> {
     pub anchors: &'a [Certificate],
     /// Pinned partner certificates (also used to find signers whose certificate is not included).
     pub pinned: &'a [Certificate],
+    /// Intermediate certificates from outside the message (path material only).
+    pub intermediates: &'a [Certificate],
     /// The policy.
     pub policy: &'a Policy,
     /// Validation time.
@@ -256,10 +258,12 @@ pub fn verify(signed: &Signed, content: &[u8], ctx: &VerifyContext<'_>) -> Vec<S
         .unwrap_or_default();
     let mut candidates = included.clone();
     candidates.extend(ctx.pinned.iter().cloned());
+    let mut pool = included;
+    pool.extend(ctx.intermediates.iter().cloned());
     let trust = TrustContext {
         anchors: ctx.anchors,
         pinned: ctx.pinned,
-        pool: &included,
+        pool: &pool,
         policy: ctx.policy,
         now: ctx.now,
     };
