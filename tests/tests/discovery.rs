@@ -184,3 +184,166 @@ async fn keys_published_in_the_web_key_directory_are_found_and_used() {
         other => panic!("server down: {other:?}"),
     }
 }
+
+/// Serves whatever `body` holds now at every path, over TLS.
+async fn serve_changing(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    body: Arc<std::sync::Mutex<Vec<u8>>>,
+) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            return;
+        };
+        let (acceptor, body) = (acceptor.clone(), body.lock().unwrap().clone());
+        tokio::spawn(async move {
+            let Ok(mut tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let mut buf = vec![0u8; 4096];
+            let _ = tls.read(&mut buf).await;
+            let head = format!(
+                "HTTP/1.0 200 OK\r\nContent-Type: application/pkcs7-mime\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            let _ = tls.write_all(head.as_bytes()).await;
+            let _ = tls.write_all(&body).await;
+            let _ = tls.shutdown().await;
+        });
+    }
+}
+
+fn tls_pair(pki: &Pki, names: &[&str]) -> (rustls::ServerConfig, rustls::ClientConfig) {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = pki.issue_tls_for(names);
+    let chain = CertificateDer::pem_file_iter(&tls.cert)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(&tls.key).unwrap();
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let mut roots = RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(&pki.ca_cert).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (server, client)
+}
+
+/// A trust community's bundle, refreshed over HTTPS: once it carries the partner's CA, that
+/// partner's signature (which was untrusted) is trusted after the directory reloads — and only
+/// for that partner, not for a stranger with a certificate from the same CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refreshed_trust_bundle_makes_a_partner_signature_trusted() {
+    use postern_relay::bundles::{refresh, TrustBundle};
+    use postern_router::{Inbound, InboundRouter};
+    use postern_smime::SmimeEnvelope;
+    use postern_tests::{run_ok, KeyKind};
+    use std::process::Command;
+
+    let web = Pki::new();
+    let community = Pki::new();
+    let unrelated = Pki::new();
+    let p7b = |pki: &Pki| {
+        run_ok(
+            Command::new("openssl")
+                .args(["crl2pkcs7", "-nocrl", "-outform", "DER", "-certfile"])
+                .arg(&pki.ca_cert),
+            b"",
+        )
+    };
+    let body = Arc::new(std::sync::Mutex::new(p7b(&unrelated)));
+    let (server, client) = tls_pair(&web, &["localhost"]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(serve_changing(
+        listener,
+        tokio_rustls::TlsAcceptor::from(Arc::new(server)),
+        body.clone(),
+    ));
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(client));
+
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = TrustBundle {
+        url: format!("https://localhost:{port}/community.p7b"),
+        file: "community.p7b".into(),
+        refresh_hours: 24,
+    };
+    assert!(
+        refresh(&bundle, dir.path(), &tls).await.unwrap(),
+        "first download"
+    );
+    assert!(
+        !refresh(&bundle, dir.path(), &tls).await.unwrap(),
+        "unchanged"
+    );
+    let directory = "[our]\ndomains = [\"clinic.example\"]\n\n[[partner]]\ndomain = \"partner.test\"\n\
+                     standards = [\"smime\"]\npolicy = \"preferred\"\ntrust_anchors = [\"community.p7b\"]\n";
+    let load = || Directory::from_toml(directory, dir.path()).unwrap();
+
+    let sign = |email: &str| {
+        let signer = community.issue(email, KeyKind::Rsa(2048));
+        let msg = format!(
+            "From: {email}\r\n{}",
+            String::from_utf8(sample_message(1))
+                .unwrap()
+                .replace("From: ", "X-Old-From: ")
+        );
+        run_ok(
+            Command::new("openssl")
+                .args(["cms", "-sign", "-signer"])
+                .arg(&signer.cert)
+                .arg("-inkey")
+                .arg(&signer.key),
+            msg.as_bytes(),
+        )
+    };
+    let inbound = InboundRouter::new(vec![Arc::new(SmimeEnvelope::new())]);
+    let chain = |i: Inbound| match i {
+        Inbound::Deliver {
+            report: Some(r), ..
+        } => r.signatures[0].chain.clone(),
+        other => panic!("{other:?}"),
+    };
+    let partner_mail = sign("alice@partner.test");
+    let from = Address::new("alice@partner.test").unwrap();
+    let before = chain(inbound.inbound(&load(), Some(&from), &partner_mail).await);
+    assert!(
+        matches!(before, postern_core::ChainStatus::Untrusted(_)),
+        "{before:?}"
+    );
+
+    *body.lock().unwrap() = p7b(&community);
+    assert!(
+        refresh(&bundle, dir.path(), &tls).await.unwrap(),
+        "new bundle"
+    );
+    let after = chain(inbound.inbound(&load(), Some(&from), &partner_mail).await);
+    assert!(
+        matches!(after, postern_core::ChainStatus::Trusted { .. }),
+        "{after:?}"
+    );
+
+    let stranger_mail = sign("eve@stranger.test");
+    let eve = Address::new("eve@stranger.test").unwrap();
+    let stranger = chain(inbound.inbound(&load(), Some(&eve), &stranger_mail).await);
+    assert!(
+        !matches!(stranger, postern_core::ChainStatus::Trusted { .. }),
+        "a partner's anchor trusted for a stranger: {stranger:?}"
+    );
+
+    // A bundle without any CA certificate leaves the file in force.
+    *body.lock().unwrap() = b"not a bundle".to_vec();
+    assert!(refresh(&bundle, dir.path(), &tls).await.is_err());
+    let still = chain(inbound.inbound(&load(), Some(&from), &partner_mail).await);
+    assert!(matches!(still, postern_core::ChainStatus::Trusted { .. }));
+}

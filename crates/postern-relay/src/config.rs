@@ -82,6 +82,9 @@ pub struct RelayConfig {
     /// The database for the quarantine, the portal and the audit log: `postgres://…` (one
     /// database several gateway nodes share); empty: SQLite, `DATA_DIR/postern.sqlite`.
     pub database: String,
+    /// Trust bundles kept fresh from their publisher (`[[trust_bundles]]`); the directory names
+    /// their files as trust anchors.
+    pub trust_bundles: Vec<crate::bundles::TrustBundle>,
 }
 
 /// What to do with unusual inbound mail: `tag` (deliver with a `Postern-*` header saying what
@@ -240,6 +243,7 @@ impl Default for RelayConfig {
             inbound_policy: InboundPolicyConfig::default(),
             portal: postern_portal::PortalSettings::default(),
             database: String::new(),
+            trust_bundles: Vec::new(),
         }
     }
 }
@@ -430,6 +434,11 @@ impl RelayConfig {
         ] {
             if p.is_relative() && !p.as_os_str().is_empty() {
                 *p = base.join(&*p);
+            }
+        }
+        for b in &mut self.trust_bundles {
+            if b.file.is_relative() {
+                b.file = base.join(&b.file);
             }
         }
     }

@@ -17,8 +17,10 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod bundles;
 pub mod config;
 pub mod dsn;
+pub mod fetch;
 pub mod inspect;
 pub mod metrics;
 pub mod mx;

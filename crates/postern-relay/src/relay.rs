@@ -491,6 +491,13 @@ pub async fn start_with(
         workers.push(tokio::spawn(worker(shared.clone(), stop_rx.clone())));
     }
     listeners.push(tokio::spawn(poll_requests(shared.clone(), stop_rx.clone())));
+    for bundle in cfg.trust_bundles.clone() {
+        listeners.push(tokio::spawn(refresh_bundle(
+            shared.clone(),
+            bundle,
+            stop_rx.clone(),
+        )));
+    }
     Ok(RunningRelay {
         shared,
         internal_addr,
@@ -636,6 +643,38 @@ async fn poll_requests(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             }
             shared.scheduler.flush();
             tracing::info!("queue flushed on request");
+        }
+    }
+}
+
+/// Keeps one trust bundle fresh: fetch, and reload the directory when the file changed (the
+/// directory in force stays if the new one does not load).
+async fn refresh_bundle(
+    shared: Arc<Shared>,
+    bundle: crate::bundles::TrustBundle,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        // Paths were made absolute with the configuration; relative ones are the embedder's.
+        let base = std::path::Path::new("");
+        match crate::bundles::refresh(&bundle, base, &shared.settings.tls.verified).await {
+            Ok(true) => match shared
+                .directory
+                .reload(&shared.directory_path, SystemTime::now())
+            {
+                Ok(_) => {
+                    tracing::info!(url = %bundle.url, "directory reloaded with the new trust bundle")
+                }
+                Err(e) => tracing::warn!(url = %bundle.url, error = %e, "directory not reloaded"),
+            },
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "trust bundle not refreshed; the file in force stays")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(bundle.period()) => {}
+            _ = stop.changed() => return,
         }
     }
 }

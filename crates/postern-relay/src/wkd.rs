@@ -13,9 +13,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use postern_core::{Address, Credential, Domain, Error, KeyStore, Standard};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
 /// Largest answer read (a keyring for one address).
@@ -97,41 +94,8 @@ impl Wkd {
 
     /// GET over HTTPS; `Ok(None)` for 404 (not published).
     async fn get(&self, host: &str, path: &str) -> Result<Option<Vec<u8>>, String> {
-        let name = ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
-        let tcp = match self.overrides.get(host) {
-            Some(addr) => TcpStream::connect(addr).await,
-            None => TcpStream::connect((host, self.port)).await,
-        }
-        .map_err(|e| format!("connect {host}: {e}"))?;
-        let mut tls = self
-            .tls
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("TLS with {host}: {e}"))?;
-        let request = format!(
-            "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: postern\r\nConnection: close\r\n\r\n"
-        );
-        tls.write_all(request.as_bytes())
-            .await
-            .map_err(|e| format!("send: {e}"))?;
-        let mut response = Vec::new();
-        // A server that closes without close_notify still gave us what it sent.
-        let read = (&mut tls)
-            .take(MAX_ANSWER + 16 * 1024)
-            .read_to_end(&mut response)
-            .await;
-        if let Err(e) = read {
-            if response.is_empty() {
-                return Err(format!("read: {e}"));
-            }
-        }
-        let split = memchr::memmem::find(&response, b"\r\n\r\n").ok_or("no HTTP header")?;
-        let head = String::from_utf8_lossy(&response[..split]).to_string();
-        match head.split_whitespace().nth(1).unwrap_or("") {
-            "200" => Ok(Some(response.split_off(split + 4))),
-            "404" => Ok(None),
-            other => Err(format!("HTTP status {other}")),
-        }
+        let connect_to = self.overrides.get(host).copied();
+        crate::fetch::https_get(&self.tls, host, self.port, path, connect_to, MAX_ANSWER).await
     }
 
     async fn lookup(&self, address: &Address) -> Result<Vec<Vec<u8>>, Error> {

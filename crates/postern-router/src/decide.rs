@@ -172,8 +172,10 @@ impl Router {
         if partner.revocation == RevocationPolicy::Off {
             return Ok(());
         }
+        let mut issuers = dir.our.trust_anchors.clone();
+        issuers.extend(partner.trust_anchors.iter().cloned());
         for entry in certs {
-            for (name, answer) in checker.check(standard, entry, &dir.our.trust_anchors).await {
+            for (name, answer) in checker.check(standard, entry, &issuers).await {
                 match answer {
                     Revocation::Good => {}
                     Revocation::Revoked(why) => {

@@ -153,6 +153,8 @@ pub struct Partner {
     pub revocation: RevocationPolicy,
     /// Where its keys come from besides the certificates listed here.
     pub key_sources: Vec<KeySource>,
+    /// CA certificates trusted for this partner's signers only (beside ours for everyone).
+    pub trust_anchors: Vec<Vec<u8>>,
     /// Line of the entry in the directory file (0 when built in Rust).
     pub line: usize,
 }
@@ -174,6 +176,7 @@ impl Partner {
             certificate_domains: Vec::new(),
             revocation: RevocationPolicy::default(),
             key_sources: Vec::new(),
+            trust_anchors: Vec::new(),
             line: 0,
         }
     }
@@ -316,6 +319,8 @@ struct RawPartner {
     revocation: Option<Spanned<String>>,
     #[serde(default)]
     key_sources: Vec<Spanned<String>>,
+    #[serde(default)]
+    trust_anchors: Vec<Spanned<String>>,
 }
 
 /// 1-based line of a byte offset.
@@ -539,6 +544,15 @@ impl Directory {
                             "revocation {:?}: use required, best-effort or off",
                             r.get_ref()
                         ),
+                    }),
+                }
+            }
+            for a in &p.trust_anchors {
+                match material(a.get_ref(), base) {
+                    Ok(m) => partner.trust_anchors.push(m),
+                    Err(e) => problems.push(Problem {
+                        line: at(a.span()),
+                        message: e,
                     }),
                 }
             }

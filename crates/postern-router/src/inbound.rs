@@ -108,6 +108,7 @@ impl InboundRouter {
         }
         let mut issuers: Vec<Vec<u8>> = dir.our.trust_anchors.clone();
         if let Some(p) = partner {
+            issuers.extend(p.trust_anchors.iter().cloned());
             issuers.extend(p.certificates_for(report.standard).iter().cloned());
         }
         for sig in &mut report.signatures {
@@ -182,8 +183,13 @@ impl InboundRouter {
             algorithms.allow_triple_des |= p.accept_legacy.contains(&Legacy::TripleDes);
             algorithms.allow_sha1_signatures |= p.accept_legacy.contains(&Legacy::Sha1);
         }
+        // A partner's own anchors count for its signers only.
+        let mut anchors = dir.our.trust_anchors.clone();
+        if let Some(p) = partner {
+            anchors.extend(p.trust_anchors.iter().cloned());
+        }
         let req = OpenRequest::new(&keys, &algorithms)
-            .with_trust_anchors(&dir.our.trust_anchors)
+            .with_trust_anchors(&anchors)
             .with_expected_signers(&signers);
         let mut result = backend.open(&view, &req).await;
         // A signer whose path the sender left incomplete: fetch the issuers its certificate
@@ -193,7 +199,7 @@ impl InboundRouter {
         // into our own network.
         if let (Ok(opened), Some(checker), true) = (&result, &self.revocation, partner.is_some()) {
             let mut fetched = Vec::new();
-            if !dir.our.trust_anchors.is_empty() {
+            if !anchors.is_empty() {
                 for sig in &opened.report.signatures {
                     if sig.status == SignatureStatus::Valid
                         && matches!(sig.chain, ChainStatus::Untrusted(_))
