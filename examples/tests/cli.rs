@@ -751,3 +751,80 @@ fn releasing_an_error_hold_retries_with_inspection() {
         assert_eq!(after.released, skips_inspection, "{kind}");
     }
 }
+
+/// `keys pending`, `approve`, `reject` and `list` on the relay's database: the decision is what
+/// the store says afterwards, and an unknown number is an error (exit 2).
+#[test]
+fn keys_pending_approve_and_reject_harvested_certificates() {
+    let data = tempfile::tempdir().unwrap();
+    let pki = postern_tests::Pki::new();
+    let gw = pki.issue("gw@partner.test", postern_tests::KeyKind::Rsa(2048));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let db = postern_portal::Db::sqlite(&data.path().join("postern.sqlite"))
+            .await
+            .unwrap();
+        let store = postern_relay::harvest::HarvestStore::new(db.clone());
+        let summary = postern_core::CertificateSummary {
+            description: "CN=gw@partner.test".into(),
+            addresses: vec!["gw@partner.test".into()],
+            domains: Vec::new(),
+            authority: false,
+        };
+        assert!(store
+            .offer("partner.test", &gw.cert_pem(), &summary, false)
+            .await
+            .unwrap());
+        db.close().await;
+    });
+    let dir = data.path().to_str().unwrap();
+    let out = relay(&["keys", "pending", "--data-dir", dir], b"");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("pending") && text.contains("partner.test"),
+        "{text}"
+    );
+    assert!(text.contains("1 certificates"), "{text}");
+
+    let out = relay(
+        &[
+            "keys",
+            "approve",
+            "1",
+            "--data-dir",
+            dir,
+            "--actor",
+            "tester",
+        ],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&relay(&["keys", "list", "--data-dir", dir], b"").stdout)
+        .to_string();
+    assert!(text.contains("approved"), "{text}");
+    let pending =
+        String::from_utf8_lossy(&relay(&["keys", "pending", "--data-dir", dir], b"").stdout)
+            .to_string();
+    assert!(pending.contains("0 certificates"), "{pending}");
+
+    let out = relay(&["keys", "reject", "99", "--data-dir", dir], b"");
+    assert!(!out.status.success(), "an unknown number was accepted");
+    let trail = String::from_utf8_lossy(&relay(&["audit", "list", "--data-dir", dir], b"").stdout)
+        .to_string();
+    assert!(
+        trail.contains("key-approved") && trail.contains("tester"),
+        "{trail}"
+    );
+}

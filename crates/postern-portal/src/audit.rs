@@ -75,6 +75,12 @@ pub enum Action {
     Released,
     /// An administrator rejected a quarantined message.
     Rejected,
+    /// A partner's valid signature offered a certificate (harvest).
+    KeyOffered,
+    /// A harvested certificate was approved for use (by an administrator or automatically).
+    KeyApproved,
+    /// A harvested certificate was rejected.
+    KeyRejected,
 }
 
 impl Action {
@@ -98,6 +104,9 @@ impl Action {
             Action::Viewed => "viewed",
             Action::Released => "released",
             Action::Rejected => "rejected",
+            Action::KeyOffered => "key-offered",
+            Action::KeyApproved => "key-approved",
+            Action::KeyRejected => "key-rejected",
         }
     }
 }

@@ -62,6 +62,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0003_sender_revoke.sqlite.sql"),
         postgres: include_str!("../migrations/0003_sender_revoke.postgres.sql"),
     },
+    Migration {
+        version: 4,
+        sqlite: include_str!("../migrations/0004_harvest.sqlite.sql"),
+        postgres: include_str!("../migrations/0004_harvest.postgres.sql"),
+    },
 ];
 
 impl Db {

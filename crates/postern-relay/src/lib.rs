@@ -21,6 +21,7 @@ pub mod bundles;
 pub mod config;
 pub mod dsn;
 pub mod fetch;
+pub mod harvest;
 pub mod inspect;
 pub mod metrics;
 pub mod mx;

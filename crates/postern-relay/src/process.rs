@@ -483,13 +483,30 @@ async fn plan(shared: &Shared, entry: &Entry, data: &[u8]) -> Vec<Step> {
             });
         } else if !ours.is_empty() {
             match shared.inbound.inbound(&dir, mail_from.as_ref(), data).await {
-                Inbound::Deliver { message, .. } => steps.push(Step::Deliver {
-                    idx: ours,
-                    inbound: true,
-                    message,
-                    sealed: None,
-                    tls_required: false,
-                }),
+                Inbound::Deliver { message, report } => {
+                    if let Some(report) = &report {
+                        let smime = postern_smime::SmimeEnvelope::new();
+                        if let Err(e) = crate::harvest::offer_from(
+                            &shared.harvest,
+                            &dir,
+                            mail_from.as_ref(),
+                            report,
+                            &smime,
+                        )
+                        .await
+                        {
+                            // The message is delivered all the same; the offer comes again.
+                            tracing::warn!(error = %e, "harvest offer not recorded");
+                        }
+                    }
+                    steps.push(Step::Deliver {
+                        idx: ours,
+                        inbound: true,
+                        message,
+                        sealed: None,
+                        tls_required: false,
+                    })
+                }
                 Inbound::Quarantine { reason, .. } => steps.push(Step::Quarantine {
                     idx: ours,
                     reason,

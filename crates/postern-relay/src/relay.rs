@@ -98,6 +98,8 @@ pub struct Shared {
     pub quarantine: Quarantine,
     /// The secure web portal, when configured (set once, right after start).
     pub portal: std::sync::OnceLock<Arc<postern_portal::Portal>>,
+    /// Certificates harvested from partners' signatures.
+    pub harvest: Arc<crate::harvest::HarvestStore>,
 }
 
 /// Why the relay could not start.
@@ -382,9 +384,11 @@ pub async fn start_with(
     let revocation: Arc<dyn postern_core::RevocationChecker> =
         Arc::new(crate::revocation::CrlChecker::new());
     let wkd = crate::wkd::Wkd::new(settings.tls.verified.clone());
+    let harvest = Arc::new(crate::harvest::HarvestStore::new(db.clone()));
+    let key_stores = crate::harvest::KeyStores(vec![Arc::new(wkd), harvest.clone()]);
     let mut router = Router::new(backends.clone())
         .with_revocation(revocation.clone())
-        .with_key_store(Arc::new(wkd));
+        .with_key_store(Arc::new(key_stores));
     router.subject_trigger = cfg.subject_trigger.clone();
     let shared = Arc::new(Shared {
         settings,
@@ -413,6 +417,7 @@ pub async fn start_with(
         inspector,
         quarantine,
         portal: std::sync::OnceLock::new(),
+        harvest,
     });
 
     // Everything spooled and not finished is picked up again (crash or restart).

@@ -144,7 +144,12 @@ impl Router {
                     reason: format!("no {standard} key published for it"),
                 });
             }
-            certs.extend(found);
+            for c in found {
+                // A domain's gateway certificate comes back for every recipient: once is enough.
+                if !certs.contains(&c) {
+                    certs.push(c);
+                }
+            }
         }
         Ok(certs)
     }

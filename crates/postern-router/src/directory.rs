@@ -155,6 +155,8 @@ pub struct Partner {
     pub key_sources: Vec<KeySource>,
     /// CA certificates trusted for this partner's signers only (beside ours for everyone).
     pub trust_anchors: Vec<Vec<u8>>,
+    /// Whether its signers' certificates are harvested.
+    pub harvest: Harvest,
     /// Line of the entry in the directory file (0 when built in Rust).
     pub line: usize,
 }
@@ -177,15 +179,19 @@ impl Partner {
             revocation: RevocationPolicy::default(),
             key_sources: Vec::new(),
             trust_anchors: Vec::new(),
+            harvest: Harvest::Off,
             line: 0,
         }
     }
 
     /// Does it publish `standard` keys we look up (a discovery source beside the file)?
     pub fn discovers(&self, standard: Standard) -> bool {
-        self.key_sources
-            .iter()
-            .any(|s| matches!((s, standard), (KeySource::Wkd, Standard::OpenPgp)))
+        self.key_sources.iter().any(|s| {
+            matches!(
+                (s, standard),
+                (KeySource::Wkd, Standard::OpenPgp) | (KeySource::Harvested, Standard::Smime)
+            )
+        })
     }
 
     /// The certificates configured for `standard`.
@@ -202,6 +208,21 @@ impl Partner {
 pub enum KeySource {
     /// The OpenPGP Web Key Directory of the recipient's domain (per address).
     Wkd,
+    /// S/MIME certificates harvested from the partner's valid signatures and approved.
+    Harvested,
+}
+
+/// Whether certificates from a partner's valid signatures are kept for mail to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Harvest {
+    /// Not kept.
+    #[default]
+    Off,
+    /// Kept as pending until an administrator approves (`postern-relay keys approve`).
+    Approve,
+    /// Used at once (the signature chained to our anchors and named the partner's domain).
+    Automatic,
 }
 
 /// Our own side: domains, signing/decryption identities, trust anchors for S/MIME signers.
@@ -321,6 +342,8 @@ struct RawPartner {
     key_sources: Vec<Spanned<String>>,
     #[serde(default)]
     trust_anchors: Vec<Spanned<String>>,
+    #[serde(default)]
+    harvest: Harvest,
 }
 
 /// 1-based line of a byte offset.
@@ -546,6 +569,10 @@ impl Directory {
                         ),
                     }),
                 }
+            }
+            partner.harvest = p.harvest;
+            if p.harvest != Harvest::Off {
+                partner.key_sources.push(KeySource::Harvested);
             }
             for a in &p.trust_anchors {
                 match material(a.get_ref(), base) {

@@ -92,7 +92,7 @@ mod validate;
 
 pub use decide::{strip_bcc, ContentAction, Disposition, Envelope, Router};
 pub use directory::{
-    Directory, DirectoryError, DomainPattern, KeySource, Legacy, OurIdentity, Partner,
+    Directory, DirectoryError, DomainPattern, Harvest, KeySource, Legacy, OurIdentity, Partner,
     PartnerPolicy, Problem, UnsignedCbc,
 };
 pub use inbound::{

@@ -32,6 +32,7 @@ macro_rules! say {
 }
 
 mod dlp;
+mod keys_cmd;
 mod portal_cmd;
 mod quarantine_cmd;
 mod queue;
@@ -72,6 +73,8 @@ enum Command {
     Portal(portal_cmd::PortalArgs),
     /// The hash-chained audit log: `audit verify` checks that no row was removed or edited.
     Audit(portal_cmd::AuditArgs),
+    /// Partner certificates harvested from valid signatures: pending, list, approve, reject.
+    Keys(keys_cmd::KeysArgs),
     /// Content inspection: `dlp scan` prints the verdict for a message (exit 0 allow, 1 else).
     Dlp(dlp::DlpArgs),
     /// Read a password from standard input and print its Argon2id hash for the `auth.users`
@@ -705,6 +708,7 @@ async fn main() -> ExitCode {
             Ok(false) => return ExitCode::from(1),
             other => other,
         },
+        Command::Keys(a) => keys_cmd::run(a).await,
         Command::HashPassword => hash_password(),
         Command::Dlp(a) => match dlp::run(a) {
             Ok(true) => return ExitCode::SUCCESS,

@@ -60,7 +60,7 @@ enum AuditAction {
     List,
 }
 
-fn config(at: &Where) -> Result<RelayConfig, String> {
+pub(crate) fn config(at: &Where) -> Result<RelayConfig, String> {
     match &at.config {
         Some(p) => RelayConfig::load(p).map_err(|e| e.to_string()),
         None => Ok(RelayConfig {
@@ -70,7 +70,7 @@ fn config(at: &Where) -> Result<RelayConfig, String> {
     }
 }
 
-async fn database(cfg: &RelayConfig) -> Result<Db, String> {
+pub(crate) async fn database(cfg: &RelayConfig) -> Result<Db, String> {
     if cfg.first_start() {
         return Err(format!("no database at {}", cfg.sqlite_db().display()));
     }
