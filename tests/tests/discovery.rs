@@ -347,3 +347,144 @@ async fn a_refreshed_trust_bundle_makes_a_partner_signature_trusted() {
     let still = chain(inbound.inbound(&load(), Some(&from), &partner_mail).await);
     assert!(matches!(still, postern_core::ChainStatus::Trusted { .. }));
 }
+
+/// Certificates from DNS CERT records (RFC 4398, as the Direct Project publishes them) on a
+/// real DNS server (dnsmasq on loopback): address-bound first, then domain-bound; an answer
+/// too large for a UDP datagram comes over TCP; a published certificate that does not chain
+/// to our anchors is never a recipient; a DNS server that does not answer holds the mail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_in_dns_cert_records_are_found_and_checked() {
+    use postern_relay::dnscert::DnsCert;
+    use postern_smime::SmimeEnvelope;
+    use postern_tests::{run_ok, KeyKind};
+    use std::process::{Command, Stdio};
+
+    let pki = Pki::new();
+    let rogue = Pki::new();
+    // A long comment makes the record larger than any UDP answer dnsmasq sends (1232 bytes).
+    let padding = format!("nsComment={}", "x".repeat(1500));
+    let alice = pki.issue_with_extensions("alice@cert.test", &padding);
+    let domain_gw = pki.issue("gw@dom.test", KeyKind::Rsa(2048));
+    let eve = rogue.issue("eve@cert.test", KeyKind::Rsa(2048));
+    let rdata = |e: &postern_tests::EndEntity| {
+        let der = run_ok(
+            Command::new("openssl")
+                .args(["x509", "-outform", "DER", "-in"])
+                .arg(&e.cert),
+            b"",
+        );
+        let mut rd = vec![0, 1, 0, 0, 0]; // PKIX, key tag 0, algorithm 0
+        rd.extend(der);
+        rd.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    assert!(
+        rdata(&alice).len() / 2 > 1232,
+        "the record must not fit a UDP answer"
+    );
+    let port = {
+        let l = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut dns = Command::new("dnsmasq")
+        .args([
+            "--keep-in-foreground",
+            &format!("--port={port}"),
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--no-resolv",
+            "--no-hosts",
+            "--pid-file=",
+            "--user=root",
+            "--local=/test/",
+            &format!("--dns-rr=alice.cert.test,37,{}", rdata(&alice)),
+            &format!("--dns-rr=dom.test,37,{}", rdata(&domain_gw)),
+            &format!("--dns-rr=eve.cert.test,37,{}", rdata(&eve)),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect(
+            "dnsmasq (Debian package dnsmasq-base) must be installed: bash scripts/test does it",
+        );
+    std::thread::sleep(Duration::from_millis(500));
+
+    let store = |dns: &str| DnsCert::new(postern_relay::mx::resolver(dns).unwrap());
+    let mut dir = Directory::default();
+    dir.our.domains.push(Domain::new("clinic.example").unwrap());
+    dir.our.trust_anchors.push(pki.ca_pem());
+    let mut partners = Vec::new();
+    for d in ["cert.test", "dom.test"] {
+        let mut p = Partner::new(
+            DomainPattern::Exact(Domain::new(d).unwrap()),
+            PartnerPolicy::Required,
+            vec![Standard::Smime],
+        );
+        p.key_sources.push(KeySource::DnsCert);
+        partners.push(p);
+    }
+    dir.partners = partners;
+    let backends = || -> Vec<Arc<dyn SecureEnvelope>> { vec![Arc::new(SmimeEnvelope::new())] };
+    let router =
+        Router::new(backends()).with_key_store(Arc::new(store(&format!("127.0.0.1:{port}"))));
+    let msg = sample_message(1);
+    let env = |to: &str| Envelope {
+        mail_from: Some(Address::new("ada@clinic.example").unwrap()),
+        rcpt_to: vec![Address::new(to).unwrap()],
+    };
+
+    // Address-bound (over TCP: too large for UDP).
+    match router
+        .outbound(&dir, &env("alice@cert.test"), &msg, None)
+        .await
+        .remove(0)
+    {
+        Disposition::Deliver {
+            message,
+            sealed: Some(Standard::Smime),
+            ..
+        } => {
+            assert!(String::from_utf8_lossy(&alice.openssl_decrypt(&message)).contains("Potassium"));
+        }
+        other => panic!("address-bound CERT: {other:?}"),
+    }
+    // Domain-bound, for any address of the domain.
+    match router
+        .outbound(&dir, &env("bob@dom.test"), &msg, None)
+        .await
+        .remove(0)
+    {
+        Disposition::Deliver {
+            message,
+            sealed: Some(Standard::Smime),
+            ..
+        } => {
+            assert!(
+                String::from_utf8_lossy(&domain_gw.openssl_decrypt(&message)).contains("Potassium")
+            );
+        }
+        other => panic!("domain-bound CERT: {other:?}"),
+    }
+    // Published, but not under our anchors: refused, never sealed to it nor sent plain.
+    match router
+        .outbound(&dir, &env("eve@cert.test"), &msg, None)
+        .await
+        .remove(0)
+    {
+        Disposition::Bounce { reason, .. } => assert!(reason.contains("trust anchors"), "{reason}"),
+        other => panic!("unanchored CERT: {other:?}"),
+    }
+    let _ = dns.kill();
+    let _ = dns.wait();
+
+    // A DNS server that does not answer: held (451), not refused, not plain.
+    let silent =
+        Router::new(backends()).with_key_store(Arc::new(store(&format!("127.0.0.1:{port}"))));
+    match silent
+        .outbound(&dir, &env("carol@cert.test"), &msg, None)
+        .await
+        .remove(0)
+    {
+        Disposition::Hold { reason, .. } => assert!(reason.contains("DNS CERT"), "{reason}"),
+        other => panic!("DNS down: {other:?}"),
+    }
+}

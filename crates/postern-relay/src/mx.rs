@@ -39,25 +39,8 @@ impl std::fmt::Debug for MxResolver {
 impl MxResolver {
     /// Uses the nameserver at `dns` (`IP:PORT`), or the system's (`/etc/resolv.conf`) if empty.
     pub fn new(dns: &str, port: u16) -> Result<Self, ConfigError> {
-        let provider = TokioConnectionProvider::default();
-        let builder = if dns.is_empty() {
-            TokioResolver::builder(provider).map_err(|e| ConfigError::Value {
-                field: "dns",
-                message: format!("system resolver: {e}"),
-            })?
-        } else {
-            let sa: SocketAddr = dns.parse().map_err(|_| ConfigError::Value {
-                field: "dns",
-                message: format!("{dns:?} is not IP:PORT"),
-            })?;
-            let group = NameServerConfigGroup::from_ips_clear(&[sa.ip()], sa.port(), true);
-            TokioResolver::builder_with_config(
-                ResolverConfig::from_parts(None, vec![], group),
-                provider,
-            )
-        };
         Ok(MxResolver {
-            resolver: builder.build(),
+            resolver: resolver(dns)?,
             port,
         })
     }
@@ -106,4 +89,26 @@ impl MxResolver {
         }
         Ok(ips)
     }
+}
+
+/// A resolver using the nameserver at `dns` (`IP:PORT`), or the system's if empty.
+pub fn resolver(dns: &str) -> Result<TokioResolver, ConfigError> {
+    let provider = TokioConnectionProvider::default();
+    let builder = if dns.is_empty() {
+        TokioResolver::builder(provider).map_err(|e| ConfigError::Value {
+            field: "dns",
+            message: format!("system resolver: {e}"),
+        })?
+    } else {
+        let sa: SocketAddr = dns.parse().map_err(|_| ConfigError::Value {
+            field: "dns",
+            message: format!("{dns:?} is not IP:PORT"),
+        })?;
+        let group = NameServerConfigGroup::from_ips_clear(&[sa.ip()], sa.port(), true);
+        TokioResolver::builder_with_config(
+            ResolverConfig::from_parts(None, vec![], group),
+            provider,
+        )
+    };
+    Ok(builder.build())
 }

@@ -385,7 +385,9 @@ pub async fn start_with(
         Arc::new(crate::revocation::CrlChecker::new());
     let wkd = crate::wkd::Wkd::new(settings.tls.verified.clone());
     let harvest = Arc::new(crate::harvest::HarvestStore::new(db.clone()));
-    let key_stores = crate::harvest::KeyStores(vec![Arc::new(wkd), harvest.clone()]);
+    let dns_cert = crate::dnscert::DnsCert::new(crate::mx::resolver(&cfg.dns)?);
+    let key_stores =
+        crate::harvest::KeyStores(vec![Arc::new(wkd), harvest.clone(), Arc::new(dns_cert)]);
     let mut router = Router::new(backends.clone())
         .with_revocation(revocation.clone())
         .with_key_store(Arc::new(key_stores));

@@ -127,6 +127,7 @@ impl Router {
     /// is refused rather than sealed to keys they do not hold.
     async fn recipient_certificates(
         &self,
+        dir: &Directory,
         partner: &Partner,
         standard: Standard,
         recipients: &[Address],
@@ -136,12 +137,22 @@ impl Router {
             return Ok(certs);
         };
         let gateway_key = !certs.is_empty();
+        // Found S/MIME certificates (DNS, harvest) are candidates until they chain to our or
+        // the partner's anchors: a spoofed answer must not become a recipient.
+        let mut anchors = dir.our.trust_anchors.clone();
+        anchors.extend(partner.trust_anchors.iter().cloned());
         for r in recipients {
-            let found = store.recipient_certificates(standard, r).await?;
+            let mut found = store.recipient_certificates(standard, r).await?;
+            if standard == Standard::Smime {
+                found.retain(|c| anchored(c, &anchors, &self.policy));
+            }
             if found.is_empty() && !gateway_key {
                 return Err(Error::NoUsableKey {
                     recipient: r.to_string(),
-                    reason: format!("no {standard} key published for it"),
+                    reason: format!(
+                        "no {standard} key found for it (found S/MIME certificates must chain \
+                         to our trust anchors)"
+                    ),
                 });
             }
             for c in found {
@@ -364,7 +375,7 @@ impl Router {
             Error::UnsupportedAlgorithm(format!("no {standard} backend configured"))
         })?;
         let certs = &self
-            .recipient_certificates(partner, standard, recipients)
+            .recipient_certificates(dir, partner, standard, recipients)
             .await?;
         if certs.is_empty() {
             return Err(Error::NoUsableKey {
@@ -488,6 +499,31 @@ pub fn strip_bcc(message: &[u8]) -> Vec<u8> {
     }
     out.extend_from_slice(&message[pos..]);
     out
+}
+
+/// Whether an S/MIME certificate chains to one of `anchors` for e-mail protection, now.
+fn anchored(cert: &[u8], anchors: &[Vec<u8>], policy: &Policy) -> bool {
+    use postern_smime::keys::parse_certificates;
+    let anchors: Vec<_> = anchors
+        .iter()
+        .filter_map(|a| parse_certificates(a).ok())
+        .flatten()
+        .collect();
+    let Ok(certs) = parse_certificates(cert) else {
+        return false;
+    };
+    let Some(leaf) = certs.first() else {
+        return false;
+    };
+    let opts = postern_smime::path::PathOptions {
+        anchors: &anchors,
+        intermediates: &certs,
+        now: std::time::SystemTime::now(),
+        policy,
+        purpose: Some(postern_smime::path::EMAIL_PROTECTION),
+        max_intermediates: postern_smime::path::DEFAULT_MAX_INTERMEDIATES,
+    };
+    postern_smime::path::validate(leaf, &opts).is_ok()
 }
 
 #[cfg(test)]

@@ -189,7 +189,8 @@ impl Partner {
         self.key_sources.iter().any(|s| {
             matches!(
                 (s, standard),
-                (KeySource::Wkd, Standard::OpenPgp) | (KeySource::Harvested, Standard::Smime)
+                (KeySource::Wkd, Standard::OpenPgp)
+                    | (KeySource::Harvested | KeySource::DnsCert, Standard::Smime)
             )
         })
     }
@@ -210,6 +211,9 @@ pub enum KeySource {
     Wkd,
     /// S/MIME certificates harvested from the partner's valid signatures and approved.
     Harvested,
+    /// S/MIME certificates in DNS CERT records (RFC 4398, as the Direct Project publishes
+    /// them), used only if they chain to our or the partner's trust anchors.
+    DnsCert,
 }
 
 /// Whether certificates from a partner's valid signatures are kept for mail to it.
@@ -586,13 +590,14 @@ impl Directory {
             for k in &p.key_sources {
                 match k.get_ref().as_str() {
                     "wkd" => partner.key_sources.push(KeySource::Wkd),
+                    "dns-cert" => partner.key_sources.push(KeySource::DnsCert),
                     // The certificates listed in the file are always used.
                     "directory" => {}
                     other => problems.push(Problem {
                         line: at(k.span()),
                         message: format!(
-                            "key_sources {other:?}: use \"directory\" and/or \"wkd\" (DNS and \
-                             LDAP lookups are not built yet)"
+                            "key_sources {other:?}: use \"directory\", \"wkd\" or \"dns-cert\" \
+                             (SMIMEA/OPENPGPKEY and LDAP lookups are not built yet)"
                         ),
                     }),
                 }

@@ -36,6 +36,9 @@ use crate::chain::signed_by;
 use crate::constraints::{self, Constraints};
 use crate::oids;
 
+/// The S/MIME purpose (id-kp-emailProtection), for [`PathOptions::purpose`].
+pub const EMAIL_PROTECTION: Oid = oids::KP_EMAIL_PROTECTION;
+
 /// Default bound on intermediates between the end entity and the anchor.
 pub const DEFAULT_MAX_INTERMEDIATES: usize = 6;
 /// Bound on signature checks during one search (defence against crafted candidate piles).
