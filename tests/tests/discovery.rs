@@ -143,7 +143,7 @@ async fn keys_published_in_the_web_key_directory_are_found_and_used() {
     dir.our.domains.push(Domain::new("clinic.example").unwrap());
     dir.partners = vec![partner("wkd.test"), partner("down.test")];
     let backends: Vec<Arc<dyn SecureEnvelope>> = vec![Arc::new(OpenPgpEnvelope::new())];
-    let router = Router::new(backends).with_key_store(Arc::new(wkd));
+    let router = Router::new(backends).with_key_store(KeySource::Wkd, Arc::new(wkd));
     let msg = sample_message(1);
     let send = |to: &str| {
         let env = Envelope {
@@ -424,8 +424,10 @@ async fn certificates_in_dns_cert_records_are_found_and_checked() {
     }
     dir.partners = partners;
     let backends = || -> Vec<Arc<dyn SecureEnvelope>> { vec![Arc::new(SmimeEnvelope::new())] };
-    let router =
-        Router::new(backends()).with_key_store(Arc::new(store(&format!("127.0.0.1:{port}"))));
+    let router = Router::new(backends()).with_key_store(
+        KeySource::DnsCert,
+        Arc::new(store(&format!("127.0.0.1:{port}"))),
+    );
     let msg = sample_message(1);
     let env = |to: &str| Envelope {
         mail_from: Some(Address::new("ada@clinic.example").unwrap()),
@@ -477,8 +479,10 @@ async fn certificates_in_dns_cert_records_are_found_and_checked() {
     let _ = dns.wait();
 
     // A DNS server that does not answer: held (451), not refused, not plain.
-    let silent =
-        Router::new(backends()).with_key_store(Arc::new(store(&format!("127.0.0.1:{port}"))));
+    let silent = Router::new(backends()).with_key_store(
+        KeySource::DnsCert,
+        Arc::new(store(&format!("127.0.0.1:{port}"))),
+    );
     match silent
         .outbound(&dir, &env("carol@cert.test"), &msg, None)
         .await
@@ -487,4 +491,200 @@ async fn certificates_in_dns_cert_records_are_found_and_checked() {
         Disposition::Hold { reason, .. } => assert!(reason.contains("DNS CERT"), "{reason}"),
         other => panic!("DNS down: {other:?}"),
     }
+}
+
+/// A private OpenLDAP server on loopback, with its entries loaded by `ldapadd`.
+struct Slapd {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn slapd(port: u16, ldif: &str) -> Slapd {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("db")).unwrap();
+    let conf = format!(
+        "include /etc/ldap/schema/core.schema\ninclude /etc/ldap/schema/cosine.schema\n\
+         include /etc/ldap/schema/inetorgperson.schema\nmodulepath /usr/lib/ldap\n\
+         moduleload back_mdb\npidfile {0}/slapd.pid\ndatabase mdb\nmaxsize 10485760\n\
+         suffix \"dc=ldap,dc=test\"\nrootdn \"cn=admin,dc=ldap,dc=test\"\nrootpw secret\n\
+         directory {0}/db\naccess to * by * read\n",
+        d.display()
+    );
+    std::fs::write(d.join("slapd.conf"), conf).unwrap();
+    let slapd = ["/usr/sbin/slapd", "slapd"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or("slapd");
+    let child = Command::new(slapd)
+        .arg("-f")
+        .arg(d.join("slapd.conf"))
+        .arg("-h")
+        .arg(format!("ldap://127.0.0.1:{port}/"))
+        .args(["-d", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("slapd (Debian package slapd) must be installed: bash scripts/test does it");
+    let server = Slapd { child, _dir: dir };
+    let url = format!("ldap://127.0.0.1:{port}/");
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(100));
+        let ok = Command::new("ldapsearch")
+            .args(["-x", "-H", &url, "-s", "base", "-b", ""])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            break;
+        }
+    }
+    let file = server._dir.path().join("entries.ldif");
+    std::fs::write(&file, ldif).unwrap();
+    postern_tests::run_ok(
+        Command::new("ldapadd")
+            .args([
+                "-x",
+                "-H",
+                &url,
+                "-D",
+                "cn=admin,dc=ldap,dc=test",
+                "-w",
+                "secret",
+                "-f",
+            ])
+            .arg(&file),
+        b"",
+    );
+    server
+}
+
+/// Certificates from the partner's LDAP directory found through its `_ldap._tcp` SRV record
+/// (dnsmasq) on a real OpenLDAP server: `userCertificate;binary` and a PKCS#7
+/// `userSMIMECertificate`; an address without an entry is refused; a directory that is down
+/// holds the mail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_in_the_partners_ldap_directory_are_found() {
+    use base64::Engine as _;
+    use postern_relay::ldap::LdapKeys;
+    use postern_smime::SmimeEnvelope;
+    use postern_tests::{run_ok, KeyKind};
+    use std::process::{Command, Stdio};
+
+    let pki = Pki::new();
+    let alice = pki.issue("alice@ldap.test", KeyKind::Rsa(2048));
+    let bob = pki.issue("bob@ldap.test", KeyKind::Rsa(2048));
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let der = run_ok(
+        Command::new("openssl")
+            .args(["x509", "-outform", "DER", "-in"])
+            .arg(&alice.cert),
+        b"",
+    );
+    let p7 = run_ok(
+        Command::new("openssl")
+            .args(["crl2pkcs7", "-nocrl", "-outform", "DER", "-certfile"])
+            .arg(&bob.cert),
+        b"",
+    );
+    let ldif = format!(
+        "dn: dc=ldap,dc=test\nobjectClass: dcObject\nobjectClass: organization\no: Partner\n\
+         dc: ldap\n\n\
+         dn: uid=alice,dc=ldap,dc=test\nobjectClass: inetOrgPerson\nuid: alice\ncn: Alice\n\
+         sn: A\nmail: alice@ldap.test\nuserCertificate;binary:: {}\n\n\
+         dn: uid=bob,dc=ldap,dc=test\nobjectClass: inetOrgPerson\nuid: bob\ncn: Bob\nsn: B\n\
+         mail: bob@ldap.test\nuserSMIMECertificate:: {}\n",
+        b64(&der),
+        b64(&p7)
+    );
+    let free = || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let ldap_port = free();
+    let server = slapd(ldap_port, &ldif);
+    let dns_port = free();
+    let mut dns = Command::new("dnsmasq")
+        .args([
+            "--keep-in-foreground",
+            &format!("--port={dns_port}"),
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--no-resolv",
+            "--no-hosts",
+            "--pid-file=",
+            "--user=root",
+            "--local=/test/",
+            &format!("--srv-host=_ldap._tcp.ldap.test,dir.ldap.test,{ldap_port},0,0"),
+            "--host-record=dir.ldap.test,127.0.0.1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dnsmasq (Debian package dnsmasq-base) must be installed");
+    std::thread::sleep(Duration::from_millis(500));
+
+    let mut dir = Directory::default();
+    dir.our.domains.push(Domain::new("clinic.example").unwrap());
+    dir.our.trust_anchors.push(pki.ca_pem());
+    let mut p = Partner::new(
+        DomainPattern::Exact(Domain::new("ldap.test").unwrap()),
+        PartnerPolicy::Required,
+        vec![Standard::Smime],
+    );
+    p.key_sources.push(KeySource::Ldap);
+    dir.partners = vec![p];
+    let resolver = postern_relay::mx::resolver(&format!("127.0.0.1:{dns_port}")).unwrap();
+    let store = Arc::new(LdapKeys::new(resolver).with_ttl(Duration::ZERO));
+    let backends: Vec<Arc<dyn SecureEnvelope>> = vec![Arc::new(SmimeEnvelope::new())];
+    let router = Router::new(backends).with_key_store(KeySource::Ldap, store);
+    let msg = sample_message(1);
+    let env = |to: &str| Envelope {
+        mail_from: Some(Address::new("ada@clinic.example").unwrap()),
+        rcpt_to: vec![Address::new(to).unwrap()],
+    };
+    for who in [&alice, &bob] {
+        match router
+            .outbound(&dir, &env(&who.email), &msg, None)
+            .await
+            .remove(0)
+        {
+            Disposition::Deliver {
+                message,
+                sealed: Some(Standard::Smime),
+                ..
+            } => assert!(
+                String::from_utf8_lossy(&who.openssl_decrypt(&message)).contains("Potassium")
+            ),
+            other => panic!("{}: {other:?}", who.email),
+        }
+    }
+    match router
+        .outbound(&dir, &env("carol@ldap.test"), &msg, None)
+        .await
+        .remove(0)
+    {
+        Disposition::Bounce { .. } => {}
+        other => panic!("no entry: {other:?}"),
+    }
+    drop(server);
+    match router
+        .outbound(&dir, &env("alice@ldap.test"), &msg, None)
+        .await
+        .remove(0)
+    {
+        Disposition::Hold { reason, .. } => assert!(reason.contains("LDAP"), "{reason}"),
+        other => panic!("directory down: {other:?}"),
+    }
+    let _ = dns.kill();
+    let _ = dns.wait();
 }

@@ -92,7 +92,7 @@ async fn harvested_certificates_are_used_only_when_approved() {
         }
     };
     let backends: Vec<Arc<dyn SecureEnvelope>> = vec![Arc::new(SmimeEnvelope::new())];
-    let router = Router::new(backends).with_key_store(store.clone());
+    let router = Router::new(backends).with_key_store(KeySource::Harvested, store.clone());
     let msg = sample_message(1);
     let send = |to: &str| {
         let env = Envelope {

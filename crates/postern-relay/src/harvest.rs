@@ -325,35 +325,3 @@ impl KeyStore for HarvestStore {
         Ok(Vec::new())
     }
 }
-
-/// Several key stores asked in turn; their answers are joined, and the first error is the
-/// answer (a source that is down holds the mail).
-#[derive(Debug)]
-pub struct KeyStores(pub Vec<std::sync::Arc<dyn KeyStore>>);
-
-#[async_trait]
-impl KeyStore for KeyStores {
-    async fn recipient_certificates(
-        &self,
-        standard: Standard,
-        recipient: &Address,
-    ) -> Result<Vec<Vec<u8>>, Error> {
-        let mut out = Vec::new();
-        for s in &self.0 {
-            out.extend(s.recipient_certificates(standard, recipient).await?);
-        }
-        Ok(out)
-    }
-
-    async fn own_credentials(
-        &self,
-        standard: Standard,
-        domain: &Domain,
-    ) -> Result<Vec<Credential>, Error> {
-        let mut out = Vec::new();
-        for s in &self.0 {
-            out.extend(s.own_credentials(standard, domain).await?);
-        }
-        Ok(out)
-    }
-}

@@ -24,6 +24,7 @@ pub mod dsn;
 pub mod fetch;
 pub mod harvest;
 pub mod inspect;
+pub mod ldap;
 pub mod metrics;
 pub mod mx;
 mod portal;

@@ -14,8 +14,8 @@ use tokio::task::JoinHandle;
 use postern_core::SecureEnvelope;
 use postern_openpgp::OpenPgpEnvelope;
 use postern_router::{
-    validate, Directory, Finding, InboundAction, InboundPolicy, InboundRouter, ReloadError, Router,
-    Severity, SharedDirectory,
+    validate, Directory, Finding, InboundAction, InboundPolicy, InboundRouter, KeySource,
+    ReloadError, Router, Severity, SharedDirectory,
 };
 use postern_smime::SmimeEnvelope;
 
@@ -386,11 +386,13 @@ pub async fn start_with(
     let wkd = crate::wkd::Wkd::new(settings.tls.verified.clone());
     let harvest = Arc::new(crate::harvest::HarvestStore::new(db.clone()));
     let dns_cert = crate::dnscert::DnsCert::new(crate::mx::resolver(&cfg.dns)?);
-    let key_stores =
-        crate::harvest::KeyStores(vec![Arc::new(wkd), harvest.clone(), Arc::new(dns_cert)]);
+    let ldap = crate::ldap::LdapKeys::new(crate::mx::resolver(&cfg.dns)?);
     let mut router = Router::new(backends.clone())
         .with_revocation(revocation.clone())
-        .with_key_store(Arc::new(key_stores));
+        .with_key_store(KeySource::Wkd, Arc::new(wkd))
+        .with_key_store(KeySource::Harvested, harvest.clone())
+        .with_key_store(KeySource::DnsCert, Arc::new(dns_cert))
+        .with_key_store(KeySource::Ldap, Arc::new(ldap));
     router.subject_trigger = cfg.subject_trigger.clone();
     let shared = Arc::new(Shared {
         settings,

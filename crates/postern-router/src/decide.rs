@@ -12,7 +12,7 @@ use postern_core::{
     SealRequest, SecureEnvelope, Standard,
 };
 
-use crate::{Directory, Partner, PartnerPolicy};
+use crate::{Directory, KeySource, Partner, PartnerPolicy};
 
 /// What happens to one group of recipients.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,9 +91,9 @@ pub struct Router {
     /// Asked before sealing to a partner certificate, as the partner's `revocation` says
     /// (`None`: not checked).
     pub revocation: Option<Arc<dyn RevocationChecker>>,
-    /// Where partners with `key_sources` publish their keys (`None`: not looked up, so such
-    /// a partner has only the certificates in the file).
-    pub key_store: Option<Arc<dyn KeyStore>>,
+    /// Where partners with `key_sources` publish their keys, one store per kind of source (a
+    /// source without a store is not looked up, so such a partner has only its file's keys).
+    pub key_stores: Vec<(KeySource, Arc<dyn KeyStore>)>,
 }
 
 /// Where a recipient belongs: a partner entry (by index) or the clear world.
@@ -111,13 +111,13 @@ impl Router {
             subject_trigger: "[secure]".into(),
             policy: Policy::default(),
             revocation: None,
-            key_store: None,
+            key_stores: Vec::new(),
         }
     }
 
-    /// Looks partner keys up in `store` (WKD) for partners whose entry names a source.
-    pub fn with_key_store(mut self, store: Arc<dyn KeyStore>) -> Self {
-        self.key_store = Some(store);
+    /// Looks partner keys up in `store` for partners whose entry names `source`.
+    pub fn with_key_store(mut self, source: KeySource, store: Arc<dyn KeyStore>) -> Self {
+        self.key_stores.push((source, store));
         self
     }
 
@@ -133,26 +133,55 @@ impl Router {
         recipients: &[Address],
     ) -> Result<Vec<Vec<u8>>, Error> {
         let mut certs = partner.certificates_for(standard).to_vec();
-        let (Some(store), true) = (&self.key_store, partner.discovers(standard)) else {
+        if !partner.discovers(standard) {
             return Ok(certs);
-        };
+        }
+        // The partner's sources, in the order its entry lists them.
+        let stores: Vec<&Arc<dyn KeyStore>> = partner
+            .key_sources
+            .iter()
+            .filter_map(|s| {
+                self.key_stores
+                    .iter()
+                    .find(|(k, _)| k == s)
+                    .map(|(_, st)| st)
+            })
+            .collect();
         let gateway_key = !certs.is_empty();
-        // Found S/MIME certificates (DNS, harvest) are candidates until they chain to our or
-        // the partner's anchors: a spoofed answer must not become a recipient.
+        // Found S/MIME certificates (DNS, LDAP, harvest) are candidates until they chain to
+        // our or the partner's anchors: a spoofed answer must not become a recipient.
         let mut anchors = dir.our.trust_anchors.clone();
         anchors.extend(partner.trust_anchors.iter().cloned());
         for r in recipients {
-            let mut found = store.recipient_certificates(standard, r).await?;
-            if standard == Standard::Smime {
-                found.retain(|c| anchored(c, &anchors, &self.policy));
+            // The first source with a usable key wins; one that is down holds the mail unless
+            // a later one has the key.
+            let mut found = Vec::new();
+            let mut down: Option<Error> = None;
+            for store in &stores {
+                match store.recipient_certificates(standard, r).await {
+                    Ok(mut f) => {
+                        if standard == Standard::Smime {
+                            f.retain(|c| anchored(c, &anchors, &self.policy));
+                        }
+                        if !f.is_empty() {
+                            found = f;
+                            break;
+                        }
+                    }
+                    Err(e) => down = Some(e),
+                }
+            }
+            if let (true, Some(e)) = (found.is_empty(), down) {
+                return Err(e);
             }
             if found.is_empty() && !gateway_key {
                 return Err(Error::NoUsableKey {
                     recipient: r.to_string(),
-                    reason: format!(
-                        "no {standard} key found for it (found S/MIME certificates must chain \
-                         to our trust anchors)"
-                    ),
+                    reason: if standard == Standard::Smime {
+                        "no S/MIME certificate found for it that chains to our trust anchors".into()
+                    } else {
+                        format!("no {standard} key published for it")
+                    },
                 });
             }
             for c in found {

@@ -190,7 +190,10 @@ impl Partner {
             matches!(
                 (s, standard),
                 (KeySource::Wkd, Standard::OpenPgp)
-                    | (KeySource::Harvested | KeySource::DnsCert, Standard::Smime)
+                    | (
+                        KeySource::Harvested | KeySource::DnsCert | KeySource::Ldap,
+                        Standard::Smime
+                    )
             )
         })
     }
@@ -214,6 +217,9 @@ pub enum KeySource {
     /// S/MIME certificates in DNS CERT records (RFC 4398, as the Direct Project publishes
     /// them), used only if they chain to our or the partner's trust anchors.
     DnsCert,
+    /// S/MIME certificates in the partner's LDAP directory (`_ldap._tcp` SRV), used only if
+    /// they chain to our or the partner's trust anchors.
+    Ldap,
 }
 
 /// Whether certificates from a partner's valid signatures are kept for mail to it.
@@ -591,13 +597,14 @@ impl Directory {
                 match k.get_ref().as_str() {
                     "wkd" => partner.key_sources.push(KeySource::Wkd),
                     "dns-cert" => partner.key_sources.push(KeySource::DnsCert),
+                    "ldap" => partner.key_sources.push(KeySource::Ldap),
                     // The certificates listed in the file are always used.
                     "directory" => {}
                     other => problems.push(Problem {
                         line: at(k.span()),
                         message: format!(
-                            "key_sources {other:?}: use \"directory\", \"wkd\" or \"dns-cert\" \
-                             (SMIMEA/OPENPGPKEY and LDAP lookups are not built yet)"
+                            "key_sources {other:?}: use \"directory\", \"wkd\", \"dns-cert\" or \
+                             \"ldap\" (SMIMEA/OPENPGPKEY lookups are not built yet)"
                         ),
                     }),
                 }
