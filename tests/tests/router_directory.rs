@@ -426,3 +426,50 @@ fn our_key_is_imported_from_pkcs12() {
         }
     }
 }
+
+/// Key sources and their settings: unknown sources are refused with the line; sources that
+/// find S/MIME certificates without any trust anchor to check them against are an error.
+#[test]
+fn key_sources_are_parsed_and_checked() {
+    let s = setup();
+    let bad = "[our]\ndomains = [\"clinic.example\"]\n\n[[partner]]\ndomain = \"p.test\"\n\
+               standards = [\"smime\"]\npolicy = \"required\"\nkey_sources = [\"smimea\"]\n";
+    match Directory::from_toml(bad, s.dir.path()) {
+        Err(DirectoryError::Invalid(p)) => {
+            assert!(
+                p[0].message.contains("key_sources") && p[0].line == 8,
+                "{p:?}"
+            )
+        }
+        other => panic!("unknown source accepted: {:?}", other.is_ok()),
+    }
+    let text = "[our]\ndomains = [\"clinic.example\"]\n\n[[partner]]\ndomain = \"p.test\"\n\
+                standards = [\"smime\"]\npolicy = \"required\"\n\
+                key_sources = [\"ldap\", \"dns-cert\"]\nharvest = \"approve\"\n\
+                revocation = \"required\"\n";
+    let dir = Directory::from_toml(text, s.dir.path()).unwrap();
+    let p = dir.partner_for(&d("p.test")).unwrap();
+    use postern_router::{Harvest, KeySource};
+    assert_eq!(
+        p.key_sources,
+        vec![KeySource::Ldap, KeySource::DnsCert, KeySource::Harvested]
+    );
+    assert_eq!(p.harvest, Harvest::Approve);
+    assert_eq!(p.revocation, postern_core::RevocationPolicy::Required);
+    let f = validate(&dir, SystemTime::now());
+    assert!(
+        f.iter()
+            .any(|x| x.severity == Severity::Error && x.message.contains("need trust anchors")),
+        "{f:?}"
+    );
+    // With an anchor, the same entry is fine: keys are found when mail goes out.
+    let anchored = text.replace(
+        "[our]\ndomains = [\"clinic.example\"]\n",
+        "[our]\ndomains = [\"clinic.example\"]\ntrust_anchors = [\"ca.pem\"]\n",
+    );
+    let dir = Directory::from_toml(&anchored, s.dir.path()).unwrap();
+    let f = validate(&dir, SystemTime::now());
+    assert!(f.iter().all(|x| x.severity == Severity::Warning), "{f:?}");
+    let bad_rev = text.replace("revocation = \"required\"", "revocation = \"maybe\"");
+    assert!(Directory::from_toml(&bad_rev, s.dir.path()).is_err());
+}

@@ -581,9 +581,6 @@ impl Directory {
                 }
             }
             partner.harvest = p.harvest;
-            if p.harvest != Harvest::Off {
-                partner.key_sources.push(KeySource::Harvested);
-            }
             for a in &p.trust_anchors {
                 match material(a.get_ref(), base) {
                     Ok(m) => partner.trust_anchors.push(m),
@@ -608,6 +605,10 @@ impl Directory {
                         ),
                     }),
                 }
+            }
+            // Approved harvested certificates come after the sources the entry lists.
+            if p.harvest != Harvest::Off {
+                partner.key_sources.push(KeySource::Harvested);
             }
             for d in &p.certificate_domains {
                 match Domain::new(d.get_ref()) {

@@ -145,6 +145,20 @@ fn check_partner(dir: &Directory, p: &Partner, now: SystemTime, out: &mut Vec<Fi
             message,
         })
     };
+    let discovers_smime = p.key_sources.iter().any(|k| {
+        matches!(
+            k,
+            crate::KeySource::DnsCert | crate::KeySource::Ldap | crate::KeySource::Harvested
+        )
+    });
+    if discovers_smime && dir.our.trust_anchors.is_empty() && p.trust_anchors.is_empty() {
+        push(
+            Severity::Error,
+            "key sources that find S/MIME certificates (dns-cert, ldap, harvest) need trust \
+             anchors (ours or the entry's): a found certificate is used only if it chains to one"
+                .into(),
+        );
+    }
     for (&std, entries) in &p.certificates {
         for (i, entry) in entries.iter().enumerate() {
             for (severity, message) in certificate_owners(p, std, i + 1, entry) {
