@@ -21,18 +21,17 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, RootCertStore};
 
-/// Answers `GET path` with `body` for the one path that is published, 404 otherwise.
+/// Answers `GET path` with the body published at that path, 404 otherwise.
 async fn serve(
     listener: tokio::net::TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
-    path: String,
-    body: Vec<u8>,
+    routes: Vec<(String, Vec<u8>)>,
 ) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             return;
         };
-        let (acceptor, path, body) = (acceptor.clone(), path.clone(), body.clone());
+        let (acceptor, routes) = (acceptor.clone(), routes.clone());
         tokio::spawn(async move {
             let Ok(mut tls) = acceptor.accept(tcp).await else {
                 return;
@@ -41,10 +40,9 @@ async fn serve(
             let n = tls.read(&mut buf).await.unwrap_or(0);
             let request = String::from_utf8_lossy(&buf[..n]).to_string();
             let asked = request.split_whitespace().nth(1).unwrap_or("").to_string();
-            let (status, payload) = if asked == path {
-                ("200 OK", body)
-            } else {
-                ("404 Not Found", Vec::new())
+            let (status, payload) = match routes.iter().find(|(p, _)| *p == asked) {
+                Some((_, body)) => ("200 OK", body.clone()),
+                None => ("404 Not Found", Vec::new()),
             };
             let head = format!(
                 "HTTP/1.0 {status}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
@@ -83,16 +81,34 @@ async fn keys_published_in_the_web_key_directory_are_found_and_used() {
     alice.generate("Alice <alice@wkd.test>", PgpKind::Ed25519, "never");
     let mallory = Gpg::new();
     mallory.generate("Mallory <mallory@evil.test>", PgpKind::Ed25519, "never");
-    // GnuPG's own WKD hash for the address decides the path served.
-    let listing =
-        String::from_utf8(alice.ok(&["--with-wkd-hash", "--list-keys", "alice@wkd.test"], b""))
-            .unwrap();
-    let hash = listing
-        .lines()
-        .find_map(|l| l.trim().strip_suffix("@wkd.test").filter(|h| h.len() == 32))
-        .expect("wkd hash in gpg's listing")
-        .to_string();
-    let path = format!("/.well-known/openpgpkey/wkd.test/hu/{hash}?l=alice");
+    // GnuPG's own WKD hash for each address decides the path served.
+    let path_for = |gpg: &Gpg, local: &str| {
+        let address = format!("{local}@wkd.test");
+        let listing =
+            String::from_utf8(gpg.ok(&["--with-wkd-hash", "--list-keys", &address], b"")).unwrap();
+        let hash = listing
+            .lines()
+            .find_map(|l| l.trim().strip_suffix("@wkd.test").filter(|h| h.len() == 32))
+            .expect("wkd hash in gpg's listing")
+            .to_string();
+        format!("/.well-known/openpgpkey/wkd.test/hu/{hash}?l={local}")
+    };
+    let path = path_for(&alice, "alice");
+    // A key its owner revoked (GnuPG's own revocation certificate, imported), published all
+    // the same: the revocation travels with the key and it is never used.
+    let revoked = Gpg::new();
+    let fpr = revoked.generate("Gone <gone@wkd.test>", PgpKind::Ed25519, "never");
+    let rev = std::fs::read_to_string(
+        revoked
+            .home
+            .path()
+            .join("openpgp-revocs.d")
+            .join(format!("{fpr}.rev")),
+    )
+    .unwrap()
+    .replace(":-----BEGIN", "-----BEGIN");
+    revoked.import(rev.as_bytes());
+    let revoked_path = path_for(&revoked, "gone");
     // The answer also carries someone else's key, which must not be used.
     let mut keyring = alice.export("alice@wkd.test");
     keyring.extend(mallory.export("mallory@evil.test"));
@@ -115,8 +131,10 @@ async fn keys_published_in_the_web_key_directory_are_found_and_used() {
     tokio::spawn(serve(
         listener,
         tokio_rustls::TlsAcceptor::from(Arc::new(server)),
-        path,
-        keyring,
+        vec![
+            (path, keyring),
+            (revoked_path, revoked.export("gone@wkd.test")),
+        ],
     ));
     let dead: SocketAddr = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -170,6 +188,10 @@ async fn keys_published_in_the_web_key_directory_are_found_and_used() {
             );
         }
         other => panic!("published key: {other:?}"),
+    }
+    match send("gone@wkd.test").await {
+        Disposition::Bounce { reason, .. } => assert!(reason.contains("revoked"), "{reason}"),
+        other => panic!("revoked published key: {other:?}"),
     }
     match send("nobody@wkd.test").await {
         Disposition::Bounce { reason, .. } => {
