@@ -710,3 +710,215 @@ async fn certificates_in_the_partners_ldap_directory_are_found() {
     let _ = dns.kill();
     let _ = dns.wait();
 }
+
+/// A private unbound on loopback serving `zones` (name, zone file, signed?) and validating with
+/// `anchor` (the signed zone's key-signing DNSKEY).
+struct Unbound(std::process::Child);
+
+impl Drop for Unbound {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// SMIMEA (DANE-EE) and OPENPGPKEY records in a zone signed with BIND's dnssec-signzone and
+/// validated by unbound: used. The same kind of record in an unsigned zone (no AD bit): never
+/// used — the required partner's mail is refused, not sealed to a key anyone on the path could
+/// have put there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dnssec_validated_smimea_and_openpgpkey_records_are_used_and_unvalidated_ones_not() {
+    use postern_relay::dane::DaneKeys;
+    use postern_smime::SmimeEnvelope;
+    use postern_tests::{run_ok, KeyKind};
+    use std::process::{Command, Stdio};
+
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let pki = Pki::new();
+    let alice = pki.issue("alice@dnssec.test", KeyKind::Rsa(2048));
+    let eve = pki.issue("eve@plain.test", KeyKind::Rsa(2048));
+    let bob = Gpg::new();
+    bob.generate("Bob <bob@dnssec.test>", PgpKind::Ed25519, "never");
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let der = |e: &postern_tests::EndEntity| {
+        run_ok(
+            Command::new("openssl")
+                .args(["x509", "-outform", "DER", "-in"])
+                .arg(&e.cert),
+            b"",
+        )
+    };
+    let smimea = |e: &postern_tests::EndEntity| {
+        let mut rd = vec![3, 0, 0]; // DANE-EE, full certificate, exact
+        rd.extend(der(e));
+        format!("TYPE53 \\# {} {}", rd.len(), hex(&rd))
+    };
+    let bob_key = bob.ok(&["--export", "bob@dnssec.test"], b"");
+    let owner = |addr: &str, label: &str| {
+        let name = DaneKeys::owner_name(&Address::new(addr).unwrap(), label);
+        name.split('.').next().unwrap().to_string()
+    };
+    let soa = "$TTL 300\n@ IN SOA ns admin 1 3600 600 86400 300\n@ IN NS ns\nns IN A 127.0.0.1\n";
+    let signed_zone = format!(
+        "{soa}{}._smimecert IN {}\n{}._openpgpkey IN TYPE61 \\# {} {}\n",
+        owner("alice@dnssec.test", "_smimecert"),
+        smimea(&alice),
+        owner("bob@dnssec.test", "_openpgpkey"),
+        bob_key.len(),
+        hex(&bob_key)
+    );
+    let plain_zone = format!(
+        "{soa}{}._smimecert IN {}\n",
+        owner("eve@plain.test", "_smimecert"),
+        smimea(&eve)
+    );
+    std::fs::write(w.join("dnssec.test.zone"), &signed_zone).unwrap();
+    std::fs::write(w.join("plain.test.zone"), &plain_zone).unwrap();
+    let keygen = |ksk: bool| {
+        let mut cmd = Command::new("dnssec-keygen");
+        cmd.current_dir(w).args(["-q", "-a", "ECDSAP256SHA256"]);
+        if ksk {
+            cmd.args(["-f", "KSK"]);
+        }
+        cmd.arg("dnssec.test");
+        String::from_utf8(run_ok(&mut cmd, b""))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let ksk = keygen(true);
+    let _zsk = keygen(false);
+    run_ok(
+        Command::new("dnssec-signzone").current_dir(w).args([
+            "-q",
+            "-S",
+            "-K",
+            ".",
+            "-o",
+            "dnssec.test",
+            "dnssec.test.zone",
+        ]),
+        b"",
+    );
+    let anchor: String = std::fs::read_to_string(w.join(format!("{ksk}.key")))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with(';'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(w.join("anchor.key"), anchor).unwrap();
+    let port = {
+        let l = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let conf = format!(
+        "server:\n  interface: 127.0.0.1\n  port: {port}\n  do-not-query-localhost: no\n\
+         \x20 username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  pidfile: \"\"\n\
+         \x20 use-syslog: no\n  logfile: \"\"\n  trust-anchor-file: \"{d}/anchor.key\"\n\
+         \x20 module-config: \"validator iterator\"\n\
+         \x20 local-zone: \"test.\" nodefault\n\
+         auth-zone:\n  name: \"dnssec.test\"\n  zonefile: \"{d}/dnssec.test.zone.signed\"\n\
+         \x20 for-upstream: yes\n  for-downstream: no\n\
+         auth-zone:\n  name: \"plain.test\"\n  zonefile: \"{d}/plain.test.zone\"\n\
+         \x20 for-upstream: yes\n  for-downstream: no\n",
+        d = w.display()
+    );
+    std::fs::write(w.join("unbound.conf"), conf).unwrap();
+    let unbound = ["/usr/sbin/unbound", "unbound"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or("unbound");
+    let _server = Unbound(
+        Command::new(unbound)
+            .arg("-d")
+            .arg("-c")
+            .arg(w.join("unbound.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "unbound (Debian package unbound) must be installed: bash scripts/test does it",
+            ),
+    );
+    std::thread::sleep(Duration::from_millis(800));
+
+    let mut dir = Directory::default();
+    dir.our.domains.push(Domain::new("clinic.example").unwrap());
+    let mut partners = Vec::new();
+    for (d, std) in [
+        ("dnssec.test", vec![Standard::Smime, Standard::OpenPgp]),
+        ("plain.test", vec![Standard::Smime]),
+    ] {
+        let mut p = Partner::new(
+            DomainPattern::Exact(Domain::new(d).unwrap()),
+            PartnerPolicy::Required,
+            std,
+        );
+        p.key_sources.push(KeySource::Dane);
+        partners.push(p);
+    }
+    dir.partners = partners;
+    let store = DaneKeys::new(format!("127.0.0.1:{port}").parse().unwrap());
+    let backends: Vec<Arc<dyn SecureEnvelope>> = vec![
+        Arc::new(SmimeEnvelope::new()),
+        Arc::new(OpenPgpEnvelope::new()),
+    ];
+    let router = Router::new(backends).with_key_store(KeySource::Dane, Arc::new(store));
+    let msg = sample_message(1);
+    let env = |to: &str| Envelope {
+        mail_from: Some(Address::new("ada@clinic.example").unwrap()),
+        rcpt_to: vec![Address::new(to).unwrap()],
+    };
+    // Validated SMIMEA, DANE-EE: no CA needed (we configured no anchors at all).
+    match router
+        .outbound(&dir, &env("alice@dnssec.test"), &msg, None)
+        .await
+        .remove(0)
+    {
+        Disposition::Deliver {
+            message,
+            sealed: Some(Standard::Smime),
+            ..
+        } => {
+            assert!(String::from_utf8_lossy(&alice.openssl_decrypt(&message)).contains("Potassium"))
+        }
+        other => panic!("validated SMIMEA: {other:?}"),
+    }
+    // Validated OPENPGPKEY (S/MIME has none for bob, so OpenPGP is next).
+    match router
+        .outbound(&dir, &env("bob@dnssec.test"), &msg, None)
+        .await
+        .remove(0)
+    {
+        Disposition::Deliver {
+            message,
+            sealed: Some(Standard::OpenPgp),
+            ..
+        } => {
+            let (plain, err, ok) = bob.decrypt(&armored_message(&message));
+            assert!(ok, "gpg: {err}");
+            assert!(String::from_utf8_lossy(&plain).contains("Potassium"));
+        }
+        other => panic!("validated OPENPGPKEY: {other:?}"),
+    }
+    // The same record, unsigned: it is there (a plain lookup finds it) but not used.
+    let plain = postern_relay::mx::resolver(&format!("127.0.0.1:{port}")).unwrap();
+    let eve_name = DaneKeys::owner_name(&Address::new("eve@plain.test").unwrap(), "_smimecert");
+    let found = plain
+        .lookup(
+            eve_name.as_str(),
+            hickory_resolver::proto::rr::RecordType::Unknown(53),
+        )
+        .await
+        .expect("the unsigned SMIMEA record is served");
+    assert_eq!(found.records().len(), 1);
+    match router
+        .outbound(&dir, &env("eve@plain.test"), &msg, None)
+        .await
+        .remove(0)
+    {
+        Disposition::Bounce { .. } => {}
+        other => panic!("unvalidated SMIMEA used: {other:?}"),
+    }
+}

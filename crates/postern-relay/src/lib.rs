@@ -19,6 +19,7 @@
 pub mod auth;
 pub mod bundles;
 pub mod config;
+pub mod dane;
 pub mod dnscert;
 pub mod dsn;
 pub mod fetch;

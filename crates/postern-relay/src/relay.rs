@@ -387,12 +387,16 @@ pub async fn start_with(
     let harvest = Arc::new(crate::harvest::HarvestStore::new(db.clone()));
     let dns_cert = crate::dnscert::DnsCert::new(crate::mx::resolver(&cfg.dns)?);
     let ldap = crate::ldap::LdapKeys::new(crate::mx::resolver(&cfg.dns)?);
+    let dane = crate::dane::validating_resolver(&cfg.dns).map(crate::dane::DaneKeys::new);
     let mut router = Router::new(backends.clone())
         .with_revocation(revocation.clone())
         .with_key_store(KeySource::Wkd, Arc::new(wkd))
         .with_key_store(KeySource::Harvested, harvest.clone())
         .with_key_store(KeySource::DnsCert, Arc::new(dns_cert))
         .with_key_store(KeySource::Ldap, Arc::new(ldap));
+    if let Some(dane) = dane {
+        router = router.with_key_store(KeySource::Dane, Arc::new(dane));
+    }
     router.subject_trigger = cfg.subject_trigger.clone();
     let shared = Arc::new(Shared {
         settings,

@@ -137,15 +137,10 @@ impl Router {
             return Ok(certs);
         }
         // The partner's sources, in the order its entry lists them.
-        let stores: Vec<&Arc<dyn KeyStore>> = partner
+        let stores: Vec<&(KeySource, Arc<dyn KeyStore>)> = partner
             .key_sources
             .iter()
-            .filter_map(|s| {
-                self.key_stores
-                    .iter()
-                    .find(|(k, _)| k == s)
-                    .map(|(_, st)| st)
-            })
+            .filter_map(|s| self.key_stores.iter().find(|(k, _)| k == s))
             .collect();
         let gateway_key = !certs.is_empty();
         // Found S/MIME certificates (DNS, LDAP, harvest) are candidates until they chain to
@@ -157,10 +152,11 @@ impl Router {
             // a later one has the key.
             let mut found = Vec::new();
             let mut down: Option<Error> = None;
-            for store in &stores {
+            for (source, store) in stores.iter().copied() {
                 match store.recipient_certificates(standard, r).await {
                     Ok(mut f) => {
-                        if standard == Standard::Smime {
+                        // DNSSEC-validated DANE-EE records are their own proof.
+                        if standard == Standard::Smime && *source != KeySource::Dane {
                             f.retain(|c| anchored(c, &anchors, &self.policy));
                         }
                         if !f.is_empty() {

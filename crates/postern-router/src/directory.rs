@@ -189,7 +189,8 @@ impl Partner {
         self.key_sources.iter().any(|s| {
             matches!(
                 (s, standard),
-                (KeySource::Wkd, Standard::OpenPgp)
+                (KeySource::Dane, _)
+                    | (KeySource::Wkd, Standard::OpenPgp)
                     | (
                         KeySource::Harvested | KeySource::DnsCert | KeySource::Ldap,
                         Standard::Smime
@@ -220,6 +221,9 @@ pub enum KeySource {
     /// S/MIME certificates in the partner's LDAP directory (`_ldap._tcp` SRV), used only if
     /// they chain to our or the partner's trust anchors.
     Ldap,
+    /// SMIMEA (RFC 8162, DANE-EE) and OPENPGPKEY (RFC 7929) records, used only when DNSSEC
+    /// validated them (the proof stands for a chain).
+    Dane,
 }
 
 /// Whether certificates from a partner's valid signatures are kept for mail to it.
@@ -595,13 +599,14 @@ impl Directory {
                     "wkd" => partner.key_sources.push(KeySource::Wkd),
                     "dns-cert" => partner.key_sources.push(KeySource::DnsCert),
                     "ldap" => partner.key_sources.push(KeySource::Ldap),
+                    "dane" => partner.key_sources.push(KeySource::Dane),
                     // The certificates listed in the file are always used.
                     "directory" => {}
                     other => problems.push(Problem {
                         line: at(k.span()),
                         message: format!(
-                            "key_sources {other:?}: use \"directory\", \"wkd\", \"dns-cert\" or \
-                             \"ldap\" (SMIMEA/OPENPGPKEY lookups are not built yet)"
+                            "key_sources {other:?}: use \"directory\", \"wkd\", \"dane\", \
+                             \"dns-cert\" or \"ldap\""
                         ),
                     }),
                 }
