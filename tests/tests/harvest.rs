@@ -162,3 +162,62 @@ async fn harvested_certificates_are_used_only_when_approved() {
     }
     assert!(audit.verify().await.unwrap().is_ok());
 }
+
+/// A published key that changes between lookups is audited (key-changed, with both
+/// fingerprints); the same key again is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_published_key_is_audited() {
+    use postern_core::{Credential, Error, KeyStore};
+    use postern_relay::keywatch::Watched;
+
+    #[derive(Debug, Default)]
+    struct Changing(std::sync::Mutex<Vec<Vec<u8>>>);
+    #[async_trait::async_trait]
+    impl KeyStore for Changing {
+        async fn recipient_certificates(
+            &self,
+            _: Standard,
+            _: &Address,
+        ) -> Result<Vec<Vec<u8>>, Error> {
+            Ok(self.0.lock().unwrap().clone())
+        }
+        async fn own_credentials(&self, _: Standard, _: &Domain) -> Result<Vec<Credential>, Error> {
+            Ok(Vec::new())
+        }
+    }
+    let db_dir = tempfile::tempdir().unwrap();
+    let db = Db::sqlite(&db_dir.path().join("postern.sqlite"))
+        .await
+        .unwrap();
+    let audit = Arc::new(AuditLog::new(db.clone()));
+    let inner = Arc::new(Changing::default());
+    *inner.0.lock().unwrap() = vec![b"first certificate".to_vec()];
+    let watched = Watched::new(inner.clone(), "wkd", audit.clone());
+    let alice = Address::new("alice@partner.test").unwrap();
+    let changes = || async {
+        audit
+            .list(None)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.action == "key-changed")
+            .count()
+    };
+    watched
+        .recipient_certificates(Standard::OpenPgp, &alice)
+        .await
+        .unwrap();
+    watched
+        .recipient_certificates(Standard::OpenPgp, &alice)
+        .await
+        .unwrap();
+    assert_eq!(changes().await, 0, "the same key twice");
+    *inner.0.lock().unwrap() = vec![b"another certificate".to_vec()];
+    watched
+        .recipient_certificates(Standard::OpenPgp, &alice)
+        .await
+        .unwrap();
+    assert_eq!(changes().await, 1);
+    let row = audit.list(None).await.unwrap().pop().unwrap();
+    assert_eq!(row.object, "alice@partner.test");
+}

@@ -81,6 +81,8 @@ pub enum Action {
     KeyApproved,
     /// A harvested certificate was rejected.
     KeyRejected,
+    /// The key a partner publishes for an address changed.
+    KeyChanged,
 }
 
 impl Action {
@@ -107,6 +109,7 @@ impl Action {
             Action::KeyOffered => "key-offered",
             Action::KeyApproved => "key-approved",
             Action::KeyRejected => "key-rejected",
+            Action::KeyChanged => "key-changed",
         }
     }
 }

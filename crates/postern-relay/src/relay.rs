@@ -390,12 +390,18 @@ pub async fn start_with(
     let dane = crate::dane::validating_resolver(&cfg.dns).map(crate::dane::DaneKeys::new);
     let mut router = Router::new(backends.clone())
         .with_revocation(revocation.clone())
-        .with_key_store(KeySource::Wkd, Arc::new(wkd))
-        .with_key_store(KeySource::Harvested, harvest.clone())
-        .with_key_store(KeySource::DnsCert, Arc::new(dns_cert))
-        .with_key_store(KeySource::Ldap, Arc::new(ldap));
+        .with_key_store(KeySource::Harvested, harvest.clone());
+    // Published keys are watched: a change is logged and audited.
+    let audit = Arc::new(postern_portal::audit::AuditLog::new(db.clone()));
+    let watch = |store: Arc<dyn postern_core::KeyStore>, name: &'static str| {
+        Arc::new(crate::keywatch::Watched::new(store, name, audit.clone()))
+    };
+    router = router
+        .with_key_store(KeySource::Wkd, watch(Arc::new(wkd), "wkd"))
+        .with_key_store(KeySource::DnsCert, watch(Arc::new(dns_cert), "dns-cert"))
+        .with_key_store(KeySource::Ldap, watch(Arc::new(ldap), "ldap"));
     if let Some(dane) = dane {
-        router = router.with_key_store(KeySource::Dane, Arc::new(dane));
+        router = router.with_key_store(KeySource::Dane, watch(Arc::new(dane), "dane"));
     }
     router.subject_trigger = cfg.subject_trigger.clone();
     let shared = Arc::new(Shared {

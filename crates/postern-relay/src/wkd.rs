@@ -2,7 +2,7 @@
 //! the partner publishes them, over HTTPS with a verified certificate. The advanced method
 //! (`openpgpkey.<domain>`) is tried first, then the direct one (`<domain>`).
 //!
-//! Found keys are cached with their expiry; a published key that changes is logged. A server
+//! Found keys are cached with their expiry (changes are noticed by [`crate::keywatch`]). A server
 //! that cannot be reached is [`Error::Unavailable`] (the router holds the mail, 451); a key that
 //! is not published is an empty answer (no key).
 
@@ -138,16 +138,6 @@ impl KeyStore for Wkd {
         }
         let certs = self.lookup(recipient).await?;
         if let Ok(mut cache) = self.cache.lock() {
-            if let Some(old) = cache.get(&key) {
-                if old.certs != certs {
-                    tracing::warn!(
-                        address = %recipient,
-                        before = old.certs.len(),
-                        now = certs.len(),
-                        "the key published in the Web Key Directory changed"
-                    );
-                }
-            }
             cache.insert(
                 key,
                 Cached {
