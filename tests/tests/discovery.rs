@@ -113,7 +113,23 @@ async fn keys_published_in_the_web_key_directory_are_found_and_used() {
     let mut keyring = alice.export("alice@wkd.test");
     keyring.extend(mallory.export("mallory@evil.test"));
 
-    let tls = pki.issue_tls_for(&["openpgpkey.wkd.test", "wkd.test"]);
+    // direct.test has no openpgpkey. host: its keys are at the domain itself (direct method).
+    let dee = Gpg::new();
+    dee.generate("Dee <dee@direct.test>", PgpKind::Ed25519, "never");
+    let dee_listing =
+        String::from_utf8(dee.ok(&["--with-wkd-hash", "--list-keys", "dee@direct.test"], b""))
+            .unwrap();
+    let dee_hash = dee_listing
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_suffix("@direct.test")
+                .filter(|h| h.len() == 32)
+        })
+        .expect("wkd hash")
+        .to_string();
+    let direct_path = format!("/.well-known/openpgpkey/hu/{dee_hash}?l=dee");
+    let tls = pki.issue_tls_for(&["openpgpkey.wkd.test", "wkd.test", "direct.test"]);
     let chain = CertificateDer::pem_file_iter(&tls.cert)
         .unwrap()
         .collect::<Result<Vec<_>, _>>()
@@ -134,6 +150,7 @@ async fn keys_published_in_the_web_key_directory_are_found_and_used() {
         vec![
             (path, keyring),
             (revoked_path, revoked.export("gone@wkd.test")),
+            (direct_path, dee.export("dee@direct.test")),
         ],
     ));
     let dead: SocketAddr = {
@@ -153,13 +170,18 @@ async fn keys_published_in_the_web_key_directory_are_found_and_used() {
     let wkd = Wkd::new(tokio_rustls::TlsConnector::from(Arc::new(client)))
         .with_host("openpgpkey.wkd.test", addr)
         .with_host("wkd.test", addr)
+        .with_host("direct.test", addr)
         .with_host("openpgpkey.down.test", dead)
         .with_host("down.test", dead)
         .with_ttl(Duration::ZERO);
 
     let mut dir = Directory::default();
     dir.our.domains.push(Domain::new("clinic.example").unwrap());
-    dir.partners = vec![partner("wkd.test"), partner("down.test")];
+    dir.partners = vec![
+        partner("wkd.test"),
+        partner("down.test"),
+        partner("direct.test"),
+    ];
     let backends: Vec<Arc<dyn SecureEnvelope>> = vec![Arc::new(OpenPgpEnvelope::new())];
     let router = Router::new(backends).with_key_store(KeySource::Wkd, Arc::new(wkd));
     let msg = sample_message(1);
@@ -192,6 +214,17 @@ async fn keys_published_in_the_web_key_directory_are_found_and_used() {
     match send("gone@wkd.test").await {
         Disposition::Bounce { reason, .. } => assert!(reason.contains("revoked"), "{reason}"),
         other => panic!("revoked published key: {other:?}"),
+    }
+    match send("dee@direct.test").await {
+        Disposition::Deliver {
+            message,
+            sealed: Some(Standard::OpenPgp),
+            ..
+        } => {
+            let (_, err, ok) = dee.decrypt(&armored_message(&message));
+            assert!(ok, "direct method: gpg: {err}");
+        }
+        other => panic!("direct method: {other:?}"),
     }
     match send("nobody@wkd.test").await {
         Disposition::Bounce { reason, .. } => {
@@ -736,7 +769,11 @@ async fn dnssec_validated_smimea_and_openpgpkey_records_are_used_and_unvalidated
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     let pki = Pki::new();
-    let alice = pki.issue("alice@dnssec.test", KeyKind::Rsa(2048));
+    // Padded so its SMIMEA answer cannot come over UDP: the client must retry over TCP.
+    let alice = pki.issue_with_extensions(
+        "alice@dnssec.test",
+        &format!("nsComment={}", "x".repeat(1500)),
+    );
     let eve = pki.issue("eve@plain.test", KeyKind::Rsa(2048));
     let bob = Gpg::new();
     bob.generate("Bob <bob@dnssec.test>", PgpKind::Ed25519, "never");

@@ -1,6 +1,6 @@
 //! OpenPGP Web Key Directory (draft-koch-openpgp-webkey-service): a partner's keys found where
 //! the partner publishes them, over HTTPS with a verified certificate. The advanced method
-//! (`openpgpkey.<domain>`) is tried first, then the direct one (`<domain>`).
+//! (`openpgpkey.<domain>`) is used when that host exists, else the direct one (`<domain>`).
 //!
 //! Found keys are cached with their expiry (changes are noticed by [`crate::keywatch`]). A server
 //! that cannot be reached is [`Error::Unavailable`] (the router holds the mail, 451); a key that
@@ -98,22 +98,33 @@ impl Wkd {
         crate::fetch::https_get(&self.tls, host, self.port, path, connect_to, MAX_ANSWER).await
     }
 
+    /// Whether `host` has an address (an override counts).
+    async fn exists(&self, host: &str) -> bool {
+        self.overrides.contains_key(host)
+            || tokio::net::lookup_host((host, self.port))
+                .await
+                .is_ok_and(|mut a| a.next().is_some())
+    }
+
+    /// The advanced method when its `openpgpkey.` host exists, else the direct method (the
+    /// draft's rule: a server that exists but fails is an outage, not a reason to ask elsewhere).
     async fn lookup(&self, address: &Address) -> Result<Vec<Vec<u8>>, Error> {
-        let mut failures = Vec::new();
-        for (host, path) in Self::locations(address) {
-            let answer = tokio::time::timeout(self.timeout, self.get(&host, &path)).await;
-            match answer {
-                Ok(Ok(Some(body))) => {
-                    return postern_openpgp::certificates_with_address(&body, &address.to_string())
-                }
-                Ok(Ok(None)) => return Ok(Vec::new()),
-                Ok(Err(e)) => failures.push(e),
-                Err(_) => failures.push(format!("{host}: no answer in time")),
+        let [advanced, direct] = Self::locations(address);
+        let (host, path) = if self.exists(&advanced.0).await {
+            advanced
+        } else {
+            direct
+        };
+        let failure = match tokio::time::timeout(self.timeout, self.get(&host, &path)).await {
+            Ok(Ok(Some(body))) => {
+                return postern_openpgp::certificates_with_address(&body, &address.to_string())
             }
-        }
+            Ok(Ok(None)) => return Ok(Vec::new()),
+            Ok(Err(e)) => e,
+            Err(_) => format!("{host}: no answer in time"),
+        };
         Err(Error::Unavailable(format!(
-            "Web Key Directory for {address}: {}",
-            failures.join("; ")
+            "Web Key Directory for {address}: {failure}"
         )))
     }
 }
