@@ -164,20 +164,30 @@ impl DaneKeys {
     }
 }
 
-/// The resolver to ask: `dns` (`IP:PORT`), else the first nameserver of /etc/resolv.conf.
-/// It must validate DNSSEC (a local unbound, or systemd-resolved with DNSSEC on); its AD bit is
-/// believed, so it must be reached over a path nobody else can write to (loopback).
+/// The resolver to ask: `dns` (`IP:PORT`), else the first nameserver of /etc/resolv.conf —
+/// only if it is on loopback. Its AD bit is believed, and between us and a resolver elsewhere
+/// anyone on the path could set that bit on a forged answer and have mail sealed to their key;
+/// a resolver off loopback leaves DANE lookups off (logged), not trusted.
 pub fn validating_resolver(dns: &str) -> Option<SocketAddr> {
-    if !dns.is_empty() {
-        return dns.parse().ok();
+    let addr = if dns.is_empty() {
+        let conf = std::fs::read_to_string("/etc/resolv.conf").ok()?;
+        conf.lines().find_map(|l| {
+            let ip = l.trim().strip_prefix("nameserver")?.trim();
+            ip.parse::<std::net::IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, 53))
+        })?
+    } else {
+        dns.parse().ok()?
+    };
+    if !addr.ip().is_loopback() {
+        tracing::warn!(
+            resolver = %addr,
+            "DANE (SMIMEA/OPENPGPKEY) lookups off: the validating resolver must be on loopback"
+        );
+        return None;
     }
-    let conf = std::fs::read_to_string("/etc/resolv.conf").ok()?;
-    conf.lines().find_map(|l| {
-        let ip = l.trim().strip_prefix("nameserver")?.trim();
-        ip.parse::<std::net::IpAddr>()
-            .ok()
-            .map(|ip| SocketAddr::new(ip, 53))
-    })
+    Some(addr)
 }
 
 fn rand_id() -> u16 {
@@ -251,5 +261,18 @@ mod tests {
             DaneKeys::owner_name(&a, "_openpgpkey"),
             "c93f1e400f26708f98cb19d936620da35eec8f72e57f9eec01c1afd6._openpgpkey.example.com."
         );
+    }
+}
+
+#[cfg(test)]
+mod resolver_tests {
+    use super::*;
+
+    #[test]
+    fn only_a_resolver_on_loopback_is_believed() {
+        assert!(validating_resolver("127.0.0.1:53").is_some());
+        assert!(validating_resolver("[::1]:5353").is_some());
+        assert!(validating_resolver("10.255.255.53:53").is_none());
+        assert!(validating_resolver("192.0.2.1:53").is_none());
     }
 }
