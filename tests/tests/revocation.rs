@@ -582,7 +582,8 @@ async fn an_intermediate_left_out_is_fetched_from_the_signers_aia() {
     dir.our.trust_anchors.push(root.ca_pem());
     let from = Address::new("alice@aia.test").unwrap();
     // From a stranger, the URL in the certificate is not fetched at all.
-    let checked = InboundRouter::new(backends()).with_revocation(Arc::new(CrlChecker::new()));
+    let checked = InboundRouter::new(backends())
+        .with_revocation(Arc::new(CrlChecker::new().allow_private_issuer_urls()));
     let stranger = checked.inbound(&dir, Some(&from), &signed).await;
     assert!(matches!(
         chain_of(&stranger),
@@ -602,7 +603,17 @@ async fn an_intermediate_left_out_is_fetched_from_the_signers_aia() {
         matches!(chain_of(&before), postern_core::ChainStatus::Untrusted(_)),
         "trusted without the intermediate"
     );
-    let with = InboundRouter::new(backends()).with_revocation(Arc::new(CrlChecker::new()));
+    // By default a caIssuers URL into our own network is not fetched even for a partner
+    // (anyone can forge a partner's envelope sender).
+    let guarded = InboundRouter::new(backends()).with_revocation(Arc::new(CrlChecker::new()));
+    let refused = guarded.inbound(&dir, Some(&from), &signed).await;
+    assert!(
+        matches!(chain_of(&refused), postern_core::ChainStatus::Untrusted(_)),
+        "fetched a loopback caIssuers URL by default"
+    );
+    // Allowed (a closed network, as here on loopback): fetched, and the signature is trusted.
+    let with = InboundRouter::new(backends())
+        .with_revocation(Arc::new(CrlChecker::new().allow_private_issuer_urls()));
     let after = with.inbound(&dir, Some(&from), &signed).await;
     assert!(
         matches!(chain_of(&after), postern_core::ChainStatus::Trusted { .. }),

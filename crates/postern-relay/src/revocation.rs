@@ -34,6 +34,10 @@ pub struct CrlChecker {
     pub timeout: Duration,
     /// Algorithm policy for CRL and certificate signatures.
     pub policy: Policy,
+    /// Whether caIssuers URLs may point at loopback or private addresses. Off by default: those
+    /// URLs come from a certificate nobody has vouched for yet, and anyone who forges a
+    /// partner's envelope sender could otherwise make us send requests into our own network.
+    pub allow_private_issuer_urls: bool,
 }
 
 /// An OCSP answer (or failure), when it was had, and until when it holds.
@@ -60,6 +64,7 @@ impl Default for CrlChecker {
             max_age: Duration::from_secs(3600),
             timeout: Duration::from_secs(10),
             policy: Policy::default(),
+            allow_private_issuer_urls: false,
         }
     }
 }
@@ -68,6 +73,12 @@ impl CrlChecker {
     /// A checker with the defaults (1 h maximum age, 10 s timeout).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Lets caIssuers URLs point at loopback and private addresses (tests, closed networks).
+    pub fn allow_private_issuer_urls(mut self) -> Self {
+        self.allow_private_issuer_urls = true;
+        self
     }
 
     /// Sets the maximum age of a cached list (zero: fetch every time).
@@ -217,6 +228,12 @@ impl CrlChecker {
             }
             _ => None,
         };
+        if body.is_none() && !self.allow_private_issuer_urls {
+            if let Err(e) = public_only(url).await {
+                tracing::warn!(url, error = %e, "issuer certificate not fetched");
+                return Vec::new();
+            }
+        }
         let body = match body {
             Some(b) => b,
             None => match tokio::time::timeout(self.timeout, http_get(url)).await {
@@ -345,6 +362,46 @@ impl RevocationChecker for CrlChecker {
 
 fn der_of(c: &postern_smime::Certificate) -> Result<Vec<u8>, String> {
     postern_smime::keys::to_der(c).map_err(|e| e.to_string())
+}
+
+/// Refuses an `http:` URL whose host is, or resolves to, a loopback, private, link-local or
+/// unspecified address.
+async fn public_only(url: &str) -> Result<(), String> {
+    let rest = url
+        .get(7..)
+        .filter(|_| url.to_ascii_lowercase().starts_with("http://"))
+        .ok_or("not an http: URL")?;
+    let authority = rest.split('/').next().unwrap_or("");
+    let has_port = match authority.strip_prefix('[') {
+        Some(v6) => v6.contains("]:"),
+        None => authority.contains(':'),
+    };
+    let with_port = if has_port {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let addrs: Vec<_> = tokio::net::lookup_host(with_port)
+        .await
+        .map_err(|e| format!("resolve: {e}"))?
+        .collect();
+    let private = |ip: std::net::IpAddr| match ip {
+        std::net::IpAddr::V4(v) => {
+            v.is_loopback() || v.is_private() || v.is_link_local() || v.is_unspecified()
+        }
+        std::net::IpAddr::V6(v) => {
+            v.is_loopback()
+                || v.is_unspecified()
+                || (v.segments()[0] & 0xfe00) == 0xfc00
+                || (v.segments()[0] & 0xffc0) == 0xfe80
+                || v.to_ipv4_mapped()
+                    .is_some_and(|m| m.is_loopback() || m.is_private())
+        }
+    };
+    if addrs.is_empty() || addrs.iter().any(|a| private(a.ip())) {
+        return Err("points at a loopback or private address".into());
+    }
+    Ok(())
 }
 
 /// A CRL's or OCSP responder's answer as the router takes it.
@@ -479,6 +536,21 @@ mod tests {
     fn times_print_in_utc() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         assert_eq!(humantime_utc(t), "2023-11-14 22:13:20 UTC");
+    }
+
+    #[tokio::test]
+    async fn issuer_urls_into_our_own_network_are_refused() {
+        for url in [
+            "http://127.0.0.1/int.der",
+            "http://127.0.0.1:8080/int.der",
+            "http://10.1.2.3/int.der",
+            "http://169.254.169.254/latest/meta-data",
+            "http://[::1]:80/x",
+            "http://localhost/x",
+        ] {
+            assert!(public_only(url).await.is_err(), "{url}");
+        }
+        assert!(public_only("http://192.0.2.10/int.der").await.is_ok());
     }
 
     #[tokio::test]

@@ -165,14 +165,6 @@ fn pem_blocks(bytes: &[u8]) -> Result<Vec<PemBlock>, Error> {
     Ok(blocks)
 }
 
-/// Parses exactly the first certificate in `bytes`.
-pub fn parse_certificate(bytes: &[u8]) -> Result<Certificate, Error> {
-    parse_certificates(bytes)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::malformed("certificate", "empty input"))
-}
-
 fn trim_ascii_start(b: &[u8]) -> &[u8] {
     let n = b.iter().take_while(|c| c.is_ascii_whitespace()).count();
     &b[n..]
