@@ -212,7 +212,9 @@ async fn keys_published_in_the_web_key_directory_are_found_and_used() {
         other => panic!("published key: {other:?}"),
     }
     match send("gone@wkd.test").await {
-        Disposition::Bounce { reason, .. } => assert!(reason.contains("revoked"), "{reason}"),
+        Disposition::Bounce { reason, .. } => {
+            assert!(reason.to_string().contains("revoked"), "{reason}")
+        }
         other => panic!("revoked published key: {other:?}"),
     }
     match send("dee@direct.test").await {
@@ -228,13 +230,16 @@ async fn keys_published_in_the_web_key_directory_are_found_and_used() {
     }
     match send("nobody@wkd.test").await {
         Disposition::Bounce { reason, .. } => {
-            assert!(reason.contains("no openpgp key published"), "{reason}")
+            assert!(
+                reason.to_string().contains("no openpgp key published"),
+                "{reason}"
+            )
         }
         other => panic!("unpublished address: {other:?}"),
     }
     match send("alice@down.test").await {
         Disposition::Hold { reason, .. } => {
-            assert!(reason.contains("Web Key Directory"), "{reason}")
+            assert!(reason.to_string().contains("Web Key Directory"), "{reason}")
         }
         other => panic!("server down: {other:?}"),
     }
@@ -527,7 +532,9 @@ async fn certificates_in_dns_cert_records_are_found_and_checked() {
         .await
         .remove(0)
     {
-        Disposition::Bounce { reason, .. } => assert!(reason.contains("trust anchors"), "{reason}"),
+        Disposition::Bounce { reason, .. } => {
+            assert!(reason.to_string().contains("trust anchors"), "{reason}")
+        }
         other => panic!("unanchored CERT: {other:?}"),
     }
     let _ = dns.kill();
@@ -543,7 +550,9 @@ async fn certificates_in_dns_cert_records_are_found_and_checked() {
         .await
         .remove(0)
     {
-        Disposition::Hold { reason, .. } => assert!(reason.contains("DNS CERT"), "{reason}"),
+        Disposition::Hold { reason, .. } => {
+            assert!(reason.to_string().contains("DNS CERT"), "{reason}")
+        }
         other => panic!("DNS down: {other:?}"),
     }
 }
@@ -737,7 +746,9 @@ async fn certificates_in_the_partners_ldap_directory_are_found() {
         .await
         .remove(0)
     {
-        Disposition::Hold { reason, .. } => assert!(reason.contains("LDAP"), "{reason}"),
+        Disposition::Hold { reason, .. } => {
+            assert!(reason.to_string().contains("LDAP"), "{reason}")
+        }
         other => panic!("directory down: {other:?}"),
     }
     let _ = dns.kill();

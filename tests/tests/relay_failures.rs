@@ -634,3 +634,84 @@ fn each_listener_and_each_client_has_its_own_connection_allowance() {
     assert!(wait_until(Duration::from_secs(20), || sink.count() == 1));
     drop(held);
 }
+
+/// Counts its calls; tags every message.
+#[derive(Debug, Default)]
+struct CountingTagger(std::sync::atomic::AtomicUsize);
+
+impl postern_relay::ContentInspector for CountingTagger {
+    fn inspect(&self, _: &postern_router::Envelope, _: &[u8]) -> Option<postern_relay::Inspection> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Some(postern_relay::Inspection {
+            action: postern_router::ContentAction::Allow,
+            tag: true,
+            summary: "counted".into(),
+            detail: serde_json::Value::Null,
+            partner_mail: false,
+        })
+    }
+}
+
+/// Issue 12: the content verdict is kept in the spool state, so retries during an outage do
+/// not unpack the message again; what finally leaves is tagged as the first verdict said.
+#[test]
+fn retries_reuse_the_content_verdict_kept_in_the_spool() {
+    let s = setup();
+    let port = free_port();
+    let inspector = std::sync::Arc::new(CountingTagger::default());
+    let relay =
+        s.rt.block_on(postern_relay::start_with(
+            &config(
+                &s,
+                &format!("127.0.0.1:{port}"),
+                &format!("127.0.0.1:{port}"),
+            ),
+            inspector.clone(),
+        ))
+        .unwrap();
+    let m = tracked_message("verdict-kept", "c@gmail.test", "hello");
+    let r = send_mail(
+        &internal(&relay),
+        "ada@clinic.example",
+        &["c@gmail.test"],
+        &m,
+    )
+    .unwrap();
+    assert!(r.starts_with("250"), "{r}");
+    assert!(
+        wait_until(Duration::from_secs(20), || relay
+            .spool()
+            .list()
+            .unwrap()
+            .0
+            .first()
+            .is_some_and(|e| e.attempts >= 3)),
+        "retried"
+    );
+    let (entries, _) = relay.spool().list().unwrap();
+    assert_eq!(
+        entries[0].inspection.as_ref().map(|i| i.summary.as_str()),
+        Some("counted"),
+        "the verdict is in the spool state"
+    );
+    assert_eq!(
+        inspector.0.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "inspected once over {} attempts",
+        entries[0].attempts
+    );
+    let sink = SmtpSink::start_on(port, &[]);
+    assert!(wait_until(Duration::from_secs(30), || sink.count() == 1));
+    let (_, msg) = &sink.messages()[0];
+    let text = String::from_utf8_lossy(msg);
+    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    assert!(
+        head.lines()
+            .filter(|l| *l == "Postern-DLP: counted")
+            .count()
+            == 1,
+        "tagged once, by the kept verdict: {head}"
+    );
+    assert_eq!(inspector.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    s.rt.block_on(relay.shutdown(Duration::from_secs(5)));
+}

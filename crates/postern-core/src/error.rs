@@ -10,7 +10,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Every variant knows whether it is *temporary* (the same operation may succeed later: answer
 /// 4xx, keep the message queued) or *permanent* (it will never succeed: answer 5xx, bounce).
 /// Messages never contain message bodies or key material.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The message itself could not be understood (broken MIME, missing part, bad encoding).

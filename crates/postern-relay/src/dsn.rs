@@ -152,6 +152,7 @@ mod tests {
             next_attempt: 0,
             size: 0,
             released: false,
+            inspection: None,
         };
         let f = [Failure {
             rcpt: &r,

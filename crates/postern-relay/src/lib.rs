@@ -45,5 +45,7 @@ pub mod wkd;
 
 pub use config::{ConfigError, RelayConfig};
 pub use inspect::{ContentInspector, DlpInspector, Inspection, PassThrough};
-pub use relay::{check, start, start_with, RunningRelay, Settings, Shared, StartError};
+pub use relay::{
+    check, start, start_with, RelayBuilder, RunningRelay, Settings, Shared, StartError,
+};
 pub use util::rfc5322_date;

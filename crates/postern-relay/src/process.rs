@@ -5,10 +5,11 @@
 //! key removed while a message waits means the next attempt holds or bounces, never that an
 //! older decision sends it somewhere the policy no longer allows.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use postern_core::{Address, Standard};
-use postern_router::{Disposition, Envelope, Inbound};
+use postern_router::{Disposition, Envelope, Inbound, Outgoing};
 
 use crate::config::NextHop;
 use crate::dsn::{self, Failure};
@@ -18,12 +19,13 @@ use crate::spool::{Entry, HoldKind, Origin, RcptState, Recipient, Spool};
 use crate::transport::{self, Handover};
 use crate::util::{contain_panic, unix_ms};
 
-/// One thing to do for a group of recipients (indices into the entry's recipients).
-enum Step {
+/// One thing to do for a group of recipients (indices into the entry's recipients). A message
+/// that goes as it was spooled is borrowed, not copied.
+enum Step<'a> {
     Deliver {
         idx: Vec<usize>,
         inbound: bool,
-        message: Vec<u8>,
+        message: Cow<'a, [u8]>,
         sealed: Option<Standard>,
         tls_required: bool,
     },
@@ -87,7 +89,13 @@ async fn process_inner(shared: &Shared, id: &str) -> std::io::Result<Option<u64>
     // A panic while deciding (parsers, backends, inspection: all fed by strangers) holds this
     // message for an administrator; the worker goes on with the next one.
     let steps = match contain_panic(plan(shared, &entry, &data)).await {
-        Ok(steps) => steps,
+        Ok((steps, inspection)) => {
+            // The verdict stays with the message: a retry does not inspect it again.
+            if entry.inspection.is_none() {
+                entry.inspection = inspection;
+            }
+            steps
+        }
         Err(()) => {
             shared.metrics.panics.inc();
             tracing::error!(queue_id = %id, "internal error while deciding; message held");
@@ -433,8 +441,12 @@ fn notify_sender(shared: &Shared, entry: &mut Entry, data: &[u8]) -> std::io::Re
     Ok(())
 }
 
-/// Decides for every pending recipient.
-async fn plan(shared: &Shared, entry: &Entry, data: &[u8]) -> Vec<Step> {
+/// Decides for every pending recipient; also returns the content verdict, if one was made.
+async fn plan<'a>(
+    shared: &Shared,
+    entry: &Entry,
+    data: &'a [u8],
+) -> (Vec<Step<'a>>, Option<postern_router::Inspection>) {
     let dir = shared.directory.current();
     let mut steps = Vec::new();
     let mut ours = Vec::new();
@@ -477,12 +489,12 @@ async fn plan(shared: &Shared, entry: &Entry, data: &[u8]) -> Vec<Step> {
             steps.push(Step::Deliver {
                 idx: ours,
                 inbound: true,
-                message: postern_router::strip_results(data),
+                message: Cow::Owned(postern_router::strip_results(data)),
                 sealed: None,
                 tls_required: false,
             });
         } else if !ours.is_empty() {
-            match shared.inbound.inbound(&dir, mail_from.as_ref(), data).await {
+            match shared.gateway.inbound(&dir, mail_from.as_ref(), data).await {
                 Inbound::Deliver { message, report } => {
                     if let Some(report) = &report {
                         let smime = postern_smime::SmimeEnvelope::new();
@@ -502,7 +514,7 @@ async fn plan(shared: &Shared, entry: &Entry, data: &[u8]) -> Vec<Step> {
                     steps.push(Step::Deliver {
                         idx: ours,
                         inbound: true,
-                        message,
+                        message: Cow::Owned(message),
                         sealed: None,
                         tls_required: false,
                     })
@@ -519,7 +531,7 @@ async fn plan(shared: &Shared, entry: &Entry, data: &[u8]) -> Vec<Step> {
                 }),
             }
         }
-        return steps;
+        return (steps, None);
     }
     if entry.origin == Origin::Portal {
         // Written by the portal: notifications and codes (no PHI) go out as they are; replies
@@ -528,7 +540,7 @@ async fn plan(shared: &Shared, entry: &Entry, data: &[u8]) -> Vec<Step> {
             steps.push(Step::Deliver {
                 idx: ours,
                 inbound: true,
-                message: data.to_vec(),
+                message: Cow::Borrowed(data),
                 sealed: None,
                 tls_required: false,
             });
@@ -537,73 +549,31 @@ async fn plan(shared: &Shared, entry: &Entry, data: &[u8]) -> Vec<Step> {
             steps.push(Step::Deliver {
                 idx: theirs.iter().map(|(i, _)| *i).collect(),
                 inbound: false,
-                message: data.to_vec(),
+                message: Cow::Borrowed(data),
                 sealed: None,
                 tls_required: false,
             });
         }
-        return steps;
+        return (steps, None);
     }
-    if !ours.is_empty() {
-        // Internal mail to our own domains goes back to our mail server as it is.
-        steps.push(Step::Deliver {
-            idx: ours,
-            inbound: true,
-            message: data.to_vec(),
-            sealed: None,
-            tls_required: false,
-        });
-    }
-    if theirs.is_empty() {
-        return steps;
-    }
+    // Everything else is the gateway's: our own domains, partners, the clear world, content.
+    let mut unclaimed: Vec<(usize, Address)> = ours
+        .iter()
+        .filter_map(|i| Some((*i, Address::new(&entry.recipients[*i].address).ok()?)))
+        .chain(theirs)
+        .collect();
     let envelope = Envelope {
         mail_from,
-        rcpt_to: theirs.iter().map(|(_, a)| a.clone()).collect(),
+        rcpt_to: unclaimed.iter().map(|(_, a)| a.clone()).collect(),
     };
-    // Content inspection, unless an administrator released this message from the quarantine,
-    // or every recipient is a partner that only ever gets a sealed copy (the verdict would
-    // change nothing, and extracting attachments is the costly part).
-    let all_sealed = theirs.iter().all(|(_, a)| {
-        dir.partner_for(a.domain())
-            .is_some_and(|p| p.policy == postern_router::PartnerPolicy::Required)
-    });
-    let inspection = if entry.released || all_sealed {
-        None
-    } else {
-        shared.inspector.inspect(&envelope, data)
-    };
-    if let Some(i) = &inspection {
+    let outgoing = Outgoing::new(&envelope, data)
+        .released(entry.released)
+        .inspected(entry.inspection.clone());
+    let plan = shared.gateway.outbound(&dir, outgoing).await;
+    if let (Some(i), None) = (&plan.inspection, &entry.inspection) {
         tracing::info!(queue_id = %entry.id, dlp = %i.summary, "inspected");
     }
-    let content = match (&inspection, entry.released) {
-        (_, true) => Some(postern_router::ContentAction::Allow),
-        (Some(i), _) => Some(i.action),
-        (None, _) => None,
-    };
-    // The policy's "tag": a header with the summary (no values) on the copy that goes out.
-    let tagged;
-    let data = match &inspection {
-        Some(i) if i.tag => {
-            tagged = [format!("Postern-DLP: {}\r\n", i.summary).as_bytes(), data].concat();
-            &tagged[..]
-        }
-        _ => data,
-    };
-    let decisions = shared.router.outbound(&dir, &envelope, data, content).await;
-    let verdict = inspection.as_ref().map(|i| i.detail.clone());
-    let hold_partner_plain = inspection.as_ref().is_some_and(|i| {
-        i.partner_mail
-            && matches!(
-                i.action,
-                postern_router::ContentAction::Quarantine | postern_router::ContentAction::Block
-            )
-    });
-    let content_reason = |default: String| match &inspection {
-        Some(i) => format!("content policy: {} ({})", default, i.summary),
-        None => default,
-    };
-    let mut unclaimed = theirs;
+    let verdict = plan.inspection.as_ref().map(|i| i.detail.clone());
     let mut take = |who: &[Address]| -> Vec<usize> {
         let mut idx = Vec::new();
         for a in who {
@@ -613,25 +583,16 @@ async fn plan(shared: &Shared, entry: &Entry, data: &[u8]) -> Vec<Step> {
         }
         idx
     };
-    for d in decisions {
+    for d in plan.dispositions {
         match d {
-            // A plain copy to a partner (TLS-required, or preferred without a key) is held too
-            // when the policy inspects partner mail.
-            Disposition::Deliver {
-                recipients,
+            Disposition::Local { recipients } => steps.push(Step::Deliver {
+                // Internal mail to our own domains goes back to our mail server as it is.
+                idx: take(&recipients),
+                inbound: true,
+                message: Cow::Borrowed(data),
                 sealed: None,
-                ..
-            } if hold_partner_plain
-                && recipients
-                    .iter()
-                    .any(|r| dir.partner_for(r.domain()).is_some()) =>
-            {
-                steps.push(Step::Quarantine {
-                    idx: take(&recipients),
-                    reason: content_reason("plain copy to a partner".into()),
-                    verdict: verdict.clone(),
-                })
-            }
+                tls_required: false,
+            }),
             Disposition::Deliver {
                 recipients,
                 message,
@@ -640,48 +601,46 @@ async fn plan(shared: &Shared, entry: &Entry, data: &[u8]) -> Vec<Step> {
             } => steps.push(Step::Deliver {
                 idx: take(&recipients),
                 inbound: false,
-                message,
+                message: Cow::Owned(message),
                 sealed,
                 tls_required,
             }),
             Disposition::Hold { recipients, reason } => steps.push(Step::Defer {
                 idx: take(&recipients),
-                reason,
+                reason: reason.to_string(),
             }),
-            Disposition::Bounce { recipients, reason } => {
-                let reason = if content == Some(postern_router::ContentAction::Block) {
-                    content_reason(reason)
-                } else {
-                    reason
-                };
-                steps.push(Step::Fail {
-                    idx: take(&recipients),
-                    status: "5.7.1".into(),
-                    reason,
-                })
-            }
+            // The status comes from the typed reason (5.7.5 for keys and algorithms, 5.7.1 for
+            // a content refusal, 5.6.0 for a message that cannot be parsed).
+            Disposition::Bounce { recipients, reason } => steps.push(Step::Fail {
+                idx: take(&recipients),
+                status: reason.smtp_reply().enhanced.into(),
+                reason: reason.to_string(),
+            }),
             Disposition::Quarantine { recipients, reason } => steps.push(Step::Quarantine {
                 idx: take(&recipients),
-                reason: content_reason(reason),
+                reason,
                 verdict: verdict.clone(),
             }),
             // The portal gets the message as this copy would have left (with the DLP tag,
             // without the Bcc list), each recipient their own encrypted copy.
-            Disposition::Portal { recipients } => steps.push(Step::Portal {
+            Disposition::Portal {
+                recipients,
+                message,
+            } => steps.push(Step::Portal {
                 idx: take(&recipients),
-                message: postern_router::strip_bcc(data),
+                message,
             }),
             other => {
                 tracing::error!(decision = ?std::mem::discriminant(&other), "unknown routing decision; deferring");
             }
         }
     }
-    // Anyone the router did not decide for waits: nothing is dropped silently.
+    // Anyone the gateway did not decide for waits: nothing is dropped silently.
     if !unclaimed.is_empty() {
         steps.push(Step::Defer {
             idx: unclaimed.into_iter().map(|(i, _)| i).collect(),
             reason: "no routing decision".into(),
         });
     }
-    steps
+    (steps, plan.inspection)
 }

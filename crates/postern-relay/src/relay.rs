@@ -11,13 +11,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
-use postern_core::SecureEnvelope;
-use postern_openpgp::OpenPgpEnvelope;
+use postern_core::{KeyStore, SecureEnvelope};
 use postern_router::{
-    validate, Directory, Finding, InboundAction, InboundPolicy, InboundRouter, KeySource,
-    ReloadError, Router, Severity, SharedDirectory,
+    validate, Directory, Finding, Gateway, InboundAction, InboundPolicy, KeySource, ReloadError,
+    Severity, SharedDirectory,
 };
-use postern_smime::SmimeEnvelope;
+use postern_smime::KeyLoader;
 
 use crate::auth::Users;
 use crate::config::{ConfigError, InboundChoice, Limits, Network, NextHop, RelayConfig};
@@ -88,12 +87,8 @@ pub struct Shared {
     pub scheduler: Scheduler,
     /// Counters.
     pub metrics: Arc<Metrics>,
-    /// Outbound decisions.
-    pub router: Router,
-    /// Inbound decisions.
-    pub inbound: InboundRouter,
-    /// Content inspection hook.
-    pub inspector: Arc<dyn ContentInspector>,
+    /// Routing, content inspection and the policy between them, both ways.
+    pub gateway: Gateway,
     /// Held messages.
     pub quarantine: Quarantine,
     /// The secure web portal, when configured (set once, right after start).
@@ -160,8 +155,102 @@ pub struct RunningRelay {
 /// Starts a relay with the content inspection its configuration asks for (postern-dlp with
 /// the configured or built-in policy, or none when `dlp.enabled = false`).
 pub async fn start(cfg: &RelayConfig) -> Result<RunningRelay, StartError> {
-    let inspector = inspector_for(cfg)?;
-    start_with(cfg, inspector).await
+    RelayBuilder::new(cfg).start().await
+}
+
+/// Starts a relay with `inspector` deciding about outgoing content.
+pub async fn start_with(
+    cfg: &RelayConfig,
+    inspector: Arc<dyn ContentInspector>,
+) -> Result<RunningRelay, StartError> {
+    RelayBuilder::new(cfg).inspector(inspector).start().await
+}
+
+/// A relay with parts other than the configuration's: the crypto backends, where the S/MIME
+/// private-key operations happen (an HSM), the content inspector, and key stores. What is not
+/// set is as [`start`] makes it.
+///
+/// ```no_run
+/// # async fn run(hsm: std::sync::Arc<dyn postern_smime::KeyLoader>) -> Result<(), Box<dyn std::error::Error>> {
+/// let cfg = postern_relay::RelayConfig::load(std::path::Path::new("relay.toml"))?;
+/// let relay = postern_relay::RelayBuilder::new(&cfg)
+///     .key_loader(hsm)
+///     .inspector(std::sync::Arc::new(postern_relay::PassThrough))
+///     .start()
+///     .await?;
+/// # relay.shutdown(std::time::Duration::from_secs(1)).await; Ok(()) }
+/// ```
+pub struct RelayBuilder<'a> {
+    cfg: &'a RelayConfig,
+    backends: Option<Vec<Arc<dyn SecureEnvelope>>>,
+    extra: Vec<Arc<dyn SecureEnvelope>>,
+    key_loader: Option<Arc<dyn KeyLoader>>,
+    inspector: Option<Arc<dyn ContentInspector>>,
+    key_stores: Vec<(KeySource, Arc<dyn KeyStore>)>,
+}
+
+impl std::fmt::Debug for RelayBuilder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayBuilder")
+            .field("backends", &self.backends)
+            .field("extra", &self.extra)
+            .field("key_loader", &self.key_loader)
+            .field("inspector", &self.inspector)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> RelayBuilder<'a> {
+    /// A relay as `cfg` describes it.
+    pub fn new(cfg: &'a RelayConfig) -> Self {
+        RelayBuilder {
+            cfg,
+            backends: None,
+            extra: Vec::new(),
+            key_loader: None,
+            inspector: None,
+            key_stores: Vec::new(),
+        }
+    }
+
+    /// Replaces the built-in backends (S/MIME and OpenPGP).
+    pub fn backends(mut self, backends: Vec<Arc<dyn SecureEnvelope>>) -> Self {
+        self.backends = Some(backends);
+        self
+    }
+
+    /// Adds a backend next to the built-in ones (replacing one of the same standard).
+    pub fn backend(mut self, backend: Arc<dyn SecureEnvelope>) -> Self {
+        self.extra.push(backend);
+        self
+    }
+
+    /// Where the built-in S/MIME backend's private-key operations happen.
+    pub fn key_loader(mut self, loader: Arc<dyn KeyLoader>) -> Self {
+        self.key_loader = Some(loader);
+        self
+    }
+
+    /// Content inspection instead of the configuration's.
+    pub fn inspector(mut self, inspector: Arc<dyn ContentInspector>) -> Self {
+        self.inspector = Some(inspector);
+        self
+    }
+
+    /// A key store for partners whose entry names `source`, instead of the built-in one.
+    pub fn key_store(mut self, source: KeySource, store: Arc<dyn KeyStore>) -> Self {
+        self.key_stores.push((source, store));
+        self
+    }
+
+    /// Binds the listeners and starts the workers.
+    pub async fn start(self) -> Result<RunningRelay, StartError> {
+        let inspector = match self.inspector.clone() {
+            Some(i) => i,
+            None => inspector_for(self.cfg)?,
+        };
+        start_relay(self, inspector).await
+    }
 }
 
 /// Everything in the configuration that can be checked without binding or opening files for
@@ -354,11 +443,11 @@ fn inspector_for(cfg: &RelayConfig) -> Result<Arc<dyn ContentInspector>, StartEr
     })
 }
 
-/// Starts a relay with `inspector` deciding about outgoing content.
-pub async fn start_with(
-    cfg: &RelayConfig,
+async fn start_relay(
+    parts: RelayBuilder<'_>,
     inspector: Arc<dyn ContentInspector>,
 ) -> Result<RunningRelay, StartError> {
+    let cfg = parts.cfg;
     let settings = build_settings(cfg)?;
     let (directory, findings) = load_directory(cfg)?;
     let spool_dir = cfg.data_dir.join("spool");
@@ -376,10 +465,6 @@ pub async fn start_with(
         .map_err(|e| StartError::Quarantine(e.to_string()))?;
     let quarantine =
         Quarantine::new(db.clone(), key).map_err(|e| StartError::Quarantine(e.to_string()))?;
-    let backends: Vec<Arc<dyn SecureEnvelope>> = vec![
-        Arc::new(SmimeEnvelope::new()),
-        Arc::new(OpenPgpEnvelope::new()),
-    ];
     // One CRL cache for both directions.
     let revocation: Arc<dyn postern_core::RevocationChecker> =
         Arc::new(crate::revocation::CrlChecker::new());
@@ -388,22 +473,50 @@ pub async fn start_with(
     let dns_cert = crate::dnscert::DnsCert::new(crate::mx::resolver(&cfg.dns)?);
     let ldap = crate::ldap::LdapKeys::new(crate::mx::resolver(&cfg.dns)?);
     let dane = crate::dane::validating_resolver(&cfg.dns).map(crate::dane::DaneKeys::new);
-    let mut router = Router::new(backends.clone())
-        .with_revocation(revocation.clone())
-        .with_key_store(KeySource::Harvested, harvest.clone());
+    let mut gateway = Gateway::builder()
+        .revocation(revocation)
+        .inspector(inspector)
+        .subject_trigger(cfg.subject_trigger.clone())
+        .key_store(KeySource::Harvested, harvest.clone());
     // Published keys are watched: a change is logged and audited.
     let audit = Arc::new(postern_portal::audit::AuditLog::new(db.clone()));
-    let watch = |store: Arc<dyn postern_core::KeyStore>, name: &'static str| {
+    let watch = |store: Arc<dyn KeyStore>, name: &'static str| {
         Arc::new(crate::keywatch::Watched::new(store, name, audit.clone()))
     };
-    router = router
-        .with_key_store(KeySource::Wkd, watch(Arc::new(wkd), "wkd"))
-        .with_key_store(KeySource::DnsCert, watch(Arc::new(dns_cert), "dns-cert"))
-        .with_key_store(KeySource::Ldap, watch(Arc::new(ldap), "ldap"));
+    gateway = gateway
+        .key_store(KeySource::Wkd, watch(Arc::new(wkd), "wkd"))
+        .key_store(KeySource::DnsCert, watch(Arc::new(dns_cert), "dns-cert"))
+        .key_store(KeySource::Ldap, watch(Arc::new(ldap), "ldap"));
     if let Some(dane) = dane {
-        router = router.with_key_store(KeySource::Dane, watch(Arc::new(dane), "dane"));
+        gateway = gateway.key_store(KeySource::Dane, watch(Arc::new(dane), "dane"));
     }
-    router.subject_trigger = cfg.subject_trigger.clone();
+    // The embedder's choices win over the configuration's.
+    for (source, store) in parts.key_stores {
+        gateway = gateway.key_store(source, watch(store, "custom"));
+    }
+    if let Some(b) = parts.backends {
+        gateway = gateway.backends(b);
+    }
+    for b in parts.extra {
+        gateway = gateway.backend(b);
+    }
+    if let Some(l) = parts.key_loader {
+        gateway = gateway.key_loader(l);
+    }
+    let choice = |c: InboundChoice| match c {
+        InboundChoice::Tag => InboundAction::Tag,
+        InboundChoice::Quarantine => InboundAction::Quarantine,
+    };
+    let gateway = gateway
+        .inbound_policy(InboundPolicy {
+            undecryptable: choice(cfg.inbound_policy.undecryptable),
+            plaintext_from_required: choice(cfg.inbound_policy.plaintext_from_required),
+            unsigned_cbc: cfg
+                .inbound_policy
+                .unsigned_cbc
+                .unwrap_or(postern_router::UnsignedCbc::TextOnly),
+        })
+        .build();
     let shared = Arc::new(Shared {
         settings,
         directory: SharedDirectory::new(directory),
@@ -411,24 +524,7 @@ pub async fn start_with(
         spool,
         scheduler: Scheduler::default(),
         metrics: Arc::new(Metrics::default()),
-        router,
-        inbound: {
-            let choice = |c: InboundChoice| match c {
-                InboundChoice::Tag => InboundAction::Tag,
-                InboundChoice::Quarantine => InboundAction::Quarantine,
-            };
-            let mut r = InboundRouter::new(backends).with_revocation(revocation);
-            r.policy = InboundPolicy {
-                undecryptable: choice(cfg.inbound_policy.undecryptable),
-                plaintext_from_required: choice(cfg.inbound_policy.plaintext_from_required),
-                unsigned_cbc: cfg
-                    .inbound_policy
-                    .unsigned_cbc
-                    .unwrap_or(postern_router::UnsignedCbc::TextOnly),
-            };
-            r
-        },
-        inspector,
+        gateway,
         quarantine,
         portal: std::sync::OnceLock::new(),
         harvest,

@@ -142,6 +142,10 @@ pub struct Entry {
     /// An administrator released held recipients: content inspection is overridden.
     #[serde(default)]
     pub released: bool,
+    /// The content verdict of the first attempt (masked values only), so that a retry does
+    /// not unpack the message again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inspection: Option<postern_router::Inspection>,
 }
 
 impl Entry {
@@ -168,6 +172,7 @@ impl Entry {
             next_attempt: now,
             size,
             released: false,
+            inspection: None,
         }
     }
 
@@ -430,6 +435,7 @@ mod tests {
             next_attempt: 0,
             size: 3,
             released: false,
+            inspection: None,
         }
     }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use postern_core::{
     Address, Error, KeyStore, MessageView, Policy, Revocation, RevocationChecker, RevocationPolicy,
-    SealRequest, SecureEnvelope, Standard,
+    SealRequest, SecureEnvelope, SmtpReply, Standard,
 };
 
 use crate::{Directory, KeySource, Partner, PartnerPolicy};
@@ -34,15 +34,15 @@ pub enum Disposition {
     Hold {
         /// Who waits.
         recipients: Vec<Address>,
-        /// Why, safe to log.
-        reason: String,
+        /// Why (its text is safe to log; [`Reason::smtp_reply`] gives the 4xx status).
+        reason: Reason,
     },
     /// Return it to the sender (permanent failure).
     Bounce {
         /// Who will not get it.
         recipients: Vec<Address>,
-        /// Why, for the DSN.
-        reason: String,
+        /// Why, for the DSN ([`Reason::smtp_reply`] gives its status code).
+        reason: Reason,
     },
     /// Keep it for review (content inspection said so).
     Quarantine {
@@ -55,11 +55,152 @@ pub enum Disposition {
     Portal {
         /// Who is notified.
         recipients: Vec<Address>,
+        /// The copy to store (subject trigger and Bcc removed, as any copy that leaves).
+        message: Vec<u8>,
+    },
+    /// Recipients in one of our own domains: the message goes back to our mail server as it
+    /// came (no copy is made here; the caller holds the bytes). Only
+    /// [`crate::Gateway::outbound`] gives this; [`Router::outbound`] is for mail leaving.
+    Local {
+        /// Our own recipients.
+        recipients: Vec<Address>,
     },
 }
 
+impl Disposition {
+    /// The recipients this decision is for.
+    pub fn recipients(&self) -> &[Address] {
+        match self {
+            Disposition::Deliver { recipients, .. }
+            | Disposition::Hold { recipients, .. }
+            | Disposition::Bounce { recipients, .. }
+            | Disposition::Quarantine { recipients, .. }
+            | Disposition::Portal { recipients, .. }
+            | Disposition::Local { recipients } => recipients,
+        }
+    }
+}
+
+/// Why recipients wait ([`Disposition::Hold`]) or will not get a message
+/// ([`Disposition::Bounce`]): the typed error behind it, so the SMTP reply and the DSN status
+/// come from [`Error::smtp_reply`] rather than from reading text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Reason {
+    /// Sealing with one standard failed: a backend, a key source or a revocation check.
+    #[error("{standard}: {error}")]
+    Sealing {
+        /// The standard that was tried.
+        standard: Standard,
+        /// What went wrong.
+        error: Error,
+    },
+    /// A partner that must get ciphertext could not be sealed for with any of its standards.
+    #[error("{partner} requires encryption and it failed: {}", failures_text(.failures))]
+    EncryptionFailed {
+        /// The partner entry (domain pattern).
+        partner: String,
+        /// Each standard tried, with its (permanent) error; empty when none is configured.
+        failures: Vec<(Standard, Error)>,
+    },
+    /// The message itself cannot be parsed.
+    #[error("{0}")]
+    Malformed(Error),
+    /// Content inspection refused the copy that would leave in clear.
+    #[error("content policy: this message may not be sent unencrypted{}", summary_text(.summary))]
+    ContentPolicy {
+        /// What inspection found (detectors and counts, never values).
+        summary: Option<String>,
+    },
+    /// The embedder's own reason (a hook of its own); `temporary` decides 4xx or 5xx.
+    #[error("{text}")]
+    Other {
+        /// Safe to log and to send.
+        text: String,
+        /// Whether retrying later may succeed.
+        temporary: bool,
+    },
+}
+
+fn failures_text(failures: &[(Standard, Error)]) -> String {
+    if failures.is_empty() {
+        return "no standard configured".into();
+    }
+    failures
+        .iter()
+        .map(|(s, e)| format!("{s}: {e}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn summary_text(summary: &Option<String>) -> String {
+    summary
+        .as_ref()
+        .map(|s| format!(" ({s})"))
+        .unwrap_or_default()
+}
+
+impl Reason {
+    /// The error behind it, when there is exactly one.
+    pub fn error(&self) -> Option<&Error> {
+        match self {
+            Reason::Sealing { error, .. } | Reason::Malformed(error) => Some(error),
+            Reason::EncryptionFailed { failures, .. } => match failures.as_slice() {
+                [(_, e)] => Some(e),
+                _ => None,
+            },
+            Reason::ContentPolicy { .. } | Reason::Other { .. } => None,
+        }
+    }
+
+    /// True when retrying later may succeed (the message waits), false when it never will.
+    pub fn is_temporary(&self) -> bool {
+        match self {
+            Reason::Sealing { error, .. } | Reason::Malformed(error) => error.is_temporary(),
+            Reason::EncryptionFailed { .. } | Reason::ContentPolicy { .. } => false,
+            Reason::Other { temporary, .. } => *temporary,
+        }
+    }
+
+    /// The SMTP reply (code and RFC 3463 status) for this reason: the error's own where there
+    /// is one; `5.7.1` (not authorised) for a content refusal.
+    pub fn smtp_reply(&self) -> SmtpReply {
+        let text = self.to_string();
+        match self {
+            Reason::Sealing { error, .. } | Reason::Malformed(error) => SmtpReply {
+                text,
+                ..error.smtp_reply()
+            },
+            // Every failure was permanent; the first names the class (5.7.5 for keys and
+            // algorithms, 5.6.0 for a message that cannot be parsed).
+            Reason::EncryptionFailed { failures, .. } => SmtpReply {
+                text,
+                ..failures
+                    .first()
+                    .map(|(_, e)| e.smtp_reply())
+                    .unwrap_or(SmtpReply {
+                        code: 554,
+                        enhanced: "5.7.5",
+                        text: String::new(),
+                    })
+            },
+            Reason::ContentPolicy { .. } => SmtpReply {
+                code: 550,
+                enhanced: "5.7.1",
+                text,
+            },
+            Reason::Other { temporary, .. } => SmtpReply {
+                code: if *temporary { 451 } else { 554 },
+                enhanced: if *temporary { "4.3.0" } else { "5.3.0" },
+                text,
+            },
+        }
+    }
+}
+
 /// What content inspection decided for a message going out in clear.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ContentAction {
     /// Nothing found.
     Allow,
@@ -269,7 +410,7 @@ impl Router {
             Err(e) => {
                 return vec![Disposition::Bounce {
                     recipients: envelope.rcpt_to.clone(),
-                    reason: e.to_string(),
+                    reason: Reason::Malformed(e),
                 }]
             }
         };
@@ -333,7 +474,12 @@ impl Router {
             (p, _) => p,
         };
         match policy {
-            PartnerPolicy::Portal => return Disposition::Portal { recipients },
+            PartnerPolicy::Portal => {
+                return Disposition::Portal {
+                    recipients,
+                    message: message.to_vec(),
+                }
+            }
             PartnerPolicy::TlsRequired => {
                 return Disposition::Deliver {
                     recipients,
@@ -344,8 +490,8 @@ impl Router {
             }
             PartnerPolicy::Required | PartnerPolicy::Preferred => {}
         }
-        let mut temporary: Option<String> = None;
-        let mut permanent: Vec<String> = Vec::new();
+        let mut temporary: Option<Reason> = None;
+        let mut permanent: Vec<(Standard, Error)> = Vec::new();
         for &standard in &partner.standards {
             match self
                 .seal(dir, partner, standard, message, may_sign, &recipients)
@@ -359,22 +505,20 @@ impl Router {
                         tls_required: false,
                     }
                 }
-                Err(e) if e.is_temporary() => temporary = Some(format!("{standard}: {e}")),
-                Err(e) => permanent.push(format!("{standard}: {e}")),
+                Err(error) if error.is_temporary() => {
+                    temporary = Some(Reason::Sealing { standard, error })
+                }
+                Err(error) => permanent.push((standard, error)),
             }
-        }
-        if partner.standards.is_empty() {
-            permanent.push("no standard configured".into());
         }
         match (policy, temporary) {
             (PartnerPolicy::Required, Some(reason)) => Disposition::Hold { recipients, reason },
             (PartnerPolicy::Required, None) => Disposition::Bounce {
                 recipients,
-                reason: format!(
-                    "{} requires encryption and it failed: {}",
-                    partner.pattern,
-                    permanent.join("; ")
-                ),
+                reason: Reason::EncryptionFailed {
+                    partner: partner.pattern.to_string(),
+                    failures: permanent,
+                },
             },
             // Preferred: a passing outage is waited out; no usable key means plain over TLS.
             (_, Some(reason)) => Disposition::Hold { recipients, reason },
@@ -442,7 +586,10 @@ fn clear(
     forced: bool,
 ) -> Disposition {
     if forced {
-        return Disposition::Portal { recipients };
+        return Disposition::Portal {
+            recipients,
+            message: message.to_vec(),
+        };
     }
     match content.unwrap_or(ContentAction::Allow) {
         ContentAction::Allow => Disposition::Deliver {
@@ -455,10 +602,13 @@ fn clear(
             recipients,
             reason: "protected health information found in a message leaving in clear".into(),
         },
-        ContentAction::Portal => Disposition::Portal { recipients },
+        ContentAction::Portal => Disposition::Portal {
+            recipients,
+            message: message.to_vec(),
+        },
         ContentAction::Block => Disposition::Bounce {
             recipients,
-            reason: "content policy: this message may not be sent unencrypted".into(),
+            reason: Reason::ContentPolicy { summary: None },
         },
     }
 }
@@ -778,7 +928,12 @@ mod tests {
                     Disposition::Hold { recipients, .. }
                     | Disposition::Bounce { recipients, .. }
                     | Disposition::Quarantine { recipients, .. }
-                    | Disposition::Portal { recipients } => (recipients, None),
+                    | Disposition::Local { recipients } => (recipients, None),
+                    Disposition::Portal { recipients, message } => {
+                        // The portal's copy is the recipient's too: no Bcc list in it.
+                        prop_assert!(!String::from_utf8_lossy(message).contains("hidden@p1.test"));
+                        (recipients, None)
+                    }
                 };
                 seen.extend(rs.iter().cloned());
                 if let Some((message, sealed)) = delivered {

@@ -52,7 +52,7 @@
 //! let to = |d: &Disposition| match d {
 //!     Disposition::Deliver { recipients, sealed: None, .. } => ("clear", recipients.clone()),
 //!     Disposition::Deliver { recipients, .. } => ("sealed", recipients.clone()),
-//!     Disposition::Portal { recipients } => ("portal", recipients.clone()),
+//!     Disposition::Portal { recipients, .. } => ("portal", recipients.clone()),
 //!     Disposition::Hold { recipients, .. } | Disposition::Bounce { recipients, .. } => {
 //!         ("not sent", recipients.clone())
 //!     }
@@ -85,15 +85,19 @@
 
 mod decide;
 mod directory;
+mod gateway;
 mod inbound;
 mod shared;
 mod textonly;
 mod validate;
 
-pub use decide::{strip_bcc, ContentAction, Disposition, Envelope, Router};
+pub use decide::{strip_bcc, ContentAction, Disposition, Envelope, Reason, Router};
 pub use directory::{
     Directory, DirectoryError, DomainPattern, Harvest, KeySource, Legacy, OurIdentity, Partner,
     PartnerPolicy, Problem, UnsignedCbc,
+};
+pub use gateway::{
+    ContentInspector, Gateway, GatewayBuilder, Inspection, Outgoing, PassThrough, Plan,
 };
 pub use inbound::{
     strip_results, Inbound, InboundAction, InboundPolicy, InboundRouter, RESULT_PREFIX,

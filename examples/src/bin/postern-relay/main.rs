@@ -407,15 +407,17 @@ async fn route(args: RouteArgs) -> Result<bool, String> {
                 println!("{line}");
             }
             Disposition::Hold { recipients, reason } => {
-                println!("hold {}: {reason}", names(recipients))
+                let status = reason.smtp_reply().enhanced;
+                println!("hold {} ({status}): {reason}", names(recipients))
             }
             Disposition::Bounce { recipients, reason } => {
-                println!("bounce {}: {reason}", names(recipients))
+                let status = reason.smtp_reply().enhanced;
+                println!("bounce {} ({status}): {reason}", names(recipients))
             }
             Disposition::Quarantine { recipients, reason } => {
                 println!("quarantine {}: {reason}", names(recipients))
             }
-            Disposition::Portal { recipients } => println!("portal {}", names(recipients)),
+            Disposition::Portal { recipients, .. } => println!("portal {}", names(recipients)),
             other => println!("{other:?}"),
         }
     }

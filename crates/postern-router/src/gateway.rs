@@ -1,0 +1,620 @@
+//! The gateway: one call from an envelope and the raw message to the complete per-recipient
+//! plan — the router's decision with the content verdict and every policy overlay applied.
+//! The relay's workers call it; so does any MTA that embeds Postern.
+//!
+//! The overlays (before this module they lived in the relay, where an embedder could not reach
+//! them): our own domains go back to our mail server; content inspection is skipped when every
+//! recipient only ever gets a sealed copy (the verdict could change nothing) and when an
+//! administrator released the message; the policy's `tag` adds a `Postern-DLP` header to what
+//! leaves; plain copies to partners are held when the policy inspects partner mail too; and
+//! every content refusal names what was found (detectors and counts, never values).
+
+use std::fmt;
+use std::sync::Arc;
+
+use postern_core::{Address, KeyStore, Policy, RevocationChecker, SecureEnvelope, Standard};
+use serde::{Deserialize, Serialize};
+
+use crate::decide::{ContentAction, Disposition, Envelope, Reason, Router};
+use crate::inbound::{Inbound, InboundPolicy, InboundRouter};
+use crate::{Directory, KeySource, PartnerPolicy};
+
+/// What content inspection decided about one message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inspection {
+    /// The action for the copy that would leave in clear.
+    pub action: ContentAction,
+    /// Add a `Postern-DLP` header with the summary (the policy's `tag` action).
+    pub tag: bool,
+    /// One line, safe to log: action, detectors with counts, score — no values.
+    pub summary: String,
+    /// The full verdict (masked values only), kept with a quarantined message.
+    pub detail: serde_json::Value,
+    /// Hold plain copies to partners (TLS-required, or preferred without a key) too.
+    pub partner_mail: bool,
+}
+
+/// Looks at an outgoing message before the router decides how it leaves. Called with the
+/// recipients outside our domains only; it runs on a blocking thread when the caller is async
+/// (see [`Gateway::outbound`]), so it may take its time.
+pub trait ContentInspector: Send + Sync + fmt::Debug {
+    /// The verdict (`None`: not inspected).
+    fn inspect(&self, envelope: &Envelope, message: &[u8]) -> Option<Inspection>;
+}
+
+/// Inspects nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PassThrough;
+
+impl ContentInspector for PassThrough {
+    fn inspect(&self, _: &Envelope, _: &[u8]) -> Option<Inspection> {
+        None
+    }
+}
+
+/// One outgoing message, as [`Gateway::outbound`] takes it.
+#[derive(Debug, Clone)]
+pub struct Outgoing<'a> {
+    /// MAIL FROM and every recipient (ours and theirs).
+    pub envelope: &'a Envelope,
+    /// The message as received.
+    pub message: &'a [u8],
+    /// An administrator released it from the quarantine: content inspection is overridden.
+    pub released: bool,
+    /// The verdict of an earlier attempt: kept with the queued message so that a retry does
+    /// not inspect it again.
+    pub inspection: Option<Inspection>,
+}
+
+impl<'a> Outgoing<'a> {
+    /// A message not inspected yet and not released.
+    pub fn new(envelope: &'a Envelope, message: &'a [u8]) -> Self {
+        Outgoing {
+            envelope,
+            message,
+            released: false,
+            inspection: None,
+        }
+    }
+
+    /// Marks it released by an administrator.
+    pub fn released(mut self, released: bool) -> Self {
+        self.released = released;
+        self
+    }
+
+    /// Reuses the verdict of an earlier attempt.
+    pub fn inspected(mut self, inspection: Option<Inspection>) -> Self {
+        self.inspection = inspection;
+        self
+    }
+}
+
+/// What happens to every recipient of one outgoing message.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The content verdict (`None`: not inspected — released, or every copy sealed). Keep it
+    /// with the queued message and pass it back through [`Outgoing::inspected`] on a retry.
+    pub inspection: Option<Inspection>,
+    /// One decision per group of recipients; together they name every recipient exactly once.
+    pub dispositions: Vec<Disposition>,
+}
+
+/// The library's front door: routing, content inspection and the policy between them.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    router: Router,
+    inbound: InboundRouter,
+    inspector: Arc<dyn ContentInspector>,
+}
+
+impl Gateway {
+    /// A builder with today's defaults: the S/MIME and OpenPGP backends, no content
+    /// inspection, no published-key sources, no revocation checks.
+    pub fn builder() -> GatewayBuilder {
+        GatewayBuilder::default()
+    }
+
+    /// The outbound router inside.
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// The inbound router inside.
+    pub fn inbound_router(&self) -> &InboundRouter {
+        &self.inbound
+    }
+
+    /// The content inspector in use.
+    pub fn inspector(&self) -> &Arc<dyn ContentInspector> {
+        &self.inspector
+    }
+
+    /// Opens and verifies a message from outside for our own recipients (see
+    /// [`InboundRouter::inbound`]).
+    pub async fn inbound(
+        &self,
+        dir: &Directory,
+        mail_from: Option<&Address>,
+        raw: &[u8],
+    ) -> Inbound {
+        self.inbound.inbound(dir, mail_from, raw).await
+    }
+
+    /// Decides for every recipient of an outgoing message. Content inspection (CPU-bound:
+    /// attachments are unpacked) runs on tokio's blocking pool when called inside a tokio
+    /// runtime, so it never stalls the async workers.
+    pub async fn outbound(&self, dir: &Directory, out: Outgoing<'_>) -> Plan {
+        let mut dispositions = Vec::new();
+        let (ours, theirs): (Vec<Address>, Vec<Address>) = out
+            .envelope
+            .rcpt_to
+            .iter()
+            .cloned()
+            .partition(|a| dir.is_ours(a.domain()));
+        if !ours.is_empty() {
+            dispositions.push(Disposition::Local { recipients: ours });
+        }
+        if theirs.is_empty() {
+            return Plan {
+                inspection: out.inspection,
+                dispositions,
+            };
+        }
+        let envelope = Envelope {
+            mail_from: out.envelope.mail_from.clone(),
+            rcpt_to: theirs,
+        };
+        // Partners that only ever get a sealed copy: the verdict would change nothing, and
+        // unpacking attachments is the costly part.
+        let all_sealed = envelope.rcpt_to.iter().all(|a| {
+            dir.partner_for(a.domain())
+                .is_some_and(|p| p.policy == PartnerPolicy::Required)
+        });
+        let inspection = match out.inspection {
+            Some(known) => Some(known),
+            None if out.released || all_sealed => None,
+            None => self.inspect(&envelope, out.message).await,
+        };
+        let content = match (&inspection, out.released) {
+            (_, true) => Some(ContentAction::Allow),
+            (Some(i), _) => Some(i.action),
+            (None, _) => None,
+        };
+        // The policy's "tag": a header with the summary (no values) on the copy that goes out.
+        let tagged;
+        let data = match &inspection {
+            Some(i) if i.tag && !out.released => {
+                tagged = [
+                    format!("Postern-DLP: {}\r\n", one_line(&i.summary)).as_bytes(),
+                    out.message,
+                ]
+                .concat();
+                &tagged[..]
+            }
+            _ => out.message,
+        };
+        let decisions = self.router.outbound(dir, &envelope, data, content).await;
+        let held = inspection.as_ref().filter(|i| {
+            !out.released
+                && i.partner_mail
+                && matches!(i.action, ContentAction::Quarantine | ContentAction::Block)
+        });
+        let about = |reason: String| match &inspection {
+            Some(i) => format!("content policy: {reason} ({})", i.summary),
+            None => reason,
+        };
+        for d in decisions {
+            dispositions.push(match d {
+                // A plain copy to a partner (TLS-required, or preferred without a key) is held
+                // too when the policy inspects partner mail.
+                Disposition::Deliver {
+                    recipients,
+                    sealed: None,
+                    ..
+                } if held.is_some()
+                    && recipients
+                        .iter()
+                        .any(|r| dir.partner_for(r.domain()).is_some()) =>
+                {
+                    Disposition::Quarantine {
+                        recipients,
+                        reason: about("plain copy to a partner".into()),
+                    }
+                }
+                Disposition::Quarantine { recipients, reason } => Disposition::Quarantine {
+                    recipients,
+                    reason: about(reason),
+                },
+                Disposition::Bounce {
+                    recipients,
+                    reason: Reason::ContentPolicy { .. },
+                } => Disposition::Bounce {
+                    recipients,
+                    reason: Reason::ContentPolicy {
+                        summary: inspection.as_ref().map(|i| i.summary.clone()),
+                    },
+                },
+                other => other,
+            });
+        }
+        Plan {
+            inspection,
+            dispositions,
+        }
+    }
+
+    async fn inspect(&self, envelope: &Envelope, message: &[u8]) -> Option<Inspection> {
+        // Off the async workers when there is a runtime to lend a blocking thread; the
+        // message is copied once for it (the thread may outlive this borrow).
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let inspector = self.inspector.clone();
+            let envelope = envelope.clone();
+            let message = message.to_vec();
+            if let Ok(v) =
+                tokio::task::spawn_blocking(move || inspector.inspect(&envelope, &message)).await
+            {
+                return v;
+            }
+            // The inspector panicked: inspect in place, so the caller's panic containment
+            // sees it (and holds the message) rather than a verdict of "not inspected".
+        }
+        self.inspector.inspect(envelope, message)
+    }
+}
+
+/// Header values are one line: a summary with a line break would inject header fields.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// Builds a [`Gateway`]. Everything has a default; set only what differs.
+#[derive(Default)]
+pub struct GatewayBuilder {
+    backends: Option<Vec<Arc<dyn SecureEnvelope>>>,
+    extra: Vec<Arc<dyn SecureEnvelope>>,
+    key_loader: Option<Arc<dyn postern_smime::KeyLoader>>,
+    inspector: Option<Arc<dyn ContentInspector>>,
+    key_stores: Vec<(KeySource, Arc<dyn KeyStore>)>,
+    revocation: Option<Arc<dyn RevocationChecker>>,
+    subject_trigger: Option<String>,
+    policy: Option<Policy>,
+    inbound_policy: Option<InboundPolicy>,
+}
+
+impl fmt::Debug for GatewayBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GatewayBuilder")
+            .field("backends", &self.backends)
+            .field("extra", &self.extra)
+            .field("key_loader", &self.key_loader)
+            .field("inspector", &self.inspector)
+            .field("key_stores", &self.key_stores.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl GatewayBuilder {
+    /// Replaces the default backends (S/MIME and OpenPGP) with these.
+    pub fn backends(mut self, backends: Vec<Arc<dyn SecureEnvelope>>) -> Self {
+        self.backends = Some(backends);
+        self
+    }
+
+    /// Adds a backend next to the others; it replaces one of the same [`Standard`].
+    pub fn backend(mut self, backend: Arc<dyn SecureEnvelope>) -> Self {
+        self.extra.push(backend);
+        self
+    }
+
+    /// Where the default S/MIME backend gets its private-key operations (an HSM, a signing
+    /// service). Ignored when [`GatewayBuilder::backends`] replaces the defaults: configure
+    /// your own `SmimeEnvelope` with it then.
+    pub fn key_loader(mut self, loader: Arc<dyn postern_smime::KeyLoader>) -> Self {
+        self.key_loader = Some(loader);
+        self
+    }
+
+    /// Content inspection for mail leaving in clear (default: none).
+    pub fn inspector(mut self, inspector: Arc<dyn ContentInspector>) -> Self {
+        self.inspector = Some(inspector);
+        self
+    }
+
+    /// Where partners whose entry names `source` publish their keys (one store per kind).
+    pub fn key_store(mut self, source: KeySource, store: Arc<dyn KeyStore>) -> Self {
+        self.key_stores.retain(|(s, _)| *s != source);
+        self.key_stores.push((source, store));
+        self
+    }
+
+    /// Revocation checks for partner certificates, both ways.
+    pub fn revocation(mut self, checker: Arc<dyn RevocationChecker>) -> Self {
+        self.revocation = Some(checker);
+        self
+    }
+
+    /// The subject marker that forces protection (default `[secure]`; empty: none).
+    pub fn subject_trigger(mut self, trigger: impl Into<String>) -> Self {
+        self.subject_trigger = Some(trigger.into());
+        self
+    }
+
+    /// The algorithm policy for sealing and opening.
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// What happens to inbound mail that cannot be opened, and the like.
+    pub fn inbound_policy(mut self, policy: InboundPolicy) -> Self {
+        self.inbound_policy = Some(policy);
+        self
+    }
+
+    /// The gateway.
+    pub fn build(self) -> Gateway {
+        let mut backends = self.backends.unwrap_or_else(|| {
+            let mut smime = postern_smime::SmimeEnvelope::new();
+            if let Some(loader) = self.key_loader {
+                smime = smime.with_key_loader(loader);
+            }
+            vec![
+                Arc::new(smime),
+                Arc::new(postern_openpgp::OpenPgpEnvelope::new()),
+            ]
+        });
+        for b in self.extra {
+            let standard: Standard = b.standard();
+            backends.retain(|x| x.standard() != standard);
+            backends.push(b);
+        }
+        let mut router = Router::new(backends.clone());
+        let mut inbound = InboundRouter::new(backends);
+        if let Some(r) = self.revocation {
+            router = router.with_revocation(r.clone());
+            inbound = inbound.with_revocation(r);
+        }
+        for (source, store) in self.key_stores {
+            router = router.with_key_store(source, store);
+        }
+        if let Some(t) = self.subject_trigger {
+            router.subject_trigger = t;
+        }
+        if let Some(p) = self.policy {
+            router.policy = p.clone();
+            inbound.algorithms = p;
+        }
+        if let Some(p) = self.inbound_policy {
+            inbound.policy = p;
+        }
+        Gateway {
+            router,
+            inbound,
+            inspector: self.inspector.unwrap_or_else(|| Arc::new(PassThrough)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Says what it was told and counts its calls.
+    #[derive(Debug)]
+    struct Fixed {
+        action: ContentAction,
+        tag: bool,
+        partner_mail: bool,
+        calls: AtomicUsize,
+    }
+
+    impl Fixed {
+        fn new(action: ContentAction) -> Arc<Self> {
+            Arc::new(Fixed {
+                action,
+                tag: false,
+                partner_mail: false,
+                calls: AtomicUsize::new(0),
+            })
+        }
+    }
+
+    impl ContentInspector for Fixed {
+        fn inspect(&self, _: &Envelope, _: &[u8]) -> Option<Inspection> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            Some(Inspection {
+                action: self.action,
+                tag: self.tag,
+                summary: "ssn x1\r\nInjected: yes".into(),
+                detail: serde_json::json!({"findings": 1}),
+                partner_mail: self.partner_mail,
+            })
+        }
+    }
+
+    fn directory() -> Directory {
+        Directory::from_toml(
+            r#"
+            [our]
+            domains = ["clinic.example"]
+
+            [[partner]]
+            domain = "lab.example"
+            standards = ["smime"]
+            policy = "required"
+
+            [[partner]]
+            domain = "tls.example"
+            policy = "tls-required"
+            "#,
+            std::path::Path::new("."),
+        )
+        .unwrap()
+    }
+
+    fn envelope(to: &[&str]) -> Envelope {
+        Envelope {
+            mail_from: Some(Address::new("dr@clinic.example").unwrap()),
+            rcpt_to: to.iter().map(|a| Address::new(a).unwrap()).collect(),
+        }
+    }
+
+    const MSG: &[u8] = b"From: dr@clinic.example\r\nBcc: secret@mail.example\r\nSubject: x\r\n\r\nSSN 078-05-1120\r\n";
+
+    fn find<'a>(plan: &'a Plan, who: &str) -> &'a Disposition {
+        plan.dispositions
+            .iter()
+            .find(|d| d.recipients().iter().any(|r| r.to_string() == who))
+            .unwrap_or_else(|| panic!("no decision for {who}: {plan:?}"))
+    }
+
+    #[tokio::test]
+    async fn every_recipient_is_decided_once_and_our_own_stay_local() {
+        let gw = Gateway::builder().build();
+        let env = envelope(&[
+            "nurse@clinic.example",
+            "results@lab.example",
+            "someone@mail.example",
+        ]);
+        let plan = gw.outbound(&directory(), Outgoing::new(&env, MSG)).await;
+        let mut all: Vec<String> = plan
+            .dispositions
+            .iter()
+            .flat_map(|d| d.recipients().iter().map(|r| r.to_string()))
+            .collect();
+        all.sort();
+        assert_eq!(
+            all,
+            [
+                "nurse@clinic.example",
+                "results@lab.example",
+                "someone@mail.example"
+            ]
+        );
+        assert!(matches!(
+            find(&plan, "nurse@clinic.example"),
+            Disposition::Local { .. }
+        ));
+        // A required partner without a certificate: bounced with a typed reason whose status
+        // is the key error's (5.7.5), never a clear copy.
+        match find(&plan, "results@lab.example") {
+            Disposition::Bounce { reason, .. } => {
+                assert!(!reason.is_temporary());
+                assert!(
+                    matches!(reason, Reason::EncryptionFailed { .. }),
+                    "{reason:?}"
+                );
+                let reply = reason.smtp_reply();
+                assert_eq!((reply.code, reply.enhanced), (554, "5.7.5"), "{reply}");
+                assert!(reply.text.contains("requires encryption"), "{reply}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(plan.inspection.is_none(), "no inspector configured");
+    }
+
+    #[tokio::test]
+    async fn content_refusal_names_what_was_found_and_keeps_the_verdict() {
+        let inspector = Fixed::new(ContentAction::Block);
+        let gw = Gateway::builder().inspector(inspector.clone()).build();
+        let env = envelope(&["someone@mail.example"]);
+        let plan = gw.outbound(&directory(), Outgoing::new(&env, MSG)).await;
+        match find(&plan, "someone@mail.example") {
+            Disposition::Bounce { reason, .. } => {
+                let reply = reason.smtp_reply();
+                assert_eq!((reply.code, reply.enhanced), (550, "5.7.1"), "{reply}");
+                assert!(reply.text.contains("ssn x1"), "{reply}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(inspector.calls.load(Ordering::SeqCst), 1);
+        // A retry with the kept verdict does not inspect again, and decides the same.
+        let again = gw
+            .outbound(
+                &directory(),
+                Outgoing::new(&env, MSG).inspected(plan.inspection.clone()),
+            )
+            .await;
+        assert_eq!(inspector.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(again.dispositions, plan.dispositions);
+        // Released by an administrator: delivered, neither inspected nor tagged.
+        let released = gw
+            .outbound(&directory(), Outgoing::new(&env, MSG).released(true))
+            .await;
+        assert_eq!(inspector.calls.load(Ordering::SeqCst), 1);
+        assert!(matches!(
+            find(&released, "someone@mail.example"),
+            Disposition::Deliver { sealed: None, .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn partners_that_only_get_ciphertext_are_not_inspected() {
+        let inspector = Fixed::new(ContentAction::Quarantine);
+        let gw = Gateway::builder().inspector(inspector.clone()).build();
+        let env = envelope(&["results@lab.example", "nurse@clinic.example"]);
+        let plan = gw.outbound(&directory(), Outgoing::new(&env, MSG)).await;
+        assert_eq!(inspector.calls.load(Ordering::SeqCst), 0);
+        assert!(plan.inspection.is_none());
+    }
+
+    #[tokio::test]
+    async fn quarantine_tag_and_plain_partner_copies_follow_the_policy() {
+        let mut fixed = Fixed {
+            action: ContentAction::Quarantine,
+            tag: false,
+            partner_mail: true,
+            calls: AtomicUsize::new(0),
+        };
+        let gw = Gateway::builder().inspector(Arc::new(fixed)).build();
+        let env = envelope(&["someone@mail.example", "x@tls.example"]);
+        let plan = gw.outbound(&directory(), Outgoing::new(&env, MSG)).await;
+        for who in ["someone@mail.example", "x@tls.example"] {
+            match find(&plan, who) {
+                Disposition::Quarantine { reason, .. } => {
+                    assert!(reason.starts_with("content policy: "), "{reason}")
+                }
+                other => panic!("{who}: {other:?}"),
+            }
+        }
+        // Tag: the summary rides along as one header line (a line break in it cannot add a
+        // field), and the Bcc list does not.
+        fixed = Fixed {
+            action: ContentAction::Allow,
+            tag: true,
+            partner_mail: false,
+            calls: AtomicUsize::new(0),
+        };
+        let gw = Gateway::builder().inspector(Arc::new(fixed)).build();
+        let plan = gw.outbound(&directory(), Outgoing::new(&env, MSG)).await;
+        match find(&plan, "someone@mail.example") {
+            Disposition::Deliver { message, .. } => {
+                let text = String::from_utf8_lossy(message);
+                assert!(
+                    text.starts_with("Postern-DLP: ssn x1  Injected: yes\r\n"),
+                    "{text}"
+                );
+                assert!(!text.contains("\nInjected:"), "{text}");
+                assert!(!text.contains("secret@mail.example"), "{text}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_added_backend_replaces_the_one_of_its_standard() {
+        let gw = Gateway::builder()
+            .backend(Arc::new(postern_openpgp::OpenPgpEnvelope::new()))
+            .build();
+        // Both standards still there, once each: a required S/MIME partner fails for want of
+        // a certificate, not for want of a backend.
+        let env = envelope(&["results@lab.example"]);
+        let plan = gw.outbound(&directory(), Outgoing::new(&env, MSG)).await;
+        let text = format!("{:?}", plan.dispositions);
+        assert!(text.contains("no smime certificate configured"), "{text}");
+    }
+}
