@@ -209,9 +209,13 @@ fn a_required_partner_whose_key_goes_away_never_gets_plaintext() {
         "every message is accounted for"
     );
     assert!(spooled + bounced >= 20);
+    assert!(bounced > 0, "no usable key is permanent: bounced, not held");
     for (_, m) in our_server.messages() {
         let t = String::from_utf8_lossy(&m);
         assert!(!t.contains("078-05-1120"), "a bounce carried the body");
+        // The status comes from the typed reason (no usable key: a cryptographic failure),
+        // not from a fixed "not authorised".
+        assert!(t.contains("Status: 5.7.5"), "{t}");
     }
     s.rt.block_on(relay.shutdown(Duration::from_secs(5)));
 }

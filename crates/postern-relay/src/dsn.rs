@@ -114,22 +114,6 @@ fn one_line(s: &str) -> String {
         .collect()
 }
 
-/// Maps a reason to an enhanced status code: the next hop's, if its reply carried one.
-pub fn status_of(reason: &str, default: &str) -> String {
-    for w in reason.split_whitespace() {
-        let p: Vec<&str> = w.split('.').collect();
-        if p.len() == 3
-            && (p[0] == "4" || p[0] == "5")
-            && p[1..]
-                .iter()
-                .all(|x| !x.is_empty() && x.len() <= 3 && x.bytes().all(|b| b.is_ascii_digit()))
-        {
-            return format!("5.{}.{}", p[1], p[2]);
-        }
-    }
-    default.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,15 +154,5 @@ mod tests {
         assert!(!d.contains("123-45-6789"), "the body must not come back");
         assert!(!d.contains("\r\nInjected:"), "reasons stay on one line");
         assert!(d.ends_with("--=_postern_dsn_B1--\r\n"));
-    }
-
-    #[test]
-    fn status_codes() {
-        assert_eq!(
-            status_of("RCPT TO: 550 5.1.1 no such user", "5.0.0"),
-            "5.1.1"
-        );
-        assert_eq!(status_of("retry limit: 451 4.3.0 busy", "5.4.7"), "5.3.0");
-        assert_eq!(status_of("no code here 1.2", "5.0.0"), "5.0.0");
     }
 }

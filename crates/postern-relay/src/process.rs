@@ -177,9 +177,9 @@ async fn process_inner(shared: &Shared, id: &str) -> std::io::Result<Option<u64>
                             summary.push(format!("{} deferred", domain(&r.address)));
                             r.last_error = Some(why);
                         }
-                        Outcome::Permanent(why) => {
+                        Outcome::Permanent { status, text } => {
                             summary.push(format!("{} bounced", domain(&r.address)));
-                            bounce(r, &dsn::status_of(&why, "5.0.0"), why);
+                            bounce(r, &status, text);
                         }
                     }
                 }

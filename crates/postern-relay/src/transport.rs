@@ -157,13 +157,16 @@ async fn deliver_mx(mx: &MxResolver, port: u16, h: &Handover<'_>) -> Vec<Outcome
             Err(e) => vec![Outcome::Temporary(e); rcpts.len()],
             Ok(Route::NoSuchDomain) => {
                 vec![
-                    Outcome::Permanent(format!("5.1.2 domain {domain} does not exist"));
+                    Outcome::permanent("5.1.2", format!("5.1.2 domain {domain} does not exist"));
                     rcpts.len()
                 ]
             }
             Ok(Route::NullMx) => {
                 vec![
-                    Outcome::Permanent(format!("5.1.10 domain {domain} accepts no mail (null MX)"));
+                    Outcome::permanent(
+                        "5.1.10",
+                        format!("5.1.10 domain {domain} accepts no mail (null MX)")
+                    );
                     rcpts.len()
                 ]
             }

@@ -20,7 +20,37 @@ pub enum Outcome {
     /// Try again later (4xx, or no answer).
     Temporary(String),
     /// Will never work (5xx).
-    Permanent(String),
+    Permanent {
+        /// The RFC 3463 status for the DSN: the next hop's own (RFC 2034) when its reply
+        /// carried one, else `5.0.0`.
+        status: String,
+        /// What was said, for the DSN's diagnostic and the log.
+        text: String,
+    },
+}
+
+impl Outcome {
+    /// A permanent failure with this status.
+    pub fn permanent(status: &str, text: impl Into<String>) -> Self {
+        Outcome::Permanent {
+            status: status.into(),
+            text: text.into(),
+        }
+    }
+}
+
+/// The enhanced status code (RFC 2034) at the start of a reply text, if it has one of the
+/// reply's class; the DSN reports it as permanent whatever its class said.
+fn enhanced_status(code: u16, text: &str) -> Option<String> {
+    let word = text.split_whitespace().next()?;
+    let p: Vec<&str> = word.split('.').collect();
+    let class = char::from_digit(u32::from(code / 100), 10)?.to_string();
+    let ok = p.len() == 3
+        && p[0] == class
+        && p[1..]
+            .iter()
+            .all(|x| !x.is_empty() && x.len() <= 3 && x.bytes().all(|b| b.is_ascii_digit()));
+    ok.then(|| format!("5.{}.{}", p[1], p[2]))
 }
 
 /// One reply: code and text lines joined.
@@ -44,7 +74,10 @@ impl Reply {
     fn outcome(&self, what: &str) -> Outcome {
         let t = format!("{what}: {} {}", self.code, self.text);
         if self.code >= 500 {
-            Outcome::Permanent(t)
+            Outcome::Permanent {
+                status: enhanced_status(self.code, &self.text).unwrap_or_else(|| "5.0.0".into()),
+                text: t,
+            }
         } else {
             Outcome::Temporary(t)
         }
@@ -377,9 +410,9 @@ impl Transaction<'_> {
             self.mail_from.is_some_and(|f| !f.is_ascii()) || rcpts.iter().any(|r| !r.is_ascii());
         if needs_utf8 && !s.smtputf8 {
             return Ok(vec![
-                Outcome::Permanent(
+                Outcome::permanent(
+                    "5.6.7",
                     "553 5.6.7 the next hop does not support SMTPUTF8 and an address is not ASCII"
-                        .into()
                 );
                 rcpts.len()
             ]);
@@ -542,5 +575,28 @@ mod tests {
     fn dot_stuffing() {
         assert_eq!(stuffed(b"a\n.b\n..c"), b"a\r\n..b\r\n...c\r\n.\r\n");
         assert_eq!(stuffed(b".\r\n"), b"..\r\n.\r\n");
+    }
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::enhanced_status;
+
+    #[test]
+    fn the_status_is_read_from_the_start_of_the_reply_only() {
+        assert_eq!(
+            enhanced_status(550, "5.1.1 no such user").as_deref(),
+            Some("5.1.1")
+        );
+        assert_eq!(
+            enhanced_status(554, "5.7.1 relay denied").as_deref(),
+            Some("5.7.1")
+        );
+        // A status of another class, or one further into the text, is not the reply's.
+        assert_eq!(enhanced_status(550, "4.2.2 full"), None);
+        assert_eq!(enhanced_status(550, "user 5.1.1 unknown"), None);
+        assert_eq!(enhanced_status(550, "no code here 1.2"), None);
+        assert_eq!(enhanced_status(550, "5.1234.1 x"), None);
+        assert_eq!(enhanced_status(550, ""), None);
     }
 }
