@@ -600,7 +600,7 @@ fn clear(
         },
         ContentAction::Quarantine => Disposition::Quarantine {
             recipients,
-            reason: "protected health information found in a message leaving in clear".into(),
+            reason: "content inspection holds a copy that would leave in clear".into(),
         },
         ContentAction::Portal => Disposition::Portal {
             recipients,
