@@ -101,7 +101,7 @@ impl AdminDesk for RelayDesk {
                 recipients: h.recipients,
                 reason: h.reason,
                 verdict: h.verdict.as_ref().map(verdict_words).unwrap_or_default(),
-                state: h.state,
+                state: h.state.to_string(),
             })
             .collect())
     }

@@ -13,6 +13,7 @@ use postern_router::{Disposition, Envelope, Inbound, Outgoing};
 
 use crate::config::NextHop;
 use crate::dsn::{self, Failure};
+use crate::quarantine::HeldOrigin;
 use crate::relay::Shared;
 use crate::smtp::client::Outcome;
 use crate::spool::{Entry, HoldKind, Origin, RcptState, Recipient, Spool};
@@ -215,8 +216,8 @@ async fn process_inner(shared: &Shared, id: &str) -> std::io::Result<Option<u64>
                     .map(|i| entry.recipients[*i].address.clone())
                     .collect();
                 let origin = match entry.origin {
-                    Origin::Public => "public",
-                    _ => "internal",
+                    Origin::Public => HeldOrigin::Public,
+                    _ => HeldOrigin::Internal,
                 };
                 match shared
                     .quarantine

@@ -41,9 +41,57 @@ pub enum QuarantineError {
         /// The entry.
         id: String,
         /// Its state.
-        state: String,
+        state: HeldState,
     },
 }
+
+/// Where a held message was going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeldOrigin {
+    /// From our mail server, going out.
+    Internal,
+    /// From the internet, for our users.
+    Public,
+}
+
+/// Where a held message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeldState {
+    /// Waiting for an administrator.
+    Held,
+    /// Sent on by an administrator.
+    Released,
+    /// Returned to its sender by an administrator.
+    Rejected,
+}
+
+/// The words stored in the database (and shown), both ways.
+macro_rules! stored_words {
+    ($t:ty { $($v:ident => $w:literal),+ $(,)? }) => {
+        impl $t {
+            /// As stored.
+            pub fn as_str(self) -> &'static str {
+                match self { $(<$t>::$v => $w),+ }
+            }
+        }
+        impl std::str::FromStr for $t {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s { $($w => Ok(<$t>::$v),)+ other => Err(format!("unknown value {other:?}")) }
+            }
+        }
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+stored_words!(HeldOrigin { Internal => "internal", Public => "public" });
+stored_words!(HeldState { Held => "held", Released => "released", Rejected => "rejected" });
 
 /// One quarantined message (without its content).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,8 +100,8 @@ pub struct Held {
     pub id: String,
     /// Unix seconds when it was held.
     pub created_at: u64,
-    /// `internal` (outbound) or `public` (inbound).
-    pub origin: String,
+    /// Outbound (`internal`) or inbound (`public`).
+    pub origin: HeldOrigin,
     /// MAIL FROM (`None`: null sender).
     pub sender: Option<String>,
     /// The recipients it was held for.
@@ -64,8 +112,8 @@ pub struct Held {
     pub verdict: Option<serde_json::Value>,
     /// Message size.
     pub size: u64,
-    /// `held`, `released` or `rejected`.
-    pub state: String,
+    /// Waiting, released or rejected.
+    pub state: HeldState,
 }
 
 /// One audit record.
@@ -169,16 +217,24 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 fn held_from(row: &AnyRow) -> Result<Held, sqlx::Error> {
     let recipients: String = row.try_get("recipients")?;
     let verdict: Option<String> = row.try_get("verdict")?;
+    // A value this version does not know is an error, not a guess.
+    fn word<T: std::str::FromStr<Err = String>>(row: &AnyRow, col: &str) -> Result<T, sqlx::Error> {
+        let s: String = row.try_get(col)?;
+        s.parse().map_err(|e: String| sqlx::Error::ColumnDecode {
+            index: col.into(),
+            source: e.into(),
+        })
+    }
     Ok(Held {
         id: row.try_get("id")?,
         created_at: row.try_get::<i64, _>("created_at")? as u64,
-        origin: row.try_get("origin")?,
+        origin: word(row, "origin")?,
         sender: row.try_get("sender")?,
         recipients: serde_json::from_str(&recipients).unwrap_or_default(),
         reason: row.try_get("reason")?,
         verdict: verdict.and_then(|v| serde_json::from_str(&v).ok()),
         size: row.try_get::<i64, _>("size")? as u64,
-        state: row.try_get("state")?,
+        state: word(row, "state")?,
     })
 }
 
@@ -199,7 +255,7 @@ impl Quarantine {
     /// Holds a message. Returns its quarantine ID.
     pub async fn hold(
         &self,
-        origin: &str,
+        origin: HeldOrigin,
         sender: Option<&str>,
         recipients: &[String],
         reason: &str,
@@ -224,7 +280,7 @@ impl Quarantine {
         )
         .bind(&id)
         .bind(now)
-        .bind(origin)
+        .bind(origin.as_str())
         .bind(sender)
         .bind(serde_json::to_string(recipients).unwrap_or_default())
         .bind(reason)
@@ -241,12 +297,12 @@ impl Quarantine {
     }
 
     /// Entries, newest first (`state`: only those in it).
-    pub async fn list(&self, state: Option<&str>) -> Result<Vec<Held>, QuarantineError> {
+    pub async fn list(&self, state: Option<HeldState>) -> Result<Vec<Held>, QuarantineError> {
         let rows = sqlx::query(
             "SELECT id, created_at, origin, sender, recipients, reason, verdict, size, state
              FROM quarantine WHERE state = $1 OR $2 = 1 ORDER BY created_at DESC, id DESC",
         )
-        .bind(state.unwrap_or(""))
+        .bind(state.map_or("", HeldState::as_str))
         .bind(state.is_none() as i64)
         .fetch_all(self.db.pool())
         .await?;
@@ -298,16 +354,27 @@ impl Quarantine {
         Ok(plain)
     }
 
-    /// Marks an entry released or rejected (once), with the audit record.
+    /// Marks an entry released or rejected (once), with the audit record. `Held` is not a
+    /// decision and is refused.
     pub async fn decide(
         &self,
         id: &str,
-        state: &str,
+        state: HeldState,
         actor: &str,
         reason: &str,
     ) -> Result<(), QuarantineError> {
+        let action = match state {
+            HeldState::Released => Action::Released,
+            HeldState::Rejected => Action::Rejected,
+            HeldState::Held => {
+                return Err(QuarantineError::Decided {
+                    id: id.into(),
+                    state,
+                })
+            }
+        };
         let done = sqlx::query("UPDATE quarantine SET state = $1 WHERE id = $2 AND state = 'held'")
-            .bind(state)
+            .bind(state.as_str())
             .bind(id)
             .execute(self.db.pool())
             .await?;
@@ -318,11 +385,6 @@ impl Quarantine {
                 state: held.state,
             });
         }
-        let action = if state == "released" {
-            Action::Released
-        } else {
-            Action::Rejected
-        };
         self.audit.append(actor, action, id, None, reason).await?;
         Ok(())
     }
@@ -405,7 +467,7 @@ mod tests {
         let verdict = serde_json::json!({"action": "quarantine"});
         let id = q
             .hold(
-                "internal",
+                HeldOrigin::Internal,
                 Some("a@clinic.example"),
                 &["b@gmail.test".into()],
                 "ssn x1",
@@ -414,17 +476,32 @@ mod tests {
             )
             .await
             .unwrap();
-        let all = q.list(Some("held")).await.unwrap();
+        let all = q.list(Some(HeldState::Held)).await.unwrap();
         assert_eq!(all.len(), 1);
+        assert_eq!(
+            (all[0].origin, all[0].state),
+            (HeldOrigin::Internal, HeldState::Held)
+        );
         assert_eq!(all[0].recipients, ["b@gmail.test"]);
         assert_eq!(q.message(&id, "alice", "review").await.unwrap(), msg);
-        q.decide(&id, "released", "alice", "false positive")
+        assert!(
+            matches!(
+                q.decide(&id, HeldState::Held, "alice", "x").await,
+                Err(QuarantineError::Decided { .. })
+            ),
+            "held is not a decision"
+        );
+        q.decide(&id, HeldState::Released, "alice", "false positive")
             .await
             .unwrap();
         assert!(matches!(
-            q.decide(&id, "rejected", "bob", "x").await,
-            Err(QuarantineError::Decided { .. })
+            q.decide(&id, HeldState::Rejected, "bob", "x").await,
+            Err(QuarantineError::Decided {
+                state: HeldState::Released,
+                ..
+            })
         ));
+        assert!(q.list(Some(HeldState::Held)).await.unwrap().is_empty());
         let log = q.audit_log(Some(&id)).await.unwrap();
         let actions: Vec<&str> = log.iter().map(|a| a.action.as_str()).collect();
         assert_eq!(actions, ["held", "viewed", "released"]);

@@ -2,7 +2,7 @@
 //! (`postern-relay quarantine`) and the administrator's web pages, so both do exactly the same
 //! thing — spool first, then record the decision (a crash in between can only send twice).
 
-use crate::quarantine::{Quarantine, QuarantineError};
+use crate::quarantine::{HeldOrigin, HeldState, Quarantine, QuarantineError};
 use crate::spool::{Entry, Origin, Recipient, Spool};
 
 /// What went wrong deciding.
@@ -27,7 +27,7 @@ pub async fn release(
     reason: &str,
 ) -> Result<String, ReviewError> {
     let h = q.get(id).await?;
-    if h.state != "held" {
+    if h.state != HeldState::Held {
         return Err(QuarantineError::Decided {
             id: id.into(),
             state: h.state,
@@ -35,10 +35,9 @@ pub async fn release(
         .into());
     }
     let data = q.message(id, actor, "release").await?;
-    let origin = if h.origin == "public" {
-        Origin::Public
-    } else {
-        Origin::Internal
+    let origin = match h.origin {
+        HeldOrigin::Public => Origin::Public,
+        HeldOrigin::Internal => Origin::Internal,
     };
     let rcpts = h.recipients.iter().cloned().map(Recipient::new).collect();
     let mut entry = Entry::new(
@@ -51,7 +50,7 @@ pub async fn release(
     );
     entry.released = true;
     spool.accept(&entry, &data)?;
-    q.decide(id, "released", actor, reason).await?;
+    q.decide(id, HeldState::Released, actor, reason).await?;
     spool.request_flush()?;
     Ok(entry.id)
 }
@@ -67,7 +66,7 @@ pub async fn reject(
     reason: &str,
 ) -> Result<Option<String>, ReviewError> {
     let h = q.get(id).await?;
-    if h.state != "held" {
+    if h.state != HeldState::Held {
         return Err(QuarantineError::Decided {
             id: id.into(),
             state: h.state,
@@ -111,6 +110,6 @@ pub async fn reject(
         spool.request_flush()?;
         dsn_id = Some(new_id);
     }
-    q.decide(id, "rejected", actor, reason).await?;
+    q.decide(id, HeldState::Rejected, actor, reason).await?;
     Ok(dsn_id)
 }

@@ -106,7 +106,11 @@ async fn act(
     match action {
         QAction::List { all } => {
             let held = q
-                .list(if all { None } else { Some("held") })
+                .list(if all {
+                    None
+                } else {
+                    Some(postern_relay::quarantine::HeldState::Held)
+                })
                 .await
                 .map_err(|e| e.to_string())?;
             for h in &held {
