@@ -101,6 +101,49 @@ pub struct Plan {
 }
 
 /// The library's front door: routing, content inspection and the policy between them.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use postern_core::Address;
+/// use postern_router::{Directory, Disposition, Envelope, Gateway, Outgoing};
+///
+/// let dir = Directory::from_toml(
+///     r#"
+///     [our]
+///     domains = ["clinic.example"]
+///
+///     [[partner]]
+///     domain = "lab.example"
+///     standards = ["smime"]
+///     policy = "required"          # and no certificate: nothing may leave for it
+///     "#,
+///     std::path::Path::new("."),
+/// )?;
+/// let gateway = Gateway::builder().build(); // S/MIME and OpenPGP, no content inspection
+/// let envelope = Envelope {
+///     mail_from: Some(Address::new("dr@clinic.example")?),
+///     rcpt_to: vec![
+///         Address::new("nurse@clinic.example")?,
+///         Address::new("results@lab.example")?,
+///     ],
+/// };
+/// let raw = b"From: dr@clinic.example\r\nSubject: Labs\r\n\r\nResults attached.\r\n";
+/// let rt = tokio::runtime::Builder::new_current_thread().build()?;
+/// let plan = rt.block_on(gateway.outbound(&dir, Outgoing::new(&envelope, raw)));
+/// for d in &plan.dispositions {
+///     match d {
+///         // Our own recipients: back to our mail server as the message came.
+///         Disposition::Local { recipients } => assert_eq!(recipients[0].to_string(), "nurse@clinic.example"),
+///         // Fail closed, with the SMTP reply (and DSN status) of the typed reason.
+///         Disposition::Bounce { recipients, reason } => {
+///             assert_eq!(recipients[0].to_string(), "results@lab.example");
+///             assert_eq!(reason.smtp_reply().enhanced, "5.7.5");
+///         }
+///         other => panic!("unexpected: {other:?}"),
+///     }
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Gateway {
     router: Router,
