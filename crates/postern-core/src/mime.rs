@@ -498,8 +498,26 @@ fn starts_with_header_field(data: &[u8]) -> bool {
 /// `HP-Outer` echoes are dropped, and the `[...]` placeholder Subject never survives.
 pub fn merge(outer: &MessageView<'_>, inner: &[u8]) -> Vec<u8> {
     let inner = crlf(inner);
-    let parsed = if starts_with_header_field(&inner) {
-        MessageView::parse(&inner).ok()
+    let (head, body) = merged_head(outer, &inner);
+    let mut out = Vec::with_capacity(head.len() + inner.len() - body);
+    out.extend_from_slice(&head);
+    out.extend_from_slice(&inner[body..]);
+    out
+}
+
+/// [`merge`], reusing `inner`'s buffer: the body stays where it is and the new header section
+/// takes the place of the old one, so opening a large message does not copy its body again.
+pub fn merge_owned(outer: &MessageView<'_>, inner: Vec<u8>) -> Vec<u8> {
+    let mut inner = into_crlf(inner);
+    let (head, body) = merged_head(outer, &inner);
+    inner.splice(..body, head);
+    inner
+}
+
+/// The header section of the merged message, and where the inner body starts in `inner`.
+fn merged_head(outer: &MessageView<'_>, inner: &[u8]) -> (Vec<u8>, usize) {
+    let parsed = if starts_with_header_field(inner) {
+        MessageView::parse(inner).ok()
     } else {
         None
     };
@@ -512,7 +530,7 @@ pub fn merge(outer: &MessageView<'_>, inner: &[u8]) -> Vec<u8> {
                 .collect()
         })
         .unwrap_or_default();
-    let mut out = Vec::with_capacity(inner.len() + outer.header_section().len());
+    let mut out = Vec::with_capacity(outer.header_section().len() + 1024);
     for h in outer.headers() {
         let lname = h.name.to_ascii_lowercase();
         if is_content_header(h.name)
@@ -535,20 +553,52 @@ pub fn merge(outer: &MessageView<'_>, inner: &[u8]) -> Vec<u8> {
                 }
             }
             out.extend_from_slice(b"\r\n");
-            out.extend_from_slice(v.body());
+            // The body is a slice of `inner` (zero-copy parse); an empty one may not point into
+            // it, and then nothing follows the header section.
+            let (b, start) = (v.body(), inner.as_ptr() as usize);
+            let at = (b.as_ptr() as usize).wrapping_sub(start);
+            let body = if at <= inner.len() && b.len() <= inner.len() - at {
+                at
+            } else {
+                inner.len()
+            };
+            (out, body)
         }
         None => {
             // Content without a header section (e.g. `openssl smime -encrypt` of a bare file).
             out.extend_from_slice(b"MIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n");
-            out.extend_from_slice(&inner);
+            (out, 0)
         }
     }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The in-place merge gives the same bytes as the copying one, for every shape of inner
+    /// entity: headers and body, no body, LF line ends, no header section at all.
+    #[test]
+    fn merge_in_place_equals_merge() {
+        let outer = b"Received: x\r\nFrom: a@b.example\r\nSubject: [...]\r\nContent-Type: application/pkcs7-mime\r\n\r\nAAAA\r\n";
+        let outer = MessageView::parse(outer).unwrap();
+        let inners: [&[u8]; 6] = [
+            b"Subject: real\r\nContent-Type: text/plain\r\n\r\nbody\r\n",
+            b"Subject: real\r\nContent-Type: text/plain\r\n\r\n",
+            b"Subject: real\r\nContent-Type: text/plain\r\n",
+            b"Subject: real\nContent-Type: text/plain\n\nbody\n",
+            b"just some text, no header section\r\n",
+            b"",
+        ];
+        for inner in inners {
+            assert_eq!(
+                merge_owned(&outer, inner.to_vec()),
+                merge(&outer, inner),
+                "{}",
+                String::from_utf8_lossy(inner)
+            );
+        }
+    }
 
     /// Issue 14.8: whatever the input's header fields hold, the outer header section we write
     /// is well-formed: no control characters, nothing that starts a new field, 7-bit outside

@@ -240,7 +240,8 @@ impl OpenPgpEnvelope {
             max_output: self.max_output,
         };
         let mut report = Report::new(Standard::OpenPgp);
-        let mut current = msg.raw().to_vec();
+        // Borrowed until the first layer is peeled: the input is not copied.
+        let mut current: std::borrow::Cow<'_, [u8]> = std::borrow::Cow::Borrowed(msg.raw());
         let mut layers = 0;
         loop {
             let view = MessageView::parse(&current)?;
@@ -273,7 +274,7 @@ impl OpenPgpEnvelope {
                         report.note_signed_entity(&plain);
                     }
                     absorb(&mut report, found);
-                    mime::merge(&view, &plain)
+                    mime::merge_owned(&view, plain)
                 }
                 Kind::Signed => {
                     let parts = view.top_level_parts();
@@ -319,11 +320,11 @@ impl OpenPgpEnvelope {
                         }
                         entity.extend_from_slice(&mime::to_crlf(after));
                     }
-                    mime::merge(&view, &entity)
+                    mime::merge_owned(&view, entity)
                 }
                 Kind::Other => break,
             };
-            current = next;
+            current = std::borrow::Cow::Owned(next);
             layers += 1;
         }
         if layers == 0 {
@@ -333,7 +334,7 @@ impl OpenPgpEnvelope {
             });
         }
         Ok(Opened {
-            message: mime::into_crlf(current),
+            message: mime::into_crlf(current.into_owned()),
             report,
         })
     }

@@ -476,21 +476,28 @@ pub fn content_info_base64<T: Encode>(
         pending: Vec<u8>,
     }
     impl der::Writer for Base64Lines<'_> {
-        fn write(&mut self, slice: &[u8]) -> der::Result<()> {
-            // Encode whole 57-byte lines as they fill; keep the remainder for later.
-            const BLOCK: usize = 57 * 256;
-            self.pending.extend_from_slice(slice);
-            if self.pending.len() >= BLOCK {
-                let whole = self.pending.len() / 57 * 57;
-                postern_core::mime::append_base64_lines(self.out, &self.pending[..whole]);
-                self.pending.drain(..whole);
+        fn write(&mut self, mut slice: &[u8]) -> der::Result<()> {
+            // Whole 57-byte lines are encoded as soon as they exist; `pending` holds less than
+            // a line. The ciphertext is encoded where it lies, never copied.
+            if !self.pending.is_empty() {
+                let take = (57 - self.pending.len()).min(slice.len());
+                self.pending.extend_from_slice(&slice[..take]);
+                slice = &slice[take..];
+                if self.pending.len() < 57 {
+                    return Ok(());
+                }
+                postern_core::mime::append_base64_lines(self.out, &self.pending);
+                self.pending.clear();
             }
+            let whole = slice.len() / 57 * 57;
+            postern_core::mime::append_base64_lines(self.out, &slice[..whole]);
+            self.pending.extend_from_slice(&slice[whole..]);
             Ok(())
         }
     }
     let mut w = Base64Lines {
         out,
-        pending: Vec::with_capacity(57 * 300),
+        pending: Vec::with_capacity(57),
     };
     write_content_info(content_type, content, &mut w)?;
     let rest = std::mem::take(&mut w.pending);

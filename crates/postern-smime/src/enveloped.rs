@@ -129,7 +129,7 @@ pub fn seal_base64(
 
 /// Decrypts an EnvelopedData or AuthEnvelopedData with one of `ids`.
 pub fn open(
-    ci: &ContentInfo,
+    ci: ContentInfo,
     ids: &[std::sync::Arc<Identity>],
     policy: &Policy,
 ) -> Result<(Vec<u8>, Encryption), Error> {
@@ -155,6 +155,8 @@ pub fn open(
             detail: format!("content type {} is not enveloped", ci.content_type),
         });
     };
+    // Decoded: the ContentInfo's copy of the ciphertext goes before decryption begins.
+    drop(ci);
     let cipher = crypto::content_cipher(&eci.content_enc_alg)?;
     policy.check_cipher(cipher)?;
     let cek_len = crypto::key_len(cipher)?;

@@ -242,7 +242,8 @@ impl SmimeEnvelope {
             now: req.now,
         };
         let mut report = Report::new(Standard::Smime);
-        let mut current = msg.raw().to_vec();
+        // Borrowed until the first layer is peeled: the input is not copied.
+        let mut current: std::borrow::Cow<'_, [u8]> = std::borrow::Cow::Borrowed(msg.raw());
         let mut layers = 0;
         loop {
             let view = MessageView::parse(&current)?;
@@ -255,8 +256,8 @@ impl SmimeEnvelope {
                 }
                 Kind::Pkcs7Mime => {
                     // Transfer decoding only: no need to walk the MIME structure of a leaf.
-                    let der = view.root().transfer_decoded_body();
-                    let ci = enveloped::parse_content_info(&der)?;
+                    // The base64-decoded object goes as soon as it is parsed.
+                    let ci = enveloped::parse_content_info(&view.root().transfer_decoded_body())?;
                     let inner = if ci.content_type == oids::ID_SIGNED_DATA {
                         let signed = signed::signed_data(&ci)?;
                         let content = signed.content.clone().ok_or_else(|| {
@@ -268,13 +269,13 @@ impl SmimeEnvelope {
                         report.note_signed_entity(&content);
                         content
                     } else {
-                        let (plain, enc) = enveloped::open(&ci, &ids, req.policy)?;
+                        let (plain, enc) = enveloped::open(ci, &ids, req.policy)?;
                         if report.encryption.is_none() {
                             report.encryption = Some(enc);
                         }
                         plain
                     };
-                    mime::merge(&view, &inner)
+                    mime::merge_owned(&view, inner)
                 }
                 Kind::MultipartSigned => {
                     let kids = view.root().children();
@@ -294,7 +295,7 @@ impl SmimeEnvelope {
                     mime::merge(&view, exact)
                 }
             };
-            current = next;
+            current = std::borrow::Cow::Owned(next);
             layers += 1;
         }
         if layers == 0 {
@@ -304,7 +305,7 @@ impl SmimeEnvelope {
             });
         }
         Ok(Opened {
-            message: mime::into_crlf(current),
+            message: mime::into_crlf(current.into_owned()),
             report,
         })
     }
