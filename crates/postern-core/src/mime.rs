@@ -144,7 +144,21 @@ fn content_type_with_hp(raw: &[u8], hp: &str) -> Vec<u8> {
 /// section (without trace fields or Bcc) and body, canonicalised to CRLF. With header protection
 /// the Content-Type carries `hp` and each outer field is echoed as `HP-Outer` (RFC 9788).
 pub fn inner_entity(view: &MessageView<'_>, hp: Option<&str>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(view.raw().len() + 256);
+    let (head, body) = inner_entity_parts(view, hp);
+    let mut out = Vec::with_capacity(head.len() + body.len());
+    out.extend_from_slice(&head);
+    out.extend_from_slice(&body);
+    out
+}
+
+/// [`inner_entity`] as its header section (with the blank line) and its body, which is
+/// borrowed from the message when that is already CRLF: a caller that streams the entity
+/// (encryption a chunk at a time) never copies the body.
+pub fn inner_entity_parts<'a>(
+    view: &MessageView<'a>,
+    hp: Option<&str>,
+) -> (Vec<u8>, std::borrow::Cow<'a, [u8]>) {
+    let mut out = Vec::with_capacity(view.header_section().len() + 256);
     let headers = view.headers();
     let mut has_ct = false;
     for h in &headers {
@@ -173,8 +187,7 @@ pub fn inner_entity(view: &MessageView<'_>, hp: Option<&str>) -> Vec<u8> {
         out.extend_from_slice(b"HP-Outer: Subject: [...]\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(&crlf(view.body()));
-    out
+    (out, crlf(view.body()))
 }
 
 /// The entity to sign without header protection: only the MIME (`Content-*`) fields of the

@@ -471,42 +471,101 @@ pub fn content_info_base64<T: Encode>(
     content: &T,
     out: &mut Vec<u8>,
 ) -> Result<(), Error> {
-    struct Base64Lines<'a> {
-        out: &'a mut Vec<u8>,
-        pending: Vec<u8>,
-    }
-    impl der::Writer for Base64Lines<'_> {
-        fn write(&mut self, mut slice: &[u8]) -> der::Result<()> {
-            // Whole 57-byte lines are encoded as soon as they exist; `pending` holds less than
-            // a line. The ciphertext is encoded where it lies, never copied.
-            if !self.pending.is_empty() {
-                let take = (57 - self.pending.len()).min(slice.len());
-                self.pending.extend_from_slice(&slice[..take]);
-                slice = &slice[take..];
-                if self.pending.len() < 57 {
-                    return Ok(());
-                }
-                postern_core::mime::append_base64_lines(self.out, &self.pending);
-                self.pending.clear();
-            }
-            let whole = slice.len() / 57 * 57;
-            postern_core::mime::append_base64_lines(self.out, &slice[..whole]);
-            self.pending.extend_from_slice(&slice[whole..]);
-            Ok(())
-        }
-    }
-    let mut w = Base64Lines {
-        out,
-        pending: Vec::with_capacity(57),
-    };
+    let mut w = Base64Writer::new(out);
     write_content_info(content_type, content, &mut w)?;
-    let rest = std::mem::take(&mut w.pending);
-    postern_core::mime::append_base64_lines(w.out, &rest);
+    w.finish();
     Ok(())
 }
 
+/// Base64 lines (76 characters, CRLF) appended to a buffer as bytes arrive. Whole 57-byte
+/// lines are encoded as soon as they exist; less than a line waits. Large slices (the
+/// ciphertext) are encoded where they lie, never copied.
+pub struct Base64Writer<'a> {
+    out: &'a mut Vec<u8>,
+    pending: Vec<u8>,
+}
+
+impl<'a> Base64Writer<'a> {
+    /// A writer appending to `out`.
+    pub fn new(out: &'a mut Vec<u8>) -> Self {
+        Base64Writer {
+            out,
+            pending: Vec::with_capacity(57),
+        }
+    }
+
+    /// Appends `slice`.
+    pub fn push(&mut self, mut slice: &[u8]) {
+        if !self.pending.is_empty() {
+            let take = (57 - self.pending.len()).min(slice.len());
+            self.pending.extend_from_slice(&slice[..take]);
+            slice = &slice[take..];
+            if self.pending.len() < 57 {
+                return;
+            }
+            postern_core::mime::append_base64_lines(self.out, &self.pending);
+            self.pending.clear();
+        }
+        let whole = slice.len() / 57 * 57;
+        postern_core::mime::append_base64_lines(self.out, &slice[..whole]);
+        self.pending.extend_from_slice(&slice[whole..]);
+    }
+
+    /// Writes the last, short line.
+    pub fn finish(self) {
+        postern_core::mime::append_base64_lines(self.out, &self.pending);
+    }
+}
+
+impl der::Writer for Base64Writer<'_> {
+    fn write(&mut self, slice: &[u8]) -> der::Result<()> {
+        self.push(slice);
+        Ok(())
+    }
+}
+
+/// AES-CBC with PKCS#7 padding over content given in pieces, handed on a chunk at a time: the
+/// whole plaintext or ciphertext never exists as one buffer. Returns the number of ciphertext
+/// bytes given to `sink` (always [`cbc_len`] of the pieces' total).
+pub fn cbc_encrypt_streaming(
+    c: ContentCipher,
+    key: &[u8],
+    iv: [u8; 16],
+    pieces: &[&[u8]],
+    mut sink: impl FnMut(&[u8]),
+) -> Result<usize, Error> {
+    const CHUNK: usize = 64 * 1024;
+    let unbound =
+        cipher::UnboundCipherKey::new(cbc_alg(c)?, key).map_err(|_| backend("CBC key"))?;
+    let mut k = cipher::StreamingEncryptingKey::less_safe_cbc_pkcs7(
+        unbound,
+        cipher::EncryptionContext::Iv128(iv.into()),
+    )
+    .map_err(|_| backend("CBC key"))?;
+    let mut buf = vec![0u8; CHUNK + 16];
+    let mut written = 0;
+    for piece in pieces {
+        for chunk in piece.chunks(CHUNK) {
+            let u = k
+                .update(chunk, &mut buf)
+                .map_err(|_| backend("CBC encrypt"))?;
+            written += u.written().len();
+            sink(u.written());
+        }
+    }
+    let (_, u) = k.finish(&mut buf).map_err(|_| backend("CBC encrypt"))?;
+    written += u.written().len();
+    sink(u.written());
+    Ok(written)
+}
+
+/// The length of AES-CBC/PKCS#7 ciphertext for `n` bytes of plaintext.
+pub fn cbc_len(n: usize) -> usize {
+    (n / 16 + 1) * 16
+}
+
 /// A DER tag and definite length.
-fn header(tag: u8, len: usize) -> Result<Vec<u8>, Error> {
+pub fn header(tag: u8, len: usize) -> Result<Vec<u8>, Error> {
     let len = der::Length::try_from(len).map_err(|e| Error::malformed("length", e))?;
     let mut out = vec![tag];
     out.extend_from_slice(&der(&len, "length")?);

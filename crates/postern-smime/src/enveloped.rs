@@ -61,17 +61,14 @@ where
     }
 }
 
-/// Encrypts `content` (a canonical MIME entity, encrypted in place) for `recipients` and
-/// appends the ContentInfo to `out` as base64 lines (the body of an `application/pkcs7-mime`).
-pub fn seal_base64(
-    out: &mut Vec<u8>,
-    content: Vec<u8>,
+/// A fresh content key and one RecipientInfo per certificate; whether all are version 0.
+fn recipients_for(
     recipients: &[Certificate],
     cipher: ContentCipher,
     transport: KeyTransport,
     policy: &Policy,
     now: std::time::SystemTime,
-) -> Result<(), Error> {
+) -> Result<(zeroize::Zeroizing<Vec<u8>>, RecipientInfos, bool), Error> {
     if recipients.is_empty() {
         return Err(Error::InvalidRequest("no recipients to encrypt to".into()));
     }
@@ -87,6 +84,21 @@ pub fn seal_base64(
         .all(|ri| matches!(ri, RecipientInfo::Ktri(k) if k.version == CmsVersion::V0));
     let recip_infos =
         RecipientInfos::try_from(infos).map_err(|e| Error::malformed("RecipientInfos", e))?;
+    Ok((cek, recip_infos, all_v0))
+}
+
+/// Encrypts `content` (a canonical MIME entity, encrypted in place) for `recipients` and
+/// appends the ContentInfo to `out` as base64 lines (the body of an `application/pkcs7-mime`).
+pub fn seal_base64(
+    out: &mut Vec<u8>,
+    content: Vec<u8>,
+    recipients: &[Certificate],
+    cipher: ContentCipher,
+    transport: KeyTransport,
+    policy: &Policy,
+    now: std::time::SystemTime,
+) -> Result<(), Error> {
+    let (cek, recip_infos, all_v0) = recipients_for(recipients, cipher, transport, policy, now)?;
     let enc = crypto::encrypt_content(cipher, &cek, content, &[])?;
     let eci = EncryptedContentInfo {
         content_type: oids::ID_DATA,
@@ -125,6 +137,80 @@ pub fn seal_base64(
             out,
         ),
     }
+}
+
+/// [`seal_base64`] for content given in pieces (a header section and the body, which is the
+/// caller's input) under AES-CBC: encrypted a chunk at a time straight into the base64 lines,
+/// so neither the whole plaintext nor the whole ciphertext is ever a buffer of its own. The
+/// DER is written by hand around the stream (its lengths are known up front); AEAD content,
+/// whose tag comes last in another structure, goes through [`seal_base64`].
+#[allow(clippy::too_many_arguments)]
+pub fn seal_base64_pieces(
+    out: &mut Vec<u8>,
+    pieces: &[&[u8]],
+    recipients: &[Certificate],
+    cipher: ContentCipher,
+    transport: KeyTransport,
+    policy: &Policy,
+    now: std::time::SystemTime,
+) -> Result<(), Error> {
+    if cipher.is_aead() {
+        return seal_base64(
+            out,
+            pieces.concat(),
+            recipients,
+            cipher,
+            transport,
+            policy,
+            now,
+        );
+    }
+    let (cek, recip_infos, all_v0) = recipients_for(recipients, cipher, transport, policy, now)?;
+    let mut iv = [0u8; 16];
+    iv.copy_from_slice(&crypto::random(16)?);
+    let alg = crate::asn1::alg_with(
+        crate::names::cipher_oid(cipher)?,
+        &OctetString::new(iv.to_vec()).map_err(|e| Error::malformed("IV", e))?,
+    )?;
+    let plain_len: usize = pieces.iter().map(|p| p.len()).sum();
+    let ct_len = crypto::cbc_len(plain_len);
+    let version = crypto::der(
+        &if all_v0 {
+            CmsVersion::V0
+        } else {
+            CmsVersion::V2
+        },
+        "version",
+    )?;
+    let ris = crypto::der(&recip_infos, "RecipientInfos")?;
+    let data_type = crypto::der(&oids::ID_DATA, "content type")?;
+    let alg = crypto::der(&alg, "content encryption algorithm")?;
+    // EncryptedContentInfo's encryptedContent is [0] IMPLICIT OCTET STRING, primitive.
+    let ct_head = crypto::header(0x80, ct_len)?;
+    let eci_len = data_type.len() + alg.len() + ct_head.len() + ct_len;
+    let eci_head = crypto::header(0x30, eci_len)?;
+    let ed_len = version.len() + ris.len() + eci_head.len() + eci_len;
+    let ed_head = crypto::header(0x30, ed_len)?;
+    let ci_type = crypto::der(&oids::ID_ENVELOPED_DATA, "content type")?;
+    let explicit = crypto::header(0xA0, ed_head.len() + ed_len)?;
+    let ci_head = crypto::header(
+        0x30,
+        ci_type.len() + explicit.len() + ed_head.len() + ed_len,
+    )?;
+    let mut w = crypto::Base64Writer::new(out);
+    for part in [
+        &ci_head, &ci_type, &explicit, &ed_head, &version, &ris, &eci_head, &data_type, &alg,
+        &ct_head,
+    ] {
+        w.push(part);
+    }
+    let written = crypto::cbc_encrypt_streaming(cipher, &cek, iv, pieces, |c| w.push(c))?;
+    if written != ct_len {
+        // Never hand on a structure whose lengths do not match its content.
+        return Err(Error::Backend("CBC output length".into()));
+    }
+    w.finish();
+    Ok(())
 }
 
 /// Decrypts an EnvelopedData or AuthEnvelopedData with one of `ids`.
@@ -265,4 +351,56 @@ fn strict_base64(body: &[u8]) -> Option<Vec<u8>> {
         .decode(&compact)
         .ok()
         .filter(|d| !d.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use postern_core::Credential;
+
+    const CERT: &[u8] = include_bytes!("../../../examples/data/lamps-bob.encrypt.crt");
+    const KEY: &[u8] = include_bytes!("../../../examples/data/lamps-bob.decrypt.p8.pem");
+
+    /// The streamed structure is strict DER with the right lengths, and opens to the pieces'
+    /// concatenation at every size around the block and chunk boundaries.
+    #[test]
+    fn streamed_cbc_content_is_der_and_opens_to_the_pieces() {
+        use base64::Engine;
+        let cert = crate::keys::parse_certificates(CERT).unwrap();
+        let me = std::sync::Arc::new(
+            Identity::from_credential(&Credential::with_secret(
+                postern_core::Standard::Smime,
+                CERT.to_vec(),
+                KEY.to_vec(),
+            ))
+            .unwrap(),
+        );
+        let policy = Policy::default();
+        for size in [0usize, 1, 15, 16, 17, 65_535, 65_536, 65_537, 200_003] {
+            let head = b"Content-Type: text/plain\r\n\r\n".to_vec();
+            let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            let mut out = Vec::new();
+            seal_base64_pieces(
+                &mut out,
+                &[&head, &body],
+                &cert,
+                ContentCipher::Aes256Cbc,
+                KeyTransport::default(),
+                &policy,
+                std::time::SystemTime::now(),
+            )
+            .unwrap();
+            let text: Vec<u8> = out
+                .into_iter()
+                .filter(|b| !b.is_ascii_whitespace())
+                .collect();
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .unwrap();
+            // Strict DER: the hand-written lengths must be exact.
+            let ci = ContentInfo::from_der(&der).unwrap();
+            let (plain, _) = open(ci, std::slice::from_ref(&me), &policy).unwrap();
+            assert_eq!(plain, [head.as_slice(), &body].concat(), "size {size}");
+        }
+    }
 }

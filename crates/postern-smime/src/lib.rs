@@ -189,6 +189,28 @@ impl SmimeEnvelope {
         } else {
             None
         };
+        let cipher = req.cipher.unwrap_or(self.default_cipher);
+        let outer = mime::outer_headers(msg, req.header_protection, false);
+        if signer.is_none() {
+            // Encrypt only: the entity streams from its header section and the message body.
+            let (head, body) = mime::inner_entity_parts(msg, hp);
+            let smime_type = if cipher.is_aead() {
+                "authEnveloped-data"
+            } else {
+                "enveloped-data"
+            };
+            let mut out = pkcs7_mime_head(&outer, smime_type, head.len() + body.len());
+            enveloped::seal_base64_pieces(
+                &mut out,
+                &[&head, &body],
+                &recipients,
+                cipher,
+                self.key_transport,
+                req.policy,
+                req.now,
+            )?;
+            return Ok(out);
+        }
         let mut entity = mime::inner_entity(msg, hp);
         if let Some(me) = &signer {
             // Sign, then encrypt (RFC 8551 §3.7): the signed opaque object becomes the content.
@@ -196,8 +218,6 @@ impl SmimeEnvelope {
             // The same pkcs7-mime entity as a sign-only message, minus the outer headers.
             entity = pkcs7_mime(b"", "signed-data", &sig);
         }
-        let cipher = req.cipher.unwrap_or(self.default_cipher);
-        let outer = mime::outer_headers(msg, req.header_protection, false);
         let smime_type = if cipher.is_aead() {
             "authEnveloped-data"
         } else {
