@@ -473,24 +473,36 @@ pub fn content_info_base64<T: Encode>(
 ) -> Result<(), Error> {
     let mut w = Base64Writer::new(out);
     write_content_info(content_type, content, &mut w)?;
-    w.finish();
-    Ok(())
+    w.finish()
 }
 
 /// Base64 lines (76 characters, CRLF) appended to a buffer as bytes arrive. Whole 57-byte
 /// lines are encoded as soon as they exist; less than a line waits. Large slices (the
-/// ciphertext) are encoded where they lie, never copied.
-pub struct Base64Writer<'a> {
+/// ciphertext) are encoded where they lie, never copied. With a sink, the buffer is handed on
+/// whenever it holds a quarter of a megabyte, so the encoded whole never exists in memory.
+pub struct Base64Writer<'a, 's> {
     out: &'a mut Vec<u8>,
     pending: Vec<u8>,
+    sink: Option<&'s mut dyn std::io::Write>,
+    failed: Option<std::io::Error>,
 }
 
-impl<'a> Base64Writer<'a> {
+impl<'a, 's> Base64Writer<'a, 's> {
     /// A writer appending to `out`.
     pub fn new(out: &'a mut Vec<u8>) -> Self {
         Base64Writer {
             out,
             pending: Vec::with_capacity(57),
+            sink: None,
+            failed: None,
+        }
+    }
+
+    /// A writer that hands `out` (what it already holds first) on to `sink` as it fills.
+    pub fn streaming(out: &'a mut Vec<u8>, sink: Option<&'s mut dyn std::io::Write>) -> Self {
+        Base64Writer {
+            sink,
+            ..Base64Writer::new(out)
         }
     }
 
@@ -506,18 +518,47 @@ impl<'a> Base64Writer<'a> {
             postern_core::mime::append_base64_lines(self.out, &self.pending);
             self.pending.clear();
         }
-        let whole = slice.len() / 57 * 57;
-        postern_core::mime::append_base64_lines(self.out, &slice[..whole]);
-        self.pending.extend_from_slice(&slice[whole..]);
+        // With a sink, in pieces that keep the buffer small.
+        let step = if self.sink.is_some() {
+            57 * 4096
+        } else {
+            usize::MAX
+        };
+        while slice.len() >= 57 {
+            let whole = (slice.len() / 57 * 57).min(step);
+            postern_core::mime::append_base64_lines(self.out, &slice[..whole]);
+            slice = &slice[whole..];
+            self.spill(256 * 1024);
+        }
+        self.pending.extend_from_slice(slice);
     }
 
-    /// Writes the last, short line.
-    pub fn finish(self) {
-        postern_core::mime::append_base64_lines(self.out, &self.pending);
+    fn spill(&mut self, at: usize) {
+        if let Some(sink) = self.sink.as_mut() {
+            if self.out.len() >= at {
+                if self.failed.is_none() {
+                    self.failed = sink.write_all(self.out).err();
+                }
+                self.out.clear();
+            }
+        }
+    }
+
+    /// Writes the last, short line (and, with a sink, everything still buffered).
+    pub fn finish(mut self) -> Result<(), Error> {
+        let rest = std::mem::take(&mut self.pending);
+        postern_core::mime::append_base64_lines(self.out, &rest);
+        self.spill(0);
+        match self.failed {
+            Some(e) => Err(Error::Unavailable(format!(
+                "writing the sealed message: {e}"
+            ))),
+            None => Ok(()),
+        }
     }
 }
 
-impl der::Writer for Base64Writer<'_> {
+impl der::Writer for Base64Writer<'_, '_> {
     fn write(&mut self, slice: &[u8]) -> der::Result<()> {
         self.push(slice);
         Ok(())

@@ -144,9 +144,11 @@ pub fn seal_base64(
 /// so neither the whole plaintext nor the whole ciphertext is ever a buffer of its own. The
 /// DER is written by hand around the stream (its lengths are known up front); AEAD content,
 /// whose tag comes last in another structure, goes through [`seal_base64`].
+/// With a `sink`, `out` (and what follows it) is written there as it fills.
 #[allow(clippy::too_many_arguments)]
 pub fn seal_base64_pieces(
     out: &mut Vec<u8>,
+    sink: Option<&mut dyn std::io::Write>,
     pieces: &[&[u8]],
     recipients: &[Certificate],
     cipher: ContentCipher,
@@ -155,7 +157,7 @@ pub fn seal_base64_pieces(
     now: std::time::SystemTime,
 ) -> Result<(), Error> {
     if cipher.is_aead() {
-        return seal_base64(
+        seal_base64(
             out,
             pieces.concat(),
             recipients,
@@ -163,7 +165,13 @@ pub fn seal_base64_pieces(
             transport,
             policy,
             now,
-        );
+        )?;
+        if let Some(sink) = sink {
+            sink.write_all(out)
+                .map_err(|e| Error::Unavailable(format!("writing the sealed message: {e}")))?;
+            out.clear();
+        }
+        return Ok(());
     }
     let (cek, recip_infos, all_v0) = recipients_for(recipients, cipher, transport, policy, now)?;
     let mut iv = [0u8; 16];
@@ -197,7 +205,7 @@ pub fn seal_base64_pieces(
         0x30,
         ci_type.len() + explicit.len() + ed_head.len() + ed_len,
     )?;
-    let mut w = crypto::Base64Writer::new(out);
+    let mut w = crypto::Base64Writer::streaming(out, sink);
     for part in [
         &ci_head, &ci_type, &explicit, &ed_head, &version, &ris, &eci_head, &data_type, &alg,
         &ct_head,
@@ -209,8 +217,7 @@ pub fn seal_base64_pieces(
         // Never hand on a structure whose lengths do not match its content.
         return Err(Error::Backend("CBC output length".into()));
     }
-    w.finish();
-    Ok(())
+    w.finish()
 }
 
 /// Decrypts an EnvelopedData or AuthEnvelopedData with one of `ids`.
@@ -382,6 +389,7 @@ mod tests {
             let mut out = Vec::new();
             seal_base64_pieces(
                 &mut out,
+                None,
                 &[&head, &body],
                 &cert,
                 ContentCipher::Aes256Cbc,
@@ -402,5 +410,77 @@ mod tests {
             let (plain, _) = open(ci, std::slice::from_ref(&me), &policy).unwrap();
             assert_eq!(plain, [head.as_slice(), &body].concat(), "size {size}");
         }
+    }
+}
+
+#[cfg(test)]
+mod streaming_tests {
+    use crate::SmimeEnvelope;
+    use postern_core::{ContentCipher, Credential, MessageView, OpenRequest, Policy, SealRequest};
+
+    const CERT: &[u8] = include_bytes!("../../../examples/data/lamps-bob.encrypt.crt");
+    const KEY: &[u8] = include_bytes!("../../../examples/data/lamps-bob.decrypt.p8.pem");
+
+    /// A writer that takes at most 1,000 bytes per call: the sink sees many small writes.
+    struct Trickle(Vec<u8>);
+    impl std::io::Write for Trickle {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let n = b.len().min(1000);
+            self.0.extend_from_slice(&b[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What `seal_to` streams opens to the same message as what `seal_sync` returns, for both
+    /// the streamed (CBC) and the buffered (GCM) path, and a failing sink is an error.
+    #[test]
+    fn sealing_into_a_writer_gives_a_message_that_opens_the_same() {
+        let smime = SmimeEnvelope::new();
+        let policy = Policy::default();
+        let certs = [CERT.to_vec()];
+        let creds = [Credential::with_secret(
+            postern_core::Standard::Smime,
+            CERT.to_vec(),
+            KEY.to_vec(),
+        )];
+        let mut msg =
+            b"From: a@clinic.example\r\nTo: b@partner.example\r\nSubject: s\r\n\r\n".to_vec();
+        while msg.len() < 700_000 {
+            msg.extend_from_slice(b"line of text in a long message, lab value 4.1\r\n");
+        }
+        let view = MessageView::parse(&msg).unwrap();
+        for cipher in [ContentCipher::Aes256Cbc, ContentCipher::Aes256Gcm] {
+            let req = SealRequest::encrypt(&certs, &policy).with_cipher(cipher);
+            let mut w = Trickle(Vec::new());
+            smime.seal_to(&view, &req, &mut w).unwrap();
+            let streamed = w.0;
+            let buffered = smime.seal_sync(&view, &req).unwrap();
+            let open = |m: &[u8]| {
+                smime
+                    .open_sync(
+                        &MessageView::parse(m).unwrap(),
+                        &OpenRequest::new(&creds, &policy),
+                    )
+                    .unwrap()
+                    .message
+            };
+            assert_eq!(open(&streamed), open(&buffered), "{cipher}");
+            assert!(open(&streamed).ends_with(b"lab value 4.1\r\n"));
+        }
+        struct Broken;
+        impl std::io::Write for Broken {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("disk full"))
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let req = SealRequest::encrypt(&certs, &policy);
+        let e = smime.seal_to(&view, &req, &mut Broken).unwrap_err();
+        assert!(e.to_string().contains("disk full"), "{e}");
     }
 }

@@ -152,6 +152,57 @@ impl SmimeEnvelope {
         self
     }
 
+    /// Seals into `w` instead of a buffer. Encryption without signing under AES-CBC streams:
+    /// the sealed message is written as it is made and never held whole, so a 50 MB message
+    /// costs the input and a quarter of a megabyte. Other requests are sealed in memory first.
+    pub fn seal_to(
+        &self,
+        msg: &MessageView<'_>,
+        req: &SealRequest<'_>,
+        w: &mut dyn std::io::Write,
+    ) -> Result<(), Error> {
+        let cipher = req.cipher.unwrap_or(self.default_cipher);
+        if req.sign.is_some() || req.recipients.is_empty() || cipher.is_aead() {
+            let sealed = self.seal_sync(msg, req)?;
+            return w
+                .write_all(&sealed)
+                .map_err(|e| Error::Unavailable(format!("writing the sealed message: {e}")));
+        }
+        self.encrypt_only(msg, req, Some(w)).map(drop)
+    }
+
+    /// Encryption without a signature: the entity streams from its header section and the
+    /// message body (into `sink`, when there is one; the result is then empty).
+    fn encrypt_only(
+        &self,
+        msg: &MessageView<'_>,
+        req: &SealRequest<'_>,
+        sink: Option<&mut dyn std::io::Write>,
+    ) -> Result<Vec<u8>, Error> {
+        let recipients = recipient_certificates(req.recipients)?;
+        let hp = req.header_protection.then_some("cipher");
+        let cipher = req.cipher.unwrap_or(self.default_cipher);
+        let outer = mime::outer_headers(msg, req.header_protection, false);
+        let (head, body) = mime::inner_entity_parts(msg, hp);
+        let smime_type = if cipher.is_aead() {
+            "authEnveloped-data"
+        } else {
+            "enveloped-data"
+        };
+        let mut out = pkcs7_mime_head(&outer, smime_type, head.len() + body.len());
+        enveloped::seal_base64_pieces(
+            &mut out,
+            sink,
+            &[&head, &body],
+            &recipients,
+            cipher,
+            self.key_transport,
+            req.policy,
+            req.now,
+        )?;
+        Ok(out)
+    }
+
     /// Synchronous seal (the trait's `seal` is this, without awaiting anything).
     pub fn seal_sync(
         &self,
@@ -192,24 +243,7 @@ impl SmimeEnvelope {
         let cipher = req.cipher.unwrap_or(self.default_cipher);
         let outer = mime::outer_headers(msg, req.header_protection, false);
         if signer.is_none() {
-            // Encrypt only: the entity streams from its header section and the message body.
-            let (head, body) = mime::inner_entity_parts(msg, hp);
-            let smime_type = if cipher.is_aead() {
-                "authEnveloped-data"
-            } else {
-                "enveloped-data"
-            };
-            let mut out = pkcs7_mime_head(&outer, smime_type, head.len() + body.len());
-            enveloped::seal_base64_pieces(
-                &mut out,
-                &[&head, &body],
-                &recipients,
-                cipher,
-                self.key_transport,
-                req.policy,
-                req.now,
-            )?;
-            return Ok(out);
+            return self.encrypt_only(msg, req, None);
         }
         let mut entity = mime::inner_entity(msg, hp);
         if let Some(me) = &signer {

@@ -275,7 +275,15 @@ async fn seal(args: SealArgs) -> Result<Vec<u8>, String> {
         });
     }
     let backend: Box<dyn SecureEnvelope> = match args.standard {
-        StandardArg::Smime => Box::new(smime_backend(&args)),
+        StandardArg::Smime => {
+            // Straight to standard output: an encrypted message is then never held whole.
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            smime_backend(&args)
+                .seal_to(&view, &req, &mut out)
+                .map_err(|e| e.to_string())?;
+            out.flush().map_err(|e| e.to_string())?;
+            return Ok(Vec::new());
+        }
         StandardArg::Openpgp => {
             // OpenPGP chooses its own cipher from the recipients' preferences.
             req.cipher = None;
