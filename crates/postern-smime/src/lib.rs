@@ -234,17 +234,13 @@ impl SmimeEnvelope {
                 pkcs7_mime(&outer, "signed-data", &sig)
             });
         }
-        let recipients = recipient_certificates(req.recipients)?;
-        let hp = if req.header_protection {
-            Some("cipher")
-        } else {
-            None
-        };
-        let cipher = req.cipher.unwrap_or(self.default_cipher);
-        let outer = mime::outer_headers(msg, req.header_protection, false);
         if signer.is_none() {
             return self.encrypt_only(msg, req, None);
         }
+        let recipients = recipient_certificates(req.recipients)?;
+        let hp = req.header_protection.then_some("cipher");
+        let cipher = req.cipher.unwrap_or(self.default_cipher);
+        let outer = mime::outer_headers(msg, req.header_protection, false);
         let mut entity = mime::inner_entity(msg, hp);
         if let Some(me) = &signer {
             // Sign, then encrypt (RFC 8551 §3.7): the signed opaque object becomes the content.
