@@ -213,10 +213,12 @@ impl OpenPgpEnvelope {
         } else {
             None
         };
-        let entity = mime::inner_entity(msg, hp);
-        let armored = seal::encrypt(&entity, &certs, signer, &p, req.policy, now)?;
+        // The entity goes to the encryptor as its header section and the body as it lies.
+        let (head, body) = mime::inner_entity_parts(msg, hp);
         let outer = mime::outer_headers(msg, req.header_protection, false);
-        Ok(seal::pgp_mime_encrypted(&outer, &armored))
+        seal::pgp_mime_encrypted(&outer, head.len() + body.len(), |out| {
+            seal::encrypt_into(out, &[&head, &body], &certs, signer, &p, req.policy, now)
+        })
     }
 
     /// Synchronous open.

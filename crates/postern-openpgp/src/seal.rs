@@ -17,48 +17,72 @@ fn backend(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Backend(format!("{what}: {e}"))
 }
 
-/// Encrypts (and, with `signer`, signs inside the same OpenPGP message) `entity` to every valid
-/// encryption key of every certificate. Returns ASCII armor with CRLF line endings.
+/// Encrypts (and, with `signer`, signs inside the same OpenPGP message) the entity given in
+/// `pieces` to every valid encryption key of every certificate, appending ASCII armor with
+/// CRLF line endings to `out` as sequoia writes it: neither the entity nor the armor is a
+/// buffer of its own.
 ///
 /// The container version follows what the recipients advertise: SEIPDv2 (AEAD) only when every
 /// recipient certificate supports it, else SEIPDv1, which GnuPG 2.2 reads.
-pub fn encrypt(
-    entity: &[u8],
+pub fn encrypt_into(
+    out: &mut Vec<u8>,
+    pieces: &[&[u8]],
     certs: &[Cert],
     signer: Option<KeyPair>,
     p: &dyn openpgp::policy::Policy,
     policy: &Policy,
     now: SystemTime,
-) -> Result<Vec<u8>, Error> {
+) -> Result<(), Error> {
     let mut recipients: Vec<Recipient<'_>> = Vec::new();
     for cert in certs {
         for ka in keys::encryption_keys(cert, p, policy, now)? {
             recipients.push(ka.into());
         }
     }
-    let mut sink = Vec::with_capacity(entity.len() * 4 / 3 + 1024);
-    {
-        let message = Message::new(&mut sink);
-        let message = Armorer::new(message)
-            .build()
-            .map_err(|e| backend("armor", e))?;
-        let message = Encryptor::for_recipients(message, recipients)
-            .build()
-            .map_err(|e| backend("encryptor", e))?;
-        let message = match signer {
-            Some(kp) => Signer::new(message, kp)
-                .and_then(|s| s.hash_algo(HashAlgorithm::SHA256))
-                .and_then(|s| s.creation_time(now).build())
-                .map_err(|e| backend("signer", e))?,
-            None => message,
-        };
-        let mut literal = LiteralWriter::new(message)
-            .build()
-            .map_err(|e| backend("literal", e))?;
-        literal.write_all(entity).map_err(|e| backend("write", e))?;
-        literal.finalize().map_err(|e| backend("finalize", e))?;
+    let message = Message::new(Crlf(out));
+    let message = Armorer::new(message)
+        .build()
+        .map_err(|e| backend("armor", e))?;
+    let message = Encryptor::for_recipients(message, recipients)
+        .build()
+        .map_err(|e| backend("encryptor", e))?;
+    let message = match signer {
+        Some(kp) => Signer::new(message, kp)
+            .and_then(|s| s.hash_algo(HashAlgorithm::SHA256))
+            .and_then(|s| s.creation_time(now).build())
+            .map_err(|e| backend("signer", e))?,
+        None => message,
+    };
+    let mut literal = LiteralWriter::new(message)
+        .build()
+        .map_err(|e| backend("literal", e))?;
+    for piece in pieces {
+        literal.write_all(piece).map_err(|e| backend("write", e))?;
     }
-    Ok(mime::to_crlf(&sink))
+    literal.finalize().map_err(|e| backend("finalize", e))?;
+    Ok(())
+}
+
+/// Appends what is written, each LF as CRLF (sequoia's armor writes bare LF; mail is CRLF).
+struct Crlf<'a>(&'a mut Vec<u8>);
+
+impl Write for Crlf<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut rest = buf;
+        while let Some(at) = rest.iter().position(|&b| b == b'\n') {
+            let line = &rest[..at];
+            self.0
+                .extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+            self.0.extend_from_slice(b"\r\n");
+            rest = &rest[at + 1..];
+        }
+        self.0.extend_from_slice(rest);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A detached signature over exactly `entity` (binary signature, SHA-256), armored, CRLF.
@@ -80,21 +104,35 @@ pub fn detached_signature(entity: &[u8], kp: KeyPair, now: SystemTime) -> Result
     Ok(mime::to_crlf(&sink))
 }
 
-/// `multipart/encrypted` (RFC 3156 §4) around an armored OpenPGP message.
-pub fn pgp_mime_encrypted(outer: &[u8], armored: &[u8]) -> Vec<u8> {
-    let version = b"Content-Type: application/pgp-encrypted\r\n\
-Content-Description: PGP/MIME version identification\r\n\r\nVersion: 1\r\n";
-    let mut data = b"Content-Type: application/octet-stream; name=\"encrypted.asc\"\r\n\
-Content-Description: OpenPGP encrypted message\r\n\
-Content-Disposition: inline; filename=\"encrypted.asc\"\r\n\r\n"
-        .to_vec();
-    data.extend_from_slice(armored);
-    mime::multipart(
-        outer,
-        "multipart/encrypted; protocol=\"application/pgp-encrypted\"",
-        "This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)",
-        &[version, &data],
-    )
+/// `multipart/encrypted` (RFC 3156 §4) around the armored data that `armor` appends to the
+/// buffer it is given: the message is built in one buffer, sized for `content_len` bytes of
+/// plaintext, the armor written into its place.
+pub fn pgp_mime_encrypted(
+    outer: &[u8],
+    content_len: usize,
+    armor: impl FnOnce(&mut Vec<u8>) -> Result<(), Error>,
+) -> Result<Vec<u8>, Error> {
+    let b = mime::boundary();
+    // Armor: 4/3 of the ciphertext, 65 characters a line plus CR; a little for packets.
+    let mut out = Vec::with_capacity(outer.len() + content_len / 3 * 4 * 66 / 64 + 2048);
+    out.extend_from_slice(outer);
+    out.extend_from_slice(
+        format!(
+            "Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\";\r\n \
+             boundary=\"{b}\"\r\n\r\nThis is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)\r\n\
+             \r\n--{b}\r\n\
+             Content-Type: application/pgp-encrypted\r\n\
+             Content-Description: PGP/MIME version identification\r\n\r\nVersion: 1\r\n\
+             \r\n--{b}\r\n\
+             Content-Type: application/octet-stream; name=\"encrypted.asc\"\r\n\
+             Content-Description: OpenPGP encrypted message\r\n\
+             Content-Disposition: inline; filename=\"encrypted.asc\"\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    armor(&mut out)?;
+    out.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
+    Ok(out)
 }
 
 /// `multipart/signed` (RFC 3156 §5) around `entity` with an armored detached signature.
