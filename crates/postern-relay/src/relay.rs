@@ -11,12 +11,11 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
-use postern_core::{KeyStore, SecureEnvelope};
+use postern_core::KeyStore;
 use postern_router::{
-    validate, Directory, Finding, Gateway, InboundAction, InboundPolicy, KeySource, ReloadError,
-    Severity, SharedDirectory,
+    validate, Directory, Finding, Gateway, GatewayBuilder, InboundAction, InboundPolicy, KeySource,
+    ReloadError, Severity, SharedDirectory,
 };
-use postern_smime::KeyLoader;
 
 use crate::auth::Users;
 use crate::config::{ConfigError, InboundChoice, Limits, Network, NextHop, RelayConfig};
@@ -163,39 +162,39 @@ pub async fn start_with(
     cfg: &RelayConfig,
     inspector: Arc<dyn ContentInspector>,
 ) -> Result<RunningRelay, StartError> {
-    RelayBuilder::new(cfg).inspector(inspector).start().await
+    RelayBuilder::new(cfg)
+        .gateway(move |g| g.inspector(inspector))
+        .start()
+        .await
 }
 
 /// A relay with parts other than the configuration's: the crypto backends, where the S/MIME
-/// private-key operations happen (an HSM), the content inspector, and key stores. What is not
-/// set is as [`start`] makes it.
+/// private-key operations happen (an HSM), the content inspector, key stores — anything the
+/// [`GatewayBuilder`] takes. The relay first sets up the gateway as [`start`] would (its
+/// configuration's inspector, key sources, revocation checks, inbound policy), then hands the
+/// builder to [`RelayBuilder::gateway`]'s function, whose choices win.
 ///
 /// ```no_run
 /// # async fn run(hsm: std::sync::Arc<dyn postern_smime::KeyLoader>) -> Result<(), Box<dyn std::error::Error>> {
 /// let cfg = postern_relay::RelayConfig::load(std::path::Path::new("relay.toml"))?;
 /// let relay = postern_relay::RelayBuilder::new(&cfg)
-///     .key_loader(hsm)
-///     .inspector(std::sync::Arc::new(postern_relay::PassThrough))
+///     .gateway(move |g| g.key_loader(hsm).inspector(std::sync::Arc::new(postern_relay::PassThrough)))
 ///     .start()
 ///     .await?;
 /// # relay.shutdown(std::time::Duration::from_secs(1)).await; Ok(()) }
 /// ```
 pub struct RelayBuilder<'a> {
     cfg: &'a RelayConfig,
-    backends: Option<Vec<Arc<dyn SecureEnvelope>>>,
-    extra: Vec<Arc<dyn SecureEnvelope>>,
-    key_loader: Option<Arc<dyn KeyLoader>>,
-    inspector: Option<Arc<dyn ContentInspector>>,
-    key_stores: Vec<(KeySource, Arc<dyn KeyStore>)>,
+    customise: Option<Customise>,
 }
+
+/// What an embedder changes in the relay's gateway.
+type Customise = Box<dyn FnOnce(GatewayBuilder) -> GatewayBuilder + Send>;
 
 impl std::fmt::Debug for RelayBuilder<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RelayBuilder")
-            .field("backends", &self.backends)
-            .field("extra", &self.extra)
-            .field("key_loader", &self.key_loader)
-            .field("inspector", &self.inspector)
+            .field("customised", &self.customise.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -205,50 +204,22 @@ impl<'a> RelayBuilder<'a> {
     pub fn new(cfg: &'a RelayConfig) -> Self {
         RelayBuilder {
             cfg,
-            backends: None,
-            extra: Vec::new(),
-            key_loader: None,
-            inspector: None,
-            key_stores: Vec::new(),
+            customise: None,
         }
     }
 
-    /// Replaces the built-in backends (S/MIME and OpenPGP).
-    pub fn backends(mut self, backends: Vec<Arc<dyn SecureEnvelope>>) -> Self {
-        self.backends = Some(backends);
-        self
-    }
-
-    /// Adds a backend next to the built-in ones (replacing one of the same standard).
-    pub fn backend(mut self, backend: Arc<dyn SecureEnvelope>) -> Self {
-        self.extra.push(backend);
-        self
-    }
-
-    /// Where the built-in S/MIME backend's private-key operations happen.
-    pub fn key_loader(mut self, loader: Arc<dyn KeyLoader>) -> Self {
-        self.key_loader = Some(loader);
-        self
-    }
-
-    /// Content inspection instead of the configuration's.
-    pub fn inspector(mut self, inspector: Arc<dyn ContentInspector>) -> Self {
-        self.inspector = Some(inspector);
-        self
-    }
-
-    /// A key store for partners whose entry names `source`, instead of the built-in one.
-    pub fn key_store(mut self, source: KeySource, store: Arc<dyn KeyStore>) -> Self {
-        self.key_stores.push((source, store));
+    /// Changes the gateway after the configuration has set it up (called once, at start).
+    pub fn gateway(
+        mut self,
+        f: impl FnOnce(GatewayBuilder) -> GatewayBuilder + Send + 'static,
+    ) -> Self {
+        self.customise = Some(Box::new(f));
         self
     }
 
     /// Binds the listeners and starts the workers.
     pub async fn start(self) -> Result<RunningRelay, StartError> {
-        let inspector = match self.inspector.clone() {
-            Some(i) => i,
-            None => inspector_for(self.cfg)?,
-        };
+        let inspector = inspector_for(self.cfg)?;
         start_relay(self, inspector).await
     }
 }
@@ -490,33 +461,24 @@ async fn start_relay(
     if let Some(dane) = dane {
         gateway = gateway.key_store(KeySource::Dane, watch(Arc::new(dane), "dane"));
     }
-    // The embedder's choices win over the configuration's.
-    for (source, store) in parts.key_stores {
-        gateway = gateway.key_store(source, watch(store, "custom"));
-    }
-    if let Some(b) = parts.backends {
-        gateway = gateway.backends(b);
-    }
-    for b in parts.extra {
-        gateway = gateway.backend(b);
-    }
-    if let Some(l) = parts.key_loader {
-        gateway = gateway.key_loader(l);
-    }
     let choice = |c: InboundChoice| match c {
         InboundChoice::Tag => InboundAction::Tag,
         InboundChoice::Quarantine => InboundAction::Quarantine,
     };
-    let gateway = gateway
-        .inbound_policy(InboundPolicy {
-            undecryptable: choice(cfg.inbound_policy.undecryptable),
-            plaintext_from_required: choice(cfg.inbound_policy.plaintext_from_required),
-            unsigned_cbc: cfg
-                .inbound_policy
-                .unsigned_cbc
-                .unwrap_or(postern_router::UnsignedCbc::TextOnly),
-        })
-        .build();
+    let gateway = gateway.inbound_policy(InboundPolicy {
+        undecryptable: choice(cfg.inbound_policy.undecryptable),
+        plaintext_from_required: choice(cfg.inbound_policy.plaintext_from_required),
+        unsigned_cbc: cfg
+            .inbound_policy
+            .unsigned_cbc
+            .unwrap_or(postern_router::UnsignedCbc::TextOnly),
+    });
+    // The embedder's choices win over the configuration's.
+    let gateway = match parts.customise {
+        Some(f) => f(gateway),
+        None => gateway,
+    }
+    .build();
     let shared = Arc::new(Shared {
         settings,
         directory: SharedDirectory::new(directory),

@@ -179,21 +179,33 @@ impl SmimeEnvelope {
         req: &SealRequest<'_>,
         sink: Option<&mut dyn std::io::Write>,
     ) -> Result<Vec<u8>, Error> {
-        let recipients = recipient_certificates(req.recipients)?;
         let hp = req.header_protection.then_some("cipher");
+        let (head, body) = mime::inner_entity_parts(msg, hp);
+        self.envelope(msg, req, &[&head, &body], sink)
+    }
+
+    /// The `application/pkcs7-mime` message enveloping the entity given in `pieces`.
+    fn envelope(
+        &self,
+        msg: &MessageView<'_>,
+        req: &SealRequest<'_>,
+        pieces: &[&[u8]],
+        sink: Option<&mut dyn std::io::Write>,
+    ) -> Result<Vec<u8>, Error> {
+        let recipients = recipient_certificates(req.recipients)?;
         let cipher = req.cipher.unwrap_or(self.default_cipher);
         let outer = mime::outer_headers(msg, req.header_protection, false);
-        let (head, body) = mime::inner_entity_parts(msg, hp);
         let smime_type = if cipher.is_aead() {
             "authEnveloped-data"
         } else {
             "enveloped-data"
         };
-        let mut out = pkcs7_mime_head(&outer, smime_type, head.len() + body.len());
+        let len = pieces.iter().map(|p| p.len()).sum();
+        let mut out = pkcs7_mime_head(&outer, smime_type, len);
         enveloped::seal_base64_pieces(
             &mut out,
             sink,
-            &[&head, &body],
+            pieces,
             &recipients,
             cipher,
             self.key_transport,
@@ -237,10 +249,7 @@ impl SmimeEnvelope {
         if signer.is_none() {
             return self.encrypt_only(msg, req, None);
         }
-        let recipients = recipient_certificates(req.recipients)?;
         let hp = req.header_protection.then_some("cipher");
-        let cipher = req.cipher.unwrap_or(self.default_cipher);
-        let outer = mime::outer_headers(msg, req.header_protection, false);
         let mut entity = mime::inner_entity(msg, hp);
         if let Some(me) = &signer {
             // Sign, then encrypt (RFC 8551 §3.7): the signed opaque object becomes the content.
@@ -248,22 +257,7 @@ impl SmimeEnvelope {
             // The same pkcs7-mime entity as a sign-only message, minus the outer headers.
             entity = pkcs7_mime(b"", "signed-data", &sig);
         }
-        let smime_type = if cipher.is_aead() {
-            "authEnveloped-data"
-        } else {
-            "enveloped-data"
-        };
-        let mut out = pkcs7_mime_head(&outer, smime_type, entity.len());
-        enveloped::seal_base64(
-            &mut out,
-            entity,
-            &recipients,
-            cipher,
-            self.key_transport,
-            req.policy,
-            req.now,
-        )?;
-        Ok(out)
+        self.envelope(msg, req, &[&entity], None)
     }
 
     /// Synchronous open.
