@@ -182,3 +182,23 @@ proptest! {
         let _ = open_with(&OpenPgpEnvelope::new(), &encrypted_mail(&bin));
     }
 }
+
+/// A SEIPDv1 message that decrypts with our key but makes sequoia 2.4.2 panic on its MDC
+/// header (found by the `openpgp_open` fuzz target; see the provenance file). Whichever way it
+/// arrives — the whole message, the PGP/MIME data part, an inline body — it is an error for
+/// the caller, never a panic that escapes.
+#[test]
+fn a_parser_panic_on_a_message_to_our_key_is_an_error() {
+    let data = read_data("openpgp/hostile/seipd1-mdc-header-eof.bin");
+    let env = OpenPgpEnvelope::new().with_max_output(1 << 20);
+    let mut inline =
+        b"From: a@b.example\r\nContent-Type: text/plain\r\n\r\n-----BEGIN PGP MESSAGE-----\r\n\r\n"
+            .to_vec();
+    inline.extend_from_slice(&mime::base64_lines(&data));
+    inline.extend_from_slice(b"-----END PGP MESSAGE-----\r\n");
+    for mail in [data.clone(), encrypted_mail(&data), inline] {
+        let outcome = std::panic::catch_unwind(|| open_with(&env, &mail));
+        let result = outcome.expect("a panic escaped the backend");
+        assert!(result.is_err(), "opened: {:?}", result.map(|o| o.report));
+    }
+}
