@@ -303,22 +303,18 @@ impl DecryptionHelper for Helper<'_> {
     }
 }
 
-fn read_bounded(mut r: impl Read, max: usize, expected: usize) -> Result<Vec<u8>, Error> {
-    // Sized for the usual case (plaintext about as large as the message) to avoid regrowing.
+fn read_bounded(r: impl Read, max: usize, expected: usize) -> Result<Vec<u8>, Error> {
+    // Sized for the usual case (plaintext about as large as the message) to avoid regrowing,
+    // and read straight into it: no bounce buffer to clear and copy through.
     let mut out = Vec::with_capacity(expected.min(max));
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = r.read(&mut buf).map_err(map_io)?;
-        if n == 0 {
-            return Ok(out);
-        }
-        if out.len() + n > max {
-            return Err(Error::MalformedMessage(format!(
-                "OpenPGP plaintext exceeds the {max} byte limit (compression bomb?)"
-            )));
-        }
-        out.extend_from_slice(&buf[..n]);
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    r.take(limit).read_to_end(&mut out).map_err(map_io)?;
+    if out.len() > max {
+        return Err(Error::MalformedMessage(format!(
+            "OpenPGP plaintext exceeds the {max} byte limit (compression bomb?)"
+        )));
     }
+    Ok(out)
 }
 
 fn map_io(e: std::io::Error) -> Error {
