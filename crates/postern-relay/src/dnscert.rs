@@ -7,25 +7,21 @@
 //! material: the router uses it only if it chains to our (or the partner's) trust anchors, as
 //! Direct requires. OpenPGP CERT records are not used, since there is no chain to check them.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::keycache::KeyCache;
 use async_trait::async_trait;
 use hickory_resolver::proto::rr::rdata::cert::CertType;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::TokioResolver;
 use postern_core::{Address, Credential, Domain, Error, KeyStore, SecureEnvelope, Standard};
 
-/// Certificates found for an address, and when.
-type Answer = (Vec<Vec<u8>>, Instant);
-
 /// Looks certificates up in DNS CERT records, with a cache.
 pub struct DnsCert {
     resolver: TokioResolver,
     /// How long answers (and "none") are kept.
     pub ttl: Duration,
-    cache: Mutex<HashMap<String, Answer>>,
+    cache: KeyCache,
 }
 
 impl std::fmt::Debug for DnsCert {
@@ -42,7 +38,7 @@ impl DnsCert {
         DnsCert {
             resolver,
             ttl: Duration::from_secs(3600),
-            cache: Mutex::new(HashMap::new()),
+            cache: KeyCache::default(),
         }
     }
 
@@ -102,11 +98,7 @@ impl KeyStore for DnsCert {
             return Ok(Vec::new());
         }
         let key = recipient.to_string().to_ascii_lowercase();
-        if let Some(hit) = self.cache.lock().ok().and_then(|c| {
-            c.get(&key)
-                .filter(|(_, at)| at.elapsed() < self.ttl)
-                .map(|(v, _)| v.clone())
-        }) {
+        if let Some(hit) = self.cache.get(&key, self.ttl) {
             return Ok(hit);
         }
         let smime = postern_smime::SmimeEnvelope::new();
@@ -138,9 +130,7 @@ impl KeyStore for DnsCert {
                 }
             }
         }
-        if let Ok(mut c) = self.cache.lock() {
-            c.insert(key, (found.clone(), Instant::now()));
-        }
+        self.cache.put(key, found.clone(), self.ttl);
         Ok(found)
     }
 

@@ -7,11 +7,10 @@
 //! only if it chains to our or the partner's trust anchors. A domain without SRV records has no
 //! LDAP directory (no key); servers that exist but do not answer are [`Error::Unavailable`].
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::keycache::KeyCache;
 use async_trait::async_trait;
 use hickory_resolver::TokioResolver;
 use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
@@ -20,9 +19,6 @@ use postern_core::{Address, Credential, Domain, Error, KeyStore, Standard};
 /// Most entries one search may return (a directory should have one per address).
 const MAX_ENTRIES: i32 = 20;
 
-/// Certificates found for an address, and when.
-type Answer = (Vec<Vec<u8>>, Instant);
-
 /// LDAP lookups with a cache.
 pub struct LdapKeys {
     resolver: TokioResolver,
@@ -30,7 +26,7 @@ pub struct LdapKeys {
     pub timeout: Duration,
     /// How long answers are kept.
     pub ttl: Duration,
-    cache: Mutex<HashMap<String, Answer>>,
+    cache: KeyCache,
 }
 
 impl std::fmt::Debug for LdapKeys {
@@ -48,7 +44,7 @@ impl LdapKeys {
             resolver,
             timeout: Duration::from_secs(10),
             ttl: Duration::from_secs(3600),
-            cache: Mutex::new(HashMap::new()),
+            cache: KeyCache::default(),
         }
     }
 
@@ -160,11 +156,7 @@ impl KeyStore for LdapKeys {
             return Ok(Vec::new());
         }
         let address = recipient.to_string().to_ascii_lowercase();
-        if let Some(hit) = self.cache.lock().ok().and_then(|c| {
-            c.get(&address)
-                .filter(|(_, at)| at.elapsed() < self.ttl)
-                .map(|(v, _)| v.clone())
-        }) {
+        if let Some(hit) = self.cache.get(&address, self.ttl) {
             return Ok(hit);
         }
         let servers = self.servers(recipient.domain().as_str()).await?;
@@ -175,9 +167,7 @@ impl KeyStore for LdapKeys {
         for server in servers {
             match self.search(server, &address).await {
                 Ok(found) => {
-                    if let Ok(mut c) = self.cache.lock() {
-                        c.insert(address, (found.clone(), Instant::now()));
-                    }
+                    self.cache.put(address, found.clone(), self.ttl);
                     return Ok(found);
                 }
                 Err(e) => failures.push(format!("{server}: {e}")),

@@ -25,6 +25,7 @@ pub mod dsn;
 pub mod fetch;
 pub mod harvest;
 pub mod inspect;
+mod keycache;
 pub mod keywatch;
 pub mod ldap;
 pub mod metrics;

@@ -8,9 +8,9 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::keycache::KeyCache;
 use async_trait::async_trait;
 use postern_core::{Address, Credential, Domain, Error, KeyStore, Standard};
 use tokio_rustls::TlsConnector;
@@ -28,12 +28,7 @@ pub struct Wkd {
     pub ttl: Duration,
     /// Connect and download timeout.
     pub timeout: Duration,
-    cache: Mutex<HashMap<String, Cached>>,
-}
-
-struct Cached {
-    certs: Vec<Vec<u8>>,
-    fetched: Instant,
+    cache: KeyCache,
 }
 
 impl std::fmt::Debug for Wkd {
@@ -54,7 +49,7 @@ impl Wkd {
             port: 443,
             ttl: Duration::from_secs(3600),
             timeout: Duration::from_secs(10),
-            cache: Mutex::new(HashMap::new()),
+            cache: KeyCache::default(),
         }
     }
 
@@ -140,23 +135,11 @@ impl KeyStore for Wkd {
             return Ok(Vec::new());
         }
         let key = recipient.to_string().to_lowercase();
-        if let Some(c) = self.cache.lock().ok().and_then(|c| {
-            c.get(&key)
-                .filter(|c| c.fetched.elapsed() < self.ttl)
-                .map(|c| c.certs.clone())
-        }) {
-            return Ok(c);
+        if let Some(hit) = self.cache.get(&key, self.ttl) {
+            return Ok(hit);
         }
         let certs = self.lookup(recipient).await?;
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.insert(
-                key,
-                Cached {
-                    certs: certs.clone(),
-                    fetched: Instant::now(),
-                },
-            );
-        }
+        self.cache.put(key, certs.clone(), self.ttl);
         Ok(certs)
     }
 
