@@ -604,10 +604,14 @@ mod tests {
             "http://169.254.169.254/latest/meta-data",
             "http://[::1]:80/x",
             "http://localhost/x",
+            "http://192.0.2.10/int.der",
+            "http://100.64.0.1/int.der",
+            "http://[::ffff:169.254.169.254]/latest/meta-data",
         ] {
             assert!(public_only(url).await.is_err(), "{url}");
         }
-        assert!(public_only("http://192.0.2.10/int.der").await.is_ok());
+        // An internet address literal (only parsed: nothing connects to it).
+        assert!(public_only("http://93.184.216.34/int.der").await.is_ok());
     }
 
     #[tokio::test]
