@@ -105,7 +105,7 @@ impl CrlChecker {
             }
             _ => {}
         }
-        let fetched = tokio::time::timeout(self.timeout, http_get(url)).await;
+        let fetched = tokio::time::timeout(self.timeout, http_get(url, Reach::Any)).await;
         let result = match fetched {
             Ok(Ok(body)) => to_der(body),
             Ok(Err(e)) => Err(e),
@@ -162,9 +162,12 @@ impl CrlChecker {
         }
         let result = async {
             let pending = ocsp::request(cert, issuer).map_err(|e| e.to_string())?;
-            let body = tokio::time::timeout(self.timeout, http_request(url, Some(&pending.der)))
-                .await
-                .map_err(|_| format!("no answer within {} s", self.timeout.as_secs()))??;
+            let body = tokio::time::timeout(
+                self.timeout,
+                http_request(url, Some(&pending.der), Reach::Any),
+            )
+            .await
+            .map_err(|_| format!("no answer within {} s", self.timeout.as_secs()))??;
             ocsp::check(&body, &pending, issuer, SystemTime::now(), &self.policy)
                 .map_err(|e| e.to_string())
         }
@@ -228,15 +231,14 @@ impl CrlChecker {
             }
             _ => None,
         };
-        if body.is_none() && !self.allow_private_issuer_urls {
-            if let Err(e) = public_only(url).await {
-                tracing::warn!(url, error = %e, "issuer certificate not fetched");
-                return Vec::new();
-            }
-        }
+        let reach = if self.allow_private_issuer_urls {
+            Reach::Any
+        } else {
+            Reach::PublicOnly
+        };
         let body = match body {
             Some(b) => b,
-            None => match tokio::time::timeout(self.timeout, http_get(url)).await {
+            None => match tokio::time::timeout(self.timeout, http_get(url, reach)).await {
                 Ok(Ok(b)) => {
                     if let Ok(mut c) = self.cache.lock() {
                         c.insert(
@@ -364,31 +366,90 @@ fn der_of(c: &postern_smime::Certificate) -> Result<Vec<u8>, String> {
     postern_smime::keys::to_der(c).map_err(|e| e.to_string())
 }
 
-/// Refuses an `http:` URL whose host is, or resolves to, a loopback, private, link-local or
-/// unspecified address.
-async fn public_only(url: &str) -> Result<(), String> {
+/// Which addresses a download may connect to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// Any address (CRL and OCSP URLs of certificates that chain to an anchor we trust).
+    Any,
+    /// Internet addresses only (caIssuers URLs from a certificate nobody has vouched for).
+    PublicOnly,
+}
+
+/// An `http:` URL taken apart: one parser for the check and the request, so the two cannot
+/// disagree about which host is meant.
+#[derive(Debug, PartialEq, Eq)]
+struct HttpUrl<'a> {
+    authority: &'a str,
+    host: &'a str,
+    port: u16,
+    path: &'a str,
+}
+
+fn parse_http_url(url: &str) -> Result<HttpUrl<'_>, String> {
     let rest = url
         .get(7..)
-        .filter(|_| url.to_ascii_lowercase().starts_with("http://"))
+        .filter(|_| {
+            url.get(..7)
+                .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+        })
         .ok_or("not an http: URL")?;
-    let authority = rest.split('/').next().unwrap_or("");
-    let has_port = match authority.strip_prefix('[') {
-        Some(v6) => v6.contains("]:"),
-        None => authority.contains(':'),
+    if rest.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err("malformed URL".into());
+    }
+    let (authority, path) = match rest.find(['/', '?', '#']) {
+        Some(i) if rest.as_bytes()[i] == b'/' => rest.split_at(i),
+        Some(_) => return Err("malformed URL".into()),
+        None => (rest, "/"),
     };
-    let with_port = if has_port {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
+    // User information would let `http://inside@outside/` mean different hosts to different
+    // readers; CA URLs never carry it.
+    if authority.contains('@') {
+        return Err("URL with user information".into());
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (host, after) = v6.split_once(']').ok_or("malformed URL")?;
+            let port = match after {
+                "" => 80,
+                p => p
+                    .strip_prefix(':')
+                    .and_then(|p| p.parse().ok())
+                    .ok_or("bad port")?,
+            };
+            (host, port)
+        }
+        None => match authority.split_once(':') {
+            Some((host, p)) => (host, p.parse().map_err(|_| "bad port")?),
+            None => (authority, 80),
+        },
     };
-    let addrs: Vec<_> = tokio::net::lookup_host(with_port)
+    if host.is_empty() {
+        return Err("malformed URL".into());
+    }
+    Ok(HttpUrl {
+        authority,
+        host,
+        port,
+        path,
+    })
+}
+
+/// The addresses to connect to for `url`, resolved once. Under [`Reach::PublicOnly`] a host
+/// that is, or resolves to, any address that is not on the internet is refused, and the
+/// connection goes to exactly the addresses checked: resolving again to connect would let a
+/// name that answers differently the second time (DNS rebinding) reach our own network.
+async fn resolve(url: &HttpUrl<'_>, reach: Reach) -> Result<Vec<std::net::SocketAddr>, String> {
+    let addrs: Vec<_> = tokio::net::lookup_host((url.host, url.port))
         .await
         .map_err(|e| format!("resolve: {e}"))?
         .collect();
-    if addrs.is_empty() || addrs.iter().any(|a| !is_public(a.ip())) {
+    if addrs.is_empty() {
+        return Err("resolve: no address".into());
+    }
+    if reach == Reach::PublicOnly && addrs.iter().any(|a| !is_public(a.ip())) {
         return Err("points at a loopback or private address".into());
     }
-    Ok(())
+    Ok(addrs)
 }
 
 /// Whether `ip` is an address on the internet: not loopback, private, link-local, shared
@@ -483,33 +544,22 @@ fn to_der(body: Vec<u8>) -> Result<Vec<u8>, String> {
 
 /// `GET` over plain HTTP/1.0 (CRL distribution points are `http:` by design: the list is
 /// signed, and HTTPS would need revocation checking of its own).
-async fn http_get(url: &str) -> Result<Vec<u8>, String> {
-    http_request(url, None).await
+async fn http_get(url: &str, reach: Reach) -> Result<Vec<u8>, String> {
+    http_request(url, None, reach).await
 }
 
 /// `GET`, or `POST` of an OCSP request when `ocsp_request` is given.
-async fn http_request(url: &str, ocsp_request: Option<&[u8]>) -> Result<Vec<u8>, String> {
-    let rest = url
-        .get(7..)
-        .filter(|_| url.to_ascii_lowercase().starts_with("http://"))
-        .ok_or("not an http: URL")?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, "/"),
-    };
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
-            (h, p.parse::<u16>().map_err(|_| "bad port")?)
-        }
-        _ => (authority, 80),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() || host.contains(['\r', '\n', ' ']) || path.contains(['\r', '\n', ' ']) {
-        return Err("malformed URL".into());
-    }
-    let mut stream = TcpStream::connect((host, port))
+async fn http_request(
+    url: &str,
+    ocsp_request: Option<&[u8]>,
+    reach: Reach,
+) -> Result<Vec<u8>, String> {
+    let url = parse_http_url(url)?;
+    let addrs = resolve(&url, reach).await?;
+    let mut stream = TcpStream::connect(&addrs[..])
         .await
         .map_err(|e| format!("connect: {e}"))?;
+    let (authority, path) = (url.authority, url.path);
     let mut request = match ocsp_request {
         None => format!(
             "GET {path} HTTP/1.0\r\nHost: {authority}\r\nUser-Agent: postern\r\nAccept: application/pkix-crl\r\nConnection: close\r\n\r\n"
@@ -595,6 +645,13 @@ mod tests {
         assert_eq!(humantime_utc(t), "2023-11-14 22:13:20 UTC");
     }
 
+    /// Resolves `url` under [`Reach::PublicOnly`].
+    async fn public_only(url: &str) -> Result<(), String> {
+        resolve(&parse_http_url(url)?, Reach::PublicOnly)
+            .await
+            .map(drop)
+    }
+
     #[tokio::test]
     async fn issuer_urls_into_our_own_network_are_refused() {
         for url in [
@@ -603,10 +660,12 @@ mod tests {
             "http://10.1.2.3/int.der",
             "http://169.254.169.254/latest/meta-data",
             "http://[::1]:80/x",
+            "http://[::1]/x",
             "http://localhost/x",
             "http://192.0.2.10/int.der",
             "http://100.64.0.1/int.der",
             "http://[::ffff:169.254.169.254]/latest/meta-data",
+            "http://93.184.216.34@127.0.0.1/x",
         ] {
             assert!(public_only(url).await.is_err(), "{url}");
         }
@@ -614,9 +673,61 @@ mod tests {
         assert!(public_only("http://93.184.216.34/int.der").await.is_ok());
     }
 
+    #[test]
+    fn one_parser_reads_host_port_and_path() {
+        let u = parse_http_url("HTTP://[::1]:8080/a/b.crl").unwrap();
+        assert_eq!(
+            (u.host, u.port, u.path, u.authority),
+            ("::1", 8080, "/a/b.crl", "[::1]:8080")
+        );
+        let u = parse_http_url("http://[::1]").unwrap();
+        assert_eq!((u.host, u.port, u.path), ("::1", 80, "/"));
+        let u = parse_http_url("http://ca.example:81").unwrap();
+        assert_eq!((u.host, u.port, u.path), ("ca.example", 81, "/"));
+        for bad in [
+            "http://",
+            "http://:80/x",
+            "http://a:b/x",
+            "http://[::1/x",
+            "http://[::1]x/x",
+            "http://a@b/x",
+            "http://a?x",
+            "http://a/\r\nHost: b",
+            "ftp://a/x",
+            "http:/a",
+        ] {
+            assert!(parse_http_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// The download itself (not only the check) refuses a name that resolves into our own
+    /// network, and makes no connection: the address checked is the address connected to.
+    #[tokio::test]
+    async fn a_public_only_download_never_connects_inside() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            s.write_all(b"HTTP/1.0 200 OK\r\n\r\nissuer").await.unwrap();
+        });
+        let url = format!("http://localhost:{port}/int.der");
+        let refused = http_get(&url, Reach::PublicOnly).await;
+        assert!(refused.unwrap_err().contains("private"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!server.is_finished(), "a connection was made");
+        // The same URL where private addresses are allowed is fetched (the listener works).
+        let url = format!("http://127.0.0.1:{port}/int.der");
+        assert_eq!(http_get(&url, Reach::Any).await.unwrap(), b"issuer");
+        server.await.unwrap();
+    }
+
     #[tokio::test]
     async fn only_http_urls_are_fetched() {
-        assert!(http_get("https://example.org/x.crl").await.is_err());
-        assert!(http_get("http://exa mple/x").await.is_err());
+        assert!(http_get("https://example.org/x.crl", Reach::Any)
+            .await
+            .is_err());
+        assert!(http_get("http://exa mple/x", Reach::Any).await.is_err());
     }
 }
