@@ -719,3 +719,109 @@ fn retries_reuse_the_content_verdict_kept_in_the_spool() {
     assert_eq!(inspector.0.load(std::sync::atomic::Ordering::SeqCst), 1);
     s.rt.block_on(relay.shutdown(Duration::from_secs(5)));
 }
+
+/// A backend whose sealing blocks its thread until the test lets it go: it stands for RSA on a
+/// large message or a slow HSM.
+#[derive(Debug, Default)]
+struct BlockingSeal {
+    entered: std::sync::atomic::AtomicUsize,
+    gate: std::sync::Mutex<bool>,
+    opened: std::sync::Condvar,
+}
+
+impl BlockingSeal {
+    fn release(&self) {
+        *self.gate.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+}
+
+/// Opens the gate when dropped, so a failing assertion cannot leave the runtime's threads
+/// blocked (its drop would wait for them forever).
+struct ReleaseOnDrop(std::sync::Arc<BlockingSeal>);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+#[derive(Debug)]
+struct BlockingBackend(std::sync::Arc<BlockingSeal>);
+
+#[async_trait::async_trait]
+impl postern_core::SecureEnvelope for BlockingBackend {
+    fn standard(&self) -> postern_core::Standard {
+        postern_core::Standard::Smime
+    }
+
+    fn recognises(&self, _: &postern_core::MessageView<'_>) -> bool {
+        false
+    }
+
+    async fn seal(
+        &self,
+        _: &postern_core::MessageView<'_>,
+        _: &postern_core::SealRequest<'_>,
+    ) -> Result<Vec<u8>, postern_core::Error> {
+        let s = &self.0;
+        s.entered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut open = s.gate.lock().unwrap();
+        while !*open {
+            open = s.opened.wait(open).unwrap();
+        }
+        Err(postern_core::Error::Backend("released by the test".into()))
+    }
+
+    async fn open(
+        &self,
+        _: &postern_core::MessageView<'_>,
+        _: &postern_core::OpenRequest<'_>,
+    ) -> Result<postern_core::Opened, postern_core::Error> {
+        Err(postern_core::Error::Backend("not used".into()))
+    }
+}
+
+/// Sealing (RSA, an HSM) blocks the thread it runs on. With every async worker of the runtime
+/// blocked that way the relay would stop answering SMTP; messages are processed off those
+/// workers, so sessions are served while every sealing call is stuck.
+#[test]
+fn sessions_are_served_while_sealing_blocks() {
+    let s = setup();
+    let sink = SmtpSink::start(&[]);
+    let seal = std::sync::Arc::new(BlockingSeal::default());
+    let backend = std::sync::Arc::new(BlockingBackend(seal.clone()));
+    let _release = ReleaseOnDrop(seal.clone());
+    let cfg = config(&s, &sink.addr(), &sink.addr());
+    let relay =
+        s.rt.block_on(
+            postern_relay::RelayBuilder::new(&cfg)
+                .gateway(move |g| g.backend(backend))
+                .start(),
+        )
+        .unwrap();
+    let addr = internal(&relay);
+    // More messages to the partner than the runtime has worker threads (2).
+    for i in 0..3 {
+        let m = tracked_message(&format!("stuck-{i}"), "gw@smime-partner.test", "phi");
+        let r = send_mail(&addr, "ada@clinic.example", &["gw@smime-partner.test"], &m).unwrap();
+        assert!(r.starts_with("250"), "{r}");
+    }
+    let stuck = || seal.entered.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        wait_until(Duration::from_secs(20), || stuck() >= 3),
+        "{} sealing calls started",
+        stuck()
+    );
+    // Every sealing call is still blocked: a new session gets its greeting and its message in
+    // (the client gives up after 30 s without an answer).
+    let (_, greeting) = Client::connect(&addr).unwrap();
+    assert!(greeting.starts_with("220"), "{greeting}");
+    let m = tracked_message("while-stuck", "c@gmail.test", "hello");
+    let r = send_mail(&addr, "ada@clinic.example", &["c@gmail.test"], &m).unwrap();
+    assert!(r.starts_with("250"), "{r}");
+    assert_eq!(stuck(), 3, "the sealing calls were still blocked");
+    seal.release();
+    assert!(wait_until(Duration::from_secs(20), || sink.count() == 1));
+    s.rt.block_on(relay.shutdown(Duration::from_secs(5)));
+}

@@ -696,7 +696,9 @@ async fn accept_loop(
 async fn worker(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
     while !*stop.borrow() {
         if let Some(id) = shared.scheduler.next().await {
-            let next = process(&shared, &id).await;
+            // The whole message off the async workers: sealing, inspection and the spool's
+            // fsyncs are CPU or disk bound (each relay worker holds one thread while it works).
+            let next = crate::util::off_worker(process(&shared, &id)).await;
             shared.scheduler.finish(&id, next);
         }
     }

@@ -45,6 +45,21 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// Runs `fut` to completion on a thread the runtime has given up as a worker, so what it does
+/// that blocks — RSA, content inspection, parsing, fsync — never stalls the SMTP sessions and
+/// other tasks on the async workers. On a multi-threaded runtime this is `block_in_place`
+/// (the worker's other tasks move to another thread first); on a current-thread runtime, where
+/// that is not possible, `fut` runs where it is.
+pub async fn off_worker<F: std::future::Future>(fut: F) -> F::Output {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| h.block_on(fut))
+        }
+        _ => fut.await,
+    }
+}
+
 /// Runs a future and turns a panic in any of its polls into `Err(())`, so one hostile message
 /// cannot take a worker down with it. (The future is boxed to poll it pinned without unsafe
 /// code.)
