@@ -186,7 +186,10 @@ impl Gateway {
 
     /// Decides for every recipient of an outgoing message. Content inspection (CPU-bound:
     /// attachments are unpacked) runs on tokio's blocking pool when called inside a tokio
-    /// runtime, so it never stalls the async workers.
+    /// runtime, so it never stalls the async workers. Sealing runs where the future is polled:
+    /// RSA on a large message, or a `KeyLoader` that waits for an HSM, blocks that thread, so a
+    /// server with SMTP sessions on the same runtime should poll this future off its workers
+    /// (postern-relay runs each message under `tokio::task::block_in_place`).
     pub async fn outbound(&self, dir: &Directory, out: Outgoing<'_>) -> Plan {
         let mut dispositions = Vec::new();
         let (ours, theirs): (Vec<Address>, Vec<Address>) = out
