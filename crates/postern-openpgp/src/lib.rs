@@ -26,6 +26,7 @@ compile_error!(
 #[cfg(not(any(feature = "crypto-rust", feature = "crypto-openssl")))]
 compile_error!("postern-openpgp: enable the `crypto-rust` (default) or `crypto-openssl` feature");
 
+mod armor;
 mod keys;
 mod open;
 mod proof;
@@ -131,7 +132,7 @@ fn kind(view: &MessageView<'_>) -> Kind {
 /// Where the armored block of an inline PGP message (`BEGIN PGP MESSAGE` or `BEGIN PGP SIGNED
 /// MESSAGE`) sits in the text, if it carries one.
 fn inline_armor(text: &[u8]) -> Option<std::ops::Range<usize>> {
-    let find = |needle: &[u8]| text.windows(needle.len()).position(|w| w == needle);
+    let find = |needle: &[u8]| memchr::memmem::find(text, needle);
     let (start, end_marker): (usize, &[u8]) = if let Some(s) = find(b"-----BEGIN PGP MESSAGE-----")
     {
         (s, b"-----END PGP MESSAGE-----")
@@ -141,9 +142,7 @@ fn inline_armor(text: &[u8]) -> Option<std::ops::Range<usize>> {
         return None;
     };
     let rest = &text[start..];
-    let end = rest
-        .windows(end_marker.len())
-        .position(|w| w == end_marker)
+    let end = memchr::memmem::find(rest, end_marker)
         .map(|e| e + end_marker.len())
         .unwrap_or(rest.len());
     Some(start..start + end)

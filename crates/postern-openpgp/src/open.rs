@@ -411,7 +411,9 @@ fn read_message_unguarded(data: &[u8], ctx: &Context<'_>) -> Result<(Vec<u8>, Fi
             .and_then(|b| b.with_policy(ctx.p, ctx.now, helper).map_err(map_anyhow))
             .and_then(|v| read_bounded(v, ctx.max_output, data.len()))
     } else {
-        DecryptorBuilder::from_bytes(data)
+        // Our one-pass dearmoring when the armor has the usual shape; sequoia's reader else.
+        let binary = crate::armor::dearmor(data);
+        DecryptorBuilder::from_bytes(binary.as_deref().unwrap_or(data))
             .map_err(map_anyhow)
             .and_then(|b| b.with_policy(ctx.p, ctx.now, helper).map_err(map_anyhow))
             .and_then(|d| read_bounded(d, ctx.max_output, data.len()))

@@ -11,6 +11,7 @@ use openpgp::Cert;
 use postern_core::{mime, Error, Policy};
 use sequoia_openpgp as openpgp;
 
+use crate::armor::ArmorWriter;
 use crate::keys;
 
 fn backend(what: &str, e: impl std::fmt::Display) -> Error {
@@ -19,8 +20,8 @@ fn backend(what: &str, e: impl std::fmt::Display) -> Error {
 
 /// Encrypts (and, with `signer`, signs inside the same OpenPGP message) the entity given in
 /// `pieces` to every valid encryption key of every certificate, appending ASCII armor with
-/// CRLF line endings to `out` as sequoia writes it: neither the entity nor the armor is a
-/// buffer of its own.
+/// CRLF line endings to `out` as sequoia writes the packets: neither the entity nor the armor
+/// is a buffer of its own.
 ///
 /// The container version follows what the recipients advertise: SEIPDv2 (AEAD) only when every
 /// recipient certificate supports it, else SEIPDv1, which GnuPG 2.2 reads.
@@ -39,10 +40,8 @@ pub fn encrypt_into(
             recipients.push(ka.into());
         }
     }
-    let message = Message::new(Crlf(out));
-    let message = Armorer::new(message)
-        .build()
-        .map_err(|e| backend("armor", e))?;
+    let mut armor = ArmorWriter::new(out);
+    let message = Message::new(&mut armor);
     let message = Encryptor::for_recipients(message, recipients)
         .build()
         .map_err(|e| backend("encryptor", e))?;
@@ -60,29 +59,8 @@ pub fn encrypt_into(
         literal.write_all(piece).map_err(|e| backend("write", e))?;
     }
     literal.finalize().map_err(|e| backend("finalize", e))?;
+    armor.finish();
     Ok(())
-}
-
-/// Appends what is written, each LF as CRLF (sequoia's armor writes bare LF; mail is CRLF).
-struct Crlf<'a>(&'a mut Vec<u8>);
-
-impl Write for Crlf<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut rest = buf;
-        while let Some(at) = rest.iter().position(|&b| b == b'\n') {
-            let line = &rest[..at];
-            self.0
-                .extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
-            self.0.extend_from_slice(b"\r\n");
-            rest = &rest[at + 1..];
-        }
-        self.0.extend_from_slice(rest);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// A detached signature over exactly `entity` (binary signature, SHA-256), armored, CRLF.
