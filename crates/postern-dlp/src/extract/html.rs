@@ -72,12 +72,28 @@ fn convert(html: &str, drop_hidden: bool) -> (String, bool) {
                     Some(j) => (html.get(i + 1..i + j).unwrap_or_default(), i + j + 1),
                     None => (html.get(i + 1..).unwrap_or_default(), b.len()),
                 };
-                let name: String = tag
-                    .trim_start_matches('/')
-                    .chars()
-                    .take_while(|c| !c.is_whitespace() && *c != '/' && *c != '>')
-                    .collect::<String>()
-                    .to_ascii_lowercase();
+                let raw_name = {
+                    let t = tag.trim_start_matches('/');
+                    let end = t
+                        .find(|c: char| c.is_whitespace() || c == '/' || c == '>')
+                        .unwrap_or(t.len());
+                    t.get(..end).unwrap_or_default()
+                };
+                // Lower case on the stack: a tag is the commonest thing in HTML, and every
+                // name we compare against is short ASCII.
+                let mut stack = [0u8; 16];
+                let long;
+                let name: &str = match stack.get_mut(..raw_name.len()) {
+                    Some(buf) if raw_name.is_ascii() => {
+                        buf.copy_from_slice(raw_name.as_bytes());
+                        buf.make_ascii_lowercase();
+                        std::str::from_utf8(buf).unwrap_or_default()
+                    }
+                    _ => {
+                        long = raw_name.to_ascii_lowercase();
+                        &long
+                    }
+                };
                 if drop_hidden
                     && !tag.starts_with('/')
                     && !tag.ends_with('/')
@@ -85,7 +101,7 @@ fn convert(html: &str, drop_hidden: bool) -> (String, bool) {
                     && is_hidden(tag)
                 {
                     hidden = true;
-                    i = matching_close(html, end, &name).unwrap_or(b.len());
+                    i = matching_close(html, end, name).unwrap_or(b.len());
                     continue;
                 }
                 if !tag.starts_with('/') && (name == "script" || name == "style") {
@@ -96,7 +112,7 @@ fn convert(html: &str, drop_hidden: bool) -> (String, bool) {
                     out.push(' ');
                     continue;
                 }
-                if BLOCK.contains(&name.as_str()) {
+                if BLOCK.contains(&name) {
                     out.push('\n');
                 } else if name == "td" || name == "th" || name == "c" || name == "w:tc" {
                     out.push('\t');
@@ -107,7 +123,7 @@ fn convert(html: &str, drop_hidden: bool) -> (String, bool) {
                         && !name.contains(':')
                         && name != "t"
                         && name != "v"
-                        && INLINE.binary_search(&name.as_str()).is_err()
+                        && INLINE.binary_search(&name).is_err()
                     {
                         out.push(' ');
                     }

@@ -5,6 +5,7 @@
 //! (encrypted, over a limit, broken) is reported, not skipped silently.
 
 mod html;
+mod inflate;
 mod office;
 mod ole;
 mod pdf;
@@ -397,6 +398,36 @@ fn uudecode(text: &str) -> Vec<Vec<u8>> {
 
 /// Base64 inside text that decodes to text: blocks of lines of nothing but base64 (32
 /// characters or more in all), and long base64 words inside a line.
+/// Whether `b` holds `len` consecutive bytes of the class `set`. Looks at every `len`-th byte
+/// and around it only where that byte is in the class: any run of `len` covers one of the
+/// bytes looked at, and prose (words shorter than `len`) is crossed in strides.
+fn has_run(b: &[u8], set: &[bool; 256], len: usize) -> bool {
+    let is = |i: usize| set[usize::from(b[i])];
+    let mut p = len - 1;
+    while p < b.len() {
+        if !is(p) {
+            p += len;
+            continue;
+        }
+        // Back to the start of this run (no further than a whole run).
+        let mut s = p;
+        while s > 0 && p - s < len - 1 && is(s - 1) {
+            s -= 1;
+        }
+        // Forward: does it reach `len` bytes from its start?
+        let mut q = p + 1;
+        while q < s + len && q < b.len() && is(q) {
+            q += 1;
+        }
+        if q >= s + len {
+            return true;
+        }
+        // b[q] ends the run: the next run that could be long enough covers q + len.
+        p = q + len;
+    }
+    false
+}
+
 fn embedded_base64(text: &str) -> Vec<String> {
     use base64::Engine;
     // One tight pass first (a table lookup per byte): most text has no run of 16 base64
@@ -411,15 +442,7 @@ fn embedded_base64(text: &str) -> Vec<String> {
         }
         t
     };
-    // Spaces are found with memchr; only pieces long enough to hold a run are looked into.
-    let long_run = text.split(' ').filter(|w| w.len() >= 16).any(|w| {
-        let mut run = 0u32;
-        w.bytes().any(|b| {
-            run = if B64[usize::from(b)] { run + 1 } else { 0 };
-            run >= 16
-        })
-    });
-    if !long_run {
+    if !has_run(text.as_bytes(), &B64, 16) {
         return Vec::new();
     }
     let is_b64_line = |l: &str| {
@@ -790,6 +813,58 @@ pub(crate) fn decode_text(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_run_gate_agrees_with_counting_every_byte() {
+        let mut set = [false; 256];
+        for c in b'a'..=b'z' {
+            set[usize::from(c)] = true;
+        }
+        let naive = |b: &[u8], len: usize| {
+            let mut run = 0;
+            b.iter().any(|c| {
+                run = if set[usize::from(*c)] { run + 1 } else { 0 };
+                run >= len
+            })
+        };
+        // Every string over {a, ' '} up to 14 bytes, and longer mixes, for runs of 1 to 6.
+        let mut cases: Vec<Vec<u8>> = Vec::new();
+        for n in 0..=14u32 {
+            for bits in 0..(1u32 << n) {
+                cases.push(
+                    (0..n)
+                        .map(|i| if bits >> i & 1 == 1 { b'a' } else { b' ' })
+                        .collect(),
+                );
+            }
+        }
+        let mut x = 7u32;
+        for _ in 0..2000 {
+            let len = 20 + (x % 200) as usize;
+            cases.push(
+                (0..len)
+                    .map(|_| {
+                        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                        if (x >> 16) % 9 == 0 {
+                            b' '
+                        } else {
+                            b'a'
+                        }
+                    })
+                    .collect(),
+            );
+        }
+        for c in &cases {
+            for len in [1, 2, 3, 5, 6, 16] {
+                assert_eq!(
+                    has_run(c, &set, len),
+                    naive(c, len),
+                    "{:?} {len}",
+                    String::from_utf8_lossy(c)
+                );
+            }
+        }
+    }
 
     #[test]
     fn subject_bodies_and_charsets() {

@@ -19,8 +19,9 @@ pub(crate) enum Failure {
     Budget,
 }
 
-/// Reads one entry, at most the budget and the ratio allow.
+/// Reads one entry of the archive `bytes`, at most the budget and the ratio allow.
 fn read_entry(
+    bytes: &[u8],
     entry: &mut zip::read::ZipFile<'_, Cursor<&[u8]>>,
     budget: &mut Budget<'_>,
     out: &mut Extracted,
@@ -44,11 +45,33 @@ fn read_entry(
         return Err(Failure::Budget);
     }
     // The declared size can lie: read one byte past the cap to notice.
-    let mut buf = Vec::with_capacity(declared.min(cap) as usize);
-    entry
-        .take(cap + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| Failure::Broken(format!("reading {}: {e}", entry_name(entry))))?;
+    let deflated = entry
+        .data_start()
+        .filter(|_| entry.compression() == zip::CompressionMethod::Deflated)
+        .and_then(|at| {
+            let at = usize::try_from(at).ok()?;
+            let len = usize::try_from(entry.compressed_size()).ok()?;
+            bytes.get(at..at.checked_add(len)?)
+        });
+    let buf = if let Some(raw) = deflated {
+        // The common case, inflated here with the thread's decompressor (see `inflate`).
+        let limit = usize::try_from(cap + 1).unwrap_or(usize::MAX);
+        let got = super::inflate::inflate(raw, false, limit);
+        if !got.complete && got.data.len() < limit {
+            return Err(Failure::Broken(format!(
+                "reading {}: broken deflate data",
+                entry_name(entry)
+            )));
+        }
+        got.data
+    } else {
+        let mut buf = Vec::with_capacity(declared.min(cap) as usize);
+        entry
+            .take(cap + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| Failure::Broken(format!("reading {}: {e}", entry_name(entry))))?;
+        buf
+    };
     if buf.len() as u64 > cap {
         out.notes.push(super::Note::Limit {
             what: format!(
@@ -166,7 +189,7 @@ pub(crate) fn document_text(
             if super::too_deep(depth, budget, out) {
                 return Err(Failure::Budget);
             }
-            let data = read_entry(&mut entry, budget, out)?;
+            let data = read_entry(bytes, &mut entry, budget, out)?;
             drop(entry);
             super::file(
                 &data,
@@ -181,7 +204,7 @@ pub(crate) fn document_text(
         if !is_text_part(&entry_path) {
             continue;
         }
-        let xml = read_entry(&mut entry, budget, out)?;
+        let xml = read_entry(bytes, &mut entry, budget, out)?;
         text.push_str(&html_to_text(&String::from_utf8_lossy(&xml)));
         text.push('\n');
     }
@@ -239,7 +262,7 @@ pub(crate) fn archive(
         if entry.is_dir() {
             continue;
         }
-        match read_entry(&mut entry, budget, out) {
+        match read_entry(bytes, &mut entry, budget, out) {
             Ok(data) => super::file(&data, "", &inner, depth, budget, out),
             Err(Failure::Budget) => return Err(Failure::Budget),
             Err(Failure::Encrypted) => out.notes.push(super::Note::Encrypted {

@@ -6,7 +6,6 @@
 //! different characters can garble each other's text.
 
 use std::collections::HashMap;
-use std::io::Read;
 
 use super::{Budget, Extracted};
 
@@ -67,15 +66,13 @@ pub(crate) fn text(
             continue;
         }
         let decoded = if memchr::memmem::find(dict, b"/FlateDecode").is_some() {
-            let room = budget.room() as u64;
-            let mut buf = Vec::new();
-            let r = flate2::read::ZlibDecoder::new(data)
-                .take(room + 1)
-                .read_to_end(&mut buf);
-            if r.is_err() && buf.is_empty() {
+            let room = budget.room();
+            let got = super::inflate::inflate(data, true, room.saturating_add(1));
+            let buf = got.data;
+            if !got.complete && buf.is_empty() {
                 continue;
             }
-            if buf.len() as u64 > room {
+            if buf.len() > room {
                 budget.take(buf.len(), out);
                 return Err(Failure::Budget);
             }
