@@ -3,8 +3,6 @@
 //! Its content is taken out for inspection. Encrypted messages (a PKESK/SKESK packet first)
 //! are left alone: they are what they say.
 
-use std::io::Read;
-
 /// The literal contents of every unencrypted armoured OpenPGP message in `text`, at most
 /// `room` bytes in all (compressed packets expand: the inspection budget bounds them).
 pub fn unencrypted_armour(text: &str, room: usize) -> Vec<Vec<u8>> {
@@ -120,21 +118,16 @@ fn literal(data: &[u8], depth: usize, max: u64) -> Option<Vec<u8>> {
             // Compressed data: 1 = ZIP (raw deflate), 2 = ZLIB, 0 = none.
             8 => {
                 let payload = body.get(1..)?;
-                let mut inner = Vec::new();
-                let ok = match body.first()? {
-                    0 => {
-                        inner = payload.to_vec();
-                        true
+                let (inner, ok) = match body.first()? {
+                    0 => (payload.to_vec(), true),
+                    // What came out before a fault is read too: more text, never less.
+                    z @ (1 | 2) => {
+                        let limit = usize::try_from(max).unwrap_or(usize::MAX);
+                        let got = super::inflate::inflate(payload, *z == 2, limit);
+                        let ok = got.complete || !got.data.is_empty();
+                        (got.data, ok)
                     }
-                    1 => flate2::read::DeflateDecoder::new(payload)
-                        .take(max)
-                        .read_to_end(&mut inner)
-                        .is_ok(),
-                    2 => flate2::read::ZlibDecoder::new(payload)
-                        .take(max)
-                        .read_to_end(&mut inner)
-                        .is_ok(),
-                    _ => false,
+                    _ => (Vec::new(), false),
                 };
                 return if ok {
                     literal(&inner, depth + 1, max)
