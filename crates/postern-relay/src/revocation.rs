@@ -489,39 +489,13 @@ fn describe(status: CrlStatus) -> Revocation {
     match status {
         CrlStatus::Good { .. } => Revocation::Good,
         CrlStatus::Revoked { date, reason } => {
-            let when = humantime_utc(date);
+            let when = crate::util::utc_timestamp(date);
             Revocation::Revoked(match reason {
                 Some(r) => format!("revoked {when} ({r})"),
                 None => format!("revoked {when}"),
             })
         }
     }
-}
-
-/// A time as `YYYY-MM-DD HH:MM:SS UTC`.
-fn humantime_utc(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 /// A CRL as DER: servers send DER, some PEM.
@@ -637,12 +611,6 @@ mod tests {
         ] {
             assert!(is_public(ip.parse().unwrap()), "{ip} counted as private");
         }
-    }
-
-    #[test]
-    fn times_print_in_utc() {
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(humantime_utc(t), "2023-11-14 22:13:20 UTC");
     }
 
     /// Resolves `url` under [`Reach::PublicOnly`].

@@ -31,6 +31,22 @@ pub fn rfc5322_date(unix_secs: u64) -> String {
     )
 }
 
+/// A time as `YYYY-MM-DD HH:MM:SS UTC` (times before 1970 read as 1970).
+pub fn utc_timestamp(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// Days since 1970-01-01 → (year, month 1..=12, day 1..=31), Howard Hinnant's algorithm.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -108,6 +124,14 @@ pub fn private_file() -> std::fs::OpenOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_timestamps() {
+        let at = |secs| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        assert_eq!(utc_timestamp(at(1_700_000_000)), "2023-11-14 22:13:20 UTC");
+        assert_eq!(utc_timestamp(at(951_782_400)), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc_timestamp(at(0)), "1970-01-01 00:00:00 UTC");
+    }
 
     #[test]
     fn dates() {
