@@ -206,7 +206,30 @@ fn positives_with(c: &[String; 4], s: &[String; 3]) -> Vec<(&'static str, Vec<u8
         ("CSV as octet-stream, unknown extension", attachment("data.q7", "application/octet-stream", csv)),
         ("gzip", attachment("data.gz", "application/octet-stream", &gzip(csv))),
         ("attachment file name", attachment(&format!("SSN {ssn_dash}.txt"), "text/plain", b"see name")),
+        ("EBCDIC export as octet-stream", attachment("report.dat", "application/octet-stream", &ebcdic(&format!("Patient SSN {ssn_dash}, card {card_sp}")))),
     ]
+}
+
+/// Text in EBCDIC (IBM code page 037), for the letters, digits and punctuation used here; the
+/// layout is IBM's published one, written out here rather than taken from the DLP's table.
+fn ebcdic(text: &str) -> Vec<u8> {
+    text.bytes()
+        .map(|b| match b {
+            b'0'..=b'9' => 0xF0 + (b - b'0'),
+            b'a'..=b'i' => 0x81 + (b - b'a'),
+            b'j'..=b'r' => 0x91 + (b - b'j'),
+            b's'..=b'z' => 0xA2 + (b - b's'),
+            b'A'..=b'I' => 0xC1 + (b - b'A'),
+            b'J'..=b'R' => 0xD1 + (b - b'J'),
+            b'S'..=b'Z' => 0xE2 + (b - b'S'),
+            b'-' => 0x60,
+            b',' => 0x6B,
+            b'.' => 0x4B,
+            b':' => 0x7A,
+            b'/' => 0x61,
+            _ => 0x40,
+        })
+        .collect()
 }
 
 /// Look-alikes that the text itself labels as something else: they must stay clean.

@@ -4,6 +4,7 @@
 //! expanded size and time, so no attachment can stall the gateway. What could not be read
 //! (encrypted, over a limit, broken) is reported, not skipped silently.
 
+mod ebcdic;
 mod html;
 mod inflate;
 mod office;
@@ -318,7 +319,22 @@ fn message(raw: &[u8], depth: usize, prefix: &str, budget: &mut Budget<'_>, out:
             PartType::Text(t) if t.starts_with("{\\rtf") => {
                 push(out, budget, location, rtf::rtf_to_text(t.as_bytes()))
             }
-            PartType::Text(t) => push(out, budget, location, t.to_string()),
+            PartType::Text(t) => {
+                // EBCDIC under its own label (which the MIME parser does not know) or under a
+                // wrong one: the parser's text lost the bytes; read them as EBCDIC.
+                let labelled = part
+                    .content_type()
+                    .and_then(|c| c.attribute("charset"))
+                    .is_some_and(ebcdic::is_ebcdic_label);
+                if labelled || t.contains('\u{FFFD}') {
+                    if let Some(bytes) = transfer_decoded(&msg, part) {
+                        if labelled || ebcdic::looks_ebcdic(&bytes) {
+                            push(out, budget, location.clone(), ebcdic::decode(&bytes));
+                        }
+                    }
+                }
+                push(out, budget, location, t.to_string())
+            }
             PartType::Html(h) => {
                 // What a reader sees, when hidden elements make it differ (a hidden digit
                 // inside a number), and everything (what hidden elements hold leaves too).
@@ -717,6 +733,8 @@ pub(crate) fn file(
         // policy's `on_encrypted`), rather than passing as text with nothing readable found.
         (Some(Kind::Text), Kind::Encrypted) => Kind::Encrypted,
         (Some(sniffed), _) => sniffed,
+        // EBCDIC text under a binary or made-up label (a mainframe export): text.
+        (None, Kind::Other) if ebcdic::looks_ebcdic(bytes) => Kind::Text,
         (None, labelled) => labelled,
     };
     match kind {
@@ -795,8 +813,25 @@ pub(crate) fn file(
     }
 }
 
-/// Text from bytes: UTF-8 when valid (with or without BOM), UTF-16 with a BOM, else
-/// Windows-1252 (what most legacy files are).
+/// A part's body with its transfer encoding undone, before any charset conversion.
+fn transfer_decoded(
+    msg: &mail_parser::Message<'_>,
+    part: &mail_parser::MessagePart<'_>,
+) -> Option<Vec<u8>> {
+    let start = usize::try_from(part.offset_body).ok()?;
+    let end = usize::try_from(part.offset_end).ok()?;
+    let raw = msg.raw_message().get(start..end)?;
+    match part.encoding {
+        mail_parser::Encoding::Base64 => mail_parser::decoders::base64::base64_decode(raw),
+        mail_parser::Encoding::QuotedPrintable => {
+            mail_parser::decoders::quoted_printable::quoted_printable_decode(raw)
+        }
+        mail_parser::Encoding::None => Some(raw.to_vec()),
+    }
+}
+
+/// Text from bytes: UTF-8 when valid (with or without BOM), UTF-16 with a BOM, EBCDIC when
+/// the bytes have its shape, else Windows-1252 (what most legacy files are).
 pub(crate) fn decode_text(bytes: &[u8]) -> String {
     if let Some((enc, bom)) = encoding_rs::Encoding::for_bom(bytes) {
         return enc
@@ -806,6 +841,7 @@ pub(crate) fn decode_text(bytes: &[u8]) -> String {
     }
     match std::str::from_utf8(bytes) {
         Ok(s) => s.to_string(),
+        Err(_) if ebcdic::looks_ebcdic(bytes) => ebcdic::decode(bytes),
         Err(_) => encoding_rs::WINDOWS_1252.decode(bytes).0.into_owned(),
     }
 }
@@ -863,6 +899,55 @@ mod tests {
                     String::from_utf8_lossy(c)
                 );
             }
+        }
+    }
+
+    #[test]
+    fn ebcdic_bodies_and_files_are_read_whatever_their_label() {
+        // "SSN 078-05-1120, card 4111 1111 1111 1111" in CP037 (Python's codec wrote it).
+        let ebcdic = ebcdic::tests::sample();
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&ebcdic);
+        let mut cases: Vec<Vec<u8>> = Vec::new();
+        for (ctype, cte, body) in [
+            ("text/plain; charset=ibm037", "8bit", ebcdic.clone()),
+            ("text/plain; charset=utf-8", "8bit", ebcdic.clone()),
+            (
+                "text/plain; charset=ebcdic-cp-us",
+                "base64",
+                b64.clone().into_bytes(),
+            ),
+            (
+                "application/octet-stream; name=report.dat",
+                "base64",
+                b64.clone().into_bytes(),
+            ),
+            (
+                "text/plain; name=report.txt",
+                "base64",
+                b64.clone().into_bytes(),
+            ),
+        ] {
+            let mut m = format!(
+                "Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+                 --b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--b\r\n\
+                 Content-Type: {ctype}\r\nContent-Transfer-Encoding: {cte}\r\n\r\n"
+            )
+            .into_bytes();
+            m.extend_from_slice(&body);
+            m.extend_from_slice(b"\r\n--b--\r\n");
+            cases.push(m);
+        }
+        for raw in &cases {
+            let x = extract(raw, &Limits::default());
+            assert!(
+                x.segments
+                    .iter()
+                    .any(|s| s.text.contains("SSN 078-05-1120, card 4111 1111 1111 1111")),
+                "{}: {:?}",
+                String::from_utf8_lossy(&raw[..160]),
+                x.segments
+            );
         }
     }
 
