@@ -47,6 +47,9 @@ pub struct HarvestStore {
     audit: AuditLog,
 }
 
+/// `last_seen` is written at most this often per certificate (seconds).
+const LAST_SEEN_GRAIN: i64 = 60;
+
 fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -78,6 +81,24 @@ impl HarvestStore {
     ) -> Result<bool, Error> {
         let fingerprint = fingerprint(cert);
         let t = now();
+        // A known certificate (the usual case: every signed message from the partner) costs a
+        // read, and a write at most once a minute: `last_seen` needs no finer grain, and a
+        // database write per inbound message is an fsync per message.
+        let known = sqlx::query(
+            "SELECT last_seen FROM harvested_key WHERE partner = $1 AND fingerprint = $2",
+        )
+        .bind(partner)
+        .bind(&fingerprint)
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(unavailable)?;
+        if let Some(row) = known {
+            let last: i64 = row.try_get("last_seen").map_err(unavailable)?;
+            if t - last >= LAST_SEEN_GRAIN {
+                self.touch(partner, &fingerprint, t).await?;
+            }
+            return Ok(false);
+        }
         let state = if automatic { "approved" } else { "pending" };
         let inserted = sqlx::query(
             "INSERT INTO harvested_key (partner, fingerprint, subject, addresses, certificate, \
@@ -97,15 +118,8 @@ impl HarvestStore {
         .map_err(unavailable)?;
         let new = inserted.rows_affected() == 1;
         if !new {
-            sqlx::query(
-                "UPDATE harvested_key SET last_seen = $1 WHERE partner = $2 AND fingerprint = $3",
-            )
-            .bind(t)
-            .bind(partner)
-            .bind(&fingerprint)
-            .execute(self.db.pool())
-            .await
-            .map_err(unavailable)?;
+            // Another worker recorded it between our read and our insert.
+            self.touch(partner, &fingerprint, t).await?;
         }
         let id: i64 =
             sqlx::query("SELECT id FROM harvested_key WHERE partner = $1 AND fingerprint = $2")
@@ -140,6 +154,20 @@ impl HarvestStore {
             tracing::info!(partner, fingerprint, state, "partner certificate harvested");
         }
         Ok(new)
+    }
+
+    /// Sets a certificate's `last_seen`.
+    async fn touch(&self, partner: &str, fingerprint: &str, t: i64) -> Result<(), Error> {
+        sqlx::query(
+            "UPDATE harvested_key SET last_seen = $1 WHERE partner = $2 AND fingerprint = $3",
+        )
+        .bind(t)
+        .bind(partner)
+        .bind(fingerprint)
+        .execute(self.db.pool())
+        .await
+        .map_err(unavailable)?;
+        Ok(())
     }
 
     /// Harvested certificates, optionally only those in `state`.
@@ -323,5 +351,56 @@ impl KeyStore for HarvestStore {
 
     async fn own_credentials(&self, _: Standard, _: &Domain) -> Result<Vec<Credential>, Error> {
         Ok(Vec::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn last_seen(store: &HarvestStore) -> i64 {
+        store.list(None).await.unwrap()[0].last_seen
+    }
+
+    async fn set_last_seen(store: &HarvestStore, t: i64) {
+        sqlx::query("UPDATE harvested_key SET last_seen = $1")
+            .bind(t)
+            .execute(store.db.pool())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_known_certificate_is_written_at_most_once_a_minute() {
+        let d = tempfile::tempdir().unwrap();
+        let store = HarvestStore::new(Db::sqlite(&d.path().join("h.sqlite")).await.unwrap());
+        let summary = CertificateSummary {
+            description: "CN=gw".into(),
+            addresses: vec!["gw@partner.example".into()],
+            ..Default::default()
+        };
+        assert!(store
+            .offer("partner.example", b"cert", &summary, false)
+            .await
+            .unwrap());
+        // Seen 30 s ago: the next offer changes nothing.
+        let recent = now() - 30;
+        set_last_seen(&store, recent).await;
+        assert!(!store
+            .offer("partner.example", b"cert", &summary, false)
+            .await
+            .unwrap());
+        assert_eq!(last_seen(&store).await, recent);
+        // Seen two minutes ago: updated.
+        set_last_seen(&store, now() - 120).await;
+        assert!(!store
+            .offer("partner.example", b"cert", &summary, false)
+            .await
+            .unwrap());
+        assert!(last_seen(&store).await >= now() - 5);
+        // Still one row, still pending.
+        let rows = store.list(None).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].state, "pending");
     }
 }
