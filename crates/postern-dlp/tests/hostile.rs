@@ -612,3 +612,14 @@ fn an_armoured_encrypted_attachment_stays_encrypted() {
     );
     assert_eq!(v.action, Action::Quarantine);
 }
+
+/// A message whose structure makes mail-parser 0.11.9 panic (a debug assertion; found by the
+/// dlp_inspect fuzz target): inspected as text a reader would see, no panic, and the card in
+/// it still found.
+#[test]
+fn a_structure_that_panics_the_mime_parser_is_read_as_text() {
+    let raw = include_bytes!("../../../tests/data/hostile-mime/mail-parser-part-id-panic.eml");
+    let v = inspector().inspect(raw);
+    assert!(v.hits.iter().any(|h| h.detector == "card"), "{:?}", v.hits);
+    assert_ne!(v.action, Action::Allow);
+}

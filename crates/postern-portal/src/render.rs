@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
-use mail_parser::{MessageParser, MimeHeaders};
+use mail_parser::MimeHeaders;
 
 use crate::letters::{one_line, safe_file_name};
 
@@ -47,7 +47,7 @@ pub fn sanitise(html: &str) -> String {
 
 /// Parses a stored message for the page. A message that does not parse is shown as text.
 pub fn render(raw: &[u8]) -> Rendered {
-    let Some(m) = MessageParser::default().parse(raw) else {
+    let Some(m) = postern_core::parse_message(raw) else {
         return Rendered {
             from: String::new(),
             subject: String::new(),
@@ -99,7 +99,7 @@ pub fn render(raw: &[u8]) -> Rendered {
 
 /// Attachment `n` (0-based): file name and bytes.
 pub fn attachment(raw: &[u8], n: usize) -> Option<(String, Vec<u8>)> {
-    let m = MessageParser::default().parse(raw)?;
+    let m = postern_core::parse_message(raw)?;
     let p = m.attachments().nth(n)?;
     Some((
         safe_file_name(p.attachment_name().unwrap_or("attachment")),

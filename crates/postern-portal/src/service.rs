@@ -4,8 +4,6 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use mail_parser::MessageParser;
-
 use crate::audit::{Action, AuditLog};
 use crate::db::{Db, DbError};
 use crate::letters;
@@ -130,7 +128,7 @@ impl Portal {
         queue_id: &str,
         lifetime_days: Option<i64>,
     ) -> Result<Vec<String>, PortalError> {
-        let parsed = MessageParser::default().parse_headers(message);
+        let parsed = postern_core::parse_headers(message);
         let from = parsed
             .as_ref()
             .and_then(|m| m.from())

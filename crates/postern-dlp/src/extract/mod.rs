@@ -15,7 +15,7 @@ mod rtf;
 
 use std::time::{Duration, Instant};
 
-use mail_parser::{MessageParser, MimeHeaders, PartType};
+use mail_parser::{MimeHeaders, PartType};
 use serde::{Deserialize, Serialize};
 
 pub use html::html_to_text;
@@ -241,7 +241,8 @@ fn push(out: &mut Extracted, budget: &mut Budget<'_>, location: Location, text: 
 }
 
 fn message(raw: &[u8], depth: usize, prefix: &str, budget: &mut Budget<'_>, out: &mut Extracted) {
-    let Some(msg) = MessageParser::default().parse(raw) else {
+    // (A parser panic on hostile structure is "not MIME" too: see postern_core::parse_message.)
+    let Some(msg) = postern_core::parse_message(raw) else {
         let loc = if prefix.is_empty() {
             Location::Body
         } else {
