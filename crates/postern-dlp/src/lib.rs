@@ -46,15 +46,38 @@ impl Inspector {
     }
 
     /// Inspects one raw message (RFC 5322).
+    ///
+    /// Never panics: the parsers underneath read hostile input, and a panic in any of them
+    /// (contained here) is a message that could not be inspected — a limit note, which the
+    /// policy's `on_limit` turns into its action (quarantine by default), so a crafted message
+    /// cannot slip past inspection by making it fail.
     pub fn inspect(&self, raw: &[u8]) -> Verdict {
-        let x = extract(raw, &self.policy.limits);
-        let mut found = Vec::new();
-        for seg in &x.segments {
-            for f in self.scanner.scan(&seg.text) {
-                found.push((seg.location.clone(), f));
+        let run = || {
+            #[cfg(test)]
+            if tests::FAIL.with(std::cell::Cell::get) {
+                panic!("injected failure");
             }
+            let x = extract(raw, &self.policy.limits);
+            let mut found = Vec::new();
+            for seg in &x.segments {
+                for f in self.scanner.scan(&seg.text) {
+                    found.push((seg.location.clone(), f));
+                }
+            }
+            (found, x.notes)
+        };
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+            Ok((found, notes)) => verdict::decide(found, notes, &self.policy),
+            Err(_) => verdict::decide(
+                Vec::new(),
+                vec![Note::Limit {
+                    what: "inspection failed on this message (internal error): nothing in it \
+                           was read"
+                        .into(),
+                }],
+                &self.policy,
+            ),
         }
-        verdict::decide(found, x.notes, &self.policy)
     }
 
     /// Inspects plain text (no MIME), e.g. for benchmarks and tools.
@@ -66,5 +89,33 @@ impl Inspector {
             .map(|f| (Location::Body, f))
             .collect();
         verdict::decide(found, Vec::new(), &self.policy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    thread_local! {
+        /// Makes the next inspection on this thread panic inside the contained part.
+        pub(crate) static FAIL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    #[test]
+    fn a_failure_inside_inspection_quarantines_by_default() {
+        let i = Inspector::new(DlpPolicy::default()).unwrap();
+        let msg = b"Subject: hi\r\n\r\nnothing here\r\n";
+        assert_eq!(i.inspect(msg).action, Action::Allow);
+        FAIL.with(|f| f.set(true));
+        let v = i.inspect(msg);
+        FAIL.with(|f| f.set(false));
+        assert_eq!(v.action, Action::Quarantine);
+        assert!(
+            v.notes
+                .iter()
+                .any(|n| matches!(n, Note::Limit { what } if what.contains("internal error"))),
+            "{:?}",
+            v.notes
+        );
     }
 }
