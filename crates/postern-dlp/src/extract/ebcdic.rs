@@ -66,17 +66,18 @@ pub(crate) fn decode(bytes: &[u8]) -> String {
 /// Whether a charset label names an EBCDIC code page.
 pub(crate) fn is_ebcdic_label(charset: &str) -> bool {
     let c = charset.to_ascii_lowercase();
+    // `ibm037`, `ibm-1047`, `cp500`, `cp01140`: the code page number after the prefix.
+    let number = c
+        .strip_prefix("ibm")
+        .or_else(|| c.strip_prefix("cp"))
+        .map(|rest| rest.trim_start_matches(['-', '0']));
     c.contains("ebcdic")
-        || [
-            "037", "500", "1047", "1140", "1148", "273", "277", "278", "280", "284", "285", "297",
-        ]
-        .iter()
-        .any(|n| {
-            c.strip_prefix("ibm")
-                .or_else(|| c.strip_prefix("cp"))
-                .or_else(|| c.strip_prefix("ibm-"))
-                .map(|rest| rest.trim_start_matches(['-', '0']) == n.trim_start_matches('0'))
-                .unwrap_or(false)
+        || number.is_some_and(|n| {
+            [
+                "37", "500", "1047", "1140", "1148", "273", "277", "278", "280", "284", "285",
+                "297",
+            ]
+            .contains(&n)
         })
 }
 

@@ -38,9 +38,9 @@ pub(crate) fn inflate(input: &[u8], zlib: bool, limit: usize) -> Inflated {
 }
 
 fn run(d: &mut Decompress, mut input: &[u8], limit: usize) -> Inflated {
-    // Deflate rarely expands text more than 4x; grow as needed, never past the limit.
-    let mut data: Vec<u8> =
-        Vec::with_capacity(input.len().saturating_mul(4).clamp(64, limit.max(64)));
+    // The decompressor writes only into spare capacity, and capacity is never asked past the
+    // limit. Deflate rarely expands text more than 4x: start there and grow as needed.
+    let mut data: Vec<u8> = Vec::with_capacity(input.len().saturating_mul(4).max(64).min(limit));
     loop {
         if data.len() >= limit {
             data.truncate(limit);
@@ -50,31 +50,22 @@ fn run(d: &mut Decompress, mut input: &[u8], limit: usize) -> Inflated {
             };
         }
         if data.len() == data.capacity() {
-            let more = data.len().max(4096).min(limit - data.len());
-            data.reserve_exact(more);
+            data.reserve_exact(data.len().max(4096).min(limit - data.len()));
         }
-        let room = limit - data.len();
-        let spare_before = data.len();
-        let in_before = d.total_in();
-        // Only `room` bytes of spare capacity may be written: cap by a view of the vector.
-        let status = if data.capacity() - data.len() > room {
-            let mut part = Vec::with_capacity(room);
-            let s = d.decompress_vec(input, &mut part, FlushDecompress::None);
-            data.extend_from_slice(&part);
-            s
-        } else {
-            d.decompress_vec(input, &mut data, FlushDecompress::None)
-        };
+        let (in_before, out_before) = (d.total_in(), data.len());
+        let status = d.decompress_vec(input, &mut data, FlushDecompress::None);
         let used = usize::try_from(d.total_in() - in_before).unwrap_or(input.len());
         input = input.get(used..).unwrap_or_default();
         match status {
-            Ok(Status::StreamEnd) => {
+            Ok(Status::StreamEnd) if data.len() <= limit => {
                 return Inflated {
                     data,
                     complete: true,
                 }
             }
-            Ok(_) if used > 0 || data.len() > spare_before => {}
+            // Past the limit (an allocator that gave more room than asked): cut at the top.
+            Ok(Status::StreamEnd) => {}
+            Ok(_) if used > 0 || data.len() > out_before => {}
             // No progress: the input ended before the stream did, or the data is broken.
             _ => {
                 return Inflated {

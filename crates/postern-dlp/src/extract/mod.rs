@@ -420,7 +420,9 @@ fn uudecode(text: &str) -> Vec<Vec<u8>> {
 /// bytes looked at, and prose (words shorter than `len`) is crossed in strides.
 fn has_run(b: &[u8], set: &[bool; 256], len: usize) -> bool {
     let is = |i: usize| set[usize::from(b[i])];
-    let mut p = len - 1;
+    let Some(mut p) = len.checked_sub(1) else {
+        return true;
+    };
     while p < b.len() {
         if !is(p) {
             p += len;
