@@ -120,6 +120,7 @@ impl HarvestStore {
         if !new {
             // Another worker recorded it between our read and our insert.
             self.touch(partner, &fingerprint, t).await?;
+            return Ok(false);
         }
         let id: i64 =
             sqlx::query("SELECT id FROM harvested_key WHERE partner = $1 AND fingerprint = $2")
@@ -129,31 +130,29 @@ impl HarvestStore {
                 .await
                 .and_then(|r| r.try_get("id"))
                 .map_err(unavailable)?;
-        if new {
-            let detail = format!(
-                "{} for {partner}: {} ({})",
-                fingerprint, summary.description, state
-            );
-            let object = format!("key-{id}");
+        let detail = format!(
+            "{} for {partner}: {} ({})",
+            fingerprint, summary.description, state
+        );
+        let object = format!("key-{id}");
+        self.audit
+            .append("gateway", Action::KeyOffered, &object, None, &detail)
+            .await
+            .map_err(unavailable)?;
+        if automatic {
             self.audit
-                .append("gateway", Action::KeyOffered, &object, None, &detail)
+                .append(
+                    "gateway",
+                    Action::KeyApproved,
+                    &object,
+                    None,
+                    "harvest = automatic",
+                )
                 .await
                 .map_err(unavailable)?;
-            if automatic {
-                self.audit
-                    .append(
-                        "gateway",
-                        Action::KeyApproved,
-                        &object,
-                        None,
-                        "harvest = automatic",
-                    )
-                    .await
-                    .map_err(unavailable)?;
-            }
-            tracing::info!(partner, fingerprint, state, "partner certificate harvested");
         }
-        Ok(new)
+        tracing::info!(partner, fingerprint, state, "partner certificate harvested");
+        Ok(true)
     }
 
     /// Sets a certificate's `last_seen`.
