@@ -48,12 +48,19 @@ fn openssl_decrypts_every_cipher_and_key_transport_we_seal() {
                 // The routing headers stay outside; the internal one does not leak.
                 assert!(text.contains("To: Records <records@partner.example>"));
                 assert!(!text.contains("X-Internal-Route"));
-                let out = ee.openssl_decrypt(&sealed);
-                assert_eq!(body(&out), body(&msg), "{cipher} {kt:?} {:?}", ee.email);
-                assert!(
-                    lf(&out).starts_with(b"From: Dr. Ada Sender"),
-                    "inner headers kept"
-                );
+                // Sealed into a writer (streamed, as the CLI and a spool writer do) too.
+                let mut streamed = Vec::new();
+                backend
+                    .seal_to(&MessageView::parse(&msg).unwrap(), &req, &mut streamed)
+                    .unwrap();
+                for sealed in [&sealed, &streamed] {
+                    let out = ee.openssl_decrypt(sealed);
+                    assert_eq!(body(&out), body(&msg), "{cipher} {kt:?} {:?}", ee.email);
+                    assert!(
+                        lf(&out).starts_with(b"From: Dr. Ada Sender"),
+                        "inner headers kept"
+                    );
+                }
             }
         }
     }

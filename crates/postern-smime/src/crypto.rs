@@ -448,7 +448,7 @@ pub fn content_info<T: Encode>(
 }
 
 /// Writes the DER of a ContentInfo around `content` into any DER writer.
-fn write_content_info<T: Encode>(
+pub fn write_content_info<T: Encode>(
     content_type: const_oid::ObjectIdentifier,
     content: &T,
     w: &mut impl der::Writer,
@@ -462,18 +462,6 @@ fn write_content_info<T: Encode>(
         w.write(part).map_err(len)?;
     }
     content.encode(w).map_err(len)
-}
-
-/// Appends the ContentInfo around `content` to `out` as base64 lines, encoding on the fly: a
-/// megabyte of ciphertext goes from the structure to the mail body without a DER copy between.
-pub fn content_info_base64<T: Encode>(
-    content_type: const_oid::ObjectIdentifier,
-    content: &T,
-    out: &mut Vec<u8>,
-) -> Result<(), Error> {
-    let mut w = Base64Writer::new(out);
-    write_content_info(content_type, content, &mut w)?;
-    w.finish()
 }
 
 /// Base64 lines (76 characters, CRLF) appended to a buffer as bytes arrive. Whole 57-byte

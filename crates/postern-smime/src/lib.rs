@@ -152,17 +152,18 @@ impl SmimeEnvelope {
         self
     }
 
-    /// Seals into `w` instead of a buffer. Encryption without signing under AES-CBC streams:
-    /// the sealed message is written as it is made and never held whole, so a 50 MB message
-    /// costs the input and a quarter of a megabyte. Other requests are sealed in memory first.
+    /// Seals into `w` instead of a buffer. Encryption without signing streams: the sealed
+    /// message is written as it is made and never held whole. Under AES-CBC a 50 MB message
+    /// costs the input and a quarter of a megabyte; under AES-GCM (one pass over contiguous
+    /// content) the input and one copy of the content, encrypted in place. Signed requests are
+    /// sealed in memory first.
     pub fn seal_to(
         &self,
         msg: &MessageView<'_>,
         req: &SealRequest<'_>,
         w: &mut dyn std::io::Write,
     ) -> Result<(), Error> {
-        let cipher = req.cipher.unwrap_or(self.default_cipher);
-        if req.sign.is_some() || req.recipients.is_empty() || cipher.is_aead() {
+        if req.sign.is_some() || req.recipients.is_empty() {
             let sealed = self.seal_sync(msg, req)?;
             return w
                 .write_all(&sealed)
