@@ -1,5 +1,7 @@
 //! `open` on arbitrary bytes: as a whole message, and as the CMS body of a pkcs7-mime message,
-//! with a real decryption key loaded (the published RFC 9216 sample key of Bob).
+//! with a real decryption key loaded (the published RFC 9216 sample key of Bob). Opening a
+//! message handed over (decoded and decrypted in its own buffer) must agree with opening it
+//! borrowed: the same message and report, or the same error.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -16,16 +18,25 @@ fuzz_target!(|data: &[u8]| {
     let policy = Policy::default();
     let req = OpenRequest::new(&keys, &policy).with_trust_anchors(&anchors);
     let smime = SmimeEnvelope::new();
-    if let Ok(view) = MessageView::parse(data) {
-        let _ = smime.open_sync(&view, &req);
-    }
+    both(&smime, data, &req);
     // The same bytes as the DER body of an enveloped message (base64 as a mailer would send it).
     let mut mail = b"From: a@b.example\r\nContent-Type: application/pkcs7-mime; smime-type=enveloped-data\r\nContent-Transfer-Encoding: base64\r\n\r\n".to_vec();
     mail.extend_from_slice(&base64(data));
-    if let Ok(view) = MessageView::parse(&mail) {
-        let _ = smime.open_sync(&view, &req);
-    }
+    both(&smime, &mail, &req);
 });
+
+fn both(smime: &SmimeEnvelope, mail: &[u8], req: &OpenRequest<'_>) {
+    let borrowed = MessageView::parse(mail).and_then(|v| smime.open_sync(&v, req));
+    let owned = smime.open_owned_sync(mail.to_vec(), req);
+    match (borrowed, owned) {
+        (Ok(a), Ok(b)) => {
+            assert_eq!(a.message, b.message);
+            assert_eq!(format!("{:?}", a.report), format!("{:?}", b.report));
+        }
+        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+        (a, b) => panic!("borrowed {:?}, owned {:?}", a.is_ok(), b.is_ok()),
+    }
+}
 
 fn base64(d: &[u8]) -> Vec<u8> {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -16,6 +16,31 @@ use std::process::{Command, Output, Stdio};
 
 use postern_core::{Credential, Standard};
 
+/// Opens `mail` with the S/MIME backend both ways, borrowed (`open_sync`) and handed over
+/// (`open_owned_sync`, which decodes and decrypts inside the buffer), and checks that they
+/// agree: the same message and report, or the same error. Returns the borrowed result.
+pub fn smime_open_both(
+    mail: &[u8],
+    req: &postern_core::OpenRequest<'_>,
+) -> Result<postern_core::Opened, postern_core::Error> {
+    let smime = postern_smime::SmimeEnvelope::new();
+    let borrowed = postern_core::MessageView::parse(mail).and_then(|v| smime.open_sync(&v, req));
+    let owned = smime.open_owned_sync(mail.to_vec(), req);
+    match (&borrowed, &owned) {
+        (Ok(a), Ok(b)) => {
+            assert_eq!(a.message, b.message, "opened message, borrowed and owned");
+            assert_eq!(format!("{:?}", a.report), format!("{:?}", b.report));
+        }
+        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+        (a, b) => panic!(
+            "borrowed and owned open disagree: {:?} / {:?}",
+            a.as_ref().map(|_| "opened"),
+            b.as_ref().map(|_| "opened")
+        ),
+    }
+    borrowed
+}
+
 /// The repository's test data folder.
 pub fn data(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join(rel)

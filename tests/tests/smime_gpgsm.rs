@@ -43,11 +43,8 @@ fn we_open_what_gpgsm_encrypts() {
     let msg = sample_message(2);
     let der = gpgsm.ok(&["--encrypt", "--recipient", &partner.email], &msg);
     let mail = postern_tests::pkcs7_mime_message(&der, "enveloped-data");
-    let view = MessageView::parse(&mail).unwrap();
     let keys = vec![partner.credential()];
-    let opened = SmimeEnvelope::new()
-        .open_sync(&view, &OpenRequest::new(&keys, &policy))
-        .unwrap();
+    let opened = postern_tests::smime_open_both(&mail, &OpenRequest::new(&keys, &policy)).unwrap();
     assert_eq!(body(&opened.message), body(&msg));
     assert!(opened.report.encryption.is_some());
 }

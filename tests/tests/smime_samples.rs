@@ -8,10 +8,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
 
 use postern_core::{
-    ChainStatus, ContentCipher, Credential, DigestAlgorithm, Error, MessageView, OpenRequest,
-    Opened, Policy, SignatureAlgorithm, SignatureStatus, Standard,
+    ChainStatus, ContentCipher, Credential, DigestAlgorithm, Error, OpenRequest, Opened, Policy,
+    SignatureAlgorithm, SignatureStatus, Standard,
 };
-use postern_smime::SmimeEnvelope;
 use postern_tests::{pkcs7_mime_message, read_data};
 
 const CONTENT: &str = "This is some sample content.";
@@ -34,9 +33,8 @@ fn anchors() -> Vec<Vec<u8>> {
 fn open(mail: &[u8], keys: &[Credential]) -> Result<Opened, Error> {
     let policy = Policy::default();
     let anchors = anchors();
-    let view = MessageView::parse(mail)?;
-    SmimeEnvelope::new().open_sync(
-        &view,
+    postern_tests::smime_open_both(
+        mail,
         &OpenRequest::new(keys, &policy).with_trust_anchors(&anchors),
     )
 }

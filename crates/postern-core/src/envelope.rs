@@ -250,6 +250,15 @@ pub trait SecureEnvelope: Send + Sync + fmt::Debug {
     /// means the message could not be opened at all.
     async fn open(&self, msg: &MessageView<'_>, req: &OpenRequest<'_>) -> Result<Opened, Error>;
 
+    /// [`open`](Self::open) for a message the caller hands over and needs no more. A backend
+    /// may then decode and decrypt inside `raw` instead of beside it (the S/MIME backend does:
+    /// a large encrypted message costs about its own size once). The default parses `raw` and
+    /// calls `open`.
+    async fn open_owned(&self, raw: Vec<u8>, req: &OpenRequest<'_>) -> Result<Opened, Error> {
+        let view = MessageView::parse(&raw)?;
+        self.open(&view, req).await
+    }
+
     /// Is `msg` already encrypted in this backend's format — proven by its structure, not by
     /// its labels? If so, returns the message rebuilt from what was proven: its header section
     /// and the ciphertext, with anything else (a preamble, an epilogue, extra parts, stray text

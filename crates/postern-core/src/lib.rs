@@ -91,7 +91,9 @@ pub use envelope::{
 pub use error::{Error, Result, SmtpReply};
 pub use identity::{Address, Domain};
 pub use keystore::{KeyStore, MemoryKeyStore};
-pub use message::{parse_headers, parse_message, HeaderField, MessageView, PartView};
+pub use message::{
+    decode_base64_in_place, parse_headers, parse_message, HeaderField, MessageView, PartView,
+};
 pub use policy::{ContentCipher, DigestAlgorithm, Policy, SignatureAlgorithm};
 pub use printable::{printable, Printable};
 pub use report::{ChainStatus, Encryption, Opened, Report, SignatureReport, SignatureStatus};

@@ -128,27 +128,19 @@ pub fn content_cipher(alg: &AlgorithmIdentifierOwned) -> Result<ContentCipher, E
 
 /// 3DES-CBC (des-ede3-cbc, RFC 3370 §5.1) decryption with PKCS#7 padding: receive-only, for a
 /// partner allowed it; every failure is the same [`Error::DecryptionFailed`].
-fn triple_des_decrypt(
-    params: &der::Any,
-    key: &[u8],
-    ciphertext: Vec<u8>,
-) -> Result<Vec<u8>, Error> {
+fn triple_des_decrypt(params: &der::Any, key: &[u8], buf: &mut [u8]) -> Result<usize, Error> {
     use cbc::cipher::{block_padding::Pkcs7, BlockDecryptMut, KeyIvInit};
     let iv: OctetString = params
         .decode_as()
         .map_err(|e| Error::malformed("3DES IV", e))?;
-    if iv.as_bytes().len() != 8 || ciphertext.is_empty() || ciphertext.len() % 8 != 0 {
+    if iv.as_bytes().len() != 8 || buf.is_empty() || buf.len() % 8 != 0 {
         return Err(Error::DecryptionFailed);
     }
     let d = cbc::Decryptor::<des::TdesEde3>::new_from_slices(key, iv.as_bytes())
         .map_err(|_| Error::DecryptionFailed)?;
-    let mut buf = ciphertext;
-    let n = d
-        .decrypt_padded_mut::<Pkcs7>(&mut buf)
+    Ok(d.decrypt_padded_mut::<Pkcs7>(buf)
         .map_err(|_| Error::DecryptionFailed)?
-        .len();
-    buf.truncate(n);
-    Ok(buf)
+        .len())
 }
 
 /// Decrypts content. Any failure is reported as [`Error::DecryptionFailed`] without detail, so
@@ -156,10 +148,24 @@ fn triple_des_decrypt(
 pub fn decrypt_content(
     alg: &AlgorithmIdentifierOwned,
     key: &[u8],
-    ciphertext: Vec<u8>,
+    mut ciphertext: Vec<u8>,
     tag: Option<&[u8]>,
     aad: &[u8],
 ) -> Result<Vec<u8>, Error> {
+    let n = decrypt_in_place(alg, key, &mut ciphertext, tag, aad)?;
+    ciphertext.truncate(n);
+    Ok(ciphertext)
+}
+
+/// [`decrypt_content`] where the ciphertext lies: `buf` is decrypted in place and the
+/// plaintext is its first bytes, as many as returned.
+pub fn decrypt_in_place(
+    alg: &AlgorithmIdentifierOwned,
+    key: &[u8],
+    buf: &mut [u8],
+    tag: Option<&[u8]>,
+    aad: &[u8],
+) -> Result<usize, Error> {
     let c = content_cipher(alg)?;
     if key.len() != key_len(c)? {
         return Err(Error::DecryptionFailed);
@@ -184,12 +190,11 @@ pub fn decrypt_content(
         let k = aead::LessSafeKey::new(
             aead::UnboundKey::new(gcm_alg(c)?, key).map_err(|_| Error::DecryptionFailed)?,
         );
-        let mut buf = ciphertext;
-        k.open_in_place_separate_tag(nonce, aead::Aad::from(aad), tag, &mut buf)
+        k.open_in_place_separate_tag(nonce, aead::Aad::from(aad), tag, buf)
             .map_err(|_| Error::DecryptionFailed)?;
-        Ok(buf)
+        Ok(buf.len())
     } else if c == ContentCipher::TripleDesCbc {
-        triple_des_decrypt(params, key, ciphertext)
+        triple_des_decrypt(params, key, buf)
     } else {
         let iv: OctetString = params
             .decode_as()
@@ -198,20 +203,16 @@ pub fn decrypt_content(
             .as_bytes()
             .try_into()
             .map_err(|_| Error::malformed("CBC IV", "not 16 bytes"))?;
-        if ciphertext.is_empty() || ciphertext.len() % 16 != 0 {
+        if buf.is_empty() || buf.len() % 16 != 0 {
             return Err(Error::DecryptionFailed);
         }
         let k = cipher::PaddedBlockDecryptingKey::cbc_pkcs7(
             cipher::UnboundCipherKey::new(cbc_alg(c)?, key).map_err(|_| Error::DecryptionFailed)?,
         )
         .map_err(|_| Error::DecryptionFailed)?;
-        let mut buf = ciphertext;
-        let n = k
-            .decrypt(&mut buf, cipher::DecryptionContext::Iv128(iv.into()))
+        Ok(k.decrypt(buf, cipher::DecryptionContext::Iv128(iv.into()))
             .map_err(|_| Error::DecryptionFailed)?
-            .len();
-        buf.truncate(n);
-        Ok(buf)
+            .len())
     }
 }
 

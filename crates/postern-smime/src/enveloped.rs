@@ -223,6 +223,50 @@ pub fn seal_base64_pieces(
     w.finish()
 }
 
+/// What decryption needs from an EnvelopedData or AuthEnvelopedData, besides the ciphertext.
+pub(crate) struct Envelope {
+    /// Who the content key was encrypted to.
+    pub recip_infos: RecipientInfos,
+    /// The content-encryption algorithm with its IV or GCM parameters.
+    pub alg: spki::AlgorithmIdentifierOwned,
+    /// The AuthEnvelopedData MAC (the GCM tag).
+    pub mac: Option<Vec<u8>>,
+    /// The AuthEnvelopedData authenticated attributes, as MACed.
+    pub aad: Vec<u8>,
+}
+
+/// One CMS layer read from its DER: decrypted, or a SignedData for the caller to verify.
+pub enum Layer {
+    /// The content of an EnvelopedData or AuthEnvelopedData, and how it was encrypted.
+    Opened(Vec<u8>, Encryption),
+    /// A SignedData.
+    Signed(ContentInfo),
+}
+
+/// Reads the ContentInfo in `der`. Encrypted content in the usual shape is decrypted where it
+/// lies in `der`, which becomes the plaintext: no copy of a large message is made. Other
+/// shapes are decoded whole first (see [`parse_content_info`]).
+pub fn open_der(
+    mut der: Vec<u8>,
+    ids: &[std::sync::Arc<Identity>],
+    policy: &Policy,
+) -> Result<Layer, Error> {
+    if let Some((envelope, at)) = crate::inplace::locate(&der) {
+        let (n, report) = decrypt(&envelope, ids, policy, &mut der[at.clone()])?;
+        der.copy_within(at.start..at.start + n, 0);
+        der.truncate(n);
+        return Ok(Layer::Opened(der, report));
+    }
+    let ci = parse_content_info(&der)?;
+    // Decoded: the DER goes before the content is decrypted.
+    drop(der);
+    if ci.content_type == oids::ID_SIGNED_DATA {
+        return Ok(Layer::Signed(ci));
+    }
+    let (plain, report) = open(ci, ids, policy)?;
+    Ok(Layer::Opened(plain, report))
+}
+
 /// Decrypts an EnvelopedData or AuthEnvelopedData with one of `ids`.
 pub fn open(
     ci: ContentInfo,
@@ -242,7 +286,7 @@ pub fn open(
         (
             ad.recip_infos,
             ad.auth_encrypted_content_info,
-            Some(ad.mac),
+            Some(ad.mac.as_bytes().to_vec()),
             aad,
         )
     } else {
@@ -253,24 +297,57 @@ pub fn open(
     };
     // Decoded: the ContentInfo's copy of the ciphertext goes before decryption begins.
     drop(ci);
-    let cipher = crypto::content_cipher(&eci.content_enc_alg)?;
-    policy.check_cipher(cipher)?;
-    let cek_len = crypto::key_len(cipher)?;
+    let envelope = Envelope {
+        recip_infos,
+        alg: eci.content_enc_alg.clone(),
+        mac,
+        aad,
+    };
+    envelope.cipher(policy)?;
     let ciphertext = eci
         .encrypted_content
         .take()
         .ok_or_else(|| Error::malformed("EncryptedContentInfo", "detached content"))?;
-    let mut ciphertext = Some(Vec::from(ciphertext.into_bytes()));
-    let all: Vec<String> = recip_infos.0.iter().map(recipient::describe).collect();
+    let mut ciphertext = Vec::from(ciphertext.into_bytes());
+    let (n, report) = decrypt(&envelope, ids, policy, &mut ciphertext)?;
+    ciphertext.truncate(n);
+    Ok((ciphertext, report))
+}
+
+impl Envelope {
+    /// The content cipher, if the policy allows it.
+    fn cipher(&self, policy: &Policy) -> Result<ContentCipher, Error> {
+        let cipher = crypto::content_cipher(&self.alg)?;
+        policy.check_cipher(cipher)?;
+        Ok(cipher)
+    }
+}
+
+/// Unwraps the content key with one of `ids` and decrypts `buf` in place; the plaintext is
+/// its first bytes, as many as returned.
+fn decrypt(
+    envelope: &Envelope,
+    ids: &[std::sync::Arc<Identity>],
+    policy: &Policy,
+    buf: &mut [u8],
+) -> Result<(usize, Encryption), Error> {
+    let cipher = envelope.cipher(policy)?;
+    let cek_len = crypto::key_len(cipher)?;
+    let all: Vec<String> = envelope
+        .recip_infos
+        .0
+        .iter()
+        .map(recipient::describe)
+        .collect();
     for me in ids {
-        for ri in recip_infos.0.iter() {
+        for ri in envelope.recip_infos.0.iter() {
             if let Some(u) = recipient::unwrap(ri, me, cek_len, policy)? {
-                let plain = crypto::decrypt_content(
-                    &eci.content_enc_alg,
+                let n = crypto::decrypt_in_place(
+                    &envelope.alg,
                     &u.cek,
-                    ciphertext.take().unwrap_or_default(),
-                    mac.as_ref().map(|m| m.as_bytes()),
-                    &aad,
+                    buf,
+                    envelope.mac.as_deref(),
+                    &envelope.aad,
                 )?;
                 // A PKCS#1 v1.5 failure yields a random content key (RFC 3218), and CBC has no
                 // integrity: such a key still passes the padding check about once in 256. What
@@ -279,7 +356,7 @@ pub fn open(
                 // some samples encrypt raw text with them, so they are not held to this.)
                 if u.key_management == "rsa-pkcs1v15"
                     && !cipher.is_aead()
-                    && !crypto::begins_like_mime_entity(&plain)
+                    && !crypto::begins_like_mime_entity(&buf[..n])
                 {
                     return Err(Error::DecryptionFailed);
                 }
@@ -289,7 +366,7 @@ pub fn open(
                     all,
                     crate::certinfo::describe(&me.certificate),
                 );
-                return Ok((plain, report));
+                return Ok((n, report));
             }
         }
     }

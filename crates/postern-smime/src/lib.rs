@@ -22,6 +22,7 @@ mod constraints;
 pub mod crl;
 mod crypto;
 mod enveloped;
+mod inplace;
 pub mod keys;
 mod names;
 pub mod ocsp;
@@ -263,6 +264,43 @@ impl SmimeEnvelope {
 
     /// Synchronous open.
     pub fn open_sync(&self, msg: &MessageView<'_>, req: &OpenRequest<'_>) -> Result<Opened, Error> {
+        let keys = self.open_keys(req)?;
+        // Borrowed until the first layer is peeled: the input is not copied.
+        let report = Report::new(Standard::Smime);
+        self.peel(std::borrow::Cow::Borrowed(msg.raw()), 0, &keys, report)
+    }
+
+    /// [`open_sync`](Self::open_sync) for a message handed over: an encrypted message is
+    /// transfer-decoded and decrypted inside `raw`, so opening it costs about its own size once
+    /// (not the input, its decoded DER and the plaintext side by side).
+    pub fn open_owned_sync(
+        &self,
+        mut raw: Vec<u8>,
+        req: &OpenRequest<'_>,
+    ) -> Result<Opened, Error> {
+        let base64_cms = {
+            let view = MessageView::parse(&raw)?;
+            let root = view.root();
+            let base64 = root
+                .header("content-transfer-encoding")
+                .is_some_and(|c| c.trim().eq_ignore_ascii_case("base64"));
+            (matches!(Kind::of(&view), Kind::Pkcs7Mime) && base64)
+                .then(|| view.header_section().to_vec())
+        };
+        let Some(head) = base64_cms else {
+            return self.open_sync(&MessageView::parse(&raw)?, req);
+        };
+        let keys = self.open_keys(req)?;
+        postern_core::decode_base64_in_place(&mut raw, head.len());
+        let outer = MessageView::parse(&head)?;
+        let mut report = Report::new(Standard::Smime);
+        let first = self.peel_cms(raw, &keys, &mut report)?;
+        let merged = mime::merge_owned(&outer, first);
+        self.peel(std::borrow::Cow::Owned(merged), 1, &keys, report)
+    }
+
+    /// Our keys and the certificates a signature is verified against.
+    fn open_keys<'r>(&self, req: &OpenRequest<'r>) -> Result<OpenKeys<'r>, Error> {
         let ids = req
             .keys
             .iter()
@@ -276,20 +314,25 @@ impl SmimeEnvelope {
             }
             Ok(v)
         };
-        let anchors = parse_all(req.trust_anchors)?;
-        let pinned = parse_all(req.expected_signers)?;
-        let intermediates = parse_all(req.intermediates)?;
-        let vctx = signed::VerifyContext {
-            anchors: &anchors,
-            pinned: &pinned,
-            intermediates: &intermediates,
+        Ok(OpenKeys {
+            ids,
+            anchors: parse_all(req.trust_anchors)?,
+            pinned: parse_all(req.expected_signers)?,
+            intermediates: parse_all(req.intermediates)?,
             policy: req.policy,
             now: req.now,
-        };
-        let mut report = Report::new(Standard::Smime);
-        // Borrowed until the first layer is peeled: the input is not copied.
-        let mut current: std::borrow::Cow<'_, [u8]> = std::borrow::Cow::Borrowed(msg.raw());
-        let mut layers = 0;
+        })
+    }
+
+    /// Peels S/MIME layers off `current` (after `layers` already peeled) until a message that
+    /// is not S/MIME remains.
+    fn peel(
+        &self,
+        mut current: std::borrow::Cow<'_, [u8]>,
+        mut layers: usize,
+        keys: &OpenKeys<'_>,
+        mut report: Report,
+    ) -> Result<Opened, Error> {
         loop {
             let view = MessageView::parse(&current)?;
             let next = match Kind::of(&view) {
@@ -301,25 +344,8 @@ impl SmimeEnvelope {
                 }
                 Kind::Pkcs7Mime => {
                     // Transfer decoding only: no need to walk the MIME structure of a leaf.
-                    // The base64-decoded object goes as soon as it is parsed.
-                    let ci = enveloped::parse_content_info(&view.root().transfer_decoded_body())?;
-                    let inner = if ci.content_type == oids::ID_SIGNED_DATA {
-                        let signed = signed::signed_data(&ci)?;
-                        let content = signed.content.clone().ok_or_else(|| {
-                            Error::malformed("signed-data", "no encapsulated content")
-                        })?;
-                        report
-                            .signatures
-                            .extend(signed::verify(&signed, &content, &vctx));
-                        report.note_signed_entity(&content);
-                        content
-                    } else {
-                        let (plain, enc) = enveloped::open(ci, &ids, req.policy)?;
-                        if report.encryption.is_none() {
-                            report.encryption = Some(enc);
-                        }
-                        plain
-                    };
+                    let der = view.root().transfer_decoded_body().into_owned();
+                    let inner = self.peel_cms(der, keys, &mut report)?;
                     mime::merge_owned(&view, inner)
                 }
                 Kind::MultipartSigned => {
@@ -332,6 +358,7 @@ impl SmimeEnvelope {
                     let ci = enveloped::parse_content_info(&sig.decoded_body())?;
                     let signed = signed::signed_data(&ci)?;
                     let exact = content.raw();
+                    let vctx = keys.verify_context();
                     let reports = mime::verify_canonical(exact, |c| {
                         Ok::<_, Error>(signed::verify(&signed, c, &vctx))
                     })?;
@@ -353,6 +380,58 @@ impl SmimeEnvelope {
             message: mime::into_crlf(current.into_owned()),
             report,
         })
+    }
+
+    /// The content of the CMS object in `der` (an `application/pkcs7-mime` body): decrypted in
+    /// place, or the encapsulated content of a SignedData, verified into `report`.
+    fn peel_cms(
+        &self,
+        der: Vec<u8>,
+        keys: &OpenKeys<'_>,
+        report: &mut Report,
+    ) -> Result<Vec<u8>, Error> {
+        match enveloped::open_der(der, &keys.ids, keys.policy)? {
+            enveloped::Layer::Opened(plain, encryption) => {
+                if report.encryption.is_none() {
+                    report.encryption = Some(encryption);
+                }
+                Ok(plain)
+            }
+            enveloped::Layer::Signed(ci) => {
+                let signed = signed::signed_data(&ci)?;
+                let content = signed
+                    .content
+                    .clone()
+                    .ok_or_else(|| Error::malformed("signed-data", "no encapsulated content"))?;
+                report
+                    .signatures
+                    .extend(signed::verify(&signed, &content, &keys.verify_context()));
+                report.note_signed_entity(&content);
+                Ok(content)
+            }
+        }
+    }
+}
+
+/// What opening needs from the request, loaded and parsed once per message.
+struct OpenKeys<'r> {
+    ids: Vec<Arc<Identity>>,
+    anchors: Vec<Certificate>,
+    pinned: Vec<Certificate>,
+    intermediates: Vec<Certificate>,
+    policy: &'r postern_core::Policy,
+    now: std::time::SystemTime,
+}
+
+impl OpenKeys<'_> {
+    fn verify_context(&self) -> signed::VerifyContext<'_> {
+        signed::VerifyContext {
+            anchors: &self.anchors,
+            pinned: &self.pinned,
+            intermediates: &self.intermediates,
+            policy: self.policy,
+            now: self.now,
+        }
     }
 }
 
@@ -448,6 +527,10 @@ impl SecureEnvelope for SmimeEnvelope {
 
     async fn open(&self, msg: &MessageView<'_>, req: &OpenRequest<'_>) -> Result<Opened, Error> {
         self.open_sync(msg, req)
+    }
+
+    async fn open_owned(&self, raw: Vec<u8>, req: &OpenRequest<'_>) -> Result<Opened, Error> {
+        self.open_owned_sync(raw, req)
     }
 
     fn proven_encrypted(&self, msg: &MessageView<'_>) -> Option<Vec<u8>> {

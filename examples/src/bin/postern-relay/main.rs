@@ -295,7 +295,6 @@ async fn seal(args: SealArgs) -> Result<Vec<u8>, String> {
 
 async fn open(args: OpenArgs) -> Result<(Opened, bool), String> {
     let input = read_stdin()?;
-    let view = MessageView::parse(&input).map_err(|e| e.to_string())?;
     let mut keys = Vec::new();
     for k in &args.keys {
         let bytes = read(k)?;
@@ -335,15 +334,22 @@ async fn open(args: OpenArgs) -> Result<(Opened, bool), String> {
         StandardArg::Smime => Standard::Smime,
         StandardArg::Openpgp => Standard::OpenPgp,
     });
-    let backend = backends
-        .iter()
-        .filter(|b| wanted.is_none_or(|w| b.standard() == w))
-        .find(|b| b.recognises(&view))
-        .ok_or(match wanted {
-            Some(w) => format!("not an {w} message"),
-            None => "not an S/MIME or OpenPGP message".to_string(),
-        })?;
-    let opened = backend.open(&view, &req).await.map_err(|e| e.to_string())?;
+    let backend = {
+        let view = MessageView::parse(&input).map_err(|e| e.to_string())?;
+        backends
+            .iter()
+            .filter(|b| wanted.is_none_or(|w| b.standard() == w))
+            .find(|b| b.recognises(&view))
+            .ok_or(match wanted {
+                Some(w) => format!("not an {w} message"),
+                None => "not an S/MIME or OpenPGP message".to_string(),
+            })?
+    };
+    // Handed over: the backend may decode and decrypt inside the input's buffer.
+    let opened = backend
+        .open_owned(input, &req)
+        .await
+        .map_err(|e| e.to_string())?;
     if let Some(path) = &args.report_json {
         let json =
             serde_json::to_vec_pretty(&report_json(&opened.report)).map_err(|e| e.to_string())?;
