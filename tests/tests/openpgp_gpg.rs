@@ -69,6 +69,73 @@ fn gpg_decrypts_what_we_seal_for_rsa_and_curve25519() {
     }
 }
 
+/// A writer that takes at most 1,000 bytes per call.
+struct Trickle(Vec<u8>);
+
+impl std::io::Write for Trickle {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let n = b.len().min(1000);
+        self.0.extend_from_slice(&b[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What `seal_to` streams (the armor handed on in pieces as sequoia makes it) is what gpg
+/// reads, signed or not, for a message several times the size handed on at once; a writer
+/// that fails makes the seal fail.
+#[test]
+fn gpg_decrypts_what_we_stream_into_a_writer() {
+    let partner = Gpg::new();
+    partner.generate("P <p@partner.example>", PgpKind::Ed25519, "never");
+    let us = Gpg::new();
+    us.generate(
+        "Clinic Gateway <gw@clinic.example>",
+        PgpKind::Ed25519,
+        "never",
+    );
+    partner.import(&us.export("gw@clinic.example"));
+    let our_key = pgp_credential(&us.export_secret("gw@clinic.example"));
+    let policy = Policy::default();
+    let certs = vec![partner.export("p@partner.example")];
+    let msg = sample_message(1500);
+    let view = MessageView::parse(&msg).unwrap();
+    for signed in [false, true] {
+        let mut req = SealRequest::encrypt(&certs, &policy);
+        if signed {
+            req = req.signed_by(&our_key);
+        }
+        let mut out = Trickle(Vec::new());
+        OpenPgpEnvelope::new()
+            .seal_to(&view, &req, &mut out)
+            .unwrap();
+        assert!(out.0.len() > 1_500_000);
+        let (plain, err, ok) = partner.decrypt(&encrypted_part(&out.0));
+        assert!(ok, "{err}");
+        assert_eq!(body_lf(&plain), body_lf(&msg));
+        assert_eq!(
+            err.contains("Good signature from \"Clinic Gateway"),
+            signed,
+            "{err}"
+        );
+    }
+    struct Broken;
+    impl std::io::Write for Broken {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("disk full"))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let e = OpenPgpEnvelope::new()
+        .seal_to(&view, &SealRequest::encrypt(&certs, &policy), &mut Broken)
+        .unwrap_err();
+    assert!(e.to_string().contains("disk full"), "{e}");
+}
+
 #[test]
 fn one_message_for_two_partners_and_signed_inside() {
     let a = Gpg::new();

@@ -4,7 +4,7 @@
 
 use postern_core::{mime, Error, MessageView, OpenRequest, Policy, SealRequest};
 use postern_openpgp::OpenPgpEnvelope;
-use postern_tests::{pgp_credential, read_data, sample_message, Gpg, PgpKind};
+use postern_tests::{body_lf, pgp_credential, read_data, sample_message, Gpg, PgpKind};
 use proptest::prelude::*;
 
 const BRE: &str = "openpgp/draft-bre-openpgp-samples";
@@ -59,6 +59,68 @@ fn a_compression_bomb_stops_at_the_limit() {
     let env = OpenPgpEnvelope::new().with_max_output(1024 * 1024);
     let e = open_with(&env, &encrypted_mail(&armored)).unwrap_err();
     assert!(e.to_string().contains("limit"), "{e}");
+}
+
+/// Plaintext streams out of the decryptor before the integrity check at the end of the
+/// message: a byte changed deep inside a large message must still fail the whole open, for
+/// gpg's SEIPDv1 (MDC) and for our own sealing.
+#[test]
+fn tampering_deep_in_a_large_message_fails_the_whole_open() {
+    let g = Gpg::new();
+    let bob_pub = read_data(&format!("{BRE}/bob.pub.asc"));
+    g.import(&bob_pub);
+    let msg = sample_message(2048);
+    let binary_mail = |packets: &[u8]| {
+        let mut part =
+            b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+                .to_vec();
+        part.extend_from_slice(&mime::base64_lines(packets));
+        mime::multipart(
+            b"From: x@partner.example\r\n",
+            "multipart/encrypted; protocol=\"application/pgp-encrypted\"",
+            "",
+            &[
+                b"Content-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n",
+                &part,
+            ],
+        )
+    };
+    // gpg, uncompressed so the change lands in the encrypted literal data.
+    let gpg = g.ok(
+        &[
+            "--compress-algo",
+            "none",
+            "--encrypt",
+            "-r",
+            "bob@openpgp.example",
+        ],
+        &msg,
+    );
+    // Ours, dearmored by sequoia's reader into packets.
+    let policy = Policy::default();
+    let ours = OpenPgpEnvelope::new()
+        .seal_sync(
+            &MessageView::parse(&msg).unwrap(),
+            &SealRequest::encrypt(std::slice::from_ref(&bob_pub), &policy),
+        )
+        .unwrap();
+    let ours = MessageView::parse(&ours).unwrap();
+    let armored = ours.top_level_parts()[1].to_vec();
+    let at = armored.windows(5).position(|w| w == b"-----").unwrap();
+    let ours = g.ok(&["--dearmor"], &armored[at..]);
+    let env = OpenPgpEnvelope::new();
+    for (who, packets) in [("gpg", gpg), ("ours", ours)] {
+        assert!(packets.len() > 2_000_000, "{who}");
+        let opened = open_with(&env, &binary_mail(&packets)).unwrap();
+        let (got, want) = (body_lf(&opened.message), body_lf(&msg));
+        assert!(got.ends_with(&want) && want.len() > 2_000_000, "{who}");
+        for at in [packets.len() / 2, packets.len() - 100] {
+            let mut changed = packets.clone();
+            changed[at] ^= 0x10;
+            let e = open_with(&env, &binary_mail(&changed)).unwrap_err();
+            assert!(!e.is_temporary(), "{who} at {at}: {e}");
+        }
+    }
 }
 
 #[test]

@@ -88,26 +88,53 @@ impl Crc24 {
 }
 
 /// Armors what is written to it into the end of a buffer, CRLF line endings, 64 characters a
-/// line, the CRC-24 line and the end line written by [`ArmorWriter::finish`].
-pub(crate) struct ArmorWriter<'a> {
+/// line, the CRC-24 line and the end line written by [`ArmorWriter::finish`]. With a sink, the
+/// buffer is handed on whenever it holds [`SPILL`] bytes, so the armored whole never exists.
+pub(crate) struct ArmorWriter<'a, 's> {
     out: &'a mut Vec<u8>,
+    sink: Option<&'s mut (dyn Write + Send + Sync)>,
     /// The start of the line not yet complete (fewer than [`LINE_BYTES`] bytes).
     pending: [u8; LINE_BYTES],
     filled: usize,
     crc: Crc24,
 }
 
-impl<'a> ArmorWriter<'a> {
+/// How much armor a sink is handed at a time.
+pub(crate) const SPILL: usize = 256 * 1024;
+
+impl<'a, 's> ArmorWriter<'a, 's> {
     /// Starts an armored `PGP MESSAGE` at the end of `out`.
+    #[cfg(test)]
     pub(crate) fn new(out: &'a mut Vec<u8>) -> Self {
+        Self::streaming(out, None)
+    }
+
+    /// Starts an armored `PGP MESSAGE` at the end of `out`, which (what it already holds
+    /// first) goes on to `sink` as it fills.
+    pub(crate) fn streaming(
+        out: &'a mut Vec<u8>,
+        sink: Option<&'s mut (dyn Write + Send + Sync)>,
+    ) -> Self {
         out.extend_from_slice(BEGIN);
         out.extend_from_slice(b"\r\n\r\n");
         ArmorWriter {
             out,
+            sink,
             pending: [0; LINE_BYTES],
             filled: 0,
             crc: Crc24::new(),
         }
+    }
+
+    /// Hands the buffer on once it holds `at` bytes or more (with a sink).
+    fn spill(&mut self, at: usize) -> io::Result<()> {
+        if let Some(sink) = self.sink.as_mut() {
+            if self.out.len() >= at {
+                sink.write_all(self.out)?;
+                self.out.clear();
+            }
+        }
+        Ok(())
     }
 
     fn line(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -119,7 +146,8 @@ impl<'a> ArmorWriter<'a> {
         out.extend_from_slice(b"\r\n");
     }
 
-    /// Writes the last line, the checksum and the end line.
+    /// Writes the last line, the checksum and the end line (left in the buffer for the caller
+    /// to hand on with whatever follows).
     pub(crate) fn finish(self) {
         if self.filled > 0 {
             Self::line(self.out, &self.pending[..self.filled]);
@@ -135,7 +163,7 @@ impl<'a> ArmorWriter<'a> {
     }
 }
 
-impl Write for ArmorWriter<'_> {
+impl Write for ArmorWriter<'_, '_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.crc.update(buf);
         let mut rest = buf;
@@ -151,10 +179,14 @@ impl Write for ArmorWriter<'_> {
             self.filled = 0;
         }
         let mut lines = rest.chunks_exact(LINE_BYTES);
-        self.out
-            .reserve(rest.len() / LINE_BYTES * (LINE_BYTES / 3 * 4 + 2));
+        if self.sink.is_none() {
+            self.out
+                .reserve(rest.len() / LINE_BYTES * (LINE_BYTES / 3 * 4 + 2));
+        }
         for l in &mut lines {
             Self::line(self.out, l);
+            // sequoia hands over megabytes at once: they go on as they are encoded.
+            self.spill(SPILL)?;
         }
         let tail = lines.remainder();
         self.pending[..tail.len()].copy_from_slice(tail);

@@ -183,6 +183,31 @@ impl OpenPgpEnvelope {
         msg: &MessageView<'_>,
         req: &SealRequest<'_>,
     ) -> Result<Vec<u8>, Error> {
+        self.seal_into(msg, req, None)
+    }
+
+    /// Seals into `w` instead of a buffer. Encryption (signed or not) streams: the armored
+    /// message is written as sequoia makes it and never held whole, so a 50 MB message costs
+    /// the input and a few hundred KiB. A sign-only message is made in memory first.
+    pub fn seal_to(
+        &self,
+        msg: &MessageView<'_>,
+        req: &SealRequest<'_>,
+        w: &mut (dyn std::io::Write + Send + Sync),
+    ) -> Result<(), Error> {
+        let sealed = self.seal_into(msg, req, Some(&mut *w))?;
+        w.write_all(&sealed)
+            .map_err(|e| Error::Unavailable(format!("writing the sealed message: {e}")))
+    }
+
+    /// Seals, into `sink` when there is one (the result is then empty unless the message was
+    /// not streamed).
+    fn seal_into(
+        &self,
+        msg: &MessageView<'_>,
+        req: &SealRequest<'_>,
+        sink: Option<&mut (dyn std::io::Write + Send + Sync)>,
+    ) -> Result<Vec<u8>, Error> {
         let p = StandardPolicy::new();
         let now = req.now;
         let signer = match req.sign {
@@ -215,8 +240,17 @@ impl OpenPgpEnvelope {
         // The entity goes to the encryptor as its header section and the body as it lies.
         let (head, body) = mime::inner_entity_parts(msg, hp);
         let outer = mime::outer_headers(msg, req.header_protection, false);
-        seal::pgp_mime_encrypted(&outer, head.len() + body.len(), |out| {
-            seal::encrypt_into(out, &[&head, &body], &certs, signer, &p, req.policy, now)
+        seal::pgp_mime_encrypted(&outer, head.len() + body.len(), sink, |out, sink| {
+            seal::encrypt_into(
+                out,
+                sink,
+                &[&head, &body],
+                &certs,
+                signer,
+                &p,
+                req.policy,
+                now,
+            )
         })
     }
 

@@ -303,18 +303,33 @@ impl DecryptionHelper for Helper<'_> {
     }
 }
 
+/// How much plaintext sequoia holds back before handing it on. Its default (25 MB) buffers a
+/// whole message below that size to verify signatures before releasing any of it, at several
+/// times the message's size in memory; we release nothing before the last byte is read and
+/// every check has run anyway (`read_bounded` reads to the end, and an error at the end, a bad
+/// MDC or AEAD tag, fails the whole open), so the plaintext may stream.
+const STREAM_BUFFER: usize = 64 * 1024;
+
 fn read_bounded(r: impl Read, max: usize, expected: usize) -> Result<Vec<u8>, Error> {
     // Sized for the usual case (plaintext about as large as the message) to avoid regrowing,
     // and read straight into it: no bounce buffer to clear and copy through.
     let mut out = Vec::with_capacity(expected.min(max));
-    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
-    r.take(limit).read_to_end(&mut out).map_err(map_io)?;
-    if out.len() > max {
-        return Err(Error::MalformedMessage(format!(
-            "OpenPGP plaintext exceeds the {max} byte limit (compression bomb?)"
-        )));
+    // A read asks every layer underneath (decryption, partial bodies, decompression) for that
+    // much at once, and each buffers it: reads of the whole spare capacity held the plaintext
+    // four times over. A few hundred KiB per read keeps those buffers small.
+    const READ: u64 = 256 * 1024;
+    let mut r = r;
+    loop {
+        let n = (&mut r).take(READ).read_to_end(&mut out).map_err(map_io)?;
+        if out.len() > max {
+            return Err(Error::MalformedMessage(format!(
+                "OpenPGP plaintext exceeds the {max} byte limit (compression bomb?)"
+            )));
+        }
+        if n == 0 {
+            return Ok(out);
+        }
     }
-    Ok(out)
 }
 
 fn map_io(e: std::io::Error) -> Error {
@@ -415,6 +430,7 @@ fn read_message_unguarded(data: &[u8], ctx: &Context<'_>) -> Result<(Vec<u8>, Fi
         let binary = crate::armor::dearmor(data);
         DecryptorBuilder::from_bytes(binary.as_deref().unwrap_or(data))
             .map_err(map_anyhow)
+            .map(|b| b.buffer_size(STREAM_BUFFER))
             .and_then(|b| b.with_policy(ctx.p, ctx.now, helper).map_err(map_anyhow))
             .and_then(|d| read_bounded(d, ctx.max_output, data.len()))
     };

@@ -18,15 +18,21 @@ fn backend(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Backend(format!("{what}: {e}"))
 }
 
+/// How much plaintext goes to sequoia's writer at a time.
+const WRITE: usize = 64 * 1024;
+
 /// Encrypts (and, with `signer`, signs inside the same OpenPGP message) the entity given in
 /// `pieces` to every valid encryption key of every certificate, appending ASCII armor with
 /// CRLF line endings to `out` as sequoia writes the packets: neither the entity nor the armor
-/// is a buffer of its own.
+/// is a buffer of its own. With a `sink`, the armor goes on to it as it fills (see
+/// [`ArmorWriter`]), and what `out` held before with it.
 ///
 /// The container version follows what the recipients advertise: SEIPDv2 (AEAD) only when every
 /// recipient certificate supports it, else SEIPDv1, which GnuPG 2.2 reads.
+#[allow(clippy::too_many_arguments)]
 pub fn encrypt_into(
     out: &mut Vec<u8>,
+    sink: Option<&mut (dyn Write + Send + Sync)>,
     pieces: &[&[u8]],
     certs: &[Cert],
     signer: Option<KeyPair>,
@@ -40,7 +46,7 @@ pub fn encrypt_into(
             recipients.push(ka.into());
         }
     }
-    let mut armor = ArmorWriter::new(out);
+    let mut armor = ArmorWriter::streaming(out, sink);
     let message = Message::new(&mut armor);
     let message = Encryptor::for_recipients(message, recipients)
         .build()
@@ -55,8 +61,12 @@ pub fn encrypt_into(
     let mut literal = LiteralWriter::new(message)
         .build()
         .map_err(|e| backend("literal", e))?;
+    // In pieces: handed a whole body at once, sequoia's partial-body writer buffers a chunk of
+    // up to 16 MiB of it.
     for piece in pieces {
-        literal.write_all(piece).map_err(|e| backend("write", e))?;
+        for chunk in piece.chunks(WRITE) {
+            literal.write_all(chunk).map_err(|e| backend("write", e))?;
+        }
     }
     literal.finalize().map_err(|e| backend("finalize", e))?;
     armor.finish();
@@ -84,15 +94,22 @@ pub fn detached_signature(entity: &[u8], kp: KeyPair, now: SystemTime) -> Result
 
 /// `multipart/encrypted` (RFC 3156 §4) around the armored data that `armor` appends to the
 /// buffer it is given: the message is built in one buffer, sized for `content_len` bytes of
-/// plaintext, the armor written into its place.
+/// plaintext, the armor written into its place. With a `sink`, `armor` is given it to hand
+/// the buffer on as it fills, the end goes after it, and the result is empty.
 pub fn pgp_mime_encrypted(
     outer: &[u8],
     content_len: usize,
-    armor: impl FnOnce(&mut Vec<u8>) -> Result<(), Error>,
+    sink: Option<&mut (dyn Write + Send + Sync)>,
+    armor: impl FnOnce(&mut Vec<u8>, Option<&mut (dyn Write + Send + Sync)>) -> Result<(), Error>,
 ) -> Result<Vec<u8>, Error> {
     let b = mime::boundary();
-    // Armor: 4/3 of the ciphertext, 65 characters a line plus CR; a little for packets.
-    let mut out = Vec::with_capacity(outer.len() + content_len / 3 * 4 * 66 / 64 + 2048);
+    // Armor: 4/3 of the ciphertext, 65 characters a line plus CR; a little for packets. With
+    // a sink, what is handed on at a time.
+    let cap = match sink {
+        Some(_) => crate::armor::SPILL + 64 * 1024,
+        None => outer.len() + content_len / 3 * 4 * 66 / 64 + 2048,
+    };
+    let mut out = Vec::with_capacity(cap);
     out.extend_from_slice(outer);
     out.extend_from_slice(
         format!(
@@ -108,8 +125,17 @@ pub fn pgp_mime_encrypted(
         )
         .as_bytes(),
     );
-    armor(&mut out)?;
+    let mut sink = sink;
+    armor(
+        &mut out,
+        sink.as_mut()
+            .map(|s| &mut **s as &mut (dyn Write + Send + Sync)),
+    )?;
     out.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
+    if let Some(sink) = sink {
+        sink.write_all(&out).map_err(|e| backend("write", e))?;
+        out.clear();
+    }
     Ok(out)
 }
 

@@ -274,23 +274,19 @@ async fn seal(args: SealArgs) -> Result<Vec<u8>, String> {
             detached: !args.opaque,
         });
     }
-    let backend: Box<dyn SecureEnvelope> = match args.standard {
-        StandardArg::Smime => {
-            // Straight to standard output: an encrypted message is then never held whole.
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            smime_backend(&args)
-                .seal_to(&view, &req, &mut out)
-                .map_err(|e| e.to_string())?;
-            out.flush().map_err(|e| e.to_string())?;
-            return Ok(Vec::new());
-        }
+    // Straight to standard output: an encrypted message is then never held whole.
+    let mut out = std::io::BufWriter::new(std::io::stdout());
+    match args.standard {
+        StandardArg::Smime => smime_backend(&args).seal_to(&view, &req, &mut out),
         StandardArg::Openpgp => {
             // OpenPGP chooses its own cipher from the recipients' preferences.
             req.cipher = None;
-            Box::new(OpenPgpEnvelope::new())
+            OpenPgpEnvelope::new().seal_to(&view, &req, &mut out)
         }
-    };
-    backend.seal(&view, &req).await.map_err(|e| e.to_string())
+    }
+    .map_err(|e| e.to_string())?;
+    out.flush().map_err(|e| e.to_string())?;
+    Ok(Vec::new())
 }
 
 async fn open(args: OpenArgs) -> Result<(Opened, bool), String> {
