@@ -41,6 +41,33 @@ pub fn smime_open_both(
     borrowed
 }
 
+/// A writer that takes at most 1,000 bytes per call: a sink that sees many small writes.
+#[derive(Default)]
+pub struct Trickle(pub Vec<u8>);
+
+impl Write for Trickle {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let n = b.len().min(1000);
+        self.0.extend_from_slice(&b[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A writer whose every write fails with "disk full".
+pub struct DiskFull;
+
+impl Write for DiskFull {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::other("disk full"))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The repository's test data folder.
 pub fn data(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join(rel)

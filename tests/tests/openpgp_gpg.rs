@@ -9,7 +9,7 @@ use postern_core::{
     SignatureStatus,
 };
 use postern_openpgp::OpenPgpEnvelope;
-use postern_tests::{body_lf, lf, pgp_credential, sample_message, Gpg, PgpKind};
+use postern_tests::{body_lf, lf, pgp_credential, sample_message, DiskFull, Gpg, PgpKind, Trickle};
 
 fn seal(msg: &[u8], req: &SealRequest<'_>) -> Result<Vec<u8>, Error> {
     let view = MessageView::parse(msg).unwrap();
@@ -69,20 +69,6 @@ fn gpg_decrypts_what_we_seal_for_rsa_and_curve25519() {
     }
 }
 
-/// A writer that takes at most 1,000 bytes per call.
-struct Trickle(Vec<u8>);
-
-impl std::io::Write for Trickle {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        let n = b.len().min(1000);
-        self.0.extend_from_slice(&b[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// What `seal_to` streams (the armor handed on in pieces as sequoia makes it) is what gpg
 /// reads, signed or not, for a message several times the size handed on at once; a writer
 /// that fails makes the seal fail.
@@ -107,7 +93,7 @@ fn gpg_decrypts_what_we_stream_into_a_writer() {
         if signed {
             req = req.signed_by(&our_key);
         }
-        let mut out = Trickle(Vec::new());
+        let mut out = Trickle::default();
         OpenPgpEnvelope::new()
             .seal_to(&view, &req, &mut out)
             .unwrap();
@@ -121,17 +107,8 @@ fn gpg_decrypts_what_we_stream_into_a_writer() {
             "{err}"
         );
     }
-    struct Broken;
-    impl std::io::Write for Broken {
-        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
-            Err(std::io::Error::other("disk full"))
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
     let e = OpenPgpEnvelope::new()
-        .seal_to(&view, &SealRequest::encrypt(&certs, &policy), &mut Broken)
+        .seal_to(&view, &SealRequest::encrypt(&certs, &policy), &mut DiskFull)
         .unwrap_err();
     assert!(e.to_string().contains("disk full"), "{e}");
 }

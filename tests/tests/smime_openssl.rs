@@ -810,3 +810,48 @@ fn trust_anchors_are_read_from_pkcs7_bundles() {
         ChainStatus::Untrusted(_)
     ));
 }
+
+/// What `seal_to` streams opens to the same message as what `seal_sync` returns, for both the
+/// chunked CBC path and GCM (one pass, then streamed), and a writer that fails makes the seal
+/// fail.
+#[test]
+fn sealing_into_a_writer_gives_a_message_that_opens_the_same() {
+    let cert = postern_tests::read_data("smime/examples-cms/certs-and-keys/lamps-bob.encrypt.crt");
+    let key =
+        postern_tests::read_data("smime/examples-cms/certs-and-keys/lamps-bob.decrypt.p8.pem");
+    let smime = SmimeEnvelope::new();
+    let policy = Policy::default();
+    let certs = [cert.clone()];
+    let creds = [postern_core::Credential::with_secret(
+        postern_core::Standard::Smime,
+        cert,
+        key,
+    )];
+    let mut msg = b"From: a@clinic.example\r\nTo: b@partner.example\r\nSubject: s\r\n\r\n".to_vec();
+    while msg.len() < 700_000 {
+        msg.extend_from_slice(b"line of text in a long message, lab value 4.1\r\n");
+    }
+    let view = MessageView::parse(&msg).unwrap();
+    for cipher in [ContentCipher::Aes256Cbc, ContentCipher::Aes256Gcm] {
+        let req = SealRequest::encrypt(&certs, &policy).with_cipher(cipher);
+        let mut w = postern_tests::Trickle::default();
+        smime.seal_to(&view, &req, &mut w).unwrap();
+        let streamed = w.0;
+        let buffered = smime.seal_sync(&view, &req).unwrap();
+        let open = |m: &[u8]| {
+            smime
+                .open_sync(
+                    &MessageView::parse(m).unwrap(),
+                    &OpenRequest::new(&creds, &policy),
+                )
+                .unwrap()
+                .message
+        };
+        assert_eq!(open(&streamed), open(&buffered), "{cipher}");
+        assert!(open(&streamed).ends_with(b"lab value 4.1\r\n"));
+        let e = smime
+            .seal_to(&view, &req, &mut postern_tests::DiskFull)
+            .unwrap_err();
+        assert!(e.to_string().contains("disk full"), "{cipher}: {e}");
+    }
+}

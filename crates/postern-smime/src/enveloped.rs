@@ -441,27 +441,31 @@ fn strict_base64(body: &[u8]) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use postern_core::Credential;
 
     const CERT: &[u8] = include_bytes!("../../../examples/data/lamps-bob.encrypt.crt");
     const KEY: &[u8] = include_bytes!("../../../examples/data/lamps-bob.decrypt.p8.pem");
 
+    /// The published LAMPS sample key of Bob, and his certificate.
+    pub(crate) fn bob() -> (std::sync::Arc<Identity>, Vec<Certificate>) {
+        let me = Identity::from_credential(&Credential::with_secret(
+            postern_core::Standard::Smime,
+            CERT.to_vec(),
+            KEY.to_vec(),
+        ))
+        .unwrap();
+        let cert = crate::keys::parse_certificates(CERT).unwrap();
+        (std::sync::Arc::new(me), cert)
+    }
+
     /// The streamed structure is strict DER with the right lengths, and opens to the pieces'
     /// concatenation at every size around the block and chunk boundaries.
     #[test]
     fn streamed_cbc_content_is_der_and_opens_to_the_pieces() {
         use base64::Engine;
-        let cert = crate::keys::parse_certificates(CERT).unwrap();
-        let me = std::sync::Arc::new(
-            Identity::from_credential(&Credential::with_secret(
-                postern_core::Standard::Smime,
-                CERT.to_vec(),
-                KEY.to_vec(),
-            ))
-            .unwrap(),
-        );
+        let (me, cert) = bob();
         let policy = Policy::default();
         for size in [0usize, 1, 15, 16, 17, 65_535, 65_536, 65_537, 200_003] {
             let head = b"Content-Type: text/plain\r\n\r\n".to_vec();
@@ -489,80 +493,6 @@ mod tests {
             let ci = ContentInfo::from_der(&der).unwrap();
             let (plain, _) = open(ci, std::slice::from_ref(&me), &policy).unwrap();
             assert_eq!(plain, [head.as_slice(), &body].concat(), "size {size}");
-        }
-    }
-}
-
-#[cfg(test)]
-mod streaming_tests {
-    use crate::SmimeEnvelope;
-    use postern_core::{ContentCipher, Credential, MessageView, OpenRequest, Policy, SealRequest};
-
-    const CERT: &[u8] = include_bytes!("../../../examples/data/lamps-bob.encrypt.crt");
-    const KEY: &[u8] = include_bytes!("../../../examples/data/lamps-bob.decrypt.p8.pem");
-
-    /// A writer that takes at most 1,000 bytes per call: the sink sees many small writes.
-    struct Trickle(Vec<u8>);
-    impl std::io::Write for Trickle {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            let n = b.len().min(1000);
-            self.0.extend_from_slice(&b[..n]);
-            Ok(n)
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    /// What `seal_to` streams opens to the same message as what `seal_sync` returns, for both
-    /// the chunked CBC path and GCM (one pass, then streamed), and a failing sink is an error.
-    #[test]
-    fn sealing_into_a_writer_gives_a_message_that_opens_the_same() {
-        let smime = SmimeEnvelope::new();
-        let policy = Policy::default();
-        let certs = [CERT.to_vec()];
-        let creds = [Credential::with_secret(
-            postern_core::Standard::Smime,
-            CERT.to_vec(),
-            KEY.to_vec(),
-        )];
-        let mut msg =
-            b"From: a@clinic.example\r\nTo: b@partner.example\r\nSubject: s\r\n\r\n".to_vec();
-        while msg.len() < 700_000 {
-            msg.extend_from_slice(b"line of text in a long message, lab value 4.1\r\n");
-        }
-        let view = MessageView::parse(&msg).unwrap();
-        for cipher in [ContentCipher::Aes256Cbc, ContentCipher::Aes256Gcm] {
-            let req = SealRequest::encrypt(&certs, &policy).with_cipher(cipher);
-            let mut w = Trickle(Vec::new());
-            smime.seal_to(&view, &req, &mut w).unwrap();
-            let streamed = w.0;
-            let buffered = smime.seal_sync(&view, &req).unwrap();
-            let open = |m: &[u8]| {
-                smime
-                    .open_sync(
-                        &MessageView::parse(m).unwrap(),
-                        &OpenRequest::new(&creds, &policy),
-                    )
-                    .unwrap()
-                    .message
-            };
-            assert_eq!(open(&streamed), open(&buffered), "{cipher}");
-            assert!(open(&streamed).ends_with(b"lab value 4.1\r\n"));
-        }
-        struct Broken;
-        impl std::io::Write for Broken {
-            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
-                Err(std::io::Error::other("disk full"))
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        for cipher in [ContentCipher::Aes256Cbc, ContentCipher::Aes256Gcm] {
-            let req = SealRequest::encrypt(&certs, &policy).with_cipher(cipher);
-            let e = smime.seal_to(&view, &req, &mut Broken).unwrap_err();
-            assert!(e.to_string().contains("disk full"), "{cipher}: {e}");
         }
     }
 }

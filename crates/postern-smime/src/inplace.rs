@@ -117,12 +117,8 @@ pub(crate) fn locate(der: &[u8]) -> Option<(Envelope, Range<usize>)> {
 mod tests {
     use super::{locate, tlv};
     use crate::enveloped::{open, open_der, parse_content_info, seal_base64, Layer};
-    use crate::keys::Identity;
     use crate::recipient::KeyTransport;
-    use postern_core::{ContentCipher, Credential, Policy};
-
-    const CERT: &[u8] = include_bytes!("../../../examples/data/lamps-bob.encrypt.crt");
-    const KEY: &[u8] = include_bytes!("../../../examples/data/lamps-bob.decrypt.p8.pem");
+    use postern_core::{ContentCipher, Policy};
 
     type Outcome = Result<(Vec<u8>, String), String>;
 
@@ -132,16 +128,8 @@ mod tests {
     #[test]
     fn in_place_reads_every_one_byte_change_as_the_full_decoder_does() {
         use base64::Engine;
-        let me = std::sync::Arc::new(
-            Identity::from_credential(&Credential::with_secret(
-                postern_core::Standard::Smime,
-                CERT.to_vec(),
-                KEY.to_vec(),
-            ))
-            .unwrap(),
-        );
+        let (me, cert) = crate::enveloped::tests::bob();
         let ids = [me];
-        let cert = crate::keys::parse_certificates(CERT).unwrap();
         let policy = Policy::default();
         let fast = |der: Vec<u8>| -> Outcome {
             match open_der(der, &ids, &policy) {
