@@ -1,6 +1,8 @@
 //! `open` on arbitrary bytes: as a whole message, as the data part of a PGP/MIME encrypted
 //! message and as an inline PGP body, with a real secret key (the published draft-bre Bob key)
-//! and a partner certificate (Alice) loaded.
+//! and a partner certificate (Alice) loaded. Opening a message handed over (dearmored in its
+//! own buffer) must agree with opening it borrowed: the same message and report, or the same
+//! error.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -16,22 +18,29 @@ fuzz_target!(|data: &[u8]| {
     let policy = Policy::default();
     let req = OpenRequest::new(&keys, &policy).with_expected_signers(&signers);
     let env = OpenPgpEnvelope::new().with_max_output(1 << 20);
-    if let Ok(view) = MessageView::parse(data) {
-        let _ = env.open_sync(&view, &req);
-    }
+    both(&env, data, &req);
     let encrypted = mime::multipart(
         b"From: a@b.example\r\n",
         "multipart/encrypted; protocol=\"application/pgp-encrypted\"",
         "",
         &[b"Content-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n", &[b"Content-Type: application/octet-stream\r\n\r\n".as_slice(), data].concat()],
     );
-    if let Ok(view) = MessageView::parse(&encrypted) {
-        let _ = env.open_sync(&view, &req);
-    }
+    both(&env, &encrypted, &req);
     let mut inline = b"From: a@b.example\r\nContent-Type: text/plain\r\n\r\n-----BEGIN PGP MESSAGE-----\r\n\r\n".to_vec();
     inline.extend_from_slice(&mime::base64_lines(data));
     inline.extend_from_slice(b"-----END PGP MESSAGE-----\r\n");
-    if let Ok(view) = MessageView::parse(&inline) {
-        let _ = env.open_sync(&view, &req);
-    }
+    both(&env, &inline, &req);
 });
+
+fn both(env: &OpenPgpEnvelope, mail: &[u8], req: &OpenRequest<'_>) {
+    let borrowed = MessageView::parse(mail).and_then(|v| env.open_sync(&v, req));
+    let owned = env.open_owned_sync(mail.to_vec(), req);
+    match (borrowed, owned) {
+        (Ok(a), Ok(b)) => {
+            assert_eq!(a.message, b.message);
+            assert_eq!(format!("{:?}", a.report), format!("{:?}", b.report));
+        }
+        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+        (a, b) => panic!("borrowed {:?}, owned {:?}", a.is_ok(), b.is_ok()),
+    }
+}

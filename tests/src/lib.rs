@@ -26,7 +26,28 @@ pub fn smime_open_both(
     let smime = postern_smime::SmimeEnvelope::new();
     let borrowed = postern_core::MessageView::parse(mail).and_then(|v| smime.open_sync(&v, req));
     let owned = smime.open_owned_sync(mail.to_vec(), req);
-    match (&borrowed, &owned) {
+    same_outcome(&borrowed, &owned);
+    borrowed
+}
+
+/// [`smime_open_both`] for OpenPGP, with the backend `env` (its limits as configured).
+pub fn pgp_open_both(
+    env: &postern_openpgp::OpenPgpEnvelope,
+    mail: &[u8],
+    req: &postern_core::OpenRequest<'_>,
+) -> Result<postern_core::Opened, postern_core::Error> {
+    let borrowed = postern_core::MessageView::parse(mail).and_then(|v| env.open_sync(&v, req));
+    let owned = env.open_owned_sync(mail.to_vec(), req);
+    same_outcome(&borrowed, &owned);
+    borrowed
+}
+
+/// Two opens of one message agree: the same message and report, or the same error.
+fn same_outcome(
+    a: &Result<postern_core::Opened, postern_core::Error>,
+    b: &Result<postern_core::Opened, postern_core::Error>,
+) {
+    match (a, b) {
         (Ok(a), Ok(b)) => {
             assert_eq!(a.message, b.message, "opened message, borrowed and owned");
             assert_eq!(format!("{:?}", a.report), format!("{:?}", b.report));
@@ -38,7 +59,6 @@ pub fn smime_open_both(
             b.as_ref().map(|_| "opened")
         ),
     }
-    borrowed
 }
 
 /// A writer that takes at most 1,000 bytes per call: a sink that sees many small writes.

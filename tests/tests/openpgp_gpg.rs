@@ -22,9 +22,9 @@ fn open(
     signers: &[Vec<u8>],
 ) -> Result<Opened, Error> {
     let policy = Policy::default();
-    let view = MessageView::parse(mail).unwrap();
-    OpenPgpEnvelope::new().open_sync(
-        &view,
+    postern_tests::pgp_open_both(
+        &OpenPgpEnvelope::new(),
+        mail,
         &OpenRequest::new(keys, &policy).with_expected_signers(signers),
     )
 }

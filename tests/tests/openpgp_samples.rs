@@ -18,13 +18,12 @@ const RFC: &str = "openpgp/rfc9580-crypto-refresh";
 
 fn open(mail: &[u8], keys: &[postern_core::Credential], signers: &[Vec<u8>]) -> Opened {
     let policy = Policy::default();
-    let view = MessageView::parse(mail).unwrap();
-    OpenPgpEnvelope::new()
-        .open_sync(
-            &view,
-            &OpenRequest::new(keys, &policy).with_expected_signers(signers),
-        )
-        .unwrap()
+    postern_tests::pgp_open_both(
+        &OpenPgpEnvelope::new(),
+        mail,
+        &OpenRequest::new(keys, &policy).with_expected_signers(signers),
+    )
+    .unwrap()
 }
 
 fn pgp_mime_encrypted(armored: &[u8]) -> Vec<u8> {

@@ -203,6 +203,21 @@ impl Write for ArmorWriter<'_, '_> {
 /// headers or only `Version`/`Comment`/`Charset`, base64 lines, an optional CRC-24 line that
 /// matches, the end line — or `None` for anything else (left to sequoia's reader).
 pub(crate) fn dearmor(text: &[u8]) -> Option<Vec<u8>> {
+    let mut b64 = Vec::with_capacity(text.len());
+    let crc_line = walk(text, |l| {
+        b64.extend_from_slice(l);
+        Some(())
+    })?;
+    finish(&b64, crc_line)
+}
+
+/// Walks an armored `PGP MESSAGE` of the usual shape (see [`dearmor`]), handing each base64
+/// line (trimmed) to `line`. Returns the CRC line if there is one; `None` when the shape is not
+/// the usual one or `line` refuses a line.
+fn walk<'t>(
+    text: &'t [u8],
+    mut line: impl FnMut(&'t [u8]) -> Option<()>,
+) -> Option<Option<&'t [u8]>> {
     let start = memchr::memmem::find(text, BEGIN)?;
     // Only whitespace before the armor: anything else is for the lenient reader to judge.
     if text[..start].iter().any(|b| !b.is_ascii_whitespace()) {
@@ -223,27 +238,108 @@ pub(crate) fn dearmor(text: &[u8]) -> Option<Vec<u8>> {
             return None;
         }
     }
-    let mut b64 = Vec::with_capacity(text.len() - start);
-    let mut crc_line = None;
     for l in lines.by_ref() {
         let l = trim(l);
         if l.starts_with(b"=") && l.len() == 5 {
-            crc_line = Some(l);
-            break;
+            return (trim(lines.next()?) == END).then_some(Some(l));
         }
         if l.starts_with(b"-----") {
-            if l != END {
-                return None;
-            }
-            return finish(&b64, None);
+            return (l == END).then_some(None);
         }
-        b64.extend_from_slice(l);
+        line(l)?;
     }
-    let crc_line = crc_line?;
-    if trim(lines.next()?) != END {
-        return None;
+    None
+}
+
+/// Base64 is decoded in blocks of this many characters (a multiple of 4).
+const BLOCK: usize = 64 * 1024;
+
+/// Where the base64 of an armored message lies, once [`check_in_place`] has found it sound.
+pub(crate) struct InPlace {
+    /// From the first base64 line to the end of the last, in the buffer.
+    lines: std::ops::Range<usize>,
+}
+
+fn is_base64(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'+' || b == b'/'
+}
+
+/// Checks, reading only, that the armored message at `at` in `buf` is one [`dearmor`] decodes,
+/// written the plain way (base64 characters only, padding only at the very end), with a
+/// checksum that matches: then [`decode_in_place`] turns it into exactly what `dearmor`
+/// gives, inside `buf`. `None`: leave it to `dearmor` and sequoia.
+pub(crate) fn check_in_place(buf: &[u8], at: std::ops::Range<usize>) -> Option<InPlace> {
+    let text = buf.get(at.clone())?;
+    let base = text.as_ptr() as usize;
+    let mut first = None;
+    let mut last = 0;
+    let mut padded = false;
+    let mut pending: Vec<u8> = Vec::with_capacity(BLOCK + 128);
+    let mut scratch = vec![0u8; BLOCK / 4 * 3 + 3];
+    let mut crc = Crc24::new();
+    let crc_line = walk(text, |l| {
+        let offset = l.as_ptr() as usize - base;
+        first.get_or_insert(offset);
+        last = offset + l.len();
+        if l.is_empty() {
+            return Some(());
+        }
+        let data = l.strip_suffix(b"==").or_else(|| l.strip_suffix(b"="));
+        if padded || !data.unwrap_or(l).iter().copied().all(is_base64) {
+            return None;
+        }
+        padded = data.is_some();
+        pending.extend_from_slice(l);
+        if pending.len() >= BLOCK {
+            let n = STANDARD
+                .decode_slice(&pending[..BLOCK], &mut scratch)
+                .ok()?;
+            crc.update(&scratch[..n]);
+            pending.drain(..BLOCK);
+        }
+        Some(())
+    })?;
+    let n = STANDARD.decode_slice(&pending, &mut scratch).ok()?;
+    crc.update(&scratch[..n]);
+    if let Some(line) = crc_line {
+        let mut want = [0u8; 3];
+        if STANDARD.decode_slice(&line[1..], &mut want).ok()? != 3
+            || crc.value().to_be_bytes()[1..] != want
+        {
+            return None;
+        }
     }
-    finish(&b64, Some(crc_line))
+    let first = first?;
+    Some(InPlace {
+        lines: at.start + first..at.start + last,
+    })
+}
+
+/// Decodes what [`check_in_place`] found into the front of `buf`, which then holds the binary
+/// message only. The text between the lines is blanks and line breaks (checked), so keeping the
+/// base64 characters is the text `dearmor` decodes, cut into the same blocks.
+pub(crate) fn decode_in_place(buf: &mut Vec<u8>, found: InPlace) -> Option<usize> {
+    let mut text = 0;
+    for at in found.lines {
+        let b = buf[at];
+        if is_base64(b) || b == b'=' {
+            buf[text] = b;
+            text += 1;
+        }
+    }
+    let mut scratch = vec![0u8; BLOCK / 4 * 3 + 3];
+    let (mut read, mut written) = (0, 0);
+    while read < text {
+        let take = (text - read).min(BLOCK);
+        let n = STANDARD
+            .decode_slice(&buf[read..read + take], &mut scratch)
+            .ok()?;
+        buf[written..written + n].copy_from_slice(&scratch[..n]);
+        written += n;
+        read += take;
+    }
+    buf.truncate(written);
+    Some(written)
 }
 
 fn finish(b64: &[u8], crc_line: Option<&[u8]>) -> Option<Vec<u8>> {
@@ -363,6 +459,66 @@ mod tests {
             }
         }
         assert!(taken > 50, "only {taken} variants were taken");
+    }
+
+    /// What dearmoring in place takes it reads exactly as `dearmor` reads it: one byte changed
+    /// at every position of a good armor (more than one base64 block long, with the usual
+    /// extras around it), to every character that matters; and it takes the good one.
+    #[test]
+    fn dearmoring_in_place_agrees_with_dearmor() {
+        let in_place = |text: &[u8]| {
+            let mut buf = b"Content-Type: x\r\n\r\n".to_vec();
+            let at = buf.len();
+            buf.extend_from_slice(text);
+            buf.extend_from_slice(b"\r\n--boundary--\r\n");
+            let found = check_in_place(&buf, at..at + text.len())?;
+            let n = decode_in_place(&mut buf, found).expect("checked text decodes");
+            assert_eq!(buf.len(), n);
+            Some(buf)
+        };
+        let big = ours(&data(100_000), 4096);
+        assert!(big.len() > BLOCK);
+        assert_eq!(in_place(&big), Some(data(100_000)));
+        let good = String::from_utf8(ours(&data(300), 300)).unwrap();
+        let no_crc: String = good
+            .lines()
+            .filter(|l| !l.starts_with('='))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let with_version = good.replacen("\r\n\r\n", "\r\nVersion: 1\r\n\r\n", 1);
+        let mut taken = 0;
+        for text in [good, no_crc, with_version] {
+            let text = text.into_bytes();
+            assert_eq!(in_place(&text), Some(data(300)));
+            for i in 0..text.len() {
+                for b in [
+                    b'\r', b'\n', b'=', b'-', b' ', b'\t', b'A', b'*', b'+', 0, 0xff,
+                ] {
+                    let mut m = text.clone();
+                    m[i] = b;
+                    if let Some(ours) = in_place(&m) {
+                        taken += 1;
+                        assert_eq!(Some(ours), dearmor(&m), "byte {i} set to {b}");
+                    }
+                }
+            }
+        }
+        assert!(taken > 300, "only {taken} variants were taken");
+        // Padding inside, a line with a blank inside, a checksum that does not match.
+        let good = String::from_utf8(ours(&data(300), 300)).unwrap();
+        let first = good.find("\r\n\r\n").unwrap() + 4;
+        for odd in [
+            good.replacen(good.get(first..first + 4).unwrap(), "QQ==", 1),
+            good.replacen(good.get(first..first + 4).unwrap(), "QQ Q", 1),
+            {
+                let crc_at = good.find("\r\n=").unwrap() + 3;
+                let mut b = good.clone().into_bytes();
+                b[crc_at] = if b[crc_at] == b'A' { b'B' } else { b'A' };
+                String::from_utf8(b).unwrap()
+            },
+        ] {
+            assert_eq!(in_place(odd.as_bytes()), None, "{odd}");
+        }
     }
 
     #[test]

@@ -107,6 +107,9 @@ impl CertCache {
     }
 }
 
+/// Parsed certificates, shared with the cache.
+type Certs = Arc<Vec<Cert>>;
+
 enum Kind {
     Encrypted,
     Signed,
@@ -159,7 +162,7 @@ impl OpenPgpEnvelope {
     fn gather<'b>(
         &self,
         items: impl Iterator<Item = (&'b [u8], bool)>,
-    ) -> Result<Arc<Vec<Cert>>, Error> {
+    ) -> Result<Certs, Error> {
         let mut found: Vec<Arc<Vec<Cert>>> = Vec::new();
         for (bytes, secret) in items {
             found.push(self.certs.get(bytes, secret)?);
@@ -257,6 +260,46 @@ impl OpenPgpEnvelope {
     /// Synchronous open.
     pub fn open_sync(&self, msg: &MessageView<'_>, req: &OpenRequest<'_>) -> Result<Opened, Error> {
         let p = StandardPolicy::new();
+        let (secrets, signers) = self.open_keys(req)?;
+        let ctx = self.context(&secrets, &signers, &p, req);
+        // Borrowed until the first layer is peeled: the input is not copied.
+        let report = Report::new(Standard::OpenPgp);
+        self.peel(std::borrow::Cow::Borrowed(msg.raw()), 0, &ctx, report)
+    }
+
+    /// [`open_sync`](Self::open_sync) for a message handed over: a PGP/MIME message whose
+    /// armor has the plain shape is dearmored inside `raw`, and sequoia reads the packets from
+    /// there while the buffer gives back what it has read, so the message and its plaintext are
+    /// not both held whole. Anything else opens as `open_sync` opens it.
+    pub fn open_owned_sync(
+        &self,
+        mut raw: Vec<u8>,
+        req: &OpenRequest<'_>,
+    ) -> Result<Opened, Error> {
+        let found = {
+            let view = MessageView::parse(&raw)?;
+            encrypted_armor(&view)
+                .and_then(|at| armor::check_in_place(&raw, at))
+                .map(|found| (view.header_section().to_vec(), found))
+        };
+        let Some((head, found)) = found else {
+            return self.open_sync(&MessageView::parse(&raw)?, req);
+        };
+        let p = StandardPolicy::new();
+        let (secrets, signers) = self.open_keys(req)?;
+        let ctx = self.context(&secrets, &signers, &p, req);
+        armor::decode_in_place(&mut raw, found)
+            .ok_or_else(|| Error::malformed("OpenPGP armor", "changed while decoded"))?;
+        raw.shrink_to_fit();
+        let outer = MessageView::parse(&head)?;
+        let mut report = Report::new(Standard::OpenPgp);
+        let (plain, found) = open::read_packets(raw, &ctx)?;
+        let next = encrypted_layer(&outer, plain, found, &mut report)?;
+        self.peel(std::borrow::Cow::Owned(next), 1, &ctx, report)
+    }
+
+    /// Our secret keys and the partner's certificates, parsed (and cached).
+    fn open_keys(&self, req: &OpenRequest<'_>) -> Result<(Certs, Certs), Error> {
         let mut our_keys = Vec::new();
         for k in req.keys.iter().filter(|k| k.standard == Standard::OpenPgp) {
             let secret = k.secret.as_ref().ok_or_else(|| {
@@ -266,18 +309,35 @@ impl OpenPgpEnvelope {
         }
         let secrets = self.gather(our_keys.into_iter().map(|k| (k, true)))?;
         let signers = self.gather(req.expected_signers.iter().map(|c| (c.as_slice(), false)))?;
-        let ctx = open::Context {
-            secrets: &secrets,
-            signers: &signers,
-            p: &p,
+        Ok((secrets, signers))
+    }
+
+    fn context<'c>(
+        &self,
+        secrets: &'c [Cert],
+        signers: &'c [Cert],
+        p: &'c StandardPolicy<'c>,
+        req: &OpenRequest<'c>,
+    ) -> open::Context<'c> {
+        open::Context {
+            secrets,
+            signers,
+            p,
             policy: req.policy,
             now: req.now,
             max_output: self.max_output,
-        };
-        let mut report = Report::new(Standard::OpenPgp);
-        // Borrowed until the first layer is peeled: the input is not copied.
-        let mut current: std::borrow::Cow<'_, [u8]> = std::borrow::Cow::Borrowed(msg.raw());
-        let mut layers = 0;
+        }
+    }
+
+    /// Peels OpenPGP layers off `current` (after `layers` already peeled) until a message
+    /// that is not OpenPGP remains.
+    fn peel(
+        &self,
+        mut current: std::borrow::Cow<'_, [u8]>,
+        mut layers: usize,
+        ctx: &open::Context<'_>,
+        mut report: Report,
+    ) -> Result<Opened, Error> {
         loop {
             let view = MessageView::parse(&current)?;
             let k = kind(&view);
@@ -298,18 +358,8 @@ impl OpenPgpEnvelope {
                     })?;
                     let data = MessageView::parse(data)?;
                     let (plain, found) =
-                        open::read_message(&data.root().transfer_decoded_body(), &ctx)?;
-                    if found.encryption.is_none() {
-                        // Plaintext dressed up as encrypted must never pass for protected mail.
-                        return Err(Error::MalformedMessage(
-                            "multipart/encrypted whose content is not encrypted".into(),
-                        ));
-                    }
-                    if !found.signatures.is_empty() {
-                        report.note_signed_entity(&plain);
-                    }
-                    absorb(&mut report, found);
-                    mime::merge_owned(&view, plain)
+                        open::read_message(&data.root().transfer_decoded_body(), ctx)?;
+                    encrypted_layer(&view, plain, found, &mut report)?
                 }
                 Kind::Signed => {
                     let parts = view.top_level_parts();
@@ -321,7 +371,7 @@ impl OpenPgpEnvelope {
                     let sig = MessageView::parse(sig)?;
                     let sig = sig.root().transfer_decoded_body();
                     let reports =
-                        mime::verify_canonical(exact, |c| open::verify_detached(&sig, c, &ctx))?;
+                        mime::verify_canonical(exact, |c| open::verify_detached(&sig, c, ctx))?;
                     report.signatures.extend(reports);
                     report.note_signed_entity(exact);
                     mime::merge(&view, exact)
@@ -331,7 +381,7 @@ impl OpenPgpEnvelope {
                     let body = view.root().transfer_decoded_body();
                     let at = inline_armor(&body).unwrap_or_default();
                     let armor = body.get(at.clone()).unwrap_or_default();
-                    let (plain, found) = open::read_message(armor, &ctx)?;
+                    let (plain, found) = open::read_message(armor, ctx)?;
                     // Text before and after the armoured block was not signed or encrypted:
                     // it stays visible (a reader must see everything that was sent), and the
                     // report says that only part of the body is protected.
@@ -375,6 +425,49 @@ impl OpenPgpEnvelope {
     }
 }
 
+/// The body of the data part of a PGP/MIME encrypted message, where it lies in the message,
+/// when it is sent as it is (no base64 or quoted-printable around the armor).
+fn encrypted_armor(view: &MessageView<'_>) -> Option<std::ops::Range<usize>> {
+    if !matches!(kind(view), Kind::Encrypted) {
+        return None;
+    }
+    let parts = view.top_level_parts();
+    let data = parts.get(1)?;
+    let part = MessageView::parse(data).ok()?;
+    let cte = part
+        .root()
+        .header("content-transfer-encoding")
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if cte == "base64" || cte == "quoted-printable" {
+        return None;
+    }
+    // The part is a slice of the message: its place is where its bytes begin.
+    let start = data.as_ptr() as usize - view.raw().as_ptr() as usize + part.header_section().len();
+    Some(start..start + part.body().len())
+}
+
+/// The message after an encrypted layer: `plain` merged into `outer`'s headers.
+fn encrypted_layer(
+    outer: &MessageView<'_>,
+    plain: Vec<u8>,
+    found: open::Findings,
+    report: &mut Report,
+) -> Result<Vec<u8>, Error> {
+    if found.encryption.is_none() {
+        // Plaintext dressed up as encrypted must never pass for protected mail.
+        return Err(Error::MalformedMessage(
+            "multipart/encrypted whose content is not encrypted".into(),
+        ));
+    }
+    if !found.signatures.is_empty() {
+        report.note_signed_entity(&plain);
+    }
+    absorb(report, found);
+    Ok(mime::merge_owned(outer, plain))
+}
+
 fn absorb(report: &mut Report, found: open::Findings) {
     if report.encryption.is_none() {
         report.encryption = found.encryption;
@@ -398,6 +491,10 @@ impl SecureEnvelope for OpenPgpEnvelope {
 
     async fn open(&self, msg: &MessageView<'_>, req: &OpenRequest<'_>) -> Result<Opened, Error> {
         self.open_sync(msg, req)
+    }
+
+    async fn open_owned(&self, raw: Vec<u8>, req: &OpenRequest<'_>) -> Result<Opened, Error> {
+        self.open_owned_sync(raw, req)
     }
 
     fn proven_encrypted(&self, msg: &MessageView<'_>) -> Option<Vec<u8>> {

@@ -409,6 +409,87 @@ pub fn read_message(data: &[u8], ctx: &Context<'_>) -> Result<(Vec<u8>, Findings
 }
 
 fn read_message_unguarded(data: &[u8], ctx: &Context<'_>) -> Result<(Vec<u8>, Findings), Error> {
+    // Only sequoia's Verifier applies the Cleartext Signature Framework transformation.
+    if data.starts_with(b"-----BEGIN PGP SIGNED MESSAGE-----") {
+        return with_helper(ctx, |helper| {
+            VerifierBuilder::from_bytes(data)
+                .map_err(map_anyhow)
+                .and_then(|b| b.with_policy(ctx.p, ctx.now, helper).map_err(map_anyhow))
+                .and_then(|v| read_bounded(v, ctx.max_output, data.len()))
+        });
+    }
+    // Our one-pass dearmoring when the armor has the usual shape; sequoia's reader else.
+    let binary = crate::armor::dearmor(data);
+    with_helper(ctx, |helper| {
+        decrypt(
+            DecryptorBuilder::from_bytes(binary.as_deref().unwrap_or(data)),
+            helper,
+            ctx,
+            data.len(),
+        )
+    })
+}
+
+/// Decrypts and/or verifies the binary OpenPGP message in `packets`, which it consumes: the
+/// buffer shrinks as sequoia reads it, so the message and its plaintext are not both held
+/// whole (what `open_owned` is for).
+pub fn read_packets(packets: Vec<u8>, ctx: &Context<'_>) -> Result<(Vec<u8>, Findings), Error> {
+    let expected = packets.len();
+    contained(|| {
+        with_helper(ctx, |helper| {
+            decrypt(
+                DecryptorBuilder::from_reader(Draining {
+                    buf: packets,
+                    read: 0,
+                }),
+                helper,
+                ctx,
+                expected,
+            )
+        })
+    })
+}
+
+/// A reader over a buffer that gives back what it has read, a few MiB at a time.
+struct Draining {
+    buf: Vec<u8>,
+    read: usize,
+}
+
+impl Read for Draining {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        const RELEASE: usize = 4 << 20;
+        let n = out.len().min(self.buf.len() - self.read);
+        out[..n].copy_from_slice(&self.buf[self.read..self.read + n]);
+        self.read += n;
+        if self.read >= RELEASE {
+            // The rest moves to the front and the freed end goes back to the allocator.
+            self.buf.drain(..self.read);
+            self.buf.shrink_to_fit();
+            self.read = 0;
+        }
+        Ok(n)
+    }
+}
+
+fn decrypt(
+    builder: openpgp::Result<DecryptorBuilder<'_>>,
+    helper: Helper<'_>,
+    ctx: &Context<'_>,
+    expected: usize,
+) -> Result<Vec<u8>, Error> {
+    builder
+        .map_err(map_anyhow)
+        .map(|b| b.buffer_size(STREAM_BUFFER))
+        .and_then(|b| b.with_policy(ctx.p, ctx.now, helper).map_err(map_anyhow))
+        .and_then(|d| read_bounded(d, ctx.max_output, expected))
+}
+
+/// Runs a read with a fresh helper and turns what it recorded into findings.
+fn with_helper(
+    ctx: &Context<'_>,
+    read: impl FnOnce(Helper<'_>) -> Result<Vec<u8>, Error>,
+) -> Result<(Vec<u8>, Findings), Error> {
     let diag = RefCell::new(Diagnostics::default());
     let helper = Helper {
         secrets: ctx.secrets,
@@ -418,23 +499,7 @@ fn read_message_unguarded(data: &[u8], ctx: &Context<'_>) -> Result<(Vec<u8>, Fi
         diag: &diag,
     };
     let _ = helper.p;
-    // Only sequoia's Verifier applies the Cleartext Signature Framework transformation.
-    let cleartext = data.starts_with(b"-----BEGIN PGP SIGNED MESSAGE-----");
-    let result = if cleartext {
-        VerifierBuilder::from_bytes(data)
-            .map_err(map_anyhow)
-            .and_then(|b| b.with_policy(ctx.p, ctx.now, helper).map_err(map_anyhow))
-            .and_then(|v| read_bounded(v, ctx.max_output, data.len()))
-    } else {
-        // Our one-pass dearmoring when the armor has the usual shape; sequoia's reader else.
-        let binary = crate::armor::dearmor(data);
-        DecryptorBuilder::from_bytes(binary.as_deref().unwrap_or(data))
-            .map_err(map_anyhow)
-            .map(|b| b.buffer_size(STREAM_BUFFER))
-            .and_then(|b| b.with_policy(ctx.p, ctx.now, helper).map_err(map_anyhow))
-            .and_then(|d| read_bounded(d, ctx.max_output, data.len()))
-    };
-    match result {
+    match read(helper) {
         Ok(plain) => Ok((plain, finish(diag)?)),
         Err(e) => {
             // A policy refusal recorded by the helper explains the failure better.
