@@ -12,7 +12,27 @@ use postern_openpgp::OpenPgpEnvelope;
 const BOB: &[u8] = include_bytes!("../../tests/data/openpgp/draft-bre-openpgp-samples/bob.sec.asc");
 const ALICE: &[u8] = include_bytes!("../../tests/data/openpgp/draft-bre-openpgp-samples/alice.pub.asc");
 
+/// sequoia-openpgp 2.4.2 panics on some truncated SEIPDv1 packets (an `unwrap()` at
+/// parse.rs:6367). The backend contains that panic (the message is an error), but libFuzzer's
+/// panic hook aborts on every panic, contained or not, and would stop every run there: this
+/// hook lets that one pass on to the containment and aborts on any other.
+fn tolerate_known_sequoia_panic() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let abort = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let known = info.location().is_some_and(|l| {
+                l.file().contains("sequoia-openpgp-2.4.2") && l.file().ends_with("src/parse.rs") && l.line() == 6367
+            });
+            if !known {
+                abort(info);
+            }
+        }));
+    });
+}
+
 fuzz_target!(|data: &[u8]| {
+    tolerate_known_sequoia_panic();
     let keys = [Credential::with_secret(Standard::OpenPgp, BOB.to_vec(), BOB.to_vec())];
     let signers = [ALICE.to_vec()];
     let policy = Policy::default();
