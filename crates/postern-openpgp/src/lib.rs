@@ -159,10 +159,7 @@ impl OpenPgpEnvelope {
 
     /// The parsed certificates of several encoded ones, from the cache. A single entry (the
     /// usual case: one partner, one key) is shared, not copied: cloning a `Cert` is deep.
-    fn gather<'b>(
-        &self,
-        items: impl Iterator<Item = (&'b [u8], bool)>,
-    ) -> Result<Certs, Error> {
+    fn gather<'b>(&self, items: impl Iterator<Item = (&'b [u8], bool)>) -> Result<Certs, Error> {
         let mut found: Vec<Arc<Vec<Cert>>> = Vec::new();
         for (bytes, secret) in items {
             found.push(self.certs.get(bytes, secret)?);
