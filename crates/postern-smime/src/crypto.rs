@@ -218,11 +218,14 @@ pub fn decrypt_in_place(
 
 /// A MIME header section at the start: an empty one (CRLF first, then text: the default
 /// type is plain US-ASCII), or a header field name and its colon, then fields without control
-/// characters (tab, CR and LF aside) up to the blank line that ends them. Random bytes (content
-/// decrypted with a wrong key) pass the name test about once in 440 tries, and then reach a
-/// blank line before a control character about once in a few hundred million.
+/// characters up to the blank line that ends them. Tab, CR, LF, form feed and ESC are not
+/// counted as control characters: old Japanese mailers put raw ISO-2022-JP, whose shifts are
+/// ESC sequences, in header fields. Random bytes (content decrypted with a wrong key) pass the
+/// name test about once in 440 tries, and then reach a blank line before a control character
+/// about once in a few hundred million.
 pub(crate) fn begins_like_mime_entity(b: &[u8]) -> bool {
-    let control = |c: u8| (c < 0x20 && !matches!(c, b'\t' | b'\r' | b'\n' | 0x0c)) || c == 0x7f;
+    let control =
+        |c: u8| (c < 0x20 && !matches!(c, b'\t' | b'\r' | b'\n' | 0x0c | 0x1b)) || c == 0x7f;
     if let Some(body) = b.strip_prefix(b"\r\n") {
         return !body[..body.len().min(256)].iter().any(|&c| control(c));
     }
@@ -633,6 +636,9 @@ mod entity_tests {
         assert!(f(
             "Subject: caf\u{e9}\r\nContent-Type: text/plain;\r\n\tcharset=utf-8\r\n\r\n\x00body"
                 .as_bytes()
+        ));
+        assert!(f(
+            b"Subject: \x1b$B$3$s$K$A$O\x1b(B\r\n\r\nISO-2022-JP in a header"
         ));
         assert!(f(b"\r\nbody with default headers"));
         assert!(!f(b"\r\n\x05\x9a binary after an empty header section"));
