@@ -273,7 +273,7 @@ pub fn open(
     ids: &[std::sync::Arc<Identity>],
     policy: &Policy,
 ) -> Result<(Vec<u8>, Encryption), Error> {
-    let (recip_infos, mut eci, mac, aad) = if ci.content_type == oids::ID_ENVELOPED_DATA {
+    let (recip_infos, eci, mac, aad) = if ci.content_type == oids::ID_ENVELOPED_DATA {
         let ed: EnvelopedData = decode_enveloped(&ci.content, "EnvelopedData")?;
         (ed.recip_infos, ed.encrypted_content, None, Vec::new())
     } else if ci.content_type == oids::ID_AUTH_ENVELOPED_DATA {
@@ -297,30 +297,19 @@ pub fn open(
     };
     // Decoded: the ContentInfo's copy of the ciphertext goes before decryption begins.
     drop(ci);
+    let ciphertext = eci
+        .encrypted_content
+        .ok_or_else(|| Error::malformed("EncryptedContentInfo", "detached content"))?;
     let envelope = Envelope {
         recip_infos,
-        alg: eci.content_enc_alg.clone(),
+        alg: eci.content_enc_alg,
         mac,
         aad,
     };
-    envelope.cipher(policy)?;
-    let ciphertext = eci
-        .encrypted_content
-        .take()
-        .ok_or_else(|| Error::malformed("EncryptedContentInfo", "detached content"))?;
     let mut ciphertext = Vec::from(ciphertext.into_bytes());
     let (n, report) = decrypt(&envelope, ids, policy, &mut ciphertext)?;
     ciphertext.truncate(n);
     Ok((ciphertext, report))
-}
-
-impl Envelope {
-    /// The content cipher, if the policy allows it.
-    fn cipher(&self, policy: &Policy) -> Result<ContentCipher, Error> {
-        let cipher = crypto::content_cipher(&self.alg)?;
-        policy.check_cipher(cipher)?;
-        Ok(cipher)
-    }
 }
 
 /// Unwraps the content key with one of `ids` and decrypts `buf` in place; the plaintext is
@@ -331,7 +320,8 @@ fn decrypt(
     policy: &Policy,
     buf: &mut [u8],
 ) -> Result<(usize, Encryption), Error> {
-    let cipher = envelope.cipher(policy)?;
+    let cipher = crypto::content_cipher(&envelope.alg)?;
+    policy.check_cipher(cipher)?;
     let cek_len = crypto::key_len(cipher)?;
     let all: Vec<String> = envelope
         .recip_infos
