@@ -5,6 +5,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A free loopback port (bound and released; fine for tests on one machine).
@@ -49,12 +51,15 @@ fn wait_for_port(port: u16) {
     );
 }
 
-/// Postfix's `smtp-sink`, dumping every message it accepts into a folder.
+/// Postfix's `smtp-sink`, dumping every message it accepts into a folder (or, for load
+/// benches, only counting them).
 pub struct SmtpSink {
     /// Its port on 127.0.0.1.
     pub port: u16,
     dir: tempfile::TempDir,
     child: Child,
+    /// Messages received, from smtp-sink's own counter (`-c`), when it keeps no dumps.
+    counted: Option<Arc<AtomicUsize>>,
 }
 
 impl SmtpSink {
@@ -79,7 +84,53 @@ impl SmtpSink {
             "smtp-sink (Debian package postfix) must be installed: bash scripts/test does it",
         );
         wait_for_port(port);
-        SmtpSink { port, dir, child }
+        SmtpSink {
+            port,
+            dir,
+            child,
+            counted: None,
+        }
+    }
+
+    /// Starts a sink that keeps nothing and counts the messages it has received (the ".",
+    /// from smtp-sink's `-c` counters), for load benches: no file per message to write, and a
+    /// count that is exact at once, where dumps are only counted once they have settled.
+    /// [`SmtpSink::messages`] is empty for such a sink.
+    pub fn counting() -> SmtpSink {
+        let port = free_port();
+        let mut cmd = Command::new("smtp-sink");
+        if is_root() {
+            cmd.args(["-u", "root"]);
+        }
+        cmd.args(["-c", &format!("127.0.0.1:{port}"), "256"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().expect(
+            "smtp-sink (Debian package postfix) must be installed: bash scripts/test does it",
+        );
+        let out = child.stdout.take().expect("piped stdout");
+        let counted = Arc::new(AtomicUsize::new(0));
+        let c = counted.clone();
+        // smtp-sink rewrites one line, `sess=N quit=N mesg=N` ended by CR, at every change.
+        std::thread::spawn(move || {
+            for rec in BufReader::new(out).split(b'\r').map_while(|r| r.ok()) {
+                let text = String::from_utf8_lossy(&rec);
+                if let Some(n) = text
+                    .split_whitespace()
+                    .find_map(|f| f.strip_prefix("mesg="))
+                    .and_then(|n| n.parse().ok())
+                {
+                    c.store(n, Ordering::Release);
+                }
+            }
+        });
+        wait_for_port(port);
+        SmtpSink {
+            port,
+            dir: tempfile::tempdir().expect("tempdir"),
+            child,
+            counted: Some(counted),
+        }
     }
 
     /// `127.0.0.1:PORT`.
@@ -89,6 +140,9 @@ impl SmtpSink {
 
     /// How many messages arrived so far (cheap: counts files, reads none).
     pub fn count(&self) -> usize {
+        if let Some(c) = &self.counted {
+            return c.load(Ordering::Acquire);
+        }
         self.complete_files().len()
     }
 
