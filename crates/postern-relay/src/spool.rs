@@ -377,14 +377,23 @@ impl Spool {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        let gone = match &self.recycled {
-            Some(list) if lock(list).len() < RECYCLE_MAX => {
-                let to = self.tmp().join(format!("{id}.free"));
-                fs::rename(self.msg_path(id), &to).map(|()| lock(list).push(to))
+        if let Some(list) = self
+            .recycled
+            .as_ref()
+            .filter(|l| lock(l).len() < RECYCLE_MAX)
+        {
+            let to = self.tmp().join(format!("{id}.free"));
+            match fs::rename(self.msg_path(id), &to) {
+                Ok(()) => {
+                    lock(list).push(to);
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                // tmp/ unusable: the message must still go, or it is delivered again.
+                Err(_) => {}
             }
-            _ => fs::remove_file(self.msg_path(id)),
-        };
-        match gone {
+        }
+        match fs::remove_file(self.msg_path(id)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
@@ -684,6 +693,20 @@ mod tests {
     }
 
     #[test]
+    fn a_finished_message_is_removed_even_when_it_cannot_be_kept_for_reuse() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Spool::open(d.path()).unwrap();
+        let id = Spool::new_id();
+        s.accept(&entry(&id), b"abc").unwrap();
+        // The staging folder becomes a file (as a full or broken disk makes renames fail).
+        fs::remove_dir(d.path().join("tmp")).unwrap();
+        fs::write(d.path().join("tmp"), b"").unwrap();
+        s.remove(&id).unwrap();
+        assert!(s.entry(&id).unwrap().is_none());
+        assert!(!s.msg_path(&id).exists());
+    }
+
+    #[test]
     fn overlapping_commits_share_an_fsync_and_all_learn_its_failure() {
         use std::sync::atomic::AtomicUsize;
         let c = std::sync::Arc::new(DirCommits::default());
@@ -693,17 +716,21 @@ mod tests {
         }
         // The first fsync lasts until four more commits wait; the next one, which covers
         // those four, fails; the one after succeeds.
-        fn run(c: std::sync::Arc<DirCommits>, calls: std::sync::Arc<AtomicUsize>) -> io::Result<()> {
-            c.clone().commit_with(move || match calls.fetch_add(1, Ordering::SeqCst) {
-                0 => {
-                    while issued(&c) < 5 {
-                        std::thread::sleep(std::time::Duration::from_millis(1));
+        fn run(
+            c: std::sync::Arc<DirCommits>,
+            calls: std::sync::Arc<AtomicUsize>,
+        ) -> io::Result<()> {
+            c.clone()
+                .commit_with(move || match calls.fetch_add(1, Ordering::SeqCst) {
+                    0 => {
+                        while issued(&c) < 5 {
+                            std::thread::sleep(std::time::Duration::from_millis(1));
+                        }
+                        Ok(())
                     }
-                    Ok(())
-                }
-                1 => Err(io::Error::other("disk gone")),
-                _ => Ok(()),
-            })
+                    1 => Err(io::Error::other("disk gone")),
+                    _ => Ok(()),
+                })
         }
         let first = {
             let (c, calls) = (c.clone(), calls.clone());
