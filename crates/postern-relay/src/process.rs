@@ -78,13 +78,8 @@ pub async fn process(shared: &Shared, id: &str) -> Option<u64> {
 
 async fn process_inner(shared: &Shared, id: &str) -> std::io::Result<Option<u64>> {
     let spool = &shared.spool;
-    let Some(mut entry) = spool.entry(id)? else {
+    let Some((mut entry, data)) = spool.load(id)? else {
         return Ok(None);
-    };
-    let data = match spool.data(id) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
     };
     let started = Instant::now();
     // A panic while deciding (parsers, backends, inspection: all fed by strangers) holds this

@@ -293,31 +293,34 @@ impl Spool {
         let mut head = serde_json::to_vec(entry).map_err(io::Error::other)?;
         head.push(b'\n');
         let parts: [&[u8]; 2] = [&head, data];
-        match self.take_recycled(&tmp) {
-            Some(f) => overwrite_synced(f, &parts)?,
-            None => overwrite_synced(
-                crate::util::private_file()
+        // A finished message's file is written over where it waits (in tmp/, out of sight).
+        let written = match self.take_recycled() {
+            Some((path, f)) => {
+                overwrite_synced(f, &parts)?;
+                path
+            }
+            None => {
+                let f = crate::util::private_file()
                     .write(true)
                     .create(true)
                     .truncate(true)
-                    .open(&tmp)?,
-                &parts,
-            )?,
-        }
-        fs::rename(&tmp, self.msg_path(&entry.id))?;
+                    .open(&tmp)?;
+                overwrite_synced(f, &parts)?;
+                tmp
+            }
+        };
+        fs::rename(&written, self.msg_path(&entry.id))?;
         self.commits.commit(&self.queue())
     }
 
-    /// A finished message's file, renamed to `to` and opened for writing over.
-    fn take_recycled(&self, to: &Path) -> Option<File> {
+    /// A finished message's file (in tmp/), opened for writing over.
+    fn take_recycled(&self) -> Option<(PathBuf, File)> {
         let list = self.recycled.as_ref()?;
         loop {
-            let from = lock(list).pop()?;
-            // Anything odd (the file gone, a rename refused): a new file instead.
-            if fs::rename(&from, to).is_ok() {
-                if let Ok(f) = fs::OpenOptions::new().write(true).open(to) {
-                    return Some(f);
-                }
+            let path = lock(list).pop()?;
+            // Anything odd (the file gone): the next one, or a new file.
+            if let Ok(f) = fs::OpenOptions::new().write(true).open(&path) {
+                return Some((path, f));
             }
         }
     }
@@ -358,6 +361,25 @@ impl Spool {
         let mut line = Vec::new();
         io::BufReader::new(f).read_until(b'\n', &mut line)?;
         serde_json::from_slice(&line).map(Some).map_err(bad)
+    }
+
+    /// Reads one message's state and data, the message file once (`None`: not in the spool).
+    pub fn load(&self, id: &str) -> io::Result<Option<(Entry, Vec<u8>)>> {
+        check_id(id)?;
+        let mut file = match fs::read(self.msg_path(id)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let start = memchr::memchr(b'\n', &file).map_or(file.len(), |i| i + 1);
+        let entry = match fs::read(self.state_path(id)) {
+            Ok(state) => serde_json::from_slice(&state),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => serde_json::from_slice(&file[..start]),
+            Err(e) => return Err(e),
+        }
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{id}: {e}")))?;
+        file.drain(..start);
+        Ok(Some((entry, file)))
     }
 
     /// Reads one message's data.
@@ -617,6 +639,7 @@ mod tests {
         let id = Spool::new_id();
         s.accept(&entry(&id), b"abc").unwrap();
         assert_eq!(s.data(&id).unwrap(), b"abc");
+        assert_eq!(s.load(&id).unwrap().unwrap(), (entry(&id), b"abc".to_vec()));
         let (all, bad) = s.list().unwrap();
         assert_eq!(all.len(), 1);
         assert!(bad.is_empty());
@@ -624,8 +647,11 @@ mod tests {
         e.recipients[0].state = RcptState::Delivered;
         assert!(s.update(&e).unwrap());
         assert!(s.entry(&id).unwrap().unwrap().is_done());
+        // The saved state overrides the envelope line; the data stays.
+        assert_eq!(s.load(&id).unwrap().unwrap(), (e.clone(), b"abc".to_vec()));
         s.remove(&id).unwrap();
         assert!(s.entry(&id).unwrap().is_none());
+        assert!(s.load(&id).unwrap().is_none());
         // A removed message is not brought back by a late update.
         assert!(!s.update(&e).unwrap());
         assert!(s.entry(&id).unwrap().is_none());
