@@ -9,13 +9,18 @@
 //!
 //! Three rounds, the Postfix reference first in each; the medians are reported per scenario:
 //! accept latency p50/p99 (MAIL FROM to the 250 after DATA), accepted messages/s, and
-//! end-to-end messages/s (first MAIL until the sink has counted them all). Both MTAs fsync before
+//! end-to-end messages/s (first MAIL until the sink has counted them all), and the relay's heap
+//! allocations per message (count and bytes). Both MTAs fsync before
 //! 250. Needs root (Postfix's master) and the postfix package.
 //!
 //! `cargo bench -p postern-benches --bench relay_load [-- SESSIONS MESSAGES_PER_SESSION]`
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench: a panic is a failure report
 
 use std::time::Duration;
+
+// Counts allocations, so the report can say how much the relay allocates per message.
+#[global_allocator]
+static GLOBAL: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
 
 use postern_benches::{load, median, Result};
 use postern_tests::relay::{runtime, smime_partner_directory, test_config, Postfix, SmtpSink};
@@ -105,5 +110,19 @@ fn main() {
         results[0].end_to_end_per_s / reference,
         results[1].end_to_end_per_s / reference
     );
+    // Postfix runs in its own processes: in its scenario this process only runs the load
+    // client, whose share the difference removes.
+    let size = postern_benches::message(0, "lab@smime-partner.test").len() as f64;
+    println!("\nheap per message in the relay (scenario minus the load client's share in the Postfix one):");
+    for r in &results[..2] {
+        let bytes = r.bytes_per_msg - results[2].bytes_per_msg;
+        println!(
+            "{:<28} {:>8.1} allocations {:>10.0} bytes = {:.1}x the message",
+            r.name,
+            r.allocs_per_msg - results[2].allocs_per_msg,
+            bytes,
+            bytes / size
+        );
+    }
     rt.block_on(relay.shutdown(Duration::from_secs(10)));
 }

@@ -19,6 +19,12 @@ pub struct Result {
     pub accepted_per_s: f64,
     /// Messages per second from the first MAIL until the sink holds them all.
     pub end_to_end_per_s: f64,
+    /// Heap allocations per message in this process (load client, and the relay when it runs
+    /// in this process), when the bench's global allocator is
+    /// [`stats_alloc::INSTRUMENTED_SYSTEM`] (else 0).
+    pub allocs_per_msg: f64,
+    /// Bytes allocated per message, likewise (reallocations count what they grew by).
+    pub bytes_per_msg: f64,
 }
 
 /// A 10 KB plain-text message.
@@ -46,6 +52,7 @@ pub fn load(
     sessions: usize,
     per: usize,
 ) -> Result {
+    let heap = stats_alloc::Region::new(&stats_alloc::INSTRUMENTED_SYSTEM);
     let before = sink.count();
     let total = sessions * per;
     let msgs: Arc<Vec<Vec<u8>>> = Arc::new((0..total).map(|i| message(i, to)).collect());
@@ -89,6 +96,7 @@ pub fn load(
         std::thread::sleep(Duration::from_millis(1));
     }
     let end_to_end = start.elapsed();
+    let heap = heap.change();
     lat.sort();
     Result {
         name,
@@ -96,6 +104,9 @@ pub fn load(
         p99: lat[(lat.len() * 99 / 100).min(lat.len() - 1)],
         accepted_per_s: total as f64 / accepted.as_secs_f64(),
         end_to_end_per_s: total as f64 / end_to_end.as_secs_f64(),
+        allocs_per_msg: (heap.allocations + heap.reallocations) as f64 / total as f64,
+        bytes_per_msg: (heap.bytes_allocated as f64 + heap.bytes_reallocated.max(0) as f64)
+            / total as f64,
     }
 }
 
@@ -111,5 +122,7 @@ pub fn median(rs: Vec<&Result>) -> Result {
         p99: Duration::from_secs_f64(mid(rs.iter().map(|r| r.p99.as_secs_f64()).collect())),
         accepted_per_s: mid(rs.iter().map(|r| r.accepted_per_s).collect()),
         end_to_end_per_s: mid(rs.iter().map(|r| r.end_to_end_per_s).collect()),
+        allocs_per_msg: mid(rs.iter().map(|r| r.allocs_per_msg).collect()),
+        bytes_per_msg: mid(rs.iter().map(|r| r.bytes_per_msg).collect()),
     }
 }
