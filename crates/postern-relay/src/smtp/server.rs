@@ -210,9 +210,13 @@ async fn run(
                     c.flush().await?;
                     let data_deadline =
                         Instant::now() + Duration::from_secs(limits.data_timeout_secs);
+                    // The message is read behind its trace field: stored as it was read.
+                    let id = Spool::new_id();
+                    let hello = helo.as_deref().unwrap_or("unknown");
+                    let start = trace_field(shared, peer, hello, tls, &id);
                     let body = match timeout_at(
                         data_deadline,
-                        read_data(&mut c.io, limits.max_message_size),
+                        read_data(&mut c.io, limits.max_message_size, start),
                     )
                     .await
                     {
@@ -237,8 +241,7 @@ async fn run(
                             return c.flush().await;
                         }
                         Data::Message(bytes) => {
-                            let hello = helo.as_deref().unwrap_or("unknown");
-                            let reply = store(shared, role, peer, hello, tls, t, bytes).await;
+                            let reply = store(shared, role, peer, t, id, bytes).await;
                             c.reply(&reply);
                         }
                     }
@@ -455,11 +458,15 @@ enum Data {
 /// SMTP smuggling possible stays refused: the end of data is only `<CR><LF>.<CR><LF>`, and a "."
 /// line with a bare LF on either side of it, or a bare CR anywhere, ends the session, since
 /// another server may read such a line as the end of the message and the rest as new commands.
+///
+/// The message is appended to `msg` (what goes before it: the trace field); `max` bounds what
+/// is appended.
 async fn read_data<R: tokio::io::AsyncBufRead + Unpin>(
     r: &mut R,
     max: usize,
+    mut msg: Vec<u8>,
 ) -> std::io::Result<Data> {
-    let mut msg = Vec::with_capacity(64 * 1024);
+    let max = max.saturating_add(msg.len());
     let mut line = Vec::with_capacity(1024);
     let mut too_big = false;
     // The 354 came after a CRLF-terminated DATA command.
@@ -508,34 +515,36 @@ async fn read_data<R: tokio::io::AsyncBufRead + Unpin>(
     }
 }
 
-/// Spools the message and returns the reply for the end of DATA.
-#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
-async fn store(
-    shared: &Shared,
-    role: Role,
-    peer: SocketAddr,
-    helo: &str,
-    tls: bool,
-    t: Transaction,
-    body: Vec<u8>,
-) -> String {
-    let id = Spool::new_id();
-    let now = unix_ms();
+/// Our `Received` field for message `id`, in a buffer with room for a typical message behind
+/// it (the buffer grows for larger ones).
+fn trace_field(shared: &Shared, peer: SocketAddr, helo: &str, tls: bool, id: &str) -> Vec<u8> {
     let helo: String = helo
         .chars()
         .filter(|c| c.is_ascii_graphic())
         .take(64)
         .collect();
-    let mut data = format!(
+    let field = format!(
         "Received: from {helo} ({ip})\r\n\tby {host} (Postern) with {proto} id {id};\r\n\t{date}\r\n",
         proto = if tls { "ESMTPS" } else { "ESMTP" },
         ip = peer.ip(),
         host = shared.settings.hostname,
-        date = rfc5322_date(now / 1000),
-    )
-    .into_bytes();
-    data.extend_from_slice(&body);
-    drop(body);
+        date = rfc5322_date(unix_ms() / 1000),
+    );
+    let mut buf = Vec::with_capacity(field.len() + 16 * 1024);
+    buf.extend_from_slice(field.as_bytes());
+    buf
+}
+
+/// Spools the message (its trace field first) and returns the reply for the end of DATA.
+async fn store(
+    shared: &Shared,
+    role: Role,
+    peer: SocketAddr,
+    t: Transaction,
+    id: String,
+    data: Vec<u8>,
+) -> String {
+    let now = unix_ms();
     let origin = match role {
         Role::Internal => Origin::Internal,
         Role::Public => Origin::Public,
@@ -650,7 +659,24 @@ mod tests {
             .build()
             .unwrap();
         let mut r = input;
-        rt.block_on(read_data(&mut r, 1 << 20)).unwrap()
+        rt.block_on(read_data(&mut r, 1 << 20, Vec::new())).unwrap()
+    }
+
+    #[test]
+    fn the_message_is_read_behind_its_trace_field_and_only_the_message_counts_to_the_limit() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let read = |input: &'static [u8], max| {
+            let mut r = input;
+            rt.block_on(read_data(&mut r, max, b"Received: x\r\n".to_vec()))
+                .unwrap()
+        };
+        let Data::Message(m) = read(b"ab\r\ncd\r\n.\r\n", 8) else {
+            panic!("eight bytes fit a limit of eight");
+        };
+        assert_eq!(m, b"Received: x\r\nab\r\ncd\r\n");
+        assert!(matches!(read(b"ab\r\ncde\r\n.\r\n", 8), Data::TooBig));
     }
 
     #[test]
