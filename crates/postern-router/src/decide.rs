@@ -4,6 +4,7 @@
 //! backend (or that the user had already encrypted end to end). Any failure — no certificate,
 //! an unusable one, a backend error — becomes `Hold` (temporary) or `Bounce` (permanent).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -419,8 +420,9 @@ impl Router {
         // body is sealed like any other message. Signed-only mail is still readable, so it is
         // sealed too.
         let user_encrypted = self.backends.iter().find_map(|b| b.proven_encrypted(&view));
-        let (message, forced) = strip_trigger(&view, &self.subject_trigger);
-        let message = strip_bcc(&message);
+        // Both borrow the message unless they change it.
+        let (triggered, forced) = strip_trigger(&view, &self.subject_trigger);
+        let message = strip_bcc(&triggered);
         let mut groups: BTreeMap<Group, Vec<Address>> = BTreeMap::new();
         for r in &envelope.rcpt_to {
             let g = match dir.partner_index_for(r.domain()) {
@@ -440,7 +442,7 @@ impl Router {
                         // Bcc list to the partner).
                         Disposition::Deliver {
                             recipients,
-                            message: strip_bcc(ciphertext),
+                            message: strip_bcc(ciphertext).into_owned(),
                             sealed: None,
                             tls_required: false,
                         }
@@ -614,10 +616,10 @@ fn clear(
 }
 
 /// Removes the subject trigger (case-insensitive); returns the message and whether it was there.
-fn strip_trigger(view: &MessageView<'_>, trigger: &str) -> (Vec<u8>, bool) {
+fn strip_trigger<'a>(view: &MessageView<'a>, trigger: &str) -> (Cow<'a, [u8]>, bool) {
     let raw = view.raw();
     if trigger.is_empty() {
-        return (raw.to_vec(), false);
+        return (Cow::Borrowed(raw), false);
     }
     let needle = trigger.to_ascii_lowercase();
     for h in view.headers() {
@@ -630,7 +632,7 @@ fn strip_trigger(view: &MessageView<'_>, trigger: &str) -> (Vec<u8>, bool) {
             .windows(needle.len())
             .position(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
         else {
-            return (raw.to_vec(), false);
+            return (Cow::Borrowed(raw), false);
         };
         let mut new_value = value.get(..at).unwrap_or_default().to_vec();
         let after = value.get(at + needle.len()..).unwrap_or_default();
@@ -644,15 +646,16 @@ fn strip_trigger(view: &MessageView<'_>, trigger: &str) -> (Vec<u8>, bool) {
         let mut out = raw[..value_start].to_vec();
         out.extend_from_slice(&new_value);
         out.extend_from_slice(&raw[start + h.raw.len()..]);
-        return (out, true);
+        return (Cow::Owned(out), true);
     }
-    (raw.to_vec(), false)
+    (Cow::Borrowed(raw), false)
 }
 
-/// Removes Bcc header fields: a Bcc list must never reach any recipient's copy.
-pub fn strip_bcc(message: &[u8]) -> Vec<u8> {
+/// Removes Bcc header fields: a Bcc list must never reach any recipient's copy. A message
+/// without one is borrowed, not copied.
+pub fn strip_bcc(message: &[u8]) -> Cow<'_, [u8]> {
     let Ok(view) = MessageView::parse(message) else {
-        return message.to_vec();
+        return Cow::Borrowed(message);
     };
     let bcc: Vec<_> = view
         .headers()
@@ -664,7 +667,7 @@ pub fn strip_bcc(message: &[u8]) -> Vec<u8> {
         })
         .collect();
     if bcc.is_empty() {
-        return message.to_vec();
+        return Cow::Borrowed(message);
     }
     let mut out = Vec::with_capacity(message.len());
     let mut pos = 0;
@@ -673,7 +676,7 @@ pub fn strip_bcc(message: &[u8]) -> Vec<u8> {
         pos = r.end;
     }
     out.extend_from_slice(&message[pos..]);
-    out
+    Cow::Owned(out)
 }
 
 /// Whether an S/MIME certificate chains to one of `anchors` for e-mail protection, now.
@@ -1048,8 +1051,18 @@ mod tests {
         assert!(matches!(&out[..], [Disposition::Portal { .. }]), "{out:?}");
         let (m, forced) = strip_trigger(&MessageView::parse(msg).unwrap(), "[secure]");
         assert!(forced);
-        assert!(String::from_utf8(m)
+        assert!(String::from_utf8(m.into_owned())
             .unwrap()
             .contains("Subject: lab results\r\n"));
+    }
+
+    #[test]
+    fn bcc_fields_go_and_a_message_without_one_is_not_copied() {
+        let with: &[u8] = b"From: a@x.test\r\nBcc: h@y.test\r\nTo: b@z.test\r\n\r\nhi\r\n";
+        let out = strip_bcc(with);
+        assert!(matches!(out, Cow::Owned(_)));
+        assert_eq!(&*out, b"From: a@x.test\r\nTo: b@z.test\r\n\r\nhi\r\n");
+        let without: &[u8] = b"From: a@x.test\r\nTo: b@z.test\r\n\r\nhi\r\n";
+        assert!(matches!(strip_bcc(without), Cow::Borrowed(b) if b.as_ptr() == without.as_ptr()));
     }
 }

@@ -291,9 +291,17 @@ impl Gateway {
     }
 
     async fn inspect(&self, envelope: &Envelope, message: &[u8]) -> Option<Inspection> {
-        // Off the async workers when there is a runtime to lend a blocking thread; the
-        // message is copied once for it (the thread may outlive this borrow).
-        if tokio::runtime::Handle::try_current().is_ok() {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        // Off the async workers. On a multi-threaded runtime this thread stops being one while
+        // it inspects (its other tasks move on), and the message stays borrowed; a panic
+        // reaches the caller's containment.
+        let flavor = Handle::try_current().map(|h| h.runtime_flavor());
+        if matches!(flavor, Ok(RuntimeFlavor::MultiThread)) {
+            return tokio::task::block_in_place(|| self.inspector.inspect(envelope, message));
+        }
+        // A current-thread runtime has only this thread: a blocking thread inspects a copy
+        // (it may outlive this borrow).
+        if flavor.is_ok() {
             let inspector = self.inspector.clone();
             let envelope = envelope.clone();
             let message = message.to_vec();
@@ -516,6 +524,60 @@ mod tests {
             .iter()
             .find(|d| d.recipients().iter().any(|r| r.to_string() == who))
             .unwrap_or_else(|| panic!("no decision for {who}: {plan:?}"))
+    }
+
+    /// Waits, inside inspection, for a signal that another task on the same runtime sends.
+    #[derive(Debug)]
+    struct WaitsForSignal(std::sync::Mutex<std::sync::mpsc::Receiver<()>>);
+
+    impl ContentInspector for WaitsForSignal {
+        fn inspect(&self, _: &Envelope, _: &[u8]) -> Option<Inspection> {
+            let rx = self.0.lock().unwrap();
+            let got = rx.recv_timeout(std::time::Duration::from_secs(10));
+            assert!(
+                got.is_ok(),
+                "the other task never ran while inspection blocked"
+            );
+            None
+        }
+    }
+
+    /// Inspection (CPU-bound, or an inspector that blocks) never holds the runtime's only
+    /// worker: on a multi-threaded runtime with one worker and on a current-thread runtime,
+    /// another task runs while an inspector blocks.
+    #[test]
+    fn inspection_runs_off_the_async_workers_on_both_runtime_flavors() {
+        let runtimes = [
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .build()
+                .unwrap(),
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap(),
+        ];
+        for rt in runtimes {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let gw = Gateway::builder()
+                .inspector(Arc::new(WaitsForSignal(std::sync::Mutex::new(rx))))
+                .build();
+            rt.block_on(async move {
+                // Both as tasks (block_on's own future does not run on a worker).
+                let deciding = tokio::spawn(async move {
+                    let env = envelope(&["someone@mail.example"]);
+                    gw.outbound(&directory(), Outgoing::new(&env, MSG))
+                        .await
+                        .dispositions
+                        .len()
+                });
+                let other = tokio::spawn(async move {
+                    tokio::task::yield_now().await;
+                    tx.send(()).unwrap();
+                });
+                assert_eq!(deciding.await.unwrap(), 1);
+                other.await.unwrap();
+            });
+        }
     }
 
     #[tokio::test]
