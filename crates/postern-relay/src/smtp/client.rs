@@ -461,29 +461,28 @@ impl Transaction<'_> {
         if reused && from.code == 421 {
             return Err(Trouble::Stale);
         }
+        if from.code != 250 && !s.pipelining {
+            // Nothing else was sent: no transaction is open.
+            s.clean = true;
+            return Ok(vec![from.outcome("MAIL FROM"); rcpts.len()]);
+        }
+        // Pipelined, every RCPT has a reply to read, whatever MAIL got.
         let mut out = Vec::with_capacity(rcpts.len());
         let mut accepted = 0;
         for r in rcpts {
             let rep = if s.pipelining {
                 c.reply().await?
-            } else if from.code == 250 {
+            } else {
                 c.command(&format!("RCPT TO:<{r}>")).await?
-            } else {
-                break;
             };
-            if from.code == 250 && rep.code / 100 == 2 {
+            out.push(if from.code != 250 {
+                Some(from.outcome("MAIL FROM"))
+            } else if rep.code / 100 == 2 {
                 accepted += 1;
-                out.push(None);
-            } else if from.code == 250 {
-                out.push(Some(rep.outcome("RCPT TO")));
+                None
             } else {
-                out.push(Some(from.outcome("MAIL FROM")));
-            }
-        }
-        if from.code != 250 && !s.pipelining {
-            // Nothing else was sent: no transaction is open.
-            s.clean = true;
-            return Ok(vec![from.outcome("MAIL FROM"); rcpts.len()]);
+                Some(rep.outcome("RCPT TO"))
+            });
         }
         let go = if s.pipelining {
             c.reply().await?
@@ -657,6 +656,8 @@ mod hop_tests {
         pipelining: bool,
         /// After this many messages on a connection, close it (with a 421 first, or silently).
         close_after: Option<(usize, bool)>,
+        /// Refuse every MAIL FROM (550).
+        refuse_mail: bool,
     }
 
     /// What the hop saw: per connection, every command line; and the messages it took.
@@ -696,8 +697,11 @@ mod hop_tests {
                         let reply = match verb.as_str() {
                             "EHLO" if h.pipelining => "250-hop\r\n250 PIPELINING\r\n".into(),
                             "EHLO" => "250 hop\r\n".to_string(),
+                            "MAIL" if h.refuse_mail => "550 5.7.1 not you\r\n".into(),
                             "MAIL" => "250 ok\r\n".into(),
                             "RCPT" if cmd.contains("<bad") => "550 5.1.1 no such user\r\n".into(),
+                            // As Postfix does: no recipient without a sender.
+                            "RCPT" if h.refuse_mail => "503 5.5.1 need MAIL\r\n".into(),
                             "RCPT" => {
                                 rcpts += 1;
                                 "250 ok\r\n".into()
@@ -826,12 +830,41 @@ mod hop_tests {
     }
 
     #[tokio::test]
+    async fn a_refused_sender_fails_every_recipient_with_the_reply_to_mail() {
+        for pipelining in [true, false] {
+            let (addr, seen) = hop(Hop {
+                pipelining,
+                refuse_mail: true,
+                ..Hop::default()
+            })
+            .await;
+            let p = pool();
+            for _ in 0..2 {
+                let o = send_one(&addr, &["a@x.test", "b@x.test"], &p).await;
+                assert_eq!(o.len(), 2);
+                for o in o {
+                    assert!(
+                        matches!(&o, Outcome::Permanent { status, text }
+                            if status == "5.7.1" && text.starts_with("MAIL FROM")),
+                        "{o:?}"
+                    );
+                }
+            }
+            let s = seen.lock().unwrap();
+            assert!(s.messages.is_empty());
+            // The session stayed usable: the second message went on the same connection.
+            assert_eq!(s.connections.len(), 1);
+        }
+    }
+
+    #[tokio::test]
     async fn a_pooled_connection_the_hop_closed_is_replaced_and_the_message_goes_once() {
         for pipelining in [true, false] {
             for say_421 in [true, false] {
                 let (addr, seen) = hop(Hop {
                     pipelining,
                     close_after: Some((1, say_421)),
+                    ..Hop::default()
                 })
                 .await;
                 let p = pool();
