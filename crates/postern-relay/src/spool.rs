@@ -343,41 +343,31 @@ impl Spool {
     /// Reads one message's state (`None`: not in the spool).
     pub fn entry(&self, id: &str) -> io::Result<Option<Entry>> {
         check_id(id)?;
-        let bad =
-            |e: serde_json::Error| io::Error::new(io::ErrorKind::InvalidData, format!("{id}: {e}"));
-        match fs::read(self.state_path(id)) {
-            Ok(b) if self.msg_path(id).exists() => {
-                return serde_json::from_slice(&b).map(Some).map_err(bad)
+        if let Some(state) = found(fs::read(self.state_path(id)))? {
+            if !self.msg_path(id).exists() {
+                return Ok(None);
             }
-            Ok(_) => return Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+            return parse_entry(id, &state).map(Some);
         }
-        let f = match File::open(self.msg_path(id)) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
+        let Some(f) = found(File::open(self.msg_path(id)))? else {
+            return Ok(None);
         };
         let mut line = Vec::new();
         io::BufReader::new(f).read_until(b'\n', &mut line)?;
-        serde_json::from_slice(&line).map(Some).map_err(bad)
+        parse_entry(id, &line).map(Some)
     }
 
     /// Reads one message's state and data, the message file once (`None`: not in the spool).
     pub fn load(&self, id: &str) -> io::Result<Option<(Entry, Vec<u8>)>> {
         check_id(id)?;
-        let mut file = match fs::read(self.msg_path(id)) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
+        let Some(mut file) = found(fs::read(self.msg_path(id)))? else {
+            return Ok(None);
         };
-        let start = memchr::memchr(b'\n', &file).map_or(file.len(), |i| i + 1);
-        let entry = match fs::read(self.state_path(id)) {
-            Ok(state) => serde_json::from_slice(&state),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => serde_json::from_slice(&file[..start]),
-            Err(e) => return Err(e),
-        }
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{id}: {e}")))?;
+        let start = data_start(&file);
+        let entry = match found(fs::read(self.state_path(id)))? {
+            Some(state) => parse_entry(id, &state)?,
+            None => parse_entry(id, &file[..start])?,
+        };
         file.drain(..start);
         Ok(Some((entry, file)))
     }
@@ -386,39 +376,31 @@ impl Spool {
     pub fn data(&self, id: &str) -> io::Result<Vec<u8>> {
         check_id(id)?;
         let mut file = fs::read(self.msg_path(id))?;
-        let start = memchr::memchr(b'\n', &file).map_or(file.len(), |i| i + 1);
-        file.drain(..start);
+        file.drain(..data_start(&file));
         Ok(file)
     }
 
     /// Removes a message: its state first, then the message (no fsync: see the module docs).
     pub fn remove(&self, id: &str) -> io::Result<()> {
         check_id(id)?;
-        match fs::remove_file(self.state_path(id)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
+        found(fs::remove_file(self.state_path(id)))?;
         if let Some(list) = self
             .recycled
             .as_ref()
             .filter(|l| lock(l).len() < RECYCLE_MAX)
         {
             let to = self.tmp().join(format!("{id}.free"));
-            match fs::rename(self.msg_path(id), &to) {
-                Ok(()) => {
+            match found(fs::rename(self.msg_path(id), &to)) {
+                Ok(Some(())) => {
                     lock(list).push(to);
                     return Ok(());
                 }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Ok(None) => return Ok(()),
                 // tmp/ unusable: the message must still go, or it is delivered again.
                 Err(_) => {}
             }
         }
-        match fs::remove_file(self.msg_path(id)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+        found(fs::remove_file(self.msg_path(id))).map(drop)
     }
 
     /// Every message in the spool, oldest first. Unreadable entries are skipped (and reported
@@ -475,6 +457,25 @@ fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
         .open(path)?;
     f.write_all(data)?;
     f.sync_all()
+}
+
+/// A file that is not there is `None`, not an error.
+fn found<T>(r: io::Result<T>) -> io::Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Where the data starts in a message file: after the envelope line.
+fn data_start(file: &[u8]) -> usize {
+    memchr::memchr(b'\n', file).map_or(file.len(), |i| i + 1)
+}
+
+fn parse_entry(id: &str, json: &[u8]) -> io::Result<Entry> {
+    serde_json::from_slice(json)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{id}: {e}")))
 }
 
 /// Writes `parts` from the start of `f`, cuts off whatever an earlier use left beyond them,
