@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use postern_tests::relay::{Client, SmtpSink};
+use postern_tests::relay::{wait_until_every, Client, SmtpSink};
 
 /// One scenario's numbers.
 pub struct Result {
@@ -86,15 +86,13 @@ pub fn load(
     let accepted = start.elapsed();
     // Polled often: the poll's own granularity is part of the end-to-end time (a counting
     // sink's count is one atomic load).
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while sink.count() < before + total {
-        assert!(
-            Instant::now() < deadline,
-            "{name}: the sink got {} of {total}",
-            sink.count() - before
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    assert!(
+        wait_until_every(Duration::from_secs(600), Duration::from_millis(1), || {
+            sink.count() >= before + total
+        }),
+        "{name}: the sink got {} of {total}",
+        sink.count() - before
+    );
     let end_to_end = start.elapsed();
     let heap = heap.change();
     lat.sort();

@@ -18,7 +18,12 @@ pub fn free_port() -> u16 {
 }
 
 /// Polls `f` every 50 ms until it is true or `limit` passes; returns whether it became true.
-pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+pub fn wait_until(limit: Duration, f: impl FnMut() -> bool) -> bool {
+    wait_until_every(limit, Duration::from_millis(50), f)
+}
+
+/// [`wait_until`], asking every `poll` (a load bench measures to the millisecond).
+pub fn wait_until_every(limit: Duration, poll: Duration, mut f: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + limit;
     loop {
         if f() {
@@ -27,7 +32,7 @@ pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
         if Instant::now() > end {
             return false;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(poll);
     }
 }
 
@@ -72,18 +77,9 @@ impl SmtpSink {
     pub fn start_on(port: u16, extra: &[&str]) -> SmtpSink {
         let dir = tempfile::tempdir().expect("tempdir");
         let template = format!("{}/%M%S.", dir.path().display());
-        let mut cmd = Command::new("smtp-sink");
-        if is_root() {
-            cmd.args(["-u", "root"]);
-        }
-        cmd.args(extra)
-            .args(["-d", &template, &format!("127.0.0.1:{port}"), "256"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = cmd.spawn().expect(
-            "smtp-sink (Debian package postfix) must be installed: bash scripts/test does it",
-        );
-        wait_for_port(port);
+        let mut args = extra.to_vec();
+        args.extend(["-d", &template]);
+        let child = spawn_sink(port, &args, Stdio::null());
         SmtpSink {
             port,
             dir,
@@ -98,16 +94,7 @@ impl SmtpSink {
     /// [`SmtpSink::messages`] is empty for such a sink.
     pub fn counting() -> SmtpSink {
         let port = free_port();
-        let mut cmd = Command::new("smtp-sink");
-        if is_root() {
-            cmd.args(["-u", "root"]);
-        }
-        cmd.args(["-c", &format!("127.0.0.1:{port}"), "256"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        let mut child = cmd.spawn().expect(
-            "smtp-sink (Debian package postfix) must be installed: bash scripts/test does it",
-        );
+        let mut child = spawn_sink(port, &["-c"], Stdio::piped());
         let out = child.stdout.take().expect("piped stdout");
         let counted = Arc::new(AtomicUsize::new(0));
         let c = counted.clone();
@@ -124,7 +111,6 @@ impl SmtpSink {
                 }
             }
         });
-        wait_for_port(port);
         SmtpSink {
             port,
             dir: tempfile::tempdir().expect("tempdir"),
@@ -218,6 +204,23 @@ fn split_dump(raw: &[u8]) -> (Vec<String>, Vec<u8>) {
         rest = &rest[i..];
     }
     (rcpts, rest.to_vec())
+}
+
+/// Starts smtp-sink on 127.0.0.1:`port` with `args` and waits until it listens.
+fn spawn_sink(port: u16, args: &[&str], stdout: Stdio) -> Child {
+    let mut cmd = Command::new("smtp-sink");
+    if is_root() {
+        cmd.args(["-u", "root"]);
+    }
+    cmd.args(args)
+        .args([&format!("127.0.0.1:{port}"), "256"])
+        .stdout(stdout)
+        .stderr(Stdio::null());
+    let child = cmd
+        .spawn()
+        .expect("smtp-sink (Debian package postfix) must be installed: bash scripts/test does it");
+    wait_for_port(port);
+    child
 }
 
 impl Drop for SmtpSink {

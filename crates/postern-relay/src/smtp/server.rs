@@ -655,28 +655,30 @@ mod tests {
     use super::*;
 
     fn data(input: &[u8]) -> Data {
+        data_behind(b"", input, 1 << 20)
+    }
+
+    /// DATA read behind `prefix`, at most `max` bytes of message.
+    fn data_behind(prefix: &[u8], input: &[u8], max: usize) -> Data {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
         let mut r = input;
-        rt.block_on(read_data(&mut r, 1 << 20, Vec::new())).unwrap()
+        rt.block_on(read_data(&mut r, max, prefix.to_vec()))
+            .unwrap()
     }
 
     #[test]
     fn the_message_is_read_behind_its_trace_field_and_only_the_message_counts_to_the_limit() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let read = |input: &'static [u8], max| {
-            let mut r = input;
-            rt.block_on(read_data(&mut r, max, b"Received: x\r\n".to_vec()))
-                .unwrap()
-        };
-        let Data::Message(m) = read(b"ab\r\ncd\r\n.\r\n", 8) else {
+        let field = b"Received: x\r\n";
+        let Data::Message(m) = data_behind(field, b"ab\r\ncd\r\n.\r\n", 8) else {
             panic!("eight bytes fit a limit of eight");
         };
         assert_eq!(m, b"Received: x\r\nab\r\ncd\r\n");
-        assert!(matches!(read(b"ab\r\ncde\r\n.\r\n", 8), Data::TooBig));
+        assert!(matches!(
+            data_behind(field, b"ab\r\ncde\r\n.\r\n", 8),
+            Data::TooBig
+        ));
     }
 
     #[test]
