@@ -390,6 +390,20 @@ impl Spool {
             .filter(|l| lock(l).len() < RECYCLE_MAX)
         {
             let to = self.tmp().join(format!("{id}.free"));
+            // A parked file holds no message bytes: cut to nothing before it moves, so the
+            // plaintext of a message that went to the portal or the quarantine (held encrypted
+            // there) is not left readable in tmp/ until a later message happens to reuse it.
+            // Opening with O_TRUNC is one syscall; the inode (what recycling saves) stays.
+            let cut = fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(self.msg_path(id));
+            match found(cut) {
+                Ok(Some(_)) => {}
+                Ok(None) => return Ok(()),
+                // Not cut: never parked with its content; unlinked below.
+                Err(_) => return found(fs::remove_file(self.msg_path(id))).map(drop),
+            }
             match found(fs::rename(self.msg_path(id), &to)) {
                 Ok(Some(())) => {
                     lock(list).push(to);
@@ -717,6 +731,43 @@ mod tests {
         Spool::open_existing(d.path()).remove(&third).unwrap();
         assert_eq!(fs::read_dir(d.path().join("tmp")).unwrap().count(), 0);
         assert_eq!(fs::read_dir(d.path().join("queue")).unwrap().count(), 0);
+    }
+
+    /// Every file under `root` whose bytes contain `needle`.
+    fn files_holding(root: &Path, needle: &[u8]) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let mut todo = vec![root.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for e in fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    todo.push(p);
+                } else if memchr::memmem::find(&fs::read(&p).unwrap(), needle).is_some() {
+                    found.push(p);
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn a_finished_message_leaves_no_bytes_in_the_file_kept_for_reuse() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Spool::open(d.path()).unwrap();
+        let id = Spool::new_id();
+        s.accept(
+            &entry(&id),
+            b"Subject: Jane Roe HIV result\r\n\r\nMARKER-7731\r\n",
+        )
+        .unwrap();
+        s.update(&entry(&id)).unwrap();
+        s.remove(&id).unwrap();
+        // Parked for reuse (the inode is what recycling saves) ...
+        assert_eq!(fs::read_dir(d.path().join("tmp")).unwrap().count(), 1);
+        // ... but nothing of the message is left anywhere under the spool.
+        for marker in [&b"MARKER-7731"[..], b"Jane Roe"] {
+            assert_eq!(files_holding(d.path(), marker), Vec::<PathBuf>::new());
+        }
     }
 
     #[test]
