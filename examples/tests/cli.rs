@@ -773,6 +773,7 @@ fn keys_pending_approve_and_reject_harvested_certificates() {
             addresses: vec!["gw@partner.test".into()],
             domains: Vec::new(),
             authority: false,
+            self_signed: false,
         };
         assert!(store
             .offer("partner.test", &gw.cert_pem(), &summary, false)

@@ -855,3 +855,104 @@ fn sealing_into_a_writer_gives_a_message_that_opens_the_same() {
         assert!(e.to_string().contains("disk full"), "{cipher}: {e}");
     }
 }
+
+/// A partner certificate made the usual way (`openssl req -x509`, which marks every self-signed
+/// certificate `CA:TRUE`) is that partner's certificate: we seal to it, OpenSSL decrypts with
+/// its key, and check-config's view (describe_certificates) calls it a recipient. A real CA
+/// certificate alone (keyCertSign only) is still never a recipient, a CA beside a leaf in a
+/// chain file is chain material, and a hundred copies of one certificate are one recipient.
+#[test]
+fn a_self_signed_partner_certificate_from_openssl_req_is_a_recipient() {
+    use postern_core::SecureEnvelope;
+    let dir = tempfile::tempdir().unwrap();
+    let make = |name: &str, usage: &str| {
+        let (cert, key) = (
+            dir.path().join(format!("{name}.pem")),
+            dir.path().join(format!("{name}.key")),
+        );
+        let mut cmd = openssl();
+        cmd.args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "365",
+        ])
+        .args(["-subj", &format!("/CN={name}.partner.example")])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .args([
+            "-addext",
+            &format!("subjectAltName=email:{name}@partner.example"),
+        ]);
+        if !usage.is_empty() {
+            cmd.args(["-addext", usage]);
+        }
+        if name == "gw" {
+            cmd.args(["-addext", "extendedKeyUsage=emailProtection"]);
+        }
+        run_ok(&mut cmd, b"");
+        (std::fs::read(&cert).unwrap(), key)
+    };
+    let (gw, gw_key) = make("gw", "keyUsage=digitalSignature,keyEncipherment");
+    let text = String::from_utf8(run_ok(openssl().args(["x509", "-noout", "-text"]), &gw)).unwrap();
+    assert!(
+        text.contains("CA:TRUE"),
+        "OpenSSL's default for a self-signed certificate"
+    );
+    // The default `openssl req -x509` certificate has no key usage at all: any use.
+    let (plain, plain_key) = make("plain", "");
+    let (ca, _) = make("ca", "keyUsage=keyCertSign,cRLSign");
+    let policy = Policy::default();
+    let msg = sample_message(2);
+    for (cert, key) in [(&gw, &gw_key), (&plain, &plain_key)] {
+        let certs = vec![cert.clone()];
+        let sealed = seal(
+            &SmimeEnvelope::new(),
+            &msg,
+            &SealRequest::encrypt(&certs, &policy),
+        );
+        let mut decrypt = openssl();
+        let cert_file = dir.path().join("recip.pem");
+        std::fs::write(&cert_file, cert).unwrap();
+        decrypt
+            .args(["cms", "-decrypt", "-inkey"])
+            .arg(key)
+            .arg("-recip")
+            .arg(&cert_file);
+        assert_eq!(body(&run_ok(&mut decrypt, &sealed)), body(&msg));
+        let summary = SmimeEnvelope::new().describe_certificates(cert).unwrap();
+        assert!(
+            !summary[0].authority && summary[0].self_signed,
+            "{summary:?}"
+        );
+    }
+    // A CA's certificate alone is not a partner's.
+    let certs = vec![ca.clone()];
+    let view = MessageView::parse(&msg).unwrap();
+    let err = SmimeEnvelope::new()
+        .seal_sync(&view, &SealRequest::encrypt(&certs, &policy))
+        .unwrap_err();
+    assert!(err.to_string().contains("only CA certificates"), "{err}");
+    // A chain file: the leaf is the recipient, the (self-signed) CA beside it is not.
+    let pki = Pki::new();
+    let leaf = pki.issue("records@partner.example", KeyKind::Rsa(2048));
+    let mut chain = leaf.cert_pem();
+    chain.extend_from_slice(&gw);
+    let summary = SmimeEnvelope::new().describe_certificates(&chain).unwrap();
+    assert_eq!(
+        summary.iter().map(|s| s.authority).collect::<Vec<_>>(),
+        vec![false, true]
+    );
+    // A hundred copies of one certificate: one recipient in the message.
+    let copies = vec![gw.repeat(100)];
+    let sealed = seal(
+        &SmimeEnvelope::new(),
+        &msg,
+        &SealRequest::encrypt(&copies, &policy),
+    );
+    let printed = String::from_utf8(run_ok(
+        openssl().args(["cms", "-cmsout", "-print", "-inform", "SMIME"]),
+        &sealed,
+    ))
+    .unwrap();
+    assert_eq!(printed.matches("d.ktri:").count(), 1, "{printed}");
+}

@@ -294,6 +294,8 @@ pub struct CertificateSummary {
     pub domains: Vec<String>,
     /// A certificate authority: chain material, never an encryption recipient.
     pub authority: bool,
+    /// Self-signed: its own trust anchor (a recipient only when pinned).
+    pub self_signed: bool,
 }
 
 impl CertificateSummary {

@@ -509,6 +509,7 @@ impl SecureEnvelope for OpenPgpEnvelope {
                 addresses: keys::emails(c),
                 domains: Vec::new(),
                 authority: false,
+                self_signed: false,
             })
             .collect())
     }

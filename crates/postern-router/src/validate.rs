@@ -259,6 +259,15 @@ fn certificate_owners(
         ));
     }
     for cert in recipients {
+        if cert.self_signed && std == Standard::Smime {
+            out.push((
+                Severity::Warning,
+                format!(
+                    "{std} certificate {n} ({}) is self-signed (OpenSSL marks such certificates                      CA:TRUE); it is used as {}'s own certificate because it is pinned here:                      compare its fingerprint with the partner before relying on it",
+                    cert.description, p.pattern
+                ),
+            ));
+        }
         let domains = cert.all_domains();
         if domains.is_empty() {
             out.push((

@@ -572,6 +572,62 @@ pub fn is_ca(cert: &Certificate) -> bool {
     crate::certinfo::is_ca(cert)
 }
 
+/// Self-issued (subject and issuer the same name) with a key usage that allows encryption to
+/// it: key encipherment or key agreement, or no key usage extension at all (any use). The
+/// self-signature is not verified: a pinned certificate is trusted for being pinned, and its
+/// signature proves nothing more (an old SHA-1 one must not make a partner unreachable).
+pub fn self_signed_for_encryption(cert: &Certificate) -> bool {
+    let tbs = cert.tbs_certificate();
+    if tbs.subject() != tbs.issuer() {
+        return false;
+    }
+    crate::certinfo::key_usage(cert).is_none_or(|ku| {
+        ku.0.contains(x509_cert::ext::pkix::KeyUsages::KeyEncipherment)
+            || ku.0.contains(x509_cert::ext::pkix::KeyUsages::KeyAgreement)
+    })
+}
+
+/// Which certificates of one partner file are recipients. Every end-entity certificate is; a
+/// CA certificate in a chain file never is. But `openssl req -x509` marks every self-signed
+/// certificate `CA:TRUE` — the commonest partner certificate there is — so a file whose only
+/// certificate is self-signed and allows encryption ([`self_signed_for_encryption`]) holds
+/// that partner's own certificate. The answer is per certificate, in the file's order.
+pub fn recipient_roles(certs: &[Certificate]) -> Vec<bool> {
+    let distinct = {
+        let mut ders: Vec<Vec<u8>> = certs.iter().filter_map(|c| c.to_der().ok()).collect();
+        ders.sort();
+        ders.dedup();
+        ders.len()
+    };
+    certs
+        .iter()
+        .map(|c| !is_ca(c) || (distinct == 1 && self_signed_for_encryption(c)))
+        .collect()
+}
+
+/// The recipients of one partner file ([`recipient_roles`]), each key once: a file that holds
+/// the same certificate (or the same key in two certificates) a hundred times is one recipient.
+pub fn recipients(certs: Vec<Certificate>) -> Vec<Certificate> {
+    let roles = recipient_roles(&certs);
+    let mut seen: Vec<Vec<u8>> = Vec::new();
+    let mut out = Vec::new();
+    for (c, recipient) in certs.into_iter().zip(roles) {
+        if !recipient {
+            continue;
+        }
+        let key = c
+            .tbs_certificate()
+            .subject_public_key_info()
+            .to_der()
+            .unwrap_or_default();
+        if !seen.contains(&key) {
+            seen.push(key);
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The DER encoding of a certificate.
 pub fn to_der(cert: &Certificate) -> Result<Vec<u8>, Error> {
     cert.to_der()

@@ -541,27 +541,40 @@ impl SecureEnvelope for SmimeEnvelope {
         &self,
         bytes: &[u8],
     ) -> Result<Vec<postern_core::CertificateSummary>, Error> {
-        Ok(keys::parse_certificates(bytes)?
+        let certs = keys::parse_certificates(bytes)?;
+        let roles = keys::recipient_roles(&certs);
+        Ok(certs
             .iter()
-            .map(|c| postern_core::CertificateSummary {
+            .zip(roles)
+            .map(|(c, recipient)| postern_core::CertificateSummary {
                 description: certinfo::describe(c),
                 addresses: certinfo::emails(c),
                 domains: certinfo::dns_names(c),
-                authority: certinfo::is_ca(c),
+                authority: !recipient,
+                self_signed: c.tbs_certificate().subject() == c.tbs_certificate().issuer(),
             })
             .collect())
     }
 }
 
-/// The certificates to encrypt to: every end-entity certificate of each entry (a file may be a
-/// bundle with its CA chain; a CA certificate is never a recipient). An entry without one is
-/// an error, so nothing is sealed to a CA's key or silently to the first certificate only.
+/// The certificates to encrypt to: the recipients of each entry ([`keys::recipients`]: every
+/// end-entity certificate, a lone self-signed partner certificate, each key once; a CA
+/// certificate of a chain is never one). An entry without one is an error, so nothing is
+/// sealed to a CA's key or silently to the first certificate only.
 fn recipient_certificates(entries: &[Vec<u8>]) -> Result<Vec<Certificate>, Error> {
-    let mut out = Vec::new();
+    let mut out: Vec<Certificate> = Vec::new();
     for entry in entries {
         let certs = keys::parse_certificates(entry)?;
         let before = out.len();
-        out.extend(certs.into_iter().filter(|c| !certinfo::is_ca(c)));
+        for c in keys::recipients(certs) {
+            let spki = c.tbs_certificate().subject_public_key_info();
+            if !out
+                .iter()
+                .any(|o| o.tbs_certificate().subject_public_key_info() == spki)
+            {
+                out.push(c);
+            }
+        }
         if out.len() == before {
             return Err(Error::NoUsableKey {
                 recipient: "partner".into(),
