@@ -44,6 +44,7 @@ pub struct Client {
     addr: String,
     /// `name=value` of the session cookie.
     pub cookie: Option<String>,
+    source: Option<std::net::IpAddr>,
 }
 
 impl Client {
@@ -52,7 +53,24 @@ impl Client {
         Client {
             addr: addr.to_string(),
             cookie: None,
+            source: None,
         }
+    }
+
+    /// A client that connects from `source` (a loopback address such as 127.0.3.7: a
+    /// different client as the server counts them).
+    pub fn from_source(addr: &str, source: std::net::IpAddr) -> Client {
+        Client {
+            source: Some(source),
+            ..Client::new(addr)
+        }
+    }
+
+    fn connect(&self) -> std::io::Result<TcpStream> {
+        let Some(src) = self.source else {
+            return TcpStream::connect(&self.addr);
+        };
+        connect_from(&self.addr, src)
     }
 
     /// GET `path`.
@@ -108,7 +126,7 @@ impl Client {
         path: &str,
         body: Option<(&str, Vec<u8>)>,
     ) -> std::io::Result<Response> {
-        let mut s = TcpStream::connect(&self.addr)?;
+        let mut s = self.connect()?;
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
         let mut req = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
@@ -213,4 +231,16 @@ fn urlencode(s: &str) -> String {
             }
         })
         .collect()
+}
+
+/// A TCP connection to `addr` from the local address `source` (any port).
+pub fn connect_from(addr: &str, source: std::net::IpAddr) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let to: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|_| std::io::Error::other("not IP:PORT"))?;
+    let s = Socket::new(Domain::for_address(to), Type::STREAM, None)?;
+    s.bind(&std::net::SocketAddr::new(source, 0).into())?;
+    s.connect(&to.into())?;
+    Ok(s.into())
 }

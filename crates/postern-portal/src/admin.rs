@@ -15,9 +15,11 @@ use serde::Deserialize;
 
 use crate::audit::Action;
 use crate::letters;
+use crate::password::PasswordBudget;
 use crate::service::Portal;
-use crate::store::Session;
-use crate::web::{cookie_header, csrf_ok, limit, page, session, Client, Refusal};
+use crate::store::{Attempt, LockOn, Session};
+use crate::web::{busy, cookie_header, csrf_ok, limit, page, session, Client, Refusal};
+use zeroize::Zeroizing;
 
 type Shared = Arc<Portal>;
 
@@ -43,8 +45,12 @@ pub struct QuarantineLine {
 /// What the administrator pages need from the gateway they run in.
 #[async_trait]
 pub trait AdminDesk: Send + Sync + std::fmt::Debug {
-    /// Checks an administrator's password (Argon2: slow; called off the async threads).
+    /// Checks an administrator's password (Argon2: slow; called off the async threads, within
+    /// the process's password budget). An unknown name must cost what a wrong password costs.
     fn check_password(&self, user: &str, password: &str) -> bool;
+    /// Whether `user` is an administrator (the sign-in lock counts only on real names, so made-up
+    /// ones cannot fill the lock table).
+    fn is_admin(&self, user: &str) -> bool;
     /// Quarantined messages, newest first.
     async fn quarantine(&self) -> Result<Vec<QuarantineLine>, String>;
     /// Releases (`release`) or rejects a quarantined message, as `actor`, for `reason`.
@@ -224,10 +230,29 @@ async fn login(
             return Err(Refusal::NotFound);
         };
         let user = letters::one_line(&f.user, 100);
-        let (u, pw) = (user.clone(), f.password);
-        let ok = tokio::task::spawn_blocking(move || desk.check_password(&u, &pw))
+        let generic = "Wrong user name or password, or sign-in is locked for a while after several wrong tries.";
+        let admission = PasswordBudget::global().admit().map_err(busy)?;
+        let cfg = &p.settings;
+        // The same lock as recipients' passwords, counted before the check.
+        let attempt = if desk.is_admin(&user) {
+            p.store
+                .begin_attempt(LockOn::Admin(&user), cfg.max_failures, cfg.lock_secs)
+                .await?
+        } else {
+            Attempt::Allowed { locks: false }
+        };
+        let Attempt::Allowed { locks } = attempt else {
+            p.audit
+                .append(&user, Action::AdminLogin, "admin", Some(ip), "locked, not checked")
+                .await?;
+            let (cookie, fresh) = p.store.new_session(None, false).await?;
+            return Ok(login_page(&p, &fresh, &cookie, Some(generic)));
+        };
+        let (u, pw) = (user.clone(), Zeroizing::new(f.password));
+        let ok = admission
+            .run(move || desk.check_password(&u, &pw))
             .await
-            .unwrap_or(false);
+            .map_err(busy)?;
         p.audit
             .append(
                 &user,
@@ -238,14 +263,15 @@ async fn login(
             )
             .await?;
         if !ok {
+            if locks {
+                p.audit
+                    .append(&user, Action::Locked, "admin", Some(ip), "administrator sign-in locked")
+                    .await?;
+            }
             let (cookie, fresh) = p.store.new_session(None, false).await?;
-            return Ok(login_page(
-                &p,
-                &fresh,
-                &cookie,
-                Some("Wrong user name or password."),
-            ));
+            return Ok(login_page(&p, &fresh, &cookie, Some(generic)));
         }
+        p.store.attempt_succeeded(LockOn::Admin(&user)).await?;
         let (cookie, _) = p.store.prove(&s, &user, "password", true).await?;
         Ok(([cookie_header(&p, &cookie)], Redirect::to("/admin")).into_response())
     }

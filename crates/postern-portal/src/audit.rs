@@ -83,6 +83,8 @@ pub enum Action {
     KeyRejected,
     /// The key a partner publishes for an address changed.
     KeyChanged,
+    /// A decided quarantine entry's content was destroyed at the end of its retention period.
+    Purged,
 }
 
 impl Action {
@@ -110,6 +112,7 @@ impl Action {
             Action::KeyApproved => "key-approved",
             Action::KeyRejected => "key-rejected",
             Action::KeyChanged => "key-changed",
+            Action::Purged => "purged",
         }
     }
 }

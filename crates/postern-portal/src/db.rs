@@ -67,6 +67,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0004_harvest.sqlite.sql"),
         postgres: include_str!("../migrations/0004_harvest.postgres.sql"),
     },
+    Migration {
+        version: 5,
+        sqlite: include_str!("../migrations/0005_locks_retention.sqlite.sql"),
+        postgres: include_str!("../migrations/0005_locks_retention.postgres.sql"),
+    },
 ];
 
 impl Db {
@@ -110,6 +115,10 @@ impl Db {
                     conn.execute("PRAGMA synchronous = FULL").await?;
                     conn.execute("PRAGMA busy_timeout = 10000").await?;
                     conn.execute("PRAGMA foreign_keys = ON").await?;
+                    // Destroyed content (a revoked message's wrapped key and ciphertext, a
+                    // purged quarantine entry) is overwritten with zeros in the pages that held
+                    // it, not only unlinked from the b-tree; [`Db::scrub`] then clears the WAL.
+                    conn.execute("PRAGMA secure_delete = ON").await?;
                     Ok(())
                 })
             });
@@ -128,6 +137,30 @@ impl Db {
     /// The database behind it.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// After content was destroyed: on SQLite, copies the WAL into the database and cuts it to
+    /// nothing, so the frames that still held the content before its destruction are gone from
+    /// the disk's files (with `secure_delete`, the database pages hold zeros where it was). A
+    /// reader still busy keeps the WAL; the next scrub, or the next automatic checkpoint, ends
+    /// it. PostgreSQL keeps dead row versions until VACUUM (ARCHITECTURE.md says what an
+    /// operator runs); nothing is done here.
+    pub async fn scrub(&self) -> Result<(), DbError> {
+        if self.backend != Backend::Sqlite {
+            return Ok(());
+        }
+        for _ in 0..5 {
+            let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&self.pool)
+                .await?;
+            // (busy, frames in the WAL, frames checkpointed): busy 0 means the WAL is empty now.
+            if row.try_get::<i64, _>(0)? == 0 {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        tracing::warn!("the WAL could not be emptied after destroying content (a reader held it); the next checkpoint will");
+        Ok(())
     }
 
     /// Closes the pool (SQLite: checkpoints the WAL).

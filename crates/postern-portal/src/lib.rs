@@ -41,12 +41,13 @@ pub mod db;
 pub mod letters;
 pub mod limit;
 pub mod outbox;
+pub mod password;
 pub mod render;
 pub mod seal;
+pub mod serve;
 pub mod service;
 pub mod settings;
 pub mod store;
-pub mod tls;
 pub mod web;
 
 pub use admin::{AdminDesk, QuarantineLine};

@@ -1,28 +1,50 @@
-//! Requests per client address per minute, for the sensitive paths (codes, sign-ins, replies):
-//! a fixed one-minute window per address, forgotten when the window passes.
+//! Requests per client per minute, for the sensitive paths (codes, sign-ins, replies): a fixed
+//! one-minute window per client, forgotten when the window passes. A client is an IPv4 address
+//! or an IPv6 network ([`client_network`]): one host usually holds a whole /64, so counting
+//! single IPv6 addresses would give it 2^64 budgets.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
+/// The network a client address is counted as: an IPv4 address as it is (an IPv4-mapped IPv6
+/// address as its IPv4 address), an IPv6 address cut to its first `v6_prefix` bits.
+pub fn client_network(ip: IpAddr, v6_prefix: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6);
+                let keep = u32::from(v6_prefix.min(128));
+                let mask = u128::MAX.checked_shl(128 - keep).unwrap_or(0);
+                IpAddr::V6(std::net::Ipv6Addr::from(bits & mask))
+            }
+        },
+    }
+}
+
 /// The limiter.
 #[derive(Debug)]
 pub struct Limiter {
     per_minute: u32,
+    v6_prefix: u8,
     seen: Mutex<HashMap<IpAddr, (i64, u32)>>,
 }
 
 impl Limiter {
-    /// At most `per_minute` per address.
-    pub fn new(per_minute: u32) -> Limiter {
+    /// At most `per_minute` per client (IPv6 clients by their `v6_prefix` network).
+    pub fn new(per_minute: u32, v6_prefix: u8) -> Limiter {
         Limiter {
             per_minute,
+            v6_prefix,
             seen: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Counts one request; false when the address is over its limit.
+    /// Counts one request; false when the client is over its limit.
     pub fn allow(&self, client: IpAddr) -> bool {
+        let client = client_network(client, self.v6_prefix);
         let minute = crate::now() / 60;
         let Ok(mut seen) = self.seen.lock() else {
             return false;
@@ -36,5 +58,113 @@ impl Limiter {
         }
         e.1 += 1;
         e.1 <= self.per_minute
+    }
+}
+
+/// A listener's connection allowance: in all, and per client (an IPv4 address or an IPv6
+/// network). The relay's SMTP listeners and the portal's HTTP listener each hold one.
+#[derive(Debug, Clone)]
+pub struct ConnectionSlots {
+    all: std::sync::Arc<tokio::sync::Semaphore>,
+    total: usize,
+    per_client: usize,
+    v6_prefix: u8,
+    clients: std::sync::Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// One connection's hold on its listener's slots, given back when it is dropped.
+#[derive(Debug)]
+pub struct ConnectionSlot {
+    _all: tokio::sync::OwnedSemaphorePermit,
+    client: IpAddr,
+    clients: std::sync::Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut c = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = c.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                c.remove(&self.client);
+            }
+        }
+    }
+}
+
+impl ConnectionSlots {
+    /// `all` connections at once, `per_client` from one client.
+    pub fn new(all: usize, per_client: usize, v6_prefix: u8) -> Self {
+        ConnectionSlots {
+            all: std::sync::Arc::new(tokio::sync::Semaphore::new(all)),
+            total: all,
+            per_client,
+            v6_prefix,
+            clients: std::sync::Arc::default(),
+        }
+    }
+
+    /// A slot for a connection from `ip`, unless the listener or that client is at its limit.
+    pub fn take(&self, ip: IpAddr) -> Option<ConnectionSlot> {
+        let client = client_network(ip, self.v6_prefix);
+        let mut c = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if c.get(&client).copied().unwrap_or(0) >= self.per_client {
+            return None;
+        }
+        let permit = self.all.clone().try_acquire_owned().ok()?;
+        *c.entry(client).or_insert(0) += 1;
+        Some(ConnectionSlot {
+            _all: permit,
+            client,
+            clients: self.clients.clone(),
+        })
+    }
+
+    /// Connections holding a slot now.
+    pub fn in_use(&self) -> usize {
+        self.total - self.all.available_permits()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_count_by_network_and_ipv4_by_address() {
+        let n = |s: &str, p| client_network(s.parse().unwrap(), p).to_string();
+        assert_eq!(n("2001:db8:1:2:aaaa::1", 64), "2001:db8:1:2::");
+        assert_eq!(n("2001:db8:1:2:ffff:ffff:ffff:ffff", 64), "2001:db8:1:2::");
+        assert_eq!(n("2001:db8:1:2:3:4:5:6", 48), "2001:db8:1::");
+        assert_eq!(n("2001:db8::1", 128), "2001:db8::1");
+        assert_eq!(n("2001:db8::1", 0), "::");
+        assert_eq!(n("192.0.2.7", 64), "192.0.2.7");
+        assert_eq!(n("::ffff:192.0.2.7", 64), "192.0.2.7");
+        let l = Limiter::new(3, 64);
+        for i in 0..3 {
+            assert!(l.allow(format!("2001:db8::{i}").parse().unwrap()));
+        }
+        assert!(!l.allow("2001:db8::ffff".parse().unwrap()), "the same /64");
+        assert!(l.allow("2001:db8:0:1::1".parse().unwrap()), "another /64");
+        assert!(l.allow("192.0.2.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn connection_slots_hold_per_client_and_in_all_and_come_back() {
+        let s = ConnectionSlots::new(3, 2, 64);
+        let a = s.take("2001:db8::1".parse().unwrap()).unwrap();
+        let _b = s.take("2001:db8::2".parse().unwrap()).unwrap();
+        assert!(
+            s.take("2001:db8::3".parse().unwrap()).is_none(),
+            "the /64 has two"
+        );
+        let _c = s.take("192.0.2.1".parse().unwrap()).unwrap();
+        assert!(
+            s.take("192.0.2.2".parse().unwrap()).is_none(),
+            "three in all"
+        );
+        assert_eq!(s.in_use(), 3);
+        drop(a);
+        assert!(s.take("2001:db8::3".parse().unwrap()).is_some());
     }
 }

@@ -96,7 +96,7 @@ impl Portal {
         secure_cookies: bool,
         outbox: Arc<dyn Outbox>,
     ) -> Portal {
-        let limiter = Limiter::new(settings.per_client_per_minute);
+        let limiter = Limiter::new(settings.per_client_per_minute, settings.ipv6_client_prefix);
         let logo = load_logo(&settings.logo);
         Portal {
             store: Store::new(db.clone(), master),

@@ -54,8 +54,19 @@ pub struct PortalSettings {
     pub absolute_timeout_secs: i64,
     /// Largest reply (text and attachments), bytes.
     pub max_reply_bytes: usize,
-    /// Sensitive requests (codes, sign-ins, replies) one client address may make per minute.
+    /// Sensitive requests (codes, sign-ins, replies) one client may make per minute.
     pub per_client_per_minute: u32,
+    /// IPv6 clients are counted by network: the first this many bits (an IPv4 client by its
+    /// address).
+    pub ipv6_client_prefix: u8,
+    /// Connections the portal holds at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Connections one client (IPv4 address, IPv6 network) may hold at once.
+    pub max_connections_per_client: usize,
+    /// Seconds a client has to send a request's header section.
+    pub header_timeout_secs: u64,
+    /// Seconds a kept-alive connection may idle between requests.
+    pub idle_connection_secs: u64,
 }
 
 impl Default for PortalSettings {
@@ -84,6 +95,11 @@ impl Default for PortalSettings {
             absolute_timeout_secs: 8 * 3600,
             max_reply_bytes: 25 * 1024 * 1024,
             per_client_per_minute: 30,
+            ipv6_client_prefix: 64,
+            max_connections: 256,
+            max_connections_per_client: 16,
+            header_timeout_secs: 10,
+            idle_connection_secs: 30,
         }
     }
 }
@@ -108,6 +124,22 @@ impl PortalSettings {
             ("absolute_timeout_secs", self.absolute_timeout_secs),
         ] {
             if v <= 0 {
+                return Err(format!("portal.{name} must be positive"));
+            }
+        }
+        if self.ipv6_client_prefix > 128 {
+            return Err("portal.ipv6_client_prefix must be at most 128".into());
+        }
+        for (name, v) in [
+            ("max_connections", self.max_connections as u64),
+            (
+                "max_connections_per_client",
+                self.max_connections_per_client as u64,
+            ),
+            ("header_timeout_secs", self.header_timeout_secs),
+            ("idle_connection_secs", self.idle_connection_secs),
+        ] {
+            if v == 0 {
                 return Err(format!("portal.{name} must be positive"));
             }
         }

@@ -175,6 +175,67 @@ pub enum CodeCheck {
     Locked(i64),
 }
 
+/// What a lock counts attempts on.
+#[derive(Debug, Clone, Copy)]
+pub enum LockOn<'a> {
+    /// A portal message's link (codes): by message ID.
+    Link(&'a str),
+    /// A recipient's password, whichever form it is typed into (sign-in or a link): by
+    /// address.
+    Account(&'a str),
+    /// An administrator's password: by user name.
+    Admin(&'a str),
+}
+
+impl LockOn<'_> {
+    /// Table, key column, failure column, lock column, and the key's value.
+    fn columns(
+        &self,
+    ) -> (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        String,
+    ) {
+        match self {
+            LockOn::Link(id) => (
+                "portal_message",
+                "id",
+                "failed_codes",
+                "locked_until",
+                id.to_string(),
+            ),
+            LockOn::Account(a) => (
+                "portal_account",
+                "address",
+                "failed",
+                "locked_until",
+                a.to_ascii_lowercase(),
+            ),
+            LockOn::Admin(n) => (
+                "admin_lock",
+                "name",
+                "failed",
+                "locked_until",
+                n.to_string(),
+            ),
+        }
+    }
+}
+
+/// Whether an attempt may be checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// Check it; `locks` when this attempt used up the last try (if it fails, the lock holds).
+    Allowed {
+        /// This attempt set the lock.
+        locks: bool,
+    },
+    /// Locked until then (unix seconds): do not check.
+    Locked(i64),
+}
+
 /// Random bytes as base64url.
 pub fn random_token(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
@@ -456,6 +517,7 @@ impl Store {
             .bind(id)
             .execute(self.db.pool())
             .await?;
+        self.db.scrub().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -525,11 +587,14 @@ impl Store {
         max_failures: i64,
         lock: i64,
     ) -> Result<CodeCheck, StoreError> {
-        let m = self.meta(message_id).await?;
         let now = crate::now();
-        if m.locked_until > now {
-            return Ok(CodeCheck::Locked(m.locked_until));
-        }
+        let locked = match self
+            .begin_attempt(LockOn::Link(message_id), max_failures, lock)
+            .await?
+        {
+            Attempt::Locked(until) => return Ok(CodeCheck::Locked(until)),
+            Attempt::Allowed { locks } => locks,
+        };
         let typed: String = code.chars().filter(char::is_ascii_digit).collect();
         let rows = sqlx::query(
             "SELECT id, code_hash FROM portal_code
@@ -551,39 +616,81 @@ impl Store {
                         .execute(self.db.pool())
                         .await?;
                 if done.rows_affected() == 1 {
-                    sqlx::query("UPDATE portal_message SET failed_codes = 0 WHERE id = $1")
-                        .bind(message_id)
-                        .execute(self.db.pool())
-                        .await?;
+                    self.attempt_succeeded(LockOn::Link(message_id)).await?;
                     return Ok(CodeCheck::Accepted);
                 }
             }
         }
-        let locked = self.fail(message_id, max_failures, lock).await?;
         Ok(CodeCheck::Wrong { locked })
     }
 
-    /// Counts a failure on the link (code or password); true when it locked it.
-    pub async fn fail(
+    /// Counts an attempt on `on` before its secret is checked, so parallel attempts cannot all
+    /// pass a lock that is read before a slow check and written after it: the count and the
+    /// decision are one statement. The attempt that reaches `max_failures` sets the lock (and
+    /// is itself still checked: at most `max_failures` checks per lock period); a success
+    /// ([`Store::attempt_succeeded`]) forgives the count. Nothing to count on (an address
+    /// without a password, a name that is no administrator) is allowed and counts nothing.
+    pub async fn begin_attempt(
         &self,
-        message_id: &str,
+        on: LockOn<'_>,
         max_failures: i64,
         lock: i64,
-    ) -> Result<bool, StoreError> {
-        sqlx::query("UPDATE portal_message SET failed_codes = failed_codes + 1 WHERE id = $1")
-            .bind(message_id)
+    ) -> Result<Attempt, StoreError> {
+        let now = crate::now();
+        let (table, key, failed, until, value) = on.columns();
+        if let LockOn::Admin(_) = on {
+            sqlx::query(
+                "INSERT INTO admin_lock (name, failed, locked_until) VALUES ($1, 0, 0)
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(&value)
             .execute(self.db.pool())
             .await?;
-        let done = sqlx::query(
-            "UPDATE portal_message SET locked_until = $1, failed_codes = 0
-             WHERE id = $2 AND failed_codes >= $3",
-        )
-        .bind(crate::now() + lock)
-        .bind(message_id)
-        .bind(max_failures)
+        }
+        // Static table and column names only (LockOn::columns); the values are bound.
+        let sql = format!(
+            "UPDATE {table} SET
+                {failed} = CASE WHEN {failed} + 1 >= $1 THEN 0 ELSE {failed} + 1 END,
+                {until} = CASE WHEN {failed} + 1 >= $1 THEN $2 ELSE {until} END
+             WHERE {key} = $3 AND {until} <= $4
+             RETURNING {until}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(max_failures)
+            .bind(now + lock)
+            .bind(&value)
+            .bind(now)
+            .fetch_optional(self.db.pool())
+            .await?;
+        if let Some(r) = row {
+            return Ok(Attempt::Allowed {
+                locks: r.try_get::<i64, _>(0)? > now,
+            });
+        }
+        let held = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {until} FROM {table} WHERE {key} = $1"
+        )))
+        .bind(&value)
+        .fetch_optional(self.db.pool())
+        .await?
+        .map(|r| r.try_get::<i64, _>(0))
+        .transpose()?;
+        Ok(match held {
+            Some(until) if until > now => Attempt::Locked(until),
+            _ => Attempt::Allowed { locks: false },
+        })
+    }
+
+    /// The secret was right: the count on `on` starts again, and a lock that attempt set ends.
+    pub async fn attempt_succeeded(&self, on: LockOn<'_>) -> Result<(), StoreError> {
+        let (table, key, failed, until, value) = on.columns();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE {table} SET {failed} = 0, {until} = 0 WHERE {key} = $1"
+        )))
+        .bind(&value)
         .execute(self.db.pool())
         .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(())
     }
 
     /// Sets (or replaces) the password hash of `address`.
@@ -736,51 +843,4 @@ impl Store {
 /// every message.
 fn code_hash(message_id: &str, code: &str) -> String {
     sha256_hex(format!("{message_id}\n{code}").as_bytes())
-}
-
-impl Store {
-    /// Whether sign-ins to `address` by password are locked (unix seconds until, or 0).
-    pub async fn account_locked_until(&self, address: &str) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query("SELECT locked_until FROM portal_account WHERE address = $1")
-                .bind(address.to_ascii_lowercase())
-                .fetch_optional(self.db.pool())
-                .await?
-                .map(|r| r.try_get::<i64, _>(0))
-                .transpose()?
-                .unwrap_or(0),
-        )
-    }
-
-    /// Counts a wrong password for `address`; true when this locked it; success resets.
-    pub async fn account_attempt(
-        &self,
-        address: &str,
-        ok: bool,
-        max_failures: i64,
-        lock: i64,
-    ) -> Result<bool, StoreError> {
-        let a = address.to_ascii_lowercase();
-        if ok {
-            sqlx::query("UPDATE portal_account SET failed = 0 WHERE address = $1")
-                .bind(&a)
-                .execute(self.db.pool())
-                .await?;
-            return Ok(false);
-        }
-        sqlx::query("UPDATE portal_account SET failed = failed + 1 WHERE address = $1")
-            .bind(&a)
-            .execute(self.db.pool())
-            .await?;
-        let done = sqlx::query(
-            "UPDATE portal_account SET locked_until = $1, failed = 0
-             WHERE address = $2 AND failed >= $3",
-        )
-        .bind(crate::now() + lock)
-        .bind(&a)
-        .bind(max_failures)
-        .execute(self.db.pool())
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
 }

@@ -19,33 +19,19 @@ use serde::Deserialize;
 use crate::audit::Action;
 use crate::letters::{self, Upload};
 use crate::outbox::MailKind;
+use crate::password::{Busy, PasswordBudget};
 use crate::render;
 use crate::service::Portal;
-use crate::store::{same, CodeCheck, MessageMeta, MessageState, Session, StoreError};
+use crate::store::{
+    same, Attempt, CodeCheck, LockOn, MessageMeta, MessageState, Session, StoreError,
+};
+use zeroize::Zeroizing;
 
 type Shared = Arc<Portal>;
 
-/// The client's address, as the listener saw it.
+/// The client's address, as the listener saw it ([`crate::serve`] puts it in every request).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);
-
-impl
-    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
-    for ClientAddr
-{
-    fn connect_info(s: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
-        ClientAddr(*s.remote_addr())
-    }
-}
-
-impl
-    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, crate::tls::TlsListener>>
-    for ClientAddr
-{
-    fn connect_info(s: axum::serve::IncomingStream<'_, crate::tls::TlsListener>) -> Self {
-        ClientAddr(*s.remote_addr())
-    }
-}
 
 /// The client's IP address (unspecified when the server was not told, as in unit tests).
 pub(crate) struct Client(pub(crate) IpAddr);
@@ -499,22 +485,38 @@ async fn login(
         }
         let address = f.address.trim().to_ascii_lowercase();
         let generic = "That address and password do not match, or sign-in is locked for a while after several wrong tries. You can always open a message from the link in your email.";
-        if p.store.account_locked_until(&address).await? > crate::now() {
+        // A place in the process's password budget first: a flood is refused before it costs
+        // a database write or a hash.
+        let admission = PasswordBudget::global().admit().map_err(busy)?;
+        let hash = p.store.password_hash(&address).await?;
+        let cfg = &p.settings;
+        // Only an address with a password has a lock to count on; an unknown one is checked
+        // against a decoy (the same cost) and is never right.
+        let attempt = match hash {
+            Some(_) => {
+                p.store
+                    .begin_attempt(LockOn::Account(&address), cfg.max_failures, cfg.lock_secs)
+                    .await?
+            }
+            None => Attempt::Allowed { locks: false },
+        };
+        let Attempt::Allowed { locks } = attempt else {
             let (cookie, fresh) = p.store.new_session(None, false).await?;
             return Ok(login_page(&p, &fresh, cookie, Some(generic)));
-        }
-        let hash = p.store.password_hash(&address).await?;
-        let ok = check_password(hash, f.password).await;
-        let cfg = &p.settings;
-        let locked = p.store.account_attempt(&address, ok, cfg.max_failures, cfg.lock_secs).await?;
+        };
+        let ok = admission
+            .verify(hash, Zeroizing::new(f.password.into_bytes()))
+            .await
+            .map_err(busy)?;
         if !ok {
             p.audit.append(&address, Action::CodeFailed, &address, Some(ip), "wrong password at sign-in").await?;
-            if locked {
+            if locks {
                 p.audit.append(&address, Action::Locked, &address, Some(ip), "password sign-in locked").await?;
             }
             let (cookie, fresh) = p.store.new_session(None, false).await?;
             return Ok(login_page(&p, &fresh, cookie, Some(generic)));
         }
+        p.store.attempt_succeeded(LockOn::Account(&address)).await?;
         let (cookie, _) = p.store.prove(&s, &address, "password", false).await?;
         p.audit.append(&address, Action::SignedIn, &address, Some(ip), "password").await?;
         Ok(([cookie_header(&p, &cookie)], Redirect::to("/inbox")).into_response())
@@ -523,35 +525,11 @@ async fn login(
     done(p, r).await
 }
 
-/// Argon2 off the async threads; an address without a password costs the same as a wrong one.
-async fn check_password(hash: Option<String>, password: String) -> bool {
-    use argon2::{Argon2, PasswordHash, PasswordVerifier};
-    static DECOY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        hash_password("decoy password, never valid").unwrap_or_default()
-    });
-    tokio::task::spawn_blocking(move || {
-        let have = hash.is_some();
-        let phc = hash.unwrap_or_else(|| DECOY.clone());
-        let ok = PasswordHash::new(&phc)
-            .map(|h| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &h)
-                    .is_ok()
-            })
-            .unwrap_or(false);
-        ok && have
-    })
-    .await
-    .unwrap_or(false)
-}
-
-/// An Argon2id PHC string (default parameters, random salt).
-pub fn hash_password(password: &str) -> Option<String> {
-    use argon2::{Argon2, PasswordHasher};
-    Argon2::default()
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .ok()
+/// The refusal when the process's password budget is spent.
+pub(crate) fn busy(_: Busy) -> Refusal {
+    Refusal::TooMany(
+        "Too many sign-ins are being checked right now. Please try again in a few seconds.".into(),
+    )
 }
 
 fn valid_token(t: &str) -> bool {
@@ -849,19 +827,35 @@ async fn link_password(
         limit(&p, ip)?;
         let m = by_token(&p, &token).await?;
         let s = link_session(&p, &headers, &m, &f.csrf).await?;
-        if m.locked_until > crate::now() {
+        let admission = PasswordBudget::global().admit().map_err(busy)?;
+        let hash = p.store.password_hash(&m.recipient).await?;
+        let cfg = &p.settings;
+        // The account's lock, the one the sign-in form counts on: a password guessed here is
+        // the same secret.
+        let attempt = match hash {
+            Some(_) => {
+                p.store
+                    .begin_attempt(LockOn::Account(&m.recipient), cfg.max_failures, cfg.lock_secs)
+                    .await?
+            }
+            None => Attempt::Allowed { locks: false },
+        };
+        let Attempt::Allowed { locks: locked } = attempt else {
+            let note = Note::Error("Password sign-in is locked for a while after several wrong tries. Ask for a one-time code instead.".into());
             return Ok((
                 StatusCode::TOO_MANY_REQUESTS,
-                link_page(&p, &token, &m, &s, Note::None).await?,
+                link_page(&p, &token, &m, &s, note).await?,
             )
                 .into_response());
-        }
-        let hash = p.store.password_hash(&m.recipient).await?;
-        if check_password(hash, f.password).await {
+        };
+        let ok = admission
+            .verify(hash, Zeroizing::new(f.password.into_bytes()))
+            .await
+            .map_err(busy)?;
+        if ok {
+            p.store.attempt_succeeded(LockOn::Account(&m.recipient)).await?;
             return signed_in_by_link(&p, &s, &m, ip, "password").await;
         }
-        let cfg = &p.settings;
-        let locked = p.store.fail(&m.id, cfg.max_failures, cfg.lock_secs).await?;
         failed_on_link(
             &p,
             &token,
@@ -1042,7 +1036,8 @@ async fn download(
                 Action::Downloaded,
                 &m.id,
                 Some(ip),
-                &format!("attachment {n}: {name}"),
+                // Indexes and sizes only: a file name is message content.
+                &format!("attachment {n}, {} bytes", data.len()),
             )
             .await?;
         Ok(file_response(&name, data))
@@ -1298,10 +1293,10 @@ async fn set_password(
             )
                 .into_response());
         }
-        let hash = tokio::task::spawn_blocking(move || hash_password(&f.password))
+        let hash = PasswordBudget::global()
+            .hash(Zeroizing::new(f.password.into_bytes()))
             .await
-            .ok()
-            .flatten()
+            .map_err(busy)?
             .ok_or(Refusal::Internal)?;
         p.store.set_password(&address, &hash).await?;
         p.audit

@@ -208,3 +208,63 @@ async fn the_audit_chain_holds_with_two_writers_and_breaks_when_edited() {
         db.close().await;
     }
 }
+
+/// Every file in `dir` (the database, its WAL and shared memory) whose bytes hold `needle`.
+fn files_holding(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            std::fs::read(p)
+                .map(|b| b.windows(needle.len()).any(|w| w == needle))
+                .unwrap_or(false)
+        })
+        .map(|p| p.display().to_string())
+        .collect()
+}
+
+/// A revoked message's wrapped key and ciphertext are gone from every file SQLite keeps, the
+/// WAL included (with the master key, a copy left in the WAL decrypts to the message).
+#[tokio::test]
+async fn destroyed_content_leaves_no_bytes_in_the_database_or_its_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = postern_portal::Db::sqlite(&dir.path().join("t.sqlite"))
+        .await
+        .unwrap();
+    let store = Store::new(db.clone(), MasterKey::new(&[3u8; 32]).unwrap());
+    // Big enough for overflow pages, as a message with an attachment has.
+    let body: Vec<u8> = (0..20_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    let d = store
+        .deposit(&new_message("a@b.example", &body))
+        .await
+        .unwrap();
+    use sqlx::Row;
+    let row = sqlx::query("SELECT wrapped_key, body FROM portal_message WHERE id = $1")
+        .bind(&d.id)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    let key: Vec<u8> = row.try_get(0).unwrap();
+    let cipher: Vec<u8> = row.try_get(1).unwrap();
+    // Pieces from the start, middle and end of the ciphertext, and the wrapped key.
+    let pieces = [
+        key.clone(),
+        cipher[..32].to_vec(),
+        cipher[cipher.len() / 2..cipher.len() / 2 + 32].to_vec(),
+        cipher[cipher.len() - 32..].to_vec(),
+    ];
+    assert!(
+        !files_holding(dir.path(), &pieces[1]).is_empty(),
+        "the test can see the ciphertext while it is stored"
+    );
+    // Another message keeps the database busy, as a running portal does.
+    store
+        .deposit(&new_message("c@d.example", b"other"))
+        .await
+        .unwrap();
+    assert!(store.destroy(&d.id, MessageState::Revoked).await.unwrap());
+    for p in &pieces {
+        assert_eq!(files_holding(dir.path(), p), Vec::<String>::new());
+    }
+    db.close().await;
+}

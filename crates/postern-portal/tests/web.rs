@@ -31,6 +31,9 @@ impl AdminDesk for Desk {
     fn check_password(&self, user: &str, password: &str) -> bool {
         user == "admin" && password == "correct horse battery"
     }
+    fn is_admin(&self, user: &str) -> bool {
+        user == "admin"
+    }
     async fn quarantine(&self) -> Result<Vec<QuarantineLine>, String> {
         Ok(vec![])
     }
@@ -134,6 +137,7 @@ fn body_text(raw: &[u8]) -> String {
 struct Browser {
     app: Router,
     cookie: Option<String>,
+    from: Option<std::net::SocketAddr>,
 }
 
 struct Reply {
@@ -160,12 +164,27 @@ impl Browser {
         Browser {
             app: app.clone(),
             cookie: None,
+            from: None,
+        }
+    }
+
+    /// A browser on its own client address (127.0.x.y), as the listener would report it.
+    fn at(app: &Router, n: u32) -> Browser {
+        let ip = std::net::Ipv4Addr::from(0x7f00_0000 + 1 + n);
+        Browser {
+            from: Some(std::net::SocketAddr::from((ip, 40_000))),
+            ..Browser::new(app)
         }
     }
 
     async fn send(&mut self, mut req: Request<Body>) -> Reply {
         if let Some(c) = &self.cookie {
             req.headers_mut().insert(header::COOKIE, c.parse().unwrap());
+        }
+        if let Some(a) = self.from {
+            req.extensions_mut().insert(axum::extract::ConnectInfo(
+                postern_portal::web::ClientAddr(a),
+            ));
         }
         let resp = self.app.clone().oneshot(req).await.unwrap();
         let status = resp.status();
@@ -433,6 +452,13 @@ async fn a_recipient_reads_downloads_and_replies_with_a_code_and_the_trail_is_ch
         assert!(actions.iter().any(|a| a == want), "{want} in {actions:?}");
     }
     assert!(f.portal.audit.verify().await.unwrap().is_ok());
+    // Audit rows carry indexes and identifiers, never content: no file name, no subject.
+    for row in f.portal.audit.list(None).await.unwrap() {
+        let text = format!("{} {} {} {}", row.actor, row.action, row.object, row.detail);
+        for content in ["passwd", "Lab results", "J. Doe", "Dr Alice"] {
+            assert!(!text.contains(content), "{content} in the audit row {text}");
+        }
+    }
 
     // At rest, neither the body nor the subject is in the database files.
     f.db.close().await;
@@ -1035,4 +1061,167 @@ async fn anonymous_pages_that_start_sessions_are_rate_limited_per_client() {
         .await
         .unwrap();
     assert_eq!(rows as usize, limit, "no session row for a refused request");
+}
+
+/// Sets `pw` as the password of the deposit's recipient (signed in by code).
+async fn with_password(f: &Fixture, token: &str, pw: &str) {
+    let mut b = Browser::new(&f.app);
+    b.sign_in(f, token).await;
+    let csrf = b.get("/account").await.csrf();
+    let r = b
+        .post(
+            "/account",
+            &[("csrf", &csrf), ("password", pw), ("confirm", pw)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+/// Runs `n` requests at once, each from a browser of its own client address; their statuses.
+async fn burst<F, Fut>(f: &Fixture, n: u32, first: u32, one: F) -> Vec<StatusCode>
+where
+    F: Fn(Browser) -> Fut,
+    Fut: std::future::Future<Output = StatusCode> + Send + 'static,
+{
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        tasks.spawn(one(Browser::at(&f.app, first + i)));
+    }
+    tasks.join_all().await
+}
+
+async fn audited(f: &Fixture, object: &str, action: &str) -> usize {
+    let log = f.portal.audit.list(Some(object)).await.unwrap();
+    log.iter().filter(|a| a.action == action).count()
+}
+
+/// The lock is counted before the slow check: 40 wrong passwords at once get at most the five
+/// checks the policy allows (all 40 were checked when the lock was read before the hash and
+/// written after it), the right password after them is refused, and so is the right one typed
+/// into a link's password form (the same secret, the same lock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_password_guesses_get_no_more_checks_than_the_lock_allows() {
+    let f = fixture().await;
+    let (id, token) = f.deposit("office@practice.example", MESSAGE).await;
+    let pw = "a sentence as a password";
+    with_password(&f, &token, pw).await;
+    let login = |pw: &'static str| {
+        move |mut b: Browser| async move {
+            let c = b.get("/").await.csrf();
+            let form = [
+                ("csrf", c.as_str()),
+                ("address", "office@practice.example"),
+                ("password", pw),
+            ];
+            b.post("/login", &form).await.status
+        }
+    };
+    let statuses = burst(&f, 40, 0, login("guess")).await;
+    let checked = audited(&f, "office@practice.example", "code-failed").await;
+    assert!(
+        (1..=5).contains(&checked),
+        "{checked} of 40 parallel wrong passwords were checked: {statuses:?}"
+    );
+    assert!(!statuses.contains(&StatusCode::SEE_OTHER));
+    // The right password, after the burst: locked.
+    let after = burst(&f, 1, 100, login(pw)).await;
+    assert_eq!(after, vec![StatusCode::UNAUTHORIZED]);
+    assert_eq!(audited(&f, "office@practice.example", "signed-in").await, 0);
+    // The link's password form counts on the same lock.
+    let mut b = Browser::at(&f.app, 101);
+    let c = b.get(&format!("/m/{token}")).await.csrf();
+    let r = b
+        .post(
+            &format!("/m/{token}/password"),
+            &[("csrf", &c), ("password", pw)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text());
+    assert_eq!(
+        audited(&f, &id, "signed-in").await,
+        1,
+        "only the code sign-in"
+    );
+}
+
+/// 150 wrong codes at once compare at most five; the right code after them is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_code_guesses_compare_no_more_than_the_lock_allows() {
+    let f = fixture().await;
+    let (id, token) = f.deposit("office@practice.example", MESSAGE).await;
+    let mut b = Browser::new(&f.app);
+    let csrf = b.get(&format!("/m/{token}")).await.csrf();
+    b.post(&format!("/m/{token}/code"), &[("csrf", &csrf)])
+        .await;
+    let right = f.last_code();
+    let wrong = if right == "00000000" {
+        "11111111"
+    } else {
+        "00000000"
+    };
+    let t = token.clone();
+    let statuses = burst(&f, 150, 0, move |mut b: Browser| {
+        let t = t.clone();
+        async move {
+            let c = b.get(&format!("/m/{t}")).await.csrf();
+            b.post(&format!("/m/{t}/verify"), &[("csrf", &c), ("code", wrong)])
+                .await
+                .status
+        }
+    })
+    .await;
+    let compared = audited(&f, &id, "code-failed").await;
+    assert!(
+        (1..=5).contains(&compared),
+        "{compared} of 150 parallel codes were compared: {statuses:?}"
+    );
+    assert_eq!(audited(&f, &id, "locked").await, 1);
+    let r = b
+        .post(
+            &format!("/m/{token}/verify"),
+            &[("csrf", &csrf), ("code", &right)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(audited(&f, &id, "signed-in").await, 0);
+}
+
+/// Administrators have the recipients' lock: five wrong passwords, then the right one is
+/// refused, and the lock is in the audit log; a burst gets no more checks than that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn administrator_sign_in_locks_after_repeated_failures() {
+    let f = fixture().await;
+    let admin = |pw: &'static str| {
+        move |mut b: Browser| async move {
+            let c = b.get("/admin").await.csrf();
+            b.post(
+                "/admin/login",
+                &[("csrf", c.as_str()), ("user", "admin"), ("password", pw)],
+            )
+            .await
+            .status
+        }
+    };
+    let statuses = burst(&f, 40, 0, admin("guess")).await;
+    assert!(!statuses.contains(&StatusCode::SEE_OTHER));
+    let log = f.portal.audit.list(Some("admin")).await.unwrap();
+    let checked = log.iter().filter(|a| a.detail == "wrong password").count();
+    assert!(
+        (1..=5).contains(&checked),
+        "{checked} checked: {statuses:?}"
+    );
+    assert_eq!(log.iter().filter(|a| a.action == "locked").count(), 1);
+    assert_eq!(
+        burst(&f, 1, 100, admin("correct horse battery")).await,
+        vec![StatusCode::UNAUTHORIZED]
+    );
+    // Once the lock has passed (moved into the past here), the right password works.
+    sqlx::query("UPDATE admin_lock SET locked_until = 1")
+        .execute(f.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        burst(&f, 1, 101, admin("correct horse battery")).await,
+        vec![StatusCode::SEE_OTHER]
+    );
 }

@@ -74,6 +74,11 @@ impl Users {
         })
     }
 
+    /// Whether `user` is configured.
+    pub fn contains(&self, user: &str) -> bool {
+        self.hashes.contains_key(user)
+    }
+
     /// Whether any user is configured.
     pub fn is_empty(&self) -> bool {
         self.hashes.is_empty()
@@ -105,33 +110,37 @@ pub const USER_FAILURES: u32 = 5;
 pub const ADDRESS_FAILURES: u32 = 10;
 /// How far back failures count, and how long a lock lasts.
 pub const FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
-/// Argon2 checks at once: each takes about 19 MiB for as long as it runs, so parallel guessing
-/// must not be able to multiply that.
-pub const CONCURRENT_CHECKS: usize = 2;
-
-/// Password guessing made slow and bounded: a few Argon2 checks at a time, and a lock on a user
-/// name and on a client address after repeated failures (checked before any hashing, so a
-/// locked guesser costs nothing).
+/// Password guessing made slow and bounded: Argon2 runs within the process's password budget
+/// (shared with the portal: [`postern_portal::password::PasswordBudget::global`]), and a lock
+/// on a user name and on a client (IPv4 address, IPv6 network) after repeated failures. Each
+/// attempt is counted before its check, under one mutex, so parallel attempts cannot all pass
+/// a lock that is only written once their checks end.
 #[derive(Debug)]
 pub struct AuthLimiter {
-    checks: tokio::sync::Semaphore,
+    v6_prefix: u8,
     failures: std::sync::Mutex<HashMap<String, (u32, std::time::Instant)>>,
 }
 
 impl Default for AuthLimiter {
     fn default() -> Self {
-        AuthLimiter {
-            checks: tokio::sync::Semaphore::new(CONCURRENT_CHECKS),
-            failures: std::sync::Mutex::default(),
-        }
+        AuthLimiter::new(64)
     }
 }
 
 impl AuthLimiter {
-    fn keys(user: &str, ip: std::net::IpAddr) -> [(String, u32); 2] {
+    /// A limiter counting IPv6 clients by their `v6_prefix` network.
+    pub fn new(v6_prefix: u8) -> Self {
+        AuthLimiter {
+            v6_prefix,
+            failures: std::sync::Mutex::default(),
+        }
+    }
+
+    fn keys(&self, user: &str, ip: std::net::IpAddr) -> [(String, u32); 2] {
+        let net = postern_portal::limit::client_network(ip, self.v6_prefix);
         [
             (format!("user:{user}"), USER_FAILURES),
-            (format!("addr:{ip}"), ADDRESS_FAILURES),
+            (format!("addr:{net}"), ADDRESS_FAILURES),
         ]
     }
 
@@ -139,40 +148,65 @@ impl AuthLimiter {
         self.failures.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether this user name or this client address is locked out now.
+    /// Whether this user name or this client is locked out now.
     pub fn locked(&self, user: &str, ip: std::net::IpAddr) -> bool {
         let mut f = self.lock();
         f.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
-        Self::keys(user, ip)
+        self.keys(user, ip)
             .iter()
             .any(|(k, limit)| f.get(k).is_some_and(|(n, _)| n >= limit))
     }
 
-    /// Records a failed attempt.
-    pub fn failed(&self, user: &str, ip: std::net::IpAddr) {
+    /// Counts an attempt before it is checked; false (nothing counted) when the user or the
+    /// client is locked. A success ([`AuthLimiter::succeeded`]) forgives the counts.
+    pub fn begin(&self, user: &str, ip: std::net::IpAddr) -> bool {
+        let keys = self.keys(user, ip);
         let mut f = self.lock();
+        f.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
+        if keys
+            .iter()
+            .any(|(k, limit)| f.get(k).is_some_and(|(n, _)| n >= limit))
+        {
+            return false;
+        }
         // A flood of made-up names must not grow the table without bound.
         if f.len() > 100_000 {
             f.clear();
         }
-        for (k, _) in Self::keys(user, ip) {
+        for (k, _) in keys {
+            let e = f.entry(k).or_insert((0, std::time::Instant::now()));
+            e.0 += 1;
+            e.1 = std::time::Instant::now();
+        }
+        true
+    }
+
+    /// Records a failed attempt that was not counted by [`AuthLimiter::begin`].
+    pub fn failed(&self, user: &str, ip: std::net::IpAddr) {
+        let keys = self.keys(user, ip);
+        let mut f = self.lock();
+        if f.len() > 100_000 {
+            f.clear();
+        }
+        for (k, _) in keys {
             let e = f.entry(k).or_insert((0, std::time::Instant::now()));
             e.0 += 1;
             e.1 = std::time::Instant::now();
         }
     }
 
-    /// Records a success: that user's and that address's failures are forgiven.
+    /// Records a success: that user's and that client's failures are forgiven.
     pub fn succeeded(&self, user: &str, ip: std::net::IpAddr) {
+        let keys = self.keys(user, ip);
         let mut f = self.lock();
-        for (k, _) in Self::keys(user, ip) {
+        for (k, _) in keys {
             f.remove(&k);
         }
     }
 
-    /// Checks a password with at most [`CONCURRENT_CHECKS`] Argon2 runs at once, off the
-    /// async threads, and records the outcome. The lock is looked at again once a check may
-    /// run: guesses queued behind others are refused as soon as a lock falls.
+    /// Checks a password within the process's password budget, off the async threads: a place
+    /// in the budget first (none: [`AuthOutcome::Busy`] at once), then the attempt is counted
+    /// (locked: nothing checked), then the hash.
     pub async fn check(
         &self,
         users: &std::sync::Arc<Users>,
@@ -181,24 +215,20 @@ impl AuthLimiter {
         password: Vec<u8>,
     ) -> AuthOutcome {
         let password = zeroize::Zeroizing::new(password);
-        if self.locked(user, ip) {
-            return AuthOutcome::Locked;
-        }
-        let Ok(_permit) = self.checks.acquire().await else {
-            return AuthOutcome::Wrong;
+        let Ok(admission) = postern_portal::password::PasswordBudget::global().admit() else {
+            return AuthOutcome::Busy;
         };
-        if self.locked(user, ip) {
+        if !self.begin(user, ip) {
             return AuthOutcome::Locked;
         }
         let (u, name) = (users.clone(), user.to_string());
-        let ok = tokio::task::spawn_blocking(move || u.verify(&name, &password))
-            .await
-            .unwrap_or(false);
+        let Ok(ok) = admission.run(move || u.verify(&name, &password)).await else {
+            return AuthOutcome::Busy;
+        };
         if ok {
             self.succeeded(user, ip);
             AuthOutcome::Ok
         } else {
-            self.failed(user, ip);
             AuthOutcome::Wrong
         }
     }
@@ -213,6 +243,8 @@ pub enum AuthOutcome {
     Wrong,
     /// The user name or the client address is locked; nothing was checked.
     Locked,
+    /// The process's password budget is spent; nothing was checked, try again shortly.
+    Busy,
 }
 
 #[cfg(test)]
@@ -237,6 +269,23 @@ mod tests {
         assert!(l.locked("fresh-name", b), "address locked");
         l.succeeded("exchange", a);
         assert!(!l.locked("exchange", a));
+    }
+
+    #[test]
+    fn attempts_are_counted_before_their_check_and_ipv6_clients_by_network() {
+        let l = AuthLimiter::default();
+        let a: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        // Parallel attempts: each begins before any check has ended; only the limit begins.
+        let begun = (0..40).filter(|_| l.begin("exchange", a)).count();
+        assert_eq!(begun, USER_FAILURES as usize);
+        let l = AuthLimiter::default();
+        for i in 0..ADDRESS_FAILURES {
+            let ip: std::net::IpAddr = format!("2001:db8::{i:x}").parse().unwrap();
+            assert!(l.begin(&format!("name{i}"), ip));
+        }
+        let same_net: std::net::IpAddr = "2001:db8::ffff:1".parse().unwrap();
+        assert!(!l.begin("fresh", same_net), "the /64 is one client");
+        assert!(l.begin("fresh", "2001:db8:0:1::1".parse().unwrap()));
     }
 
     #[test]

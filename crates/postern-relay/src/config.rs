@@ -145,12 +145,24 @@ impl Default for DlpConfig {
 }
 
 /// Quarantine settings.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QuarantineConfig {
     /// The AES-256 key (64 hex characters) that encrypts held messages; empty:
     /// `DATA_DIR/quarantine.key`, generated on first start.
     pub key_file: PathBuf,
+    /// Days a released or rejected message stays readable after the decision (for review);
+    /// then its content is destroyed, audited.
+    pub retention_days: u64,
+}
+
+impl Default for QuarantineConfig {
+    fn default() -> Self {
+        QuarantineConfig {
+            key_file: PathBuf::new(),
+            retention_days: 30,
+        }
+    }
 }
 
 impl RelayConfig {
@@ -299,6 +311,9 @@ pub struct Limits {
     pub delivery_timeout_secs: u64,
     /// Connections at once to one destination (a relay host, or one domain's MX hosts).
     pub per_destination: usize,
+    /// IPv6 clients are counted by network for the per-client limits (connections, AUTH
+    /// failures): the first this many bits. One host usually holds a whole /64.
+    pub ipv6_client_prefix: u8,
 }
 
 impl Default for Limits {
@@ -313,6 +328,7 @@ impl Default for Limits {
             max_errors: 20,
             delivery_timeout_secs: 300,
             per_destination: 20,
+            ipv6_client_prefix: 64,
         }
     }
 }

@@ -7,7 +7,6 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use postern_portal::web::ClientAddr;
 use postern_portal::{
     AdminDesk, Db, MailKind, MasterKey, Outbox, OutgoingMail, Portal, QuarantineLine,
 };
@@ -83,6 +82,10 @@ struct RelayDesk {
 impl AdminDesk for RelayDesk {
     fn check_password(&self, user: &str, password: &str) -> bool {
         self.users.verify(user, password.as_bytes())
+    }
+
+    fn is_admin(&self, user: &str) -> bool {
+        self.users.contains(user)
     }
 
     async fn quarantine(&self) -> Result<Vec<QuarantineLine>, String> {
@@ -289,35 +292,16 @@ pub(crate) async fn start(
     }
     let portal = Arc::new(portal);
     let _ = shared.portal.set(portal.clone());
-    let app = postern_portal::web::router(portal.clone())
-        .into_make_service_with_connect_info::<ClientAddr>();
-    let mut tasks = Vec::new();
+    let app = postern_portal::web::router(portal.clone());
+    let limits = postern_portal::serve::ServeLimits::from(&portal.settings);
+    let tls = (!plain).then(|| shared.settings.tls.acceptor.clone());
     let mut stop_serve = stop.clone();
     let shutdown = async move {
         let _ = stop_serve.wait_for(|s| *s).await;
     };
-    if plain {
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "portal stopped");
-            }
-        }));
-    } else {
-        let tls =
-            postern_portal::tls::TlsListener::new(listener, shared.settings.tls.acceptor.clone())
-                .map_err(|source| StartError::Bind {
-                addr: cfg.portal.listen.clone(),
-                source,
-            })?;
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(tls, app).with_graceful_shutdown(shutdown).await {
-                tracing::error!(error = %e, "portal stopped");
-            }
-        }));
-    }
+    let mut tasks = vec![tokio::spawn(postern_portal::serve::serve(
+        listener, app, tls, limits, shutdown,
+    ))];
     // Expiry: keys of messages past their date are destroyed within a minute.
     let mut stop_expiry = stop;
     tasks.push(tokio::spawn(async move {

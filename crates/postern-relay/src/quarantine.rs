@@ -35,6 +35,9 @@ pub enum QuarantineError {
     /// No such entry.
     #[error("{0}: not in the quarantine")]
     NotFound(String),
+    /// The entry was decided and its content destroyed at the end of the retention period.
+    #[error("{0}: its content was destroyed at the end of the retention period")]
+    Destroyed(String),
     /// The entry was already decided.
     #[error("{id}: already {state}")]
     Decided {
@@ -336,6 +339,9 @@ impl Quarantine {
             .ok_or_else(|| QuarantineError::NotFound(id.into()))?;
         let nonce: Vec<u8> = row.try_get("nonce")?;
         let mut data: Vec<u8> = row.try_get("message")?;
+        if nonce.is_empty() {
+            return Err(QuarantineError::Destroyed(id.into()));
+        }
         let nonce: [u8; NONCE_LEN] = nonce
             .try_into()
             .map_err(|_| QuarantineError::Crypto(id.into()))?;
@@ -373,11 +379,14 @@ impl Quarantine {
                 })
             }
         };
-        let done = sqlx::query("UPDATE quarantine SET state = $1 WHERE id = $2 AND state = 'held'")
-            .bind(state.as_str())
-            .bind(id)
-            .execute(self.db.pool())
-            .await?;
+        let done = sqlx::query(
+            "UPDATE quarantine SET state = $1, decided_at = $2 WHERE id = $3 AND state = 'held'",
+        )
+        .bind(state.as_str())
+        .bind((unix_ms() / 1000) as i64)
+        .bind(id)
+        .execute(self.db.pool())
+        .await?;
         if done.rows_affected() == 0 {
             let held = self.get(id).await?;
             return Err(QuarantineError::Decided {
@@ -387,6 +396,53 @@ impl Quarantine {
         }
         self.audit.append(actor, action, id, None, reason).await?;
         Ok(())
+    }
+
+    /// Destroys the content of every entry released or rejected at least `retention` ago (the
+    /// row, its decision and its audit trail stay; the message and its nonce become empty),
+    /// audits each, and clears the database's copies of the pages ([`Db::scrub`]). Entries
+    /// decided before decisions were dated count from when they were held. Returns how many.
+    pub async fn purge_decided(
+        &self,
+        retention: std::time::Duration,
+    ) -> Result<usize, QuarantineError> {
+        let before = (unix_ms() / 1000) as i64 - retention.as_secs() as i64;
+        let rows = sqlx::query(
+            "SELECT id FROM quarantine
+             WHERE state <> 'held' AND COALESCE(decided_at, created_at) <= $1 AND length(nonce) > 0",
+        )
+        .bind(before)
+        .fetch_all(self.db.pool())
+        .await?;
+        let mut n = 0;
+        for r in rows {
+            let id: String = r.try_get(0)?;
+            let done = sqlx::query(
+                "UPDATE quarantine SET message = $1, nonce = $2 WHERE id = $3 AND length(nonce) > 0",
+            )
+            .bind(Vec::<u8>::new())
+            .bind(Vec::<u8>::new())
+            .bind(&id)
+            .execute(self.db.pool())
+            .await?;
+            if done.rows_affected() == 1 {
+                let days = retention.as_secs() / 86_400;
+                self.audit
+                    .append(
+                        "postern-relay",
+                        Action::Purged,
+                        &id,
+                        None,
+                        &format!("content destroyed {days} days after the decision"),
+                    )
+                    .await?;
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.db.scrub().await?;
+        }
+        Ok(n)
     }
 
     /// The audit trail (of one entry, or all), oldest first.
@@ -445,6 +501,76 @@ mod tests {
         let p = d.path().join("binary.key");
         std::fs::write(&p, [0xffu8; 64]).unwrap();
         assert!(load_or_create_key(&p, false).is_err());
+    }
+
+    /// A decided entry is readable for the retention period, then its content is gone from the
+    /// database files (the held message, encrypted, cannot be found in them) and audited; a
+    /// held entry is never purged.
+    #[tokio::test]
+    async fn decided_entries_lose_their_content_after_the_retention_period() {
+        let d = tempfile::tempdir().unwrap();
+        let key = load_or_create_key(&d.path().join("q.key"), true).unwrap();
+        let db = Db::sqlite(&d.path().join("q.sqlite")).await.unwrap();
+        let q = Quarantine::new(db.clone(), key).unwrap();
+        let msg = b"Subject: x\r\n\r\nCard 4111 1111 1111 1111\r\n";
+        let to = ["b@gmail.test".to_string()];
+        let decided = q
+            .hold(HeldOrigin::Internal, None, &to, "card", None, msg)
+            .await
+            .unwrap();
+        let held = q
+            .hold(HeldOrigin::Internal, None, &to, "card", None, msg)
+            .await
+            .unwrap();
+        let row = sqlx::query("SELECT message FROM quarantine WHERE id = $1")
+            .bind(&decided)
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        let sealed: Vec<u8> = row.try_get(0).unwrap();
+        q.decide(&decided, HeldState::Rejected, "alice", "no")
+            .await
+            .unwrap();
+        let day = std::time::Duration::from_secs(86_400);
+        assert_eq!(
+            q.purge_decided(30 * day).await.unwrap(),
+            0,
+            "within retention"
+        );
+        assert_eq!(q.message(&decided, "alice", "again").await.unwrap(), msg);
+        // The decision, moved 31 days into the past.
+        sqlx::query("UPDATE quarantine SET decided_at = decided_at - $1")
+            .bind(31 * 86_400i64)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(q.purge_decided(30 * day).await.unwrap(), 1);
+        assert!(matches!(
+            q.message(&decided, "alice", "after").await,
+            Err(QuarantineError::Destroyed(_))
+        ));
+        assert_eq!(
+            q.message(&held, "alice", "held").await.unwrap(),
+            msg,
+            "held stays"
+        );
+        let actions: Vec<String> = q
+            .audit_log(Some(&decided))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.action)
+            .collect();
+        assert_eq!(actions.last().map(String::as_str), Some("purged"));
+        for f in std::fs::read_dir(d.path()).unwrap() {
+            let bytes = std::fs::read(f.unwrap().path()).unwrap();
+            assert!(
+                !bytes
+                    .windows(32)
+                    .any(|w| w == &sealed[..32] || w == &sealed[sealed.len() - 32..]),
+                "the purged ciphertext is still on disk"
+            );
+        }
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use postern_core::KeyStore;
@@ -219,6 +219,8 @@ impl<'a> RelayBuilder<'a> {
 
     /// Binds the listeners and starts the workers.
     pub async fn start(self) -> Result<RunningRelay, StartError> {
+        let files = crate::util::raise_open_file_limit();
+        tracing::debug!(limit = files, "open files");
         let inspector = inspector_for(self.cfg)?;
         start_relay(self, inspector).await
     }
@@ -253,7 +255,7 @@ fn build_settings(cfg: &RelayConfig) -> Result<Settings, StartError> {
         users: None,
         auth_required: cfg.auth.required,
         verifier: None,
-        auth_limiter: crate::auth::AuthLimiter::default(),
+        auth_limiter: crate::auth::AuthLimiter::new(cfg.limits.ipv6_client_prefix),
     };
     if let (NextHop::Smtp(addr), true) = (
         &settings.inbound,
@@ -533,7 +535,11 @@ async fn start_relay(
                     l,
                     role,
                     shared.clone(),
-                    Slots::new(cfg.limits.max_connections, per_client),
+                    postern_portal::limit::ConnectionSlots::new(
+                        cfg.limits.max_connections,
+                        per_client,
+                        cfg.limits.ipv6_client_prefix,
+                    ),
                     stop_rx.clone(),
                 )))
             })
@@ -568,6 +574,11 @@ async fn start_relay(
         workers.push(tokio::spawn(worker(shared.clone(), stop_rx.clone())));
     }
     listeners.push(tokio::spawn(poll_requests(shared.clone(), stop_rx.clone())));
+    listeners.push(tokio::spawn(purge_quarantine(
+        shared.clone(),
+        Duration::from_secs(cfg.quarantine.retention_days.saturating_mul(86_400)),
+        stop_rx.clone(),
+    )));
     for bundle in cfg.trust_bundles.clone() {
         listeners.push(tokio::spawn(refresh_bundle(
             shared.clone(),
@@ -601,63 +612,11 @@ fn needs_work(e: &crate::spool::Entry) -> bool {
     })
 }
 
-/// A listener's connection allowance: in all, and per client address.
-#[derive(Clone)]
-struct Slots {
-    all: Arc<Semaphore>,
-    per_client: usize,
-    clients: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
-}
-
-/// One connection's hold on its listener's slots, given back when the session ends.
-struct Slot {
-    _all: tokio::sync::OwnedSemaphorePermit,
-    ip: std::net::IpAddr,
-    clients: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut c = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = c.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                c.remove(&self.ip);
-            }
-        }
-    }
-}
-
-impl Slots {
-    fn new(all: usize, per_client: usize) -> Self {
-        Slots {
-            all: Arc::new(Semaphore::new(all)),
-            per_client,
-            clients: Arc::default(),
-        }
-    }
-
-    /// A slot for a connection from `ip`, unless the listener or that client is at its limit.
-    fn take(&self, ip: std::net::IpAddr) -> Option<Slot> {
-        let mut c = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if c.get(&ip).copied().unwrap_or(0) >= self.per_client {
-            return None;
-        }
-        let permit = self.all.clone().try_acquire_owned().ok()?;
-        *c.entry(ip).or_insert(0) += 1;
-        Some(Slot {
-            _all: permit,
-            ip,
-            clients: self.clients.clone(),
-        })
-    }
-}
-
 async fn accept_loop(
     listener: TcpListener,
     role: Role,
     shared: Arc<Shared>,
-    slots: Slots,
+    slots: postern_portal::limit::ConnectionSlots,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -700,6 +659,26 @@ async fn worker(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
             // fsyncs are CPU or disk bound (each relay worker holds one thread while it works).
             let next = crate::util::off_worker(process(&shared, &id)).await;
             shared.scheduler.finish(&id, next);
+        }
+    }
+}
+
+/// Destroys the content of decided quarantine entries past their retention, at start and then
+/// hourly.
+async fn purge_quarantine(
+    shared: Arc<Shared>,
+    retention: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        match shared.quarantine.purge_decided(retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(messages = n, "quarantine content destroyed after retention"),
+            Err(e) => tracing::error!(error = %e, "quarantine retention sweep failed; retrying"),
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
         }
     }
 }

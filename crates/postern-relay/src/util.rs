@@ -121,6 +121,25 @@ pub fn private_file() -> std::fs::OpenOptions {
     o
 }
 
+/// Raises the soft limit on open files to the hard limit, once per process: every SMTP session,
+/// portal connection, spool file and database connection holds a descriptor, and a distribution's
+/// default soft limit (1,024) is below what the connection caps allow in all. Returns the limit
+/// in force.
+pub fn raise_open_file_limit() -> u64 {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    static ONCE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *ONCE.get_or_init(|| {
+        let mut l = getrlimit(Resource::Nofile);
+        if l.current < l.maximum {
+            l.current = l.maximum;
+            if let Err(e) = setrlimit(Resource::Nofile, l) {
+                tracing::warn!(error = %e, "could not raise the open-file limit");
+            }
+        }
+        getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

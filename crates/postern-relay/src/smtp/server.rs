@@ -316,7 +316,13 @@ async fn run(
                     }
                     Ok((user, password)) => {
                         let outcome = cfg.auth_limiter.check(u, &user, peer.ip(), password).await;
-                        if outcome == AuthOutcome::Locked {
+                        if outcome == AuthOutcome::Busy {
+                            tracing::warn!(%peer, "authentication refused: too many password checks at once");
+                            c.reply(
+                                "454 4.7.0 temporary authentication failure, try again shortly",
+                            );
+                            failed = true;
+                        } else if outcome == AuthOutcome::Locked {
                             tracing::warn!(%peer, user = %postern_core::Printable(&user), "authentication refused: locked after repeated failures");
                             tokio::time::sleep(Duration::from_millis(500)).await;
                             c.reply("454 4.7.0 too many failed attempts, try again later");
