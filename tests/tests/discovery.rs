@@ -708,7 +708,11 @@ async fn certificates_in_the_partners_ldap_directory_are_found() {
     p.key_sources.push(KeySource::Ldap);
     dir.partners = vec![p];
     let resolver = postern_relay::mx::resolver(&format!("127.0.0.1:{dns_port}")).unwrap();
-    let store = Arc::new(LdapKeys::new(resolver).with_ttl(Duration::ZERO));
+    let store = Arc::new(
+        LdapKeys::new(resolver)
+            .with_ttl(Duration::ZERO)
+            .with_private_targets(true),
+    );
     let backends: Vec<Arc<dyn SecureEnvelope>> = vec![Arc::new(SmimeEnvelope::new())];
     let router = Router::new(backends).with_key_store(KeySource::Ldap, store);
     let msg = sample_message(1);

@@ -45,9 +45,17 @@ pub async fn refresh(
     tls: &TlsConnector,
 ) -> Result<bool, String> {
     let (host, port, path) = crate::fetch::parse_https_url(&bundle.url)?;
-    let body = crate::fetch::https_get(tls, &host, port, &path, None, MAX_BUNDLE)
-        .await?
-        .ok_or_else(|| format!("{}: not found (404)", bundle.url))?;
+    let body = crate::fetch::https_get(
+        tls,
+        &host,
+        port,
+        &path,
+        None,
+        crate::fetch::Reach::Any,
+        MAX_BUNDLE,
+    )
+    .await?
+    .ok_or_else(|| format!("{}: not found (404)", bundle.url))?;
     let certs = postern_smime::keys::parse_certificates(&body)
         .map_err(|e| format!("{}: {e}", bundle.url))?;
     let cas = certs

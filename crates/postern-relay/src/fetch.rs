@@ -8,25 +8,49 @@ use tokio::net::TcpStream;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
+/// Where a fetch may connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Only addresses on the internet ([`crate::netguard::is_public`]): the name came from
+    /// outside (a recipient's domain).
+    PublicOnly,
+    /// Anywhere: the URL is the administrator's own.
+    Any,
+}
+
 /// GET `https://host:port/path`, connecting to `connect_to` when given instead of resolving
-/// `host` (the certificate is still verified for `host`).
+/// `host` (the certificate is still verified for `host`). Otherwise `host` is resolved once,
+/// checked against `reach`, and the connection goes to exactly the addresses checked (resolving
+/// again to connect would let a name that answers differently the second time reach inside).
 pub async fn https_get(
     tls: &TlsConnector,
     host: &str,
     port: u16,
     path: &str,
     connect_to: Option<SocketAddr>,
+    reach: Reach,
     max_bytes: u64,
 ) -> Result<Option<Vec<u8>>, String> {
     if host.contains(['\r', '\n', ' ', '/']) || path.contains(['\r', '\n', ' ']) {
         return Err("malformed URL".into());
     }
     let name = ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
-    let tcp = match connect_to {
-        Some(addr) => TcpStream::connect(addr).await,
-        None => TcpStream::connect((host, port)).await,
+    let addrs: Vec<SocketAddr> = match connect_to {
+        Some(addr) => vec![addr],
+        None => tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| format!("resolve {host}: {e}"))?
+            .collect(),
+    };
+    if connect_to.is_none()
+        && reach == Reach::PublicOnly
+        && addrs.iter().any(|a| !crate::netguard::is_public(a.ip()))
+    {
+        return Err(format!("{host} points at a loopback or private address"));
     }
-    .map_err(|e| format!("connect {host}: {e}"))?;
+    let tcp = TcpStream::connect(&addrs[..])
+        .await
+        .map_err(|e| format!("connect {host}: {e}"))?;
     let mut tls = tls
         .connect(name, tcp)
         .await

@@ -27,6 +27,7 @@ pub struct LdapKeys {
     /// How long answers are kept.
     pub ttl: Duration,
     cache: KeyCache,
+    private_targets: bool,
 }
 
 impl std::fmt::Debug for LdapKeys {
@@ -45,7 +46,16 @@ impl LdapKeys {
             timeout: Duration::from_secs(10),
             ttl: Duration::from_secs(3600),
             cache: KeyCache::default(),
+            private_targets: false,
         }
+    }
+
+    /// Lets SRV targets resolve to addresses that are not on the internet (loopback, private
+    /// networks: a test, or partners reached over a private network). Off by default: a
+    /// partner's DNS must not be able to point our lookups at our own network.
+    pub fn with_private_targets(mut self, allow: bool) -> Self {
+        self.private_targets = allow;
+        self
     }
 
     /// Sets the cache lifetime (zero: ask every time).
@@ -71,7 +81,15 @@ impl LdapKeys {
                 continue; // "service not offered" (RFC 2782)
             }
             if let Ok(ips) = self.resolver.lookup_ip(target.as_str()).await {
-                out.extend(ips.iter().map(|ip| SocketAddr::new(ip, r.port())));
+                let before = out.len();
+                out.extend(
+                    ips.iter()
+                        .filter(|ip| self.private_targets || crate::netguard::is_public(*ip))
+                        .map(|ip| SocketAddr::new(ip, r.port())),
+                );
+                if out.len() == before {
+                    tracing::warn!(domain, target = %target, "LDAP SRV target is not on the internet; not asked");
+                }
             }
         }
         Ok(out)

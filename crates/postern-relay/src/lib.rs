@@ -30,6 +30,7 @@ pub mod keywatch;
 pub mod ldap;
 pub mod metrics;
 pub mod mx;
+pub mod netguard;
 mod portal;
 mod process;
 pub mod quarantine;

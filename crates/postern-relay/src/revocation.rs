@@ -366,14 +366,10 @@ fn der_of(c: &postern_smime::Certificate) -> Result<Vec<u8>, String> {
     postern_smime::keys::to_der(c).map_err(|e| e.to_string())
 }
 
-/// Which addresses a download may connect to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reach {
-    /// Any address (CRL and OCSP URLs of certificates that chain to an anchor we trust).
-    Any,
-    /// Internet addresses only (caIssuers URLs from a certificate nobody has vouched for).
-    PublicOnly,
-}
+// Which addresses a download may connect to: CRL and OCSP URLs of certificates that chain to
+// an anchor we trust go anywhere; caIssuers URLs from a certificate nobody has vouched for only
+// to the internet.
+use crate::fetch::Reach;
 
 /// An `http:` URL taken apart: one parser for the check and the request, so the two cannot
 /// disagree about which host is meant.
@@ -446,42 +442,10 @@ async fn resolve(url: &HttpUrl<'_>, reach: Reach) -> Result<Vec<std::net::Socket
     if addrs.is_empty() {
         return Err("resolve: no address".into());
     }
-    if reach == Reach::PublicOnly && addrs.iter().any(|a| !is_public(a.ip())) {
+    if reach == Reach::PublicOnly && addrs.iter().any(|a| !crate::netguard::is_public(a.ip())) {
         return Err("points at a loopback or private address".into());
     }
     Ok(addrs)
-}
-
-/// Whether `ip` is an address on the internet: not loopback, private, link-local, shared
-/// (carrier-grade NAT), "this network", multicast, broadcast, documentation or unique-local,
-/// in IPv4, IPv6 or IPv4 mapped into IPv6.
-fn is_public(ip: std::net::IpAddr) -> bool {
-    let v4 = |v: std::net::Ipv4Addr| {
-        let [a, b, ..] = v.octets();
-        !(v.is_loopback()
-            || v.is_private()
-            || v.is_link_local()
-            || v.is_unspecified()
-            || v.is_broadcast()
-            || v.is_multicast()
-            || v.is_documentation()
-            || a == 0
-            || (a == 100 && (b & 0xc0) == 64))
-    };
-    match ip {
-        std::net::IpAddr::V4(v) => v4(v),
-        std::net::IpAddr::V6(v) => match v.to_ipv4_mapped() {
-            Some(m) => v4(m),
-            None => {
-                let first = v.segments()[0];
-                !(v.is_loopback()
-                    || v.is_unspecified()
-                    || v.is_multicast()
-                    || (first & 0xfe00) == 0xfc00
-                    || (first & 0xffc0) == 0xfe80)
-            }
-        },
-    }
 }
 
 /// A CRL's or OCSP responder's answer as the router takes it.
@@ -574,44 +538,6 @@ async fn http_request(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_internet_addresses_count_as_public() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "0.0.0.0",
-            "0.1.2.3",
-            "100.64.0.1",
-            "100.127.255.254",
-            "255.255.255.255",
-            "224.0.0.1",
-            "192.0.2.1",
-            "::1",
-            "::",
-            "fc00::1",
-            "fd12::1",
-            "fe80::1",
-            "ff02::1",
-            "::ffff:127.0.0.1",
-            "::ffff:10.0.0.1",
-            "::ffff:169.254.169.254",
-            "::ffff:100.64.0.1",
-        ] {
-            assert!(!is_public(ip.parse().unwrap()), "{ip} counted as public");
-        }
-        for ip in [
-            "93.184.216.34",
-            "100.128.0.1",
-            "8.8.8.8",
-            "2001:4860:4860::8888",
-        ] {
-            assert!(is_public(ip.parse().unwrap()), "{ip} counted as private");
-        }
-    }
 
     /// Resolves `url` under [`Reach::PublicOnly`].
     async fn public_only(url: &str) -> Result<(), String> {

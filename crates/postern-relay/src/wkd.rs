@@ -90,7 +90,16 @@ impl Wkd {
     /// GET over HTTPS; `Ok(None)` for 404 (not published).
     async fn get(&self, host: &str, path: &str) -> Result<Option<Vec<u8>>, String> {
         let connect_to = self.overrides.get(host).copied();
-        crate::fetch::https_get(&self.tls, host, self.port, path, connect_to, MAX_ANSWER).await
+        crate::fetch::https_get(
+            &self.tls,
+            host,
+            self.port,
+            path,
+            connect_to,
+            crate::fetch::Reach::PublicOnly,
+            MAX_ANSWER,
+        )
+        .await
     }
 
     /// Whether `host` has an address (an override counts).
