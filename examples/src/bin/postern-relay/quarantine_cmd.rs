@@ -119,9 +119,9 @@ async fn act(
                     h.id,
                     now().saturating_sub(h.created_at),
                     h.state,
-                    h.sender.as_deref().unwrap_or(""),
-                    h.recipients.join(","),
-                    h.reason
+                    postern_core::Printable(h.sender.as_deref().unwrap_or("")),
+                    postern_core::Printable(&h.recipients.join(",")),
+                    postern_core::Printable(&h.reason)
                 );
             }
             say!("{} messages", held.len());
@@ -131,10 +131,10 @@ async fn act(
             say!("id: {}\nstate: {}\norigin: {}", h.id, h.state, h.origin);
             say!(
                 "from: <{}>\nto: {}",
-                h.sender.as_deref().unwrap_or(""),
-                h.recipients.join(", ")
+                postern_core::Printable(h.sender.as_deref().unwrap_or("")),
+                postern_core::Printable(&h.recipients.join(", "))
             );
-            say!("reason: {}", h.reason);
+            say!("reason: {}", postern_core::Printable(&h.reason));
             if let Some(v) = &h.verdict {
                 say!("verdict: {v}");
             }
@@ -143,14 +143,21 @@ async fn act(
                 .await
                 .map_err(|e| e.to_string())?;
             if message {
-                use std::io::Write;
-                std::io::stdout()
-                    .write_all(&data)
-                    .map_err(|e| e.to_string())?;
+                use std::io::{IsTerminal, Write};
+                let mut out = std::io::stdout();
+                // Piped to a file or a tool: the message as it is. On a terminal: an outside
+                // sender's escape sequences must not drive it, so every control character
+                // but line breaks and tabs is shown as an escape.
+                if out.is_terminal() {
+                    out.write_all(terminal_safe(&data).as_bytes())
+                } else {
+                    out.write_all(&data)
+                }
+                .map_err(|e| e.to_string())?;
             } else if let Ok(view) = postern_core::MessageView::parse(&data) {
                 for name in ["From", "To", "Cc", "Subject", "Date", "Message-ID"] {
                     if let Some(v) = view.header(name) {
-                        say!("{name}: {v}");
+                        say!("{name}: {}", postern_core::Printable(&v));
                     }
                 }
             }
@@ -189,4 +196,39 @@ async fn act(
         }
     }
     Ok(true)
+}
+
+/// A message for a terminal: each line through [`postern_core::printable`] (so ESC, CR, other
+/// controls and invisible direction marks become `\u{..}` escapes), joined by plain newlines.
+fn terminal_safe(data: &[u8]) -> String {
+    let text = String::from_utf8_lossy(data);
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let (body, nl) = match line.strip_suffix('\n') {
+            Some(b) => (b.strip_suffix('\r').unwrap_or(b), "\n"),
+            None => (line, ""),
+        };
+        for (i, part) in body.split('\t').enumerate() {
+            if i > 0 {
+                out.push('\t');
+            }
+            out.push_str(&postern_core::printable(part));
+        }
+        out.push_str(nl);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_message_for_a_terminal_keeps_lines_and_tabs_and_escapes_the_rest() {
+        let shown =
+            super::terminal_safe(b"Subject: \x1b]0;pwned\x07hi\r\n\r\nA\tB \x1b[2J\xff\r\n");
+        assert_eq!(
+            shown,
+            "Subject: \\u{1b}]0;pwned\\u{7}hi\n\nA\tB \\u{1b}[2J\u{fffd}\n"
+        );
+        assert!(!shown.contains('\x1b'));
+    }
 }
