@@ -493,11 +493,12 @@ fn an_administrator_releases_quarantined_mail_from_the_web_pages() {
     });
 }
 
-/// A reply (or receipt, or sender notice) goes to the original envelope sender. Whoever submits
-/// mail chooses that address; when it is not ours, what the portal writes takes the whole
-/// outbound path — here the recipient's answer carries an SSN and is held, never sent in clear.
+/// Whoever submits mail chooses its envelope sender and its From. A reply, a read receipt or a
+/// sender notice goes only to an address of ours: the From when it is ours, else the envelope
+/// sender when it is ours; otherwise the message cannot be answered and the reply page says so.
+/// (A collector's envelope sender once got the recipient's reply, receipt and notice in clear.)
 #[test]
-fn a_reply_to_a_sender_outside_our_domains_is_inspected_not_sent_as_written() {
+fn replies_receipts_and_notices_go_only_to_addresses_of_ours() {
     let tmp = tempfile::tempdir().unwrap();
     write_directory(
         tmp.path(),
@@ -505,18 +506,57 @@ fn a_reply_to_a_sender_outside_our_domains_is_inspected_not_sent_as_written() {
          policy = \"portal\"\n",
     );
     let internet = SmtpSink::start(&[]);
+    let ours = SmtpSink::start(&[]);
     let port = free_port();
-    let mut cfg = test_config(tmp.path(), &internet.addr(), "dir:inbox");
+    let mut cfg = test_config(tmp.path(), &internet.addr(), &ours.addr());
+    cfg.inbound.verify_recipients = Some(false);
     cfg.portal.listen = format!("127.0.0.1:{port}");
     cfg.portal.plain_http = true;
     cfg.portal.read_receipts = true;
     let rt = runtime();
     let relay = rt.block_on(postern_relay::start(&cfg)).unwrap();
     let smtp = relay.internal_addr.unwrap().to_string();
+    let sign_in = |to: &str| {
+        let token = token_for(&internet, to).unwrap();
+        let mut web = Client::new(&format!("127.0.0.1:{port}"));
+        let csrf = web.get(&format!("/m/{token}")).unwrap().csrf().unwrap();
+        web.post_form(&format!("/m/{token}/code"), &[("csrf", &csrf)])
+            .unwrap();
+        assert!(wait_until(Duration::from_secs(30), || code_for(
+            &internet, to
+        )
+        .is_some()));
+        let code = code_for(&internet, to).unwrap();
+        let signed = web
+            .post_form(
+                &format!("/m/{token}/verify"),
+                &[("csrf", &csrf), ("code", &code)],
+            )
+            .unwrap();
+        let at = signed.header("location").unwrap().to_string();
+        web.get(&at).unwrap();
+        (web, at)
+    };
+    let reply = |web: &mut Client, at: &str, text: &str| {
+        let form = web.get(&format!("{at}/reply")).unwrap();
+        let csrf = form.csrf().unwrap();
+        let sent = web
+            .post_multipart(
+                &format!("{at}/reply"),
+                &[
+                    ("csrf", None, csrf.as_bytes()),
+                    ("body", None, text.as_bytes()),
+                ],
+            )
+            .unwrap();
+        (form.text(), sent.status)
+    };
+
+    // A collector's envelope sender, our From: answers go to the From, at our mail server.
     let to = "office@smallpractice.example";
     let r = send_mail(
         &smtp,
-        "harvest@evil.example",
+        "collector@attacker.example",
         &[to],
         &lab_message(to, "Please confirm"),
     )
@@ -526,45 +566,44 @@ fn a_reply_to_a_sender_outside_our_domains_is_inspected_not_sent_as_written() {
         &internet, to
     )
     .is_some()));
-    let token = token_for(&internet, to).unwrap();
-    let mut web = Client::new(&format!("127.0.0.1:{port}"));
-    let csrf = web.get(&format!("/m/{token}")).unwrap().csrf().unwrap();
-    web.post_form(&format!("/m/{token}/code"), &[("csrf", &csrf)])
-        .unwrap();
-    assert!(wait_until(Duration::from_secs(30), || code_for(
-        &internet, to
+    let (mut web, at) = sign_in(to);
+    let (page, status) = reply(&mut web, &at, "REPLY-TO-ADA-4411");
+    assert!(
+        page.contains("ada@clinic.example"),
+        "the page names the real destination"
+    );
+    assert_eq!(status, 200);
+    assert!(wait_until(Duration::from_secs(30), || ours
+        .messages()
+        .iter()
+        .any(|(r, m)| r.iter().any(|a| a == "ada@clinic.example")
+            && String::from_utf8_lossy(m)
+                .contains("REPLY-TO-ADA-4411"))));
+
+    // Outside envelope sender and outside From (and the null sender): nobody to answer.
+    let other = "lab@smallpractice.example";
+    let outside = format!(
+        "From: Dr X <drx@attacker.example>\r\nTo: {other}\r\nSubject: Records\r\n\r\n{MARKER}\r\n"
+    );
+    let r = send_mail(&smtp, "", &[other], outside.as_bytes()).unwrap();
+    assert!(r.starts_with("250"), "{r}");
+    assert!(wait_until(Duration::from_secs(30), || token_for(
+        &internet, other
     )
     .is_some()));
-    let code = code_for(&internet, to).unwrap();
-    let signed = web
-        .post_form(
-            &format!("/m/{token}/verify"),
-            &[("csrf", &csrf), ("code", &code)],
-        )
-        .unwrap();
-    let at = signed.header("location").unwrap().to_string();
-    web.get(&at).unwrap();
-    let csrf = web.get(&format!("{at}/reply")).unwrap().csrf().unwrap();
-    let replied = web
-        .post_multipart(
-            &format!("{at}/reply"),
-            &[
-                ("csrf", None, csrf.as_bytes()),
-                ("body", None, b"Confirmed: SSN 078-05-1120, DOB 1961-04-02."),
-            ],
-        )
-        .unwrap();
-    assert_eq!(replied.status, 200, "{}", replied.text());
-    // The reply, the read receipt and the sender notice each went through inspection.
-    assert!(
-        wait_until(Duration::from_secs(30), || relay.metrics().held.get() >= 1),
-        "the reply with the SSN is held"
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    for (rcpts, m) in internet.messages() {
+    let (mut web, at) = sign_in(other);
+    let (page, status) = reply(&mut web, &at, "REPLY-NOWHERE-7719");
+    assert!(page.contains("cannot be answered here"), "{page}");
+    assert_eq!(status, 400);
+
+    std::thread::sleep(Duration::from_millis(800));
+    for (rcpts, m) in internet.messages().into_iter().chain(ours.messages()) {
         let text = String::from_utf8_lossy(&m).to_string();
-        assert!(!text.contains("078-05-1120"), "sent in clear to {rcpts:?}");
-        assert!(!text.contains(MARKER), "the original left to {rcpts:?}");
+        assert!(
+            !rcpts.iter().any(|r| r.ends_with("@attacker.example")),
+            "mail to {rcpts:?}: {text}"
+        );
+        assert!(!text.contains("REPLY-NOWHERE-7719"), "sent to {rcpts:?}");
     }
     rt.block_on(relay.shutdown(Duration::from_secs(5)));
 }

@@ -95,6 +95,6 @@ pub use message::{
     decode_base64_in_place, parse_headers, parse_message, HeaderField, MessageView, PartView,
 };
 pub use policy::{ContentCipher, DigestAlgorithm, Policy, SignatureAlgorithm};
-pub use printable::{printable, Printable};
+pub use printable::{display_text, is_format, printable, Printable};
 pub use report::{ChainStatus, Encryption, Opened, Report, SignatureReport, SignatureStatus};
 pub use revocation::{Revocation, RevocationChecker, RevocationPolicy};

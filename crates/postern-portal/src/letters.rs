@@ -13,17 +13,8 @@ use crate::store::Deposited;
 
 /// One line of printable text, at most `max` characters.
 pub fn one_line(s: &str, max: usize) -> String {
-    let mut out: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect::<String>()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
-    if out.chars().count() > max {
-        out = out.chars().take(max).collect::<String>() + "…";
-    }
-    out
+    // One sanitiser for every name taken from mail (see postern_core::display_text).
+    postern_core::display_text(s, max)
 }
 
 /// `2026-12-30` from unix seconds (UTC).
@@ -69,17 +60,33 @@ fn support_line(s: &PortalSettings) -> String {
     }
 }
 
-/// The notification for one recipient.
+/// How a sender is named to a recipient: the address (which our own mail server vouches for),
+/// with the display name, short and sanitised, beside it. A display name alone could say
+/// anything ("IT desk: your password expired, visit …").
+pub fn sender_label(address: &str, display_name: &str) -> String {
+    let address = one_line(address, 200);
+    let name = one_line(display_name, 40);
+    if name.is_empty() || name.eq_ignore_ascii_case(&address) {
+        address
+    } else {
+        format!("{name} <{address}>")
+    }
+}
+
+/// The notification for one recipient. Its Subject names our organisation and the sender's
+/// address only; the body names the sender as [`sender_label`] does.
 pub fn notification(
     s: &PortalSettings,
     base_url: &str,
     recipient: &str,
+    sender: &str,
     sender_name: &str,
     subject: &str,
     d: &Deposited,
 ) -> std::io::Result<Vec<u8>> {
     let org = one_line(&s.organisation, 100);
-    let who = one_line(sender_name, 100);
+    let who = sender_label(sender, sender_name);
+    let address = one_line(sender, 200);
     let link = format!("{base_url}/m/{}", d.token);
     let about = if s.show_subject {
         format!("Subject: {}\n\n", one_line(subject, 200))
@@ -101,7 +108,7 @@ pub fn notification(
     MessageBuilder::new()
         .from(from(s))
         .to(recipient)
-        .subject(format!("Secure message from {who} ({org})"))
+        .subject(format!("Secure message from {address} ({org})"))
         .date(crate::now())
         .message_id(format!("{}.notify@{}", d.id, domain_of(&s.from)))
         .header("Auto-Submitted", Text::new("auto-generated"))
@@ -247,7 +254,9 @@ pub fn safe_file_name(name: &str) -> String {
     let cleaned: String = base
         .chars()
         .filter(|c| {
-            !c.is_control() && !matches!(c, '"' | '\\' | '/' | ':' | '*' | '?' | '<' | '>' | '|')
+            !c.is_control()
+                && !postern_core::is_format(*c)
+                && !matches!(c, '"' | '\\' | '/' | ':' | '*' | '?' | '<' | '>' | '|')
         })
         .take(150)
         .collect();

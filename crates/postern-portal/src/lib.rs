@@ -24,7 +24,9 @@
 //!     "http://127.0.0.1:2580".into(),
 //!     false,
 //!     outbox,
-//! ));
+//! )
+//! // Replies, read receipts and sender notices go only to addresses of ours.
+//! .with_our_addresses(|a| a.ends_with("@hospital.example")));
 //! portal
 //!     .deliver(Some("dr.a@hospital.example"), &["office@practice.example".into()],
 //!              b"From: dr.a@hospital.example\r\nSubject: Labs\r\n\r\nResults attached.\r\n",
@@ -55,7 +57,7 @@ pub use audit::{Action, AuditLog, AuditRecord, ChainError};
 pub use db::{Backend, Db, DbError};
 pub use outbox::{MailKind, MemoryOutbox, Outbox, OutgoingMail};
 pub use seal::MasterKey;
-pub use service::{Portal, PortalError};
+pub use service::{OurAddresses, Portal, PortalError};
 pub use settings::PortalSettings;
 pub use store::{MessageMeta, MessageState, Store, StoreError};
 

@@ -66,6 +66,17 @@ impl From<DbError> for PortalError {
     }
 }
 
+/// Which addresses are our own organisation's: a reply, a read receipt or a sender notice may
+/// go only to one of them (see [`Portal::with_our_addresses`]).
+#[derive(Clone)]
+pub struct OurAddresses(pub Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for OurAddresses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OurAddresses(..)")
+    }
+}
+
 /// The portal: store, audit log, settings and the outbox its mail leaves through.
 #[derive(Debug)]
 pub struct Portal {
@@ -82,6 +93,7 @@ pub struct Portal {
     pub(crate) outbox: Arc<dyn Outbox>,
     pub(crate) limiter: Limiter,
     pub(crate) admin: Option<Arc<dyn crate::admin::AdminDesk>>,
+    pub(crate) ours: Option<OurAddresses>,
     /// The logo's content type and bytes, read once at start.
     pub(crate) logo: Option<(&'static str, Vec<u8>)>,
 }
@@ -107,8 +119,27 @@ impl Portal {
             outbox,
             limiter,
             admin: None,
+            ours: None,
             logo,
         }
+    }
+
+    /// Says which addresses are ours. Whoever submits mail chooses its envelope sender and its
+    /// From, so the portal answers (replies, read receipts, sender notices) only an address of
+    /// our own: the From address when it is ours, else the envelope sender when it is ours;
+    /// otherwise the message cannot be answered, and the reply page says so. Without this,
+    /// no address is ours and no message can be answered.
+    pub fn with_our_addresses(
+        mut self,
+        ours: impl Fn(&str) -> bool + Send + Sync + 'static,
+    ) -> Portal {
+        self.ours = Some(OurAddresses(Arc::new(ours)));
+        self
+    }
+
+    /// Whether `address` is one of ours (see [`Portal::with_our_addresses`]).
+    pub fn is_ours(&self, address: &str) -> bool {
+        address.contains('@') && self.ours.as_ref().is_some_and(|o| (o.0)(address))
     }
 
     /// Enables the administrator pages, with `desk` for sign-in and the quarantine.
@@ -134,12 +165,20 @@ impl Portal {
             .and_then(|m| m.from())
             .and_then(|a| a.first());
         let from_addr = from.and_then(|a| a.address()).unwrap_or("");
+        // Who answers reach: a vouched address of ours, or nobody ("" cannot be answered).
+        let reply_to = if self.is_ours(from_addr) {
+            from_addr
+        } else {
+            sender.filter(|s| self.is_ours(s)).unwrap_or("")
+        };
         let sender = sender.unwrap_or(from_addr);
-        let sender_name = from
+        let display = from
             .and_then(|a| a.name())
             .filter(|n| !n.trim().is_empty())
-            .unwrap_or(sender);
-        let sender_name = letters::one_line(sender_name, 100);
+            .unwrap_or("");
+        // Stored as the pages show it: address first, the display name short and sanitised.
+        let sender_name = letters::sender_label(sender, display);
+        let display = letters::one_line(display, 40);
         let subject = parsed
             .as_ref()
             .and_then(|m| m.subject())
@@ -155,7 +194,7 @@ impl Portal {
                 .store
                 .deposit(&NewMessage {
                     recipient: r,
-                    sender,
+                    sender: reply_to,
                     sender_name: &sender_name,
                     subject: &subject,
                     message,
@@ -180,7 +219,8 @@ impl Portal {
                 &self.settings,
                 &self.base_url,
                 r,
-                &sender_name,
+                sender,
+                &display,
                 &subject,
                 &d,
             )
@@ -189,11 +229,17 @@ impl Portal {
             self.audit
                 .append("postern", Action::Notified, &d.id, None, &format!("to {r}"))
                 .await?;
-            if self.settings.sender_notices && sender.contains('@') {
-                let notice =
-                    letters::sender_notice(&self.settings, &self.base_url, sender, r, &subject, &d)
-                        .map_err(|e| PortalError::Outbox(e.to_string()))?;
-                self.send(MailKind::SenderNotice, None, sender, notice)
+            if self.settings.sender_notices && !reply_to.is_empty() {
+                let notice = letters::sender_notice(
+                    &self.settings,
+                    &self.base_url,
+                    reply_to,
+                    r,
+                    &subject,
+                    &d,
+                )
+                .map_err(|e| PortalError::Outbox(e.to_string()))?;
+                self.send(MailKind::SenderNotice, None, reply_to, notice)
                     .await?;
             }
             ids.push(d.id);

@@ -58,6 +58,10 @@ pub(crate) enum Refusal {
     TooMany(String),
     SignIn,
     Internal,
+    /// A request the framework could not read (a form with a field missing, a wrong type).
+    BadRequest,
+    /// A body over the limit: the text says how large it may be.
+    TooLarge(String),
 }
 
 impl From<StoreError> for Refusal {
@@ -127,7 +131,46 @@ fn refusal_text(r: &Refusal) -> (StatusCode, &'static str, String) {
             "Something went wrong",
             "The portal could not do this just now. Please try again in a few minutes.".into(),
         ),
+        Refusal::BadRequest => (
+            StatusCode::BAD_REQUEST,
+            "Please try again",
+            "This form was incomplete or could not be read. Go back, reload the page and try again.".into(),
+        ),
+        Refusal::TooLarge(why) => (StatusCode::PAYLOAD_TOO_LARGE, "Too large", why.clone()),
     }
+}
+
+/// The refusal for a reply over the size limit, with the limit.
+fn too_large(p: &Portal) -> Refusal {
+    Refusal::TooLarge(format!(
+        "The reply is too large. A reply with its attachments may be at most {}. Remove an attachment, or send it in more than one reply.",
+        human(p.settings.max_reply_bytes)
+    ))
+}
+
+/// Errors that the framework answers itself (a form it cannot read, a body over the limit, a
+/// method not allowed) come as bare text; they become a page in the portal's layout with a true
+/// message, like every refusal of ours.
+fn framework_error(p: &Portal, resp: Response) -> Response {
+    let status = resp.status();
+    let plain = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.starts_with("text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !plain {
+        return resp;
+    }
+    let refusal = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => too_large(p),
+        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => Refusal::NotFound,
+        s if s.is_server_error() => Refusal::Internal,
+        _ => Refusal::BadRequest,
+    };
+    let mut page = refusal_page(p, refusal);
+    // The status the framework chose stays (405 stays 405).
+    *page.status_mut() = status;
+    page
 }
 
 fn refusal_page(p: &Portal, r: Refusal) -> Response {
@@ -188,7 +231,7 @@ async fn security_headers(
     req: Request<axum::body::Body>,
     next: Next,
 ) -> Response {
-    let mut resp = next.run(req).await;
+    let mut resp = framework_error(&p, next.run(req).await);
     let h = resp.headers_mut();
     let set = |h: &mut HeaderMap, k: &'static str, v: &'static str| {
         h.insert(k, HeaderValue::from_static(v));
@@ -1090,7 +1133,11 @@ async fn reply_form(
 fn reply_body(p: &Portal, m: &MessageMeta, s: &Session, error: Option<&str>) -> Markup {
     html! {
         h1 { "Reply securely" }
-        p { "Your reply goes to " (m.sender_name) " at " (p.settings.organisation) " only, encrypted in transit to them." }
+        @if m.sender.contains('@') {
+            p { "Your reply goes to " strong { (m.sender) } " at " (p.settings.organisation) " only." }
+        } @else {
+            p class="error" role="alert" { "This message cannot be answered here: it did not come from an address of " (p.settings.organisation) ". Contact the sender another way." }
+        }
         @if let Some(e) = error { p class="error" role="alert" { (e) } }
         form method="post" action={"/message/" (m.id) "/reply"} enctype="multipart/form-data" {
             input type="hidden" name="csrf" value=(s.csrf);
@@ -1118,13 +1165,21 @@ async fn reply(
         let mut body = String::new();
         let mut uploads = Vec::new();
         let mut total = 0usize;
-        while let Some(field) = form.next_field().await.map_err(|_| Refusal::Forbidden)? {
+        // A body over the limit is a reply too large, not an expired form.
+        let unreadable = |e: axum::extract::multipart::MultipartError| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                too_large(&p)
+            } else {
+                Refusal::BadRequest
+            }
+        };
+        while let Some(field) = form.next_field().await.map_err(unreadable)? {
             let name = field.name().unwrap_or("").to_string();
             let file_name = field.file_name().map(str::to_string);
-            let data = field.bytes().await.map_err(|_| Refusal::Forbidden)?;
+            let data = field.bytes().await.map_err(unreadable)?;
             total += data.len();
             if total > p.settings.max_reply_bytes {
-                return Err(Refusal::TooMany("The reply is larger than the portal accepts.".into()));
+                return Err(too_large(&p));
             }
             match (name.as_str(), file_name) {
                 ("csrf", _) => csrf = String::from_utf8_lossy(&data).into_owned(),
@@ -1137,7 +1192,7 @@ async fn reply(
             return Err(Refusal::Forbidden);
         }
         if !m.sender.contains('@') {
-            return Ok(page(&p, "Reply", Some(&s), reply_body(&p, &m, &s, Some("This message cannot be answered here (it has no sender address)."))).into_response());
+            return Ok((StatusCode::BAD_REQUEST, page(&p, "Reply", Some(&s), reply_body(&p, &m, &s, None))).into_response());
         }
         if body.trim().is_empty() && uploads.is_empty() {
             return Ok((StatusCode::BAD_REQUEST, page(&p, "Reply", Some(&s), reply_body(&p, &m, &s, Some("Please write a message or attach a file.")))).into_response());

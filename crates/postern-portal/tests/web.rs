@@ -62,7 +62,8 @@ async fn fixture() -> Fixture {
             true,
             outbox.clone(),
         )
-        .with_admin(Arc::new(Desk)),
+        .with_admin(Arc::new(Desk))
+        .with_our_addresses(|a| a.ends_with("@hospital.example")),
     );
     let app = postern_portal::web::router(portal.clone());
     Fixture {
@@ -1224,4 +1225,88 @@ async fn administrator_sign_in_locks_after_repeated_failures() {
         burst(&f, 1, 101, admin("correct horse battery")).await,
         vec![StatusCode::SEE_OTHER]
     );
+}
+
+/// Names taken from mail cannot lie: a display name that reads as an instruction stays out of
+/// the notification's Subject (our organisation and the sender's address are there) and is cut
+/// short in its body, and a right-to-left override in an attachment's name (`photo\u{202e}gpj.scr`,
+/// shown as `photorcs.jpg`) is dropped on the page, in the download's header and in replies.
+#[tokio::test]
+async fn names_from_mail_cannot_lie() {
+    let f = fixture().await;
+    let msg = "From: \"IT desk: your portal password expired, visit https://evil.example\" <alice@hospital.example>\r\n\
+To: office@practice.example\r\nSubject: Photo\u{200b}s\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n\
+--b\r\nContent-Type: application/octet-stream\r\n\
+Content-Disposition: attachment; filename*=utf-8''photo%E2%80%AEgpj.scr\r\n\
+Content-Transfer-Encoding: base64\r\n\r\nTVqQAAMAAAAEAAAA\r\n--b--\r\n";
+    let (id, token) = f.deposit("office@practice.example", msg.as_bytes()).await;
+    let note = f
+        .outbox
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|m| m.kind == MailKind::Notification)
+        .unwrap()
+        .data
+        .clone();
+    let parsed = mail_parser::MessageParser::default().parse(&note).unwrap();
+    assert_eq!(
+        parsed.subject(),
+        Some("Secure message from alice@hospital.example (General Hospital)")
+    );
+    let text = body_text(&note);
+    assert!(!text.contains("evil.example"), "{text}");
+    assert!(text.contains("<alice@hospital.example>"), "{text}");
+    let mut b = Browser::new(&f.app);
+    let link = b.get(&format!("/m/{token}")).await.text();
+    assert!(!link.contains("evil.example") && link.contains("alice@hospital.example"));
+    b.sign_in(&f, &token).await;
+    let page = b.get(&format!("/message/{id}")).await.text();
+    assert!(
+        page.contains("photogpj.scr"),
+        "the name, without the override"
+    );
+    assert!(!page.contains('\u{202e}') && !page.contains('\u{200b}'));
+    let file = b.get(&format!("/message/{id}/attachment/0")).await;
+    let disposition = file.headers[header::CONTENT_DISPOSITION].to_str().unwrap();
+    assert!(
+        !disposition.to_ascii_uppercase().contains("%E2%80%AE"),
+        "{disposition}"
+    );
+    assert!(disposition.contains("photogpj.scr"), "{disposition}");
+}
+
+/// Errors the framework answers itself are pages in the portal's layout with a true message: a
+/// form with a field missing, and a reply over the size limit (413, saying how large it may be,
+/// not "form expired").
+#[tokio::test]
+async fn framework_errors_are_pages_that_say_what_happened() {
+    let f = fixture().await;
+    let (id, token) = f.deposit("office@practice.example", MESSAGE).await;
+    let mut b = Browser::new(&f.app);
+    b.get("/").await;
+    let r = b.post("/login", &[("address", "a@b.example")]).await;
+    assert!(r.status.is_client_error());
+    let text = r.text();
+    assert!(
+        text.contains("General Hospital") && text.contains("<html"),
+        "{text}"
+    );
+    assert!(!text.contains("deserialize"), "{text}");
+    b.sign_in(&f, &token).await;
+    let csrf = b.get(&format!("/message/{id}/reply")).await.csrf();
+    let big = vec![b'x'; PortalSettings::default().max_reply_bytes + 1];
+    let r = b
+        .post_multipart(
+            &format!("/message/{id}/reply"),
+            &[
+                ("csrf", None, csrf.as_bytes()),
+                ("files", Some("scan.pdf"), &big),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(r.text().contains("at most 25.0 MB"), "{}", r.text());
 }

@@ -284,6 +284,14 @@ pub(crate) async fn start(
             shared: Arc::downgrade(shared),
         }),
     );
+    // Answers from the portal go only to our own addresses (the directory of the moment).
+    let weak = Arc::downgrade(shared);
+    portal = portal.with_our_addresses(move |address| {
+        weak.upgrade().is_some_and(|s| {
+            postern_core::Address::new(address)
+                .is_ok_and(|a| s.directory.current().is_ours(a.domain()))
+        })
+    });
     if let Some(users) = admins {
         portal = portal.with_admin(Arc::new(RelayDesk {
             users,
