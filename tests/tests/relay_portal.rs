@@ -237,13 +237,31 @@ fn portal_mail_is_read_and_answered_in_the_browser_and_never_leaves_readable() {
     );
     rt.block_on(relay.shutdown(Duration::from_secs(5)));
 
-    // The audit log recorded it all, chained.
+    // The audit log recorded it all, chained under the audit key and anchored outside the
+    // database; without the key its keyed rows cannot be checked.
     rt.block_on(async {
-        let db = postern_portal::Db::sqlite(&tmp.path().join("data/postern.sqlite"))
+        let db = cfg.open_database().await.unwrap();
+        assert!(db.audit_key().is_some());
+        let log = postern_portal::AuditLog::new(db);
+        let (rows, newest) = log
+            .verify_with_anchor(&cfg.audit_anchor())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(newest.starts_with("k1:"), "{newest}");
+        let anchored = std::fs::read_to_string(cfg.audit_anchor()).unwrap();
+        assert!(
+            anchored.starts_with(&format!("{rows} {newest}")),
+            "{anchored}"
+        );
+        let unkeyed = postern_portal::Db::sqlite(&tmp.path().join("data/postern.sqlite"))
             .await
             .unwrap();
-        let log = postern_portal::AuditLog::new(db);
-        let (rows, _) = log.verify().await.unwrap().unwrap();
+        assert!(postern_portal::AuditLog::new(unkeyed)
+            .verify()
+            .await
+            .unwrap()
+            .is_err());
         let actions: Vec<String> = log
             .list(None)
             .await
@@ -372,7 +390,11 @@ fn one_postgresql_database_serves_quarantine_portal_and_audit() {
         && relay.metrics().held.get() == 1));
     rt.block_on(relay.shutdown(Duration::from_secs(5)));
     rt.block_on(async {
-        let db = postern_portal::Db::connect(&url).await.unwrap();
+        // The audit key comes from the quarantine key, outside the database.
+        let db = postern_portal::Db::connect(&url)
+            .await
+            .unwrap()
+            .with_audit_key(cfg.audit_key().unwrap());
         let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM quarantine")
             .fetch_one(db.pool())
             .await
@@ -605,5 +627,34 @@ fn replies_receipts_and_notices_go_only_to_addresses_of_ours() {
         );
         assert!(!text.contains("REPLY-NOWHERE-7719"), "sent to {rcpts:?}");
     }
+    rt.block_on(relay.shutdown(Duration::from_secs(5)));
+}
+
+/// A replaced (valid) key file is refused at start with a clear message: the portal once
+/// started, emailed codes, and then failed every message page.
+#[test]
+fn a_replaced_key_file_is_refused_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_directory(tmp.path(), "[our]\ndomains = [\"clinic.example\"]\n");
+    let sink = SmtpSink::start(&[]);
+    let port = free_port();
+    let mut cfg = test_config(tmp.path(), &sink.addr(), "dir:inbox");
+    cfg.portal.listen = format!("127.0.0.1:{port}");
+    cfg.portal.plain_http = true;
+    let rt = runtime();
+    let relay = rt.block_on(postern_relay::start(&cfg)).unwrap();
+    rt.block_on(relay.shutdown(Duration::from_secs(5)));
+    for key in [cfg.portal_key(), cfg.quarantine_key()] {
+        let original = std::fs::read(&key).unwrap();
+        std::fs::write(&key, "ab".repeat(32)).unwrap();
+        let err = rt
+            .block_on(postern_relay::start(&cfg))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("does not match"), "{}: {err}", key.display());
+        std::fs::write(&key, original).unwrap();
+    }
+    let relay = rt.block_on(postern_relay::start(&cfg)).unwrap();
     rt.block_on(relay.shutdown(Duration::from_secs(5)));
 }

@@ -1,7 +1,16 @@
-//! The audit log: append-only, each row chained to the one before by a SHA-256 hash, so a row
-//! deleted or edited in the database is found by [`AuditLog::verify`]
-//! (`postern-relay audit verify`). The newest hash is what an operator anchors elsewhere (a
-//! ticket, a syslog server) to detect the log being cut short as well.
+//! The audit log: append-only, each row chained to the one before, so a row deleted or edited
+//! in the database is found by [`AuditLog::verify`] (`postern-relay audit verify`).
+//!
+//! The chain is keyed: with an audit key on the [`Db`] ([`Db::with_audit_key`], a key kept
+//! outside the database), each row's hash is an HMAC-SHA256 (`k1:` + hex). An unkeyed SHA-256
+//! chain can be rewritten by whoever can write the table: delete a row, hash the rest again.
+//! Rows from before the key are plain SHA-256 and still verify; once a keyed row is in the chain
+//! an unkeyed row after it is a break (no downgrade).
+//!
+//! A chain, keyed or not, cannot show that its newest rows were cut off or that it was emptied.
+//! So the newest (sequence, hash) is anchored outside the database ([`AuditLog::write_anchor`],
+//! a file the relay rewrites every minute and a log line); [`AuditLog::verify_with_anchor`]
+//! finds a chain that no longer reaches its anchor.
 
 use std::net::IpAddr;
 
@@ -121,6 +130,29 @@ impl Action {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ChainError {
+    /// A keyed row, and no key to check it with (or the wrong key).
+    #[error("audit row {seq}: keyed, and the audit key given does not verify it")]
+    Unverifiable {
+        /// The row.
+        seq: i64,
+    },
+    /// An unkeyed row after keyed ones: the chain was rewritten without the key.
+    #[error("audit row {seq}: unkeyed after keyed rows (the chain was rewritten)")]
+    Downgraded {
+        /// The row.
+        seq: i64,
+    },
+    /// The chain does not reach the anchor written outside the database: its newest rows
+    /// were cut off, or the log was emptied or replaced.
+    #[error("the audit log ends at row {newest}, but row {anchored} was anchored outside the database{}", if *.replaced { " with another hash (the log was replaced)" } else { " (rows were cut off or the log emptied)" })]
+    Cut {
+        /// The anchored row.
+        anchored: i64,
+        /// The newest row now.
+        newest: i64,
+        /// The anchored row is there but with another hash.
+        replaced: bool,
+    },
     /// A row's hash does not match its content (edited).
     #[error("audit row {seq}: its content does not match its hash (edited)")]
     Edited {
@@ -146,12 +178,29 @@ pub struct AuditLog {
     writer: Mutex<()>,
 }
 
-fn hash_of(r: &AuditRecord) -> String {
+/// The prefix of a keyed row's hash.
+const KEYED: &str = "k1:";
+
+fn canonical(r: &AuditRecord) -> String {
     // JSON of the fields: unambiguous where plain concatenation is not.
-    let canon =
-        serde_json::json!([r.prev, r.seq, r.at, r.actor, r.action, r.object, r.client, r.detail])
-            .to_string();
-    hex(digest(&SHA256, canon.as_bytes()).as_ref())
+    serde_json::json!([r.prev, r.seq, r.at, r.actor, r.action, r.object, r.client, r.detail])
+        .to_string()
+}
+
+/// The row's hash: HMAC-SHA256 under `key` (`k1:` + hex), or the plain SHA-256 of rows written
+/// without a key.
+fn hash_of(r: &AuditRecord, key: Option<&[u8; 32]>) -> String {
+    let canon = canonical(r);
+    match key {
+        Some(k) => {
+            let k = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, k);
+            format!(
+                "{KEYED}{}",
+                hex(aws_lc_rs::hmac::sign(&k, canon.as_bytes()).as_ref())
+            )
+        }
+        None => hex(digest(&SHA256, canon.as_bytes()).as_ref()),
+    }
 }
 
 pub(crate) fn hex(b: &[u8]) -> String {
@@ -238,7 +287,7 @@ impl AuditLog {
             prev,
             hash: String::new(),
         };
-        rec.hash = hash_of(&rec);
+        rec.hash = hash_of(&rec, self.db.audit_key());
         sqlx::query(
             "INSERT INTO postern_audit (seq, at, actor, action, object, client, detail, prev, hash)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -277,12 +326,24 @@ impl AuditLog {
     }
 
     /// Checks the whole chain: returns the number of rows and the newest hash, or where it
-    /// breaks.
+    /// breaks. Keyed rows need the [`Db`]'s audit key.
     pub async fn verify(&self) -> Result<Result<(i64, String), ChainError>, DbError> {
         let rows = self.list(None).await?;
         let mut prev = (0i64, GENESIS.to_string());
+        let mut keyed = false;
         for r in &rows {
-            if hash_of(r) != r.hash {
+            if r.hash.starts_with(KEYED) {
+                keyed = true;
+                let Some(key) = self.db.audit_key() else {
+                    return Ok(Err(ChainError::Unverifiable { seq: r.seq }));
+                };
+                if hash_of(r, Some(key)) != r.hash {
+                    // Without the right key an edited row and a wrong key look alike.
+                    return Ok(Err(ChainError::Edited { seq: r.seq }));
+                }
+            } else if keyed {
+                return Ok(Err(ChainError::Downgraded { seq: r.seq }));
+            } else if hash_of(r, None) != r.hash {
                 return Ok(Err(ChainError::Edited { seq: r.seq }));
             }
             if r.prev != prev.1 || r.seq != prev.0 + 1 {
@@ -295,6 +356,86 @@ impl AuditLog {
         }
         Ok(Ok(prev))
     }
+
+    /// [`AuditLog::verify`], and that the chain still holds the row anchored in `anchor` (a
+    /// file [`AuditLog::write_anchor`] wrote) with the same hash. A missing anchor file is
+    /// not checked (the log is new, or nothing anchored yet).
+    pub async fn verify_with_anchor(
+        &self,
+        anchor: &std::path::Path,
+    ) -> Result<Result<(i64, String), ChainError>, DbError> {
+        let verdict = self.verify().await?;
+        let Ok((newest, _)) = &verdict else {
+            return Ok(verdict);
+        };
+        let Some((seq, hash)) = read_anchor(anchor) else {
+            return Ok(verdict);
+        };
+        if seq > *newest {
+            return Ok(Err(ChainError::Cut {
+                anchored: seq,
+                newest: *newest,
+                replaced: false,
+            }));
+        }
+        let row = sqlx::query("SELECT hash FROM postern_audit WHERE seq = $1")
+            .bind(seq)
+            .fetch_optional(self.db.pool())
+            .await?
+            .map(|r| r.try_get::<String, _>(0))
+            .transpose()?;
+        if row.as_deref() != Some(hash.as_str()) {
+            return Ok(Err(ChainError::Cut {
+                anchored: seq,
+                newest: *newest,
+                replaced: true,
+            }));
+        }
+        Ok(verdict)
+    }
+
+    /// Writes the newest row's sequence and hash to `anchor` (written beside, fsynced, renamed
+    /// over: never half a file) and logs them; returns them, or `None` for an empty log. Only
+    /// moves forward: an anchor of a later row is not overwritten by an earlier one.
+    pub async fn write_anchor(
+        &self,
+        anchor: &std::path::Path,
+    ) -> Result<Option<(i64, String)>, DbError> {
+        let Some(row) =
+            sqlx::query("SELECT seq, hash FROM postern_audit ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(self.db.pool())
+                .await?
+        else {
+            return Ok(None);
+        };
+        let (seq, hash): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
+        if read_anchor(anchor).is_some_and(|(s, _)| s >= seq) {
+            return Ok(Some((seq, hash)));
+        }
+        let line = format!("{seq} {hash} {}\n", crate::now());
+        let tmp = anchor.with_extension("tmp");
+        let written = (|| -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(line.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, anchor)
+        })();
+        if let Err(e) = written {
+            tracing::error!(error = %e, path = %anchor.display(), "audit anchor not written");
+        }
+        tracing::info!(target: "postern::audit", seq, hash = %hash, "audit anchor");
+        Ok(Some((seq, hash)))
+    }
+}
+
+/// The (sequence, hash) in an anchor file, if there is a well-formed one.
+fn read_anchor(path: &std::path::Path) -> Option<(i64, String)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut parts = text.split_whitespace();
+    let seq = parts.next()?.parse().ok()?;
+    let hash = parts.next()?.to_string();
+    Some((seq, hash))
 }
 
 /// Audit text is one line of printable characters (it ends up in terminals and web pages).
@@ -309,6 +450,129 @@ fn clean(s: &str) -> String {
 #[allow(clippy::unwrap_used)] // tests: a panic is a failure report
 mod tests {
     use super::*;
+
+    /// Rewrites rows `from..` as someone with write access to the table and without the key
+    /// would: each hash recomputed (plain SHA-256, the only one they can make), chained on.
+    async fn rehash_from(db: &Db, from: i64) {
+        let rows = AuditLog::new(db.clone()).list(None).await.unwrap();
+        let mut prev = rows
+            .iter()
+            .find(|r| r.seq == from - 1)
+            .map_or(GENESIS.to_string(), |r| r.hash.clone());
+        for (i, r) in rows.iter().filter(|r| r.seq >= from).enumerate() {
+            let mut r = r.clone();
+            let old_seq = r.seq;
+            r.seq = from + i as i64;
+            r.prev = prev;
+            r.hash = hash_of(&r, None);
+            sqlx::query("UPDATE postern_audit SET seq = $1, prev = $2, hash = $3 WHERE seq = $4")
+                .bind(r.seq)
+                .bind(&r.prev)
+                .bind(&r.hash)
+                .bind(old_seq)
+                .execute(db.pool())
+                .await
+                .unwrap();
+            prev = r.hash;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_keyed_chain_cannot_be_rewritten_and_a_cut_tail_or_an_empty_log_is_found() {
+        let d = tempfile::tempdir().unwrap();
+        let plain = Db::sqlite(&d.path().join("a.sqlite")).await.unwrap();
+        // Two rows from before the key, then keyed ones.
+        for i in 0..2 {
+            AuditLog::new(plain.clone())
+                .append("a", Action::Opened, &format!("old{i}"), None, "")
+                .await
+                .unwrap();
+        }
+        let db = plain.clone().with_audit_key([7u8; 32]);
+        let log = AuditLog::new(db.clone());
+        for i in 0..5 {
+            log.append(
+                "x@y.example",
+                Action::Opened,
+                &format!("m{i}"),
+                None,
+                "read",
+            )
+            .await
+            .unwrap();
+        }
+        let (n, newest) = log.verify().await.unwrap().unwrap();
+        assert_eq!(n, 7);
+        assert!(newest.starts_with("k1:"));
+        let anchor = d.path().join("audit.anchor");
+        assert_eq!(log.write_anchor(&anchor).await.unwrap().unwrap().0, 7);
+        assert!(log.verify_with_anchor(&anchor).await.unwrap().is_ok());
+        // Without the key, or with another, keyed rows cannot be checked.
+        assert_eq!(
+            AuditLog::new(plain.clone()).verify().await.unwrap(),
+            Err(ChainError::Unverifiable { seq: 3 })
+        );
+        assert_eq!(
+            AuditLog::new(plain.clone().with_audit_key([8u8; 32]))
+                .verify()
+                .await
+                .unwrap(),
+            Err(ChainError::Edited { seq: 3 })
+        );
+        // Delete a row and hash the rest again, as an unkeyed chain allowed: found.
+        sqlx::query("DELETE FROM postern_audit WHERE seq = 4")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        rehash_from(&db, 4).await;
+        assert_eq!(
+            log.verify().await.unwrap(),
+            Err(ChainError::Downgraded { seq: 4 })
+        );
+        // The newest rows cut off: the chain is whole, the anchor is not reached.
+        let d2 = tempfile::tempdir().unwrap();
+        let db = Db::sqlite(&d2.path().join("b.sqlite"))
+            .await
+            .unwrap()
+            .with_audit_key([7u8; 32]);
+        let log = AuditLog::new(db.clone());
+        for i in 0..5 {
+            log.append("x", Action::Opened, &format!("m{i}"), None, "")
+                .await
+                .unwrap();
+        }
+        let anchor = d2.path().join("audit.anchor");
+        log.write_anchor(&anchor).await.unwrap();
+        sqlx::query("DELETE FROM postern_audit WHERE seq >= 4")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        assert!(
+            log.verify().await.unwrap().is_ok(),
+            "the cut chain alone looks whole"
+        );
+        assert_eq!(
+            log.verify_with_anchor(&anchor).await.unwrap(),
+            Err(ChainError::Cut {
+                anchored: 5,
+                newest: 3,
+                replaced: false
+            })
+        );
+        // Emptied.
+        sqlx::query("DELETE FROM postern_audit")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        assert!(matches!(
+            log.verify_with_anchor(&anchor).await.unwrap(),
+            Err(ChainError::Cut {
+                anchored: 5,
+                newest: 0,
+                ..
+            })
+        ));
+    }
 
     #[tokio::test]
     async fn an_edited_or_removed_row_breaks_the_chain() {

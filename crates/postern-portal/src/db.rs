@@ -20,6 +20,26 @@ pub enum DbError {
     /// The URL names a database we do not speak.
     #[error("database URL {0:?}: expected sqlite:… or postgres://…")]
     Url(String),
+    /// A key file is not the one this database's data was stored under.
+    #[error("{name} key does not match the key this database's data was stored under (key check value {given}, the database expects {stored}): restore the right key file; a new key cannot read what the old one protects")]
+    KeyMismatch {
+        /// Which key.
+        name: String,
+        /// The value recorded in the database.
+        stored: String,
+        /// The value of the key given.
+        given: String,
+    },
+}
+
+/// A key that must never be printed.
+#[derive(Clone)]
+struct SecretKey(zeroize::Zeroizing<[u8; 32]>);
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(..)")
+    }
 }
 
 /// Which database is behind the pool.
@@ -36,6 +56,8 @@ pub enum Backend {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// The key of the audit chain's HMAC (kept outside the database; see [`Db::with_audit_key`]).
+    audit_key: Option<SecretKey>,
 }
 
 /// One schema change: a version and its script for each database.
@@ -72,7 +94,20 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0005_locks_retention.sqlite.sql"),
         postgres: include_str!("../migrations/0005_locks_retention.postgres.sql"),
     },
+    Migration {
+        version: 6,
+        sqlite: include_str!("../migrations/0006_key_check.sql"),
+        postgres: include_str!("../migrations/0006_key_check.sql"),
+    },
 ];
+
+/// A key check value: the first 8 bytes of HMAC-SHA256(key, a fixed text), hex. It tells keys
+/// apart without revealing them.
+pub fn key_check_value(key: &[u8]) -> String {
+    let k = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key);
+    let tag = aws_lc_rs::hmac::sign(&k, b"postern key check value v1");
+    crate::audit::hex(&tag.as_ref()[..8])
+}
 
 impl Db {
     /// Opens the SQLite database file at `path` (made 0600 before SQLite creates its WAL files,
@@ -124,9 +159,55 @@ impl Db {
             });
         }
         let pool = opts.connect(url).await?;
-        let db = Db { pool, backend };
+        let db = Db {
+            pool,
+            backend,
+            audit_key: None,
+        };
         db.migrate().await?;
         Ok(db)
+    }
+
+    /// The same database, with the key that authenticates the audit chain: every row appended
+    /// through it is chained by HMAC-SHA256 under `key` (see [`crate::audit`]). The key must live
+    /// outside the database, or whoever can rewrite the table can rewrite the chain.
+    pub fn with_audit_key(mut self, key: [u8; 32]) -> Db {
+        self.audit_key = Some(SecretKey(zeroize::Zeroizing::new(key)));
+        self
+    }
+
+    /// The audit chain's key, if set.
+    pub fn audit_key(&self) -> Option<&[u8; 32]> {
+        self.audit_key.as_ref().map(|k| &*k.0)
+    }
+
+    /// Checks that `key` is the key this database's data named `name` was stored under: the
+    /// first time, its key check value (an HMAC of a fixed text, which does not reveal the key)
+    /// is recorded; after that a different key is refused with [`DbError::KeyMismatch`]. A
+    /// replaced `portal.key` once let the portal start, email codes, and then fail every page.
+    pub async fn check_key(&self, name: &str, key: &[u8]) -> Result<(), DbError> {
+        let kcv = key_check_value(key);
+        sqlx::query(
+            "INSERT INTO key_check (name, kcv) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(&kcv)
+        .execute(&self.pool)
+        .await?;
+        let stored: String = sqlx::query("SELECT kcv FROM key_check WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        if stored == kcv {
+            Ok(())
+        } else {
+            Err(DbError::KeyMismatch {
+                name: name.into(),
+                stored,
+                given: kcv,
+            })
+        }
     }
 
     /// The pool.

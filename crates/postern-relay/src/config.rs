@@ -179,12 +179,33 @@ impl RelayConfig {
     }
 
     /// Opens (and migrates) the database.
+    /// Opens (and migrates) the database, with the audit chain's key when the quarantine key
+    /// exists (see [`RelayConfig::audit_key`]).
     pub async fn open_database(&self) -> Result<postern_portal::Db, postern_portal::DbError> {
-        if self.database.is_empty() {
-            postern_portal::Db::sqlite(&self.sqlite_db()).await
+        let db = if self.database.is_empty() {
+            postern_portal::Db::sqlite(&self.sqlite_db()).await?
         } else {
-            postern_portal::Db::connect(&self.database).await
-        }
+            postern_portal::Db::connect(&self.database).await?
+        };
+        Ok(match self.audit_key() {
+            Some(k) => db.with_audit_key(k),
+            None => db,
+        })
+    }
+
+    /// The audit chain's HMAC key, derived from the quarantine key (a file outside the
+    /// database, 0600, shared by every node of a PostgreSQL deployment); `None` before the
+    /// first start made it.
+    pub fn audit_key(&self) -> Option<[u8; 32]> {
+        let q = crate::quarantine::load_or_create_key(&self.quarantine_key(), false).ok()?;
+        let k = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &q);
+        let tag = aws_lc_rs::hmac::sign(&k, b"postern audit chain v1");
+        tag.as_ref().try_into().ok()
+    }
+
+    /// The file the audit log's newest hash is anchored in, outside the database.
+    pub fn audit_anchor(&self) -> PathBuf {
+        self.data_dir.join("audit.anchor")
     }
 
     /// The portal's master key file.

@@ -234,6 +234,9 @@ pub(crate) async fn start(
             .is_none();
     let key = postern_portal::seal::load_or_create_key(&cfg.portal_key(), first_start || unused)
         .map_err(StartError::Quarantine)?;
+    db.check_key("portal", &key)
+        .await
+        .map_err(|e| StartError::Quarantine(e.to_string()))?;
     let master = MasterKey::new(&key).map_err(|e| StartError::Quarantine(e.to_string()))?;
     let std_listener = std::net::TcpListener::bind(addr).map_err(|source| StartError::Bind {
         addr: settings.listen.clone(),

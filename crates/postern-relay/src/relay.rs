@@ -149,6 +149,8 @@ pub struct RunningRelay {
     stop: watch::Sender<bool>,
     listeners: Vec<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
+    /// The audit log and the file its newest hash is anchored in (written at shutdown too).
+    audit: (postern_portal::AuditLog, std::path::PathBuf),
 }
 
 /// Starts a relay with the content inspection its configuration asks for (postern-dlp with
@@ -436,8 +438,13 @@ async fn start_relay(
         .open_database()
         .await
         .map_err(|e| StartError::Quarantine(e.to_string()))?;
+    // A replaced key file is refused here, not found out when the first message fails.
+    db.check_key("quarantine", &key)
+        .await
+        .map_err(|e| StartError::Quarantine(e.to_string()))?;
     let quarantine =
         Quarantine::new(db.clone(), key).map_err(|e| StartError::Quarantine(e.to_string()))?;
+    let audit_db = db.clone();
     // One CRL cache for both directions.
     let revocation: Arc<dyn postern_core::RevocationChecker> =
         Arc::new(crate::revocation::CrlChecker::new());
@@ -574,6 +581,11 @@ async fn start_relay(
         workers.push(tokio::spawn(worker(shared.clone(), stop_rx.clone())));
     }
     listeners.push(tokio::spawn(poll_requests(shared.clone(), stop_rx.clone())));
+    listeners.push(tokio::spawn(anchor_audit(
+        postern_portal::AuditLog::new(audit_db.clone()),
+        cfg.audit_anchor(),
+        stop_rx.clone(),
+    )));
     listeners.push(tokio::spawn(purge_quarantine(
         shared.clone(),
         Duration::from_secs(cfg.quarantine.retention_days.saturating_mul(86_400)),
@@ -596,6 +608,7 @@ async fn start_relay(
         stop,
         listeners,
         workers,
+        audit: (postern_portal::AuditLog::new(audit_db), cfg.audit_anchor()),
     })
 }
 
@@ -659,6 +672,24 @@ async fn worker(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
             // fsyncs are CPU or disk bound (each relay worker holds one thread while it works).
             let next = crate::util::off_worker(process(&shared, &id)).await;
             shared.scheduler.finish(&id, next);
+        }
+    }
+}
+
+/// Anchors the audit log's newest hash outside the database (a file and a log line) every
+/// minute while it grows, so a cut tail or an emptied log is found by `audit verify`.
+async fn anchor_audit(
+    log: postern_portal::AuditLog,
+    path: std::path::PathBuf,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        if let Err(e) = log.write_anchor(&path).await {
+            tracing::error!(error = %e, "audit anchor failed; retrying");
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
         }
     }
 }
@@ -780,6 +811,10 @@ impl RunningRelay {
         }
         let all = futures_join(self.workers);
         let _ = tokio::time::timeout(grace, all).await;
+        // The last rows before the stop are anchored too.
+        if let Err(e) = self.audit.0.write_anchor(&self.audit.1).await {
+            tracing::error!(error = %e, "audit anchor not written at shutdown");
+        }
         self.shared.quarantine.close().await;
     }
 }

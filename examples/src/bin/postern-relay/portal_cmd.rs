@@ -163,7 +163,11 @@ pub async fn audit(args: AuditArgs) -> Result<bool, String> {
     let db = database(&cfg).await?;
     let log = postern_portal::AuditLog::new(db.clone());
     let ok = match args.action {
-        AuditAction::Verify => match log.verify().await.map_err(|e| e.to_string())? {
+        AuditAction::Verify => match log
+            .verify_with_anchor(&cfg.audit_anchor())
+            .await
+            .map_err(|e| e.to_string())?
+        {
             Ok((rows, newest)) => {
                 say!("audit log intact: {rows} rows; newest hash {newest}");
                 true
