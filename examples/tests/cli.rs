@@ -829,3 +829,49 @@ fn keys_pending_approve_and_reject_harvested_certificates() {
         "{trail}"
     );
 }
+
+/// `open` states the verdict the relay states, from the same code: inline PGP whose signed
+/// block has unsigned text before it is `partial` (the CLI said `valid`), and
+/// --require-valid-signature refuses it.
+#[test]
+fn open_states_the_relays_verdict_for_partly_signed_inline_pgp() {
+    use postern_tests::{Gpg, PgpKind};
+    let gpg = Gpg::new();
+    gpg.generate("Doc <doc@pgp-partner.test>", PgpKind::Ed25519, "never");
+    let signed = gpg.ok(
+        &["--clearsign", "-u", "doc@pgp-partner.test"],
+        b"Lab values attached.\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("doc.asc");
+    std::fs::write(&cert, gpg.export("doc@pgp-partner.test")).unwrap();
+    let cert = cert.to_string_lossy().into_owned();
+    let mail = |before: &str| {
+        let mut m = format!(
+            "From: doc@pgp-partner.test\r\nTo: records@clinic.example\r\nSubject: r\r\n\
+             Content-Type: text/plain\r\n\r\n{before}"
+        )
+        .into_bytes();
+        m.extend_from_slice(&signed);
+        m
+    };
+    let verdict = |msg: &[u8], require: bool| {
+        let report = dir.path().join("report.json");
+        let report_s = report.to_string_lossy().into_owned();
+        let mut args = vec!["open", "--expect-signer", &cert, "--report-json", &report_s];
+        if require {
+            args.push("--require-valid-signature");
+        }
+        let out = relay(&args, msg);
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        (
+            json["signature"].as_str().unwrap().to_string(),
+            out.status.code(),
+        )
+    };
+    assert_eq!(verdict(&mail(""), true), ("valid".to_string(), Some(0)));
+    let forged = mail("URGENT: wire the deposit to account 12345 today.\r\n\r\n");
+    assert_eq!(verdict(&forged, false).0, "partial");
+    assert_eq!(verdict(&forged, true).1, Some(1));
+}

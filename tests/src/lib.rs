@@ -185,6 +185,17 @@ pub struct EndEntity {
 }
 
 impl EndEntity {
+    /// The certificate's SHA-256 fingerprint as `openssl x509 -fingerprint -sha256` prints it
+    /// (what an operator pastes into a partner entry's `gateway_keys`).
+    pub fn fingerprint(&self) -> String {
+        let out = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+            .arg(&self.cert)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// The certificate bytes.
     pub fn cert_pem(&self) -> Vec<u8> {
         std::fs::read(&self.cert).unwrap()

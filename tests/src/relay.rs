@@ -517,13 +517,21 @@ pub fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Writes the directory most relay tests use: our domain `clinic.example` and one required
-/// S/MIME partner, `smime-partner.test`, with `partner_cert`.
+/// S/MIME partner, `smime-partner.test`, with `partner_cert`, declared its gateway key (it signs
+/// for the whole domain), by the fingerprint line `openssl x509 -fingerprint -sha256` prints.
 pub fn smime_partner_directory(dir: &Path, partner_cert: &Path) -> PathBuf {
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(partner_cert)
+        .output()
+        .expect("openssl");
+    let fingerprint = String::from_utf8_lossy(&out.stdout).trim().to_string();
     write_directory(
         dir,
         &format!(
             "[our]\ndomains = [\"clinic.example\"]\n\n[[partner]]\ndomain = \"smime-partner.test\"\n\
-             standards = [\"smime\"]\npolicy = \"required\"\nsmime_certificates = [\"{}\"]\n",
+             standards = [\"smime\"]\npolicy = \"required\"\nsmime_certificates = [\"{}\"]\n\
+             gateway_keys = [\"{fingerprint}\"]\n",
             partner_cert.display()
         ),
     )

@@ -50,6 +50,7 @@ domain = "smime-partner.test"
 standards = ["smime"]
 policy = "required"
 smime_certificates = ["{smime_cert}"]
+gateway_keys = ["{smime_fpr}"]
 sign = true
 cipher = "aes256-cbc"
 
@@ -58,11 +59,14 @@ domain = "pgp-partner.test"
 standards = ["openpgp"]
 policy = "required"
 openpgp_certificates = ["pgp-partner.asc"]
+gateway_keys = ["{pgp_fpr}"]
 "#,
         ca = pki.file("ca-copy.pem", &pki.ca_pem()).display(),
         our_cert = us.cert.display(),
         our_key = us.key.display(),
         smime_cert = smime_gw.cert.display(),
+        smime_fpr = smime_gw.fingerprint(),
+        pgp_fpr = pgp_partner.fingerprint("gw@pgp-partner.test"),
     );
     write_directory(tmp.path(), &dir);
     World {

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use postern_core::{mime, Address, Credential, Domain, SecureEnvelope, Standard};
 use postern_openpgp::OpenPgpEnvelope;
 use postern_router::{
-    Directory, DomainPattern, Inbound, InboundAction, InboundRouter, Partner, PartnerPolicy,
+    normalise_fingerprint, Directory, DomainPattern, Inbound, InboundAction, InboundRouter,
+    Partner, PartnerPolicy,
 };
 use postern_smime::SmimeEnvelope;
 use postern_tests::{pgp_credential, run_ok, Gpg, KeyKind, PgpKind, Pki};
@@ -79,6 +80,9 @@ fn pgp_directory(us: &Gpg, partner: &Gpg, policy: PartnerPolicy) -> Directory {
         Standard::OpenPgp,
         vec![partner.export("gw@pgp-partner.test")],
     );
+    // The partner's gateway key signs for its whole domain.
+    p.gateway_keys
+        .push(normalise_fingerprint(&partner.fingerprint("gw@pgp-partner.test")).unwrap());
     dir.partners.push(p);
     dir
 }
@@ -101,6 +105,8 @@ fn smime_directory(
     );
     p.certificates
         .insert(Standard::Smime, vec![gateway.cert_pem()]);
+    p.gateway_keys
+        .push(normalise_fingerprint(&gateway.fingerprint()).unwrap());
     dir.partners.push(p);
     dir
 }
@@ -256,7 +262,14 @@ fn a_valid_signature_is_bound_to_the_from_header() {
     let us = pki.issue("gw@clinic.example", KeyKind::Rsa(2048));
     let gateway = pki.issue("gw@partner.test", KeyKind::Rsa(2048));
     let alice = pki.issue("alice@partner.test", KeyKind::Rsa(2048));
-    let dir = smime_directory(&pki, &us, &gateway);
+    // Eve's own certificate is pinned too, as a person's key (not declared a gateway key).
+    let eve = pki.issue("eve@partner.test", KeyKind::Rsa(2048));
+    let mut dir = smime_directory(&pki, &us, &gateway);
+    dir.partners[0]
+        .certificates
+        .get_mut(&Standard::Smime)
+        .unwrap()
+        .push(eve.cert_pem());
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -316,6 +329,18 @@ fn a_valid_signature_is_bound_to_the_from_header() {
             "a group",
             &alice,
             "From: team: alice@partner.test;\r\n",
+            Some("untrusted"),
+        ),
+        (
+            "a pinned person's key for herself",
+            &eve,
+            "From: eve@partner.test\r\n",
+            Some("valid"),
+        ),
+        (
+            "a pinned person's key for another person (the Johnny-class forgery)",
+            &eve,
+            "From: manager@partner.test\r\n",
             Some("untrusted"),
         ),
         (
@@ -577,7 +602,8 @@ fn legacy_algorithms_are_accepted_per_partner_receive_only_and_marked_weak() {
             "[our]\ndomains = [\"clinic.example\"]\ntrust_anchors = [\"ca.pem\"]\n\
              [[our.keys]]\nstandard = \"smime\"\ncertificate = \"us.pem\"\nkey = \"us.key\"\n\
              [[partner]]\ndomain = \"legacy.test\"\nstandards = [\"smime\"]\npolicy = \"required\"\n\
-             smime_certificates = [\"gw.pem\"]\n{legacy}\n"
+             smime_certificates = [\"gw.pem\"]\ngateway_keys = [\"{fpr}\"]\n{legacy}\n",
+            fpr = gw.fingerprint()
         );
         let path = tmp.path().join("directory.toml");
         std::fs::write(&path, toml).unwrap();

@@ -136,6 +136,10 @@ pub struct SignatureReport {
     /// The signer's certificate and the path it was validated on, DER, signer first (just the
     /// signer when no path was found): what a revocation check needs.
     pub signer_chain: Vec<Vec<u8>>,
+    /// Domains the signer's certificate is bound to as a whole (an S/MIME dNSName, or an
+    /// rfc822Name that is a bare domain, as Direct Project domain certificates have): such a
+    /// certificate speaks for every address of those domains.
+    pub signer_domains: Vec<String>,
 }
 
 impl SignatureReport {
@@ -151,6 +155,7 @@ impl SignatureReport {
             chain: ChainStatus::NotChecked,
             signing_time: None,
             signer_chain: Vec::new(),
+            signer_domains: Vec::new(),
         }
     }
 }

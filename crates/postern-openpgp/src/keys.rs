@@ -33,17 +33,34 @@ pub fn describe(cert: &Cert) -> String {
     }
 }
 
-/// The first e-mail address among the certificate's user IDs.
-pub fn email(cert: &Cert) -> Option<String> {
+/// The user IDs that still bind: a user ID its owner revoked (a self-revocation no older than
+/// its newest self-signature) binds nothing, so its address is no signer address.
+pub fn bound_userids(cert: &Cert) -> impl Iterator<Item = &openpgp::packet::UserID> {
     cert.userids()
-        .find_map(|u| u.userid().email().ok().flatten().map(str::to_string))
+        .filter(|u| {
+            let newest = |sigs: &mut dyn Iterator<Item = &openpgp::packet::Signature>| {
+                sigs.filter_map(|s| s.signature_creation_time()).max()
+            };
+            let revoked = newest(&mut u.self_revocations());
+            let certified = newest(&mut u.self_signatures());
+            match (revoked, certified) {
+                (Some(r), Some(c)) => r < c,
+                (Some(_), None) => false,
+                (None, _) => true,
+            }
+        })
+        .map(|u| u.userid())
 }
 
-/// Every e-mail address in the certificate's user IDs, lower-case.
+/// The first e-mail address among the certificate's bound user IDs.
+pub fn email(cert: &Cert) -> Option<String> {
+    bound_userids(cert).find_map(|u| u.email().ok().flatten().map(str::to_string))
+}
+
+/// Every e-mail address in the certificate's bound user IDs, lower-case.
 pub fn emails(cert: &Cert) -> Vec<String> {
-    let mut out: Vec<String> = cert
-        .userids()
-        .filter_map(|u| u.userid().email().ok().flatten().map(str::to_lowercase))
+    let mut out: Vec<String> = bound_userids(cert)
+        .filter_map(|u| u.email().ok().flatten().map(str::to_lowercase))
         .collect();
     out.dedup();
     out
@@ -166,4 +183,52 @@ pub fn signing_keypair(
         .clone()
         .into_keypair()
         .map_err(|e| Error::Backend(format!("signing key: {e}")))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is a failure report
+mod bound_userid_tests {
+    use super::*;
+    use openpgp::cert::prelude::*;
+    use openpgp::packet::signature::SignatureBuilder;
+    use openpgp::types::{ReasonForRevocation, SignatureType};
+
+    #[test]
+    fn a_revoked_user_id_binds_nothing() {
+        let (cert, _) = CertBuilder::new()
+            .add_userid("Eve <eve@partner.example>")
+            .add_userid("Manager <manager@partner.example>")
+            .add_signing_subkey()
+            .generate()
+            .unwrap();
+        assert_eq!(emails(&cert).len(), 2);
+        let mut signer = cert
+            .primary_key()
+            .key()
+            .clone()
+            .parts_into_secret()
+            .unwrap()
+            .into_keypair()
+            .unwrap();
+        let uid = cert
+            .userids()
+            .find(|u| u.userid().value().starts_with(b"Manager"))
+            .unwrap()
+            .userid()
+            .clone();
+        // A second later than the binding, as a real revocation is.
+        let when = std::time::SystemTime::now() + std::time::Duration::from_secs(1);
+        let rev = SignatureBuilder::new(SignatureType::CertificationRevocation)
+            .set_signature_creation_time(when)
+            .unwrap()
+            .set_reason_for_revocation(ReasonForRevocation::UIDRetired, b"left")
+            .unwrap()
+            .sign_userid_binding(&mut signer, cert.primary_key().key(), &uid)
+            .unwrap();
+        let (cert, _) = cert
+            .insert_packets(vec![openpgp::Packet::from(rev)])
+            .unwrap();
+        assert_eq!(emails(&cert), vec!["eve@partner.example".to_string()]);
+        assert_eq!(email(&cert).as_deref(), Some("eve@partner.example"));
+    }
 }

@@ -136,10 +136,9 @@ fn signer_report(
     let mut r = SignatureReport::new(status);
     r.signer = keys::email(cert);
     r.signer_addresses = keys::emails(cert);
-    r.signer_subject = cert
-        .userids()
+    r.signer_subject = keys::bound_userids(cert)
         .next()
-        .map(|u| String::from_utf8_lossy(u.userid().value()).into_owned());
+        .map(|u| String::from_utf8_lossy(u.value()).into_owned());
     r.fingerprint = Some(cert.fingerprint().to_hex());
     r.algorithm = signature_algorithm(sig.pk_algo(), sig.hash_algo());
     r.signing_time = sig.signature_creation_time();

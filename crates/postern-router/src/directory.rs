@@ -149,6 +149,12 @@ pub struct Partner {
     /// Other domains whose certificates this partner uses on purpose (a shared gateway of a
     /// hosting provider, a parent organisation); without them such a certificate is an error.
     pub certificate_domains: Vec<Domain>,
+    /// Fingerprints of the keys that sign for the partner's whole domain (its gateway's
+    /// domain keys): lower-case hex, no separators (SHA-256 of the DER certificate for S/MIME,
+    /// as `openssl x509 -fingerprint -sha256` prints it; the key fingerprint for OpenPGP, as
+    /// `gpg --fingerprint`). A pinned key that is not listed here, and whose certificate does
+    /// not name the domain itself, is a person's key: it binds its own addresses only.
+    pub gateway_keys: Vec<String>,
     /// Whether its certificates must be shown not revoked (CRL) before use.
     pub revocation: RevocationPolicy,
     /// Where its keys come from besides the certificates listed here.
@@ -161,7 +167,31 @@ pub struct Partner {
     pub line: usize,
 }
 
+/// A fingerprint as `openssl x509 -fingerprint` (colons, upper case) or `gpg --fingerprint`
+/// (spaces) prints it, made lower-case hex without separators; `None` if it is not one.
+pub fn normalise_fingerprint(s: &str) -> Option<String> {
+    let hex: String = s
+        .chars()
+        .filter(|c| !matches!(c, ':' | ' ' | '\t'))
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let hex = hex
+        .strip_prefix("sha256fingerprint=")
+        .map(str::to_string)
+        .unwrap_or(hex);
+    (hex.len() >= 32 && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then_some(hex)
+}
+
 impl Partner {
+    /// Whether `fingerprint` (a signature report's) is one of this partner's declared gateway
+    /// keys.
+    pub fn is_gateway_key(&self, fingerprint: Option<&str>) -> bool {
+        fingerprint
+            .and_then(normalise_fingerprint)
+            .is_some_and(|f| self.gateway_keys.contains(&f))
+    }
+
     /// A partner with no certificates yet.
     pub fn new(pattern: DomainPattern, policy: PartnerPolicy, standards: Vec<Standard>) -> Self {
         Partner {
@@ -176,6 +206,7 @@ impl Partner {
             accept_legacy: Vec::new(),
             portal_days: None,
             certificate_domains: Vec::new(),
+            gateway_keys: Vec::new(),
             revocation: RevocationPolicy::default(),
             key_sources: Vec::new(),
             trust_anchors: Vec::new(),
@@ -351,6 +382,8 @@ struct RawPartner {
     portal_days: Option<Spanned<u32>>,
     #[serde(default)]
     certificate_domains: Vec<Spanned<String>>,
+    #[serde(default)]
+    gateway_keys: Vec<Spanned<String>>,
     revocation: Option<Spanned<String>>,
     #[serde(default)]
     key_sources: Vec<Spanned<String>>,
@@ -621,6 +654,18 @@ impl Directory {
                     Err(e) => problems.push(Problem {
                         line: at(d.span()),
                         message: format!("certificate_domains: {e}"),
+                    }),
+                }
+            }
+            for f in &p.gateway_keys {
+                match normalise_fingerprint(f.get_ref()) {
+                    Some(fpr) => partner.gateway_keys.push(fpr),
+                    None => problems.push(Problem {
+                        line: at(f.span()),
+                        message: format!(
+                            "gateway_keys: {:?} is not a fingerprint (hex digits, with or without colons or spaces)",
+                            f.get_ref()
+                        ),
                     }),
                 }
             }

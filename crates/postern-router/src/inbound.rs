@@ -361,8 +361,9 @@ const SHOWN_FIELDS: &[&str] = &[
 /// `valid` means: every signature verifies, its signer is trusted, and the signer speaks for
 /// the author the reader sees — the message has exactly one From field naming exactly one
 /// mailbox, and that address is one of the signer certificate's (RFC 8550 §3, RFC 8551 §3.1.4),
-/// or, for a pinned partner gateway key that signs for its whole domain, the From domain belongs
-/// to that partner's entry. A mismatch inside the signer's organisation is `untrusted`; another
+/// or the signer speaks for the From's whole domain: a key the partner's entry declares its
+/// gateway key (`gateway_keys`) for a From of that partner, or a certificate bound to the
+/// domain itself (a dNSName, a bare-domain address). A mismatch inside the signer's organisation is `untrusted`; another
 /// organisation is `invalid`; a signature over part of the body only is `partial`.
 fn result_headers(report: &Report, b: &Binding<'_>) -> (Vec<u8>, &'static str) {
     let mut out = String::new();
@@ -380,6 +381,68 @@ fn result_headers(report: &Report, b: &Binding<'_>) -> (Vec<u8>, &'static str) {
         )),
         None => out.push_str(&format!("{RESULT_PREFIX}Decrypted: no\r\n")),
     }
+    let signer = report.signatures.iter().find_map(|s| s.signer.clone());
+    let (verdict, problems) = verdict_for(report, b);
+    for p in &problems {
+        out.push_str(&format!(
+            "{RESULT_PREFIX}Signature-Problem: {}\r\n",
+            one_line(p)
+        ));
+    }
+    if !report.signatures.is_empty() {
+        let covered: Vec<&str> = SHOWN_FIELDS
+            .iter()
+            .copied()
+            .filter(|f| report.signed_fields.iter().any(|s| s == f))
+            .collect();
+        let covers = if covered.is_empty() {
+            "body (no header fields: From, Subject and the rest are unsigned)".to_string()
+        } else {
+            format!("body and {}", covered.join(", "))
+        };
+        out.push_str(&format!("{RESULT_PREFIX}Signature-Covers: {covers}\r\n"));
+    }
+    out.push_str(&format!("{RESULT_PREFIX}Signature: {verdict}"));
+    if let Some(s) = &signer {
+        out.push_str(&format!(" signer={}", one_line(s)));
+    }
+    if let Some(why) = report.signatures.iter().find_map(|s| match &s.status {
+        SignatureStatus::Valid => None,
+        SignatureStatus::Invalid(w)
+        | SignatureStatus::Refused(w)
+        | SignatureStatus::SignerUnknown(w) => Some(w.clone()),
+        other => Some(format!("{other:?}")),
+    }) {
+        out.push_str(&format!(" reason=\"{}\"", one_line(&why).replace('"', "'")));
+    }
+    out.push_str("\r\n");
+    (out.into_bytes(), verdict)
+}
+
+/// The signature verdict the gateway states in `Postern-Signature`, and its problems, for an
+/// opened message: the one function behind the relay's inbound path, the CLI's `open` and any
+/// embedder. `partner` is the directory entry whose keys were expected, `mail_from` the
+/// envelope sender, `message` the opened message (its From is what the signer must speak for).
+/// See [`result_headers`] for what each verdict means.
+pub fn signature_verdict(
+    report: &Report,
+    dir: &Directory,
+    partner: Option<usize>,
+    mail_from: Option<&Address>,
+    message: &[u8],
+) -> (&'static str, Vec<String>) {
+    verdict_for(
+        report,
+        &Binding {
+            dir,
+            partner,
+            mail_from,
+            message,
+        },
+    )
+}
+
+fn verdict_for(report: &Report, b: &Binding<'_>) -> (&'static str, Vec<String>) {
     let mut verdict = report.signature_verdict();
     let signer = report.signatures.iter().find_map(|s| s.signer.clone());
     let mut problems: Vec<String> = Vec::new();
@@ -420,40 +483,7 @@ fn result_headers(report: &Report, b: &Binding<'_>) -> (Vec<u8>, &'static str) {
             "only part of the body is signed: text before or after the signed block was not".into(),
         );
     }
-    for p in &problems {
-        out.push_str(&format!(
-            "{RESULT_PREFIX}Signature-Problem: {}\r\n",
-            one_line(p)
-        ));
-    }
-    if !report.signatures.is_empty() {
-        let covered: Vec<&str> = SHOWN_FIELDS
-            .iter()
-            .copied()
-            .filter(|f| report.signed_fields.iter().any(|s| s == f))
-            .collect();
-        let covers = if covered.is_empty() {
-            "body (no header fields: From, Subject and the rest are unsigned)".to_string()
-        } else {
-            format!("body and {}", covered.join(", "))
-        };
-        out.push_str(&format!("{RESULT_PREFIX}Signature-Covers: {covers}\r\n"));
-    }
-    out.push_str(&format!("{RESULT_PREFIX}Signature: {verdict}"));
-    if let Some(s) = &signer {
-        out.push_str(&format!(" signer={}", one_line(s)));
-    }
-    if let Some(why) = report.signatures.iter().find_map(|s| match &s.status {
-        SignatureStatus::Valid => None,
-        SignatureStatus::Invalid(w)
-        | SignatureStatus::Refused(w)
-        | SignatureStatus::SignerUnknown(w) => Some(w.clone()),
-        other => Some(format!("{other:?}")),
-    }) {
-        out.push_str(&format!(" reason=\"{}\"", one_line(&why).replace('"', "'")));
-    }
-    out.push_str("\r\n");
-    (out.into_bytes(), verdict)
+    (verdict, problems)
 }
 
 /// Does every signer speak for the From address? `Err((verdict, why))` when not.
@@ -468,14 +498,22 @@ fn bind_to_from(report: &Report, b: &Binding<'_>) -> Result<(), (&'static str, S
     })?;
     let partner_of = |d: &Domain| b.dir.partner_index_for(d);
     for sig in &report.signatures {
-        let pinned =
-            matches!(&sig.chain, ChainStatus::Trusted { anchor } if anchor.starts_with("pinned"));
         let by_address = sig
             .signer_addresses
             .iter()
             .any(|a| a.eq_ignore_ascii_case(&from.to_string()));
-        let by_gateway = pinned && b.partner.is_some() && partner_of(from.domain()) == b.partner;
-        if by_address || by_gateway {
+        // A key speaks for a whole domain only when it is declared the partner's gateway key
+        // in the directory, or when its certificate is bound to the domain itself. A pinned
+        // person's key (eve@partner) binds eve's own addresses, never manager@partner.
+        let declared_gateway = b.partner.is_some_and(|i| {
+            b.dir.partners[i].is_gateway_key(sig.fingerprint.as_deref())
+                && partner_of(from.domain()) == Some(i)
+        });
+        let domain_bound = sig
+            .signer_domains
+            .iter()
+            .any(|d| Domain::new(d).is_ok_and(|d| from.domain().is_within(&d)));
+        if by_address || declared_gateway || domain_bound {
             continue;
         }
         let signer = sig

@@ -93,14 +93,15 @@ mod validate;
 
 pub use decide::{strip_bcc, ContentAction, Disposition, Envelope, Reason, Router};
 pub use directory::{
-    Directory, DirectoryError, DomainPattern, Harvest, KeySource, Legacy, OurIdentity, Partner,
-    PartnerPolicy, Problem, UnsignedCbc,
+    normalise_fingerprint, Directory, DirectoryError, DomainPattern, Harvest, KeySource, Legacy,
+    OurIdentity, Partner, PartnerPolicy, Problem, UnsignedCbc,
 };
 pub use gateway::{
     ContentInspector, Gateway, GatewayBuilder, Inspection, Outgoing, PassThrough, Plan,
 };
 pub use inbound::{
-    strip_results, Inbound, InboundAction, InboundPolicy, InboundRouter, RESULT_PREFIX,
+    signature_verdict, strip_results, Inbound, InboundAction, InboundPolicy, InboundRouter,
+    RESULT_PREFIX,
 };
 pub use shared::{ReloadError, SharedDirectory};
 pub use textonly::text_only;

@@ -347,11 +347,11 @@ async fn open(args: OpenArgs) -> Result<(Opened, bool), String> {
         .await
         .map_err(|e| e.to_string())?;
     if let Some(path) = &args.report_json {
-        let json =
-            serde_json::to_vec_pretty(&report_json(&opened.report)).map_err(|e| e.to_string())?;
+        let json = serde_json::to_vec_pretty(&report_json(&opened.report, &opened.message))
+            .map_err(|e| e.to_string())?;
         std::fs::write(path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
-    let ok = !args.require_valid_signature || opened.report.signature_verdict() == "valid";
+    let ok = !args.require_valid_signature || verdict(&opened.report, &opened.message).0 == "valid";
     Ok((opened, ok))
 }
 
@@ -531,7 +531,20 @@ fn unix(t: std::time::SystemTime) -> Option<u64> {
         .map(|d| d.as_secs())
 }
 
-fn report_json(r: &Report) -> serde_json::Value {
+/// The signature verdict the relay would state, from the same code
+/// (`postern_router::signature_verdict`): without a partner directory, the signer must speak for
+/// the message's From itself, and a message signed only in part is `partial`.
+fn verdict(r: &Report, message: &[u8]) -> (&'static str, Vec<String>) {
+    postern_router::signature_verdict(
+        r,
+        &postern_router::Directory::default(),
+        None,
+        None,
+        message,
+    )
+}
+
+fn report_json(r: &Report, message: &[u8]) -> serde_json::Value {
     use serde_json::json;
     let sigs: Vec<_> = r
         .signatures
@@ -571,12 +584,13 @@ fn report_json(r: &Report) -> serde_json::Value {
             "recipients": e.recipients,
             "decrypted_with": e.decrypted_with,
         })),
-        "signature": r.signature_verdict(),
+        "signature": verdict(r, message).0,
+        "signature_problems": verdict(r, message).1,
         "signatures": sigs,
     })
 }
 
-fn summary(r: &Report) -> String {
+fn summary(r: &Report, message: &[u8]) -> String {
     let enc = match &r.encryption {
         Some(e) => format!(
             "decrypted {} ({}) with {}",
@@ -593,7 +607,7 @@ fn summary(r: &Report) -> String {
     format!(
         "{}: {enc}; signature {} {signer}",
         r.standard,
-        r.signature_verdict()
+        verdict(r, message).0
     )
 }
 
@@ -646,7 +660,7 @@ async fn demo() -> Result<(), String> {
     let _ = writeln!(
         out,
         "== Opened by bob's gateway: {}\n",
-        summary(&opened.report)
+        summary(&opened.report, &opened.message)
     );
     let _ = out.write_all(&opened.message);
 
@@ -684,7 +698,7 @@ async fn demo() -> Result<(), String> {
         out,
         "\n== The same message as PGP/MIME ({} bytes) to bob's OpenPGP key, opened: {}",
         sealed.len(),
-        summary(&opened.report)
+        summary(&opened.report, &opened.message)
     );
     let _ = writeln!(
         out,
@@ -737,7 +751,10 @@ async fn main() -> ExitCode {
                 .map(|_| true)
         }),
         Command::Open(a) => open(a).await.and_then(|(opened, ok)| {
-            eprintln!("postern-relay: {}", summary(&opened.report));
+            eprintln!(
+                "postern-relay: {}",
+                summary(&opened.report, &opened.message)
+            );
             std::io::stdout()
                 .write_all(&opened.message)
                 .map_err(|e| e.to_string())
