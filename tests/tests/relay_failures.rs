@@ -825,3 +825,37 @@ fn sessions_are_served_while_sealing_blocks() {
     assert!(wait_until(Duration::from_secs(20), || sink.count() == 1));
     s.rt.block_on(relay.shutdown(Duration::from_secs(5)));
 }
+
+/// Issue 22.12: mail from the internet that our mail server refuses for good gets no bounce
+/// when nobody vouched for its envelope sender (anyone can forge MAIL FROM: the bounce carried
+/// the message's From and Subject in clear to a third party of the forger's choice). It is held
+/// for an administrator instead; mail from our own side still bounces to its sender.
+#[test]
+fn no_bounce_to_an_envelope_sender_nobody_vouched_for() {
+    let s = setup();
+    let internet = SmtpSink::start(&[]);
+    let refusing = SmtpSink::start(&["-f", "RCPT"]);
+    let mut cfg = config(&s, &internet.addr(), &refusing.addr());
+    cfg.inbound.verify_recipients = Some(false);
+    let relay = s.rt.block_on(postern_relay::start(&cfg)).unwrap();
+    let public = relay.public_addr.unwrap().to_string();
+    let msg = b"From: Payroll <payroll@clinic.example>\r\nTo: records@clinic.example\r\n\
+Subject: SECRET-SUBJECT-4471\r\nMessage-ID: <forged-1@collector.test>\r\n\r\nhello\r\n";
+    let r = send_mail(
+        &public,
+        "collector@collector.test",
+        &["records@clinic.example"],
+        msg,
+    )
+    .unwrap();
+    assert!(r.starts_with("250"), "{r}");
+    assert!(
+        wait_until(Duration::from_secs(20), || relay.metrics().held.get() == 1),
+        "held for an administrator"
+    );
+    assert!(wait_until(Duration::from_secs(10), || spool_len(&relay) == 0));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(internet.count(), 0, "no bounce left for the forged sender");
+    assert_eq!(relay.metrics().bounced.get(), 0);
+    s.rt.block_on(relay.shutdown(Duration::from_secs(5)));
+}

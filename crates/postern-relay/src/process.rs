@@ -29,6 +29,9 @@ enum Step<'a> {
         message: Cow<'a, [u8]>,
         sealed: Option<Standard>,
         tls_required: bool,
+        /// Inbound mail whose envelope sender a partner's valid signature vouches for: only
+        /// such a sender may get a bounce (anyone can forge a MAIL FROM).
+        vouched_sender: bool,
     },
     Defer {
         idx: Vec<usize>,
@@ -117,6 +120,9 @@ async fn process_inner(shared: &Shared, id: &str) -> std::io::Result<Option<u64>
     }
     entry.attempts += 1;
     let mut summary: Vec<String> = Vec::new();
+    // Mail from our own side has a sender of ours; mail from the internet only when a partner's
+    // signature vouched for it in this attempt.
+    let mut vouched = entry.origin != Origin::Public;
     for (n, step) in steps.into_iter().enumerate() {
         match step {
             Step::Deliver {
@@ -125,7 +131,9 @@ async fn process_inner(shared: &Shared, id: &str) -> std::io::Result<Option<u64>
                 message,
                 sealed,
                 tls_required,
+                vouched_sender,
             } => {
+                vouched |= vouched_sender;
                 let rcpts: Vec<String> = idx
                     .iter()
                     .map(|i| entry.recipients[*i].address.clone())
@@ -331,6 +339,9 @@ async fn process_inner(shared: &Shared, id: &str) -> std::io::Result<Option<u64>
             next = Some(at);
         }
     }
+    if !vouched {
+        hold_instead_of_bouncing(shared, &mut entry, &data, &mut summary).await;
+    }
     notify_sender(shared, &mut entry, &data)?;
     tracing::info!(
         queue_id = %id,
@@ -364,6 +375,68 @@ fn bounce(r: &mut Recipient, status: &str, reason: String) {
 
 fn domain(addr: &str) -> &str {
     addr.rsplit_once('@').map(|(_, d)| d).unwrap_or(addr)
+}
+
+/// Inbound mail that failed for good at our mail server, from an envelope sender nobody vouched
+/// for: no bounce (it would carry the message's From and Subject, in clear to a forged third
+/// party, or sealed to a partner that never sent it); the message is held in the quarantine for
+/// an administrator, and those recipients count as notified. If the quarantine store fails, the
+/// bounce is still not sent (the failure is logged); the spool keeps the message.
+async fn hold_instead_of_bouncing(
+    shared: &Shared,
+    entry: &mut Entry,
+    data: &[u8],
+    summary: &mut Vec<String>,
+) {
+    let fresh: Vec<usize> = entry
+        .recipients
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            matches!(
+                r.state,
+                RcptState::Bounced {
+                    notified: false,
+                    ..
+                }
+            )
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if fresh.is_empty() || entry.origin == Origin::Bounce {
+        return;
+    }
+    let rcpts: Vec<String> = fresh
+        .iter()
+        .map(|i| entry.recipients[*i].address.clone())
+        .collect();
+    let reason = "undeliverable: refused for good; no bounce to an envelope sender nobody \
+                  vouched for (held for an administrator)";
+    match shared
+        .quarantine
+        .hold(
+            HeldOrigin::Public,
+            entry.mail_from.as_deref(),
+            &rcpts,
+            reason,
+            None,
+            data,
+        )
+        .await
+    {
+        Ok(qid) => {
+            shared.metrics.held.inc();
+            summary.push(format!("bounce withheld, held as {qid}"));
+        }
+        Err(e) => {
+            tracing::error!(queue_id = %entry.id, error = %e, "could not hold an unbounceable message; no bounce sent");
+        }
+    }
+    for i in fresh {
+        if let RcptState::Bounced { notified, .. } = &mut entry.recipients[i].state {
+            *notified = true;
+        }
+    }
 }
 
 /// Queues a DSN for recipients that failed since the last one. The DSN is spooled before the
@@ -488,6 +561,7 @@ async fn plan<'a>(
                 message: Cow::Owned(postern_router::strip_results(data)),
                 sealed: None,
                 tls_required: false,
+                vouched_sender: false,
             });
         } else if !ours.is_empty() {
             match shared.gateway.inbound(&dir, mail_from.as_ref(), data).await {
@@ -507,12 +581,32 @@ async fn plan<'a>(
                             tracing::warn!(error = %e, "harvest offer not recorded");
                         }
                     }
+                    // The sender is vouched for when a partner's signature is valid and bound
+                    // to it (the same verdict as Postern-Signature states).
+                    let vouched_sender = report.as_ref().is_some_and(|r| {
+                        let partner = mail_from
+                            .as_ref()
+                            .and_then(|a| dir.partner_index_for(a.domain()));
+                        partner.is_some()
+                            && matches!(
+                                postern_router::signature_verdict(
+                                    r,
+                                    &dir,
+                                    partner,
+                                    mail_from.as_ref(),
+                                    &message
+                                )
+                                .0,
+                                "valid" | "weak"
+                            )
+                    });
                     steps.push(Step::Deliver {
                         idx: ours,
                         inbound: true,
                         message: Cow::Owned(message),
                         sealed: None,
                         tls_required: false,
+                        vouched_sender,
                     })
                 }
                 Inbound::Quarantine { reason, .. } => steps.push(Step::Quarantine {
@@ -539,6 +633,7 @@ async fn plan<'a>(
                 message: Cow::Borrowed(data),
                 sealed: None,
                 tls_required: false,
+                vouched_sender: false,
             });
         }
         if !theirs.is_empty() {
@@ -548,6 +643,7 @@ async fn plan<'a>(
                 message: Cow::Borrowed(data),
                 sealed: None,
                 tls_required: false,
+                vouched_sender: false,
             });
         }
         return (steps, None);
@@ -588,6 +684,7 @@ async fn plan<'a>(
                 message: Cow::Borrowed(data),
                 sealed: None,
                 tls_required: false,
+                vouched_sender: false,
             }),
             Disposition::Deliver {
                 recipients,
@@ -600,6 +697,7 @@ async fn plan<'a>(
                 message: Cow::Owned(message),
                 sealed,
                 tls_required,
+                vouched_sender: false,
             }),
             Disposition::Hold { recipients, reason } => steps.push(Step::Defer {
                 idx: take(&recipients),

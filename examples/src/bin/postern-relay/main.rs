@@ -673,9 +673,13 @@ async fn demo() -> Result<(), String> {
     let alice_pgp =
         Credential::with_secret(Standard::OpenPgp, ALICE_PGP.to_vec(), ALICE_PGP.to_vec());
     let recipients = vec![BOB_PGP_PUB.to_vec()];
+    // From and To as the OpenPGP keys name them: a signature is valid only for a From that is
+    // the signer's own address.
+    let pgp_msg = String::from_utf8_lossy(MSG).replace("@smime.example", "@openpgp.example");
+    let pgp_view = MessageView::parse(pgp_msg.as_bytes()).map_err(|e| e.to_string())?;
     let sealed = pgp
         .seal(
-            &view,
+            &pgp_view,
             &SealRequest::encrypt(&recipients, &policy).signed_by(&alice_pgp),
         )
         .await
