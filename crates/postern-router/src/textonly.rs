@@ -8,6 +8,18 @@ use postern_core::{mime, MessageView, PartView};
 /// Parts deeper than this are listed, not read (a hostile nesting costs nothing).
 const MAX_DEPTH: usize = 8;
 
+/// The header fields a text-only copy keeps.
+const KEPT_FIELDS: &[&str] = &[
+    "from",
+    "to",
+    "cc",
+    "date",
+    "subject",
+    "message-id",
+    "in-reply-to",
+    "references",
+];
+
 /// The message as text only, with `notice` at the top of the body. The original header fields
 /// stay except the MIME ones (they are rewritten well-formed); the body is the text of every
 /// text part, HTML as text, and a list of what was withheld.
@@ -22,12 +34,21 @@ pub fn text_only(message: &[u8], notice: &str) -> Vec<u8> {
     let mut withheld = Vec::new();
     collect(&view.root(), 0, &mut text, &mut withheld);
     let mut out = Vec::with_capacity(message.len() / 2 + 512);
+    // The header fields came out of the same malleable ciphertext: only those a reader needs
+    // to tell what the message is stay (no Disposition-Notification-To, List-Unsubscribe or
+    // Return-Receipt-To that a reader could act on), and the Subject loses its links too.
     for h in view.headers() {
         let name = h.name.to_ascii_lowercase();
-        if name.starts_with("content-") || name == "mime-version" {
+        if !KEPT_FIELDS.contains(&name.as_str()) {
             continue;
         }
-        mime::push_outer_field(&mut out, h.name, h.raw_value);
+        if name == "subject" {
+            let value = String::from_utf8_lossy(h.raw_value);
+            let cleaned = remove_links(value.trim_end_matches(['\r', '\n']));
+            mime::push_outer_field(&mut out, h.name, cleaned.as_bytes());
+        } else {
+            mime::push_outer_field(&mut out, h.name, h.raw_value);
+        }
     }
     out.extend_from_slice(
         b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
@@ -138,56 +159,121 @@ fn html_text(html: &str) -> String {
         .replace("&amp;", "&")
 }
 
-/// Every word that is or holds a link (`scheme://`, `scheme:/`, `www.`, `data:`, `cid:`, or a
-/// host name followed by a path or query, `evil.example/?x`) becomes `[link removed]`: the text
-/// may have been rewritten by an attacker to carry one, and a rewritten tag can be cut short by
-/// the garbage block a CBC gadget leaves, spilling the rest of its URL into the text.
+/// Every word a mail reader could turn into a link becomes `[link removed]`: the text may have
+/// been rewritten by an attacker to carry one, and a rewritten tag can be cut short by the
+/// garbage block a CBC gadget leaves, spilling the rest of its URL into the text. A word is
+/// judged after the characters a reader would not show are dropped (no-break and other
+/// spaces, zero-width and direction marks: `evil\u{a0}.example` reads as one host) and
+/// full-width dots read as dots, and it goes when it holds:
+/// - a scheme: letters, then `:` and anything (`http:`, `ftp:`, `news:`, `javascript:`,
+///   `tel:`, `mailto:`, `file:`, `data:`, `cid:`; also `host:8080`);
+/// - `\\` or `//` (a UNC path, a protocol-relative URL);
+/// - `@` between other characters (an address a reader links as mailto);
+/// - a dotted host: a letter or digit, a dot, two letters (`evil.example`, `report.pdf`), or
+///   a dotted quad (`10.0.0.10`);
+/// - `src=` or `href=`.
+///
+/// Ordinary prose stays: times (`10:30`), dates (`12/03/2026`), `and/or`, `e.g.`, `3.5mg`,
+/// `v1.2`. A file name goes too, which a copy of last resort can afford.
 fn remove_links(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for (i, line) in text.split('\n').enumerate() {
         if i > 0 {
             out.push('\n');
         }
-        let words: Vec<String> = line
-            .split(' ')
+        let words: Vec<&str> = line.split([' ', '\t']).collect();
+        let kept: Vec<String> = words
+            .iter()
             .map(|w| {
-                let l = w.to_ascii_lowercase();
-                if l.contains("://")
-                    || l.contains("http:")
-                    || l.contains("https:")
-                    || host_with_path(&l)
-                    || l.contains("www.")
-                    || l.contains("data:")
-                    || l.contains("cid:")
-                    || l.contains("src=")
-                    || l.contains("href=")
-                {
+                if is_link(&reader_form(w)) {
                     "[link removed]".to_string()
                 } else {
-                    w.to_string()
+                    (*w).to_string()
                 }
             })
             .collect();
-        out.push_str(&words.join(" "));
+        out.push_str(&kept.join(" "));
     }
     out
 }
 
-/// `name.tld/…`, `name.tld?…` or `name.tld#…` anywhere in a word: a host and a path, as
-/// autolinking mail clients read them (dates like 12/03/2026 and words like and/or have no
-/// dotted letters before the slash).
-fn host_with_path(word: &str) -> bool {
-    let b = word.as_bytes();
+/// The word as a reader's autolinker sees it: invisible and spacing characters other than the
+/// ASCII space dropped, ideographic and full-width dots as `.`, lower case.
+fn reader_form(word: &str) -> String {
+    word.chars()
+        .filter(|c| !(c.is_whitespace() || postern_core::is_format(*c)))
+        .map(|c| match c {
+            '\u{3002}' | '\u{ff0e}' | '\u{ff61}' => '.',
+            '\u{ff0f}' => '/',
+            '\u{ff1a}' => ':',
+            c => c,
+        })
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+fn is_link(w: &str) -> bool {
+    has_scheme(w)
+        || w.contains("\\\\")
+        || w.contains("//")
+        || inner_at(w)
+        || dotted_host(w)
+        || w.contains("src=")
+        || w.contains("href=")
+}
+
+/// A scheme anywhere in the word: a letter, then letters, digits, `+`, `-` or `.`, then `:`
+/// and at least one more character (`10:30` starts with a digit and stays; a word ending in a
+/// colon, `Note:`, stays).
+fn has_scheme(w: &str) -> bool {
+    let b = w.as_bytes();
     b.iter().enumerate().any(|(i, &c)| {
-        if c != b'.' || i == 0 || !b[i - 1].is_ascii_alphanumeric() {
+        if c != b':' || i + 1 >= b.len() {
             return false;
         }
-        let letters = b[i + 1..]
+        // The run of scheme characters before the colon must start with a letter.
+        let start = b[..i]
             .iter()
-            .take_while(|x| x.is_ascii_alphabetic())
-            .count();
-        letters >= 2 && matches!(b.get(i + 1 + letters), Some(b'/' | b'?' | b'#'))
+            .rposition(|x| !(x.is_ascii_alphanumeric() || matches!(x, b'+' | b'-' | b'.')))
+            .map_or(0, |p| p + 1);
+        start < i && b[start].is_ascii_alphabetic()
     })
+}
+
+/// `@` with something on both sides: `user@host` links as mail.
+fn inner_at(w: &str) -> bool {
+    let b = w.as_bytes();
+    b.iter()
+        .enumerate()
+        .any(|(i, &c)| c == b'@' && i > 0 && i + 1 < b.len() && b[i + 1] != b'.')
+}
+
+/// A letter or digit, a dot, then two letters (`name.tld`, anywhere in the word; Unicode
+/// letters count, for internationalised top-level domains), or a dotted quad.
+fn dotted_host(w: &str) -> bool {
+    let chars: Vec<char> = w.chars().collect();
+    let named = chars.iter().enumerate().any(|(i, &c)| {
+        c == '.'
+            && i > 0
+            && chars[i - 1].is_alphanumeric()
+            && chars[i + 1..]
+                .iter()
+                .take_while(|x| x.is_alphabetic())
+                .count()
+                >= 2
+    });
+    named || dotted_quad(w)
+}
+
+fn dotted_quad(w: &str) -> bool {
+    w.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .any(|run| {
+            let parts: Vec<&str> = run.split('.').collect();
+            parts.len() >= 4
+                && parts
+                    .windows(4)
+                    .any(|q| q.iter().all(|p| !p.is_empty() && p.len() <= 3))
+        })
 }
 
 #[cfg(test)]
@@ -205,15 +291,50 @@ mod tests {
             t.contains("12/03/2026") && t.contains("and/or") && t.contains("e.g. this."),
             "{t}"
         );
-        assert!(host_with_path("a.bc/"));
-        assert!(host_with_path("x.com?q"));
-        assert!(!host_with_path("v1.2/3"));
-        assert!(!host_with_path(".com/"));
+    }
+
+    /// Issue 22.8: every link form a mail reader turns into a link is neutralised (nine of
+    /// these twenty survived), and ordinary clinical text is not.
+    #[test]
+    fn every_form_of_link_is_removed() {
+        let forms = [
+            "http://evil.example/x",
+            "https://evil.example",
+            "HTTP://EVIL.EXAMPLE",
+            "//evil.example/x",
+            "\\\\host\\share",
+            "host:8080/?q",
+            "10.0.0.10/exfil?",
+            "10.0.0.10",
+            "evil.example",
+            "www.evil.example",
+            "ftp:evil.example",
+            "news:comp.lang",
+            "javascript:alert(1)",
+            "tel:+15550100",
+            "mailto:x@evil.example",
+            "collector@evil.example",
+            "evil\u{a0}.example/x",
+            "evil.\u{200b}example",
+            "evil\u{3002}example",
+            "data:text/html,<b>",
+            "cid:part1",
+            "file:///etc/passwd",
+            "(see:evil.example)",
+            "href=\"x\">",
+        ];
+        for f in forms {
+            let out = remove_links(&format!("before {f} after"));
+            assert_eq!(out, "before [link removed] after", "{f:?}");
+        }
+        let prose = "At 10:30 on 12/03/2026 the patient (e.g. J. Doe) took 3.5mg and/or \
+                     v1.2 of it. Note: result negative; ratio 1:2, BP 120/80.";
+        assert_eq!(remove_links(prose), prose);
     }
 
     #[test]
     fn html_becomes_text_without_anything_that_loads() {
-        let msg = b"From: a@b.test\r\nSubject: s\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: text/html\r\n\r\n<html><style>p{background:url(http://e.test/a)}</style><p>Result: <b>negative</b></p><img src=\"http://evil.test/?x\"><script>alert(1)</script>See www.evil.test now</html>\r\n--x\r\nContent-Type: application/pdf; name=r.pdf\r\n\r\nPDF\r\n--x--\r\n";
+        let msg = b"From: a@b.test\r\nSubject: s\r\nDisposition-Notification-To: x@evil.test\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: text/html\r\n\r\n<html><style>p{background:url(http://e.test/a)}</style><p>Result: <b>negative</b></p><img src=\"http://evil.test/?x\"><script>alert(1)</script>See www.evil.test now</html>\r\n--x\r\nContent-Type: application/pdf; name=r.pdf\r\n\r\nPDF\r\n--x--\r\n";
         let out = String::from_utf8(text_only(msg, "text only")).unwrap();
         assert!(
             out.contains("Content-Type: text/plain; charset=utf-8"),
@@ -229,6 +350,7 @@ mod tests {
             "alert",
             "url(",
             "multipart",
+            "Disposition-Notification-To",
         ] {
             assert!(!out.contains(bad), "{bad} in {out}");
         }
