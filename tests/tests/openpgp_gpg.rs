@@ -412,3 +412,64 @@ fn wrong_key_and_tampering_are_typed_errors() {
     let e = open(&bytes, &keys, &[]).unwrap_err();
     assert!(!e.is_temporary(), "{e}");
 }
+
+/// Issue 22.12: the proof that the user encrypted now also asks the container's body to look
+/// like ciphertext. Its false-positive rate on real gpg output: every one of these messages,
+/// 1 byte to 5 KB of text (gpg compresses it first) and of random data, encrypted by gpg to a
+/// partner key and sent as PGP/MIME, still passes.
+#[test]
+fn gpg_ciphertext_of_every_size_passes_the_proof_of_encryption() {
+    use postern_core::SecureEnvelope;
+    let partner = Gpg::new();
+    partner.generate("Partner <gw@pgp-partner.test>", PgpKind::Ed25519, "never");
+    let user = Gpg::new();
+    user.import(&partner.export("gw@pgp-partner.test"));
+    let backend = OpenPgpEnvelope::new();
+    let mut checked = 0;
+    for (i, n) in [
+        1usize, 2, 15, 16, 31, 64, 100, 255, 511, 1000, 1024, 2047, 4096, 5000,
+    ]
+    .iter()
+    .enumerate()
+    {
+        for random in [false, true] {
+            let data: Vec<u8> = if random {
+                (0..*n)
+                    .map(|k| ((k * 2654435761usize) >> 13) as u8 ^ i as u8)
+                    .collect()
+            } else {
+                b"Jane Roe, creatinine 1.9. "
+                    .iter()
+                    .copied()
+                    .cycle()
+                    .take(*n)
+                    .collect()
+            };
+            let armored = user.ok(
+                &[
+                    "--armor",
+                    "--trust-model",
+                    "always",
+                    "--encrypt",
+                    "-r",
+                    "gw@pgp-partner.test",
+                ],
+                &data,
+            );
+            let msg = format!(
+                "From: a@clinic.example\r\nTo: gw@pgp-partner.test\r\nSubject: s\r\nMIME-Version: 1.0\r\n\
+                 Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"b\"\r\n\r\n\
+                 --b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n\
+                 --b\r\nContent-Type: application/octet-stream\r\n\r\n{}\r\n--b--\r\n",
+                String::from_utf8(armored).unwrap().replace('\n', "\r\n").replace("\r\r\n", "\r\n")
+            );
+            let view = MessageView::parse(msg.as_bytes()).unwrap();
+            assert!(
+                backend.proven_encrypted(&view).is_some(),
+                "gpg's ciphertext of {n} bytes (random: {random}) failed the proof"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 28);
+}

@@ -73,6 +73,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod entropy;
 mod envelope;
 mod error;
 mod identity;
@@ -84,6 +85,7 @@ mod printable;
 mod report;
 mod revocation;
 
+pub use entropy::looks_random;
 pub use envelope::{
     CertificateSummary, Credential, OpenRequest, SealRequest, SecretBytes, SecureEnvelope,
     SignRequest, Standard,

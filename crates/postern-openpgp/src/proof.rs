@@ -86,13 +86,25 @@ fn packets_are_encrypted_unguarded(armored: &[u8]) -> bool {
     };
     let mut esks = 0usize;
     let mut containers = 0usize;
-    while let PacketParserResult::Some(pp) = ppr {
+    while let PacketParserResult::Some(mut pp) = ppr {
         if pp.recursion_depth() != 0 {
             return false;
         }
         match &pp.packet {
             Packet::PKESK(_) | Packet::SKESK(_) if containers == 0 => esks += 1,
-            Packet::SEIP(_) if esks > 0 && containers == 0 => containers += 1,
+            Packet::SEIP(_) if esks > 0 && containers == 0 => {
+                containers += 1;
+                // The container's body must look like ciphertext: a genuine key packet in
+                // front of an "encrypted" packet whose body is the plaintext would otherwise
+                // leave readable by anyone who decodes the armour.
+                let mut head = Vec::with_capacity(4096);
+                if std::io::Read::read_to_end(&mut std::io::Read::take(&mut pp, 4096), &mut head)
+                    .is_err()
+                    || !postern_core::looks_random(&head)
+                {
+                    return false;
+                }
+            }
             // A Marker ("PGP") may precede everything (RFC 9580 §5.8); Padding is not
             // allowed: its bytes are arbitrary and would leave readable.
             Packet::Marker(_) if esks == 0 && containers == 0 => {}
@@ -105,4 +117,81 @@ fn packets_are_encrypted_unguarded(armored: &[u8]) -> bool {
         }
     }
     matches!(ppr, PacketParserResult::EOF(_)) && esks > 0 && containers == 1
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
+mod tests {
+    use super::*;
+    use openpgp::serialize::Marshal;
+    use postern_core::{Policy, SealRequest};
+
+    /// The armour of a message we really sealed to Bob's published key.
+    fn genuine() -> String {
+        let bob = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/data/bob.pub.asc"
+        ))
+        .unwrap();
+        let msg = b"From: a@clinic.test\r\nSubject: x\r\n\r\nSSN 078-05-1120\r\n";
+        let view = MessageView::parse(msg).unwrap();
+        let policy = Policy::default();
+        let certs = [bob];
+        let sealed = crate::OpenPgpEnvelope::new()
+            .seal_sync(&view, &SealRequest::encrypt(&certs, &policy))
+            .unwrap();
+        let text = String::from_utf8(sealed).unwrap();
+        let (start, end) = (text.find(BEGIN).unwrap(), text.find(END).unwrap());
+        text.get(start..end + END.len()).unwrap().to_string()
+    }
+
+    /// A genuine encrypted-key packet followed by an "encrypted" container whose body is the
+    /// plaintext: the structure of a proof, the content readable by decoding the armour.
+    #[test]
+    fn a_container_whose_body_is_the_plaintext_is_no_proof() {
+        let real = genuine();
+        assert!(packets_are_encrypted(real.as_bytes()));
+        let pile = openpgp::PacketPile::from_bytes(real.as_bytes()).unwrap();
+        let mut forged = Vec::new();
+        for p in pile.children() {
+            if let Packet::PKESK(_) = p {
+                p.serialize(&mut forged).unwrap();
+            }
+        }
+        let plain: Vec<u8> = b"SSN 078-05-1120, the patient's record follows. "
+            .iter()
+            .copied()
+            .cycle()
+            .take(600)
+            .collect();
+        // A SEIPD v1 packet (tag 18, new format), two-octet length, version 1, then the text.
+        let len = plain.len() + 1;
+        forged.extend_from_slice(&[
+            0xd2,
+            (((len - 192) >> 8) + 192) as u8,
+            ((len - 192) & 0xff) as u8,
+            1,
+        ]);
+        forged.extend_from_slice(&plain);
+        let mut armored = Vec::new();
+        {
+            let mut w =
+                openpgp::armor::Writer::new(&mut armored, openpgp::armor::Kind::Message).unwrap();
+            std::io::Write::write_all(&mut w, &forged).unwrap();
+            w.finalize().unwrap();
+        }
+        // The packets parse as the proof's shape ...
+        let shapes: Vec<_> = openpgp::PacketPile::from_bytes(&armored)
+            .unwrap()
+            .children()
+            .map(|p| p.tag())
+            .collect();
+        assert_eq!(
+            shapes.last(),
+            Some(&openpgp::packet::Tag::SEIP),
+            "{shapes:?}"
+        );
+        // ... and are no proof.
+        assert!(!packets_are_encrypted(&armored));
+    }
 }

@@ -108,8 +108,19 @@ fn literal(data: &[u8], depth: usize, max: u64) -> Option<Vec<u8>> {
         let (tag, hdr, len) = header(data.get(at..)?)?;
         let body = data.get(at + hdr..at + hdr + len)?;
         match tag {
-            // PKESK, SKESK, SED, SEIPD, AED: encrypted, as it claims.
-            1 | 3 | 9 | 18 | 20 => return None,
+            // Encrypted containers (SED, SEIPD, AED): encrypted, as they claim, when their
+            // body looks like ciphertext; a container whose body is readable text (a forged
+            // "encryption" to slip content past inspection) is read as the text it is.
+            9 | 18 | 20 => {
+                let head = body.get(..body.len().min(4096))?;
+                if postern_core::looks_random(head) {
+                    return None;
+                }
+                // SEIPD v1 and SED: the text starts after the version octet (or at once).
+                return Some(body.get(usize::from(tag == 18)..)?.to_vec());
+            }
+            // PKESK, SKESK: key packets before a container; go on to it.
+            1 | 3 => at += hdr + len,
             // Literal data: format, file name, date, then the content.
             11 => {
                 let name_len = *body.get(1)? as usize;
@@ -162,8 +173,21 @@ mod tests {
             unencrypted_armour(&armour(&packet), 1 << 20),
             vec![content.to_vec()]
         );
-        let encrypted = [0xC1, 0x02, 0x03, 0x00, 0xD2, 0x01, 0x01];
+        // A key packet, then a SEIPD v1 container whose body looks like ciphertext: not read.
+        let random: Vec<u8> = (0u32..200)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let mut encrypted = vec![0xC1, 0x02, 0x03, 0x00, 0xD2, random.len() as u8 + 1, 0x01];
+        encrypted.extend_from_slice(&random);
         assert!(unencrypted_armour(&armour(&encrypted), 1 << 20).is_empty());
+        // The same shape with readable text as the container's body: read as text.
+        let text = b"Patient SSN 078-05-1120, DOB 1961-04-02, please see the attached results.";
+        let mut forged = vec![0xC1, 0x02, 0x03, 0x00, 0xD2, text.len() as u8 + 1, 0x01];
+        forged.extend_from_slice(text);
+        assert_eq!(
+            unencrypted_armour(&armour(&forged), 1 << 20),
+            vec![text.to_vec()]
+        );
         for junk in [
             "-----BEGIN PGP MESSAGE-----",
             "-----BEGIN PGP MESSAGE-----\n\n!!!\n",
