@@ -473,3 +473,25 @@ fn key_sources_are_parsed_and_checked() {
     let bad_rev = text.replace("revocation = \"required\"", "revocation = \"maybe\"");
     assert!(Directory::from_toml(&bad_rev, s.dir.path()).is_err());
 }
+
+/// Issue 22.12: a key file is bounded by size (a 52 MB file cost check-config half a minute
+/// and a gigabyte): past 4 MiB it is refused by name before it is parsed.
+#[test]
+fn an_oversized_certificate_file_is_refused_before_it_is_read_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let big = tmp.path().join("huge.pem");
+    let block = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    std::fs::write(&big, block.repeat(5 * 1024 * 1024 / block.len() + 1)).unwrap();
+    let path = tmp.path().join("directory.toml");
+    std::fs::write(
+        &path,
+        "[our]\ndomains = [\"clinic.example\"]\n\n[[partner]]\ndomain = \"big.test\"\n\
+         standards = [\"smime\"]\npolicy = \"required\"\nsmime_certificates = [\"huge.pem\"]\n",
+    )
+    .unwrap();
+    let err = Directory::load(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("huge.pem") && err.contains("larger than 4 MiB"),
+        "{err}"
+    );
+}

@@ -14,8 +14,15 @@ use sequoia_openpgp as openpgp;
 pub fn parse_certs(bytes: &[u8]) -> Result<Vec<Cert>, Error> {
     let certs: Vec<Cert> = CertParser::from_bytes(bytes)
         .map_err(|e| Error::malformed("OpenPGP certificate", e))?
+        .take(MAX_CERTS + 1)
         .collect::<Result<_, _>>()
         .map_err(|e| Error::malformed("OpenPGP certificate", e))?;
+    if certs.len() > MAX_CERTS {
+        return Err(Error::malformed(
+            "OpenPGP certificate file",
+            format!("more than {MAX_CERTS} certificates"),
+        ));
+    }
     if certs.is_empty() {
         return Err(Error::malformed(
             "OpenPGP certificate",
@@ -24,6 +31,9 @@ pub fn parse_certs(bytes: &[u8]) -> Result<Vec<Cert>, Error> {
     }
     Ok(certs)
 }
+
+/// The most certificates one file may hold.
+pub const MAX_CERTS: usize = 2000;
 
 /// A printable name for a certificate: its fingerprint and primary e-mail, if any.
 pub fn describe(cert: &Cert) -> String {

@@ -410,13 +410,36 @@ fn standard(name: &str) -> Option<Standard> {
     }
 }
 
+/// The largest key or certificate file read (a certificate is a few kilobytes; a trust bundle
+/// of a few hundred anchors well under a megabyte). A 52 MB file once cost check-config half a
+/// minute and a gigabyte.
+pub const MAX_KEY_FILE: u64 = 4 * 1024 * 1024;
+
+/// Reads a key or certificate file, at most [`MAX_KEY_FILE`] bytes.
+fn read_key_file(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let f =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    f.take(MAX_KEY_FILE + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if out.len() as u64 > MAX_KEY_FILE {
+        return Err(format!(
+            "{} is larger than {} MiB: not a key or certificate file",
+            path.display(),
+            MAX_KEY_FILE >> 20
+        ));
+    }
+    Ok(out)
+}
+
 /// Inline PEM/armor, or a path relative to `base`.
 fn material(value: &str, base: &Path) -> Result<Vec<u8>, String> {
     if value.trim_start().starts_with("-----BEGIN") {
         return Ok(value.as_bytes().to_vec());
     }
-    let path = base.join(value);
-    std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    read_key_file(&base.join(value))
 }
 
 /// Our S/MIME key and certificate (with its chain) from a PKCS#12 file.
@@ -446,7 +469,7 @@ fn pkcs12_credential(
         (Some(_), Some(_)) => return Err("give password_file or password_env, not both".into()),
     };
     let path = base.join(file);
-    let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bytes = read_key_file(&path)?;
     let contents = postern_smime::pkcs12::read(&bytes, &password)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let mut pem = String::new();

@@ -21,9 +21,26 @@ use crate::oids;
 /// as trust communities publish them — only the inner certificates are returned: the outer
 /// ones are the publisher's signing chain, not the bundle's contents.
 pub fn parse_certificates(bytes: &[u8]) -> Result<Vec<Certificate>, Error> {
+    let certs = parse_certificates_unbounded(bytes)?;
+    if certs.len() > MAX_CERTIFICATES {
+        return Err(Error::malformed(
+            "certificate file",
+            format!("more than {MAX_CERTIFICATES} certificates"),
+        ));
+    }
+    Ok(certs)
+}
+
+/// The most certificates one file or bundle may hold (a large trust bundle has a few hundred).
+pub const MAX_CERTIFICATES: usize = 2000;
+
+fn parse_certificates_unbounded(bytes: &[u8]) -> Result<Vec<Certificate>, Error> {
     if is_pem(bytes) {
         let mut certs = Vec::new();
         for b in pem_blocks(bytes)? {
+            if certs.len() > MAX_CERTIFICATES {
+                break;
+            }
             match b.label.as_str() {
                 "CERTIFICATE" | "X509 CERTIFICATE" => certs.push(
                     Certificate::from_der(&b.der)
