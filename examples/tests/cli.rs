@@ -506,7 +506,7 @@ fn check_config_warns_about_dangerous_settings_and_never_prints_file_contents() 
         &cfg,
         format!(
             "data_dir = \"{d}\"\ndirectory = \"{}\"\n[internal]\nlisten = \"127.0.0.1:0\"\nnetworks = [\"0.0.0.0/0\"]\n\
-             [quarantine]\nkey_file = \"{d}/q.key\"\n",
+             [quarantine]\nkey_file = \"{d}/q.key\"\n[dlp]\nenabled = false\n",
             root.join("config/directory.toml").display(),
             d = dir.path().display()
         ),
@@ -517,6 +517,7 @@ fn check_config_warns_about_dangerous_settings_and_never_prints_file_contents() 
     assert!(text.contains("open submission port"), "{text}");
     assert!(text.contains("can be read by others (mode 644)"), "{text}");
     assert!(text.contains("beside the database it protects"), "{text}");
+    assert!(text.contains("dlp.enabled = false"), "{text}");
 
     let secret = dir.path().join("not-toml");
     std::fs::write(&secret, "hunter2-SECRET-PASSWORD-LINE\nmore\n").unwrap();

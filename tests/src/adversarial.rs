@@ -207,7 +207,22 @@ fn positives_with(c: &[String; 4], s: &[String; 3]) -> Vec<(&'static str, Vec<u8
         ("gzip", attachment("data.gz", "application/octet-stream", &gzip(csv))),
         ("attachment file name", attachment(&format!("SSN {ssn_dash}.txt"), "text/plain", b"see name")),
         ("EBCDIC export as octet-stream", attachment("report.dat", "application/octet-stream", &ebcdic(&format!("Patient SSN {ssn_dash}, card {card_sp}")))),
+        // Issue 22.11.
+        ("image alt text", html(&format!("<img alt=\"card {card_sp}\" src=\"cid:x\">"))),
+        ("title attribute", html(&format!("<span title='SSN {ssn_dash}'>details</span>"))),
+        ("hidden form input", html(&format!("<form><input type=hidden name=n value=\"{}\"></form>", c.concat()))),
+        ("data URI", html(&format!("<a href=\"data:text/plain;base64,{}\">file</a>", base64_encode(format!("Patient SSN {ssn_dash}").as_bytes())))),
+        ("combining accents", plain(&format!("card {}", card_sp.chars().flat_map(|ch| if ch.is_ascii_digit() { vec![ch, '\u{301}'] } else { vec![ch] }).collect::<String>()))),
+        ("JSON array of digits", plain(&format!("{{\"pan\": [{}]}}", c.concat().chars().map(String::from).collect::<Vec<_>>().join(",")))),
+        ("bzip2", attachment("data.csv.bz2", "application/octet-stream", &bzip2_of(csv))),
     ]
+}
+
+fn bzip2_of(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
+    let _ = e.write_all(data);
+    e.finish().unwrap_or_default()
 }
 
 /// Text in EBCDIC (IBM code page 037), for the letters, digits and punctuation used here; the
@@ -267,5 +282,18 @@ fn negatives_with(c: &[String; 4], s: &[String; 3]) -> Vec<(&'static str, Vec<u8
         ),
         ("version string", plain("Upgrade to 10.2.3.4 tomorrow.")),
         ("date", plain("Meeting on 12/05/2024.")),
+        // Issue 22.11: the new readers must not make look-alikes of these.
+        (
+            "image alt text with a room number",
+            html(&format!("<img alt=\"Room {}\" src=\"cid:x\">", s.join("-"))),
+        ),
+        (
+            "JSON array of small numbers",
+            plain("{\"scores\": [3,1,4,1,5,9,2,6,5,3]}"),
+        ),
+        (
+            "accented words",
+            plain("Re\u{301}sume\u{301} and cafe\u{301} notes for the team."),
+        ),
     ]
 }

@@ -121,6 +121,11 @@ pub struct Threshold {
     pub action: Action,
 }
 
+/// The detectors a policy may name in `weights` and `detector_action`.
+pub const DETECTORS: &[&str] = &[
+    "card", "ssn", "npi", "dea", "mbi", "mrn", "icd10", "keyword",
+];
+
 /// The whole policy.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -245,16 +250,69 @@ impl DlpPolicy {
         #[derive(Deserialize, Default)]
         #[serde(default)]
         struct Given {
-            weights: Option<BTreeMap<String, f64>>,
-            detector_action: Option<BTreeMap<String, Action>>,
+            weights: Option<BTreeMap<toml::Spanned<String>, f64>>,
+            detector_action: Option<BTreeMap<toml::Spanned<String>, Action>>,
         }
         let given: Given = toml::from_str(text).map_err(parse_error)?;
+        // A detector name the policy does not know is an error with its line: a misspelt
+        // `credit_card = "block"` was silently ignored, and the card went out.
+        let mrn_names: Vec<&str> = p.mrn.iter().map(|m| m.name.as_str()).collect();
+        let known = |name: &str| {
+            DETECTORS.contains(&name)
+                || name
+                    .strip_prefix("mrn:")
+                    .is_some_and(|n| mrn_names.contains(&n))
+        };
+        let names = given
+            .weights
+            .iter()
+            .flat_map(|m| m.keys().map(|k| ("weights", k)))
+            .chain(
+                given
+                    .detector_action
+                    .iter()
+                    .flat_map(|m| m.keys().map(|k| ("detector_action", k))),
+            );
+        for (table, key) in names {
+            if !known(key.get_ref()) {
+                let line = text
+                    .get(..key.span().start)
+                    .map_or(0, |t| t.matches('\n').count() + 1);
+                let hint = if key.get_ref().starts_with("dict:") {
+                    "a dictionary's weight and action are set in its [[dictionary]] entry"
+                        .to_string()
+                } else {
+                    format!(
+                        "known: {}, and mrn:NAME for an [[mrn]] rule",
+                        DETECTORS.join(", ")
+                    )
+                };
+                return Err(PolicyError::Parse(
+                    "policy".into(),
+                    format!(
+                        "line {line}: unknown detector {:?} in {table} ({hint})",
+                        key.get_ref()
+                    ),
+                ));
+            }
+        }
         let d = DlpPolicy::default();
         p.weights = d.weights;
-        p.weights.extend(given.weights.unwrap_or_default());
+        p.weights.extend(
+            given
+                .weights
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k.into_inner(), v)),
+        );
         p.detector_action = d.detector_action;
-        p.detector_action
-            .extend(given.detector_action.unwrap_or_default());
+        p.detector_action.extend(
+            given
+                .detector_action
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k.into_inner(), v)),
+        );
         crate::detect::Scanner::new(&p)?;
         Ok(p)
     }
@@ -334,6 +392,20 @@ mod tests {
         }
         let p = DlpPolicy::from_toml("detector_action = { card = \"allow\" }\n").unwrap();
         assert_eq!(p.forced("card"), Some(Action::Allow));
+        // A detector the policy does not know: an error naming it and its line.
+        let e =
+            DlpPolicy::from_toml("[detector_action]\nssn = \"block\"\ncredit_card = \"block\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("line 3") && e.contains("credit_card"), "{e}");
+        let e = DlpPolicy::from_toml("weights = { crad = 5.0 }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 1") && e.contains("crad"), "{e}");
+        assert!(DlpPolicy::from_toml(
+            "[[mrn]]\nname = \"sm\"\npattern = \"SM[0-9]{7}\"\n[detector_action]\n\"mrn:sm\" = \"block\"\n"
+        )
+        .is_ok());
         let e = DlpPolicy::from_toml("[detector_action]\ncard = \"blok\"\n").unwrap_err();
         assert!(e.to_string().contains("line 2"), "{e}");
         let again = DlpPolicy::from_toml(&DlpPolicy::default().to_toml()).unwrap();

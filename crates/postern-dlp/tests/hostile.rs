@@ -623,3 +623,134 @@ fn a_structure_that_panics_the_mime_parser_is_read_as_text() {
     assert!(v.hits.iter().any(|h| h.detector == "card"), "{:?}", v.hits);
     assert_ne!(v.action, Action::Allow);
 }
+
+/// A zip whose one entry is compressed with `method`.
+fn zip_with(method: zip::CompressionMethod, name: &str, data: &[u8]) -> Vec<u8> {
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default().compression_method(method);
+    z.start_file(name, opts).unwrap();
+    z.write_all(data).unwrap();
+    z.finish().unwrap().into_inner()
+}
+
+/// Issue 22.11: every compression in common use is opened — .bz2 and .xz files (and tar
+/// inside them), zip entries compressed with bzip2, LZMA (a file CPython wrote) or xz — and a
+/// compressed file or entry we cannot open (zstd, 7-Zip, RAR) is a limit, held by default,
+/// never "could not inspect" and delivered.
+#[test]
+fn every_common_compression_is_opened_and_the_rest_is_held() {
+    let csv = b"name,ssn\nJane Roe,078-05-1120\n".to_vec();
+    let bz2 = {
+        let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
+        e.write_all(&csv).unwrap();
+        e.finish().unwrap()
+    };
+    let xz = {
+        let mut w =
+            lzma_rust2::XzWriter::new(Vec::new(), lzma_rust2::XzOptions::default()).unwrap();
+        w.write_all(&csv).unwrap();
+        w.finish().unwrap()
+    };
+    let lzma_zip = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/data/dlp/lzma-entry.zip"
+    ))
+    .unwrap();
+    for (what, name, data) in [
+        ("bzip2 file", "data.csv.bz2", bz2.clone()),
+        ("xz file", "data.csv.xz", xz),
+        ("bzip2 file, no name", "data.bin", bz2),
+        (
+            "zip entry, bzip2",
+            "a.zip",
+            zip_with(zip::CompressionMethod::Bzip2, "r.csv", &csv),
+        ),
+        (
+            "zip entry, xz",
+            "a.zip",
+            zip_with(zip::CompressionMethod::Xz, "r.csv", &csv),
+        ),
+        ("zip entry, LZMA (CPython)", "a.zip", lzma_zip),
+    ] {
+        let v = inspector().inspect(&attach(name, "application/octet-stream", &data));
+        assert!(v.hits.iter().any(|h| h.detector == "ssn"), "{what}: {v:?}");
+        assert_ne!(v.action, Action::Allow, "{what}");
+    }
+    // Formats we do not open: held (on_limit), with a note that says which.
+    let zstd = [&[0x28, 0xb5, 0x2f, 0xfd][..], b"\x00\x58\x01\x00opaque"].concat();
+    let seven = [&[b'7', b'z', 0xbc, 0xaf, 0x27, 0x1c][..], &[0u8; 32]].concat();
+    for (what, data) in [("zstd", zstd), ("7-Zip", seven)] {
+        let v = inspector().inspect(&attach("data.bin", "application/octet-stream", &data));
+        assert!(
+            limit_notes(&v).iter().any(|n| n.contains(what)),
+            "{what}: {v:?}"
+        );
+        assert_eq!(v.action, Action::Quarantine, "{what}");
+    }
+}
+
+/// Issue 22.11: text a person or a program recovers from HTML attributes and data URIs, and
+/// digits with combining marks or written as a JSON array, is read.
+#[test]
+fn attributes_data_uris_combining_marks_and_digit_arrays_are_read() {
+    let html = |body: &str| {
+        format!(
+            "From: a@clinic.example\r\nTo: b@gmail.test\r\nSubject: s\r\nContent-Type: text/html\r\n\r\n<html><body>{body}</body></html>\r\n"
+        )
+        .into_bytes()
+    };
+    let plain = |body: &str| {
+        format!("From: a@clinic.example\r\nTo: b@gmail.test\r\nSubject: s\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n")
+            .into_bytes()
+    };
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode("Patient SSN 078-05-1120");
+    let accented: String = "4111 1111 1111 1111"
+        .chars()
+        .flat_map(|c| {
+            if c.is_ascii_digit() {
+                vec![c, '\u{301}']
+            } else {
+                vec![c]
+            }
+        })
+        .collect();
+    for (what, msg) in [
+        (
+            "img alt",
+            html("<img alt=\"card 4111 1111 1111 1111\" src=\"x.png\">"),
+        ),
+        (
+            "title attribute",
+            html("<span title='SSN 078-05-1120'>hover here</span>"),
+        ),
+        (
+            "hidden form input",
+            html("<form><input type=hidden name=p value=\"4111111111111111\"></form>"),
+        ),
+        (
+            "data URI",
+            html(&format!(
+                "<a href=\"data:text/plain;base64,{b64}\">file</a>"
+            )),
+        ),
+        (
+            "data URI in text",
+            plain("see data:,SSN%20078-05-1120 here"),
+        ),
+        ("combining accents", plain(&format!("card {accented}"))),
+        (
+            "JSON array",
+            plain("{\"pan\": [4,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]}"),
+        ),
+    ] {
+        let v = inspector().inspect(&msg);
+        assert!(
+            v.hits
+                .iter()
+                .any(|h| h.detector == "ssn" || h.detector == "card"),
+            "{what}: {v:?}"
+        );
+        assert_ne!(v.action, Action::Allow, "{what}");
+    }
+}

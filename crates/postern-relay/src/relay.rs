@@ -325,6 +325,13 @@ fn relay_findings(cfg: &RelayConfig) -> Vec<Finding> {
             )));
         }
     }
+    if !cfg.dlp.enabled {
+        out.push(warn(
+            "dlp.enabled = false: mail to everyone who is not a partner leaves in clear without \
+             content inspection (card numbers, SSNs, patient identifiers are not looked for)"
+                .into(),
+        ));
+    }
     if cfg.internal.networks.is_empty() && !cfg.internal.listen.is_empty() {
         out.push(warn(
             "internal.networks is empty: the internal listener refuses every client".into(),

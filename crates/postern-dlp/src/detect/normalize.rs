@@ -73,8 +73,36 @@ pub fn for_detection(text: &str) -> Cow<'_, str> {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len());
-    out.extend(text.chars().filter_map(canonical));
+    for c in text.chars() {
+        // Combining marks (and variation selectors, tags) after a digit or a separator are
+        // dropped: "4\u{301}1\u{301}1…" shows the digits with accents, and a reader copies the
+        // number. After a letter they stay (accented words are left alone).
+        if is_combining(c)
+            && out
+                .chars()
+                .next_back()
+                .is_some_and(|p| p.is_ascii_digit() || matches!(p, ' ' | '-' | '.' | '/'))
+        {
+            continue;
+        }
+        if let Some(c) = canonical(c) {
+            out.push(c);
+        }
+    }
     Cow::Owned(out)
+}
+
+/// Combining diacritical marks (all blocks), variation selectors and tag characters.
+fn is_combining(c: char) -> bool {
+    matches!(c,
+        '\u{0300}'..='\u{036F}'
+        | '\u{1AB0}'..='\u{1AFF}'
+        | '\u{1DC0}'..='\u{1DFF}'
+        | '\u{20D0}'..='\u{20FF}'
+        | '\u{FE20}'..='\u{FE2F}'
+        | '\u{FE00}'..='\u{FE0F}'
+        | '\u{E0100}'..='\u{E01EF}'
+        | '\u{E0000}'..='\u{E007F}')
 }
 
 #[cfg(test)]
@@ -88,6 +116,14 @@ mod tests {
             Cow::Borrowed(_)
         ));
         assert_eq!(for_detection("078\u{2013}05\u{2014}1120"), "078-05-1120");
+        assert_eq!(
+            for_detection("4\u{301}1\u{308}1\u{20e3}1 1111 1111 1111"),
+            "4111 1111 1111 1111"
+        );
+        assert_eq!(
+            for_detection("caf\u{e9} re\u{301}sume\u{301}"),
+            "caf\u{e9} re\u{301}sume\u{301}"
+        );
         assert_eq!(
             for_detection("4111\u{00A0}1111\u{202F}1111 1111"),
             "4111 1111 1111 1111"

@@ -39,6 +39,119 @@ pub fn html_visible_text(html: &str) -> Option<String> {
     hidden.then_some(text)
 }
 
+/// Attributes whose values a person sees (a tooltip, an image's alternative text, a form's
+/// prefilled value, a label) or a program reads back (`content` of a meta element).
+const SHOWN_ATTRIBUTES: &[&str] = &[
+    "alt",
+    "title",
+    "value",
+    "placeholder",
+    "aria-label",
+    "label",
+    "content",
+    "summary",
+];
+
+/// The text held in attributes rather than between tags, one value a line: the values of
+/// [`SHOWN_ATTRIBUTES`] (a hidden form input's `value` too: it leaves with the message) and
+/// every `data:` URI (an image or a link whose bytes are inline). `None` when there is none.
+/// Character references in the values are decoded as in text.
+pub fn html_attribute_text(html: &str) -> Option<String> {
+    let b = html.as_bytes();
+    let mut out = String::new();
+    let mut i = 0;
+    while let Some(lt) = memchr::memchr(b'<', &b[i..]) {
+        let start = i + lt + 1;
+        if b.get(start)
+            .is_some_and(|c| matches!(c, b'/' | b'!' | b'?'))
+        {
+            i = start;
+            continue;
+        }
+        // The tag ends at the first `>` outside quotes.
+        let mut j = start;
+        let mut quote = 0u8;
+        while j < b.len() {
+            match (quote, b[j]) {
+                (0, b'"' | b'\'') => quote = b[j],
+                (q, c) if q != 0 && c == q => quote = 0,
+                (0, b'>') => break,
+                _ => {}
+            }
+            j += 1;
+        }
+        let tag = html.get(start..j).unwrap_or_default();
+        for (name, value) in attributes(tag) {
+            let shown = SHOWN_ATTRIBUTES
+                .iter()
+                .any(|a| name.eq_ignore_ascii_case(a));
+            let data_uri = value
+                .trim_start()
+                .get(..5)
+                .is_some_and(|p| p.eq_ignore_ascii_case("data:"));
+            if (shown || data_uri) && !value.trim().is_empty() {
+                out.push_str(&convert(value, false).0);
+                out.push('\n');
+            }
+        }
+        i = j.max(start);
+    }
+    (!out.trim().is_empty()).then_some(out)
+}
+
+/// The `name=value` pairs of an opening tag (after its element name): quoted or bare values.
+fn attributes(tag: &str) -> Vec<(&str, &str)> {
+    let mut out = Vec::new();
+    let b = tag.as_bytes();
+    // Skip the element name.
+    let mut i = b
+        .iter()
+        .position(|c| c.is_ascii_whitespace() || *c == b'/')
+        .unwrap_or(b.len());
+    while i < b.len() {
+        while i < b.len() && (b[i].is_ascii_whitespace() || b[i] == b'/') {
+            i += 1;
+        }
+        let name_start = i;
+        while i < b.len() && !b[i].is_ascii_whitespace() && !matches!(b[i], b'=' | b'/') {
+            i += 1;
+        }
+        let name = tag.get(name_start..i).unwrap_or_default();
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if b.get(i) != Some(&b'=') {
+            if name.is_empty() {
+                i += 1;
+            }
+            continue;
+        }
+        i += 1;
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let (value, next) = match b.get(i) {
+            Some(q @ (b'"' | b'\'')) => {
+                let end = memchr::memchr(*q, &b[i + 1..]).map_or(b.len(), |k| i + 1 + k);
+                (tag.get(i + 1..end).unwrap_or_default(), end + 1)
+            }
+            Some(_) => {
+                let end = b[i..]
+                    .iter()
+                    .position(|c| c.is_ascii_whitespace())
+                    .map_or(b.len(), |k| i + k);
+                (tag.get(i..end).unwrap_or_default(), end)
+            }
+            None => ("", i),
+        };
+        if !name.is_empty() {
+            out.push((name, value));
+        }
+        i = next;
+    }
+    out
+}
+
 /// Is this opening tag's element hidden from the reader?
 fn is_hidden(tag: &str) -> bool {
     let t: String = tag

@@ -226,6 +226,30 @@ fn push(out: &mut Extracted, budget: &mut Budget<'_>, location: Location, text: 
             }
         }
     }
+    // `data:` URIs (in a body's text, or an attribute the HTML pass took out): their bytes.
+    static DATA: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new("data:"));
+    if DATA.find(text.as_bytes()).is_some() || text.contains("DATA:") || text.contains("Data:") {
+        for data in data_uris(&text) {
+            let t = decode_text(&data);
+            if budget.take(t.len(), out) {
+                out.segments.push(Segment {
+                    location: location.clone(),
+                    text: t,
+                });
+            }
+        }
+    }
+    // Digits written as a list (`[4,1,1,1,…]` in JSON, a CSV row of single digits): the
+    // number they spell.
+    for digits in digit_lists(&text) {
+        if budget.take(digits.len(), out) {
+            out.segments.push(Segment {
+                location: location.clone(),
+                text: digits,
+            });
+        }
+    }
     // Text pasted as base64 into any text (a body, a document, a CSV cell) is text too.
     for decoded in embedded_base64(&text) {
         if budget.take(decoded.len(), out) {
@@ -341,6 +365,10 @@ fn message(raw: &[u8], depth: usize, prefix: &str, budget: &mut Budget<'_>, out:
                 // inside a number), and everything (what hidden elements hold leaves too).
                 if let Some(visible) = html::html_visible_text(h) {
                     push(out, budget, location.clone(), visible);
+                }
+                // What attributes hold (alt, title, a hidden input's value, data: URIs).
+                if let Some(attrs) = html::html_attribute_text(h) {
+                    push(out, budget, location.clone(), attrs);
                 }
                 push(out, budget, location, html_to_text(h));
             }
@@ -510,6 +538,147 @@ fn embedded_base64(text: &str) -> Vec<String> {
     out
 }
 
+/// The bytes of every `data:` URI in `text` (`data:[type][;base64],payload`): base64 or
+/// percent-encoded, up to the first space, quote, `)` or `>`.
+fn data_uris(text: &str) -> Vec<Vec<u8>> {
+    use base64::Engine;
+    let lower = text.to_ascii_lowercase();
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(k) = lower.get(from..).and_then(|t| t.find("data:")) {
+        let at = from + k + 5;
+        from = at;
+        let rest = &lower.as_bytes()[at..];
+        let Some(comma) = rest.iter().take(200).position(|c| *c == b',') else {
+            continue;
+        };
+        let head = lower.get(at..at + comma).unwrap_or_default();
+        let start = at + comma + 1;
+        let end = text.as_bytes()[start..]
+            .iter()
+            .position(|c| c.is_ascii_whitespace() || matches!(c, b'"' | b'\'' | b')' | b'>'))
+            .map_or(text.len(), |p| start + p);
+        let payload = text.get(start..end).unwrap_or_default();
+        let bytes = if head.ends_with(";base64") {
+            let cleaned = payload.trim_end_matches('=');
+            let padded = format!("{cleaned}{}", "=".repeat((4 - cleaned.len() % 4) % 4));
+            base64::engine::general_purpose::STANDARD
+                .decode(padded.as_bytes())
+                .ok()
+        } else {
+            Some(percent_decode(payload))
+        };
+        if let Some(b) = bytes.filter(|b| !b.is_empty()) {
+            out.push(b);
+        }
+        from = end.max(at);
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Runs of 9 to 19 single digits separated by `,`, `;` or `|` (optionally quoted, in brackets
+/// or not): the digits joined, so a card number written `[4,1,1,1,…]` is read as one.
+fn digit_lists(text: &str) -> Vec<String> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() || (i > 0 && b[i - 1].is_ascii_digit()) {
+            i += 1;
+            continue;
+        }
+        let mut digits = String::new();
+        let mut j = i;
+        loop {
+            // One digit, optionally quoted.
+            if b.get(j) == Some(&b'"') {
+                j += 1;
+            }
+            let Some(d) = b.get(j).filter(|c| c.is_ascii_digit()) else {
+                break;
+            };
+            if b.get(j + 1).is_some_and(u8::is_ascii_digit) {
+                break;
+            }
+            digits.push(*d as char);
+            j += 1;
+            if b.get(j) == Some(&b'"') {
+                j += 1;
+            }
+            // A separator (with spaces around it) before the next digit.
+            let mut k = j;
+            while b.get(k) == Some(&b' ') {
+                k += 1;
+            }
+            if !matches!(b.get(k), Some(b',' | b';' | b'|')) {
+                break;
+            }
+            k += 1;
+            while b.get(k) == Some(&b' ') {
+                k += 1;
+            }
+            j = k;
+        }
+        if (9..=19).contains(&digits.len()) {
+            out.push(digits);
+        }
+        i = j.max(i + 1);
+    }
+    out
+}
+
+#[cfg(test)]
+mod list_tests {
+    #[test]
+    fn digit_lists_data_uris_and_their_look_alikes() {
+        assert_eq!(
+            super::digit_lists("{\"pan\":[4,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]}"),
+            vec!["4111111111111111".to_string()]
+        );
+        assert_eq!(
+            super::digit_lists("[\"4\", \"1\", \"1\", \"1\", \"1\", \"1\", \"1\", \"1\", \"1\"]"),
+            vec!["411111111".to_string()]
+        );
+        assert!(
+            super::digit_lists("1,234,567 and 3, 4, 5 and [10,20,30,40,50,60,70,80,90]").is_empty()
+        );
+        let uris = super::data_uris(
+            "<img src=\"data:text/plain;base64,Q2FyZCA0MTExIDExMTEgMTExMSAxMTEx\"> and data:,SSN%20078-05-1120)",
+        );
+        assert_eq!(
+            uris,
+            vec![
+                b"Card 4111 1111 1111 1111".to_vec(),
+                b"SSN 078-05-1120".to_vec()
+            ]
+        );
+    }
+}
+
 /// The preamble and epilogue of a multipart body (`boundary` without its dashes).
 fn outside_parts(body: &[u8], boundary: &str) -> String {
     let delimiter = format!("--{boundary}");
@@ -618,7 +787,75 @@ fn sniff(bytes: &[u8]) -> Option<Kind> {
 
 /// A gzip file: its content, read as a file of the same name without `.gz`, within the
 /// expansion limits.
-fn gunzip(bytes: &[u8], name: &str, depth: usize, budget: &mut Budget<'_>, out: &mut Extracted) {
+/// A single compressed file (not an archive): gzip, bzip2 or xz.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compressed {
+    Gzip,
+    Bzip2,
+    Xz,
+}
+
+impl Compressed {
+    /// By the bytes: the format's magic number.
+    fn sniff(bytes: &[u8]) -> Option<Compressed> {
+        if bytes.starts_with(&[0x1f, 0x8b]) {
+            Some(Compressed::Gzip)
+        } else if bytes.len() >= 10
+            && bytes.starts_with(b"BZh")
+            && (b'1'..=b'9').contains(&bytes[3])
+            && (bytes[4..10] == *b"1AY&SY" || bytes[4..10] == [0x17, 0x72, 0x45, 0x38, 0x50, 0x90])
+        {
+            Some(Compressed::Bzip2)
+        } else if bytes.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+            Some(Compressed::Xz)
+        } else {
+            None
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Compressed::Gzip => "gzip",
+            Compressed::Bzip2 => "bzip2",
+            Compressed::Xz => "xz",
+        }
+    }
+
+    fn reader<'a>(self, bytes: &'a [u8]) -> Box<dyn std::io::Read + 'a> {
+        match self {
+            Compressed::Gzip => Box::new(flate2::read::MultiGzDecoder::new(bytes)),
+            Compressed::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(bytes)),
+            Compressed::Xz => Box::new(lzma_rust2::XzReader::new(bytes, true)),
+        }
+    }
+}
+
+/// Compressed formats we do not decompress, by their magic number: a file in one of them is
+/// reported as a limit (the policy's `on_limit`, quarantine by default), never passed as
+/// harmless bytes.
+fn unsupported_compression(bytes: &[u8]) -> Option<&'static str> {
+    const MAGIC: &[(&[u8], &str)] = &[
+        (&[0x28, 0xb5, 0x2f, 0xfd], "zstd"),
+        (&[b'7', b'z', 0xbc, 0xaf, 0x27, 0x1c], "7-Zip"),
+        (b"Rar!\x1a\x07", "RAR"),
+        (b"LZIP", "lzip"),
+        (&[0x5d, 0x00, 0x00], "lzma"),
+        (&[0x04, 0x22, 0x4d, 0x18], "lz4"),
+    ];
+    MAGIC
+        .iter()
+        .find(|(m, _)| bytes.starts_with(m))
+        .map(|(_, n)| *n)
+}
+
+fn decompress(
+    format: Compressed,
+    bytes: &[u8],
+    name: &str,
+    depth: usize,
+    budget: &mut Budget<'_>,
+    out: &mut Extracted,
+) {
     use std::io::Read;
     let location = Location::Attachment(name.to_string());
     if too_deep(depth, budget, out) {
@@ -630,13 +867,14 @@ fn gunzip(bytes: &[u8], name: &str, depth: usize, budget: &mut Budget<'_>, out: 
             .saturating_mul(budget.limits().max_ratio as usize),
     );
     let mut inner = Vec::new();
-    let read = flate2::read::MultiGzDecoder::new(bytes)
+    let read = format
+        .reader(bytes)
         .take(cap as u64 + 1)
         .read_to_end(&mut inner);
-    if read.is_err() {
+    if read.is_err() && inner.is_empty() {
         out.notes.push(Note::Unreadable {
             location,
-            why: "broken gzip data".into(),
+            why: format!("broken {} data", format.name()),
         });
         return;
     }
@@ -644,9 +882,26 @@ fn gunzip(bytes: &[u8], name: &str, depth: usize, budget: &mut Budget<'_>, out: 
         budget.stop(out, format!("{name}: expands past the limits"));
         return;
     }
-    let inner_name = name
-        .strip_suffix(".gz")
-        .or_else(|| name.strip_suffix(".tgz"))
+    let lower = name.to_ascii_lowercase();
+    let inner_name = [".gz", ".bz2", ".xz"]
+        .iter()
+        .find_map(|s| {
+            lower
+                .ends_with(s)
+                .then(|| name.get(..name.len() - s.len()))
+                .flatten()
+        })
+        .or_else(|| {
+            [".tgz", ".tbz2", ".txz"]
+                .iter()
+                .find_map(|s| {
+                    lower
+                        .ends_with(s)
+                        .then(|| name.get(..name.len() - s.len()))
+                        .flatten()
+                })
+                .map(|_| "archive.tar")
+        })
         .unwrap_or(name);
     file(&inner, "", inner_name, depth + 1, budget, out);
 }
@@ -713,6 +968,7 @@ fn document(
         Err(office::Failure::Encrypted) => out.notes.push(Note::Encrypted { location }),
         Err(office::Failure::Broken(why)) => out.notes.push(Note::Unreadable { location, why }),
         Err(office::Failure::Budget) => {}
+        Err(office::Failure::Unsupported(what)) => out.notes.push(Note::Limit { what }),
     }
 }
 
@@ -727,8 +983,14 @@ pub(crate) fn file(
 ) {
     let location = Location::Attachment(name.to_string());
     // The bytes say what a file is; the label and the name are the sender's word.
-    if bytes.starts_with(&[0x1f, 0x8b]) {
-        gunzip(bytes, name, depth, budget, out);
+    if let Some(format) = Compressed::sniff(bytes) {
+        decompress(format, bytes, name, depth, budget, out);
+        return;
+    }
+    if let Some(format) = unsupported_compression(bytes) {
+        out.notes.push(Note::Limit {
+            what: format!("{name}: compressed with {format}, which is not inspected"),
+        });
         return;
     }
     let kind = match (sniff(bytes), kind(ctype, name)) {
@@ -749,6 +1011,9 @@ pub(crate) fn file(
             let text = if name.to_ascii_lowercase().ends_with(".htm")
                 || name.to_ascii_lowercase().ends_with(".html")
             {
+                if let Some(attrs) = html::html_attribute_text(&text) {
+                    push(out, budget, location.clone(), attrs);
+                }
                 html_to_text(&text)
             } else {
                 text
@@ -788,6 +1053,7 @@ pub(crate) fn file(
                         out.notes.push(Note::Unreadable { location, why })
                     }
                     office::Failure::Budget => {}
+                    office::Failure::Unsupported(what) => out.notes.push(Note::Limit { what }),
                 }
             }
         }

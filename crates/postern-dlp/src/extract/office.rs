@@ -17,6 +17,9 @@ pub(crate) enum Failure {
     Broken(String),
     /// A limit stopped it (already noted).
     Budget,
+    /// An entry compressed with a method we do not decompress (named): not inspected, so the
+    /// policy's `on_limit` decides (quarantine by default), never passed as harmless.
+    Unsupported(String),
 }
 
 /// Reads one entry of the archive `bytes`, at most the budget and the ratio allow.
@@ -28,6 +31,14 @@ fn read_entry(
 ) -> Result<Vec<u8>, Failure> {
     if entry.encrypted() {
         return Err(Failure::Encrypted);
+    }
+    use zip::CompressionMethod as M;
+    let method = entry.compression();
+    if !matches!(method, M::Stored | M::Deflated | M::Bzip2 | M::Lzma | M::Xz) {
+        return Err(Failure::Unsupported(format!(
+            "archive entry {} is compressed with {method:?}, which is not inspected",
+            entry_name(entry)
+        )));
     }
     let declared = entry.size();
     let compressed = entry.compressed_size().max(1);
@@ -272,6 +283,7 @@ pub(crate) fn archive(
                 location: super::Location::Attachment(inner),
                 why,
             }),
+            Err(Failure::Unsupported(what)) => out.notes.push(super::Note::Limit { what }),
         }
     }
     Ok(())
