@@ -360,7 +360,15 @@ pub struct Client {
 impl Client {
     /// Connects and reads the greeting; returns it too.
     pub fn connect(addr: &str) -> std::io::Result<(Client, String)> {
-        let s = TcpStream::connect(addr)?;
+        Client::with_stream(TcpStream::connect(addr)?)
+    }
+
+    /// Connects from the local address `source` (another client, as the server counts them).
+    pub fn connect_from(addr: &str, source: std::net::IpAddr) -> std::io::Result<Client> {
+        Client::with_stream(crate::http::connect_from(addr, source)?).map(|(c, _)| c)
+    }
+
+    fn with_stream(s: TcpStream) -> std::io::Result<(Client, String)> {
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
         let mut c = Client {
             r: BufReader::new(s),

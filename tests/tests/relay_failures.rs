@@ -859,3 +859,52 @@ Subject: SECRET-SUBJECT-4471\r\nMessage-ID: <forged-1@collector.test>\r\n\r\nhel
     assert_eq!(relay.metrics().bounced.get(), 0);
     s.rt.block_on(relay.shutdown(Duration::from_secs(5)));
 }
+
+/// Issue 22.8: recipient verification is not a directory-harvest oracle. One client asking
+/// about addresses that do not exist gets its first answers at once, the next ones slowly, and
+/// then 421 and a closed connection; a reconnect (another port, the same address) is refused at
+/// once, and another client is still answered.
+#[test]
+fn recipient_probing_is_slowed_then_refused_across_reconnects() {
+    let s = setup();
+    let outbound = SmtpSink::start(&[]);
+    let strict = SmtpSink::start(&["-f", "RCPT"]);
+    let mut cfg = config(&s, &outbound.addr(), &strict.addr());
+    cfg.limits.unknown_recipients_per_client = 3;
+    let relay = s.rt.block_on(postern_relay::start(&cfg)).unwrap();
+    let public = relay.public_addr.unwrap().to_string();
+    let (mut c, _) = Client::connect(&public).unwrap();
+    c.cmd("EHLO harvester.test").unwrap();
+    c.cmd("MAIL FROM:<x@harvester.test>").unwrap();
+    let mut replies = Vec::new();
+    for i in 0..10 {
+        let r = c
+            .cmd(&format!("RCPT TO:<guess{i}@clinic.example>"))
+            .unwrap_or_default();
+        let closed = r.starts_with("421");
+        replies.push(r);
+        if closed {
+            break;
+        }
+    }
+    let codes: Vec<&str> = replies.iter().map(|r| r.get(..3).unwrap_or("")).collect();
+    assert_eq!(
+        codes,
+        ["550", "550", "550", "550", "550", "550", "421"],
+        "{replies:?}"
+    );
+    // Reconnecting does not start over.
+    let (mut again, _) = Client::connect(&public).unwrap();
+    again.cmd("EHLO harvester.test").unwrap();
+    again.cmd("MAIL FROM:<x@harvester.test>").unwrap();
+    let r = again.cmd("RCPT TO:<guess11@clinic.example>").unwrap();
+    assert!(r.starts_with("421"), "{r}");
+    // Another client (another loopback address) is answered as usual.
+    let mut other =
+        postern_tests::relay::Client::connect_from(&public, "127.0.0.9".parse().unwrap()).unwrap();
+    other.cmd("EHLO elsewhere.test").unwrap();
+    other.cmd("MAIL FROM:<y@elsewhere.test>").unwrap();
+    let r = other.cmd("RCPT TO:<someone@clinic.example>").unwrap();
+    assert!(r.starts_with("550 5.1.1"), "{r}");
+    s.rt.block_on(relay.shutdown(Duration::from_secs(5)));
+}

@@ -335,6 +335,11 @@ pub struct Limits {
     /// IPv6 clients are counted by network for the per-client limits (connections, AUTH
     /// failures): the first this many bits. One host usually holds a whole /64.
     pub ipv6_client_prefix: u8,
+    /// Unknown recipients one client may ask about in ten minutes on the public listener (with
+    /// recipient verification) before each answer is delayed; twice as many, and it gets 421
+    /// until the ten minutes pass: recipient verification must not be a directory-harvest
+    /// oracle.
+    pub unknown_recipients_per_client: u32,
 }
 
 impl Default for Limits {
@@ -350,6 +355,7 @@ impl Default for Limits {
             delivery_timeout_secs: 300,
             per_destination: 20,
             ipv6_client_prefix: 64,
+            unknown_recipients_per_client: 10,
         }
     }
 }

@@ -69,6 +69,8 @@ pub struct Settings {
     pub auth_limiter: crate::auth::AuthLimiter,
     /// Asks our mail server about recipients on the public listener (`None`: no check).
     pub verifier: Option<crate::verify::RecipientVerifier>,
+    /// Bounds the unknown-recipient answers that verification gives one client.
+    pub unknown_recipients: crate::smtp::probes::UnknownRecipients,
 }
 
 /// State shared by every task of one relay.
@@ -258,6 +260,10 @@ fn build_settings(cfg: &RelayConfig) -> Result<Settings, StartError> {
         auth_required: cfg.auth.required,
         verifier: None,
         auth_limiter: crate::auth::AuthLimiter::new(cfg.limits.ipv6_client_prefix),
+        unknown_recipients: crate::smtp::probes::UnknownRecipients::new(
+            cfg.limits.unknown_recipients_per_client,
+            cfg.limits.ipv6_client_prefix,
+        ),
     };
     if let (NextHop::Smtp(addr), true) = (
         &settings.inbound,

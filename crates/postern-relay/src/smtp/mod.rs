@@ -3,5 +3,6 @@
 pub mod client;
 pub mod command;
 pub mod lines;
+pub mod probes;
 pub mod server;
 pub mod tls;

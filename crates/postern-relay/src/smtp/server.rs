@@ -188,12 +188,18 @@ async fn run(
                     c.reply("452 4.5.3 too many recipients");
                 }
                 Some(t) => match rcpt(&to, &params, role, shared) {
-                    Ok(r) => match verified(shared, role, &to).await {
+                    Ok(r) => match verified(shared, role, peer.ip(), &to).await {
                         Ok(()) => {
                             t.rcpts.push(r);
                             c.reply("250 2.1.5 recipient ok");
                         }
-                        Err(reply) => {
+                        Err(Refused) => {
+                            tracing::warn!(%peer, "too many unknown recipients: disconnected");
+                            c.reply("421 4.7.0 too many unknown recipients, try again later");
+                            c.flush().await?;
+                            return Ok(());
+                        }
+                        Err(Reply(reply)) => {
                             c.reply(&reply);
                             failed = true;
                         }
@@ -432,19 +438,49 @@ fn rcpt(
     Ok(r)
 }
 
-/// On the public listener, asks our mail server whether it takes `to` (when configured).
-async fn verified(shared: &Shared, role: Role, to: &str) -> Result<(), String> {
+/// Why a recipient was not taken.
+enum NotTaken {
+    /// Say this and go on.
+    Reply(String),
+    /// The client asked about too many unknown recipients: 421 and close.
+    Refused,
+}
+use NotTaken::{Refused, Reply};
+
+/// On the public listener, asks our mail server whether it takes `to` (when configured), within
+/// the client's allowance of unknown-recipient answers ([`crate::smtp::probes`]).
+async fn verified(
+    shared: &Shared,
+    role: Role,
+    ip: std::net::IpAddr,
+    to: &str,
+) -> Result<(), NotTaken> {
     let (Role::Public, Some(v)) = (role, &shared.settings.verifier) else {
         return Ok(());
     };
+    let unknown = &shared.settings.unknown_recipients;
+    if unknown.refused(ip) {
+        return Err(Refused);
+    }
     let s = &shared.settings;
     let wait = s.delivery_timeout.min(Duration::from_secs(30));
     match v.check(to, &s.hostname, wait, &s.tls).await {
         Probe::Accepted => Ok(()),
-        Probe::Rejected(_) => Err("550 5.1.1 recipient unknown here".into()),
+        Probe::Rejected(_) => match unknown.unknown(ip) {
+            crate::smtp::probes::Probe::Answer => {
+                Err(Reply("550 5.1.1 recipient unknown here".into()))
+            }
+            crate::smtp::probes::Probe::Slow(pause) => {
+                tokio::time::sleep(pause).await;
+                Err(Reply("550 5.1.1 recipient unknown here".into()))
+            }
+            crate::smtp::probes::Probe::Refuse => Err(Refused),
+        },
         Probe::Unknown(why) => {
             tracing::warn!(error = %postern_core::Printable(&why), "recipient verification failed; deferring");
-            Err("450 4.1.1 recipient cannot be verified now, try again later".into())
+            Err(Reply(
+                "450 4.1.1 recipient cannot be verified now, try again later".into(),
+            ))
         }
     }
 }
