@@ -658,3 +658,87 @@ fn a_replaced_key_file_is_refused_at_start() {
     let relay = rt.block_on(postern_relay::start(&cfg)).unwrap();
     rt.block_on(relay.shutdown(Duration::from_secs(5)));
 }
+
+/// Issue 22.2: after a message went to the portal and another to the quarantine, no file under
+/// the data folder (spool and its recycled files, the database and its WAL, the outbox) holds
+/// either in clear, while the relay runs (recycled spool files live only while it does).
+#[test]
+fn no_plaintext_copy_outlives_its_purpose_under_the_data_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_directory(
+        tmp.path(),
+        "[our]\ndomains = [\"clinic.example\"]\n\n[[partner]]\ndomain = \"smallpractice.example\"\n\
+         policy = \"portal\"\n",
+    );
+    let port = free_port();
+    let mut cfg = test_config(tmp.path(), "dir:outbox", "dir:inbox");
+    cfg.portal.listen = format!("127.0.0.1:{port}");
+    cfg.portal.plain_http = true;
+    let rt = runtime();
+    let relay = rt.block_on(postern_relay::start(&cfg)).unwrap();
+    let smtp = relay.internal_addr.unwrap().to_string();
+    let to = "office@smallpractice.example";
+    let r = send_mail(
+        &smtp,
+        "ada@clinic.example",
+        &[to],
+        &lab_message(to, "Labs for J. Doe"),
+    )
+    .unwrap();
+    assert!(r.starts_with("250"), "{r}");
+    let card = b"From: ada@clinic.example\r\nTo: x@gmail.test\r\nSubject: CARD-SUBJECT-5150\r\n\r\nCard 4111 1111 1111 1111 exp 12/29\r\n";
+    let r = send_mail(&smtp, "ada@clinic.example", &["x@gmail.test"], card).unwrap();
+    assert!(r.starts_with("250"), "{r}");
+    let metrics = relay.metrics();
+    assert!(wait_until(Duration::from_secs(30), || metrics
+        .delivered_portal
+        .get()
+        == 1
+        && metrics.held.get() == 1));
+    // Both finished in the spool (their files parked for reuse, or gone).
+    assert!(wait_until(Duration::from_secs(10), || relay
+        .spool()
+        .list()
+        .unwrap()
+        .0
+        .is_empty()));
+    let mut files = Vec::new();
+    let mut todo = vec![tmp.path().join("data")];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            // `dir:inbox` stands in for our own mail server here: what it was given (the
+            // sender's notice names the subject, to the sender) is its mailbox, not a copy of
+            // the gateway's.
+            if p.ends_with("inbox") {
+                continue;
+            }
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    assert!(
+        files.iter().any(|f| f.to_string_lossy().ends_with(".free")),
+        "the test sees recycled spool files: {files:?}"
+    );
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        for marker in [
+            MARKER.as_bytes(),
+            b"Labs for J. Doe",
+            b"4111 1111 1111 1111",
+            b"CARD-SUBJECT-5150",
+        ] {
+            assert!(
+                !bytes.windows(marker.len()).any(|w| w == marker),
+                "{} holds {:?}",
+                f.display(),
+                String::from_utf8_lossy(marker)
+            );
+        }
+    }
+    rt.block_on(relay.shutdown(Duration::from_secs(5)));
+}

@@ -409,8 +409,25 @@ impl AuditLog {
             return Ok(None);
         };
         let (seq, hash): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
-        if read_anchor(anchor).is_some_and(|(s, _)| s >= seq) {
-            return Ok(Some((seq, hash)));
+        if let Some((anchored, anchored_hash)) = read_anchor(anchor) {
+            if anchored >= seq {
+                return Ok(Some((seq, hash)));
+            }
+            // The chain must still hold the anchored row as anchored: if rows were cut and
+            // the log grew past them again, moving the anchor on would erase the evidence.
+            let still = sqlx::query("SELECT hash FROM postern_audit WHERE seq = $1")
+                .bind(anchored)
+                .fetch_optional(self.db.pool())
+                .await?
+                .map(|r| r.try_get::<String, _>(0))
+                .transpose()?;
+            if still.as_deref() != Some(anchored_hash.as_str()) {
+                tracing::error!(
+                    anchored,
+                    "the audit log no longer holds its anchored row: anchor kept; run `postern-relay audit verify`"
+                );
+                return Ok(Some((seq, hash)));
+            }
         }
         let line = format!("{seq} {hash} {}\n", crate::now());
         let tmp = anchor.with_extension("tmp");
@@ -559,6 +576,21 @@ mod tests {
                 replaced: false
             })
         );
+        // The log grows past the cut again: the anchor is not moved on over the evidence.
+        for i in 0..4 {
+            log.append("x", Action::Opened, &format!("n{i}"), None, "")
+                .await
+                .unwrap();
+        }
+        log.write_anchor(&anchor).await.unwrap();
+        assert!(matches!(
+            log.verify_with_anchor(&anchor).await.unwrap(),
+            Err(ChainError::Cut {
+                anchored: 5,
+                replaced: true,
+                ..
+            })
+        ));
         // Emptied.
         sqlx::query("DELETE FROM postern_audit")
             .execute(db.pool())

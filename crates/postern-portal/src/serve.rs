@@ -141,13 +141,22 @@ async fn connection(
             }
         }
     };
-    let io = TokioIo::new(Idle::new(io, limits.idle));
-    let service = TowerToHyperService::new(app.map_request(
-        move |mut req: axum::http::Request<hyper::body::Incoming>| {
+    // Requests being handled: the inactivity limit is for the connection, not for a handler
+    // that takes its time (hyper keeps reading for EOF while one runs).
+    let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let io = TokioIo::new(Idle::new(io, limits.idle, busy.clone()));
+    let (begun, ended) = (busy.clone(), busy);
+    let service = TowerToHyperService::new(
+        app.map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+            begun.fetch_add(1, Ordering::SeqCst);
             req.extensions_mut().insert(ConnectInfo(ClientAddr(peer)));
             req
-        },
-    ));
+        })
+        .map_response(move |resp| {
+            ended.fetch_sub(1, Ordering::SeqCst);
+            resp
+        }),
+    );
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header)
@@ -179,14 +188,17 @@ struct Idle {
     inner: Box<dyn Io>,
     limit: Duration,
     deadline: Pin<Box<tokio::time::Sleep>>,
+    /// Requests being handled on this connection (not idle while there are any).
+    busy: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Idle {
-    fn new(inner: Box<dyn Io>, limit: Duration) -> Idle {
+    fn new(inner: Box<dyn Io>, limit: Duration, busy: Arc<std::sync::atomic::AtomicUsize>) -> Idle {
         Idle {
             inner,
             limit,
             deadline: Box::pin(tokio::time::sleep(limit)),
+            busy,
         }
     }
 
@@ -196,8 +208,14 @@ impl Idle {
             .reset(tokio::time::Instant::now() + self.limit);
     }
 
-    /// On `Pending` from the stream: an error once the deadline has passed.
+    /// On `Pending` from the stream: an error once the deadline has passed and no request is
+    /// being handled (while one is, the deadline moves on).
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.busy.load(Ordering::SeqCst) > 0 {
+            self.progress();
+            let _ = self.deadline.as_mut().poll(cx);
+            return false;
+        }
         self.deadline.as_mut().poll(cx).is_ready()
     }
 }

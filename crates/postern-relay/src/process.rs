@@ -340,9 +340,16 @@ async fn process_inner(shared: &Shared, id: &str) -> std::io::Result<Option<u64>
         }
     }
     if !vouched {
-        hold_instead_of_bouncing(shared, &mut entry, &data, &mut summary).await;
+        if !hold_instead_of_bouncing(shared, &mut entry, &data, &mut summary).await {
+            // The quarantine store failed: the message stays in the spool (no bounce, no
+            // loss) and the hold is tried again in a minute.
+            let at = unix_ms() + 60_000;
+            entry.next_attempt = at;
+            next = Some(at);
+        }
+    } else {
+        notify_sender(shared, &mut entry, &data)?;
     }
-    notify_sender(shared, &mut entry, &data)?;
     tracing::info!(
         queue_id = %id,
         origin = ?entry.origin,
@@ -380,14 +387,15 @@ fn domain(addr: &str) -> &str {
 /// Inbound mail that failed for good at our mail server, from an envelope sender nobody vouched
 /// for: no bounce (it would carry the message's From and Subject, in clear to a forged third
 /// party, or sealed to a partner that never sent it); the message is held in the quarantine for
-/// an administrator, and those recipients count as notified. If the quarantine store fails, the
-/// bounce is still not sent (the failure is logged); the spool keeps the message.
+/// an administrator, and those recipients count as notified. If the quarantine store fails, no
+/// bounce is sent either: false, and those recipients stay unnotified, so the spool keeps the
+/// message for the next try.
 async fn hold_instead_of_bouncing(
     shared: &Shared,
     entry: &mut Entry,
     data: &[u8],
     summary: &mut Vec<String>,
-) {
+) -> bool {
     let fresh: Vec<usize> = entry
         .recipients
         .iter()
@@ -404,7 +412,7 @@ async fn hold_instead_of_bouncing(
         .map(|(i, _)| i)
         .collect();
     if fresh.is_empty() || entry.origin == Origin::Bounce {
-        return;
+        return true;
     }
     let rcpts: Vec<String> = fresh
         .iter()
@@ -429,7 +437,8 @@ async fn hold_instead_of_bouncing(
             summary.push(format!("bounce withheld, held as {qid}"));
         }
         Err(e) => {
-            tracing::error!(queue_id = %entry.id, error = %e, "could not hold an unbounceable message; no bounce sent");
+            tracing::error!(queue_id = %entry.id, error = %e, "could not hold an unbounceable message; kept in the spool, no bounce sent");
+            return false;
         }
     }
     for i in fresh {
@@ -437,6 +446,7 @@ async fn hold_instead_of_bouncing(
             *notified = true;
         }
     }
+    true
 }
 
 /// Queues a DSN for recipients that failed since the last one. The DSN is spooled before the

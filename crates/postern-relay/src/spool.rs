@@ -390,22 +390,18 @@ impl Spool {
             .filter(|l| lock(l).len() < RECYCLE_MAX)
         {
             let to = self.tmp().join(format!("{id}.free"));
-            // A parked file holds no message bytes: cut to nothing before it moves, so the
-            // plaintext of a message that went to the portal or the quarantine (held encrypted
-            // there) is not left readable in tmp/ until a later message happens to reuse it.
-            // Opening with O_TRUNC is one syscall; the inode (what recycling saves) stays.
-            let cut = fs::OpenOptions::new()
-                .write(true)
-                .truncate(true)
-                .open(self.msg_path(id));
-            match found(cut) {
-                Ok(Some(_)) => {}
-                Ok(None) => return Ok(()),
-                // Not cut: never parked with its content; unlinked below.
-                Err(_) => return found(fs::remove_file(self.msg_path(id))).map(drop),
-            }
             match found(fs::rename(self.msg_path(id), &to)) {
                 Ok(Some(())) => {
+                    // A parked file holds no message bytes: cut to nothing once it is out of
+                    // queue/ (a crash before the cut leaves it in tmp/, which start-up empties),
+                    // so the plaintext of a message that went to the portal or the quarantine
+                    // (held encrypted there) does not wait in tmp/ until a later message
+                    // reuses the file. O_TRUNC is one syscall; the inode (what recycling saves)
+                    // stays. A file that cannot be cut is unlinked, never parked.
+                    let cut = fs::OpenOptions::new().write(true).truncate(true).open(&to);
+                    if cut.is_err() {
+                        return found(fs::remove_file(&to)).map(drop);
+                    }
                     lock(list).push(to);
                     return Ok(());
                 }

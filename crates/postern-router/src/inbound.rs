@@ -509,10 +509,15 @@ fn bind_to_from(report: &Report, b: &Binding<'_>) -> Result<(), (&'static str, S
             b.dir.partners[i].is_gateway_key(sig.fingerprint.as_deref())
                 && partner_of(from.domain()) == Some(i)
         });
-        let domain_bound = sig
-            .signer_domains
-            .iter()
-            .any(|d| Domain::new(d).is_ok_and(|d| from.domain().is_within(&d)));
+        // A domain-bound certificate speaks for its domain only as the partner whose keys
+        // and anchors were expected: another partner's CA must not make a certificate that
+        // signs for us or for a third organisation.
+        let domain_bound = b.partner.is_some()
+            && partner_of(from.domain()) == b.partner
+            && sig
+                .signer_domains
+                .iter()
+                .any(|d| Domain::new(d).is_ok_and(|d| from.domain().is_within(&d)));
         if by_address || declared_gateway || domain_bound {
             continue;
         }

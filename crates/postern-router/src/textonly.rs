@@ -43,9 +43,13 @@ pub fn text_only(message: &[u8], notice: &str) -> Vec<u8> {
             continue;
         }
         if name == "subject" {
-            let value = String::from_utf8_lossy(h.raw_value);
-            let cleaned = remove_links(value.trim_end_matches(['\r', '\n']));
-            mime::push_outer_field(&mut out, h.name, cleaned.as_bytes());
+            // Judged as a reader shows it: encoded words decoded first (a link can hide in
+            // =?utf-8?B?…?=), then written back encoded when it is not ASCII.
+            let decoded = postern_core::parse_headers(message)
+                .and_then(|m| m.subject().map(str::to_string))
+                .unwrap_or_else(|| h.value());
+            let cleaned = remove_links(&decoded);
+            mime::push_outer_field(&mut out, h.name, encoded_words(&cleaned).as_bytes());
         } else {
             mime::push_outer_field(&mut out, h.name, h.raw_value);
         }
@@ -157,6 +161,34 @@ fn html_text(html: &str) -> String {
         .replace("&quot;", "\"")
         .replace("&#39;", "'")
         .replace("&amp;", "&")
+}
+
+/// `text` as a header value: as it is when ASCII, else RFC 2047 encoded words (UTF-8, base64,
+/// at most 45 bytes of text each, cut at character boundaries).
+fn encoded_words(text: &str) -> String {
+    use base64::Engine;
+    if text.is_ascii() {
+        return text.to_string();
+    }
+    let mut words = Vec::new();
+    let mut chunk = String::new();
+    for c in text.chars() {
+        if chunk.len() + c.len_utf8() > 45 {
+            words.push(std::mem::take(&mut chunk));
+        }
+        chunk.push(c);
+    }
+    words.push(chunk);
+    words
+        .iter()
+        .map(|w| {
+            format!(
+                "=?utf-8?B?{}?=",
+                base64::engine::general_purpose::STANDARD.encode(w.as_bytes())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Every word a mail reader could turn into a link becomes `[link removed]`: the text may have
@@ -334,7 +366,7 @@ mod tests {
 
     #[test]
     fn html_becomes_text_without_anything_that_loads() {
-        let msg = b"From: a@b.test\r\nSubject: s\r\nDisposition-Notification-To: x@evil.test\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: text/html\r\n\r\n<html><style>p{background:url(http://e.test/a)}</style><p>Result: <b>negative</b></p><img src=\"http://evil.test/?x\"><script>alert(1)</script>See www.evil.test now</html>\r\n--x\r\nContent-Type: application/pdf; name=r.pdf\r\n\r\nPDF\r\n--x--\r\n";
+        let msg = b"From: a@b.test\r\nSubject: =?utf-8?B?aHR0cDovL2V2aWwuZXhhbXBsZS94?= s\r\nDisposition-Notification-To: x@evil.test\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: text/html\r\n\r\n<html><style>p{background:url(http://e.test/a)}</style><p>Result: <b>negative</b></p><img src=\"http://evil.test/?x\"><script>alert(1)</script>See www.evil.test now</html>\r\n--x\r\nContent-Type: application/pdf; name=r.pdf\r\n\r\nPDF\r\n--x--\r\n";
         let out = String::from_utf8(text_only(msg, "text only")).unwrap();
         assert!(
             out.contains("Content-Type: text/plain; charset=utf-8"),
@@ -354,6 +386,9 @@ mod tests {
         ] {
             assert!(!out.contains(bad), "{bad} in {out}");
         }
-        assert!(out.starts_with("From: a@b.test\r\nSubject: s\r\n"), "{out}");
+        assert!(
+            out.starts_with("From: a@b.test\r\nSubject: [link removed] s\r\n"),
+            "{out}"
+        );
     }
 }

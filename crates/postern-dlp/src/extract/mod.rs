@@ -227,9 +227,8 @@ fn push(out: &mut Extracted, budget: &mut Budget<'_>, location: Location, text: 
         }
     }
     // `data:` URIs (in a body's text, or an attribute the HTML pass took out): their bytes.
-    static DATA: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new("data:"));
-    if DATA.find(text.as_bytes()).is_some() || text.contains("DATA:") || text.contains("Data:") {
+    // (Schemes are case-insensitive: look for the colon after "data" in any case.)
+    if has_data_scheme(text.as_bytes()) {
         for data in data_uris(&text) {
             let t = decode_text(&data);
             if budget.take(t.len(), out) {
@@ -538,6 +537,15 @@ fn embedded_base64(text: &str) -> Vec<String> {
     out
 }
 
+/// Whether `b` holds `data:` in any letter case.
+fn has_data_scheme(b: &[u8]) -> bool {
+    memchr::memchr_iter(b':', b).any(|i| {
+        i >= 4
+            && b.get(i - 4..i)
+                .is_some_and(|w| w.eq_ignore_ascii_case(b"data"))
+    })
+}
+
 /// The bytes of every `data:` URI in `text` (`data:[type][;base64],payload`): base64 or
 /// percent-encoded, up to the first space, quote, `)` or `>`.
 fn data_uris(text: &str) -> Vec<Vec<u8>> {
@@ -549,7 +557,12 @@ fn data_uris(text: &str) -> Vec<Vec<u8>> {
         let at = from + k + 5;
         from = at;
         let rest = &lower.as_bytes()[at..];
-        let Some(comma) = rest.iter().take(200).position(|c| *c == b',') else {
+        // The media type and its parameters run to the comma (before the URI's end).
+        let Some(comma) = rest
+            .iter()
+            .take_while(|c| !(c.is_ascii_whitespace() || matches!(c, b'"' | b'\'' | b')' | b'>')))
+            .position(|c| *c == b',')
+        else {
             continue;
         };
         let head = lower.get(at..at + comma).unwrap_or_default();
@@ -667,7 +680,7 @@ mod list_tests {
             super::digit_lists("1,234,567 and 3, 4, 5 and [10,20,30,40,50,60,70,80,90]").is_empty()
         );
         let uris = super::data_uris(
-            "<img src=\"data:text/plain;base64,Q2FyZCA0MTExIDExMTEgMTExMSAxMTEx\"> and data:,SSN%20078-05-1120)",
+            "<img src=\"DaTa:text/plain;base64,Q2FyZCA0MTExIDExMTEgMTExMSAxMTEx\"> and data:,SSN%20078-05-1120)",
         );
         assert_eq!(
             uris,

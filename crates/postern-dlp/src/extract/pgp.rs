@@ -112,12 +112,21 @@ fn literal(data: &[u8], depth: usize, max: u64) -> Option<Vec<u8>> {
             // body looks like ciphertext; a container whose body is readable text (a forged
             // "encryption" to slip content past inspection) is read as the text it is.
             9 | 18 | 20 => {
-                let head = body.get(..body.len().min(4096))?;
+                // SEIPD v1 and SED: the content starts after the version octet (or at once).
+                let content = body.get(usize::from(tag == 18)..)?;
+                // Packets in the clear (a literal, or a compressed one, whose deflate output
+                // passes any randomness test) are read as such.
+                if let Some(text) = literal(content, depth + 1, max) {
+                    return Some(text);
+                }
+                let head = content.get(..content.len().min(4096))?;
                 if postern_core::looks_random(head) {
                     return None;
                 }
-                // SEIPD v1 and SED: the text starts after the version octet (or at once).
-                return Some(body.get(usize::from(tag == 18)..)?.to_vec());
+                let cap = usize::try_from(max)
+                    .unwrap_or(usize::MAX)
+                    .min(content.len());
+                return Some(content.get(..cap)?.to_vec());
             }
             // PKESK, SKESK: key packets before a container; go on to it.
             1 | 3 => at += hdr + len,
