@@ -378,13 +378,7 @@ impl AuditLog {
                 replaced: false,
             }));
         }
-        let row = sqlx::query("SELECT hash FROM postern_audit WHERE seq = $1")
-            .bind(seq)
-            .fetch_optional(self.db.pool())
-            .await?
-            .map(|r| r.try_get::<String, _>(0))
-            .transpose()?;
-        if row.as_deref() != Some(hash.as_str()) {
+        if self.hash_at(seq).await?.as_deref() != Some(hash.as_str()) {
             return Ok(Err(ChainError::Cut {
                 anchored: seq,
                 newest: *newest,
@@ -392,6 +386,16 @@ impl AuditLog {
             }));
         }
         Ok(verdict)
+    }
+
+    /// The hash of row `seq`, if there is one.
+    async fn hash_at(&self, seq: i64) -> Result<Option<String>, DbError> {
+        Ok(sqlx::query("SELECT hash FROM postern_audit WHERE seq = $1")
+            .bind(seq)
+            .fetch_optional(self.db.pool())
+            .await?
+            .map(|r| r.try_get::<String, _>(0))
+            .transpose()?)
     }
 
     /// Writes the newest row's sequence and hash to `anchor` (written beside, fsynced, renamed
@@ -415,13 +419,7 @@ impl AuditLog {
             }
             // The chain must still hold the anchored row as anchored: if rows were cut and
             // the log grew past them again, moving the anchor on would erase the evidence.
-            let still = sqlx::query("SELECT hash FROM postern_audit WHERE seq = $1")
-                .bind(anchored)
-                .fetch_optional(self.db.pool())
-                .await?
-                .map(|r| r.try_get::<String, _>(0))
-                .transpose()?;
-            if still.as_deref() != Some(anchored_hash.as_str()) {
+            if self.hash_at(anchored).await?.as_deref() != Some(anchored_hash.as_str()) {
                 tracing::error!(
                     anchored,
                     "the audit log no longer holds its anchored row: anchor kept; run `postern-relay audit verify`"

@@ -169,30 +169,14 @@ impl AuthLimiter {
         {
             return false;
         }
-        // A flood of made-up names must not grow the table without bound.
-        if f.len() > 100_000 {
-            f.clear();
-        }
-        for (k, _) in keys {
-            let e = f.entry(k).or_insert((0, std::time::Instant::now()));
-            e.0 += 1;
-            e.1 = std::time::Instant::now();
-        }
+        count(&mut f, keys);
         true
     }
 
     /// Records a failed attempt that was not counted by [`AuthLimiter::begin`].
     pub fn failed(&self, user: &str, ip: std::net::IpAddr) {
         let keys = self.keys(user, ip);
-        let mut f = self.lock();
-        if f.len() > 100_000 {
-            f.clear();
-        }
-        for (k, _) in keys {
-            let e = f.entry(k).or_insert((0, std::time::Instant::now()));
-            e.0 += 1;
-            e.1 = std::time::Instant::now();
-        }
+        count(&mut self.lock(), keys);
     }
 
     /// Records a success: that user's and that client's failures are forgiven.
@@ -231,6 +215,19 @@ impl AuthLimiter {
         } else {
             AuthOutcome::Wrong
         }
+    }
+}
+
+/// One more failure on each key.
+fn count(f: &mut HashMap<String, (u32, std::time::Instant)>, keys: [(String, u32); 2]) {
+    // A flood of made-up names must not grow the table without bound.
+    if f.len() > 100_000 {
+        f.clear();
+    }
+    for (k, _) in keys {
+        let e = f.entry(k).or_insert((0, std::time::Instant::now()));
+        e.0 += 1;
+        e.1 = std::time::Instant::now();
     }
 }
 

@@ -396,21 +396,7 @@ async fn hold_instead_of_bouncing(
     data: &[u8],
     summary: &mut Vec<String>,
 ) -> bool {
-    let fresh: Vec<usize> = entry
-        .recipients
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| {
-            matches!(
-                r.state,
-                RcptState::Bounced {
-                    notified: false,
-                    ..
-                }
-            )
-        })
-        .map(|(i, _)| i)
-        .collect();
+    let fresh = unnotified(entry);
     if fresh.is_empty() || entry.origin == Origin::Bounce {
         return true;
     }
@@ -441,18 +427,22 @@ async fn hold_instead_of_bouncing(
             return false;
         }
     }
-    for i in fresh {
-        if let RcptState::Bounced { notified, .. } = &mut entry.recipients[i].state {
-            *notified = true;
-        }
-    }
+    mark_notified(entry, &fresh);
     true
 }
 
-/// Queues a DSN for recipients that failed since the last one. The DSN is spooled before the
-/// entry records it as sent, so a crash in between means a second DSN, never none.
-fn notify_sender(shared: &Shared, entry: &mut Entry, data: &[u8]) -> std::io::Result<()> {
-    let fresh: Vec<usize> = entry
+/// Marks those recipients' failures as told (or held instead of told).
+fn mark_notified(entry: &mut Entry, idx: &[usize]) {
+    for i in idx {
+        if let RcptState::Bounced { notified, .. } = &mut entry.recipients[*i].state {
+            *notified = true;
+        }
+    }
+}
+
+/// The recipients that failed for good and whose sender has not been told yet.
+fn unnotified(entry: &Entry) -> Vec<usize> {
+    entry
         .recipients
         .iter()
         .enumerate()
@@ -466,7 +456,13 @@ fn notify_sender(shared: &Shared, entry: &mut Entry, data: &[u8]) -> std::io::Re
             )
         })
         .map(|(i, _)| i)
-        .collect();
+        .collect()
+}
+
+/// Queues a DSN for recipients that failed since the last one. The DSN is spooled before the
+/// entry records it as sent, so a crash in between means a second DSN, never none.
+fn notify_sender(shared: &Shared, entry: &mut Entry, data: &[u8]) -> std::io::Result<()> {
+    let fresh = unnotified(entry);
     if fresh.is_empty() {
         return Ok(());
     }
@@ -512,11 +508,7 @@ fn notify_sender(shared: &Shared, entry: &mut Entry, data: &[u8]) -> std::io::Re
             tracing::info!(queue_id = %entry.id, dsn_id = %id, recipients = failures.len(), "bounce queued");
         }
     }
-    for i in fresh {
-        if let RcptState::Bounced { notified, .. } = &mut entry.recipients[i].state {
-            *notified = true;
-        }
-    }
+    mark_notified(entry, &fresh);
     Ok(())
 }
 

@@ -203,58 +203,34 @@ fn push(out: &mut Extracted, budget: &mut Budget<'_>, location: Location, text: 
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new("-----BEGIN PGP MESSAGE-----"));
     static UU: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new("begin "));
+    // Text hidden inside the text: each piece found is a segment of its own.
+    let mut found: Vec<String> = Vec::new();
     if PGP.find(text.as_bytes()).is_some() {
-        for literal in pgp::unencrypted_armour(&text, budget.room()) {
-            let t = decode_text(&literal);
-            if budget.take(t.len(), out) {
-                out.segments.push(Segment {
-                    location: location.clone(),
-                    text: t,
-                });
-            }
-        }
+        found.extend(
+            pgp::unencrypted_armour(&text, budget.room())
+                .iter()
+                .map(|l| decode_text(l)),
+        );
     }
     // uuencoded files inside text (`begin 644 name` … `end`).
     if UU.find(text.as_bytes()).is_some() {
-        for data in uudecode(&text) {
-            let t = decode_text(&data);
-            if budget.take(t.len(), out) {
-                out.segments.push(Segment {
-                    location: location.clone(),
-                    text: t,
-                });
-            }
-        }
+        found.extend(uudecode(&text).iter().map(|d| decode_text(d)));
     }
     // `data:` URIs (in a body's text, or an attribute the HTML pass took out): their bytes.
     // (Schemes are case-insensitive: look for the colon after "data" in any case.)
     if has_data_scheme(text.as_bytes()) {
-        for data in data_uris(&text) {
-            let t = decode_text(&data);
-            if budget.take(t.len(), out) {
-                out.segments.push(Segment {
-                    location: location.clone(),
-                    text: t,
-                });
-            }
-        }
+        found.extend(data_uris(&text).iter().map(|d| decode_text(d)));
     }
     // Digits written as a list (`[4,1,1,1,…]` in JSON, a CSV row of single digits): the
     // number they spell.
-    for digits in digit_lists(&text) {
-        if budget.take(digits.len(), out) {
-            out.segments.push(Segment {
-                location: location.clone(),
-                text: digits,
-            });
-        }
-    }
+    found.extend(digit_lists(&text));
     // Text pasted as base64 into any text (a body, a document, a CSV cell) is text too.
-    for decoded in embedded_base64(&text) {
-        if budget.take(decoded.len(), out) {
+    found.extend(embedded_base64(&text));
+    for t in found {
+        if budget.take(t.len(), out) {
             out.segments.push(Segment {
                 location: location.clone(),
-                text: decoded,
+                text: t,
             });
         }
     }
