@@ -64,6 +64,31 @@ fn code_for(sink: &SmtpSink, to: &str) -> Option<String> {
     })
 }
 
+/// Link → one-time code (read from the mail `sink` got) → verify, as a browser would: the
+/// client, signed in, and the message page's path.
+fn sign_in(sink: &SmtpSink, port: u16, to: &str) -> (Client, String) {
+    let token = token_for(sink, to).unwrap();
+    let mut web = Client::new(&format!("127.0.0.1:{port}"));
+    let page = web.get(&format!("/m/{token}")).unwrap();
+    assert_eq!(page.status, 200);
+    let csrf = page.csrf().unwrap();
+    let sent = web
+        .post_form(&format!("/m/{token}/code"), &[("csrf", &csrf)])
+        .unwrap();
+    assert_eq!(sent.status, 200, "{}", sent.text());
+    assert!(wait_until(Duration::from_secs(30), || code_for(sink, to).is_some()));
+    let code = code_for(sink, to).unwrap();
+    let signed = web
+        .post_form(
+            &format!("/m/{token}/verify"),
+            &[("csrf", &csrf), ("code", &code)],
+        )
+        .unwrap();
+    assert_eq!(signed.status, 303, "{}", signed.text());
+    let at = signed.header("location").unwrap().to_string();
+    (web, at)
+}
+
 #[test]
 fn portal_mail_is_read_and_answered_in_the_browser_and_never_leaves_readable() {
     let tmp = tempfile::tempdir().unwrap();
@@ -134,28 +159,7 @@ fn portal_mail_is_read_and_answered_in_the_browser_and_never_leaves_readable() {
     );
 
     // Sign in with the link and a one-time code, as a browser would.
-    let token = token_for(&internet, to).unwrap();
-    let mut web = Client::new(&format!("127.0.0.1:{port}"));
-    let page = web.get(&format!("/m/{token}")).unwrap();
-    assert_eq!(page.status, 200);
-    let csrf = page.csrf().unwrap();
-    let sent = web
-        .post_form(&format!("/m/{token}/code"), &[("csrf", &csrf)])
-        .unwrap();
-    assert_eq!(sent.status, 200, "{}", sent.text());
-    assert!(wait_until(Duration::from_secs(30), || code_for(
-        &internet, to
-    )
-    .is_some()));
-    let code = code_for(&internet, to).unwrap();
-    let signed = web
-        .post_form(
-            &format!("/m/{token}/verify"),
-            &[("csrf", &csrf), ("code", &code)],
-        )
-        .unwrap();
-    assert_eq!(signed.status, 303, "{}", signed.text());
-    let at = signed.header("location").unwrap().to_string();
+    let (mut web, at) = sign_in(&internet, port, to);
     let msg = web.get(&at).unwrap();
     assert_eq!(msg.status, 200);
     assert!(msg.text().contains(MARKER));
@@ -538,27 +542,6 @@ fn replies_receipts_and_notices_go_only_to_addresses_of_ours() {
     let rt = runtime();
     let relay = rt.block_on(postern_relay::start(&cfg)).unwrap();
     let smtp = relay.internal_addr.unwrap().to_string();
-    let sign_in = |to: &str| {
-        let token = token_for(&internet, to).unwrap();
-        let mut web = Client::new(&format!("127.0.0.1:{port}"));
-        let csrf = web.get(&format!("/m/{token}")).unwrap().csrf().unwrap();
-        web.post_form(&format!("/m/{token}/code"), &[("csrf", &csrf)])
-            .unwrap();
-        assert!(wait_until(Duration::from_secs(30), || code_for(
-            &internet, to
-        )
-        .is_some()));
-        let code = code_for(&internet, to).unwrap();
-        let signed = web
-            .post_form(
-                &format!("/m/{token}/verify"),
-                &[("csrf", &csrf), ("code", &code)],
-            )
-            .unwrap();
-        let at = signed.header("location").unwrap().to_string();
-        web.get(&at).unwrap();
-        (web, at)
-    };
     let reply = |web: &mut Client, at: &str, text: &str| {
         let form = web.get(&format!("{at}/reply")).unwrap();
         let csrf = form.csrf().unwrap();
@@ -588,7 +571,9 @@ fn replies_receipts_and_notices_go_only_to_addresses_of_ours() {
         &internet, to
     )
     .is_some()));
-    let (mut web, at) = sign_in(to);
+    let (mut web, at) = sign_in(&internet, port, to);
+    // Opening it asks for the read receipt (read_receipts is on).
+    web.get(&at).unwrap();
     let (page, status) = reply(&mut web, &at, "REPLY-TO-ADA-4411");
     assert!(
         page.contains("ada@clinic.example"),
@@ -613,7 +598,9 @@ fn replies_receipts_and_notices_go_only_to_addresses_of_ours() {
         &internet, other
     )
     .is_some()));
-    let (mut web, at) = sign_in(other);
+    let (mut web, at) = sign_in(&internet, port, other);
+    // Opening it asks for the read receipt (read_receipts is on).
+    web.get(&at).unwrap();
     let (page, status) = reply(&mut web, &at, "REPLY-NOWHERE-7719");
     assert!(page.contains("cannot be answered here"), "{page}");
     assert_eq!(status, 400);

@@ -871,26 +871,16 @@ fn decompress(
         budget.stop(out, format!("{name}: expands past the limits"));
         return;
     }
+    // `data.csv.gz` holds `data.csv`; `x.tgz` (and .tbz2, .txz) a tar.
     let lower = name.to_ascii_lowercase();
-    let inner_name = [".gz", ".bz2", ".xz"]
-        .iter()
-        .find_map(|s| {
-            lower
-                .ends_with(s)
-                .then(|| name.get(..name.len() - s.len()))
-                .flatten()
-        })
-        .or_else(|| {
-            [".tgz", ".tbz2", ".txz"]
-                .iter()
-                .find_map(|s| {
-                    lower
-                        .ends_with(s)
-                        .then(|| name.get(..name.len() - s.len()))
-                        .flatten()
-                })
-                .map(|_| "archive.tar")
-        })
+    let stem = |suffixes: &[&str]| {
+        suffixes
+            .iter()
+            .find(|s| lower.ends_with(*s))
+            .and_then(|s| name.get(..name.len() - s.len()))
+    };
+    let inner_name = stem(&[".gz", ".bz2", ".xz"])
+        .or_else(|| stem(&[".tgz", ".tbz2", ".txz"]).map(|_| "archive.tar"))
         .unwrap_or(name);
     file(&inner, "", inner_name, depth + 1, budget, out);
 }
