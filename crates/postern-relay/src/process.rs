@@ -29,9 +29,10 @@ enum Step<'a> {
         message: Cow<'a, [u8]>,
         sealed: Option<Standard>,
         tls_required: bool,
-        /// Inbound mail whose envelope sender a partner's valid signature vouches for: only
-        /// such a sender may get a bounce (anyone can forge a MAIL FROM).
-        vouched_sender: bool,
+        /// What opening an inbound message found: whether a partner's valid signature vouches
+        /// for its envelope sender is judged from it, only if a bounce is due (anyone can forge
+        /// a MAIL FROM, so only a vouched sender gets one).
+        opened: Option<Box<postern_core::Report>>,
     },
     Defer {
         idx: Vec<usize>,
@@ -120,9 +121,8 @@ async fn process_inner(shared: &Shared, id: &str) -> std::io::Result<Option<u64>
     }
     entry.attempts += 1;
     let mut summary: Vec<String> = Vec::new();
-    // Mail from our own side has a sender of ours; mail from the internet only when a partner's
-    // signature vouched for it in this attempt.
-    let mut vouched = entry.origin != Origin::Public;
+    // The opened inbound message and its report, kept for the sender check below.
+    let mut inbound_opened: Option<(Box<postern_core::Report>, Cow<'_, [u8]>)> = None;
     for (n, step) in steps.into_iter().enumerate() {
         match step {
             Step::Deliver {
@@ -131,9 +131,8 @@ async fn process_inner(shared: &Shared, id: &str) -> std::io::Result<Option<u64>
                 message,
                 sealed,
                 tls_required,
-                vouched_sender,
+                opened,
             } => {
-                vouched |= vouched_sender;
                 let rcpts: Vec<String> = idx
                     .iter()
                     .map(|i| entry.recipients[*i].address.clone())
@@ -186,6 +185,9 @@ async fn process_inner(shared: &Shared, id: &str) -> std::io::Result<Option<u64>
                             bounce(r, &status, text);
                         }
                     }
+                }
+                if let Some(report) = opened {
+                    inbound_opened = Some((report, message));
                 }
             }
             Step::Defer { idx, reason } => {
@@ -339,6 +341,13 @@ async fn process_inner(shared: &Shared, id: &str) -> std::io::Result<Option<u64>
             next = Some(at);
         }
     }
+    // Mail from our own side has a sender of ours; mail from the internet only when a partner's
+    // signature vouched for it (judged only when a failure is to be told).
+    let vouched = entry.origin != Origin::Public
+        || unnotified(&entry).is_empty()
+        || inbound_opened
+            .as_ref()
+            .is_some_and(|(r, m)| sender_vouched(shared, &entry, r, m));
     if !vouched {
         if !hold_instead_of_bouncing(shared, &mut entry, &data, &mut summary).await {
             // The quarantine store failed: the message stays in the spool (no bounce, no
@@ -429,6 +438,29 @@ async fn hold_instead_of_bouncing(
     }
     mark_notified(entry, &fresh);
     true
+}
+
+/// Whether a partner's valid signature on the opened message (the verdict Postern-Signature
+/// states) vouches for the entry's envelope sender.
+fn sender_vouched(
+    shared: &Shared,
+    entry: &Entry,
+    report: &postern_core::Report,
+    message: &[u8],
+) -> bool {
+    let dir = shared.directory.current();
+    let mail_from = entry
+        .mail_from
+        .as_deref()
+        .and_then(|a| Address::new(a).ok());
+    let partner = mail_from
+        .as_ref()
+        .and_then(|a| dir.partner_index_for(a.domain()));
+    partner.is_some()
+        && matches!(
+            postern_router::signature_verdict(report, &dir, partner, mail_from.as_ref(), message).0,
+            "valid" | "weak"
+        )
 }
 
 /// Marks those recipients' failures as told (or held instead of told).
@@ -563,7 +595,7 @@ async fn plan<'a>(
                 message: Cow::Owned(postern_router::strip_results(data)),
                 sealed: None,
                 tls_required: false,
-                vouched_sender: false,
+                opened: None,
             });
         } else if !ours.is_empty() {
             match shared.gateway.inbound(&dir, mail_from.as_ref(), data).await {
@@ -583,32 +615,13 @@ async fn plan<'a>(
                             tracing::warn!(error = %e, "harvest offer not recorded");
                         }
                     }
-                    // The sender is vouched for when a partner's signature is valid and bound
-                    // to it (the same verdict as Postern-Signature states).
-                    let vouched_sender = report.as_ref().is_some_and(|r| {
-                        let partner = mail_from
-                            .as_ref()
-                            .and_then(|a| dir.partner_index_for(a.domain()));
-                        partner.is_some()
-                            && matches!(
-                                postern_router::signature_verdict(
-                                    r,
-                                    &dir,
-                                    partner,
-                                    mail_from.as_ref(),
-                                    &message
-                                )
-                                .0,
-                                "valid" | "weak"
-                            )
-                    });
                     steps.push(Step::Deliver {
                         idx: ours,
                         inbound: true,
                         message: Cow::Owned(message),
                         sealed: None,
                         tls_required: false,
-                        vouched_sender,
+                        opened: report.map(Box::new),
                     })
                 }
                 Inbound::Quarantine { reason, .. } => steps.push(Step::Quarantine {
@@ -635,7 +648,7 @@ async fn plan<'a>(
                 message: Cow::Borrowed(data),
                 sealed: None,
                 tls_required: false,
-                vouched_sender: false,
+                opened: None,
             });
         }
         if !theirs.is_empty() {
@@ -645,7 +658,7 @@ async fn plan<'a>(
                 message: Cow::Borrowed(data),
                 sealed: None,
                 tls_required: false,
-                vouched_sender: false,
+                opened: None,
             });
         }
         return (steps, None);
@@ -686,7 +699,7 @@ async fn plan<'a>(
                 message: Cow::Borrowed(data),
                 sealed: None,
                 tls_required: false,
-                vouched_sender: false,
+                opened: None,
             }),
             Disposition::Deliver {
                 recipients,
@@ -699,7 +712,7 @@ async fn plan<'a>(
                 message: Cow::Owned(message),
                 sealed,
                 tls_required,
-                vouched_sender: false,
+                opened: None,
             }),
             Disposition::Hold { recipients, reason } => steps.push(Step::Defer {
                 idx: take(&recipients),
