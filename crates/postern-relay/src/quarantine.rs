@@ -406,7 +406,9 @@ impl Quarantine {
         &self,
         retention: std::time::Duration,
     ) -> Result<usize, QuarantineError> {
-        let before = (unix_ms() / 1000) as i64 - retention.as_secs() as i64;
+        // Saturating: a retention too long to count must never wrap into "destroy now".
+        let before = ((unix_ms() / 1000) as i64)
+            .saturating_sub(i64::try_from(retention.as_secs()).unwrap_or(i64::MAX));
         let rows = sqlx::query(
             "SELECT id FROM quarantine
              WHERE state <> 'held' AND COALESCE(decided_at, created_at) <= $1 AND length(nonce) > 0",
@@ -544,6 +546,13 @@ mod tests {
             .execute(db.pool())
             .await
             .unwrap();
+        assert_eq!(
+            q.purge_decided(std::time::Duration::from_secs(u64::MAX))
+                .await
+                .unwrap(),
+            0,
+            "a retention past counting destroys nothing"
+        );
         assert_eq!(q.purge_decided(30 * day).await.unwrap(), 1);
         assert!(matches!(
             q.message(&decided, "alice", "after").await,
