@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
+use argon2::{Argon2, PasswordHash, PasswordHasher};
 
 /// Why the users file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -32,8 +32,6 @@ pub enum AuthError {
 #[derive(Clone, Default)]
 pub struct Users {
     hashes: HashMap<String, String>,
-    /// Checked for unknown names, so they cost as much as known ones.
-    decoy: String,
 }
 
 impl std::fmt::Debug for Users {
@@ -68,10 +66,7 @@ impl Users {
             PasswordHash::new(hash).map_err(|_| err("not a PHC password hash"))?;
             users.insert(name.to_string(), hash.to_string());
         }
-        Ok(Users {
-            hashes: users,
-            decoy: hash_password(b"decoy password never used")?,
-        })
+        Ok(Users { hashes: users })
     }
 
     /// Whether `user` is configured.
@@ -87,12 +82,8 @@ impl Users {
     /// Checks a password (Argon2: slow on purpose; call it off the async threads). An unknown
     /// user costs the same as a wrong password, so timing does not tell which names exist.
     pub fn verify(&self, user: &str, password: &[u8]) -> bool {
-        let stored = self.hashes.get(user);
-        let phc = stored.unwrap_or(&self.decoy);
-        let ok = PasswordHash::new(phc)
-            .map(|h| Argon2::default().verify_password(password, &h).is_ok())
-            .unwrap_or(false);
-        ok && stored.is_some()
+        // The portal's check, decoy included: one Argon2 verification in the process.
+        postern_portal::password::verify_now(self.hashes.get(user).map(String::as_str), password)
     }
 }
 
@@ -150,11 +141,7 @@ impl AuthLimiter {
 
     /// Whether this user name or this client is locked out now.
     pub fn locked(&self, user: &str, ip: std::net::IpAddr) -> bool {
-        let mut f = self.lock();
-        f.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
-        self.keys(user, ip)
-            .iter()
-            .any(|(k, limit)| f.get(k).is_some_and(|(n, _)| n >= limit))
+        over_limit(&mut self.lock(), &self.keys(user, ip))
     }
 
     /// Counts an attempt before it is checked; false (nothing counted) when the user or the
@@ -162,21 +149,11 @@ impl AuthLimiter {
     pub fn begin(&self, user: &str, ip: std::net::IpAddr) -> bool {
         let keys = self.keys(user, ip);
         let mut f = self.lock();
-        f.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
-        if keys
-            .iter()
-            .any(|(k, limit)| f.get(k).is_some_and(|(n, _)| n >= limit))
-        {
+        if over_limit(&mut f, &keys) {
             return false;
         }
         count(&mut f, keys);
         true
-    }
-
-    /// Records a failed attempt that was not counted by [`AuthLimiter::begin`].
-    pub fn failed(&self, user: &str, ip: std::net::IpAddr) {
-        let keys = self.keys(user, ip);
-        count(&mut self.lock(), keys);
     }
 
     /// Records a success: that user's and that client's failures are forgiven.
@@ -218,6 +195,16 @@ impl AuthLimiter {
     }
 }
 
+/// Whether any of `keys` has reached its limit within the window (older counts are forgotten).
+fn over_limit(
+    f: &mut HashMap<String, (u32, std::time::Instant)>,
+    keys: &[(String, u32); 2],
+) -> bool {
+    f.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
+    keys.iter()
+        .any(|(k, limit)| f.get(k).is_some_and(|(n, _)| n >= limit))
+}
+
 /// One more failure on each key.
 fn count(f: &mut HashMap<String, (u32, std::time::Instant)>, keys: [(String, u32); 2]) {
     // A flood of made-up names must not grow the table without bound.
@@ -255,13 +242,13 @@ mod tests {
         let b: std::net::IpAddr = "10.0.0.2".parse().unwrap();
         for _ in 0..USER_FAILURES {
             assert!(!l.locked("exchange", a));
-            l.failed("exchange", a);
+            assert!(l.begin("exchange", a));
         }
         assert!(l.locked("exchange", a), "user locked");
         assert!(l.locked("exchange", b), "the user, from anywhere");
         assert!(!l.locked("other", b), "others are not");
         for i in 0..ADDRESS_FAILURES {
-            l.failed(&format!("name{i}"), b);
+            assert!(l.begin(&format!("name{i}"), b));
         }
         assert!(l.locked("fresh-name", b), "address locked");
         l.succeeded("exchange", a);
