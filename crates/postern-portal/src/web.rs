@@ -528,44 +528,72 @@ async fn login(
         }
         let address = f.address.trim().to_ascii_lowercase();
         let generic = "That address and password do not match, or sign-in is locked for a while after several wrong tries. You can always open a message from the link in your email.";
-        // A place in the process's password budget first: a flood is refused before it costs
-        // a database write or a hash.
-        let admission = PasswordBudget::global().admit().map_err(busy)?;
-        let hash = p.store.password_hash(&address).await?;
-        let cfg = &p.settings;
-        // Only an address with a password has a lock to count on; an unknown one is checked
-        // against a decoy (the same cost) and is never right.
-        let attempt = match hash {
-            Some(_) => {
-                p.store
-                    .begin_attempt(LockOn::Account(&address), cfg.max_failures, cfg.lock_secs)
-                    .await?
+        match check_account_password(&p, &address, f.password).await? {
+            PasswordCheck::Right => {}
+            PasswordCheck::Locked => {
+                let (cookie, fresh) = p.store.new_session(None, false).await?;
+                return Ok(login_page(&p, &fresh, cookie, Some(generic)));
             }
-            None => Attempt::Allowed { locks: false },
-        };
-        let Attempt::Allowed { locks } = attempt else {
-            let (cookie, fresh) = p.store.new_session(None, false).await?;
-            return Ok(login_page(&p, &fresh, cookie, Some(generic)));
-        };
-        let ok = admission
-            .verify(hash, Zeroizing::new(f.password.into_bytes()))
-            .await
-            .map_err(busy)?;
-        if !ok {
-            p.audit.append(&address, Action::CodeFailed, &address, Some(ip), "wrong password at sign-in").await?;
-            if locks {
-                p.audit.append(&address, Action::Locked, &address, Some(ip), "password sign-in locked").await?;
+            PasswordCheck::Wrong { locks } => {
+                p.audit.append(&address, Action::CodeFailed, &address, Some(ip), "wrong password at sign-in").await?;
+                if locks {
+                    p.audit.append(&address, Action::Locked, &address, Some(ip), "password sign-in locked").await?;
+                }
+                let (cookie, fresh) = p.store.new_session(None, false).await?;
+                return Ok(login_page(&p, &fresh, cookie, Some(generic)));
             }
-            let (cookie, fresh) = p.store.new_session(None, false).await?;
-            return Ok(login_page(&p, &fresh, cookie, Some(generic)));
         }
-        p.store.attempt_succeeded(LockOn::Account(&address)).await?;
         let (cookie, _) = p.store.prove(&s, &address, "password", false).await?;
         p.audit.append(&address, Action::SignedIn, &address, Some(ip), "password").await?;
         Ok(([cookie_header(&p, &cookie)], Redirect::to("/inbox")).into_response())
     }
     .await;
     done(p, r).await
+}
+
+/// What a password typed for a recipient's account came to.
+enum PasswordCheck {
+    /// Right (the account's count starts again).
+    Right,
+    /// Wrong; `locks` when this attempt used up the last try.
+    Wrong { locks: bool },
+    /// The account's password sign-in is locked: nothing was checked.
+    Locked,
+}
+
+/// Checks `password` for `address`: a place in the process's password budget first (a flood is
+/// refused before it costs a database write or a hash), then the attempt is counted on the
+/// account's lock — the one lock for /login and a link's password form, since the password is
+/// the same secret — then the hash. An address without a password has no lock to count on; it
+/// is checked against a decoy (the same cost) and is never right.
+async fn check_account_password(
+    p: &Portal,
+    address: &str,
+    password: String,
+) -> Result<PasswordCheck, Refusal> {
+    let admission = PasswordBudget::global().admit().map_err(busy)?;
+    let hash = p.store.password_hash(address).await?;
+    let cfg = &p.settings;
+    let attempt = match hash {
+        Some(_) => {
+            p.store
+                .begin_attempt(LockOn::Account(address), cfg.max_failures, cfg.lock_secs)
+                .await?
+        }
+        None => Attempt::Allowed { locks: false },
+    };
+    let Attempt::Allowed { locks } = attempt else {
+        return Ok(PasswordCheck::Locked);
+    };
+    let right = admission
+        .verify(hash, Zeroizing::new(password.into_bytes()))
+        .await
+        .map_err(busy)?;
+    if !right {
+        return Ok(PasswordCheck::Wrong { locks });
+    }
+    p.store.attempt_succeeded(LockOn::Account(address)).await?;
+    Ok(PasswordCheck::Right)
 }
 
 /// The refusal when the process's password budget is spent.
@@ -870,35 +898,18 @@ async fn link_password(
         limit(&p, ip)?;
         let m = by_token(&p, &token).await?;
         let s = link_session(&p, &headers, &m, &f.csrf).await?;
-        let admission = PasswordBudget::global().admit().map_err(busy)?;
-        let hash = p.store.password_hash(&m.recipient).await?;
-        let cfg = &p.settings;
-        // The account's lock, the one the sign-in form counts on: a password guessed here is
-        // the same secret.
-        let attempt = match hash {
-            Some(_) => {
-                p.store
-                    .begin_attempt(LockOn::Account(&m.recipient), cfg.max_failures, cfg.lock_secs)
-                    .await?
+        let locked = match check_account_password(&p, &m.recipient, f.password).await? {
+            PasswordCheck::Right => return signed_in_by_link(&p, &s, &m, ip, "password").await,
+            PasswordCheck::Wrong { locks } => locks,
+            PasswordCheck::Locked => {
+                let note = Note::Error("Password sign-in is locked for a while after several wrong tries. Ask for a one-time code instead.".into());
+                return Ok((
+                    StatusCode::TOO_MANY_REQUESTS,
+                    link_page(&p, &token, &m, &s, note).await?,
+                )
+                    .into_response());
             }
-            None => Attempt::Allowed { locks: false },
         };
-        let Attempt::Allowed { locks: locked } = attempt else {
-            let note = Note::Error("Password sign-in is locked for a while after several wrong tries. Ask for a one-time code instead.".into());
-            return Ok((
-                StatusCode::TOO_MANY_REQUESTS,
-                link_page(&p, &token, &m, &s, note).await?,
-            )
-                .into_response());
-        };
-        let ok = admission
-            .verify(hash, Zeroizing::new(f.password.into_bytes()))
-            .await
-            .map_err(busy)?;
-        if ok {
-            p.store.attempt_succeeded(LockOn::Account(&m.recipient)).await?;
-            return signed_in_by_link(&p, &s, &m, ip, "password").await;
-        }
         failed_on_link(
             &p,
             &token,
