@@ -925,6 +925,24 @@ fn a_self_signed_partner_certificate_from_openssl_req_is_a_recipient() {
             "{summary:?}"
         );
     }
+    // check-config says what it does with such a certificate, in one readable sentence.
+    let mut dir = postern_router::Directory::default();
+    let mut p = postern_router::Partner::new(
+        postern_router::DomainPattern::Exact(postern_core::Domain::new("partner.example").unwrap()),
+        postern_router::PartnerPolicy::Required,
+        vec![postern_core::Standard::Smime],
+    );
+    p.certificates
+        .insert(postern_core::Standard::Smime, vec![gw.clone()]);
+    dir.partners.push(p);
+    let findings = postern_router::validate(&dir, std::time::SystemTime::now());
+    assert!(
+        findings.iter().any(|f| f.message.contains(
+            "is self-signed (OpenSSL marks such certificates CA:TRUE); it is used as \
+             partner.example's own certificate"
+        )),
+        "{findings:?}"
+    );
     // A CA's certificate alone is not a partner's.
     let certs = vec![ca.clone()];
     let view = MessageView::parse(&msg).unwrap();

@@ -263,7 +263,9 @@ fn certificate_owners(
             out.push((
                 Severity::Warning,
                 format!(
-                    "{std} certificate {n} ({}) is self-signed (OpenSSL marks such certificates                      CA:TRUE); it is used as {}'s own certificate because it is pinned here:                      compare its fingerprint with the partner before relying on it",
+                    "{std} certificate {n} ({}) is self-signed (OpenSSL marks such certificates \
+                     CA:TRUE); it is used as {}'s own certificate because it is pinned here: \
+                     compare its fingerprint with the partner before relying on it",
                     cert.description, p.pattern
                 ),
             ));
