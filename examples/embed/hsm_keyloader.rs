@@ -261,7 +261,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         {
             Inbound::Deliver { message, .. } => message,
             Inbound::Quarantine { reason, .. } => return Err(reason.into()),
-            _ => return Err("unexpected decision".into()),
         },
         "seal" => {
             let dir = directory(arg(2)?, Some(arg(3)?))?;

@@ -228,7 +228,10 @@ fn we_decrypt_and_verify_pgp_mime_made_by_gpg() {
         .ends_with(b"\r\n\r\nReferral accepted; see you Monday.\r\n"));
     let enc = o.report.encryption.as_ref().unwrap();
     assert_eq!(enc.key_management, "ecdh");
-    assert_eq!(o.report.signature_verdict(), "valid");
+    assert_eq!(
+        o.report.signature_verdict(),
+        postern_core::SignatureVerdict::Valid
+    );
     let s = &o.report.signatures[0];
     assert_eq!(s.signer.as_deref(), Some("gw@partner.example"));
     assert!(matches!(s.chain, ChainStatus::Trusted { .. }));
@@ -248,7 +251,10 @@ fn we_decrypt_and_verify_pgp_mime_made_by_gpg() {
         &[entity, &sig_part],
     );
     let o = open(&mail, &[], &signers).unwrap();
-    assert_eq!(o.report.signature_verdict(), "valid");
+    assert_eq!(
+        o.report.signature_verdict(),
+        postern_core::SignatureVerdict::Valid
+    );
     assert!(o.report.encryption.is_none());
     // One changed byte: invalid.
     let bad = String::from_utf8(mail.clone())
@@ -266,7 +272,10 @@ fn we_decrypt_and_verify_pgp_mime_made_by_gpg() {
         o.report.signatures[0].status,
         SignatureStatus::SignerUnknown(_)
     ));
-    assert_eq!(o.report.signature_verdict(), "invalid");
+    assert_eq!(
+        o.report.signature_verdict(),
+        postern_core::SignatureVerdict::Invalid
+    );
 }
 
 #[test]
@@ -310,7 +319,11 @@ fn we_open_inline_pgp_from_older_partners() {
         let signed = args.contains(&"--sign") || args.contains(&"--clearsign");
         assert_eq!(
             o.report.signature_verdict(),
-            if signed { "valid" } else { "absent" },
+            if signed {
+                postern_core::SignatureVerdict::Valid
+            } else {
+                postern_core::SignatureVerdict::Absent
+            },
             "{args:?} {:?}",
             o.report.signatures
         );

@@ -161,7 +161,10 @@ fn garbage_and_truncated_armor_are_errors() {
     mail.extend_from_slice(b"\r\n-----END PGP MESSAGE-----\r\n");
     let o = open_with(&env, &mail).unwrap();
     assert!(o.message.ends_with(b"innermost"));
-    assert_eq!(o.report.signature_verdict(), "absent");
+    assert_eq!(
+        o.report.signature_verdict(),
+        postern_core::SignatureVerdict::Absent
+    );
 }
 
 /// An OpenPGP packet with the new-format header (RFC 9580 §4.2.1).
@@ -210,7 +213,7 @@ fn a_wrong_signature_key_and_tampering_are_verdicts_or_errors() {
     let o = open_with(&OpenPgpEnvelope::new(), &encrypted_mail(&armored)).unwrap();
     assert_eq!(
         o.report.signature_verdict(),
-        "invalid",
+        postern_core::SignatureVerdict::Invalid,
         "Mallory is not the partner"
     );
 }

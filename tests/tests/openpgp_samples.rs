@@ -96,7 +96,10 @@ fn gpg_encrypts_to_alice_signed_by_bob_and_we_read_it() {
     let bob = vec![read_data(&format!("{BRE}/bob.pub.asc"))];
     let o = open(&pgp_mime_encrypted(&armored), &keys, &bob);
     assert!(o.message.ends_with(b"Hello Alice, this is Bob.\r\n"));
-    assert_eq!(o.report.signature_verdict(), "valid");
+    assert_eq!(
+        o.report.signature_verdict(),
+        postern_core::SignatureVerdict::Valid
+    );
     let s = &o.report.signatures[0];
     assert_eq!(s.signer.as_deref(), Some("bob@openpgp.example"));
     assert_eq!(
@@ -140,7 +143,7 @@ fn the_rfc9580_v6_signed_samples_verify() {
         let o = open(&inline(&read_data(&format!("{RFC}/{file}"))), &[], &cert);
         assert_eq!(
             o.report.signature_verdict(),
-            "valid",
+            postern_core::SignatureVerdict::Valid,
             "{file}: {:?}",
             o.report.signatures
         );
@@ -160,7 +163,10 @@ fn the_rfc9580_v6_signed_samples_verify() {
         &[],
         &other,
     );
-    assert_eq!(o.report.signature_verdict(), "invalid");
+    assert_eq!(
+        o.report.signature_verdict(),
+        postern_core::SignatureVerdict::Invalid
+    );
 }
 
 #[test]

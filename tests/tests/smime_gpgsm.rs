@@ -124,7 +124,10 @@ fn gpgsm_verifies_our_signatures_and_we_verify_gpgsm() {
         )
         .unwrap();
     assert_eq!(opened.report.signatures[0].status, SignatureStatus::Valid);
-    assert_eq!(opened.report.signature_verdict(), "valid");
+    assert_eq!(
+        opened.report.signature_verdict(),
+        postern_core::SignatureVerdict::Valid
+    );
     assert_eq!(
         opened.report.signatures[0].signer.as_deref(),
         Some("gw@partner.example")
@@ -141,7 +144,7 @@ fn gpgsm_verifies_our_signatures_and_we_verify_gpgsm() {
         .unwrap();
     assert_eq!(
         opened.report.signature_verdict(),
-        "valid",
+        postern_core::SignatureVerdict::Valid,
         "{:?}",
         opened.report.signatures
     );
@@ -155,5 +158,8 @@ fn gpgsm_verifies_our_signatures_and_we_verify_gpgsm() {
             &OpenRequest::new(&[], &policy).with_trust_anchors(&anchors),
         )
         .unwrap();
-    assert_eq!(opened.report.signature_verdict(), "invalid");
+    assert_eq!(
+        opened.report.signature_verdict(),
+        postern_core::SignatureVerdict::Invalid
+    );
 }

@@ -255,17 +255,23 @@ fn signer_trust_is_reported_not_assumed() {
     // Unknown CA: the signature verifies but is untrusted.
     let r = open(&[other_pki.ca_pem()], &[]);
     assert!(matches!(r.signatures[0].chain, ChainStatus::Untrusted(_)));
-    assert_eq!(r.signature_verdict(), "untrusted");
+    assert_eq!(
+        r.signature_verdict(),
+        postern_core::SignatureVerdict::Untrusted
+    );
     // No anchors at all: not checked, and not "valid".
-    assert_eq!(open(&[], &[]).signature_verdict(), "untrusted");
+    assert_eq!(
+        open(&[], &[]).signature_verdict(),
+        postern_core::SignatureVerdict::Untrusted
+    );
     // Pinned partner certificate: trusted without a CA.
     let r = open(&[], &[signer.cert_pem()]);
-    assert_eq!(r.signature_verdict(), "valid");
+    assert_eq!(r.signature_verdict(), postern_core::SignatureVerdict::Valid);
     // Pinned to someone else: untrusted.
     let someone = pki.issue("someone@partner.example", KeyKind::Rsa(2048));
     assert_eq!(
         open(&[], &[someone.cert_pem()]).signature_verdict(),
-        "untrusted"
+        postern_core::SignatureVerdict::Untrusted
     );
     // Signer certificate expired at validation time.
     let mut req = OpenRequest::new(&[], &policy);

@@ -138,7 +138,10 @@ fn we_open_what_openssl_encrypts() {
         assert_eq!(body(&opened.message), body(&msg), "{opts:?}");
         let enc = opened.report.encryption.clone().unwrap();
         assert_eq!(enc.cipher.name(), *cipher);
-        assert_eq!(opened.report.signature_verdict(), "absent");
+        assert_eq!(
+            opened.report.signature_verdict(),
+            postern_core::SignatureVerdict::Absent
+        );
         // Handed over, it is decoded and decrypted in its own buffer (DER definite lengths),
         // or decoded whole first (-stream's BER): the same result either way.
         same_when_owned(&sealed, &keys, &[], &opened);
@@ -280,7 +283,10 @@ fn we_verify_openssl_signatures_and_detect_tampering() {
         );
         assert_eq!(sig.signer.as_deref(), Some("partner-gw@partner.example"));
         assert!(sig.signing_time.is_some());
-        assert_eq!(opened.report.signature_verdict(), "valid");
+        assert_eq!(
+            opened.report.signature_verdict(),
+            postern_core::SignatureVerdict::Valid
+        );
         assert_eq!(body(&opened.message), body(&msg));
 
         // One changed byte in the detached content gives a clear "invalid" verdict.
@@ -295,7 +301,10 @@ fn we_verify_openssl_signatures_and_detect_tampering() {
                 "{:?}",
                 sig.status
             );
-            assert_eq!(opened.report.signature_verdict(), "invalid");
+            assert_eq!(
+                opened.report.signature_verdict(),
+                postern_core::SignatureVerdict::Invalid
+            );
         }
     }
 }
@@ -344,7 +353,10 @@ fn sign_then_encrypt_reads_in_openssl_and_back() {
         m.contains("Subject: Lab results for follow-up\r\n") && !m.contains("[...]"),
         "{m}"
     );
-    assert_eq!(opened.report.signature_verdict(), "valid");
+    assert_eq!(
+        opened.report.signature_verdict(),
+        postern_core::SignatureVerdict::Valid
+    );
     same_when_owned(&sealed, &keys, &anchors, &opened);
     assert_eq!(
         opened.report.encryption.unwrap().cipher,

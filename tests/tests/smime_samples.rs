@@ -115,7 +115,7 @@ fn header_protection_samples_decrypt_and_verify() {
         assert!(o.report.encryption.is_some(), "{file}");
         assert_eq!(
             o.report.signature_verdict(),
-            "valid",
+            postern_core::SignatureVerdict::Valid,
             "{file}: {:?}",
             o.report.signatures
         );
@@ -138,7 +138,7 @@ fn header_protection_samples_decrypt_and_verify() {
         assert!(o.report.encryption.is_none());
         assert_eq!(
             o.report.signature_verdict(),
-            "valid",
+            postern_core::SignatureVerdict::Valid,
             "{file}: {:?}",
             o.report.signatures
         );
@@ -159,7 +159,10 @@ fn a_changed_byte_in_a_sample_fails_verification() {
     let mut bytes = mail.into_bytes();
     bytes[text_start] ^= 0x20;
     let o = open(&bytes, &[]).unwrap();
-    assert_eq!(o.report.signature_verdict(), "invalid");
+    assert_eq!(
+        o.report.signature_verdict(),
+        postern_core::SignatureVerdict::Invalid
+    );
 }
 
 #[test]
@@ -208,7 +211,10 @@ fn rfc4134_weak_algorithms_are_refused_by_name() {
             "{f}: {:?}",
             s.status
         );
-        assert_eq!(o.report.signature_verdict(), "invalid");
+        assert_eq!(
+            o.report.signature_verdict(),
+            postern_core::SignatureVerdict::Invalid
+        );
     }
     // The multipart/signed sample (DSA, SHA-1) likewise.
     let o = open(&read_data("smime/rfc4134/4.8.eml"), &[]).unwrap();

@@ -98,5 +98,8 @@ pub use message::{
 };
 pub use policy::{ContentCipher, DigestAlgorithm, Policy, SignatureAlgorithm};
 pub use printable::{display_text, is_format, printable, Printable};
-pub use report::{ChainStatus, Encryption, Opened, Report, SignatureReport, SignatureStatus};
+pub use report::{
+    ChainStatus, Encryption, Opened, Report, SignatureReport, SignatureStatus, SignatureVerdict,
+    UnknownVerdict,
+};
 pub use revocation::{Revocation, RevocationChecker, RevocationPolicy};

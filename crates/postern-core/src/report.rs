@@ -56,28 +56,115 @@ impl Report {
         }
     }
 
-    /// One word for the signature outcome: `valid` (every signature verifies, chain trusted),
-    /// `untrusted` (verifies, but the signer is not trusted), `invalid`, or `absent`.
-    pub fn signature_verdict(&self) -> &'static str {
+    /// The signature outcome of the cryptography alone: [`SignatureVerdict::Valid`] (every
+    /// signature verifies, chain trusted), [`SignatureVerdict::Untrusted`] (verifies, but the
+    /// signer is not trusted), [`SignatureVerdict::Invalid`], or [`SignatureVerdict::Absent`].
+    /// Whether the signer speaks for the message's author is the router's question
+    /// (`postern_router::signature_verdict`), which may lower this verdict, never raise it.
+    pub fn signature_verdict(&self) -> SignatureVerdict {
         if self.signatures.is_empty() {
-            return "absent";
+            return SignatureVerdict::Absent;
         }
         if self
             .signatures
             .iter()
             .any(|s| !matches!(s.status, SignatureStatus::Valid))
         {
-            return "invalid";
+            return SignatureVerdict::Invalid;
         }
         if self
             .signatures
             .iter()
             .all(|s| matches!(s.chain, ChainStatus::Trusted { .. }))
         {
-            "valid"
+            SignatureVerdict::Valid
         } else {
-            "untrusted"
+            SignatureVerdict::Untrusted
         }
+    }
+}
+
+/// What a message's signatures establish, from the backends through the router to the result
+/// headers, the CLI, the portal and the metrics. A type, not a word: a decision that tests
+/// `verdict == "vaild"` fails open, a decision that names a variant does not compile.
+///
+/// Exhaustive on purpose: a new verdict must be placed in every decision that reads one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SignatureVerdict {
+    /// Every signature verifies, its signer is trusted and speaks for the message's author.
+    Valid,
+    /// As `Valid`, but with a legacy digest (SHA-1, MD5) accepted for this partner only.
+    Weak,
+    /// As `Valid`, but text outside the signature was delivered with it (inline OpenPGP).
+    Partial,
+    /// Verifies, but the signer is not trusted, or does not speak for the author (a mismatch
+    /// inside the signer's organisation, or no single From mailbox).
+    Untrusted,
+    /// A signature does not verify, or the signer is of another organisation than the author.
+    Invalid,
+    /// The message is not signed.
+    Absent,
+}
+
+impl SignatureVerdict {
+    /// Every verdict, in order from best to worst.
+    pub const ALL: [SignatureVerdict; 6] = [
+        SignatureVerdict::Valid,
+        SignatureVerdict::Weak,
+        SignatureVerdict::Partial,
+        SignatureVerdict::Untrusted,
+        SignatureVerdict::Invalid,
+        SignatureVerdict::Absent,
+    ];
+
+    /// The word stated in the `Postern-Signature` result header and the CLI's report.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignatureVerdict::Valid => "valid",
+            SignatureVerdict::Weak => "weak",
+            SignatureVerdict::Partial => "partial",
+            SignatureVerdict::Untrusted => "untrusted",
+            SignatureVerdict::Invalid => "invalid",
+            SignatureVerdict::Absent => "absent",
+        }
+    }
+
+    /// Whether the signer vouches for the whole message and its author: `Valid`, or `Weak`
+    /// (a legacy digest the directory accepts from this partner). What may lift a protection
+    /// that otherwise applies (EFAIL's text-only copy, a bounce to an unvouched sender).
+    pub fn vouches(self) -> bool {
+        match self {
+            SignatureVerdict::Valid | SignatureVerdict::Weak => true,
+            SignatureVerdict::Partial
+            | SignatureVerdict::Untrusted
+            | SignatureVerdict::Invalid
+            | SignatureVerdict::Absent => false,
+        }
+    }
+}
+
+impl std::fmt::Display for SignatureVerdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A word that names no [`SignatureVerdict`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown signature verdict {0:?} (known: valid, weak, partial, untrusted, invalid, absent)"
+)]
+pub struct UnknownVerdict(pub String);
+
+impl std::str::FromStr for SignatureVerdict {
+    type Err = UnknownVerdict;
+
+    /// Reads the header word back (exactly as [`SignatureVerdict::as_str`] writes it).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        SignatureVerdict::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| UnknownVerdict(s.to_string()))
     }
 }
 

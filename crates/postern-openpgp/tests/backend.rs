@@ -48,7 +48,10 @@ fn seal_for_bob_signed_by_alice_and_open_again() {
     assert!(o
         .message
         .ends_with("Grüße, results attached.\r\n".as_bytes()));
-    assert_eq!(o.report.signature_verdict(), "valid");
+    assert_eq!(
+        o.report.signature_verdict(),
+        postern_core::SignatureVerdict::Valid
+    );
 
     // GnuPG, where installed, reads the same bytes.
     if Command::new("gpg").arg("--version").output().is_ok() {
@@ -127,7 +130,10 @@ fn v6_ocb_sample_and_cleartext_signature() {
             &OpenRequest::new(&[], &policy).with_expected_signers(&certs),
         )
         .unwrap();
-    assert_eq!(o.report.signature_verdict(), "valid");
+    assert_eq!(
+        o.report.signature_verdict(),
+        postern_core::SignatureVerdict::Valid
+    );
     // One changed letter of the signed text.
     let tampered = String::from_utf8(mail).unwrap().replace("tofu", "tofy");
     let v = MessageView::parse(tampered.as_bytes()).unwrap();
@@ -137,7 +143,10 @@ fn v6_ocb_sample_and_cleartext_signature() {
             &OpenRequest::new(&[], &policy).with_expected_signers(&certs),
         )
         .unwrap();
-    assert_eq!(o.report.signature_verdict(), "invalid");
+    assert_eq!(
+        o.report.signature_verdict(),
+        postern_core::SignatureVerdict::Invalid
+    );
 }
 
 #[test]
@@ -156,5 +165,8 @@ fn rsa_sign_only_round_trip_with_bobs_key() {
             &OpenRequest::new(&[], &policy).with_expected_signers(&signers),
         )
         .unwrap();
-    assert_eq!(o.report.signature_verdict(), "valid");
+    assert_eq!(
+        o.report.signature_verdict(),
+        postern_core::SignatureVerdict::Valid
+    );
 }

@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use postern_core::SignatureVerdict;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -126,9 +128,26 @@ pub struct Metrics {
     pub open_latency: Histogram,
     /// Panics contained while processing a message (each one is a bug to report).
     pub panics: Counter,
+    /// Inbound messages delivered, by the signature verdict stated on them (in the order of
+    /// [`SignatureVerdict::ALL`]).
+    inbound_signatures: [Counter; SignatureVerdict::ALL.len()],
 }
 
 impl Metrics {
+    /// The counter of inbound messages delivered with this verdict.
+    pub fn inbound_signature(&self, verdict: SignatureVerdict) -> &Counter {
+        // A match, not a search: a verdict added to the type must be placed here to compile.
+        let i = match verdict {
+            SignatureVerdict::Valid => 0,
+            SignatureVerdict::Weak => 1,
+            SignatureVerdict::Partial => 2,
+            SignatureVerdict::Untrusted => 3,
+            SignatureVerdict::Invalid => 4,
+            SignatureVerdict::Absent => 5,
+        };
+        &self.inbound_signatures[i]
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -172,6 +191,17 @@ impl Metrics {
                 out,
                 "postern_recipients_total{{disposition=\"{label}\"}} {}",
                 c.get()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP postern_inbound_signatures_total Inbound messages delivered, by the signature verdict stated on them.\n# TYPE postern_inbound_signatures_total counter"
+        );
+        for v in SignatureVerdict::ALL {
+            let _ = writeln!(
+                out,
+                "postern_inbound_signatures_total{{verdict=\"{v}\"}} {}",
+                self.inbound_signature(v).get()
             );
         }
         let _ = writeln!(
@@ -236,5 +266,26 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
             let _ = sock.write_all(resp.as_bytes()).await;
             let _ = sock.shutdown().await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_verdict_has_its_own_counter_and_line() {
+        let m = Metrics::default();
+        for (n, v) in SignatureVerdict::ALL.into_iter().enumerate() {
+            m.inbound_signature(v).add(n as u64 + 1);
+        }
+        let text = m.render();
+        for (n, v) in SignatureVerdict::ALL.into_iter().enumerate() {
+            let line = format!(
+                "postern_inbound_signatures_total{{verdict=\"{v}\"}} {}",
+                n + 1
+            );
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
     }
 }

@@ -457,10 +457,9 @@ fn sender_vouched(
         .as_ref()
         .and_then(|a| dir.partner_index_for(a.domain()));
     partner.is_some()
-        && matches!(
-            postern_router::signature_verdict(report, &dir, partner, mail_from.as_ref(), message).0,
-            "valid" | "weak"
-        )
+        && postern_router::signature_verdict(report, &dir, partner, mail_from.as_ref(), message)
+            .0
+            .vouches()
 }
 
 /// Marks those recipients' failures as told (or held instead of told).
@@ -599,7 +598,12 @@ async fn plan<'a>(
             });
         } else if !ours.is_empty() {
             match shared.gateway.inbound(&dir, mail_from.as_ref(), data).await {
-                Inbound::Deliver { message, report } => {
+                Inbound::Deliver {
+                    message,
+                    report,
+                    verdict,
+                } => {
+                    shared.metrics.inbound_signature(verdict).inc();
                     if let Some(report) = &report {
                         let smime = postern_smime::SmimeEnvelope::new();
                         if let Err(e) = crate::harvest::offer_from(
@@ -628,11 +632,6 @@ async fn plan<'a>(
                     idx: ours,
                     reason,
                     verdict: None,
-                }),
-                // Not its Debug form: that would copy the message into the spool state.
-                _ => steps.push(Step::Defer {
-                    idx: ours,
-                    reason: "inbound decision not handled by this relay version".into(),
                 }),
             }
         }

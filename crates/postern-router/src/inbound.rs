@@ -7,7 +7,7 @@ use std::sync::Arc;
 use postern_core::{
     Address, ChainStatus, ContentCipher, DigestAlgorithm, Domain, MessageView, OpenRequest, Policy,
     Report, Revocation, RevocationChecker, RevocationPolicy, SecureEnvelope, SignatureStatus,
-    Standard,
+    SignatureVerdict, Standard,
 };
 
 use crate::{Directory, Legacy, Partner, PartnerPolicy, UnsignedCbc};
@@ -48,8 +48,10 @@ impl Default for InboundPolicy {
 }
 
 /// What happens to one inbound message.
+///
+/// Exhaustive on purpose: a caller handles every decision, so a new one cannot fall into a
+/// catch-all that delivers what it does not understand.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub enum Inbound {
     /// Deliver `message` to the internal side.
     Deliver {
@@ -57,6 +59,9 @@ pub enum Inbound {
         message: Vec<u8>,
         /// What opening found (`None`: the message was not protected).
         report: Option<Report>,
+        /// The verdict stated in its `Postern-Signature` header ([`SignatureVerdict::Absent`]
+        /// when nothing was verified: plaintext, or a message that could not be opened).
+        verdict: SignatureVerdict,
     },
     /// Hold for review.
     Quarantine {
@@ -236,7 +241,7 @@ impl InboundRouter {
                         .encryption
                         .as_ref()
                         .is_some_and(|e| !e.cipher.is_aead());
-                if malleable && verdict != "valid" && verdict != "weak" {
+                if malleable && !verdict.vouches() {
                     let action = partner
                         .and_then(|p| p.unsigned_cbc)
                         .unwrap_or(match partner {
@@ -266,6 +271,7 @@ impl InboundRouter {
                             return Inbound::Deliver {
                                 message: headers,
                                 report: Some(opened.report),
+                                verdict,
                             };
                         }
                     }
@@ -274,6 +280,7 @@ impl InboundRouter {
                 Inbound::Deliver {
                     message: headers,
                     report: Some(opened.report),
+                    verdict,
                 }
             }
             Err(e) => match self.policy.undecryptable {
@@ -290,6 +297,7 @@ impl InboundRouter {
                         &clean,
                     ),
                     report: None,
+                    verdict: SignatureVerdict::Absent,
                 },
             },
         }
@@ -301,6 +309,7 @@ impl InboundRouter {
             return Inbound::Deliver {
                 message,
                 report: None,
+                verdict: SignatureVerdict::Absent,
             };
         }
         match self.policy.plaintext_from_required {
@@ -316,6 +325,7 @@ impl InboundRouter {
                     &message,
                 ),
                 report: None,
+                verdict: SignatureVerdict::Absent,
             },
         }
     }
@@ -365,7 +375,7 @@ const SHOWN_FIELDS: &[&str] = &[
 /// gateway key (`gateway_keys`) for a From of that partner, or a certificate bound to the
 /// domain itself (a dNSName, a bare-domain address). A mismatch inside the signer's organisation is `untrusted`; another
 /// organisation is `invalid`; a signature over part of the body only is `partial`.
-fn result_headers(report: &Report, b: &Binding<'_>) -> (Vec<u8>, &'static str) {
+fn result_headers(report: &Report, b: &Binding<'_>) -> (Vec<u8>, SignatureVerdict) {
     let mut out = String::new();
     match &report.encryption {
         Some(e) => out.push_str(&format!(
@@ -430,7 +440,7 @@ pub fn signature_verdict(
     partner: Option<usize>,
     mail_from: Option<&Address>,
     message: &[u8],
-) -> (&'static str, Vec<String>) {
+) -> (SignatureVerdict, Vec<String>) {
     verdict_for(
         report,
         &Binding {
@@ -442,18 +452,18 @@ pub fn signature_verdict(
     )
 }
 
-fn verdict_for(report: &Report, b: &Binding<'_>) -> (&'static str, Vec<String>) {
+fn verdict_for(report: &Report, b: &Binding<'_>) -> (SignatureVerdict, Vec<String>) {
     let mut verdict = report.signature_verdict();
     let signer = report.signatures.iter().find_map(|s| s.signer.clone());
     let mut problems: Vec<String> = Vec::new();
-    if verdict == "valid" {
+    if verdict == SignatureVerdict::Valid {
         // The envelope sender, when there is one, must be of the signer's organisation too.
         if let (Some(from), Some(signer)) = (b.mail_from, &signer) {
             let same_org = Address::new(signer)
                 .map(|s| s.domain().is_within(from.domain()) || from.domain().is_within(s.domain()))
                 .unwrap_or(false);
             if !same_org {
-                verdict = "invalid";
+                verdict = SignatureVerdict::Invalid;
                 problems.push(format!(
                     "signer {} is not of the sender's domain {}",
                     one_line(signer),
@@ -462,7 +472,7 @@ fn verdict_for(report: &Report, b: &Binding<'_>) -> (&'static str, Vec<String>) 
             }
         }
     }
-    if verdict == "valid" {
+    if verdict == SignatureVerdict::Valid {
         if let Err((v, why)) = bind_to_from(report, b) {
             verdict = v;
             problems.push(why);
@@ -473,12 +483,12 @@ fn verdict_for(report: &Report, b: &Binding<'_>) -> (&'static str, Vec<String>) 
             .and_then(|a| a.digest())
             .is_some_and(|d| matches!(d, DigestAlgorithm::Sha1 | DigestAlgorithm::Md5))
     });
-    if verdict == "valid" && sha1 {
-        verdict = "weak";
+    if verdict == SignatureVerdict::Valid && sha1 {
+        verdict = SignatureVerdict::Weak;
         problems.push("signed with SHA-1, accepted for this partner only".into());
     }
-    if verdict == "valid" && report.partly_protected {
-        verdict = "partial";
+    if verdict == SignatureVerdict::Valid && report.partly_protected {
+        verdict = SignatureVerdict::Partial;
         problems.push(
             "only part of the body is signed: text before or after the signed block was not".into(),
         );
@@ -487,12 +497,16 @@ fn verdict_for(report: &Report, b: &Binding<'_>) -> (&'static str, Vec<String>) 
 }
 
 /// Does every signer speak for the From address? `Err((verdict, why))` when not.
-fn bind_to_from(report: &Report, b: &Binding<'_>) -> Result<(), (&'static str, String)> {
-    let view = MessageView::parse(b.message)
-        .map_err(|_| ("untrusted", "the message has no header section".to_string()))?;
+fn bind_to_from(report: &Report, b: &Binding<'_>) -> Result<(), (SignatureVerdict, String)> {
+    let view = MessageView::parse(b.message).map_err(|_| {
+        (
+            SignatureVerdict::Untrusted,
+            "the message has no header section".to_string(),
+        )
+    })?;
     let from = single_from(&view).ok_or_else(|| {
         (
-            "untrusted",
+            SignatureVerdict::Untrusted,
             "the From header must name exactly one mailbox in exactly one field".to_string(),
         )
     })?;
@@ -536,12 +550,12 @@ fn bind_to_from(report: &Report, b: &Binding<'_>) -> Result<(), (&'static str, S
         });
         return Err(if same_org {
             (
-                "untrusted",
+                SignatureVerdict::Untrusted,
                 format!("From {from} is not an address of the signer {signer} (same organisation)"),
             )
         } else {
             (
-                "invalid",
+                SignatureVerdict::Invalid,
                 format!("From {from} is of another organisation than the signer {signer}"),
             )
         });

@@ -73,11 +73,12 @@
 //! // Inbound: result headers that arrive from outside are removed before anything is added.
 //! let forged = b"From: x@mail.example\r\nPostern-Signature: valid\r\nSubject: hi\r\n\r\nhello\r\n";
 //! match rt.block_on(InboundRouter::new(backends).inbound(&dir, None, forged)) {
-//!     Inbound::Deliver { message, report } => {
+//!     Inbound::Deliver { message, report, verdict } => {
 //!         assert!(!String::from_utf8_lossy(&message).contains("Postern-Signature: valid"));
 //!         assert!(report.is_none(), "it was not protected");
+//!         assert_eq!(verdict, postern_core::SignatureVerdict::Absent);
 //!     }
-//!     _ => unreachable!("plain mail from a non-partner is delivered"),
+//!     Inbound::Quarantine { .. } => unreachable!("plain mail from a non-partner is delivered"),
 //! }
 //! # Ok(()) }
 //! ```

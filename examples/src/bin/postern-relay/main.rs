@@ -45,7 +45,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use postern_core::{
     ChainStatus, ContentCipher, Credential, MessageView, OpenRequest, Opened, Policy, Report,
-    SealRequest, SecureEnvelope, SignRequest, SignatureStatus, Standard,
+    SealRequest, SecureEnvelope, SignRequest, SignatureStatus, SignatureVerdict, Standard,
 };
 use postern_openpgp::OpenPgpEnvelope;
 use postern_smime::{KeyTransport, RsaSignatureScheme, SmimeEnvelope};
@@ -351,7 +351,8 @@ async fn open(args: OpenArgs) -> Result<(Opened, bool), String> {
             .map_err(|e| e.to_string())?;
         std::fs::write(path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
-    let ok = !args.require_valid_signature || verdict(&opened.report, &opened.message).0 == "valid";
+    let ok = !args.require_valid_signature
+        || verdict(&opened.report, &opened.message).0 == SignatureVerdict::Valid;
     Ok((opened, ok))
 }
 
@@ -534,7 +535,7 @@ fn unix(t: std::time::SystemTime) -> Option<u64> {
 /// The signature verdict the relay would state, from the same code
 /// (`postern_router::signature_verdict`): without a partner directory, the signer must speak for
 /// the message's From itself, and a message signed only in part is `partial`.
-fn verdict(r: &Report, message: &[u8]) -> (&'static str, Vec<String>) {
+fn verdict(r: &Report, message: &[u8]) -> (SignatureVerdict, Vec<String>) {
     postern_router::signature_verdict(
         r,
         &postern_router::Directory::default(),
@@ -584,7 +585,7 @@ fn report_json(r: &Report, message: &[u8]) -> serde_json::Value {
             "recipients": e.recipients,
             "decrypted_with": e.decrypted_with,
         })),
-        "signature": verdict(r, message).0,
+        "signature": verdict(r, message).0.as_str(),
         "signature_problems": verdict(r, message).1,
         "signatures": sigs,
     })
