@@ -104,7 +104,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     format!("not sent ({}): {reason}", reason.smtp_reply().enhanced)
                 }
                 Disposition::Local { .. } => "to our mail server".to_string(),
-                _ => "other".to_string(),
             };
             let to: Vec<String> = d.recipients().iter().map(|a| a.to_string()).collect();
             println!("  {}: {what}", to.join(", "));

@@ -148,7 +148,8 @@ fn answer(server: &Server, plan: &Plan, data: &[u8]) -> std::io::Result<String> 
             Disposition::Local { .. } => ("local".into(), data),
             Disposition::Portal { message, .. } => ("portal".into(), message),
             Disposition::Quarantine { .. } => ("quarantine".into(), data),
-            _ => ("unknown".into(), data),
+            // Answered above: nothing of this transaction was stored.
+            Disposition::Hold { .. } | Disposition::Bounce { .. } => continue,
         };
         let to: Vec<String> = d.recipients().iter().map(|a| a.to_string()).collect();
         let path = server.out.join(format!("{n}-{}-{kind}.eml", i + 1));

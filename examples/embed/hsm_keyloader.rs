@@ -260,7 +260,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await
         {
             Inbound::Deliver { message, .. } => message,
-            Inbound::Quarantine { reason, .. } => return Err(reason.into()),
+            Inbound::Quarantine { reason, .. } => return Err(reason.to_string().into()),
         },
         "seal" => {
             let dir = directory(arg(2)?, Some(arg(3)?))?;

@@ -46,7 +46,7 @@ enum Step<'a> {
     /// To the quarantine store.
     Quarantine {
         idx: Vec<usize>,
-        reason: String,
+        reason: postern_router::QuarantineReason,
         verdict: Option<serde_json::Value>,
     },
     /// Kept in the spool for an administrator.
@@ -230,7 +230,7 @@ async fn process_inner(shared: &Shared, id: &str) -> std::io::Result<Option<u64>
                         origin,
                         entry.mail_from.as_deref(),
                         &rcpts,
-                        &reason,
+                        &reason.to_string(),
                         verdict.as_ref(),
                         &data,
                     )
@@ -738,9 +738,6 @@ async fn plan<'a>(
                 idx: take(&recipients),
                 message,
             }),
-            other => {
-                tracing::error!(decision = ?std::mem::discriminant(&other), "unknown routing decision; deferring");
-            }
         }
     }
     // Anyone the gateway did not decide for waits: nothing is dropped silently.

@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Arc;
 
 use postern_core::{
@@ -16,8 +17,10 @@ use postern_core::{
 use crate::{Directory, KeySource, Partner, PartnerPolicy};
 
 /// What happens to one group of recipients.
+///
+/// Exhaustive on purpose: a fail-closed decision has no "unknown" case, and a caller that
+/// matches every variant cannot deliver something it does not understand.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Disposition {
     /// Send `message` to `recipients` now.
     Deliver {
@@ -50,7 +53,7 @@ pub enum Disposition {
         /// Who would have got it.
         recipients: Vec<Address>,
         /// Why.
-        reason: String,
+        reason: QuarantineReason,
     },
     /// Store it for pickup on the portal and notify.
     Portal {
@@ -78,6 +81,98 @@ impl Disposition {
             | Disposition::Quarantine { recipients, .. }
             | Disposition::Portal { recipients, .. }
             | Disposition::Local { recipients } => recipients,
+        }
+    }
+}
+
+/// Why a message is held for review: a type, so a caller decides by the case and never by
+/// reading text. [`fmt::Display`] gives the sentence for logs and the review desk (safe to
+/// show: detectors and counts, never values); [`QuarantineReason::code`] a stable word for
+/// storage and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QuarantineReason {
+    /// Content inspection holds a copy that would leave in clear.
+    Content {
+        /// What inspection found (the inspection summary), when it ran.
+        summary: Option<String>,
+    },
+    /// A plain copy to a partner (TLS-required, or preferred without a key), held because the
+    /// content policy inspects partner mail too.
+    PlainToPartner {
+        /// What inspection found.
+        summary: Option<String>,
+    },
+    /// Inbound data with no header section.
+    NotAMessage,
+    /// An inbound protected message that could not be opened (the inbound policy says hold).
+    CannotOpen {
+        /// The standard it was recognised as.
+        standard: Standard,
+        /// The backend's error (safe to log: no content).
+        error: String,
+    },
+    /// AES-CBC encrypted without a valid signature: the content may have been altered in
+    /// transit (EFAIL).
+    UnsignedCbc,
+    /// Plaintext from a partner that must encrypt.
+    PlaintextFromRequired,
+}
+
+impl QuarantineReason {
+    /// A stable word for each case (what storage and metrics keep).
+    pub fn code(&self) -> &'static str {
+        match self {
+            QuarantineReason::Content { .. } => "content",
+            QuarantineReason::PlainToPartner { .. } => "plain-to-partner",
+            QuarantineReason::NotAMessage => "not-a-message",
+            QuarantineReason::CannotOpen { .. } => "cannot-open",
+            QuarantineReason::UnsignedCbc => "unsigned-cbc",
+            QuarantineReason::PlaintextFromRequired => "plaintext-from-required",
+        }
+    }
+
+    /// The same reason with what content inspection found (a content hold only).
+    pub fn with_summary(self, found: Option<&str>) -> Self {
+        let found = found.map(str::to_string);
+        match self {
+            QuarantineReason::Content { summary } => QuarantineReason::Content {
+                summary: found.or(summary),
+            },
+            QuarantineReason::PlainToPartner { summary } => QuarantineReason::PlainToPartner {
+                summary: found.or(summary),
+            },
+            other => other,
+        }
+    }
+}
+
+impl fmt::Display for QuarantineReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let content =
+            |f: &mut fmt::Formatter<'_>, what: &str, summary: &Option<String>| match summary {
+                Some(s) => write!(f, "content policy: {what} ({s})"),
+                None => f.write_str(what),
+            };
+        match self {
+            QuarantineReason::Content { summary } => content(
+                f,
+                "content inspection holds a copy that would leave in clear",
+                summary,
+            ),
+            QuarantineReason::PlainToPartner { summary } => {
+                content(f, "plain copy to a partner", summary)
+            }
+            QuarantineReason::NotAMessage => f.write_str("not a message (no header section)"),
+            QuarantineReason::CannotOpen { standard, error } => {
+                write!(f, "cannot open {standard} message: {error}")
+            }
+            QuarantineReason::UnsignedCbc => f.write_str(
+                "AES-CBC encrypted without a valid signature: the content may have been altered \
+                 in transit (EFAIL)",
+            ),
+            QuarantineReason::PlaintextFromRequired => {
+                f.write_str("plaintext from a partner that must encrypt")
+            }
         }
     }
 }
@@ -602,7 +697,7 @@ fn clear(
         },
         ContentAction::Quarantine => Disposition::Quarantine {
             recipients,
-            reason: "content inspection holds a copy that would leave in clear".into(),
+            reason: QuarantineReason::Content { summary: None },
         },
         ContentAction::Portal => Disposition::Portal {
             recipients,
@@ -710,6 +805,36 @@ mod tests {
     use async_trait::async_trait;
     use postern_core::{Domain, OpenRequest, Opened};
     use proptest::prelude::*;
+
+    #[test]
+    fn quarantine_reasons_have_distinct_codes_and_name_what_was_found() {
+        let all = [
+            QuarantineReason::Content { summary: None },
+            QuarantineReason::PlainToPartner { summary: None },
+            QuarantineReason::NotAMessage,
+            QuarantineReason::CannotOpen {
+                standard: Standard::Smime,
+                error: "no key".into(),
+            },
+            QuarantineReason::UnsignedCbc,
+            QuarantineReason::PlaintextFromRequired,
+        ];
+        let mut codes: Vec<&str> = all.iter().map(QuarantineReason::code).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), all.len());
+        // What inspection found is named for a content hold, and only there.
+        let found = QuarantineReason::Content { summary: None }.with_summary(Some("pan=2"));
+        assert_eq!(
+            found.to_string(),
+            "content policy: content inspection holds a copy that would leave in clear (pan=2)"
+        );
+        assert_eq!(
+            QuarantineReason::UnsignedCbc.with_summary(Some("pan=2")),
+            QuarantineReason::UnsignedCbc
+        );
+        assert!(QuarantineReason::UnsignedCbc.to_string().contains("EFAIL"));
+    }
 
     /// A stand-in backend (unit tests only): "seals" by adding a marker header, or fails the
     /// way it was told to.

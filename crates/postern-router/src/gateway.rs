@@ -15,7 +15,7 @@ use std::sync::Arc;
 use postern_core::{Address, KeyStore, Policy, RevocationChecker, SecureEnvelope, Standard};
 use serde::{Deserialize, Serialize};
 
-use crate::decide::{ContentAction, Disposition, Envelope, Reason, Router};
+use crate::decide::{ContentAction, Disposition, Envelope, QuarantineReason, Reason, Router};
 use crate::inbound::{Inbound, InboundPolicy, InboundRouter};
 use crate::{Directory, KeySource, PartnerPolicy};
 
@@ -246,10 +246,7 @@ impl Gateway {
                 && i.partner_mail
                 && matches!(i.action, ContentAction::Quarantine | ContentAction::Block)
         });
-        let about = |reason: String| match &inspection {
-            Some(i) => format!("content policy: {reason} ({})", i.summary),
-            None => reason,
-        };
+        let found = inspection.as_ref().map(|i| i.summary.as_str());
         for d in decisions {
             dispositions.push(match d {
                 // A plain copy to a partner (TLS-required, or preferred without a key) is held
@@ -265,12 +262,13 @@ impl Gateway {
                 {
                     Disposition::Quarantine {
                         recipients,
-                        reason: about("plain copy to a partner".into()),
+                        reason: QuarantineReason::PlainToPartner { summary: None }
+                            .with_summary(found),
                     }
                 }
                 Disposition::Quarantine { recipients, reason } => Disposition::Quarantine {
                     recipients,
-                    reason: about(reason),
+                    reason: reason.with_summary(found),
                 },
                 Disposition::Bounce {
                     recipients,
@@ -684,7 +682,18 @@ mod tests {
         for who in ["someone@mail.example", "x@tls.example"] {
             match find(&plan, who) {
                 Disposition::Quarantine { reason, .. } => {
-                    assert!(reason.starts_with("content policy: "), "{reason}")
+                    assert!(
+                        matches!(
+                            reason,
+                            QuarantineReason::Content { summary: Some(_) }
+                                | QuarantineReason::PlainToPartner { summary: Some(_) }
+                        ),
+                        "{reason:?}"
+                    );
+                    assert!(
+                        reason.to_string().starts_with("content policy: "),
+                        "{reason}"
+                    )
                 }
                 other => panic!("{who}: {other:?}"),
             }

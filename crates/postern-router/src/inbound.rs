@@ -10,7 +10,7 @@ use postern_core::{
     SignatureVerdict, Standard,
 };
 
-use crate::{Directory, Legacy, Partner, PartnerPolicy, UnsignedCbc};
+use crate::{Directory, Legacy, Partner, PartnerPolicy, QuarantineReason, UnsignedCbc};
 
 /// Header fields Postern writes on inbound mail. Any field starting with this prefix that
 /// arrives from outside is removed.
@@ -68,7 +68,7 @@ pub enum Inbound {
         /// The message as received (result headers from outside removed).
         message: Vec<u8>,
         /// Why.
-        reason: String,
+        reason: QuarantineReason,
     },
 }
 
@@ -162,7 +162,7 @@ impl InboundRouter {
         let Ok(view) = MessageView::parse(&clean) else {
             return Inbound::Quarantine {
                 message: clean.clone(),
-                reason: "not a message (no header section)".into(),
+                reason: QuarantineReason::NotAMessage,
             };
         };
         // The partner whose keys we expect: by the envelope sender, or — for the null sender —
@@ -250,19 +250,18 @@ impl InboundRouter {
                             }
                             _ => self.policy.unsigned_cbc,
                         });
-                    const WHY: &str = "AES-CBC encrypted without a valid signature: the content \
-                                       may have been altered in transit (EFAIL)";
+                    let why = QuarantineReason::UnsignedCbc;
                     match action {
                         UnsignedCbc::Quarantine => {
                             headers.extend_from_slice(&inner);
                             return Inbound::Quarantine {
                                 message: headers,
-                                reason: WHY.into(),
+                                reason: why,
                             };
                         }
                         UnsignedCbc::TextOnly => {
                             headers.extend_from_slice(
-                                format!("{RESULT_PREFIX}Content: text only ({WHY}; HTML, links and attachments withheld)\r\n").as_bytes(),
+                                format!("{RESULT_PREFIX}Content: text only ({why}; HTML, links and attachments withheld)\r\n").as_bytes(),
                             );
                             headers.extend_from_slice(&crate::text_only(
                                 &inner,
@@ -286,7 +285,10 @@ impl InboundRouter {
             Err(e) => match self.policy.undecryptable {
                 InboundAction::Quarantine => Inbound::Quarantine {
                     message: clean.clone(),
-                    reason: format!("cannot open {standard} message: {e}"),
+                    reason: QuarantineReason::CannotOpen {
+                        standard,
+                        error: e.to_string(),
+                    },
                 },
                 InboundAction::Tag => Inbound::Deliver {
                     message: prepend(
@@ -315,7 +317,7 @@ impl InboundRouter {
         match self.policy.plaintext_from_required {
             InboundAction::Quarantine => Inbound::Quarantine {
                 message,
-                reason: "plaintext from a partner that must encrypt".into(),
+                reason: QuarantineReason::PlaintextFromRequired,
             },
             InboundAction::Tag => Inbound::Deliver {
                 message: prepend(

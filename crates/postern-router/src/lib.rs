@@ -57,7 +57,7 @@
 //!         ("not sent", recipients.clone())
 //!     }
 //!     Disposition::Quarantine { recipients, .. } => ("quarantine", recipients.clone()),
-//!     _ => ("other", Vec::new()),
+//!     Disposition::Local { recipients } => ("ours", recipients.clone()),
 //! };
 //! let who = |how: &str| -> Vec<String> {
 //!     plan.iter()
@@ -92,7 +92,9 @@ mod shared;
 mod textonly;
 mod validate;
 
-pub use decide::{strip_bcc, ContentAction, Disposition, Envelope, Reason, Router};
+pub use decide::{
+    strip_bcc, ContentAction, Disposition, Envelope, QuarantineReason, Reason, Router,
+};
 pub use directory::{
     normalise_fingerprint, Directory, DirectoryError, DomainPattern, Harvest, KeySource, Legacy,
     OurIdentity, Partner, PartnerPolicy, Problem, UnsignedCbc,
