@@ -11,7 +11,9 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use postern_core::{
     Address, Domain, Error, MessageView, OpenRequest, Opened, SealRequest, SecureEnvelope, Standard,
 };
-use postern_router::{Directory, DomainPattern, Envelope, Partner, PartnerPolicy, Router};
+use postern_router::{
+    CheckedDirectory, Directory, DomainPattern, Envelope, Partner, PartnerPolicy, Router,
+};
 
 #[derive(Debug)]
 struct CopyingEnvelope(Standard);
@@ -53,10 +55,14 @@ fn bench(c: &mut Criterion) {
         PartnerPolicy::TlsRequired,
         Vec::new(),
     ));
+    dir.our.domains.push(Domain::new("clinic.example").unwrap());
     let router = Router::new(vec![
         Arc::new(CopyingEnvelope(Standard::Smime)),
         Arc::new(CopyingEnvelope(Standard::OpenPgp)),
     ]);
+    // Checked with the bench's backends, as the gateway checks a directory before routing.
+    let dir = CheckedDirectory::check(dir, router.backends(), std::time::SystemTime::now())
+        .expect("the bench directory passes the check");
     let mut msg = b"From: a@clinic.example\\r\\nTo: x@partner7.example\\r\\nBcc: y@gmail.test\\r\\nSubject: [secure] results\\r\\nContent-Type: text/plain\\r\\n\\r\\n".to_vec();
     while msg.len() < 10 * 1024 {
         msg.extend_from_slice(b"Potassium 4.1 mmol/L; sodium 139 mmol/L; all in range.\\r\\n");

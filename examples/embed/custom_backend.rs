@@ -154,7 +154,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .backend(Arc::new(ExternalCms {
             program: "openssl".into(),
         }))
-        .build();
+        .build()?;
+    // Checked with the gateway's backends, the third standard's included: its probe is
+    // sealed through openssl as the mail will be.
+    let dir = gateway.check(dir)?;
     let envelope = Envelope {
         mail_from: Some(Address::new("dr@clinic.example")?),
         rcpt_to: vec![

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use postern_core::Address;
-use postern_relay::DlpInspector;
+use postern_dlp::DlpInspector;
 use postern_router::{
     ContentAction, ContentInspector, Directory, Disposition, Envelope, Gateway, Inspection,
     Outgoing,
@@ -60,9 +60,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         domains = ["clinic.example"]
 
         [[partner]]
-        domain = "lab.example"
-        standards = ["smime"]
-        policy = "required"
+        domain = "smallpractice.example"
+        policy = "portal"
         "#,
         std::path::Path::new("."),
     )?;
@@ -72,7 +71,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             dlp: DlpInspector(dlp),
             words: vec!["Nightingale"],
         }))
-        .build();
+        .build()?;
+    let dir = gateway.check(dir)?;
     let files: Vec<Vec<u8>> = std::env::args()
         .skip(1)
         .map(std::fs::read)

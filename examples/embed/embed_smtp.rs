@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use postern_core::Address;
-use postern_router::{Directory, Disposition, Envelope, Gateway, Outgoing, Plan};
+use postern_router::{CheckedDirectory, Disposition, Envelope, Gateway, Outgoing, Plan};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -24,7 +24,7 @@ const MAX_MESSAGE: usize = 25 << 20;
 
 struct Server {
     gateway: Gateway,
-    directory: Directory,
+    directory: CheckedDirectory,
     out: PathBuf,
     accepted: AtomicUsize,
 }
@@ -35,9 +35,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let [directory, out, rest @ ..] = args.as_slice() else {
         return Err("usage: embed_smtp DIRECTORY.toml OUT-DIR [LISTEN]".into());
     };
+    // The defaults: S/MIME and OpenPGP, the built-in DLP policy on what leaves in clear.
+    let gateway = Gateway::builder().build()?;
+    // Loaded and checked with the gateway's backends: a partner entry holding another
+    // domain's certificate refuses the start instead of being sealed to.
+    let directory = gateway.load_directory(Path::new(directory))?;
     let server = Arc::new(Server {
-        gateway: Gateway::builder().build(),
-        directory: Directory::load(Path::new(directory))?,
+        gateway,
+        directory,
         out: PathBuf::from(out),
         accepted: AtomicUsize::new(0),
     });

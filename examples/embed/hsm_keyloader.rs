@@ -251,19 +251,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .key_loader(Arc::new(SocketKeyLoader {
             socket: arg(1)?.to_path_buf(),
         }))
-        .build();
+        .build()?;
     let mut message = Vec::new();
     std::io::stdin().read_to_end(&mut message)?;
     let out = match mode.as_str() {
         "open" => match gateway
-            .inbound(&directory(arg(2)?, None)?, None, &message)
+            .inbound(&gateway.check(directory(arg(2)?, None)?)?, None, &message)
             .await
         {
             Inbound::Deliver { message, .. } => message,
             Inbound::Quarantine { reason, .. } => return Err(reason.to_string().into()),
         },
         "seal" => {
-            let dir = directory(arg(2)?, Some(arg(3)?))?;
+            // Checked through the HSM: the probe is signed by the key the socket holds.
+            let dir = gateway.check(directory(arg(2)?, Some(arg(3)?))?)?;
             let envelope = Envelope {
                 mail_from: Some(Address::new("dr@clinic.example")?),
                 rcpt_to: vec![Address::new("results@lab.example")?],

@@ -300,3 +300,73 @@ fn an_hsm_style_key_loader_keeps_the_key_in_another_process() {
     let o = gateway_side(&[Path::new("open"), &socket, &ours.cert], &sealed);
     assert!(!text(&o.stdout).contains(MARKER));
 }
+
+/// `cargo tree` of a crate outside the workspace that depends on postern-router with the
+/// given features (and postern-openpgp with `openpgp`), resolved offline against the
+/// workspace's lock file, as an embedder's build would see it.
+fn embedder_tree(
+    router_features: &[&str],
+    openpgp_features: Option<&[&str]>,
+    args: &[&str],
+) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates");
+    let quoted = |f: &[&str]| {
+        f.iter()
+            .map(|x| format!("{x:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut manifest = format!(
+        "[package]\nname = \"embedder\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+         [dependencies]\npostern-router = {{ path = {:?}, default-features = false, features = [{}] }}\n",
+        crates.join("postern-router").display().to_string(),
+        quoted(router_features)
+    );
+    if let Some(f) = openpgp_features {
+        manifest.push_str(&format!(
+            "postern-openpgp = {{ path = {:?}, default-features = false, features = [{}] }}\n",
+            crates.join("postern-openpgp").display().to_string(),
+            quoted(f)
+        ));
+    }
+    manifest.push_str("\n[workspace]\n");
+    std::fs::write(tmp.path().join("Cargo.toml"), manifest).unwrap();
+    std::fs::create_dir(tmp.path().join("src")).unwrap();
+    std::fs::write(tmp.path().join("src/lib.rs"), "").unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock"),
+        tmp.path().join("Cargo.lock"),
+    )
+    .unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(tmp.path())
+        .args(["tree", "--offline", "--color", "never"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// Backend choice is the embedder's: OpenSSL under sequoia without the pure-Rust backend the
+/// router used to force on (sequoia refuses two), and an S/MIME-only build without sequoia.
+#[test]
+fn the_embedder_chooses_the_backends_through_features() {
+    let tree = embedder_tree(
+        &["smime", "openpgp", "dlp"],
+        Some(&["crypto-openssl"]),
+        &["-e", "features", "-i", "sequoia-openpgp"],
+    );
+    assert!(
+        tree.contains("sequoia-openpgp feature \"crypto-openssl\""),
+        "{tree}"
+    );
+    assert!(!tree.contains("crypto-rust"), "{tree}");
+    let tree = embedder_tree(&["smime", "dlp"], None, &["-e", "normal"]);
+    assert!(tree.contains("postern-smime"), "{tree}");
+    assert!(tree.contains("postern-dlp"), "{tree}");
+    assert!(!tree.contains("sequoia-openpgp"), "{tree}");
+    assert!(!tree.contains("postern-openpgp"), "{tree}");
+}

@@ -793,3 +793,24 @@ impl Drop for Gpg {
 pub fn pgp_credential(secret: &[u8]) -> Credential {
     Credential::with_secret(Standard::OpenPgp, secret.to_vec(), secret.to_vec())
 }
+
+/// The backends a default gateway seals and opens with (S/MIME and OpenPGP).
+pub fn backends() -> Vec<std::sync::Arc<dyn postern_core::SecureEnvelope>> {
+    vec![
+        std::sync::Arc::new(postern_smime::SmimeEnvelope::new()),
+        std::sync::Arc::new(postern_openpgp::OpenPgpEnvelope::new()),
+    ]
+}
+
+/// `dir` checked with the default backends, as a gateway checks a directory before it routes
+/// with it (panics with the findings when the check refuses it).
+pub fn checked(dir: &postern_router::Directory) -> postern_router::CheckedDirectory {
+    match postern_router::CheckedDirectory::check(
+        dir.clone(),
+        &backends(),
+        std::time::SystemTime::now(),
+    ) {
+        Ok(c) => c,
+        Err(r) => panic!("{r}"),
+    }
+}

@@ -15,7 +15,7 @@ use postern_relay::wkd::Wkd;
 use postern_router::{
     Directory, Disposition, DomainPattern, Envelope, KeySource, Partner, PartnerPolicy, Router,
 };
-use postern_tests::{sample_message, Gpg, PgpKind, Pki};
+use postern_tests::{checked, sample_message, Gpg, PgpKind, Pki};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -191,7 +191,12 @@ async fn keys_published_in_the_web_key_directory_are_found_and_used() {
             rcpt_to: vec![Address::new(to).unwrap()],
         };
         let (router, dir, msg) = (&router, &dir, &msg);
-        async move { router.outbound(dir, &env, msg, None).await.remove(0) }
+        async move {
+            router
+                .outbound(&checked(dir), &env, msg, None)
+                .await
+                .remove(0)
+        }
     };
 
     match send("alice@wkd.test").await {
@@ -376,7 +381,11 @@ async fn a_refreshed_trust_bundle_makes_a_partner_signature_trusted() {
     };
     let partner_mail = sign("alice@partner.test");
     let from = Address::new("alice@partner.test").unwrap();
-    let before = chain(inbound.inbound(&load(), Some(&from), &partner_mail).await);
+    let before = chain(
+        inbound
+            .inbound(&checked(&load()), Some(&from), &partner_mail)
+            .await,
+    );
     assert!(
         matches!(before, postern_core::ChainStatus::Untrusted(_)),
         "{before:?}"
@@ -387,7 +396,11 @@ async fn a_refreshed_trust_bundle_makes_a_partner_signature_trusted() {
         refresh(&bundle, dir.path(), &tls).await.unwrap(),
         "new bundle"
     );
-    let after = chain(inbound.inbound(&load(), Some(&from), &partner_mail).await);
+    let after = chain(
+        inbound
+            .inbound(&checked(&load()), Some(&from), &partner_mail)
+            .await,
+    );
     assert!(
         matches!(after, postern_core::ChainStatus::Trusted { .. }),
         "{after:?}"
@@ -395,7 +408,11 @@ async fn a_refreshed_trust_bundle_makes_a_partner_signature_trusted() {
 
     let stranger_mail = sign("eve@stranger.test");
     let eve = Address::new("eve@stranger.test").unwrap();
-    let stranger = chain(inbound.inbound(&load(), Some(&eve), &stranger_mail).await);
+    let stranger = chain(
+        inbound
+            .inbound(&checked(&load()), Some(&eve), &stranger_mail)
+            .await,
+    );
     assert!(
         !matches!(stranger, postern_core::ChainStatus::Trusted { .. }),
         "a partner's anchor trusted for a stranger: {stranger:?}"
@@ -404,7 +421,11 @@ async fn a_refreshed_trust_bundle_makes_a_partner_signature_trusted() {
     // A bundle without any CA certificate leaves the file in force.
     *body.lock().unwrap() = b"not a bundle".to_vec();
     assert!(refresh(&bundle, dir.path(), &tls).await.is_err());
-    let still = chain(inbound.inbound(&load(), Some(&from), &partner_mail).await);
+    let still = chain(
+        inbound
+            .inbound(&checked(&load()), Some(&from), &partner_mail)
+            .await,
+    );
     assert!(matches!(still, postern_core::ChainStatus::Trusted { .. }));
 }
 
@@ -496,7 +517,7 @@ async fn certificates_in_dns_cert_records_are_found_and_checked() {
 
     // Address-bound (over TCP: too large for UDP).
     match router
-        .outbound(&dir, &env("alice@cert.test"), &msg, None)
+        .outbound(&checked(&dir), &env("alice@cert.test"), &msg, None)
         .await
         .remove(0)
     {
@@ -511,7 +532,7 @@ async fn certificates_in_dns_cert_records_are_found_and_checked() {
     }
     // Domain-bound, for any address of the domain.
     match router
-        .outbound(&dir, &env("bob@dom.test"), &msg, None)
+        .outbound(&checked(&dir), &env("bob@dom.test"), &msg, None)
         .await
         .remove(0)
     {
@@ -528,7 +549,7 @@ async fn certificates_in_dns_cert_records_are_found_and_checked() {
     }
     // Published, but not under our anchors: refused, never sealed to it nor sent plain.
     match router
-        .outbound(&dir, &env("eve@cert.test"), &msg, None)
+        .outbound(&checked(&dir), &env("eve@cert.test"), &msg, None)
         .await
         .remove(0)
     {
@@ -546,7 +567,7 @@ async fn certificates_in_dns_cert_records_are_found_and_checked() {
         Arc::new(store(&format!("127.0.0.1:{port}"))),
     );
     match silent
-        .outbound(&dir, &env("carol@cert.test"), &msg, None)
+        .outbound(&checked(&dir), &env("carol@cert.test"), &msg, None)
         .await
         .remove(0)
     {
@@ -722,7 +743,7 @@ async fn certificates_in_the_partners_ldap_directory_are_found() {
     };
     for who in [&alice, &bob] {
         match router
-            .outbound(&dir, &env(&who.email), &msg, None)
+            .outbound(&checked(&dir), &env(&who.email), &msg, None)
             .await
             .remove(0)
         {
@@ -737,7 +758,7 @@ async fn certificates_in_the_partners_ldap_directory_are_found() {
         }
     }
     match router
-        .outbound(&dir, &env("carol@ldap.test"), &msg, None)
+        .outbound(&checked(&dir), &env("carol@ldap.test"), &msg, None)
         .await
         .remove(0)
     {
@@ -746,7 +767,7 @@ async fn certificates_in_the_partners_ldap_directory_are_found() {
     }
     drop(server);
     match router
-        .outbound(&dir, &env("alice@ldap.test"), &msg, None)
+        .outbound(&checked(&dir), &env("alice@ldap.test"), &msg, None)
         .await
         .remove(0)
     {
@@ -924,7 +945,7 @@ async fn dnssec_validated_smimea_and_openpgpkey_records_are_used_and_unvalidated
     };
     // Validated SMIMEA, DANE-EE: no CA needed (we configured no anchors at all).
     match router
-        .outbound(&dir, &env("alice@dnssec.test"), &msg, None)
+        .outbound(&checked(&dir), &env("alice@dnssec.test"), &msg, None)
         .await
         .remove(0)
     {
@@ -939,7 +960,7 @@ async fn dnssec_validated_smimea_and_openpgpkey_records_are_used_and_unvalidated
     }
     // Validated OPENPGPKEY (S/MIME has none for bob, so OpenPGP is next).
     match router
-        .outbound(&dir, &env("bob@dnssec.test"), &msg, None)
+        .outbound(&checked(&dir), &env("bob@dnssec.test"), &msg, None)
         .await
         .remove(0)
     {
@@ -966,7 +987,7 @@ async fn dnssec_validated_smimea_and_openpgpkey_records_are_used_and_unvalidated
         .expect("the unsigned SMIMEA record is served");
     assert_eq!(found.records().len(), 1);
     match router
-        .outbound(&dir, &env("eve@plain.test"), &msg, None)
+        .outbound(&checked(&dir), &env("eve@plain.test"), &msg, None)
         .await
         .remove(0)
     {

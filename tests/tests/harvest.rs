@@ -16,7 +16,7 @@ use postern_router::{
     Partner, PartnerPolicy, Router,
 };
 use postern_smime::SmimeEnvelope;
-use postern_tests::{run_ok, sample_message, EndEntity, KeyKind, Pki};
+use postern_tests::{checked, run_ok, sample_message, EndEntity, KeyKind, Pki};
 
 fn partner(domain: &str, harvest: Harvest) -> Partner {
     let mut p = Partner::new(
@@ -82,7 +82,7 @@ async fn harvested_certificates_are_used_only_when_approved() {
             let Inbound::Deliver {
                 report: Some(report),
                 ..
-            } = inbound.inbound(dir, Some(&from), &message).await
+            } = inbound.inbound(&checked(dir), Some(&from), &message).await
             else {
                 panic!("not delivered with a report");
             };
@@ -100,7 +100,12 @@ async fn harvested_certificates_are_used_only_when_approved() {
             rcpt_to: vec![Address::new(to).unwrap()],
         };
         let (router, dir, msg) = (&router, &dir, &msg);
-        async move { router.outbound(dir, &env, msg, None).await.remove(0) }
+        async move {
+            router
+                .outbound(&checked(dir), &env, msg, None)
+                .await
+                .remove(0)
+        }
     };
 
     // Not offered: a stranger's certificate under an envelope sender that claims the partner,

@@ -172,10 +172,24 @@ fn a_required_partner_whose_key_goes_away_never_gets_plaintext() {
     let mut acked = 0;
     for i in 0..40 {
         if i == 15 {
-            // The partner's certificate is taken out of the directory in force.
-            let mut dir = (*relay.directory()).clone();
+            // The partner's certificate is taken out of the directory in force. A directory
+            // that leaves a required partner without a key is refused as it stands...
+            let mut dir = (*relay.directory()).clone().into_inner();
             dir.partners[0].certificates.clear();
-            relay.replace_directory(dir);
+            let refused = relay.replace_directory(dir.clone()).unwrap_err();
+            assert!(
+                refused
+                    .to_string()
+                    .contains("required partner has no usable key"),
+                "{refused}"
+            );
+            // ...so its keys are to be found at send time instead (harvested certificates
+            // under our CA), and none is there: the key has gone away.
+            dir.partners[0].key_sources = vec![postern_router::KeySource::Harvested];
+            dir.partners[0]
+                .trust_anchors
+                .push(std::fs::read(&s._pki.ca_cert).unwrap());
+            relay.replace_directory(dir).unwrap();
         }
         let m = tracked_message(&format!("fc-{i}"), "lab@smime-partner.test", secret);
         let r = send_mail(

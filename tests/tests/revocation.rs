@@ -16,7 +16,7 @@ use postern_router::{
     PartnerPolicy, Router,
 };
 use postern_smime::SmimeEnvelope;
-use postern_tests::{run_ok, sample_message};
+use postern_tests::{checked, run_ok, sample_message};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A CA kept by `openssl ca`, with its CRL written where the HTTP server reads it.
@@ -188,6 +188,13 @@ fn partner(domain: &str, cert: &Path, revocation: RevocationPolicy) -> Partner {
     p
 }
 
+/// `p` uses the certificate of `owner` on purpose (the directory check refuses a certificate
+/// of another domain unless the entry says so).
+fn sharing(mut p: Partner, owner: &str) -> Partner {
+    p.certificate_domains.push(Domain::new(owner).unwrap());
+    p
+}
+
 fn backends() -> Vec<Arc<dyn SecureEnvelope>> {
     vec![Arc::new(SmimeEnvelope::new())]
 }
@@ -221,8 +228,14 @@ async fn revoked_or_unverifiable_partner_certificates_are_never_used() {
     dir.partners = vec![
         partner("crl.test", &good_cert, RevocationPolicy::BestEffort),
         partner("down.test", &down_cert, RevocationPolicy::BestEffort),
-        partner("down-strict.test", &down_cert, RevocationPolicy::Required),
-        partner("nocrl-strict.test", &none_cert, RevocationPolicy::Required),
+        sharing(
+            partner("down-strict.test", &down_cert, RevocationPolicy::Required),
+            "down.test",
+        ),
+        sharing(
+            partner("nocrl-strict.test", &none_cert, RevocationPolicy::Required),
+            "nocrl.test",
+        ),
         partner("nocrl.test", &none_cert, RevocationPolicy::BestEffort),
     ];
     // Fetch on every message, so the revocation below is seen at once.
@@ -231,7 +244,7 @@ async fn revoked_or_unverifiable_partner_certificates_are_never_used() {
     let msg = sample_message(1);
 
     let first = router
-        .outbound(&dir, &envelope("a@crl.test"), &msg, None)
+        .outbound(&checked(&dir), &envelope("a@crl.test"), &msg, None)
         .await;
     let Disposition::Deliver {
         message,
@@ -253,7 +266,7 @@ async fn revoked_or_unverifiable_partner_certificates_are_never_used() {
 
     ca.revoke(&good_cert);
     let second = router
-        .outbound(&dir, &envelope("a@crl.test"), &msg, None)
+        .outbound(&checked(&dir), &envelope("a@crl.test"), &msg, None)
         .await;
     match &second[0] {
         Disposition::Hold { reason, .. } => {
@@ -265,7 +278,7 @@ async fn revoked_or_unverifiable_partner_certificates_are_never_used() {
 
     // The CRL server is down: best-effort seals, required holds (451, retried).
     let down = router
-        .outbound(&dir, &envelope("a@down.test"), &msg, None)
+        .outbound(&checked(&dir), &envelope("a@down.test"), &msg, None)
         .await;
     assert!(
         matches!(
@@ -278,7 +291,7 @@ async fn revoked_or_unverifiable_partner_certificates_are_never_used() {
         "{down:?}"
     );
     let strict = router
-        .outbound(&dir, &envelope("a@down-strict.test"), &msg, None)
+        .outbound(&checked(&dir), &envelope("a@down-strict.test"), &msg, None)
         .await;
     match &strict[0] {
         Disposition::Hold { reason, .. } => {
@@ -289,7 +302,7 @@ async fn revoked_or_unverifiable_partner_certificates_are_never_used() {
 
     // No distribution point: nothing to check under best-effort; unusable under required.
     let plain = router
-        .outbound(&dir, &envelope("a@nocrl.test"), &msg, None)
+        .outbound(&checked(&dir), &envelope("a@nocrl.test"), &msg, None)
         .await;
     assert!(
         matches!(
@@ -302,7 +315,7 @@ async fn revoked_or_unverifiable_partner_certificates_are_never_used() {
         "{plain:?}"
     );
     let strict = router
-        .outbound(&dir, &envelope("a@nocrl-strict.test"), &msg, None)
+        .outbound(&checked(&dir), &envelope("a@nocrl-strict.test"), &msg, None)
         .await;
     match &strict[0] {
         Disposition::Bounce { reason, .. } => assert!(
@@ -351,11 +364,11 @@ async fn a_revoked_signer_is_invalid() {
         } => r.signatures[0].status.clone(),
         other => panic!("{other:?}"),
     };
-    let before = inbound.inbound(&dir, Some(&from), &sign()).await;
+    let before = inbound.inbound(&checked(&dir), Some(&from), &sign()).await;
     assert_eq!(status(&before), SignatureStatus::Valid);
 
     ca.revoke(&cert);
-    let after = inbound.inbound(&dir, Some(&from), &sign()).await;
+    let after = inbound.inbound(&checked(&dir), Some(&from), &sign()).await;
     match status(&after) {
         SignatureStatus::Invalid(why) => assert!(why.contains("revoked"), "{why}"),
         other => panic!("revoked signer: {other:?}"),
@@ -460,7 +473,10 @@ async fn ocsp_answers_from_openssl_decide_and_forged_ones_do_not() {
     dir.partners = vec![
         partner("ocsp.test", &cert, RevocationPolicy::Required),
         partner("ocsp-down.test", &down, RevocationPolicy::BestEffort),
-        partner("ocsp-down-strict.test", &down, RevocationPolicy::Required),
+        sharing(
+            partner("ocsp-down-strict.test", &down, RevocationPolicy::Required),
+            "ocsp-down.test",
+        ),
     ];
     let router = Router::new(backends())
         .with_revocation(Arc::new(CrlChecker::new().with_max_age(Duration::ZERO)));
@@ -471,7 +487,7 @@ async fn ocsp_answers_from_openssl_decide_and_forged_ones_do_not() {
         let msg = &msg;
         async move {
             router
-                .outbound(dir, &envelope(to), msg, None)
+                .outbound(&checked(dir), &envelope(to), msg, None)
                 .await
                 .remove(0)
         }
@@ -592,9 +608,11 @@ async fn an_intermediate_left_out_is_fetched_from_the_signers_aia() {
     dir.our.trust_anchors.push(root.ca_pem());
     let from = Address::new("alice@aia.test").unwrap();
     // From a stranger, the URL in the certificate is not fetched at all.
-    let checked = InboundRouter::new(backends())
+    let crl_checked = InboundRouter::new(backends())
         .with_revocation(Arc::new(CrlChecker::new().allow_private_issuer_urls()));
-    let stranger = checked.inbound(&dir, Some(&from), &signed).await;
+    let stranger = crl_checked
+        .inbound(&checked(&dir), Some(&from), &signed)
+        .await;
     assert!(matches!(
         chain_of(&stranger),
         postern_core::ChainStatus::Untrusted(_)
@@ -608,7 +626,7 @@ async fn an_intermediate_left_out_is_fetched_from_the_signers_aia() {
     p.revocation = RevocationPolicy::BestEffort;
     dir.partners.push(p);
     let without = InboundRouter::new(backends());
-    let before = without.inbound(&dir, Some(&from), &signed).await;
+    let before = without.inbound(&checked(&dir), Some(&from), &signed).await;
     assert!(
         matches!(chain_of(&before), postern_core::ChainStatus::Untrusted(_)),
         "trusted without the intermediate"
@@ -616,7 +634,7 @@ async fn an_intermediate_left_out_is_fetched_from_the_signers_aia() {
     // By default a caIssuers URL into our own network is not fetched even for a partner
     // (anyone can forge a partner's envelope sender).
     let guarded = InboundRouter::new(backends()).with_revocation(Arc::new(CrlChecker::new()));
-    let refused = guarded.inbound(&dir, Some(&from), &signed).await;
+    let refused = guarded.inbound(&checked(&dir), Some(&from), &signed).await;
     assert!(
         matches!(chain_of(&refused), postern_core::ChainStatus::Untrusted(_)),
         "fetched a loopback caIssuers URL by default"
@@ -624,7 +642,7 @@ async fn an_intermediate_left_out_is_fetched_from_the_signers_aia() {
     // Allowed (a closed network, as here on loopback): fetched, and the signature is trusted.
     let with = InboundRouter::new(backends())
         .with_revocation(Arc::new(CrlChecker::new().allow_private_issuer_urls()));
-    let after = with.inbound(&dir, Some(&from), &signed).await;
+    let after = with.inbound(&checked(&dir), Some(&from), &signed).await;
     assert!(
         matches!(chain_of(&after), postern_core::ChainStatus::Trusted { .. }),
         "{:?}",

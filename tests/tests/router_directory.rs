@@ -9,7 +9,7 @@ use postern_core::{Domain, Standard};
 use postern_router::{
     validate, Directory, DirectoryError, PartnerPolicy, Severity, SharedDirectory,
 };
-use postern_tests::{Gpg, KeyKind, PgpKind, Pki};
+use postern_tests::{backends, checked, Gpg, KeyKind, PgpKind, Pki};
 
 fn d(s: &str) -> Domain {
     Domain::new(s).unwrap()
@@ -132,7 +132,7 @@ fn loads_and_looks_up_partners() {
     );
     // Everything configured here works: no errors (the pgp partner lists smime without a
     // certificate, which is a warning).
-    let findings = validate(&dir, SystemTime::now());
+    let findings = validate(&dir, &backends(), SystemTime::now());
     assert!(
         findings.iter().all(|f| f.severity == Severity::Warning),
         "{findings:?}"
@@ -206,7 +206,7 @@ smime_certificates = ["good.pem"]
 sign = true
 "#;
     let dir = Directory::from_toml(text, s.dir.path()).unwrap();
-    let f = validate(&dir, SystemTime::now());
+    let f = validate(&dir, &backends(), SystemTime::now());
     fn about<'a>(
         f: &'a [postern_router::Finding],
         subject: &'a str,
@@ -238,7 +238,11 @@ sign = true
     assert_eq!(f[0].severity, Severity::Error, "errors first");
     assert!(f.iter().all(|x| x.line > 0 || x.subject == "our"));
     // Eleven days on, the expiring certificate is an error for a required partner.
-    let later = validate(&dir, SystemTime::now() + Duration::from_secs(11 * 86400));
+    let later = validate(
+        &dir,
+        &backends(),
+        SystemTime::now() + Duration::from_secs(11 * 86400),
+    );
     assert!(
         later.iter().any(|x| x.subject == "soon.example"
             && x.severity == Severity::Error
@@ -253,17 +257,25 @@ fn reload_keeps_the_directory_in_force_when_the_new_one_is_bad() {
     let s = setup();
     let path = s.dir.path().join("directory.toml");
     std::fs::write(&path, GOOD).unwrap();
-    let shared = SharedDirectory::new(Directory::default());
-    shared.reload(&path, SystemTime::now()).unwrap();
+    let shared = SharedDirectory::new(checked(&Directory::from_toml(GOOD, s.dir.path()).unwrap()));
+    let first = shared.current();
+    shared
+        .reload(&path, &backends(), SystemTime::now())
+        .unwrap();
+    assert!(!std::sync::Arc::ptr_eq(&first, &shared.current()));
     let before = shared.current();
     assert!(before.partner_for(&d("good.example")).is_some());
     // Syntax error: refused, old one stays.
     std::fs::write(&path, "[[partner]\ndomain = ").unwrap();
-    assert!(shared.reload(&path, SystemTime::now()).is_err());
+    assert!(shared
+        .reload(&path, &backends(), SystemTime::now())
+        .is_err());
     assert!(shared.current().partner_for(&d("good.example")).is_some());
     // Parses, but a required partner has no key: refused too.
     std::fs::write(&path, "[our]\ndomains = [\"clinic.example\"]\n[[partner]]\ndomain = \"good.example\"\nstandards = [\"smime\"]\npolicy = \"required\"\n").unwrap();
-    let e = shared.reload(&path, SystemTime::now()).unwrap_err();
+    let e = shared
+        .reload(&path, &backends(), SystemTime::now())
+        .unwrap_err();
     assert!(e.to_string().contains("no usable key"), "{e}");
     assert!(std::sync::Arc::ptr_eq(&before, &shared.current()));
 }
@@ -316,7 +328,7 @@ policy = "required"
 smime_certificates = ["two.pem"]
 "#;
     let dir = Directory::from_toml(text, s.dir.path()).unwrap();
-    let f = validate(&dir, SystemTime::now());
+    let f = validate(&dir, &backends(), SystemTime::now());
     let errors = |subject: &str| {
         f.iter()
             .filter(|x| x.subject == subject && x.severity == Severity::Error)
@@ -342,6 +354,21 @@ smime_certificates = ["two.pem"]
             .any(|x| x.subject == "*.good.example" && x.message.contains("holds")),
         "a CA certificate in the file is chain material, not a recipient: {f:?}"
     );
+    // An embedder never routes with it: the gateway's loader and check refuse the file (an
+    // embedder once sealed to other.example's key because nothing ran this check).
+    let path = s.dir.path().join("foreign.toml");
+    std::fs::write(&path, text).unwrap();
+    let gateway = postern_router::Gateway::builder().build().unwrap();
+    let refused = gateway.load_directory(&path).unwrap_err();
+    assert!(
+        refused.to_string().contains("belongs to other.example"),
+        "{refused}"
+    );
+    let refused = gateway.check(dir.clone()).unwrap_err();
+    assert!(refused
+        .findings
+        .iter()
+        .any(|x| x.subject == "good.example" && x.severity == Severity::Error));
 
     // Sealing to the bundle: OpenSSL opens it with the partner's key, and the CA is not a
     // recipient; the two-certificate file reaches both holders.
@@ -400,7 +427,7 @@ fn our_key_is_imported_from_pkcs12() {
         // The chain came along (leaf first).
         let certs = postern_smime::keys::parse_certificates(&creds[0].certificate).unwrap();
         assert_eq!(certs.len(), 2, "{name}");
-        assert!(validate(&dir, SystemTime::now())
+        assert!(validate(&dir, &backends(), SystemTime::now())
             .iter()
             .all(|f| f.severity == Severity::Warning));
         let sealed = run_ok(
@@ -456,7 +483,7 @@ fn key_sources_are_parsed_and_checked() {
     );
     assert_eq!(p.harvest, Harvest::Approve);
     assert_eq!(p.revocation, postern_core::RevocationPolicy::Required);
-    let f = validate(&dir, SystemTime::now());
+    let f = validate(&dir, &backends(), SystemTime::now());
     assert!(
         f.iter()
             .any(|x| x.severity == Severity::Error && x.message.contains("need trust anchors")),
@@ -468,7 +495,7 @@ fn key_sources_are_parsed_and_checked() {
         "[our]\ndomains = [\"clinic.example\"]\ntrust_anchors = [\"ca.pem\"]\n",
     );
     let dir = Directory::from_toml(&anchored, s.dir.path()).unwrap();
-    let f = validate(&dir, SystemTime::now());
+    let f = validate(&dir, &backends(), SystemTime::now());
     assert!(f.iter().all(|x| x.severity == Severity::Warning), "{f:?}");
     let bad_rev = text.replace("revocation = \"required\"", "revocation = \"maybe\"");
     assert!(Directory::from_toml(&bad_rev, s.dir.path()).is_err());

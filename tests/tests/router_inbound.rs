@@ -14,7 +14,7 @@ use postern_router::{
     Partner, PartnerPolicy, QuarantineReason,
 };
 use postern_smime::SmimeEnvelope;
-use postern_tests::{pgp_credential, run_ok, Gpg, KeyKind, PgpKind, Pki};
+use postern_tests::{checked, pgp_credential, run_ok, Gpg, KeyKind, PgpKind, Pki};
 
 fn router() -> InboundRouter {
     let backends: Vec<Arc<dyn SecureEnvelope>> = vec![
@@ -129,7 +129,7 @@ fn smime_from_a_partner_gateway_is_opened_verified_and_spoofing_removed() {
         .build()
         .unwrap();
     let got = rt.block_on(router().inbound(
-        &dir,
+        &checked(&dir),
         Some(&addr("doc@partner.test")),
         &sign_then_encrypt(&partner),
     ));
@@ -155,7 +155,7 @@ fn smime_from_a_partner_gateway_is_opened_verified_and_spoofing_removed() {
 
     // Signed by a valid certificate of another organisation: not a valid signature for this sender.
     let got = rt.block_on(router().inbound(
-        &dir,
+        &checked(&dir),
         Some(&addr("doc@partner.test")),
         &sign_then_encrypt(&stranger),
     ));
@@ -174,7 +174,7 @@ fn smime_from_a_partner_gateway_is_opened_verified_and_spoofing_removed() {
             .arg(&other.cert),
         inner,
     );
-    let got = rt.block_on(router().inbound(&dir, Some(&addr("doc@partner.test")), &enc));
+    let got = rt.block_on(router().inbound(&checked(&dir), Some(&addr("doc@partner.test")), &enc));
     assert!(
         text(&got).starts_with(
             "Postern-Decrypted: failed (smime: message is not encrypted to any of our keys"
@@ -186,13 +186,14 @@ fn smime_from_a_partner_gateway_is_opened_verified_and_spoofing_removed() {
     let mut r = router();
     r.policy.undecryptable = InboundAction::Quarantine;
     assert!(matches!(
-        rt.block_on(r.inbound(&dir, Some(&addr("doc@partner.test")), &enc)),
+        rt.block_on(r.inbound(&checked(&dir), Some(&addr("doc@partner.test")), &enc)),
         Inbound::Quarantine { .. }
     ));
 
     // Plaintext from the required partner: tagged by default, quarantined if configured.
     let plain = [SPOOF.as_bytes(), inner].concat();
-    let got = rt.block_on(router().inbound(&dir, Some(&addr("doc@partner.test")), &plain));
+    let got =
+        rt.block_on(router().inbound(&checked(&dir), Some(&addr("doc@partner.test")), &plain));
     let t = text(&got);
     assert!(
         t.starts_with("Postern-Warning: plaintext from a partner that must encrypt\r\n"),
@@ -202,11 +203,12 @@ fn smime_from_a_partner_gateway_is_opened_verified_and_spoofing_removed() {
     let mut r = router();
     r.policy.plaintext_from_required = InboundAction::Quarantine;
     assert!(matches!(
-        rt.block_on(r.inbound(&dir, Some(&addr("doc@partner.test")), &plain)),
+        rt.block_on(r.inbound(&checked(&dir), Some(&addr("doc@partner.test")), &plain)),
         Inbound::Quarantine { .. }
     ));
     // Plaintext from anyone else: delivered, forged result header gone.
-    let got = rt.block_on(router().inbound(&dir, Some(&addr("someone@gmail.test")), &plain));
+    let got =
+        rt.block_on(router().inbound(&checked(&dir), Some(&addr("someone@gmail.test")), &plain));
     let t = text(&got);
     assert!(!t.contains("Postern-"), "{t}");
 }
@@ -242,7 +244,8 @@ fn pgp_mime_from_a_gpg_partner_is_opened_and_verified() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let got = rt.block_on(router().inbound(&dir, Some(&addr("doc@pgp-partner.test")), &mail));
+    let got =
+        rt.block_on(router().inbound(&checked(&dir), Some(&addr("doc@pgp-partner.test")), &mail));
     let t = text(&got);
     assert!(t.contains("Postern-Decrypted: openpgp"), "{t}");
     assert!(
@@ -284,7 +287,7 @@ fn a_valid_signature_is_bound_to_the_from_header() {
     };
     let verdict = |mail_from: Option<&str>, msg: &[u8]| {
         let from = mail_from.map(addr);
-        let t = text(&rt.block_on(router().inbound(&dir, from.as_ref(), msg)));
+        let t = text(&rt.block_on(router().inbound(&checked(&dir), from.as_ref(), msg)));
         let line = t
             .lines()
             .find(|l| l.starts_with("Postern-Signature: "))
@@ -433,10 +436,10 @@ fn inline_pgp_with_unsigned_text_around_is_partial() {
         .into_bytes()
     };
     let from = addr("gw@pgp-partner.test");
-    let t = text(&rt.block_on(router().inbound(&dir, Some(&from), &msg_with("", ""))));
+    let t = text(&rt.block_on(router().inbound(&checked(&dir), Some(&from), &msg_with("", ""))));
     assert!(t.contains("Postern-Signature: valid"), "{t}");
     let t = text(&rt.block_on(router().inbound(
-        &dir,
+        &checked(&dir),
         Some(&from),
         &msg_with(
             "URGENT: wire the money today.\n\n",
@@ -540,7 +543,7 @@ fn cbc_gadget_rewritten_mail_never_reaches_the_reader_as_html() {
         .unwrap();
     // From a required partner: held.
     let got = rt.block_on(router().inbound(
-        &dir,
+        &checked(&dir),
         Some(&addr("doc@partner.test")),
         &mail("doc@partner.test"),
     ));
@@ -556,8 +559,11 @@ fn cbc_gadget_rewritten_mail_never_reaches_the_reader_as_html() {
         text(&got)
     );
     // From anyone else: its text only.
-    let got =
-        rt.block_on(router().inbound(&dir, Some(&addr("x@gmail.test")), &mail("x@gmail.test")));
+    let got = rt.block_on(router().inbound(
+        &checked(&dir),
+        Some(&addr("x@gmail.test")),
+        &mail("x@gmail.test"),
+    ));
     let t = text(&got);
     // The typed verdict travels with the decision and says what the header says.
     assert!(
@@ -592,7 +598,11 @@ fn cbc_gadget_rewritten_mail_never_reaches_the_reader_as_html() {
         &gcm,
     ]
     .concat();
-    let t = text(&rt.block_on(router().inbound(&dir, Some(&addr("x@gmail.test")), &gcm_mail)));
+    let t = text(&rt.block_on(router().inbound(
+        &checked(&dir),
+        Some(&addr("x@gmail.test")),
+        &gcm_mail,
+    )));
     assert!(t.contains("Postern-Decrypted: smime aes256-gcm"), "{t}");
     assert!(t.contains("<p>HIV test: positive</p>"), "{t}");
     assert!(!t.contains("Postern-Content: text only"), "{t}");
@@ -633,7 +643,7 @@ fn legacy_algorithms_are_accepted_per_partner_receive_only_and_marked_weak() {
 
     let (dir, _t) = directory("accept_legacy = [\"3des\", \"sha1\"]");
     let dir = dir.unwrap();
-    let got = rt.block_on(router().inbound(&dir, Some(&from), &mail));
+    let got = rt.block_on(router().inbound(&checked(&dir), Some(&from), &mail));
     let t = text(&got);
     assert!(matches!(got, Inbound::Deliver { .. }), "{t}");
     assert!(t.contains("Postern-Decrypted: smime 3des-cbc"), "{t}");
@@ -646,12 +656,12 @@ fn legacy_algorithms_are_accepted_per_partner_receive_only_and_marked_weak() {
 
     // Without the exception: refused by name, never opened quietly.
     let (dir, _t) = directory("");
-    let t = text(&rt.block_on(router().inbound(&dir.unwrap(), Some(&from), &mail)));
+    let t = text(&rt.block_on(router().inbound(&checked(&dir.unwrap()), Some(&from), &mail)));
     assert!(t.starts_with("Postern-Decrypted: failed"), "{t}");
     assert!(t.contains("3des"), "the reason names the algorithm: {t}");
     // SHA-1 allowed but not 3DES: still refused.
     let (dir, _t) = directory("accept_legacy = [\"sha1\"]");
-    let t = text(&rt.block_on(router().inbound(&dir.unwrap(), Some(&from), &mail)));
+    let t = text(&rt.block_on(router().inbound(&checked(&dir.unwrap()), Some(&from), &mail)));
     assert!(t.starts_with("Postern-Decrypted: failed"), "{t}");
     // An algorithm that is never accepted is a directory error with its line.
     let (dir, _t) = directory("accept_legacy = [\"rc2\"]");
@@ -663,7 +673,7 @@ fn legacy_algorithms_are_accepted_per_partner_receive_only_and_marked_weak() {
     let dir = dir.unwrap();
     let out = rt.block_on(
         postern_router::Router::new(vec![Arc::new(SmimeEnvelope::new())]).outbound(
-            &dir,
+            &checked(&dir),
             &postern_router::Envelope {
                 mail_from: Some(addr("ada@clinic.example")),
                 rcpt_to: vec![addr("doc@legacy.test")],

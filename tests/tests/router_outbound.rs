@@ -10,7 +10,7 @@ use postern_router::{
     Directory, Disposition, DomainPattern, Envelope, Partner, PartnerPolicy, Router,
 };
 use postern_smime::SmimeEnvelope;
-use postern_tests::{body_lf, sample_message, Gpg, KeyKind, PgpKind, Pki};
+use postern_tests::{body_lf, checked, sample_message, Gpg, KeyKind, PgpKind, Pki};
 
 /// Two required partners: `smime-partner.test` (S/MIME, `smime_gw`) and `pgp-partner.test`
 /// (OpenPGP, the key `gw@pgp-partner.test` in `pgp`).
@@ -59,7 +59,7 @@ fn one_message_three_copies_each_read_by_its_reader() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let out = rt.block_on(router.outbound(&dir, &env, &msg, None));
+    let out = rt.block_on(router.outbound(&checked(&dir), &env, &msg, None));
     assert_eq!(out.len(), 3, "{out:?}");
     for d in out {
         let Disposition::Deliver {
@@ -106,10 +106,11 @@ fn user_encrypted_mail_passes_only_when_it_really_is() {
     let smime_gw = pki.issue("gw@smime-partner.test", KeyKind::Rsa(2048));
     let pgp = Gpg::new();
     pgp.generate("GW <gw@pgp-partner.test>", PgpKind::Rsa3072, "never");
-    let dir = Directory {
+    let mut dir = Directory {
         partners: two_partners(&smime_gw, &pgp),
         ..Directory::default()
     };
+    dir.our.domains.push(Domain::new("clinic.example").unwrap());
     let router = Router::new(vec![
         Arc::new(SmimeEnvelope::new()),
         Arc::new(OpenPgpEnvelope::new()),
@@ -122,7 +123,7 @@ fn user_encrypted_mail_passes_only_when_it_really_is() {
             mail_from: Some(Address::new("ada@clinic.example").unwrap()),
             rcpt_to: vec![Address::new(to).unwrap()],
         };
-        let out = rt.block_on(router.outbound(&dir, &env, msg, None));
+        let out = rt.block_on(router.outbound(&checked(&dir), &env, msg, None));
         match &out[..] {
             [Disposition::Deliver {
                 message, sealed, ..

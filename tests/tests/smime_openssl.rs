@@ -8,7 +8,7 @@ use postern_core::{
     SignatureStatus,
 };
 use postern_smime::{KeyTransport, RsaSignatureScheme, SmimeEnvelope};
-use postern_tests::{body_lf as body, lf, run, run_ok, sample_message, KeyKind, Pki};
+use postern_tests::{backends, body_lf as body, lf, run, run_ok, sample_message, KeyKind, Pki};
 
 fn openssl() -> Command {
     Command::new("openssl")
@@ -947,7 +947,7 @@ fn a_self_signed_partner_certificate_from_openssl_req_is_a_recipient() {
     p.certificates
         .insert(postern_core::Standard::Smime, vec![gw.clone()]);
     dir.partners.push(p);
-    let findings = postern_router::validate(&dir, std::time::SystemTime::now());
+    let findings = postern_router::validate(&dir, &backends(), std::time::SystemTime::now());
     assert!(
         findings.iter().any(|f| f.message.contains(
             "is self-signed (OpenSSL marks such certificates CA:TRUE); it is used as \

@@ -280,6 +280,22 @@ pub trait SecureEnvelope: Send + Sync + fmt::Debug {
         let _ = bytes;
         Ok(Vec::new())
     }
+
+    /// Does the certificate in `certificate` (with any intermediates after it) chain to one of
+    /// `anchors` for e-mail protection at `now`, under `policy`? Asked of a key a discovery
+    /// source found (DNS CERT, LDAP, a harvested signature): such a key becomes a recipient
+    /// only when this says yes. The default says no, so a backend that cannot tell never
+    /// seals to a found key.
+    fn chains_to_anchor(
+        &self,
+        certificate: &[u8],
+        anchors: &[Vec<u8>],
+        policy: &Policy,
+        now: std::time::SystemTime,
+    ) -> bool {
+        let _ = (certificate, anchors, policy, now);
+        false
+    }
 }
 
 /// Whom one certificate belongs to, as [`SecureEnvelope::describe_certificates`] reports it.

@@ -7,6 +7,8 @@
 //!   signatures are checked over exactly the bytes received;
 //! * [`Address`] and [`Domain`] — identities, normalised once;
 //! * [`KeyStore`] — where partner certificates and our own keys come from;
+//! * [`ContentInspector`] — what looks at mail that would leave in clear (DLP), and the
+//!   [`Envelope`] it is told;
 //! * [`Policy`] — which algorithms are acceptable; the default refuses weak ones;
 //! * [`Error`] — typed, `#[non_exhaustive]`, and each error knows whether it is temporary
 //!   (SMTP 4xx: retry) or permanent (SMTP 5xx: bounce).
@@ -77,6 +79,7 @@ mod entropy;
 mod envelope;
 mod error;
 mod identity;
+mod inspect;
 mod keystore;
 mod message;
 pub mod mime;
@@ -92,6 +95,7 @@ pub use envelope::{
 };
 pub use error::{Error, Result, SmtpReply};
 pub use identity::{Address, Domain};
+pub use inspect::{ContentAction, ContentInspector, Envelope, Inspection, PassThrough};
 pub use keystore::{KeyStore, MemoryKeyStore};
 pub use message::{
     decode_base64_in_place, parse_headers, parse_message, HeaderField, MessageView, PartView,

@@ -18,11 +18,13 @@
 
 pub mod detect;
 pub mod extract;
+mod plug;
 pub mod policy;
 pub mod verdict;
 
 pub use detect::{Found, Scanner};
 pub use extract::{extract, Limits, Location, Note};
+pub use plug::DlpInspector;
 pub use policy::{Action, Checksum, DlpPolicy, PolicyError};
 pub use verdict::{DetectorHits, Verdict};
 

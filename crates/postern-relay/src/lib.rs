@@ -24,7 +24,6 @@ pub mod dnscert;
 pub mod dsn;
 pub mod fetch;
 pub mod harvest;
-pub mod inspect;
 mod keycache;
 pub mod keywatch;
 pub mod ldap;
@@ -46,7 +45,9 @@ pub mod verify;
 pub mod wkd;
 
 pub use config::{ConfigError, RelayConfig};
-pub use inspect::{ContentInspector, DlpInspector, Inspection, PassThrough};
+/// The inspection plug (postern-core) and postern-dlp behind it, as the relay uses them.
+pub use postern_core::{ContentInspector, Inspection, PassThrough};
+pub use postern_dlp::DlpInspector;
 pub use relay::{
     check, start, start_with, RelayBuilder, RunningRelay, Settings, Shared, StartError,
 };

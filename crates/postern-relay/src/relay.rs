@@ -13,13 +13,12 @@ use tokio::task::JoinHandle;
 
 use postern_core::KeyStore;
 use postern_router::{
-    validate, Directory, Finding, Gateway, GatewayBuilder, InboundAction, InboundPolicy, KeySource,
-    ReloadError, Severity, SharedDirectory,
+    CheckedDirectory, Directory, Finding, Gateway, GatewayBuilder, InboundAction, InboundPolicy,
+    KeySource, ReloadError, Severity, SharedDirectory,
 };
 
 use crate::auth::Users;
 use crate::config::{ConfigError, InboundChoice, Limits, Network, NextHop, RelayConfig};
-use crate::inspect::{ContentInspector, DlpInspector, PassThrough};
 use crate::metrics::{self, Metrics};
 use crate::mx::MxResolver;
 use crate::process::process;
@@ -31,6 +30,8 @@ use crate::smtp::tls::TlsContext;
 use crate::spool::{RcptState, Spool};
 use crate::transport::Destinations;
 use crate::util::unix_ms;
+use postern_core::{ContentInspector, PassThrough};
+use postern_dlp::DlpInspector;
 
 /// Settings the running relay reads (parsed once from [`RelayConfig`]).
 #[derive(Debug)]
@@ -124,6 +125,9 @@ pub enum StartError {
     /// The quarantine store could not be opened.
     #[error("{0}")]
     Quarantine(String),
+    /// The gateway could not be built (its backends, inspection or key loader).
+    #[error("gateway: {0}")]
+    Gateway(postern_router::BuildError),
     /// The spool could not be opened.
     #[error("spool {path}: {source}")]
     Spool {
@@ -305,10 +309,15 @@ fn build_settings(cfg: &RelayConfig) -> Result<Settings, StartError> {
 /// come back).
 pub fn check(cfg: &RelayConfig) -> Result<Vec<Finding>, StartError> {
     build_settings(cfg)?;
-    inspector_for(cfg)?;
+    let inspector = inspector_for(cfg)?;
     crate::portal::validate(cfg)?;
     let mut findings = relay_findings(cfg);
-    findings.extend(load_directory(cfg)?.1);
+    // Checked with the backends `start` builds (an embedder's own are checked when it starts).
+    let gateway = Gateway::builder()
+        .inspector(inspector)
+        .build()
+        .map_err(StartError::Gateway)?;
+    findings.extend(load_directory(cfg, &gateway)?.warnings().iter().cloned());
     Ok(findings)
 }
 
@@ -393,21 +402,20 @@ fn relay_findings(cfg: &RelayConfig) -> Vec<Finding> {
     out
 }
 
-/// The partner directory and its warnings; errors in it refuse the start.
-fn load_directory(cfg: &RelayConfig) -> Result<(Directory, Vec<Finding>), StartError> {
+/// The partner directory, checked with the gateway's backends; errors in it refuse the start.
+fn load_directory(cfg: &RelayConfig, gateway: &Gateway) -> Result<CheckedDirectory, StartError> {
     let dir_err = |message: String| StartError::Directory {
         path: cfg.directory.clone(),
         message,
     };
     let directory = Directory::load(&cfg.directory).map_err(|e| dir_err(e.to_string()))?;
-    let findings = validate(&directory, SystemTime::now());
-    if let Some(f) = findings.iter().find(|f| f.severity == Severity::Error) {
-        return Err(dir_err(format!(
-            "{} (line {}): {}",
-            f.subject, f.line, f.message
-        )));
-    }
-    Ok((directory, findings))
+    gateway.check(directory).map_err(|r| {
+        let first = r.findings.iter().find(|f| f.severity == Severity::Error);
+        dir_err(match first {
+            Some(f) => format!("{} (line {}): {}", f.subject, f.line, f.message),
+            None => r.to_string(),
+        })
+    })
 }
 
 /// The inspector the configuration asks for.
@@ -437,7 +445,6 @@ async fn start_relay(
 ) -> Result<RunningRelay, StartError> {
     let cfg = parts.cfg;
     let settings = build_settings(cfg)?;
-    let (directory, findings) = load_directory(cfg)?;
     let spool_dir = cfg.data_dir.join("spool");
     let spool = Spool::open(&spool_dir).map_err(|source| StartError::Spool {
         path: spool_dir.clone(),
@@ -500,7 +507,10 @@ async fn start_relay(
         Some(f) => f(gateway),
         None => gateway,
     }
-    .build();
+    .build()
+    .map_err(StartError::Gateway)?;
+    let directory = load_directory(cfg, &gateway)?;
+    let findings = directory.warnings().to_vec();
     let shared = Arc::new(Shared {
         settings,
         directory: SharedDirectory::new(directory),
@@ -760,10 +770,11 @@ async fn refresh_bundle(
         // Paths were made absolute with the configuration; relative ones are the embedder's.
         let base = std::path::Path::new("");
         match crate::bundles::refresh(&bundle, base, &shared.settings.tls.verified).await {
-            Ok(true) => match shared
-                .directory
-                .reload(&shared.directory_path, SystemTime::now())
-            {
+            Ok(true) => match shared.directory.reload(
+                &shared.directory_path,
+                shared.gateway.backends(),
+                SystemTime::now(),
+            ) {
                 Ok(_) => {
                     tracing::info!(url = %bundle.url, "directory reloaded with the new trust bundle")
                 }
@@ -784,19 +795,28 @@ async fn refresh_bundle(
 impl RunningRelay {
     /// Reloads the partner directory; on error the old one stays in force.
     pub fn reload_directory(&self) -> Result<Vec<Finding>, ReloadError> {
-        self.shared
-            .directory
-            .reload(&self.shared.directory_path, SystemTime::now())
+        self.shared.directory.reload(
+            &self.shared.directory_path,
+            self.shared.gateway.backends(),
+            SystemTime::now(),
+        )
     }
 
     /// The partner directory in force (an `Arc` snapshot).
-    pub fn directory(&self) -> Arc<Directory> {
+    pub fn directory(&self) -> Arc<CheckedDirectory> {
         self.shared.directory.current()
     }
 
-    /// Puts `dir` in force without validation (embedders that build it in Rust).
-    pub fn replace_directory(&self, dir: Directory) {
-        self.shared.directory.replace(dir);
+    /// Checks `dir` with the relay's backends and puts it in force (embedders that build it in
+    /// Rust); a directory with errors is refused and the one in force stays.
+    pub fn replace_directory(
+        &self,
+        dir: Directory,
+    ) -> Result<Vec<Finding>, postern_router::Rejected> {
+        let checked = self.shared.gateway.check(dir)?;
+        let warnings = checked.warnings().to_vec();
+        self.shared.directory.replace(checked);
+        Ok(warnings)
     }
 
     /// The relay's counters.

@@ -10,11 +10,11 @@ use std::fmt;
 use std::sync::Arc;
 
 use postern_core::{
-    Address, Error, KeyStore, MessageView, Policy, Revocation, RevocationChecker, RevocationPolicy,
-    SealRequest, SecureEnvelope, SmtpReply, Standard,
+    Address, ContentAction, Envelope, Error, KeyStore, MessageView, Policy, Revocation,
+    RevocationChecker, RevocationPolicy, SealRequest, SecureEnvelope, SmtpReply, Standard,
 };
 
-use crate::{Directory, KeySource, Partner, PartnerPolicy};
+use crate::{CheckedDirectory, Directory, KeySource, Partner, PartnerPolicy};
 
 /// What happens to one group of recipients.
 ///
@@ -294,29 +294,6 @@ impl Reason {
     }
 }
 
-/// What content inspection decided for a message going out in clear.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ContentAction {
-    /// Nothing found.
-    Allow,
-    /// Hold for review.
-    Quarantine,
-    /// Deliver through the portal instead.
-    Portal,
-    /// Refuse, with a reason to the sender.
-    Block,
-}
-
-/// The envelope of a message: SMTP MAIL FROM and RCPT TO.
-#[derive(Debug, Clone)]
-pub struct Envelope {
-    /// Reverse path (`None` for the null sender of bounces).
-    pub mail_from: Option<Address>,
-    /// Every recipient.
-    pub rcpt_to: Vec<Address>,
-}
-
 /// Routes messages by the directory, through the backends it was given.
 #[derive(Debug, Clone)]
 pub struct Router {
@@ -352,6 +329,11 @@ impl Router {
         }
     }
 
+    /// The backends it seals with.
+    pub fn backends(&self) -> &[Arc<dyn SecureEnvelope>] {
+        &self.backends
+    }
+
     /// Looks partner keys up in `store` for partners whose entry names `source`.
     pub fn with_key_store(mut self, source: KeySource, store: Arc<dyn KeyStore>) -> Self {
         self.key_stores.push((source, store));
@@ -384,6 +366,8 @@ impl Router {
         // our or the partner's anchors: a spoofed answer must not become a recipient.
         let mut anchors = dir.our.trust_anchors.clone();
         anchors.extend(partner.trust_anchors.iter().cloned());
+        let backend = self.backends.iter().find(|b| b.standard() == standard);
+        let now = std::time::SystemTime::now();
         for r in recipients {
             // The first source with a usable key wins; one that is down holds the mail unless
             // a later one has the key.
@@ -394,7 +378,12 @@ impl Router {
                     Ok(mut f) => {
                         // DNSSEC-validated DANE-EE records are their own proof.
                         if standard == Standard::Smime && *source != KeySource::Dane {
-                            f.retain(|c| anchored(c, &anchors, &self.policy));
+                            // No backend for the standard: nothing is anchored (fail closed).
+                            f.retain(|c| {
+                                backend.is_some_and(|b| {
+                                    b.chains_to_anchor(c, &anchors, &self.policy, now)
+                                })
+                            });
                         }
                         if !f.is_empty() {
                             found = f;
@@ -494,9 +483,12 @@ impl Router {
 
     /// Decides for every recipient of one outgoing message. `content` is the verdict of content
     /// inspection for the copy that would leave in clear (`None`: not inspected).
+    ///
+    /// The directory must be checked ([`CheckedDirectory`]): a certificate it names is sealed
+    /// to only after validation said it belongs to that partner.
     pub async fn outbound(
         &self,
-        dir: &Directory,
+        dir: &CheckedDirectory,
         envelope: &Envelope,
         raw: &[u8],
         content: Option<ContentAction>,
@@ -774,31 +766,6 @@ pub fn strip_bcc(message: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
-/// Whether an S/MIME certificate chains to one of `anchors` for e-mail protection, now.
-fn anchored(cert: &[u8], anchors: &[Vec<u8>], policy: &Policy) -> bool {
-    use postern_smime::keys::parse_certificates;
-    let anchors: Vec<_> = anchors
-        .iter()
-        .filter_map(|a| parse_certificates(a).ok())
-        .flatten()
-        .collect();
-    let Ok(certs) = parse_certificates(cert) else {
-        return false;
-    };
-    let Some(leaf) = certs.first() else {
-        return false;
-    };
-    let opts = postern_smime::path::PathOptions {
-        anchors: &anchors,
-        intermediates: &certs,
-        now: std::time::SystemTime::now(),
-        policy,
-        purpose: Some(postern_smime::path::EMAIL_PROTECTION),
-        max_intermediates: postern_smime::path::DEFAULT_MAX_INTERMEDIATES,
-    };
-    postern_smime::path::validate(leaf, &opts).is_ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1047,6 +1014,7 @@ mod tests {
             let subject = if trigger { "Subject: [SECURE] results\r\n" } else { "Subject: results\r\n" };
             let msg = format!("From: a@clinic.test\r\nTo: u0@p0.test\r\nBcc: hidden@p1.test\r\n{subject}{ct}\r\n{body_text}");
             let env = Envelope { mail_from: None, rcpt_to: uniq.clone() };
+            let dir = CheckedDirectory::unchecked_for_tests(dir);
             let out = block_on(router.outbound(&dir, &env, msg.as_bytes(), None));
 
             let mut seen: Vec<Address> = Vec::new();
@@ -1143,6 +1111,7 @@ mod tests {
             standard: Standard::Smime,
             outcome: Outcome::Seal,
         })]);
+        let dir = CheckedDirectory::unchecked_for_tests(dir);
         let msg = b"From: MAILER-DAEMON@clinic.test\r\nTo: gw@p.test\r\nSubject: APPROVED: wire\r\n\r\nx\r\n";
         for (from, signed) in [(None, false), (Address::new("ada@clinic.test").ok(), true)] {
             let env = Envelope {
@@ -1165,7 +1134,7 @@ mod tests {
 
     #[test]
     fn the_subject_trigger_is_removed_and_forces_the_portal_for_everyone_else() {
-        let dir = Directory::default();
+        let dir = CheckedDirectory::unchecked_for_tests(Directory::default());
         let router = Router::new(Vec::new());
         let msg = b"From: a@clinic.test\r\nTo: x@gmail.test\r\nSubject: [Secure] lab results\r\n\r\nhi\r\n";
         let env = Envelope {

@@ -470,19 +470,32 @@ fn pkcs12_credential(
     };
     let path = base.join(file);
     let bytes = read_key_file(&path)?;
-    let contents = postern_smime::pkcs12::read(&bytes, &password)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut pem = String::new();
-    for der in std::iter::once(&contents.certificate).chain(&contents.chain) {
-        pem.push_str(&pem_block("CERTIFICATE", der));
+    #[cfg(not(feature = "smime"))]
+    {
+        let _ = (bytes, password);
+        Err(format!(
+            "{}: PKCS#12 files are read by the S/MIME backend, which this build leaves out \
+             (postern-router's `smime` feature)",
+            path.display()
+        ))
     }
-    Ok(Credential::with_secret(
-        Standard::Smime,
-        pem.into_bytes(),
-        contents.key.to_vec(),
-    ))
+    #[cfg(feature = "smime")]
+    {
+        let contents = postern_smime::pkcs12::read(&bytes, &password)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut pem = String::new();
+        for der in std::iter::once(&contents.certificate).chain(&contents.chain) {
+            pem.push_str(&pem_block("CERTIFICATE", der));
+        }
+        Ok(Credential::with_secret(
+            Standard::Smime,
+            pem.into_bytes(),
+            contents.key.to_vec(),
+        ))
+    }
 }
 
+#[cfg(feature = "smime")]
 fn pem_block(label: &str, der: &[u8]) -> String {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);

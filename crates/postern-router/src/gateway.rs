@@ -10,47 +10,18 @@
 //! every content refusal names what was found (detectors and counts, never values).
 
 use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
+use std::time::SystemTime;
 
-use postern_core::{Address, KeyStore, Policy, RevocationChecker, SecureEnvelope, Standard};
-use serde::{Deserialize, Serialize};
+use postern_core::{
+    Address, ContentAction, ContentInspector, Envelope, Inspection, KeyStore, PassThrough, Policy,
+    RevocationChecker, SecureEnvelope, Standard,
+};
 
-use crate::decide::{ContentAction, Disposition, Envelope, QuarantineReason, Reason, Router};
+use crate::decide::{Disposition, QuarantineReason, Reason, Router};
 use crate::inbound::{Inbound, InboundPolicy, InboundRouter};
-use crate::{Directory, KeySource, PartnerPolicy};
-
-/// What content inspection decided about one message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Inspection {
-    /// The action for the copy that would leave in clear.
-    pub action: ContentAction,
-    /// Add a `Postern-DLP` header with the summary (the policy's `tag` action).
-    pub tag: bool,
-    /// One line, safe to log: action, detectors with counts, score — no values.
-    pub summary: String,
-    /// The full verdict (masked values only), kept with a quarantined message.
-    pub detail: serde_json::Value,
-    /// Hold plain copies to partners (TLS-required, or preferred without a key) too.
-    pub partner_mail: bool,
-}
-
-/// Looks at an outgoing message before the router decides how it leaves. Called with the
-/// recipients outside our domains only; it runs on a blocking thread when the caller is async
-/// (see [`Gateway::outbound`]), so it may take its time.
-pub trait ContentInspector: Send + Sync + fmt::Debug {
-    /// The verdict (`None`: not inspected).
-    fn inspect(&self, envelope: &Envelope, message: &[u8]) -> Option<Inspection>;
-}
-
-/// Inspects nothing.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct PassThrough;
-
-impl ContentInspector for PassThrough {
-    fn inspect(&self, _: &Envelope, _: &[u8]) -> Option<Inspection> {
-        None
-    }
-}
+use crate::{CheckedDirectory, Directory, KeySource, PartnerPolicy, Rejected, ReloadError};
 
 /// One outgoing message, as [`Gateway::outbound`] takes it.
 #[derive(Debug, Clone)]
@@ -114,12 +85,16 @@ pub struct Plan {
 ///
 ///     [[partner]]
 ///     domain = "lab.example"
-///     standards = ["smime"]
-///     policy = "required"          # and no certificate: nothing may leave for it
+///     standards = ["openpgp"]
+///     policy = "required"
+///     key_sources = ["wkd"]        # and no WKD source given to the gateway: no key anywhere
 ///     "#,
 ///     std::path::Path::new("."),
 /// )?;
-/// let gateway = Gateway::builder().build(); // S/MIME and OpenPGP, no content inspection
+/// // S/MIME and OpenPGP, the built-in DLP policy on what leaves in clear.
+/// let gateway = Gateway::builder().build()?;
+/// // Checked with the gateway's backends: only a checked directory routes mail.
+/// let dir = gateway.check(dir)?;
 /// let envelope = Envelope {
 ///     mail_from: Some(Address::new("dr@clinic.example")?),
 ///     rcpt_to: vec![
@@ -152,8 +127,9 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A builder with today's defaults: the S/MIME and OpenPGP backends, no content
-    /// inspection, no published-key sources, no revocation checks.
+    /// A builder with the defaults: the S/MIME and OpenPGP backends (as the `smime` and
+    /// `openpgp` features give them), postern-dlp's built-in policy on every copy that would
+    /// leave in clear (the `dlp` feature), no published-key sources, no revocation checks.
     pub fn builder() -> GatewayBuilder {
         GatewayBuilder::default()
     }
@@ -168,6 +144,24 @@ impl Gateway {
         &self.inbound
     }
 
+    /// The backends this gateway seals and opens with.
+    pub fn backends(&self) -> &[Arc<dyn SecureEnvelope>] {
+        self.router.backends()
+    }
+
+    /// Checks `dir` with this gateway's backends, as of now (see [`CheckedDirectory::check`]).
+    pub fn check(&self, dir: Directory) -> Result<CheckedDirectory, Rejected> {
+        CheckedDirectory::check(dir, self.backends(), SystemTime::now())
+    }
+
+    /// Reads a directory file (relative paths in it are taken from its folder) and checks it
+    /// with this gateway's backends.
+    pub fn load_directory(&self, path: &Path) -> Result<CheckedDirectory, ReloadError> {
+        let dir = Directory::load(path).map_err(ReloadError::Load)?;
+        self.check(dir)
+            .map_err(|r| ReloadError::Rejected(r.findings))
+    }
+
     /// The content inspector in use.
     pub fn inspector(&self) -> &Arc<dyn ContentInspector> {
         &self.inspector
@@ -177,7 +171,7 @@ impl Gateway {
     /// [`InboundRouter::inbound`]).
     pub async fn inbound(
         &self,
-        dir: &Directory,
+        dir: &CheckedDirectory,
         mail_from: Option<&Address>,
         raw: &[u8],
     ) -> Inbound {
@@ -190,7 +184,7 @@ impl Gateway {
     /// RSA on a large message, or a `KeyLoader` that waits for an HSM, blocks that thread, so a
     /// server with SMTP sessions on the same runtime should poll this future off its workers
     /// (postern-relay runs each message under `tokio::task::block_in_place`).
-    pub async fn outbound(&self, dir: &Directory, out: Outgoing<'_>) -> Plan {
+    pub async fn outbound(&self, dir: &CheckedDirectory, out: Outgoing<'_>) -> Plan {
         let mut dispositions = Vec::new();
         let (ours, theirs): (Vec<Address>, Vec<Address>) = out
             .envelope
@@ -327,8 +321,9 @@ fn one_line(s: &str) -> String {
 pub struct GatewayBuilder {
     backends: Option<Vec<Arc<dyn SecureEnvelope>>>,
     extra: Vec<Arc<dyn SecureEnvelope>>,
+    #[cfg(feature = "smime")]
     key_loader: Option<Arc<dyn postern_smime::KeyLoader>>,
-    inspector: Option<Arc<dyn ContentInspector>>,
+    inspection: Inspect,
     key_stores: Vec<(KeySource, Arc<dyn KeyStore>)>,
     revocation: Option<Arc<dyn RevocationChecker>>,
     subject_trigger: Option<String>,
@@ -341,8 +336,7 @@ impl fmt::Debug for GatewayBuilder {
         f.debug_struct("GatewayBuilder")
             .field("backends", &self.backends)
             .field("extra", &self.extra)
-            .field("key_loader", &self.key_loader)
-            .field("inspector", &self.inspector)
+            .field("inspection", &self.inspection)
             .field("key_stores", &self.key_stores.len())
             .finish_non_exhaustive()
     }
@@ -362,16 +356,27 @@ impl GatewayBuilder {
     }
 
     /// Where the default S/MIME backend gets its private-key operations (an HSM, a signing
-    /// service). Ignored when [`GatewayBuilder::backends`] replaces the defaults: configure
-    /// your own `SmimeEnvelope` with it then.
+    /// service). With [`GatewayBuilder::backends`] replacing the defaults, configure your own
+    /// `SmimeEnvelope` with it instead: [`GatewayBuilder::build`] refuses a loader it would
+    /// not use.
+    #[cfg(feature = "smime")]
     pub fn key_loader(mut self, loader: Arc<dyn postern_smime::KeyLoader>) -> Self {
         self.key_loader = Some(loader);
         self
     }
 
-    /// Content inspection for mail leaving in clear (default: none).
+    /// Content inspection for mail leaving in clear, instead of the default: postern-dlp's
+    /// built-in policy (with the `dlp` feature, on by default).
     pub fn inspector(mut self, inspector: Arc<dyn ContentInspector>) -> Self {
-        self.inspector = Some(inspector);
+        self.inspection = Inspect::With(inspector);
+        self
+    }
+
+    /// No content inspection: mail to the outside world leaves as it is (card numbers and
+    /// patient identifiers included). Only by name, so that no gateway is built without it by
+    /// accident.
+    pub fn without_inspection(mut self) -> Self {
+        self.inspection = Inspect::Off;
         self
     }
 
@@ -406,22 +411,39 @@ impl GatewayBuilder {
         self
     }
 
-    /// The gateway.
-    pub fn build(self) -> Gateway {
-        let mut backends = self.backends.unwrap_or_else(|| {
-            let mut smime = postern_smime::SmimeEnvelope::new();
-            if let Some(loader) = self.key_loader {
-                smime = smime.with_key_loader(loader);
+    /// The gateway. Refused when it would have no backend, no content inspection that was
+    /// asked for (the `dlp` feature is off and no inspector was named), or a key loader it
+    /// would not use.
+    pub fn build(self) -> Result<Gateway, BuildError> {
+        #[cfg(feature = "smime")]
+        if self.backends.is_some() && self.key_loader.is_some() {
+            return Err(BuildError::KeyLoaderUnused);
+        }
+        let mut backends = match self.backends {
+            Some(b) => b,
+            None => {
+                #[allow(unused_mut)]
+                let mut defaults: Vec<Arc<dyn SecureEnvelope>> = Vec::new();
+                #[cfg(feature = "smime")]
+                {
+                    let mut smime = postern_smime::SmimeEnvelope::new();
+                    if let Some(loader) = self.key_loader {
+                        smime = smime.with_key_loader(loader);
+                    }
+                    defaults.push(Arc::new(smime));
+                }
+                #[cfg(feature = "openpgp")]
+                defaults.push(Arc::new(postern_openpgp::OpenPgpEnvelope::new()));
+                defaults
             }
-            vec![
-                Arc::new(smime),
-                Arc::new(postern_openpgp::OpenPgpEnvelope::new()),
-            ]
-        });
+        };
         for b in self.extra {
             let standard: Standard = b.standard();
             backends.retain(|x| x.standard() != standard);
             backends.push(b);
+        }
+        if backends.is_empty() {
+            return Err(BuildError::NoBackend);
         }
         let mut router = Router::new(backends.clone());
         let mut inbound = InboundRouter::new(backends);
@@ -442,17 +464,63 @@ impl GatewayBuilder {
         if let Some(p) = self.inbound_policy {
             inbound.policy = p;
         }
-        Gateway {
+        let inspector: Arc<dyn ContentInspector> = match self.inspection {
+            Inspect::With(i) => i,
+            Inspect::Off => Arc::new(PassThrough),
+            #[cfg(feature = "dlp")]
+            Inspect::Default => Arc::new(postern_dlp::DlpInspector::builtin()),
+            #[cfg(not(feature = "dlp"))]
+            Inspect::Default => return Err(BuildError::NoInspector),
+        };
+        Ok(Gateway {
             router,
             inbound,
-            inspector: self.inspector.unwrap_or_else(|| Arc::new(PassThrough)),
-        }
+            inspector,
+        })
     }
+}
+
+/// Which content inspection a builder was told to use.
+#[derive(Debug, Default)]
+enum Inspect {
+    /// postern-dlp's built-in policy (an error without the `dlp` feature).
+    #[default]
+    Default,
+    /// The embedder's.
+    With(Arc<dyn ContentInspector>),
+    /// None, by name.
+    Off,
+}
+
+/// Why [`GatewayBuilder::build`] refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// No backend: the `smime` and `openpgp` features are off and none was given.
+    #[error(
+        "no backend: enable postern-router's smime or openpgp feature, or give one with backend()"
+    )]
+    NoBackend,
+    /// No content inspection was named and the built-in one is not compiled in.
+    #[error("no content inspection: enable postern-router's dlp feature, give an inspector(), or say without_inspection()")]
+    NoInspector,
+    /// A key loader was given, but the default S/MIME backend it is for was replaced.
+    #[error("key_loader() is for the default S/MIME backend, which backends() replaced: give your SmimeEnvelope the loader instead")]
+    KeyLoaderUnused,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A builder with both real backends given, so the tests run the same whichever backend
+    /// features the crate is built with (the defaults are what the features decide).
+    fn builder() -> GatewayBuilder {
+        Gateway::builder().backends(vec![
+            Arc::new(postern_smime::SmimeEnvelope::new()),
+            Arc::new(postern_openpgp::OpenPgpEnvelope::new()),
+        ])
+    }
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// Says what it was told and counts its calls.
@@ -488,16 +556,19 @@ mod tests {
         }
     }
 
-    fn directory() -> Directory {
-        Directory::from_toml(
+    /// A required partner with no key anywhere (a key source the gateway was given no store
+    /// for), and a TLS-required one.
+    fn directory() -> CheckedDirectory {
+        let dir = Directory::from_toml(
             r#"
             [our]
             domains = ["clinic.example"]
 
             [[partner]]
             domain = "lab.example"
-            standards = ["smime"]
+            standards = ["openpgp"]
             policy = "required"
+            key_sources = ["wkd"]
 
             [[partner]]
             domain = "tls.example"
@@ -505,7 +576,13 @@ mod tests {
             "#,
             std::path::Path::new("."),
         )
-        .unwrap()
+        .unwrap();
+        builder()
+            .without_inspection()
+            .build()
+            .unwrap()
+            .check(dir)
+            .unwrap()
     }
 
     fn envelope(to: &[&str]) -> Envelope {
@@ -556,9 +633,10 @@ mod tests {
         ];
         for rt in runtimes {
             let (tx, rx) = std::sync::mpsc::channel();
-            let gw = Gateway::builder()
+            let gw = builder()
                 .inspector(Arc::new(WaitsForSignal(std::sync::Mutex::new(rx))))
-                .build();
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 // Both as tasks (block_on's own future does not run on a worker).
                 let deciding = tokio::spawn(async move {
@@ -580,7 +658,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_recipient_is_decided_once_and_our_own_stay_local() {
-        let gw = Gateway::builder().build();
+        let gw = builder().without_inspection().build().unwrap();
         let env = envelope(&[
             "nurse@clinic.example",
             "results@lab.example",
@@ -620,13 +698,13 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(plan.inspection.is_none(), "no inspector configured");
+        assert!(plan.inspection.is_none(), "inspection turned off by name");
     }
 
     #[tokio::test]
     async fn content_refusal_names_what_was_found_and_keeps_the_verdict() {
         let inspector = Fixed::new(ContentAction::Block);
-        let gw = Gateway::builder().inspector(inspector.clone()).build();
+        let gw = builder().inspector(inspector.clone()).build().unwrap();
         let env = envelope(&["someone@mail.example"]);
         let plan = gw.outbound(&directory(), Outgoing::new(&env, MSG)).await;
         match find(&plan, "someone@mail.example") {
@@ -661,7 +739,7 @@ mod tests {
     #[tokio::test]
     async fn partners_that_only_get_ciphertext_are_not_inspected() {
         let inspector = Fixed::new(ContentAction::Quarantine);
-        let gw = Gateway::builder().inspector(inspector.clone()).build();
+        let gw = builder().inspector(inspector.clone()).build().unwrap();
         let env = envelope(&["results@lab.example", "nurse@clinic.example"]);
         let plan = gw.outbound(&directory(), Outgoing::new(&env, MSG)).await;
         assert_eq!(inspector.calls.load(Ordering::SeqCst), 0);
@@ -676,7 +754,7 @@ mod tests {
             partner_mail: true,
             calls: AtomicUsize::new(0),
         };
-        let gw = Gateway::builder().inspector(Arc::new(fixed)).build();
+        let gw = builder().inspector(Arc::new(fixed)).build().unwrap();
         let env = envelope(&["someone@mail.example", "x@tls.example"]);
         let plan = gw.outbound(&directory(), Outgoing::new(&env, MSG)).await;
         for who in ["someone@mail.example", "x@tls.example"] {
@@ -706,7 +784,7 @@ mod tests {
             partner_mail: false,
             calls: AtomicUsize::new(0),
         };
-        let gw = Gateway::builder().inspector(Arc::new(fixed)).build();
+        let gw = builder().inspector(Arc::new(fixed)).build().unwrap();
         let plan = gw.outbound(&directory(), Outgoing::new(&env, MSG)).await;
         match find(&plan, "someone@mail.example") {
             Disposition::Deliver { message, .. } => {
@@ -724,14 +802,83 @@ mod tests {
 
     #[tokio::test]
     async fn an_added_backend_replaces_the_one_of_its_standard() {
-        let gw = Gateway::builder()
+        let gw = builder()
+            .backend(Arc::new(postern_smime::SmimeEnvelope::new()))
             .backend(Arc::new(postern_openpgp::OpenPgpEnvelope::new()))
+            .without_inspection()
+            .build()
+            .unwrap();
+        // Both standards still there, once each.
+        let mut standards: Vec<String> = gw
+            .backends()
+            .iter()
+            .map(|b| b.standard().to_string())
+            .collect();
+        standards.sort();
+        assert_eq!(standards, ["openpgp", "smime"]);
+    }
+
+    /// The front door is safe by default: a card number to an outside address does not
+    /// leave in clear from `Gateway::builder().build()`.
+    #[cfg(feature = "dlp")]
+    #[tokio::test]
+    async fn the_default_gateway_inspects_what_leaves_in_clear() {
+        let gw = builder().build().unwrap();
+        let env = envelope(&["someone@mail.example"]);
+        let card =
+            b"From: dr@clinic.example\r\nSubject: x\r\n\r\nCard 4111 1111 1111 1111 exp 12/29\r\n";
+        let plan = gw.outbound(&directory(), Outgoing::new(&env, card)).await;
+        assert!(
+            matches!(
+                find(&plan, "someone@mail.example"),
+                Disposition::Quarantine {
+                    reason: QuarantineReason::Content { summary: Some(_) },
+                    ..
+                }
+            ),
+            "{:?}",
+            plan.dispositions
+        );
+        // Off only by name.
+        let off = builder().without_inspection().build().unwrap();
+        let plan = off.outbound(&directory(), Outgoing::new(&env, card)).await;
+        assert!(matches!(
+            find(&plan, "someone@mail.example"),
+            Disposition::Deliver { sealed: None, .. }
+        ));
+    }
+
+    /// Without the built-in DLP compiled in, a gateway nobody told about inspection is not
+    /// built at all (rather than built without it).
+    #[cfg(not(feature = "dlp"))]
+    #[test]
+    fn without_the_dlp_feature_inspection_must_be_named() {
+        let got = builder()
+            .backend(Arc::new(postern_smime::SmimeEnvelope::new()))
             .build();
-        // Both standards still there, once each: a required S/MIME partner fails for want of
-        // a certificate, not for want of a backend.
-        let env = envelope(&["results@lab.example"]);
-        let plan = gw.outbound(&directory(), Outgoing::new(&env, MSG)).await;
-        let text = format!("{:?}", plan.dispositions);
-        assert!(text.contains("no smime certificate configured"), "{text}");
+        assert_eq!(got.err(), Some(BuildError::NoInspector));
+    }
+
+    /// A key loader for a default backend that was replaced is refused, not ignored.
+    #[cfg(feature = "smime")]
+    #[test]
+    fn an_unused_key_loader_is_refused() {
+        #[derive(Debug)]
+        struct NoKeys;
+        impl postern_smime::KeyLoader for NoKeys {
+            fn load(
+                &self,
+                _: &postern_core::Credential,
+            ) -> Result<Arc<postern_smime::Identity>, postern_core::Error> {
+                Err(postern_core::Error::InvalidRequest("none".into()))
+            }
+        }
+        let got = builder()
+            .key_loader(Arc::new(NoKeys))
+            .backends(vec![Arc::new(postern_openpgp::OpenPgpEnvelope::new())])
+            .build();
+        assert_eq!(got.err(), Some(BuildError::KeyLoaderUnused));
+        let none = builder().backends(Vec::new()).build();
+        assert_eq!(none.err(), Some(BuildError::NoBackend));
     }
 }

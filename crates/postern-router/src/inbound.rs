@@ -10,7 +10,9 @@ use postern_core::{
     SignatureVerdict, Standard,
 };
 
-use crate::{Directory, Legacy, Partner, PartnerPolicy, QuarantineReason, UnsignedCbc};
+use crate::{
+    CheckedDirectory, Directory, Legacy, Partner, PartnerPolicy, QuarantineReason, UnsignedCbc,
+};
 
 /// Header fields Postern writes on inbound mail. Any field starting with this prefix that
 /// arrives from outside is removed.
@@ -154,7 +156,7 @@ impl InboundRouter {
     /// Decides for one message from `mail_from` (the SMTP reverse path).
     pub async fn inbound(
         &self,
-        dir: &Directory,
+        dir: &CheckedDirectory,
         mail_from: Option<&Address>,
         raw: &[u8],
     ) -> Inbound {

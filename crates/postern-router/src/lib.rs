@@ -15,7 +15,9 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use postern_core::{Address, SecureEnvelope};
-//! use postern_router::{Directory, Disposition, Envelope, Inbound, InboundRouter, Router};
+//! use postern_router::{
+//!     CheckedDirectory, Directory, Disposition, Envelope, Inbound, InboundRouter, Router,
+//! };
 //!
 //! let dir = Directory::from_toml(
 //!     r#"
@@ -28,8 +30,9 @@
 //!
 //!     [[partner]]
 //!     domain = "lab.example"
-//!     standards = ["smime"]
-//!     policy = "required"          # no certificate configured: nothing may leave for it
+//!     standards = ["openpgp"]
+//!     policy = "required"
+//!     key_sources = ["wkd"]        # and no WKD store given: no key, nothing may leave for it
 //!     "#,
 //!     std::path::Path::new("."),
 //! )?;
@@ -37,6 +40,8 @@
 //!     Arc::new(postern_smime::SmimeEnvelope::new()),
 //!     Arc::new(postern_openpgp::OpenPgpEnvelope::new()),
 //! ];
+//! // Only a directory checked with the backends that will use it routes mail.
+//! let dir = CheckedDirectory::check(dir, &backends, std::time::SystemTime::now())?;
 //! let envelope = Envelope {
 //!     mail_from: Some(Address::new("dr@clinic.example")?),
 //!     rcpt_to: vec![
@@ -84,6 +89,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod checked;
 mod decide;
 mod directory;
 mod gateway;
@@ -92,20 +98,20 @@ mod shared;
 mod textonly;
 mod validate;
 
-pub use decide::{
-    strip_bcc, ContentAction, Disposition, Envelope, QuarantineReason, Reason, Router,
-};
+pub use checked::{CheckedDirectory, Rejected};
+pub use decide::{strip_bcc, Disposition, QuarantineReason, Reason, Router};
 pub use directory::{
     normalise_fingerprint, Directory, DirectoryError, DomainPattern, Harvest, KeySource, Legacy,
     OurIdentity, Partner, PartnerPolicy, Problem, UnsignedCbc,
 };
-pub use gateway::{
-    ContentInspector, Gateway, GatewayBuilder, Inspection, Outgoing, PassThrough, Plan,
-};
+pub use gateway::{BuildError, Gateway, GatewayBuilder, Outgoing, Plan};
 pub use inbound::{
     signature_verdict, strip_results, Inbound, InboundAction, InboundPolicy, InboundRouter,
     RESULT_PREFIX,
 };
+/// The inspection plug, defined in postern-core beside the other plug traits (re-exported
+/// here so that an embedder of the router finds it with the gateway).
+pub use postern_core::{ContentAction, ContentInspector, Envelope, Inspection, PassThrough};
 pub use shared::{ReloadError, SharedDirectory};
 pub use textonly::text_only;
 pub use validate::{validate, Finding, Severity};

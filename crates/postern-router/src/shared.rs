@@ -4,25 +4,27 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
-use crate::{validate, Directory, DirectoryError, Finding, Severity};
+use postern_core::SecureEnvelope;
+
+use crate::{CheckedDirectory, Directory, DirectoryError, Finding};
 
 /// The directory in force. Readers take an `Arc` snapshot and keep it for the whole message, so
 /// a reload never changes the rules under a message in flight.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SharedDirectory {
-    current: RwLock<Arc<Directory>>,
+    current: RwLock<Arc<CheckedDirectory>>,
 }
 
 impl SharedDirectory {
     /// Starts with `dir`.
-    pub fn new(dir: Directory) -> Self {
+    pub fn new(dir: CheckedDirectory) -> Self {
         SharedDirectory {
             current: RwLock::new(Arc::new(dir)),
         }
     }
 
     /// The directory in force now.
-    pub fn current(&self) -> Arc<Directory> {
+    pub fn current(&self) -> Arc<CheckedDirectory> {
         match self.current.read() {
             Ok(g) => g.clone(),
             // A panic while swapping cannot leave a half-written Arc; keep serving.
@@ -30,25 +32,30 @@ impl SharedDirectory {
         }
     }
 
-    /// Puts `dir` in force as it is, unvalidated: for embedders that build the directory in
-    /// Rust (and tests that take a key away mid-run).
-    pub fn replace(&self, dir: Directory) {
+    /// Puts `dir` in force: for embedders that build the directory in Rust (and tests that
+    /// take a key away mid-run).
+    pub fn replace(&self, dir: CheckedDirectory) {
         match self.current.write() {
             Ok(mut g) => *g = Arc::new(dir),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(dir),
         }
     }
 
-    /// Loads `path` and puts it in force if it parses and has no error-level findings; else
-    /// the old directory stays and the reasons are returned. Warnings come back on success.
-    pub fn reload(&self, path: &Path, now: SystemTime) -> Result<Vec<Finding>, ReloadError> {
+    /// Loads `path`, checks it with `backends` (the gateway's) and puts it in force if it
+    /// parses and has no error-level findings; else the old directory stays and the reasons
+    /// are returned. Warnings come back on success.
+    pub fn reload(
+        &self,
+        path: &Path,
+        backends: &[Arc<dyn SecureEnvelope>],
+        now: SystemTime,
+    ) -> Result<Vec<Finding>, ReloadError> {
         let dir = Directory::load(path).map_err(ReloadError::Load)?;
-        let findings = validate(&dir, now);
-        if findings.iter().any(|f| f.severity == Severity::Error) {
-            return Err(ReloadError::Rejected(findings));
-        }
-        self.replace(dir);
-        Ok(findings)
+        let checked = CheckedDirectory::check(dir, backends, now)
+            .map_err(|r| ReloadError::Rejected(r.findings))?;
+        let warnings = checked.warnings().to_vec();
+        self.replace(checked);
+        Ok(warnings)
     }
 }
 
@@ -60,6 +67,6 @@ pub enum ReloadError {
     #[error(transparent)]
     Load(DirectoryError),
     /// It parsed, but validation found errors.
-    #[error("directory rejected: {}", .0.iter().filter(|f| f.severity == Severity::Error).map(|f| format!("{} (line {}): {}", f.subject, f.line, f.message)).collect::<Vec<_>>().join("; "))]
+    #[error("directory rejected: {}", crate::checked::errors(.0))]
     Rejected(Vec<Finding>),
 }

@@ -4,11 +4,10 @@
 //! thirty days from now, so "usable" means exactly what sealing will accept: validity period,
 //! key usage, algorithm policy, revocation (OpenPGP), encryption capability.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use postern_core::{Credential, MessageView, Policy, SealRequest, SecureEnvelope, Standard};
-use postern_openpgp::OpenPgpEnvelope;
-use postern_smime::SmimeEnvelope;
 
 use crate::{Directory, Partner, PartnerPolicy};
 
@@ -54,22 +53,29 @@ const SOON: Duration = Duration::from_secs(30 * 86400);
 const PROBE: &[u8] =
     b"From: postern@probe.invalid\r\nTo: postern@probe.invalid\r\nSubject: probe\r\n\r\nprobe\r\n";
 
-fn backend(standard: Standard) -> Option<Box<dyn SecureEnvelope>> {
-    match standard {
-        Standard::Smime => Some(Box::new(SmimeEnvelope::new())),
-        Standard::OpenPgp => Some(Box::new(OpenPgpEnvelope::new())),
-        _ => None,
+/// The backends a directory is checked with: the ones that will seal and open its mail.
+struct Backends<'a>(&'a [Arc<dyn SecureEnvelope>]);
+
+impl Backends<'_> {
+    fn get(&self, standard: Standard) -> Option<&dyn SecureEnvelope> {
+        self.0
+            .iter()
+            .find(|b| b.standard() == standard)
+            .map(|b| b.as_ref())
     }
 }
 
 /// Seals the probe for `certs` (and signed by `signer`) at `now`, through the real backend.
 fn probe(
+    backends: &Backends<'_>,
     standard: Standard,
     certs: &[Vec<u8>],
     signer: Option<&Credential>,
     now: SystemTime,
 ) -> Result<(), String> {
-    let backend = backend(standard).ok_or("no backend for this standard")?;
+    let backend = backends
+        .get(standard)
+        .ok_or("no backend for this standard is built into this gateway")?;
     let policy = Policy::default();
     let view = MessageView::parse(PROBE).map_err(|e| e.to_string())?;
     let mut req = match (certs.is_empty(), signer) {
@@ -96,8 +102,15 @@ fn block_on<F: std::future::Future>(fut: F) -> F::Output {
     }
 }
 
-/// Everything worth telling an administrator about `dir`, most serious first.
-pub fn validate(dir: &Directory, now: SystemTime) -> Vec<Finding> {
+/// Everything worth telling an administrator about `dir`, most serious first, checked with
+/// `backends`: the ones the gateway seals and opens with (an HSM key loader, a third standard
+/// and a backend left out of the build all count as they will when mail flows).
+pub fn validate(
+    dir: &Directory,
+    backends: &[Arc<dyn SecureEnvelope>],
+    now: SystemTime,
+) -> Vec<Finding> {
+    let backends = &Backends(backends);
     let mut out = Vec::new();
     for cred in &dir.our.credentials {
         let finding = |severity, message| Finding {
@@ -106,12 +119,12 @@ pub fn validate(dir: &Directory, now: SystemTime) -> Vec<Finding> {
             line: 0,
             message,
         };
-        if let Err(e) = probe(cred.standard, &[], Some(cred), now) {
+        if let Err(e) = probe(backends, cred.standard, &[], Some(cred), now) {
             out.push(finding(
                 Severity::Error,
                 format!("our {} key cannot sign: {e}", cred.standard),
             ));
-        } else if let Err(e) = probe(cred.standard, &[], Some(cred), now + SOON) {
+        } else if let Err(e) = probe(backends, cred.standard, &[], Some(cred), now + SOON) {
             out.push(finding(
                 Severity::Warning,
                 format!(
@@ -130,13 +143,19 @@ pub fn validate(dir: &Directory, now: SystemTime) -> Vec<Finding> {
         });
     }
     for partner in &dir.partners {
-        check_partner(dir, partner, now, &mut out);
+        check_partner(dir, backends, partner, now, &mut out);
     }
     out.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.line.cmp(&b.line)));
     out
 }
 
-fn check_partner(dir: &Directory, p: &Partner, now: SystemTime, out: &mut Vec<Finding>) {
+fn check_partner(
+    dir: &Directory,
+    backends: &Backends<'_>,
+    p: &Partner,
+    now: SystemTime,
+    out: &mut Vec<Finding>,
+) {
     let mut push = |severity, message: String| {
         out.push(Finding {
             severity,
@@ -161,7 +180,7 @@ fn check_partner(dir: &Directory, p: &Partner, now: SystemTime, out: &mut Vec<Fi
     }
     for (&std, entries) in &p.certificates {
         for (i, entry) in entries.iter().enumerate() {
-            for (severity, message) in certificate_owners(p, std, i + 1, entry) {
+            for (severity, message) in certificate_owners(backends, p, std, i + 1, entry) {
                 push(severity, message);
             }
         }
@@ -192,14 +211,14 @@ fn check_partner(dir: &Directory, p: &Partner, now: SystemTime, out: &mut Vec<Fi
                 format!("sign = true but we have no {std} key to sign with"),
             );
         }
-        match probe(std, certs, signer.as_ref(), now) {
+        match probe(backends, std, certs, signer.as_ref(), now) {
             Err(e) => push(
                 Severity::Error,
                 format!("{std} certificate not usable: {e}"),
             ),
             Ok(()) => {
                 usable.push(std);
-                if let Err(e) = probe(std, certs, signer.as_ref(), now + SOON) {
+                if let Err(e) = probe(backends, std, certs, signer.as_ref(), now + SOON) {
                     push(
                         Severity::Warning,
                         format!("{std} certificate stops working within 30 days: {e}"),
@@ -226,13 +245,20 @@ fn check_partner(dir: &Directory, p: &Partner, now: SystemTime, out: &mut Vec<Fi
 /// `certificate_domains`), and a file with several recipient certificates is pointed out,
 /// since mail is then encrypted to every one of them.
 fn certificate_owners(
+    backends: &Backends<'_>,
     p: &Partner,
     std: Standard,
     n: usize,
     bytes: &[u8],
 ) -> Vec<(Severity, String)> {
     let mut out = Vec::new();
-    let Some(backend) = backend(std) else {
+    let Some(backend) = backends.get(std) else {
+        // Nothing can read it, so nothing can seal to it: a certificate for a standard this
+        // gateway was built without is an error, not a silent pass.
+        out.push((
+            Severity::Error,
+            format!("{std} certificate {n}: no {std} backend is built into this gateway"),
+        ));
         return out;
     };
     let summaries = match backend.describe_certificates(bytes) {

@@ -555,6 +555,35 @@ impl SecureEnvelope for SmimeEnvelope {
             })
             .collect())
     }
+
+    fn chains_to_anchor(
+        &self,
+        certificate: &[u8],
+        anchors: &[Vec<u8>],
+        policy: &postern_core::Policy,
+        now: std::time::SystemTime,
+    ) -> bool {
+        let anchors: Vec<_> = anchors
+            .iter()
+            .filter_map(|a| keys::parse_certificates(a).ok())
+            .flatten()
+            .collect();
+        let Ok(certs) = keys::parse_certificates(certificate) else {
+            return false;
+        };
+        let Some(leaf) = certs.first() else {
+            return false;
+        };
+        let opts = path::PathOptions {
+            anchors: &anchors,
+            intermediates: &certs,
+            now,
+            policy,
+            purpose: Some(path::EMAIL_PROTECTION),
+            max_intermediates: path::DEFAULT_MAX_INTERMEDIATES,
+        };
+        path::validate(leaf, &opts).is_ok()
+    }
 }
 
 /// The certificates to encrypt to: the recipients of each entry ([`keys::recipients`]: every

@@ -379,6 +379,10 @@ async fn route(args: RouteArgs) -> Result<bool, String> {
         std::sync::Arc::new(SmimeEnvelope::new()),
         std::sync::Arc::new(OpenPgpEnvelope::new()),
     ];
+    // Routed only with a directory checked by the backends that seal: a partner entry with
+    // another domain's certificate is refused here as the relay refuses it.
+    let dir = postern_router::CheckedDirectory::check(dir, &backends, std::time::SystemTime::now())
+        .map_err(|e| e.to_string())?;
     let out = Router::new(backends)
         .with_revocation(std::sync::Arc::new(
             postern_relay::revocation::CrlChecker::new(),
@@ -504,7 +508,11 @@ fn check_config(file: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let findings = postern_router::validate(&dir, std::time::SystemTime::now());
+    let backends: Vec<std::sync::Arc<dyn SecureEnvelope>> = vec![
+        std::sync::Arc::new(SmimeEnvelope::new()),
+        std::sync::Arc::new(OpenPgpEnvelope::new()),
+    ];
+    let findings = postern_router::validate(&dir, &backends, std::time::SystemTime::now());
     let errors = findings
         .iter()
         .filter(|f| f.severity == postern_router::Severity::Error)
