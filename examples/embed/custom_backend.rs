@@ -6,8 +6,8 @@
 //!
 //! The backend here hands the cryptography to an external program — the `openssl` command,
 //! standing in for a vendor's tool or a certified module that only comes as a binary. It is
-//! its own standard (`openssl-cli`); the partner `lab.example` is switched to it, while
-//! `pgp.example` keeps the built-in OpenPGP backend. The gateway picks the backend per
+//! its own standard (`openssl-cli`); the partner `smime.example` is switched to it, while
+//! `openpgp.example` keeps the built-in OpenPGP backend. The gateway picks the backend per
 //! partner and applies the same fail-closed rules to both: if the program fails, the partner
 //! gets nothing rather than plaintext.
 
@@ -133,15 +133,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let toml = format!(
         "[our]\ndomains = [\"clinic.example\"]\n\n\
-         [[partner]]\ndomain = \"lab.example\"\nstandards = [\"smime\"]\npolicy = \"required\"\n\
+         [[partner]]\ndomain = \"smime.example\"\nstandards = [\"smime\"]\npolicy = \"required\"\n\
          smime_certificates = [{:?}]\n\n\
-         [[partner]]\ndomain = \"pgp.example\"\nstandards = [\"openpgp\"]\npolicy = \"required\"\n\
+         [[partner]]\ndomain = \"openpgp.example\"\nstandards = [\"openpgp\"]\npolicy = \"required\"\n\
          openpgp_certificates = [{:?}]\n",
         smime_cert.display().to_string(),
         pgp_cert.display().to_string()
     );
     let mut dir = Directory::from_toml(&toml, Path::new("."))?;
-    // The file names the built-in standards; the Rust API takes any. lab.example moves to ours.
+    // The file names the built-in standards; the Rust API takes any. smime.example moves to ours.
     let lab = &mut dir.partners[0];
     let certs = lab
         .certificates
@@ -161,11 +161,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let envelope = Envelope {
         mail_from: Some(Address::new("dr@clinic.example")?),
         rcpt_to: vec![
-            Address::new("results@lab.example")?,
-            Address::new("office@pgp.example")?,
+            Address::new("results@smime.example")?,
+            Address::new("office@openpgp.example")?,
         ],
     };
-    let message = b"From: dr@clinic.example\r\nTo: results@lab.example, office@pgp.example\r\n\
+    let message =
+        b"From: dr@clinic.example\r\nTo: results@smime.example, office@openpgp.example\r\n\
                     Subject: Lab order\r\n\r\nPlease run a lipid panel for J. Doe.\r\n";
     let plan = gateway
         .outbound(&dir, Outgoing::new(&envelope, message))

@@ -226,7 +226,7 @@ fn directory(
     };
     if let Some(p) = partner_cert {
         let mut partner = Partner::new(
-            DomainPattern::parse("lab.example")?,
+            DomainPattern::parse("smime.example")?,
             PartnerPolicy::Required,
             vec![Standard::Smime],
         );
@@ -267,7 +267,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let dir = gateway.check(directory(arg(2)?, Some(arg(3)?))?)?;
             let envelope = Envelope {
                 mail_from: Some(Address::new("dr@clinic.example")?),
-                rcpt_to: vec![Address::new("results@lab.example")?],
+                rcpt_to: vec![Address::new("results@smime.example")?],
             };
             let plan = gateway
                 .outbound(&dir, Outgoing::new(&envelope, &message))

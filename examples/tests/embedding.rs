@@ -86,11 +86,12 @@ fn the_minimal_smtp_server_seals_for_partners_and_refuses_with_typed_replies() {
         &dir,
         format!(
             "[our]\ndomains = [\"clinic.example\"]\n\n\
-             [[partner]]\ndomain = \"lab.example\"\nstandards = [\"smime\"]\npolicy = \"required\"\n\
+             [[partner]]\ndomain = \"smime.example\"\nstandards = [\"smime\"]\npolicy = \"required\"\n\
              smime_certificates = [{:?}]\n\n\
-             [[partner]]\ndomain = \"pgp.example\"\nstandards = [\"openpgp\"]\npolicy = \"required\"\n\
+             [[partner]]\ndomain = \"openpgp.example\"\nstandards = [\"openpgp\"]\npolicy = \"required\"\n\
              openpgp_certificates = [{:?}]\n\n\
-             [[partner]]\ndomain = \"nokey.example\"\nstandards = [\"smime\"]\npolicy = \"required\"\n",
+             [[partner]]\ndomain = \"nokey.example\"\nstandards = [\"openpgp\"]\npolicy = \"required\"\n\
+             key_sources = [\"wkd\"]\n",
             data("lamps-bob.encrypt.crt").display().to_string(),
             data("bob.pub.asc").display().to_string(),
         ),
@@ -117,13 +118,13 @@ fn the_minimal_smtp_server_seals_for_partners_and_refuses_with_typed_replies() {
         .to_string();
 
     let rcpts = [
-        "results@lab.example",
-        "office@pgp.example",
+        "results@smime.example",
+        "office@openpgp.example",
         "nurse@clinic.example",
         "friend@mail.test",
     ];
     let msg = format!(
-        "From: dr@clinic.example\r\nTo: results@lab.example\r\nSubject: Labs\r\n\r\n{MARKER}\r\n"
+        "From: dr@clinic.example\r\nTo: results@smime.example\r\nSubject: Labs\r\n\r\n{MARKER}\r\n"
     );
     let r = send_mail(&addr, "dr@clinic.example", &rcpts, msg.as_bytes()).unwrap();
     assert!(r.starts_with("250"), "{r}");
@@ -149,8 +150,8 @@ fn the_minimal_smtp_server_seals_for_partners_and_refuses_with_typed_replies() {
     assert_eq!(plain.len(), 1);
     assert!(text(&plain[0]).starts_with("X-Envelope-To: friend@mail.test\r\n"));
 
-    // A required partner without a key: refused with the reply of the typed reason, and
-    // nothing written for it.
+    // A required partner without a key (its keys are published, and no source finds one):
+    // refused with the reply of the typed reason, and nothing written for it.
     let before = std::fs::read_dir(&out).unwrap().count();
     let r = send_mail(
         &addr,
@@ -200,14 +201,17 @@ fn a_custom_backend_is_chosen_per_partner_and_fails_closed() {
     let out = text(&o.stdout);
     assert!(o.status.success(), "{out}{}", text(&o.stderr));
     assert!(
-        out.contains("lab.example: sealed with openssl-cli"),
+        out.contains("smime.example: sealed with openssl-cli"),
         "{out}"
     );
-    assert!(out.contains("pgp.example: sealed with openpgp"), "{out}");
-    let lab = std::fs::read(tmp.path().join("lab.example.eml")).unwrap();
+    assert!(
+        out.contains("openpgp.example: sealed with openpgp"),
+        "{out}"
+    );
+    let lab = std::fs::read(tmp.path().join("smime.example.eml")).unwrap();
     assert!(!text(&lab).contains("lipid panel"));
     assert!(text(&openssl_decrypt_for_bob(&lab)).contains("lipid panel"));
-    let pgp = std::fs::read(tmp.path().join("pgp.example.eml")).unwrap();
+    let pgp = std::fs::read(tmp.path().join("openpgp.example.eml")).unwrap();
     assert!(text(&gpg_decrypt_for_bob(&pgp)).contains("lipid panel"));
 
     // Without the program: held (temporary), never sent in clear.
@@ -221,9 +225,9 @@ fn a_custom_backend_is_chosen_per_partner_and_fails_closed() {
         b"",
     );
     let out = text(&o.stdout);
-    assert!(out.contains("lab.example: not sent (4.7.5)"), "{out}");
-    assert!(!again.path().join("lab.example.eml").exists());
-    assert!(again.path().join("pgp.example.eml").exists());
+    assert!(out.contains("smime.example: not sent (4.7.5)"), "{out}");
+    assert!(!again.path().join("smime.example.eml").exists());
+    assert!(again.path().join("openpgp.example.eml").exists());
 }
 
 /// Example 4: the private key lives in another process; the gateway opens mail OpenSSL
@@ -268,7 +272,7 @@ fn an_hsm_style_key_loader_keeps_the_key_in_another_process() {
     // Seal with our signature: OpenSSL decrypts as the partner and verifies our signature.
     let partner = data("lamps-bob.encrypt.crt");
     let msg = format!(
-        "From: dr@clinic.example\r\nTo: results@lab.example\r\nSubject: s\r\n\r\n{MARKER}\r\n"
+        "From: dr@clinic.example\r\nTo: results@smime.example\r\nSubject: s\r\n\r\n{MARKER}\r\n"
     );
     let o = gateway_side(
         &[Path::new("seal"), &socket, &ours.cert, &partner],

@@ -65,6 +65,23 @@ impl Backends<'_> {
     }
 }
 
+/// Why a probe could not be sealed.
+enum ProbeError {
+    /// The key, certificate or configuration cannot work: an error in the directory.
+    Unusable(String),
+    /// The backend could not answer now (an HSM or an external program is down): mail would
+    /// wait and be retried, so the directory is not refused for it; the administrator is told.
+    NotNow(String),
+}
+
+impl std::fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProbeError::Unusable(e) | ProbeError::NotNow(e) => f.write_str(e),
+        }
+    }
+}
+
 /// Seals the probe for `certs` (and signed by `signer`) at `now`, through the real backend.
 fn probe(
     backends: &Backends<'_>,
@@ -72,12 +89,12 @@ fn probe(
     certs: &[Vec<u8>],
     signer: Option<&Credential>,
     now: SystemTime,
-) -> Result<(), String> {
-    let backend = backends
-        .get(standard)
-        .ok_or("no backend for this standard is built into this gateway")?;
+) -> Result<(), ProbeError> {
+    let backend = backends.get(standard).ok_or_else(|| {
+        ProbeError::Unusable("no backend for this standard is built into this gateway".into())
+    })?;
     let policy = Policy::default();
-    let view = MessageView::parse(PROBE).map_err(|e| e.to_string())?;
+    let view = MessageView::parse(PROBE).map_err(|e| ProbeError::Unusable(e.to_string()))?;
     let mut req = match (certs.is_empty(), signer) {
         (true, Some(s)) => SealRequest::sign_only(s, true, &policy),
         (_, Some(s)) => SealRequest::encrypt(certs, &policy).signed_by(s),
@@ -87,7 +104,13 @@ fn probe(
     // The backends are synchronous underneath; a tiny executor is enough here.
     block_on(backend.seal(&view, &req))
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(|e| {
+            if e.is_temporary() {
+                ProbeError::NotNow(e.to_string())
+            } else {
+                ProbeError::Unusable(e.to_string())
+            }
+        })
 }
 
 /// Polls a future that never waits on I/O (the envelope backends compute synchronously).
@@ -119,11 +142,23 @@ pub fn validate(
             line: 0,
             message,
         };
-        if let Err(e) = probe(backends, cred.standard, &[], Some(cred), now) {
-            out.push(finding(
+        let trouble = match probe(backends, cred.standard, &[], Some(cred), now) {
+            Err(ProbeError::Unusable(e)) => Some(finding(
                 Severity::Error,
                 format!("our {} key cannot sign: {e}", cred.standard),
-            ));
+            )),
+            Err(ProbeError::NotNow(e)) => Some(finding(
+                Severity::Warning,
+                format!(
+                    "our {} key could not be checked now: {e} (signing waits while this lasts)",
+                    cred.standard
+                ),
+            )),
+            Ok(()) => None,
+        };
+        if let Some(f) = trouble {
+            // Told once: the 30-day probe would only repeat it.
+            out.push(f);
         } else if let Err(e) = probe(backends, cred.standard, &[], Some(cred), now + SOON) {
             out.push(finding(
                 Severity::Warning,
@@ -212,10 +247,18 @@ fn check_partner(
             );
         }
         match probe(backends, std, certs, signer.as_ref(), now) {
-            Err(e) => push(
+            Err(ProbeError::Unusable(e)) => push(
                 Severity::Error,
                 format!("{std} certificate not usable: {e}"),
             ),
+            Err(ProbeError::NotNow(e)) => {
+                // Its mail is held and retried while this lasts, never sent in clear.
+                usable.push(std);
+                push(
+                    Severity::Warning,
+                    format!("{std} certificate could not be checked now: {e}"),
+                );
+            }
             Ok(()) => {
                 usable.push(std);
                 if let Err(e) = probe(backends, std, certs, signer.as_ref(), now + SOON) {
