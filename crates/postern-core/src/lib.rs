@@ -75,6 +75,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod civil;
 mod entropy;
 mod envelope;
 mod error;

@@ -18,10 +18,7 @@ pub fn one_line(s: &str, max: usize) -> String {
 }
 
 /// `2026-12-30` from unix seconds (UTC).
-pub fn day(unix: i64) -> String {
-    let (y, m, d) = civil(unix.div_euclid(86_400));
-    format!("{y:04}-{m:02}-{d:02}")
-}
+pub use postern_core::civil::utc_day as day;
 
 /// `2026-12-30 14:05 UTC`.
 pub fn moment(unix: i64) -> String {
@@ -32,20 +29,6 @@ pub fn moment(unix: i64) -> String {
         secs / 3600,
         secs % 3600 / 60
     )
-}
-
-/// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-fn civil(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 fn from<'a>(s: &'a PortalSettings) -> MbAddress<'a> {

@@ -18,7 +18,7 @@ pub fn rfc5322_date(unix_secs: u64) -> String {
     ];
     let days = unix_secs / 86400;
     let secs = unix_secs % 86400;
-    let (y, m, d) = civil_from_days(days as i64);
+    let (y, m, d) = postern_core::civil::civil_from_days(days as i64);
     format!(
         "{}, {:02} {} {} {:02}:{:02}:{:02} +0000",
         DAYS[(days % 7) as usize],
@@ -31,35 +31,8 @@ pub fn rfc5322_date(unix_secs: u64) -> String {
     )
 }
 
-/// A time as `YYYY-MM-DD HH:MM:SS UTC` (times before 1970 read as 1970).
-pub fn utc_timestamp(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-    let rem = secs % 86_400;
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 → (year, month 1..=12, day 1..=31), Howard Hinnant's algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
+/// A time as `YYYY-MM-DD HH:MM:SS UTC` (the gateway's one civil-date routine).
+pub use postern_core::civil::utc_timestamp;
 
 /// Runs `fut` to completion on a thread the runtime has given up as a worker, so what it does
 /// that blocks — RSA, content inspection, parsing, fsync — never stalls the SMTP sessions and

@@ -57,20 +57,23 @@ const PROBE: &[u8] =
 struct Backends<'a>(&'a [Arc<dyn SecureEnvelope>]);
 
 impl Backends<'_> {
-    fn get(&self, standard: Standard) -> Option<&dyn SecureEnvelope> {
-        self.0
-            .iter()
-            .find(|b| b.standard() == standard)
-            .map(|b| b.as_ref())
+    fn get(&self, standard: Standard) -> Option<&Arc<dyn SecureEnvelope>> {
+        self.0.iter().find(|b| b.standard() == standard)
     }
 }
+
+/// How long one probe may take. A backend that has not answered by then (an HSM that hangs,
+/// an external program that waits) is reported, and the check goes on: loading a directory
+/// must not hang on it.
+const PROBE_WAIT: Duration = Duration::from_secs(10);
 
 /// Why a probe could not be sealed.
 enum ProbeError {
     /// The key, certificate or configuration cannot work: an error in the directory.
     Unusable(String),
-    /// The backend could not answer now (an HSM or an external program is down): mail would
-    /// wait and be retried, so the directory is not refused for it; the administrator is told.
+    /// The backend could not answer now (an HSM or an external program is down or hangs): mail
+    /// would wait and be retried, so the directory is not refused for it; the administrator is
+    /// told.
     NotNow(String),
 }
 
@@ -82,7 +85,9 @@ impl std::fmt::Display for ProbeError {
     }
 }
 
-/// Seals the probe for `certs` (and signed by `signer`) at `now`, through the real backend.
+/// Seals the probe for `certs` (and signed by `signer`) at `now`, through the real backend,
+/// on a thread of its own so that a backend that never answers costs [`PROBE_WAIT`] and that
+/// thread, not the caller.
 fn probe(
     backends: &Backends<'_>,
     standard: Standard,
@@ -90,9 +95,33 @@ fn probe(
     signer: Option<&Credential>,
     now: SystemTime,
 ) -> Result<(), ProbeError> {
-    let backend = backends.get(standard).ok_or_else(|| {
+    let backend = backends.get(standard).cloned().ok_or_else(|| {
         ProbeError::Unusable("no backend for this standard is built into this gateway".into())
     })?;
+    let certs = certs.to_vec();
+    let signer = signer.cloned();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("postern-probe".into())
+        .spawn(move || {
+            let _ = tx.send(seal_probe(backend.as_ref(), &certs, signer.as_ref(), now));
+        })
+        .map_err(|e| ProbeError::NotNow(format!("cannot start the probe: {e}")))?;
+    match rx.recv_timeout(PROBE_WAIT) {
+        Ok(r) => r,
+        Err(_) => Err(ProbeError::NotNow(format!(
+            "the {standard} backend did not answer within {} s",
+            PROBE_WAIT.as_secs()
+        ))),
+    }
+}
+
+fn seal_probe(
+    backend: &dyn SecureEnvelope,
+    certs: &[Vec<u8>],
+    signer: Option<&Credential>,
+    now: SystemTime,
+) -> Result<(), ProbeError> {
     let policy = Policy::default();
     let view = MessageView::parse(PROBE).map_err(|e| ProbeError::Unusable(e.to_string()))?;
     let mut req = match (certs.is_empty(), signer) {
@@ -101,7 +130,6 @@ fn probe(
         (_, None) => SealRequest::encrypt(certs, &policy),
     };
     req.now = now;
-    // The backends are synchronous underneath; a tiny executor is enough here.
     block_on(backend.seal(&view, &req))
         .map(|_| ())
         .map_err(|e| {
@@ -113,15 +141,28 @@ fn probe(
         })
 }
 
-/// Polls a future that never waits on I/O (the envelope backends compute synchronously).
+/// Wakes the probe's thread when its future can go on.
+struct Unpark(std::thread::Thread);
+
+impl std::task::Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Runs a future to completion on this thread, parked while it waits (a backend that awaits
+/// an HSM over the network does not spin the CPU). The built-in backends compute
+/// synchronously and are ready at the first poll.
 fn block_on<F: std::future::Future>(fut: F) -> F::Output {
     use std::task::{Context, Poll, Waker};
-    let mut cx = Context::from_waker(Waker::noop());
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
     let mut fut = std::pin::pin!(fut);
     loop {
         if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
             return v;
         }
+        std::thread::park();
     }
 }
 
