@@ -914,7 +914,14 @@ async fn dnssec_validated_smimea_and_openpgpkey_records_are_used_and_unvalidated
                 "unbound (Debian package unbound) must be installed: bash scripts/test does it",
             ),
     );
-    std::thread::sleep(Duration::from_millis(800));
+    // Up when it answers on TCP (it loads and checks the signed zone first: a fixed pause was
+    // too short on a busy machine, and the first lookup met a closed port).
+    assert!(
+        postern_tests::relay::wait_until(Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        }),
+        "unbound did not start"
+    );
 
     let mut dir = Directory::default();
     dir.our.domains.push(Domain::new("clinic.example").unwrap());
