@@ -51,9 +51,10 @@ mod tests {
         assert_eq!(utc_day(951_782_400), "2000-02-29");
         assert_eq!(utc_day(-86_400), "1969-12-31");
         assert_eq!(utc_day(4_107_542_400), "2100-03-01");
-        assert_eq!(
-            utc_timestamp(UNIX_EPOCH + std::time::Duration::from_secs(1_798_639_509)),
-            "2026-12-30 14:05:09 UTC"
-        );
+        let at = |secs| UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        assert_eq!(utc_timestamp(at(1_798_639_509)), "2026-12-30 14:05:09 UTC");
+        assert_eq!(utc_timestamp(at(1_700_000_000)), "2023-11-14 22:13:20 UTC");
+        assert_eq!(utc_timestamp(at(951_782_400)), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc_timestamp(at(0)), "1970-01-01 00:00:00 UTC");
     }
 }

@@ -17,32 +17,26 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
-pub mod bundles;
 pub mod config;
-pub mod dane;
-pub mod dnscert;
 pub mod dsn;
-pub mod fetch;
 pub mod harvest;
-mod keycache;
 pub mod keywatch;
-pub mod ldap;
 pub mod metrics;
 pub mod mx;
-pub mod netguard;
 mod portal;
 mod process;
 pub mod quarantine;
 mod relay;
 pub mod review;
-pub mod revocation;
 pub mod scheduler;
 pub mod smtp;
 pub mod spool;
 pub mod transport;
 mod util;
 pub mod verify;
-pub mod wkd;
+
+/// Key discovery and revocation live in postern-trust; re-exported under their old paths.
+pub use postern_trust::{bundles, dane, dnscert, fetch, ldap, netguard, revocation, wkd};
 
 pub use config::{ConfigError, RelayConfig};
 /// The inspection plug (postern-core) and postern-dlp behind it, as the relay uses them.

@@ -2,10 +2,8 @@
 //! itself when it has no MX (implicit MX), nowhere for a null MX (RFC 7505) or a domain that
 //! does not exist. DNS trouble is temporary: the message waits.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
-use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
-use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::TokioResolver;
 
 use crate::config::ConfigError;
@@ -91,24 +89,11 @@ impl MxResolver {
     }
 }
 
-/// A resolver using the nameserver at `dns` (`IP:PORT`), or the system's if empty.
+/// The resolver for `dns` (`IP:PORT`, or the system's when empty): postern-trust's, with the
+/// configuration field named in its error.
 pub fn resolver(dns: &str) -> Result<TokioResolver, ConfigError> {
-    let provider = TokioConnectionProvider::default();
-    let builder = if dns.is_empty() {
-        TokioResolver::builder(provider).map_err(|e| ConfigError::Value {
-            field: "dns",
-            message: format!("system resolver: {e}"),
-        })?
-    } else {
-        let sa: SocketAddr = dns.parse().map_err(|_| ConfigError::Value {
-            field: "dns",
-            message: format!("{dns:?} is not IP:PORT"),
-        })?;
-        let group = NameServerConfigGroup::from_ips_clear(&[sa.ip()], sa.port(), true);
-        TokioResolver::builder_with_config(
-            ResolverConfig::from_parts(None, vec![], group),
-            provider,
-        )
-    };
-    Ok(builder.build())
+    postern_trust::resolver::resolver(dns).map_err(|e| ConfigError::Value {
+        field: "dns",
+        message: e.to_string(),
+    })
 }

@@ -31,9 +31,6 @@ pub fn rfc5322_date(unix_secs: u64) -> String {
     )
 }
 
-/// A time as `YYYY-MM-DD HH:MM:SS UTC` (the gateway's one civil-date routine).
-pub use postern_core::civil::utc_timestamp;
-
 /// Runs `fut` to completion on a thread the runtime has given up as a worker, so what it does
 /// that blocks — RSA, content inspection, parsing, fsync — never stalls the SMTP sessions and
 /// other tasks on the async workers. On a multi-threaded runtime this is `block_in_place`
@@ -116,14 +113,6 @@ pub fn raise_open_file_limit() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_timestamps() {
-        let at = |secs| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
-        assert_eq!(utc_timestamp(at(1_700_000_000)), "2023-11-14 22:13:20 UTC");
-        assert_eq!(utc_timestamp(at(951_782_400)), "2000-02-29 00:00:00 UTC");
-        assert_eq!(utc_timestamp(at(0)), "1970-01-01 00:00:00 UTC");
-    }
 
     #[test]
     fn dates() {

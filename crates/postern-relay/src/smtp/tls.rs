@@ -16,7 +16,7 @@ use tokio_rustls::rustls::pki_types::{
     CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime,
 };
 use tokio_rustls::rustls::{
-    self, ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme,
+    self, ClientConfig, DigitallySignedStruct, ServerConfig, SignatureScheme,
 };
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
@@ -83,21 +83,14 @@ impl TlsContext {
             .with_single_cert(chain, key)
             .map_err(|e| err("tls.key", e))?;
 
-        let mut roots = RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        // The same verified client as the lookups' (postern-trust): web PKI roots plus ours.
+        let extra = if cfg.ca_file.as_os_str().is_empty() {
+            Vec::new()
+        } else {
+            load_certs(&cfg.ca_file)?
         };
-        if !cfg.ca_file.as_os_str().is_empty() {
-            for c in load_certs(&cfg.ca_file)? {
-                roots
-                    .add(c)
-                    .map_err(|e| err("tls.ca_file", format!("{}: {e}", cfg.ca_file.display())))?;
-            }
-        }
-        let verified = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| err("tls", e))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let verified = postern_trust::tls::verified_connector(&extra)
+            .map_err(|e| err("tls.ca_file", format!("{}: {e}", cfg.ca_file.display())))?;
         let opportunistic = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| err("tls", e))?
@@ -107,7 +100,7 @@ impl TlsContext {
         Ok(TlsContext {
             acceptor: TlsAcceptor::from(Arc::new(server)),
             opportunistic: TlsConnector::from(Arc::new(opportunistic)),
-            verified: TlsConnector::from(Arc::new(verified)),
+            verified,
             self_signed,
         })
     }

@@ -453,7 +453,7 @@ fn describe(status: CrlStatus) -> Revocation {
     match status {
         CrlStatus::Good { .. } => Revocation::Good,
         CrlStatus::Revoked { date, reason } => {
-            let when = crate::util::utc_timestamp(date);
+            let when = postern_core::civil::utc_timestamp(date);
             Revocation::Revoked(match reason {
                 Some(r) => format!("revoked {when} ({r})"),
                 None => format!("revoked {when}"),

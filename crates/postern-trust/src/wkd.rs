@@ -2,7 +2,7 @@
 //! the partner publishes them, over HTTPS with a verified certificate. The advanced method
 //! (`openpgpkey.<domain>`) is used when that host exists, else the direct one (`<domain>`).
 //!
-//! Found keys are cached with their expiry (changes are noticed by [`crate::keywatch`]). A server
+//! Found keys are cached with their expiry (the relay's key watch notices changes). A server
 //! that cannot be reached is [`Error::Unavailable`] (the router holds the mail, 451); a key that
 //! is not published is an empty answer (no key).
 
@@ -51,6 +51,12 @@ impl Wkd {
             timeout: Duration::from_secs(10),
             cache: KeyCache::default(),
         }
+    }
+
+    /// A client that verifies servers against the web PKI roots (what a partner's WKD host
+    /// presents): the ready constructor for an embedder.
+    pub fn web_pki() -> Result<Self, crate::TrustError> {
+        Ok(Wkd::new(crate::tls::verified_connector(&[])?))
     }
 
     /// Connects to `addr` for `host` instead of resolving it (the TLS name stays `host`).

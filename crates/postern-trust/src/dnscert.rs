@@ -33,7 +33,12 @@ impl std::fmt::Debug for DnsCert {
 }
 
 impl DnsCert {
-    /// Over `resolver` (see [`crate::mx::resolver`]).
+    /// Over the system's resolver (`/etc/resolv.conf`): the ready constructor for an embedder.
+    pub fn system() -> Result<Self, crate::TrustError> {
+        Ok(Self::new(crate::resolver::resolver("")?))
+    }
+
+    /// Over `resolver` (see [`crate::resolver::resolver`]).
     pub fn new(resolver: TokioResolver) -> Self {
         DnsCert {
             resolver,

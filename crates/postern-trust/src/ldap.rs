@@ -39,7 +39,12 @@ impl std::fmt::Debug for LdapKeys {
 }
 
 impl LdapKeys {
-    /// Over `resolver` (see [`crate::mx::resolver`]) for the SRV and address lookups.
+    /// Over the system's resolver (`/etc/resolv.conf`): the ready constructor for an embedder.
+    pub fn system() -> Result<Self, crate::TrustError> {
+        Ok(Self::new(crate::resolver::resolver("")?))
+    }
+
+    /// Over `resolver` (see [`crate::resolver::resolver`]) for the SRV and address lookups.
     pub fn new(resolver: TokioResolver) -> Self {
         LdapKeys {
             resolver,
