@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use tokio_rustls::rustls::crypto;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::CertificateDer;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
@@ -30,4 +31,11 @@ pub fn verified_connector(
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// The certificates in a PEM file's bytes (a private CA for the lookups' servers).
+pub fn roots_from_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TrustError> {
+    CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TrustError::Tls(format!("certificates: {e}")))
 }
