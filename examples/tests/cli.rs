@@ -540,7 +540,7 @@ fn the_example_dlp_policy_loads_and_applies() {
     let v = i.inspect(b"Subject: pay\r\n\r\ncard 4111 1111 1111 1111\r\n");
     assert_eq!(v.action, postern_dlp::Action::Block);
     let v = i.inspect(b"Subject: chart\r\n\r\nSee SM-1234566 and SM-1234567.\r\n");
-    assert_eq!(v.count("mrn"), 1, "{v:?}");
+    assert_eq!(v.count(&postern_dlp::Detector::Mrn(None)), 1, "{v:?}");
     assert_eq!(v.action, postern_dlp::Action::Quarantine);
     // `dlp show-policy` prints what is in force: the file merged over the defaults.
     let out = relay(
@@ -560,12 +560,12 @@ fn the_example_dlp_policy_loads_and_applies() {
     let shown = String::from_utf8_lossy(&out.stdout);
     let again = postern_dlp::DlpPolicy::from_toml(&shown).unwrap();
     assert_eq!(
-        again.forced("card"),
+        again.forced(&postern_dlp::Detector::Card),
         Some(postern_dlp::Action::Block),
         "{shown}"
     );
     assert_eq!(
-        again.forced("ssn"),
+        again.forced(&postern_dlp::Detector::Ssn),
         Some(postern_dlp::Action::Quarantine),
         "{shown}"
     );

@@ -122,7 +122,7 @@ fn unencrypted_pgp_armour_from_gnupg_is_read() {
             .inspect(msg.as_bytes())
             .hits
             .iter()
-            .any(|h| h.detector == "ssn")
+            .any(|h| h.detector == postern_dlp::Detector::Ssn)
     };
     let stored = gpg.ok(&["--store", "--armor"], text);
     assert!(found(&stored), "gpg --store");

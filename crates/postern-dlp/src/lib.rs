@@ -12,17 +12,20 @@
 //! let inspector = postern_dlp::Inspector::new(postern_dlp::DlpPolicy::default()).unwrap();
 //! let v = inspector.inspect(b"Subject: results\r\n\r\nPatient SSN 078-05-1120\r\n");
 //! assert_eq!(v.action, postern_dlp::Action::Quarantine);
-//! assert_eq!(v.hits.iter().find(|h| h.detector == "ssn").unwrap().samples, ["***-**-1120"]);
+//! let ssn = v.hits.iter().find(|h| h.detector == postern_dlp::Detector::Ssn).unwrap();
+//! assert_eq!(ssn.samples, ["***-**-1120"]);
 //! ```
 #![forbid(unsafe_code)]
 
 pub mod detect;
+mod detector;
 pub mod extract;
 mod plug;
 pub mod policy;
 pub mod verdict;
 
 pub use detect::{Found, Scanner};
+pub use detector::{Detector, UnknownDetector};
 pub use extract::{extract, Limits, Location, Note};
 pub use plug::DlpInspector;
 pub use policy::{Action, Checksum, DlpPolicy, PolicyError};

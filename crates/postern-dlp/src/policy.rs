@@ -25,6 +25,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::extract::Limits;
+use crate::Detector;
 
 /// What happens to a message, mildest first (the verdict takes the strongest that applies).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -121,18 +122,13 @@ pub struct Threshold {
     pub action: Action,
 }
 
-/// The detectors a policy may name in `weights` and `detector_action`.
-pub const DETECTORS: &[&str] = &[
-    "card", "ssn", "npi", "dea", "mbi", "mrn", "icd10", "keyword",
-];
-
 /// The whole policy.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DlpPolicy {
     /// Score per hit, by detector (`card`, `ssn`, `npi`, `dea`, `mbi`, `mrn`, `icd10`,
     /// `keyword`).
-    pub weights: BTreeMap<String, f64>,
+    pub weights: BTreeMap<Detector, f64>,
     /// Added per identifier that sits among clinical words or diagnosis codes.
     pub clinical_bonus: f64,
     /// Most that diagnosis codes and clinical keywords add (context, not identifiers).
@@ -140,7 +136,7 @@ pub struct DlpPolicy {
     /// Score thresholds.
     pub threshold: Vec<Threshold>,
     /// The action any hit of a detector forces, whatever the score.
-    pub detector_action: BTreeMap<String, Action>,
+    pub detector_action: BTreeMap<Detector, Action>,
     /// Encrypted attachments (cannot be inspected).
     pub on_encrypted: Action,
     /// A limit stopped inspection.
@@ -160,26 +156,24 @@ pub struct DlpPolicy {
 impl Default for DlpPolicy {
     fn default() -> Self {
         let weights = [
-            ("card", 10.0),
-            ("ssn", 10.0),
-            ("mbi", 10.0),
-            ("mrn", 8.0),
-            ("npi", 2.0),
-            ("dea", 2.0),
-            ("icd10", 1.0),
-            ("keyword", 0.5),
+            (Detector::Card, 10.0),
+            (Detector::Ssn, 10.0),
+            (Detector::Mbi, 10.0),
+            (Detector::Mrn(None), 8.0),
+            (Detector::Npi, 2.0),
+            (Detector::Dea, 2.0),
+            (Detector::Icd10, 1.0),
+            (Detector::Keyword, 0.5),
         ]
         .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
         .collect();
         let detector_action = [
-            ("card", Action::Quarantine),
-            ("ssn", Action::Quarantine),
-            ("mbi", Action::Quarantine),
-            ("mrn", Action::Quarantine),
+            (Detector::Card, Action::Quarantine),
+            (Detector::Ssn, Action::Quarantine),
+            (Detector::Mbi, Action::Quarantine),
+            (Detector::Mrn(None), Action::Quarantine),
         ]
         .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
         .collect();
         DlpPolicy {
             weights,
@@ -245,7 +239,6 @@ impl DlpPolicy {
             });
             PolicyError::Parse("policy".into(), format!("line {line}: {}", e.message()))
         };
-        let mut p: DlpPolicy = toml::from_str(text).map_err(parse_error)?;
         // What the file itself says for the merged tables (serde, not a text search).
         #[derive(Deserialize, Default)]
         #[serde(default)]
@@ -256,12 +249,23 @@ impl DlpPolicy {
         let given: Given = toml::from_str(text).map_err(parse_error)?;
         // A detector name the policy does not know is an error with its line: a misspelt
         // `credit_card = "block"` was silently ignored, and the card went out.
-        let mrn_names: Vec<&str> = p.mrn.iter().map(|m| m.name.as_str()).collect();
-        let known = |name: &str| {
-            DETECTORS.contains(&name)
-                || name
-                    .strip_prefix("mrn:")
-                    .is_some_and(|n| mrn_names.contains(&n))
+        // Checked before the policy itself is read, so the error names the table and the
+        // rules an `mrn:NAME` may refer to (the typed read would only say "unknown").
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        struct Rules {
+            mrn: Vec<toml::Value>,
+        }
+        let rules: Rules = toml::from_str(text).map_err(parse_error)?;
+        let mrn_names: Vec<&str> = rules
+            .mrn
+            .iter()
+            .filter_map(|m| m.get("name").and_then(toml::Value::as_str))
+            .collect();
+        let known = |name: &str| match name.parse::<Detector>() {
+            Ok(Detector::Mrn(Some(n))) => mrn_names.contains(&n.as_str()),
+            Ok(Detector::Dict(_)) | Err(_) => false,
+            Ok(_) => true,
         };
         let names = given
             .weights
@@ -282,9 +286,11 @@ impl DlpPolicy {
                     "a dictionary's weight and action are set in its [[dictionary]] entry"
                         .to_string()
                 } else {
+                    let known: Vec<String> =
+                        Detector::BUILT_IN.iter().map(|d| d.to_string()).collect();
                     format!(
                         "known: {}, and mrn:NAME for an [[mrn]] rule",
-                        DETECTORS.join(", ")
+                        known.join(", ")
                     )
                 };
                 return Err(PolicyError::Parse(
@@ -296,6 +302,7 @@ impl DlpPolicy {
                 ));
             }
         }
+        let mut p: DlpPolicy = toml::from_str(text).map_err(parse_error)?;
         let d = DlpPolicy::default();
         p.weights = d.weights;
         p.weights.extend(
@@ -303,7 +310,7 @@ impl DlpPolicy {
                 .weights
                 .unwrap_or_default()
                 .into_iter()
-                .map(|(k, v)| (k.into_inner(), v)),
+                .filter_map(|(k, v)| Some((k.into_inner().parse().ok()?, v))),
         );
         p.detector_action = d.detector_action;
         p.detector_action.extend(
@@ -311,7 +318,7 @@ impl DlpPolicy {
                 .detector_action
                 .unwrap_or_default()
                 .into_iter()
-                .map(|(k, v)| (k.into_inner(), v)),
+                .filter_map(|(k, v)| Some((k.into_inner().parse().ok()?, v))),
         );
         crate::detect::Scanner::new(&p)?;
         Ok(p)
@@ -322,34 +329,35 @@ impl DlpPolicy {
         toml::to_string(self).unwrap_or_default()
     }
 
-    /// The weight of a detector id (`mrn:x` → `mrn`; dictionaries carry their own).
-    pub fn weight(&self, detector: &str) -> f64 {
-        if let Some(name) = detector.strip_prefix("dict:") {
+    /// The weight of a detector (`mrn:x` → its own, else `mrn`'s; dictionaries carry their
+    /// own).
+    pub fn weight(&self, detector: &Detector) -> f64 {
+        if let Detector::Dict(name) = detector {
             return self
                 .dictionary
                 .iter()
-                .find(|d| d.name == name)
+                .find(|d| d.name == *name)
                 .map_or(1.0, |d| d.weight);
         }
-        let base = detector.split(':').next().unwrap_or(detector);
-        self.weights.get(base).copied().unwrap_or(1.0)
+        self.weights
+            .get(detector)
+            .or_else(|| self.weights.get(&detector.family()))
+            .copied()
+            .unwrap_or(1.0)
     }
 
     /// The action a hit of `detector` forces, if any.
-    pub fn forced(&self, detector: &str) -> Option<Action> {
-        if let Some(name) = detector.strip_prefix("dict:") {
+    pub fn forced(&self, detector: &Detector) -> Option<Action> {
+        if let Detector::Dict(name) = detector {
             return self
                 .dictionary
                 .iter()
-                .find(|d| d.name == name)
+                .find(|d| d.name == *name)
                 .and_then(|d| d.action);
         }
         self.detector_action
             .get(detector)
-            .or_else(|| {
-                self.detector_action
-                    .get(detector.split(':').next().unwrap_or(""))
-            })
+            .or_else(|| self.detector_action.get(&detector.family()))
             .copied()
     }
 }
@@ -364,10 +372,13 @@ mod tests {
             "on_encrypted = \"tag\"\n[weights]\nnpi = 5\n[[mrn]]\nname = \"sm\"\npattern = '\\bSM(\\d{7})\\b'\nchecksum = \"luhn\"\n",
         )
         .unwrap();
-        assert_eq!(p.weight("npi"), 5.0);
-        assert_eq!(p.weight("card"), 10.0);
-        assert_eq!(p.weight("mrn:sm"), 8.0);
-        assert_eq!(p.forced("mrn:sm"), Some(Action::Quarantine));
+        assert_eq!(p.weight(&Detector::Npi), 5.0);
+        assert_eq!(p.weight(&Detector::Card), 10.0);
+        assert_eq!(p.weight(&Detector::Mrn(Some("sm".into()))), 8.0);
+        assert_eq!(
+            p.forced(&Detector::Mrn(Some("sm".into()))),
+            Some(Action::Quarantine)
+        );
         assert_eq!(p.on_encrypted, Action::Tag);
         let e = DlpPolicy::from_toml("[[mrn]]\nname = \"x\"\npattern = '(('\n").unwrap_err();
         assert!(e.to_string().contains("mrn x"), "{e}");
@@ -384,14 +395,14 @@ mod tests {
             "detector_action.npi = \"block\"\nweights.npi = 5\nthreshold = [{ min_score = 3, action = \"portal\" }]\n",
         ] {
             let p = DlpPolicy::from_toml(text).unwrap();
-            assert_eq!(p.forced("npi"), Some(Action::Block), "{text}");
-            assert_eq!(p.forced("card"), Some(Action::Quarantine), "merged: {text}");
-            assert_eq!(p.weight("npi"), 5.0, "{text}");
-            assert_eq!(p.weight("ssn"), 10.0, "{text}");
+            assert_eq!(p.forced(&Detector::Npi), Some(Action::Block), "{text}");
+            assert_eq!(p.forced(&Detector::Card), Some(Action::Quarantine), "merged: {text}");
+            assert_eq!(p.weight(&Detector::Npi), 5.0, "{text}");
+            assert_eq!(p.weight(&Detector::Ssn), 10.0, "{text}");
             assert_eq!(p.threshold.len(), 1, "{text}");
         }
         let p = DlpPolicy::from_toml("detector_action = { card = \"allow\" }\n").unwrap();
-        assert_eq!(p.forced("card"), Some(Action::Allow));
+        assert_eq!(p.forced(&Detector::Card), Some(Action::Allow));
         // A detector the policy does not know: an error naming it and its line.
         let e =
             DlpPolicy::from_toml("[detector_action]\nssn = \"block\"\ncredit_card = \"block\"\n")

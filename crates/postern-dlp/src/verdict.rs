@@ -7,12 +7,13 @@ use serde::{Deserialize, Serialize};
 use crate::detect::Found;
 use crate::extract::{Location, Note};
 use crate::policy::{Action, DlpPolicy};
+use crate::Detector;
 
 /// Hits of one detector.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DetectorHits {
-    /// Detector id.
-    pub detector: String,
+    /// Which detector (written as its word: `card`, `mrn:NAME`, …).
+    pub detector: Detector,
     /// How many.
     pub count: usize,
     /// How many sat among clinical words or diagnosis codes.
@@ -43,7 +44,7 @@ impl Verdict {
     pub fn summary(&self) -> String {
         let mut s = format!("{} score={:.1}", self.action, self.score);
         for h in &self.hits {
-            if h.detector == "keyword" {
+            if h.detector == Detector::Keyword {
                 continue;
             }
             s.push_str(&format!(" {}={}", h.detector, h.count));
@@ -58,11 +59,11 @@ impl Verdict {
         s
     }
 
-    /// Hits of one detector (prefix `mrn` matches every `mrn:NAME`).
-    pub fn count(&self, detector: &str) -> usize {
+    /// Hits of one detector (`Detector::Mrn(None)` counts every MRN rule's).
+    pub fn count(&self, detector: &Detector) -> usize {
         self.hits
             .iter()
-            .filter(|h| h.detector == detector || h.detector.split(':').next() == Some(detector))
+            .filter(|h| h.detector == *detector || h.detector.family() == *detector)
             .map(|h| h.count)
             .sum()
     }
@@ -70,7 +71,7 @@ impl Verdict {
 
 /// Scores the findings and picks the action.
 pub fn decide(found: Vec<(Location, Found)>, notes: Vec<Note>, policy: &DlpPolicy) -> Verdict {
-    let mut by: BTreeMap<String, DetectorHits> = BTreeMap::new();
+    let mut by: BTreeMap<Detector, DetectorHits> = BTreeMap::new();
     for (loc, f) in found {
         let h = by
             .entry(f.detector.clone())
@@ -99,7 +100,7 @@ pub fn decide(found: Vec<(Location, Found)>, notes: Vec<Note>, policy: &DlpPolic
     let mut reasons = Vec::new();
     for h in by.values() {
         let w = policy.weight(&h.detector);
-        if h.detector == "icd10" || h.detector == "keyword" {
+        if h.detector.is_context() {
             context += w * h.count as f64;
             continue;
         }

@@ -76,7 +76,7 @@ fn nesting_deeper_than_the_limit_is_reported() {
     // Within the limit the SSN is found.
     let shallow = zip_of(&[("inner.zip", &zip_of(&[("note.txt", b"SSN 078-05-1120")]))]);
     let v = inspector().inspect(&attach("nested.zip", "application/zip", &shallow));
-    assert_eq!(v.count("ssn"), 1, "{v:?}");
+    assert_eq!(v.count(&postern_dlp::Detector::Ssn), 1, "{v:?}");
     assert!(
         v.hits[0].locations[0].contains("nested.zip/inner.zip/note.txt")
             || v.hits
@@ -183,7 +183,14 @@ fn pdf_and_office_attachments_from_the_corpus_builders_are_read() {
         ),
     ] {
         let v = inspector().inspect(&attach(name, ctype, &data));
-        assert_eq!((v.count("ssn"), v.count("card")), (1, 1), "{name}: {v:?}");
+        assert_eq!(
+            (
+                v.count(&postern_dlp::Detector::Ssn),
+                v.count(&postern_dlp::Detector::Card)
+            ),
+            (1, 1),
+            "{name}: {v:?}"
+        );
         assert!(
             v.hits
                 .iter()
@@ -264,17 +271,17 @@ mod normalised_forms {
             choices in proptest::collection::vec(any::<u8>(), 24),
             which in 0usize..3,
         ) {
-            let (value, detector) = [
-                ("4111 1111 1111 1111", "card"),
-                ("078-05-1120", "ssn"),
-                ("5500-0000-0000-0004", "card"),
+            let (value, detector) = &[
+                ("4111 1111 1111 1111", postern_dlp::Detector::Card),
+                ("078-05-1120", postern_dlp::Detector::Ssn),
+                ("5500-0000-0000-0004", postern_dlp::Detector::Card),
             ][which];
             let text = format!("Patient billing: {} thanks", disguise(value, &choices));
             let inspector =
                 postern_dlp::Inspector::new(postern_dlp::DlpPolicy::default()).unwrap();
             let v = inspector.inspect_text(&text);
             prop_assert!(
-                v.hits.iter().any(|h| h.detector == detector),
+                v.hits.iter().any(|h| h.detector == *detector),
                 "{detector} not found in {text:?}: {v:?}"
             );
         }
@@ -287,7 +294,12 @@ mod normalised_forms {
         let inspector = postern_dlp::Inspector::new(postern_dlp::DlpPolicy::default()).unwrap();
         let msg = b"From: a@b.test\r\nTo: c@d.test\r\nSubject: x\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>Card: 41&#8203;11&nbsp;11&shy;11&nbsp;1111&nbsp;1111 exp soon</p>\r\n";
         let v = inspector.inspect(msg);
-        assert!(v.hits.iter().any(|h| h.detector == "card"), "{v:?}");
+        assert!(
+            v.hits
+                .iter()
+                .any(|h| h.detector == postern_dlp::Detector::Card),
+            "{v:?}"
+        );
     }
 }
 
@@ -337,7 +349,8 @@ fn numbers_split_by_markup_or_hidden_in_headers_and_names_are_found() {
         assert!(
             v.hits
                 .iter()
-                .any(|h| h.detector == "card" || h.detector == "ssn"),
+                .any(|h| h.detector == postern_dlp::Detector::Card
+                    || h.detector == postern_dlp::Detector::Ssn),
             "{what}: {v:?}"
         );
         assert_ne!(v.action, Action::Allow, "{what}");
@@ -385,7 +398,9 @@ fn containers_are_recognised_by_their_bytes() {
     ] {
         let v = inspector().inspect(&attach("data.bin", "application/octet-stream", &data));
         assert!(
-            v.hits.iter().any(|h| h.detector == "ssn"),
+            v.hits
+                .iter()
+                .any(|h| h.detector == postern_dlp::Detector::Ssn),
             "{what} sent as application/octet-stream: {v:?}"
         );
         assert_ne!(v.action, Action::Allow, "{what}");
@@ -403,7 +418,12 @@ fn utf16_text_under_a_utf8_label_is_read() {
     msg.extend_from_slice(corpus::b64(&utf16).as_bytes());
     msg.extend_from_slice(b"\r\n");
     let v = inspector().inspect(&msg);
-    assert!(v.hits.iter().any(|h| h.detector == "ssn"), "{v:?}");
+    assert!(
+        v.hits
+            .iter()
+            .any(|h| h.detector == postern_dlp::Detector::Ssn),
+        "{v:?}"
+    );
 }
 
 /// Issue 11 (first part): RTF escapes do not hide digits, as an attachment or a body part.
@@ -411,12 +431,22 @@ fn utf16_text_under_a_utf8_label_is_read() {
 fn rtf_escapes_are_read() {
     let rtf = br"{\rtf1\ansi{\fonttbl{\f0 Arial;}}\f0 Patient SSN \'30\'37\'38-\'30\'35-1120\par}";
     let v = inspector().inspect(&attach("letter.rtf", "application/rtf", rtf));
-    assert!(v.hits.iter().any(|h| h.detector == "ssn"), "{v:?}");
+    assert!(
+        v.hits
+            .iter()
+            .any(|h| h.detector == postern_dlp::Detector::Ssn),
+        "{v:?}"
+    );
     let mut body =
         b"From: a@b.test\r\nTo: c@d.test\r\nSubject: x\r\nContent-Type: text/rtf\r\n\r\n".to_vec();
     body.extend_from_slice(rtf);
     let v = inspector().inspect(&body);
-    assert!(v.hits.iter().any(|h| h.detector == "ssn"), "{v:?}");
+    assert!(
+        v.hits
+            .iter()
+            .any(|h| h.detector == postern_dlp::Detector::Ssn),
+        "{v:?}"
+    );
 }
 
 /// Issue 11 (first part): a multipart preamble and epilogue leave with the message.
@@ -433,7 +463,8 @@ fn preamble_and_epilogue_are_inspected() {
         assert!(
             v.hits
                 .iter()
-                .any(|h| h.detector == "ssn" || h.detector == "card"),
+                .any(|h| h.detector == postern_dlp::Detector::Ssn
+                    || h.detector == postern_dlp::Detector::Card),
             "{before}{after}: {v:?}"
         );
     }
@@ -447,7 +478,12 @@ fn base64_text_inside_a_text_body_is_read() {
         "From: a@b.test\r\nTo: c@d.test\r\nSubject: x\r\nContent-Type: text/plain\r\n\r\nPlease decode:\r\n{hidden}\r\nthanks\r\n"
     );
     let v = inspector().inspect(msg.as_bytes());
-    assert!(v.hits.iter().any(|h| h.detector == "ssn"), "{v:?}");
+    assert!(
+        v.hits
+            .iter()
+            .any(|h| h.detector == postern_dlp::Detector::Ssn),
+        "{v:?}"
+    );
 }
 
 /// Issue 11 (first part): a file embedded in a DOCX, base64 text in a DOCX, and data appended
@@ -484,7 +520,12 @@ fn embedded_objects_base64_in_documents_and_trailing_data_are_read() {
         ("data after the zip", "files.zip", appended),
     ] {
         let v = inspector().inspect(&attach(name, "application/octet-stream", &data));
-        assert!(v.hits.iter().any(|h| h.detector == "ssn"), "{what}: {v:?}");
+        assert!(
+            v.hits
+                .iter()
+                .any(|h| h.detector == postern_dlp::Detector::Ssn),
+            "{what}: {v:?}"
+        );
     }
 }
 
@@ -519,7 +560,8 @@ fn legacy_ole_files_are_read() {
         assert!(
             v.hits
                 .iter()
-                .any(|h| h.detector == "ssn" || h.detector == "card"),
+                .any(|h| h.detector == postern_dlp::Detector::Ssn
+                    || h.detector == postern_dlp::Detector::Card),
             "{what}: {v:?}"
         );
     }
@@ -578,7 +620,12 @@ fn uuencoded_text_is_read() {
         uuencode(b"Patient SSN 078-05-1120 and more text to make several lines of uuencode output here.")
     );
     let v = inspector().inspect(msg.as_bytes());
-    assert!(v.hits.iter().any(|h| h.detector == "ssn"), "{v:?}");
+    assert!(
+        v.hits
+            .iter()
+            .any(|h| h.detector == postern_dlp::Detector::Ssn),
+        "{v:?}"
+    );
 }
 
 /// Issue 11 (first part): a DOCX whose card number is split by `<w:tab/>` runs.
@@ -597,7 +644,12 @@ fn a_docx_card_split_by_tabs_is_found() {
         "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
         &docx,
     ));
-    assert!(v.hits.iter().any(|h| h.detector == "card"), "{v:?}");
+    assert!(
+        v.hits
+            .iter()
+            .any(|h| h.detector == postern_dlp::Detector::Card),
+        "{v:?}"
+    );
 }
 
 /// Sniffing a file as text must not turn an encrypted attachment (armoured, so valid text)
@@ -620,7 +672,13 @@ fn an_armoured_encrypted_attachment_stays_encrypted() {
 fn a_structure_that_panics_the_mime_parser_is_read_as_text() {
     let raw = include_bytes!("../../../tests/data/hostile-mime/mail-parser-part-id-panic.eml");
     let v = inspector().inspect(raw);
-    assert!(v.hits.iter().any(|h| h.detector == "card"), "{:?}", v.hits);
+    assert!(
+        v.hits
+            .iter()
+            .any(|h| h.detector == postern_dlp::Detector::Card),
+        "{:?}",
+        v.hits
+    );
     assert_ne!(v.action, Action::Allow);
 }
 
@@ -673,7 +731,12 @@ fn every_common_compression_is_opened_and_the_rest_is_held() {
         ("zip entry, LZMA (CPython)", "a.zip", lzma_zip),
     ] {
         let v = inspector().inspect(&attach(name, "application/octet-stream", &data));
-        assert!(v.hits.iter().any(|h| h.detector == "ssn"), "{what}: {v:?}");
+        assert!(
+            v.hits
+                .iter()
+                .any(|h| h.detector == postern_dlp::Detector::Ssn),
+            "{what}: {v:?}"
+        );
         assert_ne!(v.action, Action::Allow, "{what}");
     }
     // Formats we do not open: held (on_limit), with a note that says which.
@@ -748,7 +811,8 @@ fn attributes_data_uris_combining_marks_and_digit_arrays_are_read() {
         assert!(
             v.hits
                 .iter()
-                .any(|h| h.detector == "ssn" || h.detector == "card"),
+                .any(|h| h.detector == postern_dlp::Detector::Ssn
+                    || h.detector == postern_dlp::Detector::Card),
             "{what}: {v:?}"
         );
         assert_ne!(v.action, Action::Allow, "{what}");

@@ -14,12 +14,13 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::Regex;
 
 use crate::policy::{Checksum, DlpPolicy};
+use crate::Detector;
 
 /// What a detector found, before scoring.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
-    /// Detector id: `card`, `ssn`, `npi`, `dea`, `mbi`, `icd10`, `mrn:NAME`, `dict:NAME`.
-    pub detector: String,
+    /// Which detector.
+    pub detector: Detector,
     /// The value, masked (last four shown).
     pub masked: String,
     /// Clinical keywords or diagnosis codes near it.
@@ -335,7 +336,7 @@ impl Scanner {
                 .is_some_and(|k| k.2 == Group::NotPhi)
         };
         let mut found = Vec::new();
-        let mut ids: Vec<(usize, usize, &'static str)> = Vec::new();
+        let mut ids: Vec<(usize, usize, Detector)> = Vec::new();
         for (s, e) in nums {
             for (kind, start, end) in classify_number(
                 text.get(s..e).unwrap_or_default(),
@@ -348,14 +349,14 @@ impl Scanner {
         }
         for (s, e) in deas {
             if near(s, e, Group::Dea, BEFORE, AFTER) {
-                ids.push((s, e, "dea"));
+                ids.push((s, e, Detector::Dea));
             }
         }
-        ids.extend(mbis.into_iter().map(|(s, e)| (s, e, "mbi")));
+        ids.extend(mbis.into_iter().map(|(s, e)| (s, e, Detector::Mbi)));
         let icd_at: Vec<usize> = icds.iter().map(|(s, _)| *s).collect();
         for (s, e) in &icds {
             found.push(Found {
-                detector: "icd10".into(),
+                detector: Detector::Icd10,
                 masked: text.get(*s..*e).unwrap_or_default().to_string(),
                 clinical_context: true,
             });
@@ -368,7 +369,7 @@ impl Scanner {
         };
         for (s, e, kind) in ids {
             found.push(Found {
-                detector: kind.into(),
+                detector: kind,
                 masked: checks::mask(text.get(s..e).unwrap_or_default()),
                 clinical_context: clinical(s, e),
             });
@@ -422,7 +423,7 @@ impl Scanner {
                     }
                     mrn_seen.push(key);
                     found.push(Found {
-                        detector: format!("mrn:{}", m.name),
+                        detector: Detector::Mrn(Some(m.name.clone())),
                         masked,
                         clinical_context: clinical(whole_start, whole_end),
                     });
@@ -447,7 +448,7 @@ impl Scanner {
             }
             for h in hits {
                 found.push(Found {
-                    detector: format!("dict:{}", d.name),
+                    detector: Detector::Dict(d.name.clone()),
                     masked: h,
                     clinical_context: false,
                 });
@@ -461,7 +462,7 @@ impl Scanner {
                 if !seen.iter().any(|x| x.eq_ignore_ascii_case(w)) {
                     seen.push(w);
                     found.push(Found {
-                        detector: "keyword".into(),
+                        detector: Detector::Keyword,
                         masked: w.to_ascii_lowercase(),
                         clinical_context: true,
                     });
@@ -482,7 +483,7 @@ fn classify_number(
     s: usize,
     near: &dyn Fn(usize, usize, Group, usize, usize) -> bool,
     labelled_not_phi: &dyn Fn(usize) -> bool,
-) -> Vec<(&'static str, usize, usize)> {
+) -> Vec<(Detector, usize, usize)> {
     // Group boundaries: (start, end) of each digit group within `raw`.
     let b = raw.as_bytes();
     let mut bounds: Vec<(usize, usize)> = Vec::new();
@@ -543,7 +544,7 @@ fn classify_groups(
     e: usize,
     near: &dyn Fn(usize, usize, Group, usize, usize) -> bool,
     labelled_not_phi: &dyn Fn(usize) -> bool,
-) -> Option<&'static str> {
+) -> Option<Detector> {
     let digits: Vec<u8> = raw.bytes().filter(u8::is_ascii_digit).collect();
     let groups: Vec<usize> = raw
         .split(|c: char| !c.is_ascii_digit())
@@ -562,7 +563,7 @@ fn classify_groups(
             && !near(s, e, Group::Card, BEFORE, AFTER)
             && !near(s, e, Group::Clinical, BEFORE, AFTER);
         if grouped_ok && !relabelled && checks::is_card(&digits).is_some() {
-            return Some("card");
+            return Some(Detector::Card);
         }
         return None;
     }
@@ -571,10 +572,10 @@ fn classify_groups(
             && !near(s, e, Group::Ssn, BEFORE, AFTER)
             && !near(s, e, Group::Clinical, BEFORE, AFTER);
         if groups == [3, 2, 4] && !relabelled {
-            return Some("ssn");
+            return Some(Detector::Ssn);
         }
         if groups.len() == 1 && near(s, e, Group::Ssn, BEFORE, AFTER) && !labelled_not_phi(s) {
-            return Some("ssn");
+            return Some(Detector::Ssn);
         }
         return None;
     }
@@ -584,7 +585,7 @@ fn classify_groups(
         && near(s, e, Group::Npi, BEFORE, AFTER)
         && !labelled_not_phi(s)
     {
-        return Some("npi");
+        return Some(Detector::Npi);
     }
     None
 }
@@ -661,8 +662,8 @@ mod tests {
         let s = Scanner::new(&DlpPolicy::default()).unwrap();
         s.scan(text)
             .into_iter()
-            .filter(|f| f.detector != "keyword")
-            .map(|f| f.detector)
+            .filter(|f| f.detector != Detector::Keyword)
+            .map(|f| f.detector.to_string())
             .collect()
     }
 
@@ -754,16 +755,16 @@ mod tests {
     fn clinical_context_and_icd() {
         let s = Scanner::new(&DlpPolicy::default()).unwrap();
         let f = s.scan("Patient diagnosed with E11.9; SSN 078-05-1120.");
-        let ssn = f.iter().find(|x| x.detector == "ssn").unwrap();
+        let ssn = f.iter().find(|x| x.detector == Detector::Ssn).unwrap();
         assert!(ssn.clinical_context);
         assert_eq!(ssn.masked, "***-**-1120");
         assert!(f
             .iter()
-            .any(|x| x.detector == "icd10" && x.masked == "E11.9"));
+            .any(|x| x.detector == Detector::Icd10 && x.masked == "E11.9"));
         let f = s.scan("Invoice: card 4111 1111 1111 1111, thanks.");
         assert!(
             !f.iter()
-                .find(|x| x.detector == "card")
+                .find(|x| x.detector == Detector::Card)
                 .unwrap()
                 .clinical_context
         );
