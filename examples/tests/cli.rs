@@ -37,6 +37,24 @@ fn data(f: &str) -> String {
 /// defaults. A message submitted to it for the demo S/MIME partner lands in the outbox sealed
 /// (OpenSSL decrypts it with the partner's key), the queue commands see the spool, and
 /// SIGTERM stops it cleanly.
+/// The finished copies in a `dir:` outbox: the relay writes `.TAG.tmp` and renames it to
+/// `TAG.eml`, and a half-written temporary file was read here once.
+fn finished(outbox: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out: Vec<std::path::PathBuf> = std::fs::read_dir(outbox)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+                    name.is_some_and(|n| n.ends_with(".eml") && !n.starts_with('.'))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
 #[test]
 fn no_arguments_runs_the_gateway_on_embedded_defaults() {
     use postern_tests::relay::{send_mail, tracked_message, wait_until};
@@ -80,11 +98,9 @@ fn no_arguments_runs_the_gateway_on_embedded_defaults() {
     let outbox = cwd.path().join("postern-data/outbox");
     let mut sealed = None;
     assert!(wait_until(std::time::Duration::from_secs(20), || {
-        sealed = std::fs::read_dir(&outbox)
-            .ok()
-            .and_then(|mut d| d.next())
-            .and_then(|e| e.ok())
-            .and_then(|e| std::fs::read(e.path()).ok());
+        sealed = finished(&outbox)
+            .first()
+            .and_then(|p| std::fs::read(p).ok());
         sealed.is_some()
     }));
     let sealed = sealed.unwrap();
@@ -132,7 +148,7 @@ fn no_arguments_runs_the_gateway_on_embedded_defaults() {
     );
     assert!(
         wait_until(std::time::Duration::from_secs(20), || {
-            std::fs::read_dir(&outbox).map_or(0, |d| d.count()) == 2
+            finished(&outbox).len() == 2
         }),
         "the curl message reached the outbox"
     );
@@ -154,9 +170,9 @@ fn no_arguments_runs_the_gateway_on_embedded_defaults() {
     assert!(r.starts_with("250"), "{r}");
     let mut link = None;
     assert!(wait_until(std::time::Duration::from_secs(20), || {
-        link = std::fs::read_dir(&outbox).ok().and_then(|d| {
-            d.filter_map(|e| e.ok())
-                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        link = Some(finished(&outbox)).and_then(|d| {
+            d.into_iter()
+                .filter_map(|p| std::fs::read_to_string(p).ok())
                 .find(|t| t.contains("smallpractice.example") && t.contains("/m/"))
                 .and_then(|t| {
                     let at = t.find("http://127.0.0.1:2580/m/")?;
@@ -166,9 +182,9 @@ fn no_arguments_runs_the_gateway_on_embedded_defaults() {
         });
         link.is_some()
     }));
-    let outbox_text: String = std::fs::read_dir(&outbox)
-        .unwrap()
-        .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
+    let outbox_text: String = finished(&outbox)
+        .into_iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
         .collect();
     assert!(
         !outbox_text.contains("Referral letter."),
