@@ -277,6 +277,82 @@ Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--b--\r\n",
     violations.extend(rt.block_on(axe(&c, &axe_js, "inbox")));
     rt.block_on(shot(&c, "4-inbox"));
 
+    // At phone width (390 px): no page scrolls sideways, and each inbox value has its
+    // column's name beside it (the signed-in address overflowed the bar, and the table stacked
+    // its headings apart from the values).
+    rt.block_on(c.set_window_size(390, 844)).unwrap();
+    let number = |script: &str| -> f64 {
+        rt.block_on(c.execute(script, vec![]))
+            .unwrap()
+            .as_f64()
+            .unwrap_or(f64::NAN)
+    };
+    rt.block_on(c.refresh()).unwrap();
+    rt.block_on(
+        c.wait()
+            .for_element(Locator::XPath("//a[contains(., 'Discharge summary')]")),
+    )
+    .unwrap();
+    let width = number("return window.innerWidth");
+    assert!(
+        width <= 400.0,
+        "the window is {width} px wide, not a phone's"
+    );
+    let sideways =
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth";
+    assert_eq!(
+        number(sideways),
+        0.0,
+        "the inbox scrolls sideways at {width} px"
+    );
+    let labels = rt
+        .block_on(c.execute(
+            "return [...document.querySelectorAll('table.cards td')].map(td => [
+                 td.dataset.label,
+                 getComputedStyle(td, '::before').content,
+                 getComputedStyle(td).display])",
+            vec![],
+        ))
+        .unwrap();
+    let labels: Vec<(String, String, String)> = serde_json::from_value(labels).unwrap();
+    assert_eq!(labels.len(), 4, "{labels:?}");
+    for (label, before, display) in &labels {
+        assert_eq!(before, &format!("\"{label}\""), "{labels:?}");
+        assert_eq!(display, "flex", "label and value side by side: {labels:?}");
+    }
+    let who_right =
+        number("return document.querySelector('.bar .who').getBoundingClientRect().right");
+    assert!(
+        who_right <= width,
+        "the signed-in address ends at {who_right} px of {width}"
+    );
+    violations.extend(rt.block_on(axe(&c, &axe_js, "inbox at 390 px")));
+    rt.block_on(shot(&c, "4-inbox-390px"));
+    let open_it = rt
+        .block_on(c.find(Locator::XPath("//a[contains(., 'Discharge summary')]")))
+        .unwrap();
+    rt.block_on(open_it.click()).unwrap();
+    rt.block_on(
+        c.wait()
+            .for_element(Locator::XPath("//h1[contains(., 'Discharge summary')]")),
+    )
+    .unwrap();
+    assert_eq!(
+        number(sideways),
+        0.0,
+        "the message scrolls sideways at {width} px"
+    );
+    violations.extend(rt.block_on(axe(&c, &axe_js, "message at 390 px")));
+    rt.block_on(shot(&c, "3-message-390px"));
+    rt.block_on(c.set_window_size(1200, 1000)).unwrap();
+    let inbox = format!("http://127.0.0.1:{port}/inbox");
+    rt.block_on(c.goto(&inbox)).unwrap();
+    rt.block_on(
+        c.wait()
+            .for_element(Locator::XPath("//a[contains(., 'Discharge summary')]")),
+    )
+    .unwrap();
+
     // A reply with an attachment.
     rt.block_on(c.find(Locator::LinkText("Discharge summary for J. Doe")))
         .unwrap();

@@ -417,7 +417,8 @@ async fn css(State(p): State<Shared>) -> Response {
     let css = format!(
         "*{{box-sizing:border-box}}body{{margin:0;font:16px/1.5 system-ui,sans-serif;color:#1a1a1a;background:#fff}}\
 .bar{{background:{c};color:#fff;padding:.75rem 1rem;display:flex;flex-wrap:wrap;gap:1rem;align-items:center;justify-content:space-between}}\
-.bar a,.bar .who{{color:#fff;margin-right:1rem}}.bar button{{background:#fff;color:{c};border:0;padding:.3rem .7rem;border-radius:4px;font:inherit;cursor:pointer}}\
+.bar nav{{display:flex;flex-wrap:wrap;align-items:center;gap:.25rem 1rem;min-width:0;max-width:100%}}\
+.bar a,.bar .who{{color:#fff}}.bar .who{{overflow-wrap:anywhere;min-width:0}}.bar button{{background:#fff;color:{c};border:0;padding:.3rem .7rem;border-radius:4px;font:inherit;cursor:pointer}}\
 .org{{font-weight:700;display:flex;align-items:center;gap:.5rem}}.logo{{height:2rem;width:auto}}main{{max-width:48rem;margin:0 auto;padding:1rem}}footer{{max-width:48rem;margin:2rem auto;padding:0 1rem;color:#444;font-size:.9rem}}\
 a{{color:{c}}}a:focus,button:focus,input:focus,textarea:focus{{outline:3px solid #f4b400;outline-offset:2px}}\
 .skip{{position:absolute;left:-999px}}.skip:focus{{left:1rem;top:1rem;background:#fff;color:#000;padding:.5rem;z-index:9}}\
@@ -426,7 +427,11 @@ textarea{{min-height:10rem}}button{{background:{c};color:#fff;border:0;padding:.
 .inline{{display:inline}}.ref{{font:700 1.25rem monospace;letter-spacing:.1em}}.notice{{background:#e8f0fe;border-left:4px solid {c};padding:.75rem}}\
 .error{{background:#fdecea;border-left:4px solid #b3261e;padding:.75rem}}table{{border-collapse:collapse;width:100%}}th,td{{text-align:left;padding:.5rem;border-bottom:1px solid #ccc;vertical-align:top}}\
 .body{{border:1px solid #ccc;padding:1rem;overflow-wrap:anywhere;margin:1rem 0}}pre.text{{white-space:pre-wrap;font:inherit;margin:0}}\
-.meta dt{{font-weight:600}}.meta dd{{margin:0 0 .5rem}}@media (max-width:40rem){{th,td{{display:block;border:0}}tr{{display:block;border-bottom:1px solid #ccc}}}}"
+.meta dt{{font-weight:600}}.meta dd{{margin:0 0 .5rem}}main,footer,.body{{overflow-wrap:anywhere}}\
+@media (max-width:40rem){{table{{display:block;overflow-x:auto}}\
+table.cards{{display:table}}.cards thead{{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}}\
+.cards tr{{display:block;border-bottom:1px solid #ccc;padding:.25rem 0}}.cards td{{display:flex;gap:.5rem;border:0;padding:.15rem 0}}\
+.cards td::before{{content:attr(data-label);font-weight:600;flex:0 0 8.5rem}}}}"
     );
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], css).into_response()
 }
@@ -955,16 +960,17 @@ async fn inbox(State(p): State<Shared>, headers: HeaderMap) -> Response {
             @if rows.is_empty() {
                 p { "There are no messages for you at the moment." }
             } @else {
-                table {
+                table class="cards" {
                     caption class="skip" { "Messages" }
                     thead { tr { th scope="col" { "From" } th scope="col" { "Subject" } th scope="col" { "Received" } th scope="col" { "Available until" } } }
                     tbody {
                         @for (m, subject) in &rows {
                             tr {
-                                td { (m.sender_name) }
-                                td { a href={"/message/" (m.id)} { @if subject.is_empty() { "(no subject)" } @else { (letters::one_line(subject, 150)) } } @if m.opened_at.is_none() { " (new)" } }
-                                td { (letters::day(m.created_at)) }
-                                td { (letters::day(m.expires_at)) }
+                                // At phone width each value shows its column's name beside it.
+                                td data-label="From" { (m.sender_name) }
+                                td data-label="Subject" { span { a href={"/message/" (m.id)} { @if subject.is_empty() { "(no subject)" } @else { (letters::one_line(subject, 150)) } } @if m.opened_at.is_none() { " (new)" } } }
+                                td data-label="Received" { (letters::day(m.created_at)) }
+                                td data-label="Available until" { (letters::day(m.expires_at)) }
                             }
                         }
                     }
