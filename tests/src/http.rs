@@ -153,7 +153,12 @@ impl Client {
         let mut raw = Vec::new();
         let mut buf = [0u8; 16 * 1024];
         loop {
-            let n = s.read(&mut buf)?;
+            // A signal to this process (a child exiting) interrupts the read: read again.
+            let n = match s.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
             if n == 0 {
                 break;
             }
