@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::time::Instant;
 
 use postern_core::{Address, Standard};
-use postern_router::{Disposition, Envelope, Inbound, Outgoing};
+use postern_router::{Decision, Disposition, Envelope, Inbound, Origin as RouteOrigin, Submission};
 
 use crate::config::NextHop;
 use crate::dsn::{self, Failure};
@@ -86,41 +86,19 @@ async fn process_inner(shared: &Shared, id: &str) -> std::io::Result<Option<u64>
         return Ok(None);
     };
     let started = Instant::now();
-    // A panic while deciding (parsers, backends, inspection: all fed by strangers) holds this
-    // message for an administrator; the worker goes on with the next one.
-    let steps = match contain_panic(plan(shared, &entry, &data)).await {
-        Ok((steps, inspection)) => {
-            // The verdict stays with the message: a retry does not inspect it again.
-            if entry.inspection.is_none() {
-                entry.inspection = inspection;
-            }
-            steps
-        }
-        Err(()) => {
-            shared.metrics.panics.inc();
-            tracing::error!(queue_id = %id, "internal error while deciding; message held");
-            vec![Step::Keep {
-                idx: entry
-                    .recipients
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, r)| r.state == RcptState::Pending)
-                    .map(|(i, _)| i)
-                    .collect(),
-                kind: HoldKind::Error,
-                reason: "internal error while processing this message (held for review; \
-                         `queue release` retries it)"
-                    .into(),
-            }]
-        }
-    };
+    let steps = decide(shared, &mut entry, &data).await;
     let routed = started.elapsed();
     match entry.origin {
         Origin::Public => shared.metrics.open_latency.observe(routed),
         _ => shared.metrics.seal_latency.observe(routed),
     }
     entry.attempts += 1;
-    let mut summary: Vec<String> = Vec::new();
+    let mut work = Work {
+        shared,
+        entry: &mut entry,
+        data: &data,
+        summary: Vec::new(),
+    };
     // The opened inbound message and its report, kept for the sender check below.
     let mut inbound_opened: Option<(Box<postern_core::Report>, Cow<'_, [u8]>)> = None;
     for (n, step) in steps.into_iter().enumerate() {
@@ -133,214 +111,38 @@ async fn process_inner(shared: &Shared, id: &str) -> std::io::Result<Option<u64>
                 tls_required,
                 opened,
             } => {
-                let rcpts: Vec<String> = idx
-                    .iter()
-                    .map(|i| entry.recipients[*i].address.clone())
-                    .collect();
-                let tag = format!("{id}-{}-{}", entry.attempts, n + 1);
-                let hop: &NextHop = if inbound {
-                    &shared.settings.inbound
-                } else {
-                    &shared.settings.outbound
-                };
-                let h = Handover {
-                    helo: &shared.settings.hostname,
-                    tag: &tag,
-                    mail_from: entry.mail_from.as_deref(),
-                    rcpts: &rcpts,
-                    data: &message,
-                    tls_required,
-                    wait: shared.settings.delivery_timeout,
-                    tls: &shared.settings.tls,
-                    destinations: &shared.settings.destinations,
-                    pool: &shared.settings.pool,
-                };
-                shared.metrics.delivery_attempts.inc();
-                let outcomes = transport::deliver(hop, shared.settings.mx.as_ref(), &h).await;
-                let how = match (inbound, sealed) {
-                    (true, _) => "inbound".to_string(),
-                    (false, Some(s)) => format!("sealed:{s}"),
-                    (false, None) => "plain".to_string(),
-                };
-                for (i, o) in idx.iter().zip(outcomes) {
-                    let r = &mut entry.recipients[*i];
-                    match o {
-                        Outcome::Delivered => {
-                            r.state = RcptState::Delivered;
-                            r.last_error = None;
-                            match (inbound, sealed) {
-                                (true, _) => shared.metrics.delivered_inbound.inc(),
-                                (false, Some(_)) => shared.metrics.delivered_sealed.inc(),
-                                (false, None) => shared.metrics.delivered_plain.inc(),
-                            }
-                            summary.push(format!("{} delivered {how}", domain(&r.address)));
-                        }
-                        Outcome::Temporary(why) => {
-                            shared.metrics.deferred.inc();
-                            summary.push(format!("{} deferred", domain(&r.address)));
-                            r.last_error = Some(why);
-                        }
-                        Outcome::Permanent { status, text } => {
-                            summary.push(format!("{} bounced", domain(&r.address)));
-                            bounce(r, &status, text);
-                        }
-                    }
-                }
+                work.deliver(n, &idx, inbound, &message, sealed, tls_required)
+                    .await;
                 if let Some(report) = opened {
                     inbound_opened = Some((report, message));
                 }
             }
-            Step::Defer { idx, reason } => {
-                for i in idx {
-                    let r = &mut entry.recipients[i];
-                    shared.metrics.deferred.inc();
-                    summary.push(format!("{} held-for-retry", domain(&r.address)));
-                    r.last_error = Some(reason.clone());
-                }
-            }
+            Step::Defer { idx, reason } => work.each(idx, "held-for-retry", |r, m| {
+                m.deferred.inc();
+                r.last_error = Some(reason.clone());
+            }),
             Step::Fail {
                 idx,
                 status,
                 reason,
-            } => {
-                for i in idx {
-                    let r = &mut entry.recipients[i];
-                    summary.push(format!("{} bounced", domain(&r.address)));
-                    bounce(r, &status, reason.clone());
-                }
-            }
+            } => work.each(idx, "bounced", |r, _| bounce(r, &status, reason.clone())),
             Step::Quarantine {
                 idx,
                 reason,
                 verdict,
-            } => {
-                // The message moves to the quarantine store (encrypted); its recipients are
-                // final here. If the store fails, they wait and the next attempt tries again.
-                let rcpts: Vec<String> = idx
-                    .iter()
-                    .map(|i| entry.recipients[*i].address.clone())
-                    .collect();
-                let origin = match entry.origin {
-                    Origin::Public => HeldOrigin::Public,
-                    _ => HeldOrigin::Internal,
+            } => work.quarantine(idx, &reason, verdict.as_ref()).await,
+            Step::Portal { idx, message } => work.portal(idx, &message).await,
+            Step::Keep { idx, kind, reason } => work.each(idx, &kind.to_string(), |r, m| {
+                m.held.inc();
+                r.state = RcptState::Held {
+                    kind,
+                    reason: reason.clone(),
                 };
-                match shared
-                    .quarantine
-                    .hold(
-                        origin,
-                        entry.mail_from.as_deref(),
-                        &rcpts,
-                        &reason.to_string(),
-                        verdict.as_ref(),
-                        &data,
-                    )
-                    .await
-                {
-                    Ok(qid) => {
-                        for i in idx {
-                            let r = &mut entry.recipients[i];
-                            shared.metrics.held.inc();
-                            summary.push(format!("{} quarantined {qid}", domain(&r.address)));
-                            r.state = RcptState::Quarantined { id: qid.clone() };
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(queue_id = %id, error = %e, "quarantine store failed; will retry");
-                        for i in idx {
-                            entry.recipients[i].last_error = Some(format!("quarantine: {e}"));
-                        }
-                    }
-                }
-            }
-            Step::Portal { idx, message } => {
-                let Some(portal) = shared.portal.get() else {
-                    for i in idx {
-                        let r = &mut entry.recipients[i];
-                        shared.metrics.held.inc();
-                        summary.push(format!("{} portal-held", domain(&r.address)));
-                        r.state = RcptState::Held {
-                            kind: HoldKind::Portal,
-                            reason: "portal delivery, but no portal is configured \
-                                     (portal.listen); `queue release` sends it in clear"
-                                .into(),
-                        };
-                    }
-                    continue;
-                };
-                let dir = shared.directory.current();
-                for i in idx {
-                    let r = &mut entry.recipients[i];
-                    let days = Address::new(&r.address)
-                        .ok()
-                        .and_then(|a| dir.partner_for(a.domain()).and_then(|p| p.portal_days))
-                        .map(i64::from);
-                    match portal
-                        .deliver(
-                            entry.mail_from.as_deref(),
-                            std::slice::from_ref(&r.address),
-                            &message,
-                            &entry.id,
-                            days,
-                        )
-                        .await
-                    {
-                        Ok(ids) => {
-                            r.state = RcptState::Delivered;
-                            r.last_error = None;
-                            shared.metrics.delivered_portal.inc();
-                            summary.push(format!(
-                                "{} portal {}",
-                                domain(&r.address),
-                                ids.join(",")
-                            ));
-                        }
-                        Err(e) => {
-                            tracing::error!(queue_id = %id, error = %e, "portal delivery failed; will retry");
-                            shared.metrics.deferred.inc();
-                            summary.push(format!("{} deferred", domain(&r.address)));
-                            r.last_error = Some(format!("portal: {e}"));
-                        }
-                    }
-                }
-            }
-            Step::Keep { idx, kind, reason } => {
-                for i in idx {
-                    let r = &mut entry.recipients[i];
-                    shared.metrics.held.inc();
-                    summary.push(format!("{} {kind}", domain(&r.address)));
-                    r.state = RcptState::Held {
-                        kind,
-                        reason: reason.clone(),
-                    };
-                }
-            }
+            }),
         }
     }
-    let now = unix_ms();
-    let mut next = None;
-    if entry.pending().next().is_some() {
-        let age = (now / 1000).saturating_sub(entry.received_at);
-        if age >= shared.settings.max_age.as_secs() {
-            for r in entry.recipients.iter_mut() {
-                if r.state == RcptState::Pending {
-                    let last = r.last_error.clone().unwrap_or_default();
-                    bounce(
-                        r,
-                        "4.4.7",
-                        format!("gave up after {} attempts: {last}", entry.attempts),
-                    );
-                }
-            }
-        } else {
-            let sched = &shared.settings.retry;
-            let i = (entry.attempts as usize)
-                .saturating_sub(1)
-                .min(sched.len() - 1);
-            let at = now + sched[i].as_millis() as u64;
-            entry.next_attempt = at;
-            next = Some(at);
-        }
-    }
+    let mut summary = std::mem::take(&mut work.summary);
+    let mut next = schedule(shared, &mut entry);
     // Mail from our own side has a sender of ours; mail from the internet only when a partner's
     // signature vouched for it (judged only when a failure is to be told).
     let vouched = entry.origin != Origin::Public
@@ -379,6 +181,251 @@ async fn process_inner(shared: &Shared, id: &str) -> std::io::Result<Option<u64>
         return Ok(None);
     }
     Ok(next)
+}
+
+/// The steps for this attempt. A panic while deciding (parsers, backends, inspection: all fed
+/// by strangers) holds the message for an administrator; the worker goes on with the next one.
+async fn decide<'a>(shared: &Shared, entry: &mut Entry, data: &'a [u8]) -> Vec<Step<'a>> {
+    match contain_panic(plan(shared, entry, data)).await {
+        Ok((steps, inspection)) => {
+            // The verdict stays with the message: a retry does not inspect it again.
+            if entry.inspection.is_none() {
+                entry.inspection = inspection;
+            }
+            steps
+        }
+        Err(()) => {
+            shared.metrics.panics.inc();
+            tracing::error!(queue_id = %entry.id, "internal error while deciding; message held");
+            vec![Step::Keep {
+                idx: entry
+                    .recipients
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| r.state == RcptState::Pending)
+                    .map(|(i, _)| i)
+                    .collect(),
+                kind: HoldKind::Error,
+                reason: "internal error while processing this message (held for review; \
+                         `queue release` retries it)"
+                    .into(),
+            }]
+        }
+    }
+}
+
+/// When to come back for the recipients still pending (`None`: nobody is); past the maximum
+/// age they bounce instead (4.4.7).
+fn schedule(shared: &Shared, entry: &mut Entry) -> Option<u64> {
+    let now = unix_ms();
+    entry.pending().next()?;
+    let age = (now / 1000).saturating_sub(entry.received_at);
+    if age >= shared.settings.max_age.as_secs() {
+        let attempts = entry.attempts;
+        for r in entry.recipients.iter_mut() {
+            if r.state == RcptState::Pending {
+                let last = r.last_error.clone().unwrap_or_default();
+                bounce(
+                    r,
+                    "4.4.7",
+                    format!("gave up after {attempts} attempts: {last}"),
+                );
+            }
+        }
+        return None;
+    }
+    let sched = &shared.settings.retry;
+    let i = (entry.attempts as usize)
+        .saturating_sub(1)
+        .min(sched.len() - 1);
+    let at = now + sched[i].as_millis() as u64;
+    entry.next_attempt = at;
+    Some(at)
+}
+
+/// One attempt's steps carried out on the entry, with a line of summary per recipient.
+struct Work<'w> {
+    shared: &'w Shared,
+    entry: &'w mut Entry,
+    data: &'w [u8],
+    summary: Vec<String>,
+}
+
+impl Work<'_> {
+    /// Applies `f` to each recipient in `idx` and records `what` for it.
+    fn each(
+        &mut self,
+        idx: Vec<usize>,
+        what: &str,
+        mut f: impl FnMut(&mut Recipient, &crate::metrics::Metrics),
+    ) {
+        for i in idx {
+            let r = &mut self.entry.recipients[i];
+            f(r, &self.shared.metrics);
+            self.summary.push(format!("{} {what}", domain(&r.address)));
+        }
+    }
+
+    /// Hands one copy to its next hop and records each recipient's outcome.
+    async fn deliver(
+        &mut self,
+        n: usize,
+        idx: &[usize],
+        inbound: bool,
+        message: &[u8],
+        sealed: Option<Standard>,
+        tls_required: bool,
+    ) {
+        let (shared, entry) = (self.shared, &mut *self.entry);
+        let rcpts: Vec<String> = idx
+            .iter()
+            .map(|i| entry.recipients[*i].address.clone())
+            .collect();
+        let tag = format!("{}-{}-{}", entry.id, entry.attempts, n + 1);
+        let hop: &NextHop = if inbound {
+            &shared.settings.inbound
+        } else {
+            &shared.settings.outbound
+        };
+        let h = Handover {
+            helo: &shared.settings.hostname,
+            tag: &tag,
+            mail_from: entry.mail_from.as_deref(),
+            rcpts: &rcpts,
+            data: message,
+            tls_required,
+            wait: shared.settings.delivery_timeout,
+            tls: &shared.settings.tls,
+            destinations: &shared.settings.destinations,
+            pool: &shared.settings.pool,
+        };
+        shared.metrics.delivery_attempts.inc();
+        let outcomes = transport::deliver(hop, shared.settings.mx.as_ref(), &h).await;
+        let how = match (inbound, sealed) {
+            (true, _) => "inbound".to_string(),
+            (false, Some(s)) => format!("sealed:{s}"),
+            (false, None) => "plain".to_string(),
+        };
+        for (i, o) in idx.iter().zip(outcomes) {
+            let r = &mut entry.recipients[*i];
+            match o {
+                Outcome::Delivered => {
+                    r.state = RcptState::Delivered;
+                    r.last_error = None;
+                    match (inbound, sealed) {
+                        (true, _) => shared.metrics.delivered_inbound.inc(),
+                        (false, Some(_)) => shared.metrics.delivered_sealed.inc(),
+                        (false, None) => shared.metrics.delivered_plain.inc(),
+                    }
+                    self.summary
+                        .push(format!("{} delivered {how}", domain(&r.address)));
+                }
+                Outcome::Temporary(why) => {
+                    shared.metrics.deferred.inc();
+                    self.summary
+                        .push(format!("{} deferred", domain(&r.address)));
+                    r.last_error = Some(why);
+                }
+                Outcome::Permanent { status, text } => {
+                    self.summary.push(format!("{} bounced", domain(&r.address)));
+                    bounce(r, &status, text);
+                }
+            }
+        }
+    }
+
+    /// The message moves to the quarantine store (encrypted); its recipients are final here.
+    /// If the store fails, they wait and the next attempt tries again.
+    async fn quarantine(
+        &mut self,
+        idx: Vec<usize>,
+        reason: &postern_router::QuarantineReason,
+        verdict: Option<&serde_json::Value>,
+    ) {
+        let rcpts: Vec<String> = idx
+            .iter()
+            .map(|i| self.entry.recipients[*i].address.clone())
+            .collect();
+        let origin = match self.entry.origin {
+            Origin::Public => HeldOrigin::Public,
+            _ => HeldOrigin::Internal,
+        };
+        let held = self
+            .shared
+            .quarantine
+            .hold(
+                origin,
+                self.entry.mail_from.as_deref(),
+                &rcpts,
+                &reason.to_string(),
+                verdict,
+                self.data,
+            )
+            .await;
+        match held {
+            Ok(qid) => self.each(idx, &format!("quarantined {qid}"), |r, m| {
+                m.held.inc();
+                r.state = RcptState::Quarantined { id: qid.clone() };
+            }),
+            Err(e) => {
+                tracing::error!(queue_id = %self.entry.id, error = %e, "quarantine store failed; will retry");
+                for i in idx {
+                    self.entry.recipients[i].last_error = Some(format!("quarantine: {e}"));
+                }
+            }
+        }
+    }
+
+    /// Stores the copy in the portal for each recipient (who is notified), or holds it when
+    /// no portal is configured.
+    async fn portal(&mut self, idx: Vec<usize>, message: &[u8]) {
+        let shared = self.shared;
+        let Some(portal) = shared.portal.get() else {
+            return self.each(idx, "portal-held", |r, m| {
+                m.held.inc();
+                r.state = RcptState::Held {
+                    kind: HoldKind::Portal,
+                    reason: "portal delivery, but no portal is configured \
+                             (portal.listen); `queue release` sends it in clear"
+                        .into(),
+                };
+            });
+        };
+        let dir = shared.directory.current();
+        for i in idx {
+            let r = &mut self.entry.recipients[i];
+            let days = Address::new(&r.address)
+                .ok()
+                .and_then(|a| dir.partner_for(a.domain()).and_then(|p| p.portal_days))
+                .map(i64::from);
+            let stored = portal
+                .deliver(
+                    self.entry.mail_from.as_deref(),
+                    std::slice::from_ref(&r.address),
+                    message,
+                    &self.entry.id,
+                    days,
+                )
+                .await;
+            let r = &mut self.entry.recipients[i];
+            match stored {
+                Ok(ids) => {
+                    r.state = RcptState::Delivered;
+                    r.last_error = None;
+                    shared.metrics.delivered_portal.inc();
+                    self.summary
+                        .push(format!("{} portal {}", domain(&r.address), ids.join(",")));
+                }
+                Err(e) => {
+                    tracing::error!(queue_id = %self.entry.id, error = %e, "portal delivery failed; will retry");
+                    shared.metrics.deferred.inc();
+                    self.summary
+                        .push(format!("{} deferred", domain(&r.address)));
+                    r.last_error = Some(format!("portal: {e}"));
+                }
+            }
+        }
+    }
 }
 
 fn bounce(r: &mut Recipient, status: &str, reason: String) {
@@ -543,7 +590,8 @@ fn notify_sender(shared: &Shared, entry: &mut Entry, data: &[u8]) -> std::io::Re
     Ok(())
 }
 
-/// Decides for every pending recipient; also returns the content verdict, if one was made.
+/// Decides for every pending recipient through the gateway (which dispatches by origin);
+/// also returns the content verdict, if one was made.
 async fn plan<'a>(
     shared: &Shared,
     entry: &Entry,
@@ -551,16 +599,14 @@ async fn plan<'a>(
 ) -> (Vec<Step<'a>>, Option<postern_router::Inspection>) {
     let dir = shared.directory.current();
     let mut steps = Vec::new();
-    let mut ours = Vec::new();
-    let mut theirs: Vec<(usize, Address)> = Vec::new();
+    let mut unclaimed: Vec<(usize, Address)> = Vec::new();
     let mut invalid = Vec::new();
     for (i, r) in entry.recipients.iter().enumerate() {
         if r.state != RcptState::Pending {
             continue;
         }
         match Address::new(&r.address) {
-            Ok(a) if dir.is_ours(a.domain()) => ours.push(i),
-            Ok(a) => theirs.push((i, a)),
+            Ok(a) => unclaimed.push((i, a)),
             Err(_) => invalid.push(i),
         }
     }
@@ -575,111 +621,28 @@ async fn plan<'a>(
         .mail_from
         .as_deref()
         .and_then(|a| Address::new(a).ok());
-    if entry.origin == Origin::Public {
-        if !theirs.is_empty() {
-            // The directory changed since we accepted it: never relay from the internet.
-            steps.push(Step::Fail {
-                idx: theirs.iter().map(|(i, _)| *i).collect(),
-                status: "5.7.1".into(),
-                reason: "relaying denied: not one of our domains".into(),
-            });
-        }
-        if !ours.is_empty() && entry.released {
-            // An administrator released it from the quarantine: it goes to our mail server as
-            // received (the inbound router would hold it again for the same reason), without
-            // any result headers it brought from outside.
-            steps.push(Step::Deliver {
-                idx: ours,
-                inbound: true,
-                message: Cow::Owned(postern_router::strip_results(data)),
-                sealed: None,
-                tls_required: false,
-                opened: None,
-            });
-        } else if !ours.is_empty() {
-            match shared.gateway.inbound(&dir, mail_from.as_ref(), data).await {
-                Inbound::Deliver {
-                    message,
-                    report,
-                    verdict,
-                } => {
-                    shared.metrics.inbound_signature(verdict).inc();
-                    if let Some(report) = &report {
-                        let smime = postern_smime::SmimeEnvelope::new();
-                        if let Err(e) = crate::harvest::offer_from(
-                            &shared.harvest,
-                            &dir,
-                            mail_from.as_ref(),
-                            report,
-                            &smime,
-                        )
-                        .await
-                        {
-                            // The message is delivered all the same; the offer comes again.
-                            tracing::warn!(error = %e, "harvest offer not recorded");
-                        }
-                    }
-                    steps.push(Step::Deliver {
-                        idx: ours,
-                        inbound: true,
-                        message: Cow::Owned(message),
-                        sealed: None,
-                        tls_required: false,
-                        opened: report.map(Box::new),
-                    })
-                }
-                Inbound::Quarantine { reason, .. } => steps.push(Step::Quarantine {
-                    idx: ours,
-                    reason,
-                    verdict: None,
-                }),
-            }
-        }
-        return (steps, None);
-    }
-    if entry.origin == Origin::Portal {
-        // Written by the portal: notifications and codes (no PHI) go out as they are; replies
-        // and read receipts go to our mail server.
-        if !ours.is_empty() {
-            steps.push(Step::Deliver {
-                idx: ours,
-                inbound: true,
-                message: Cow::Borrowed(data),
-                sealed: None,
-                tls_required: false,
-                opened: None,
-            });
-        }
-        if !theirs.is_empty() {
-            steps.push(Step::Deliver {
-                idx: theirs.iter().map(|(i, _)| *i).collect(),
-                inbound: false,
-                message: Cow::Borrowed(data),
-                sealed: None,
-                tls_required: false,
-                opened: None,
-            });
-        }
-        return (steps, None);
-    }
-    // Everything else is the gateway's: our own domains, partners, the clear world, content.
-    let mut unclaimed: Vec<(usize, Address)> = ours
-        .iter()
-        .filter_map(|i| Some((*i, Address::new(&entry.recipients[*i].address).ok()?)))
-        .chain(theirs)
-        .collect();
     let envelope = Envelope {
-        mail_from,
+        mail_from: mail_from.clone(),
         rcpt_to: unclaimed.iter().map(|(_, a)| a.clone()).collect(),
     };
-    let outgoing = Outgoing::new(&envelope, data)
-        .released(entry.released)
-        .inspected(entry.inspection.clone());
-    let plan = shared.gateway.outbound(&dir, outgoing).await;
-    if let (Some(i), None) = (&plan.inspection, &entry.inspection) {
+    let origin = match entry.origin {
+        Origin::Internal => RouteOrigin::OurServer,
+        Origin::Public => RouteOrigin::Internet,
+        Origin::Portal => RouteOrigin::Portal,
+        Origin::Bounce => RouteOrigin::Bounce,
+    };
+    let submission = Submission {
+        origin,
+        envelope: &envelope,
+        message: data,
+        released: entry.released,
+        inspection: entry.inspection.clone(),
+    };
+    let route = shared.gateway.route(&dir, submission).await;
+    if let (Some(i), None) = (&route.inspection, &entry.inspection) {
         tracing::info!(queue_id = %entry.id, dlp = %i.summary, "inspected");
     }
-    let verdict = plan.inspection.as_ref().map(|i| i.detail.clone());
+    let verdict = route.inspection.as_ref().map(|i| i.detail.clone());
     let mut take = |who: &[Address]| -> Vec<usize> {
         let mut idx = Vec::new();
         for a in who {
@@ -689,56 +652,44 @@ async fn plan<'a>(
         }
         idx
     };
-    for d in plan.dispositions {
-        match d {
-            Disposition::Local { recipients } => steps.push(Step::Deliver {
-                // Internal mail to our own domains goes back to our mail server as it is.
+    for d in route.decisions {
+        let step = match d {
+            Decision::Outbound(d) => outbound_step(d, &mut take, data, &verdict),
+            Decision::Inbound {
+                recipients,
+                inbound,
+            } => {
+                let idx = take(&recipients);
+                inbound_step(shared, &dir, mail_from.as_ref(), idx, inbound).await
+            }
+            // Portal replies, and an inbound message an administrator released.
+            Decision::ToOurServer {
+                recipients,
+                message,
+            } => Step::Deliver {
                 idx: take(&recipients),
                 inbound: true,
+                message: message.map_or(Cow::Borrowed(data), Cow::Owned),
+                sealed: None,
+                tls_required: false,
+                opened: None,
+            },
+            // What the portal wrote (notifications and codes, no PHI) goes out as it is.
+            Decision::AsIs { recipients } => Step::Deliver {
+                idx: take(&recipients),
+                inbound: false,
                 message: Cow::Borrowed(data),
                 sealed: None,
                 tls_required: false,
                 opened: None,
-            }),
-            Disposition::Deliver {
-                recipients,
-                message,
-                sealed,
-                tls_required,
-            } => steps.push(Step::Deliver {
-                idx: take(&recipients),
-                inbound: false,
-                message: Cow::Owned(message),
-                sealed,
-                tls_required,
-                opened: None,
-            }),
-            Disposition::Hold { recipients, reason } => steps.push(Step::Defer {
-                idx: take(&recipients),
-                reason: reason.to_string(),
-            }),
-            // The status comes from the typed reason (5.7.5 for keys and algorithms, 5.7.1 for
-            // a content refusal, 5.6.0 for a message that cannot be parsed).
-            Disposition::Bounce { recipients, reason } => steps.push(Step::Fail {
+            },
+            Decision::Refuse { recipients, reason } => Step::Fail {
                 idx: take(&recipients),
                 status: reason.smtp_reply().enhanced.into(),
                 reason: reason.to_string(),
-            }),
-            Disposition::Quarantine { recipients, reason } => steps.push(Step::Quarantine {
-                idx: take(&recipients),
-                reason,
-                verdict: verdict.clone(),
-            }),
-            // The portal gets the message as this copy would have left (with the DLP tag,
-            // without the Bcc list), each recipient their own encrypted copy.
-            Disposition::Portal {
-                recipients,
-                message,
-            } => steps.push(Step::Portal {
-                idx: take(&recipients),
-                message,
-            }),
-        }
+            },
+        };
+        steps.push(step);
     }
     // Anyone the gateway did not decide for waits: nothing is dropped silently.
     if !unclaimed.is_empty() {
@@ -747,5 +698,106 @@ async fn plan<'a>(
             reason: "no routing decision".into(),
         });
     }
-    (steps, plan.inspection)
+    (steps, route.inspection)
+}
+
+/// The step for one outbound disposition.
+fn outbound_step<'a>(
+    d: Disposition,
+    take: &mut impl FnMut(&[Address]) -> Vec<usize>,
+    data: &'a [u8],
+    verdict: &Option<serde_json::Value>,
+) -> Step<'a> {
+    match d {
+        // Internal mail to our own domains goes back to our mail server as it is.
+        Disposition::Local { recipients } => Step::Deliver {
+            idx: take(&recipients),
+            inbound: true,
+            message: Cow::Borrowed(data),
+            sealed: None,
+            tls_required: false,
+            opened: None,
+        },
+        Disposition::Deliver {
+            recipients,
+            message,
+            sealed,
+            tls_required,
+        } => Step::Deliver {
+            idx: take(&recipients),
+            inbound: false,
+            message: Cow::Owned(message),
+            sealed,
+            tls_required,
+            opened: None,
+        },
+        Disposition::Hold { recipients, reason } => Step::Defer {
+            idx: take(&recipients),
+            reason: reason.to_string(),
+        },
+        // The status comes from the typed reason (5.7.5 for keys and algorithms, 5.7.1 for a
+        // content refusal, 5.6.0 for a message that cannot be parsed).
+        Disposition::Bounce { recipients, reason } => Step::Fail {
+            idx: take(&recipients),
+            status: reason.smtp_reply().enhanced.into(),
+            reason: reason.to_string(),
+        },
+        Disposition::Quarantine { recipients, reason } => Step::Quarantine {
+            idx: take(&recipients),
+            reason,
+            verdict: verdict.clone(),
+        },
+        // The portal gets the message as this copy would have left (with the DLP tag, without
+        // the Bcc list), each recipient their own encrypted copy.
+        Disposition::Portal {
+            recipients,
+            message,
+        } => Step::Portal {
+            idx: take(&recipients),
+            message,
+        },
+    }
+}
+
+/// The step for mail from the internet that the inbound router decided on; a partner's
+/// signing certificate it found is offered to the harvest.
+async fn inbound_step<'a>(
+    shared: &Shared,
+    dir: &postern_router::CheckedDirectory,
+    mail_from: Option<&Address>,
+    idx: Vec<usize>,
+    inbound: Inbound,
+) -> Step<'a> {
+    match inbound {
+        Inbound::Deliver {
+            message,
+            report,
+            verdict,
+        } => {
+            shared.metrics.inbound_signature(verdict).inc();
+            if let Some(report) = &report {
+                let smime = postern_smime::SmimeEnvelope::new();
+                if let Err(e) =
+                    crate::harvest::offer_from(&shared.harvest, dir, mail_from, report, &smime)
+                        .await
+                {
+                    // The message is delivered all the same; the offer comes again.
+                    tracing::warn!(error = %e, "harvest offer not recorded");
+                }
+            }
+            Step::Deliver {
+                idx,
+                inbound: true,
+                message: Cow::Owned(message),
+                sealed: None,
+                tls_required: false,
+                opened: report.map(Box::new),
+            }
+        }
+        Inbound::Quarantine { reason, .. } => Step::Quarantine {
+            idx,
+            reason,
+            verdict: None,
+        },
+    }
 }

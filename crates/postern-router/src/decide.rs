@@ -208,6 +208,9 @@ pub enum Reason {
         /// What inspection found (detectors and counts, never values).
         summary: Option<String>,
     },
+    /// Mail from the internet for a recipient outside our domains: never relayed.
+    #[error("relaying denied: not one of our domains")]
+    RelayDenied,
     /// The embedder's own reason (a hook of its own); `temporary` decides 4xx or 5xx.
     #[error("{text}")]
     Other {
@@ -245,7 +248,7 @@ impl Reason {
                 [(_, e)] => Some(e),
                 _ => None,
             },
-            Reason::ContentPolicy { .. } | Reason::Other { .. } => None,
+            Reason::ContentPolicy { .. } | Reason::RelayDenied | Reason::Other { .. } => None,
         }
     }
 
@@ -253,7 +256,9 @@ impl Reason {
     pub fn is_temporary(&self) -> bool {
         match self {
             Reason::Sealing { error, .. } | Reason::Malformed(error) => error.is_temporary(),
-            Reason::EncryptionFailed { .. } | Reason::ContentPolicy { .. } => false,
+            Reason::EncryptionFailed { .. }
+            | Reason::ContentPolicy { .. }
+            | Reason::RelayDenied => false,
             Reason::Other { temporary, .. } => *temporary,
         }
     }
@@ -280,7 +285,7 @@ impl Reason {
                         text: String::new(),
                     })
             },
-            Reason::ContentPolicy { .. } => SmtpReply {
+            Reason::ContentPolicy { .. } | Reason::RelayDenied => SmtpReply {
                 code: 550,
                 enhanced: "5.7.1",
                 text,

@@ -94,6 +94,7 @@ mod decide;
 mod directory;
 mod gateway;
 mod inbound;
+mod route;
 mod shared;
 mod textonly;
 mod validate;
@@ -112,6 +113,7 @@ pub use inbound::{
 /// The inspection plug, defined in postern-core beside the other plug traits (re-exported
 /// here so that an embedder of the router finds it with the gateway).
 pub use postern_core::{ContentAction, ContentInspector, Envelope, Inspection, PassThrough};
+pub use route::{Decision, Origin, Route, Submission};
 pub use shared::{ReloadError, SharedDirectory};
 pub use textonly::text_only;
 pub use validate::{validate, Finding, Severity};
