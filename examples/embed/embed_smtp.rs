@@ -11,13 +11,16 @@
 //! `postern-relay` is the full version: per-recipient outcomes, a durable spool, retries, DSNs.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use postern_core::Address;
-use postern_router::{CheckedDirectory, Disposition, Envelope, Gateway, Outgoing, Plan};
+use postern_router::{CheckedDirectory, Envelope, Gateway, Outgoing};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+
+#[path = "outbox.rs"]
+mod outbox;
 
 const MAX_LINE: u64 = 1000;
 const MAX_MESSAGE: usize = 25 << 20;
@@ -111,7 +114,7 @@ async fn session(stream: TcpStream, server: &Server) -> std::io::Result<()> {
                             .gateway
                             .outbound(&server.directory, Outgoing::new(&envelope, &data))
                             .await;
-                        answer(server, &plan, &data)?
+                        outbox::answer(&server.out, &server.accepted, &plan, &data)?.to_string()
                     }
                     None => "552 5.3.4 message too big".into(),
                 };
@@ -131,42 +134,6 @@ async fn session(stream: TcpStream, server: &Server) -> std::io::Result<()> {
         };
         w.write_all(format!("{reply}\r\n").as_bytes()).await?;
     }
-}
-
-/// The reply to DATA: the first hold (4xx) or refusal (5xx) decides for the transaction;
-/// otherwise every copy is stored and the answer is 250.
-fn answer(server: &Server, plan: &Plan, data: &[u8]) -> std::io::Result<String> {
-    for d in &plan.dispositions {
-        if let Disposition::Hold { reason, .. } | Disposition::Bounce { reason, .. } = d {
-            return Ok(reason.smtp_reply().to_string());
-        }
-    }
-    let n = server.accepted.fetch_add(1, Ordering::SeqCst) + 1;
-    for (i, d) in plan.dispositions.iter().enumerate() {
-        let (kind, bytes): (String, &[u8]) = match d {
-            Disposition::Deliver {
-                message, sealed, ..
-            } => match sealed {
-                Some(s) => (format!("sealed-{s}"), message),
-                None => ("plain".into(), message),
-            },
-            Disposition::Local { .. } => ("local".into(), data),
-            Disposition::Portal { message, .. } => ("portal".into(), message),
-            Disposition::Quarantine { .. } => ("quarantine".into(), data),
-            // Answered above: nothing of this transaction was stored.
-            Disposition::Hold { .. } | Disposition::Bounce { .. } => continue,
-        };
-        let to: Vec<String> = d.recipients().iter().map(|a| a.to_string()).collect();
-        let path = server.out.join(format!("{n}-{}-{kind}.eml", i + 1));
-        let mut f = std::fs::File::create(&path)?;
-        std::io::Write::write_all(
-            &mut f,
-            format!("X-Envelope-To: {}\r\n", to.join(", ")).as_bytes(),
-        )?;
-        std::io::Write::write_all(&mut f, bytes)?;
-        f.sync_all()?; // durable before the 250
-    }
-    Ok(format!("250 2.0.0 accepted as {n}"))
 }
 
 /// The address between `<` and `>` after `prefix` (case-insensitive).

@@ -80,6 +80,19 @@ fn text(b: &[u8]) -> String {
 /// partner has no key.
 #[test]
 fn the_minimal_smtp_server_seals_for_partners_and_refuses_with_typed_replies() {
+    seals_for_partners_and_refuses_with_typed_replies("embed_smtp");
+}
+
+/// The same from a thread-per-connection server with no async runtime (mailin-embedded).
+#[test]
+fn the_threaded_smtp_server_without_a_runtime_does_the_same() {
+    seals_for_partners_and_refuses_with_typed_replies("threaded_smtp");
+}
+
+/// An SMTP embedding example, `name`, run as a newcomer would: copies sealed for each partner
+/// (OpenSSL and GnuPG read them), our own and the clear world's stored, a keyless required
+/// partner refused with its typed reply.
+fn seals_for_partners_and_refuses_with_typed_replies(name: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("directory.toml");
     std::fs::write(
@@ -99,7 +112,7 @@ fn the_minimal_smtp_server_seals_for_partners_and_refuses_with_typed_replies() {
     .unwrap();
     let out = tmp.path().join("out");
     std::fs::create_dir(&out).unwrap();
-    let mut child = Command::new(example("embed_smtp"))
+    let mut child = Command::new(example(name))
         .arg(&dir)
         .arg(&out)
         .arg("127.0.0.1:0")

@@ -79,6 +79,7 @@ pub mod civil;
 mod entropy;
 mod envelope;
 mod error;
+mod exec;
 mod identity;
 mod inspect;
 mod keystore;
@@ -95,6 +96,7 @@ pub use envelope::{
     SignRequest, Standard,
 };
 pub use error::{Error, Result, SmtpReply};
+pub use exec::block_on;
 pub use identity::{Address, Domain};
 pub use inspect::{ContentAction, ContentInspector, Envelope, Inspection, PassThrough};
 pub use keystore::{KeyStore, MemoryKeyStore};

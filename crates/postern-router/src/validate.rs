@@ -130,7 +130,7 @@ fn seal_probe(
         (_, None) => SealRequest::encrypt(certs, &policy),
     };
     req.now = now;
-    block_on(backend.seal(&view, &req))
+    postern_core::block_on(backend.seal(&view, &req))
         .map(|_| ())
         .map_err(|e| {
             if e.is_temporary() {
@@ -139,31 +139,6 @@ fn seal_probe(
                 ProbeError::Unusable(e.to_string())
             }
         })
-}
-
-/// Wakes the probe's thread when its future can go on.
-struct Unpark(std::thread::Thread);
-
-impl std::task::Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-/// Runs a future to completion on this thread, parked while it waits (a backend that awaits
-/// an HSM over the network does not spin the CPU). The built-in backends compute
-/// synchronously and are ready at the first poll.
-fn block_on<F: std::future::Future>(fut: F) -> F::Output {
-    use std::task::{Context, Poll, Waker};
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut fut = std::pin::pin!(fut);
-    loop {
-        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park();
-    }
 }
 
 /// Everything worth telling an administrator about `dir`, most serious first, checked with
