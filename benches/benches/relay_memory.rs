@@ -3,10 +3,9 @@
 //!
 //! 1. Outbound: one message of SIZE MB (default 20) to a required S/MIME partner (RSA-2048,
 //!    AES-256-CBC), from our side into smtp-sink — sealed, dot-stuffed, sent.
-//! 2. (Not run yet, see the scenario list.) Inbound: the same message sealed to our gateway's
-//!    certificate by `openssl cms -encrypt` (AES-256-GCM), from the partner over the public
-//!    listener, opened and written to the inbound folder. OpenSSL's decrypt of that file is
-//!    still measured as the reference.
+//! 2. Inbound: the same message sealed to our gateway's certificate by `openssl cms -encrypt`
+//!    (AES-256-GCM: unsigned AES-CBC from a required partner is quarantined, EFAIL), from the
+//!    partner over the public listener, opened and written to the inbound folder.
 //!
 //! The relay runs in this process; the SMTP client runs in a child process (this binary again,
 //! `send` mode), so its copy of the message is not counted. For each direction: the idle
@@ -130,6 +129,7 @@ fn main() {
     cfg.limits.max_message_size = 4 * size;
     let relay = rt.block_on(postern_relay::start(&cfg)).unwrap();
     let internal = relay.internal_addr.unwrap().to_string();
+    let public = relay.public_addr.unwrap().to_string();
 
     let plain = tmp.path().join("plain.eml");
     std::fs::write(
@@ -154,7 +154,7 @@ fn main() {
     let enc_in_kb = openssl_peak_kb(&[
         "cms",
         "-encrypt",
-        "-aes256",
+        "-aes-256-gcm",
         "-in",
         &p(&inbound_plain),
         "-out",
@@ -197,8 +197,6 @@ fn main() {
         })
     };
     let mut rows = Vec::new();
-    // One scenario for now; the inbound one joins this list.
-    #[allow(clippy::single_element_loop)]
     for (name, addr, from, to, file, done) in [
         (
             "outbound: seal for a partner",
@@ -208,9 +206,14 @@ fn main() {
             &plain,
             0usize,
         ),
-        // The inbound scenario (the same message sealed by OpenSSL to our certificate, over
-        // the public listener) is not run yet: in this harness its copy was quarantined
-        // instead of delivered, for a reason not yet found (the CLI opens the same file).
+        (
+            "inbound: open from the internet",
+            &public,
+            "gw@smime-partner.test",
+            "gw@clinic.example",
+            &sealed_in,
+            1usize,
+        ),
     ] {
         let delivered = |n: usize| {
             if done == 0 {
