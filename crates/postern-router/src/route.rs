@@ -119,23 +119,25 @@ impl Gateway {
                         reason: Reason::RelayDenied,
                     });
                 }
-                if ours.is_empty() {
-                } else if sub.released {
-                    // Released from the quarantine: to our mail server as received (opening
-                    // would hold it again for the same reason), without result headers that
-                    // came from outside.
-                    decisions.push(Decision::ToOurServer {
-                        recipients: ours,
-                        message: Some(crate::strip_results(sub.message)),
-                    });
-                } else {
-                    let inbound = self
-                        .inbound(dir, sub.envelope.mail_from.as_ref(), sub.message)
-                        .await;
-                    decisions.push(Decision::Inbound {
-                        recipients: ours,
-                        inbound,
-                    });
+                if !ours.is_empty() {
+                    let decision = if sub.released {
+                        // Released from the quarantine: to our mail server as received
+                        // (opening would hold it again for the same reason), without result
+                        // headers that came from outside.
+                        Decision::ToOurServer {
+                            recipients: ours,
+                            message: Some(crate::strip_results(sub.message)),
+                        }
+                    } else {
+                        let inbound = self
+                            .inbound(dir, sub.envelope.mail_from.as_ref(), sub.message)
+                            .await;
+                        Decision::Inbound {
+                            recipients: ours,
+                            inbound,
+                        }
+                    };
+                    decisions.push(decision);
                 }
                 Route {
                     inspection: None,
