@@ -46,6 +46,8 @@ pub fn answer(
         std::io::Write::write_all(&mut f, bytes)?;
         f.sync_all()?; // durable before the 250
     }
+    // The new names too: a crash after the 250 must not lose the directory entries.
+    std::fs::File::open(out)?.sync_all()?;
     Ok(SmtpReply {
         code: 250,
         enhanced: "2.0.0",
