@@ -6,13 +6,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
 use postern_tests::{run, Gpg, PgpKind, Pki};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_rustls::rustls;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
@@ -76,39 +71,6 @@ fn the_library_alone_has_no_relay_web_framework_or_database() {
     }
 }
 
-/// Answers one GET per connection with the keyring published at that path, 404 otherwise.
-async fn serve(
-    listener: tokio::net::TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
-    path: String,
-    body: Vec<u8>,
-) {
-    while let Ok((tcp, _)) = listener.accept().await {
-        let (acceptor, path, body) = (acceptor.clone(), path.clone(), body.clone());
-        tokio::spawn(async move {
-            let Ok(mut tls) = acceptor.accept(tcp).await else {
-                return;
-            };
-            let mut buf = vec![0u8; 4096];
-            let n = tls.read(&mut buf).await.unwrap_or(0);
-            let request = String::from_utf8_lossy(&buf[..n]).to_string();
-            let asked = request.split_whitespace().nth(1).unwrap_or("");
-            let (status, payload) = if asked == path {
-                ("200 OK", body)
-            } else {
-                ("404 Not Found", Vec::new())
-            };
-            let head = format!(
-                "HTTP/1.0 {status}\r\nContent-Length: {}\r\n\r\n",
-                payload.len()
-            );
-            let _ = tls.write_all(head.as_bytes()).await;
-            let _ = tls.write_all(&payload).await;
-            let _ = tls.shutdown().await;
-        });
-    }
-}
-
 #[test]
 fn wkd_keys_are_found_and_clear_copies_inspected_from_the_library_alone() {
     let exe = binary();
@@ -127,19 +89,6 @@ fn wkd_keys_are_found_and_clear_copies_inspected_from_the_library_alone() {
     let path = format!("/.well-known/openpgpkey/wkd.test/hu/{hash}?l=alice");
 
     let tls = pki.issue_tls_for(&["openpgpkey.wkd.test", "wkd.test"]);
-    let chain = CertificateDer::pem_file_iter(&tls.cert)
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = PrivateKeyDer::from_pem_file(&tls.key).unwrap();
-    let server = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -149,11 +98,10 @@ fn wkd_keys_are_found_and_clear_copies_inspected_from_the_library_alone() {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let addr = listener.local_addr().unwrap();
-    rt.spawn(serve(
+    rt.spawn(postern_tests::https::serve(
         listener,
-        tokio_rustls::TlsAcceptor::from(Arc::new(server)),
-        path,
-        alice.export("alice@wkd.test"),
+        postern_tests::https::acceptor(&tls),
+        vec![(path, alice.export("alice@wkd.test"))],
     ));
 
     let tmp = tempfile::tempdir().unwrap();

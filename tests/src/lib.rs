@@ -8,6 +8,7 @@
 
 pub mod adversarial;
 pub mod http;
+pub mod https;
 pub mod relay;
 
 use std::io::Write;

@@ -21,40 +21,6 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, RootCertStore};
 
-/// Answers `GET path` with the body published at that path, 404 otherwise.
-async fn serve(
-    listener: tokio::net::TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
-    routes: Vec<(String, Vec<u8>)>,
-) {
-    loop {
-        let Ok((tcp, _)) = listener.accept().await else {
-            return;
-        };
-        let (acceptor, routes) = (acceptor.clone(), routes.clone());
-        tokio::spawn(async move {
-            let Ok(mut tls) = acceptor.accept(tcp).await else {
-                return;
-            };
-            let mut buf = vec![0u8; 4096];
-            let n = tls.read(&mut buf).await.unwrap_or(0);
-            let request = String::from_utf8_lossy(&buf[..n]).to_string();
-            let asked = request.split_whitespace().nth(1).unwrap_or("").to_string();
-            let (status, payload) = match routes.iter().find(|(p, _)| *p == asked) {
-                Some((_, body)) => ("200 OK", body.clone()),
-                None => ("404 Not Found", Vec::new()),
-            };
-            let head = format!(
-                "HTTP/1.0 {status}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
-                payload.len()
-            );
-            let _ = tls.write_all(head.as_bytes()).await;
-            let _ = tls.write_all(&payload).await;
-            let _ = tls.shutdown().await;
-        });
-    }
-}
-
 fn armored_message(sealed: &[u8]) -> Vec<u8> {
     let text = String::from_utf8_lossy(sealed);
     let start = text
@@ -130,23 +96,11 @@ async fn keys_published_in_the_web_key_directory_are_found_and_used() {
         .to_string();
     let direct_path = format!("/.well-known/openpgpkey/hu/{dee_hash}?l=dee");
     let tls = pki.issue_tls_for(&["openpgpkey.wkd.test", "wkd.test", "direct.test"]);
-    let chain = CertificateDer::pem_file_iter(&tls.cert)
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = PrivateKeyDer::from_pem_file(&tls.key).unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve(
+    tokio::spawn(postern_tests::https::serve(
         listener,
-        tokio_rustls::TlsAcceptor::from(Arc::new(server)),
+        postern_tests::https::acceptor(&tls),
         vec![
             (path, keyring),
             (revoked_path, revoked.export("gone@wkd.test")),
@@ -162,6 +116,7 @@ async fn keys_published_in_the_web_key_directory_are_found_and_used() {
     for c in CertificateDer::pem_file_iter(&pki.ca_cert).unwrap() {
         roots.add(c.unwrap()).unwrap();
     }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let client = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
