@@ -53,19 +53,27 @@ const SOON: Duration = Duration::from_secs(30 * 86400);
 const PROBE: &[u8] =
     b"From: postern@probe.invalid\r\nTo: postern@probe.invalid\r\nSubject: probe\r\n\r\nprobe\r\n";
 
-/// The backends a directory is checked with: the ones that will seal and open its mail.
-struct Backends<'a>(&'a [Arc<dyn SecureEnvelope>]);
+/// The backends a directory is checked with: the ones that will seal and open its mail, and
+/// those that have already let a probe wait out [`PROBE_WAIT`] in this check (they are not
+/// probed again: a hanging HSM would otherwise cost ten seconds and a stuck thread per entry).
+struct Backends<'a> {
+    all: &'a [Arc<dyn SecureEnvelope>],
+    stalled: std::cell::RefCell<Vec<Standard>>,
+}
 
 impl Backends<'_> {
     fn get(&self, standard: Standard) -> Option<&Arc<dyn SecureEnvelope>> {
-        self.0.iter().find(|b| b.standard() == standard)
+        self.all.iter().find(|b| b.standard() == standard)
     }
 }
 
 /// How long one probe may take. A backend that has not answered by then (an HSM that hangs,
 /// an external program that waits) is reported, and the check goes on: loading a directory
 /// must not hang on it.
+#[cfg(not(test))]
 const PROBE_WAIT: Duration = Duration::from_secs(10);
+#[cfg(test)]
+const PROBE_WAIT: Duration = Duration::from_millis(300);
 
 /// Why a probe could not be sealed.
 enum ProbeError {
@@ -98,6 +106,15 @@ fn probe(
     let backend = backends.get(standard).cloned().ok_or_else(|| {
         ProbeError::Unusable("no backend for this standard is built into this gateway".into())
     })?;
+    let not_answering = || {
+        ProbeError::NotNow(format!(
+            "the {standard} backend did not answer within {} s",
+            PROBE_WAIT.as_secs()
+        ))
+    };
+    if backends.stalled.borrow().contains(&standard) {
+        return Err(not_answering());
+    }
     let certs = certs.to_vec();
     let signer = signer.cloned();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -109,10 +126,10 @@ fn probe(
         .map_err(|e| ProbeError::NotNow(format!("cannot start the probe: {e}")))?;
     match rx.recv_timeout(PROBE_WAIT) {
         Ok(r) => r,
-        Err(_) => Err(ProbeError::NotNow(format!(
-            "the {standard} backend did not answer within {} s",
-            PROBE_WAIT.as_secs()
-        ))),
+        Err(_) => {
+            backends.stalled.borrow_mut().push(standard);
+            Err(not_answering())
+        }
     }
 }
 
@@ -149,7 +166,10 @@ pub fn validate(
     backends: &[Arc<dyn SecureEnvelope>],
     now: SystemTime,
 ) -> Vec<Finding> {
-    let backends = &Backends(backends);
+    let backends = &Backends {
+        all: backends,
+        stalled: std::cell::RefCell::new(Vec::new()),
+    };
     let mut out = Vec::new();
     for cred in &dir.our.credentials {
         let finding = |severity, message| Finding {
@@ -391,4 +411,79 @@ fn certificate_owners(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A backend whose sealing never returns (an HSM that hangs), counting the calls.
+    #[derive(Debug, Default)]
+    struct Hangs(AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl SecureEnvelope for Hangs {
+        fn standard(&self) -> Standard {
+            Standard::Smime
+        }
+        fn recognises(&self, _: &MessageView<'_>) -> bool {
+            false
+        }
+        async fn seal(
+            &self,
+            _: &MessageView<'_>,
+            _: &SealRequest<'_>,
+        ) -> Result<Vec<u8>, postern_core::Error> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_secs(3600));
+            Err(postern_core::Error::Unavailable("never".into()))
+        }
+        async fn open(
+            &self,
+            _: &MessageView<'_>,
+            _: &postern_core::OpenRequest<'_>,
+        ) -> Result<postern_core::Opened, postern_core::Error> {
+            Err(postern_core::Error::Unavailable("never".into()))
+        }
+    }
+
+    /// A backend that hangs is waited for once per check, not once per entry: every partner
+    /// is reported, none refused, and the check ends.
+    #[test]
+    fn a_hanging_backend_is_waited_for_once() {
+        let hangs = Arc::new(Hangs::default());
+        let mut dir = Directory::default();
+        dir.our
+            .domains
+            .push(postern_core::Domain::new("clinic.example").unwrap());
+        for i in 0..5 {
+            let mut p = Partner::new(
+                crate::DomainPattern::parse(&format!("p{i}.example")).unwrap(),
+                PartnerPolicy::Required,
+                vec![Standard::Smime],
+            );
+            p.certificates
+                .insert(Standard::Smime, vec![b"cert".to_vec()]);
+            dir.partners.push(p);
+        }
+        let backends: Vec<Arc<dyn SecureEnvelope>> = vec![hangs.clone()];
+        let started = std::time::Instant::now();
+        let findings = validate(&dir, &backends, SystemTime::now());
+        assert_eq!(hangs.0.load(Ordering::SeqCst), 1, "{findings:?}");
+        assert!(
+            started.elapsed() < PROBE_WAIT * 3,
+            "{:?}",
+            started.elapsed()
+        );
+        let waited = findings
+            .iter()
+            .filter(|f| f.message.contains("did not answer"))
+            .count();
+        assert_eq!(waited, 5, "{findings:?}");
+        assert!(
+            findings.iter().all(|f| f.severity == Severity::Warning),
+            "{findings:?}"
+        );
+    }
 }
