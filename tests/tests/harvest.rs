@@ -8,14 +8,14 @@ use std::process::Command;
 use std::sync::Arc;
 
 use postern_core::{Address, Domain, SecureEnvelope, Standard};
-use postern_portal::audit::AuditLog;
-use postern_portal::Db;
 use postern_relay::harvest::{offer_from, HarvestStore};
 use postern_router::{
     Directory, Disposition, DomainPattern, Envelope, Harvest, Inbound, InboundRouter, KeySource,
     Partner, PartnerPolicy, Router,
 };
 use postern_smime::SmimeEnvelope;
+use postern_store::audit::AuditLog;
+use postern_store::Db;
 use postern_tests::{checked, run_ok, sample_message, EndEntity, KeyKind, Pki};
 
 fn partner(domain: &str, harvest: Harvest) -> Partner {
@@ -115,7 +115,10 @@ async fn harvested_certificates_are_used_only_when_approved() {
     // Offered, once.
     assert_eq!(offer(&gateway, "gw@partner.test").await, 1);
     assert_eq!(offer(&gateway, "gw@partner.test").await, 0, "offered twice");
-    let pending = store.list(Some("pending")).await.unwrap();
+    let pending = store
+        .list(Some(postern_store::HarvestState::Pending))
+        .await
+        .unwrap();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].partner, "partner.test");
 

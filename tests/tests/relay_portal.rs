@@ -246,7 +246,7 @@ fn portal_mail_is_read_and_answered_in_the_browser_and_never_leaves_readable() {
     rt.block_on(async {
         let db = cfg.open_database().await.unwrap();
         assert!(db.audit_key().is_some());
-        let log = postern_portal::AuditLog::new(db);
+        let log = postern_store::AuditLog::new(db);
         let (rows, newest) = log
             .verify_with_anchor(&cfg.audit_anchor())
             .await
@@ -258,10 +258,10 @@ fn portal_mail_is_read_and_answered_in_the_browser_and_never_leaves_readable() {
             anchored.starts_with(&format!("{rows} {newest}")),
             "{anchored}"
         );
-        let unkeyed = postern_portal::Db::sqlite(&tmp.path().join("data/postern.sqlite"))
+        let unkeyed = postern_store::Db::sqlite(&tmp.path().join("data/postern.sqlite"))
             .await
             .unwrap();
-        assert!(postern_portal::AuditLog::new(unkeyed)
+        assert!(postern_store::AuditLog::new(unkeyed)
             .verify()
             .await
             .unwrap()
@@ -345,7 +345,7 @@ async fn fresh_postgres() -> Option<String> {
         eprintln!("POSTERN_TEST_POSTGRES not set: skipped");
         return None;
     };
-    let admin = postern_portal::Db::connect(&url).await.unwrap();
+    let admin = postern_store::Db::connect(&url).await.unwrap();
     let name = format!("postern_relay_{}", free_port());
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(admin.pool())
@@ -395,10 +395,10 @@ fn one_postgresql_database_serves_quarantine_portal_and_audit() {
     rt.block_on(relay.shutdown(Duration::from_secs(5)));
     rt.block_on(async {
         // The audit key comes from the quarantine key, outside the database.
-        let db = postern_portal::Db::connect(&url)
+        let db = postern_store::Db::connect(&url)
             .await
             .unwrap()
-            .with_audit_key(cfg.audit_key().unwrap());
+            .with_audit_key(cfg.audit_key().unwrap().unwrap());
         let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM quarantine")
             .fetch_one(db.pool())
             .await
@@ -408,7 +408,7 @@ fn one_postgresql_database_serves_quarantine_portal_and_audit() {
             .await
             .unwrap();
         assert_eq!((held, stored), (1, 1));
-        let log = postern_portal::AuditLog::new(db);
+        let log = postern_store::AuditLog::new(db);
         let actions: Vec<String> = log
             .list(None)
             .await
@@ -505,10 +505,10 @@ fn an_administrator_releases_quarantined_mail_from_the_web_pages() {
     );
     rt.block_on(relay.shutdown(Duration::from_secs(5)));
     rt.block_on(async {
-        let db = postern_portal::Db::sqlite(&tmp.path().join("data/postern.sqlite"))
+        let db = postern_store::Db::sqlite(&tmp.path().join("data/postern.sqlite"))
             .await
             .unwrap();
-        let rows = postern_portal::AuditLog::new(db)
+        let rows = postern_store::AuditLog::new(db)
             .list(Some(&id))
             .await
             .unwrap();

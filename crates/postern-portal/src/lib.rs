@@ -38,19 +38,20 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
-pub mod audit;
-pub mod db;
 pub mod letters;
 pub mod limit;
 pub mod outbox;
 pub mod password;
 pub mod render;
-pub mod seal;
 pub mod serve;
 pub mod service;
 pub mod settings;
-pub mod store;
 pub mod web;
+
+// The storage the portal works on lives in postern-store (shared with the relay); its modules
+// are re-exported under the names the portal has always had.
+pub use postern_store::portal as store;
+pub use postern_store::{audit, db, seal};
 
 pub use admin::{AdminDesk, QuarantineLine};
 pub use audit::{Action, AuditLog, AuditRecord, ChainError};
@@ -61,10 +62,4 @@ pub use service::{OurAddresses, Portal, PortalError};
 pub use settings::PortalSettings;
 pub use store::{MessageMeta, MessageState, Store, StoreError};
 
-/// Unix seconds now.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub use postern_store::now;

@@ -181,13 +181,15 @@ impl RelayConfig {
     /// Opens (and migrates) the database.
     /// Opens (and migrates) the database, with the audit chain's key when the quarantine key
     /// exists (see [`RelayConfig::audit_key`]).
-    pub async fn open_database(&self) -> Result<postern_portal::Db, postern_portal::DbError> {
+    pub async fn open_database(&self) -> Result<postern_store::Db, postern_store::DbError> {
+        // Read first: a damaged key file is an error before anything opens the database.
+        let audit_key = self.audit_key()?;
         let db = if self.database.is_empty() {
-            postern_portal::Db::sqlite(&self.sqlite_db()).await?
+            postern_store::Db::sqlite(&self.sqlite_db()).await?
         } else {
-            postern_portal::Db::connect(&self.database).await?
+            postern_store::Db::connect(&self.database).await?
         };
-        Ok(match self.audit_key() {
+        Ok(match audit_key {
             Some(k) => db.with_audit_key(k),
             None => db,
         })
@@ -195,12 +197,21 @@ impl RelayConfig {
 
     /// The audit chain's HMAC key, derived from the quarantine key (a file outside the
     /// database, 0600, shared by every node of a PostgreSQL deployment); `None` before the
-    /// first start made it.
-    pub fn audit_key(&self) -> Option<[u8; 32]> {
-        let q = crate::quarantine::load_or_create_key(&self.quarantine_key(), false).ok()?;
-        let k = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &q);
-        let tag = aws_lc_rs::hmac::sign(&k, b"postern audit chain v1");
-        tag.as_ref().try_into().ok()
+    /// first start made it. A key file that is there but damaged is an error, not `None`:
+    /// the audit chain must not quietly go on unkeyed.
+    pub fn audit_key(&self) -> Result<Option<[u8; 32]>, postern_store::KeyFileError> {
+        let path = self.quarantine_key();
+        let q =
+            postern_store::keyfile::load(&path).map_err(|problem| postern_store::KeyFileError {
+                role: postern_store::KeyRole::Quarantine,
+                path: path.display().to_string(),
+                problem,
+            })?;
+        Ok(q.and_then(|q| {
+            let k = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, q.as_ref());
+            let tag = aws_lc_rs::hmac::sign(&k, b"postern audit chain v1");
+            tag.as_ref().try_into().ok()
+        }))
     }
 
     /// The file the audit log's newest hash is anchored in, outside the database.
@@ -592,6 +603,25 @@ impl NextHop {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The audit chain's key comes from the quarantine key file: missing before the first
+    /// start is "no key yet", but a damaged file is an error, never a quietly unkeyed chain.
+    #[tokio::test]
+    async fn a_damaged_quarantine_key_is_an_error_not_an_unkeyed_audit_chain() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = RelayConfig {
+            data_dir: d.path().to_path_buf(),
+            ..RelayConfig::default()
+        };
+        assert!(cfg.audit_key().unwrap().is_none());
+        std::fs::write(cfg.quarantine_key(), "not a key\n").unwrap();
+        assert!(cfg.audit_key().is_err());
+        let e = cfg.open_database().await.unwrap_err().to_string();
+        assert!(e.contains("64 hex"), "{e}");
+        std::fs::write(cfg.quarantine_key(), "ab".repeat(32)).unwrap();
+        assert!(cfg.audit_key().unwrap().is_some());
+        assert!(cfg.open_database().await.unwrap().audit_key().is_some());
+    }
 
     #[test]
     fn networks() {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use postern_core::{Address, Credential, Domain, Error, KeyStore, Standard};
-use postern_portal::audit::{Action, AuditLog};
+use postern_store::audit::{Action, AuditLog};
 
 /// A key store whose answers are compared with the previous ones.
 pub struct Watched {

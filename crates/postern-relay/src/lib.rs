@@ -25,7 +25,6 @@ pub mod metrics;
 pub mod mx;
 mod portal;
 mod process;
-pub mod quarantine;
 mod relay;
 pub mod review;
 pub mod scheduler;
@@ -35,6 +34,8 @@ pub mod transport;
 mod util;
 pub mod verify;
 
+/// The quarantine store (in postern-store, shared with the portal's administration pages).
+pub use postern_store::quarantine;
 /// Key discovery and revocation live in postern-trust; re-exported under their old paths.
 pub use postern_trust::{bundles, dane, dnscert, fetch, ldap, netguard, revocation, wkd};
 

@@ -227,14 +227,16 @@ pub(crate) async fn start(
     // Made only while no portal message depends on it (first start, or the portal switched
     // on later); with PostgreSQL never: every node must share the same key.
     let unused = cfg.database.is_empty()
-        && sqlx::query("SELECT id FROM portal_message LIMIT 1")
-            .fetch_optional(db.pool())
+        && !postern_store::portal::holds_messages(&db)
             .await
-            .map_err(|e| StartError::Quarantine(format!("portal database: {e}")))?
-            .is_none();
-    let key = postern_portal::seal::load_or_create_key(&cfg.portal_key(), first_start || unused)
-        .map_err(StartError::Quarantine)?;
-    db.check_key("portal", &key)
+            .map_err(|e| StartError::Quarantine(format!("portal database: {e}")))?;
+    let key = postern_store::keyfile::load_or_create(
+        postern_store::KeyRole::Portal,
+        &cfg.portal_key(),
+        first_start || unused,
+    )
+    .map_err(|e| StartError::Quarantine(e.to_string()))?;
+    db.check_key("portal", key.as_ref())
         .await
         .map_err(|e| StartError::Quarantine(e.to_string()))?;
     let master = MasterKey::new(&key).map_err(|e| StartError::Quarantine(e.to_string()))?;

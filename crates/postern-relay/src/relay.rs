@@ -22,7 +22,6 @@ use crate::config::{ConfigError, InboundChoice, Limits, Network, NextHop, RelayC
 use crate::metrics::{self, Metrics};
 use crate::mx::MxResolver;
 use crate::process::process;
-use crate::quarantine::{load_or_create_key, Quarantine};
 use crate::scheduler::Scheduler;
 use crate::smtp::client::ConnectionPool;
 use crate::smtp::server::{session, Role};
@@ -32,6 +31,8 @@ use crate::transport::Destinations;
 use crate::util::unix_ms;
 use postern_core::{ContentInspector, PassThrough};
 use postern_dlp::DlpInspector;
+use postern_store::keyfile::{self, KeyRole};
+use postern_store::Quarantine;
 
 /// Settings the running relay reads (parsed once from [`RelayConfig`]).
 #[derive(Debug)]
@@ -156,7 +157,7 @@ pub struct RunningRelay {
     listeners: Vec<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
     /// The audit log and the file its newest hash is anchored in (written at shutdown too).
-    audit: (postern_portal::AuditLog, std::path::PathBuf),
+    audit: (postern_store::AuditLog, std::path::PathBuf),
 }
 
 /// Starts a relay with the content inspection its configuration asks for (postern-dlp with
@@ -452,18 +453,18 @@ async fn start_relay(
     })?;
     // Decided before anything opens the database (which creates the SQLite file).
     let first_start = cfg.first_start();
-    let key = load_or_create_key(&cfg.quarantine_key(), first_start)
+    let key = keyfile::load_or_create(KeyRole::Quarantine, &cfg.quarantine_key(), first_start)
         .map_err(|e| StartError::Quarantine(e.to_string()))?;
     let db = cfg
         .open_database()
         .await
         .map_err(|e| StartError::Quarantine(e.to_string()))?;
     // A replaced key file is refused here, not found out when the first message fails.
-    db.check_key("quarantine", &key)
+    db.check_key("quarantine", key.as_ref())
         .await
         .map_err(|e| StartError::Quarantine(e.to_string()))?;
     let quarantine =
-        Quarantine::new(db.clone(), key).map_err(|e| StartError::Quarantine(e.to_string()))?;
+        Quarantine::new(db.clone(), *key).map_err(|e| StartError::Quarantine(e.to_string()))?;
     let audit_db = db.clone();
     // One CRL cache for both directions.
     let revocation: Arc<dyn postern_core::RevocationChecker> =
@@ -479,7 +480,7 @@ async fn start_relay(
         .subject_trigger(cfg.subject_trigger.clone())
         .key_store(KeySource::Harvested, harvest.clone());
     // Published keys are watched: a change is logged and audited.
-    let audit = Arc::new(postern_portal::audit::AuditLog::new(db.clone()));
+    let audit = Arc::new(postern_store::audit::AuditLog::new(db.clone()));
     let watch = |store: Arc<dyn KeyStore>, name: &'static str| {
         Arc::new(crate::keywatch::Watched::new(store, name, audit.clone()))
     };
@@ -605,7 +606,7 @@ async fn start_relay(
     }
     listeners.push(tokio::spawn(poll_requests(shared.clone(), stop_rx.clone())));
     listeners.push(tokio::spawn(anchor_audit(
-        postern_portal::AuditLog::new(audit_db.clone()),
+        postern_store::AuditLog::new(audit_db.clone()),
         cfg.audit_anchor(),
         stop_rx.clone(),
     )));
@@ -631,7 +632,7 @@ async fn start_relay(
         stop,
         listeners,
         workers,
-        audit: (postern_portal::AuditLog::new(audit_db), cfg.audit_anchor()),
+        audit: (postern_store::AuditLog::new(audit_db), cfg.audit_anchor()),
     })
 }
 
@@ -702,7 +703,7 @@ async fn worker(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
 /// Anchors the audit log's newest hash outside the database (a file and a log line) every
 /// minute while it grows, so a cut tail or an emptied log is found by `audit verify`.
 async fn anchor_audit(
-    log: postern_portal::AuditLog,
+    log: postern_store::AuditLog,
     path: std::path::PathBuf,
     mut stop: watch::Receiver<bool>,
 ) {

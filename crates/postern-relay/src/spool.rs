@@ -19,7 +19,6 @@
 use std::fs::{self, File};
 use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -216,8 +215,6 @@ pub struct Spool {
 /// Finished files kept for reuse: enough for every message in flight at once.
 const RECYCLE_MAX: usize = 256;
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
 impl Spool {
     /// Opens (creating) the spool under `root` and removes what a crash left half-written.
     pub fn open(root: &Path) -> io::Result<Self> {
@@ -275,15 +272,7 @@ impl Spool {
 
     /// A new queue ID: time-ordered, unique across restarts (time, counter and random bits).
     pub fn new_id() -> String {
-        let ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        let mut r = [0u8; 3];
-        // A failed RNG still leaves time and counter, which are unique within this process.
-        let _ = aws_lc_rs::rand::fill(&mut r);
-        let c = COUNTER.fetch_add(1, Ordering::Relaxed) & 0xfff;
-        format!("{ms:011X}{c:03X}{:02X}{:02X}{:02X}", r[0], r[1], r[2])
+        postern_store::new_id()
     }
 
     /// Writes a new message durably. When this returns `Ok`, the message survives a crash.
@@ -601,6 +590,7 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
 
     #[test]
     fn hold_kinds_keep_the_spool_format_of_earlier_versions() {

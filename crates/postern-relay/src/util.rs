@@ -65,19 +65,7 @@ pub async fn contain_panic<F: std::future::Future>(fut: F) -> Result<F::Output, 
 /// Creates `dir` and its missing parents readable by the owner only (0700 on Unix), and makes
 /// an existing `dir` so: it holds message bodies, the quarantine or keys. Set explicitly, so
 /// the umask the service was started with does not decide.
-pub fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        b.mode(0o700);
-        b.create(dir)?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-    }
-    #[cfg(not(unix))]
-    b.create(dir)
-}
+pub use postern_store::keyfile::private_dir;
 
 /// Options that create a file readable by the owner only (0600 on Unix).
 pub fn private_file() -> std::fs::OpenOptions {

@@ -43,7 +43,8 @@ pub async fn run(args: KeysArgs) -> Result<bool, String> {
         .unwrap_or_else(|| "operator".into());
     match args.action {
         KeysAction::Pending | KeysAction::List => {
-            let state = matches!(args.action, KeysAction::Pending).then_some("pending");
+            let state = matches!(args.action, KeysAction::Pending)
+                .then_some(postern_relay::harvest::HarvestState::Pending);
             let all = store.list(state).await.map_err(|e| e.to_string())?;
             for k in &all {
                 say!(

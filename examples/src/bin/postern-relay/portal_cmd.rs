@@ -80,7 +80,12 @@ pub(crate) async fn database(cfg: &RelayConfig) -> Result<Db, String> {
 pub async fn portal(args: PortalArgs) -> Result<bool, String> {
     let cfg = config(&args.at)?;
     let db = database(&cfg).await?;
-    let key = postern_portal::seal::load_or_create_key(&cfg.portal_key(), false)?;
+    let key = postern_store::keyfile::load_or_create(
+        postern_store::KeyRole::Portal,
+        &cfg.portal_key(),
+        false,
+    )
+    .map_err(|e| e.to_string())?;
     let portal = Portal::new(
         db.clone(),
         MasterKey::new(&key).map_err(|e| e.to_string())?,
@@ -161,7 +166,7 @@ fn print_rows(rows: &[postern_portal::AuditRecord]) {
 pub async fn audit(args: AuditArgs) -> Result<bool, String> {
     let cfg = config(&args.at)?;
     let db = database(&cfg).await?;
-    let log = postern_portal::AuditLog::new(db.clone());
+    let log = postern_store::AuditLog::new(db.clone());
     let ok = match args.action {
         AuditAction::Verify => match log
             .verify_with_anchor(&cfg.audit_anchor())

@@ -4,9 +4,10 @@
 
 use std::path::PathBuf;
 
-use postern_relay::quarantine::{load_or_create_key, Quarantine};
+use postern_relay::quarantine::Quarantine;
 use postern_relay::spool::Spool;
 use postern_relay::RelayConfig;
+use postern_store::keyfile::{self, KeyRole};
 
 #[derive(clap::Args)]
 pub struct QuarantineArgs {
@@ -83,9 +84,10 @@ pub async fn run(args: QuarantineArgs) -> Result<bool, String> {
     if cfg.first_start() {
         return Err(format!("no quarantine at {}", cfg.sqlite_db().display()));
     }
-    let key = load_or_create_key(&cfg.quarantine_key(), false).map_err(|e| e.to_string())?;
+    let key = keyfile::load_or_create(KeyRole::Quarantine, &cfg.quarantine_key(), false)
+        .map_err(|e| e.to_string())?;
     let db = cfg.open_database().await.map_err(|e| e.to_string())?;
-    let q = Quarantine::new(db, key).map_err(|e| e.to_string())?;
+    let q = Quarantine::new(db, *key).map_err(|e| e.to_string())?;
     let actor = args
         .actor
         .clone()

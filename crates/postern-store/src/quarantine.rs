@@ -5,15 +5,12 @@
 //! verdict are stored beside it in clear (they hold masked values only). Every decision and
 //! every read of a message goes to the hash-chained audit log: who, when, what, why.
 
-use std::path::Path;
-
+use crate::audit::{Action, AuditLog};
+use crate::db::{Db, DbError};
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
-use postern_portal::{Action, AuditLog, Db, DbError};
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::Row;
-
-use crate::util::unix_ms;
 
 /// What went wrong with the store.
 #[derive(Debug, thiserror::Error)]
@@ -22,13 +19,8 @@ pub enum QuarantineError {
     #[error("quarantine database: {0}")]
     Db(#[from] DbError),
     /// The key file.
-    #[error("quarantine key {path}: {message}")]
-    Key {
-        /// The key file.
-        path: String,
-        /// What is wrong.
-        message: String,
-    },
+    #[error(transparent)]
+    Key(#[from] crate::keyfile::KeyFileError),
     /// Encryption or decryption failed (wrong key, or the row was tampered with).
     #[error("quarantined message {0} cannot be decrypted with this key")]
     Crypto(String),
@@ -70,31 +62,8 @@ pub enum HeldState {
     Rejected,
 }
 
-/// The words stored in the database (and shown), both ways.
-macro_rules! stored_words {
-    ($t:ty { $($v:ident => $w:literal),+ $(,)? }) => {
-        impl $t {
-            /// As stored.
-            pub fn as_str(self) -> &'static str {
-                match self { $(<$t>::$v => $w),+ }
-            }
-        }
-        impl std::str::FromStr for $t {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
-                match s { $($w => Ok(<$t>::$v),)+ other => Err(format!("unknown value {other:?}")) }
-            }
-        }
-        impl std::fmt::Display for $t {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-stored_words!(HeldOrigin { Internal => "internal", Public => "public" });
-stored_words!(HeldState { Held => "held", Released => "released", Rejected => "rejected" });
+crate::stored_words!(HeldOrigin { Internal => "internal", Public => "public" });
+crate::stored_words!(HeldState { Held => "held", Released => "released", Rejected => "rejected" });
 
 /// One quarantined message (without its content).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -153,81 +122,10 @@ impl std::fmt::Debug for Quarantine {
     }
 }
 
-/// Reads the 32-byte key (64 hex characters) from `path`. Only on the first start (`create`:
-/// no quarantine database exists yet) is a missing key made (mode 0600). Later, a missing key
-/// is an error: a mistyped path must not quietly start a new key under which the mail already
-/// held can never be read.
-pub fn load_or_create_key(path: &Path, create: bool) -> Result<[u8; 32], QuarantineError> {
-    let err = |message: String| QuarantineError::Key {
-        path: path.display().to_string(),
-        message,
-    };
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let hex = text.trim().as_bytes();
-            if hex.len() != 64 || !hex.iter().all(u8::is_ascii_hexdigit) {
-                return Err(err("expected 64 hex characters".into()));
-            }
-            let mut key = [0u8; 32];
-            for (k, pair) in key.iter_mut().zip(hex.chunks_exact(2)) {
-                let digit = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
-                *k = digit(pair[0]) << 4 | digit(pair[1]);
-            }
-            Ok(key)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !create => Err(err(
-            "the key file is missing but the quarantine database exists: the mail held there \
-             cannot be read without its key. Restore the key file, or point quarantine.key_file \
-             at it"
-                .into(),
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut key = [0u8; 32];
-            aws_lc_rs::rand::fill(&mut key).map_err(|_| err("no randomness".into()))?;
-            let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-            if let Some(dir) = path.parent() {
-                crate::util::private_dir(dir).map_err(|e| err(e.to_string()))?;
-            }
-            write_private(path, hex.as_bytes()).map_err(|e| err(e.to_string()))?;
-            Ok(key)
-        }
-        // Not its text: a file that is not a key might be anything.
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-            Err(err("expected 64 hex characters".into()))
-        }
-        Err(e) => Err(err(e.to_string())),
-    }
-}
-
-#[cfg(unix)]
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(data)?;
-    f.sync_all()
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    std::fs::write(path, data)
-}
-
 fn held_from(row: &AnyRow) -> Result<Held, sqlx::Error> {
     let recipients: String = row.try_get("recipients")?;
     let verdict: Option<String> = row.try_get("verdict")?;
-    // A value this version does not know is an error, not a guess.
-    fn word<T: std::str::FromStr<Err = String>>(row: &AnyRow, col: &str) -> Result<T, sqlx::Error> {
-        let s: String = row.try_get(col)?;
-        s.parse().map_err(|e: String| sqlx::Error::ColumnDecode {
-            index: col.into(),
-            source: e.into(),
-        })
-    }
+    use crate::word;
     Ok(Held {
         id: row.try_get("id")?,
         created_at: row.try_get::<i64, _>("created_at")? as u64,
@@ -265,7 +163,7 @@ impl Quarantine {
         verdict: Option<&serde_json::Value>,
         message: &[u8],
     ) -> Result<String, QuarantineError> {
-        let id = format!("Q{}", crate::spool::Spool::new_id());
+        let id = format!("Q{}", crate::new_id());
         let mut nonce = [0u8; NONCE_LEN];
         aws_lc_rs::rand::fill(&mut nonce).map_err(|_| QuarantineError::Crypto(id.clone()))?;
         let mut sealed = message.to_vec();
@@ -276,7 +174,7 @@ impl Quarantine {
                 &mut sealed,
             )
             .map_err(|_| QuarantineError::Crypto(id.clone()))?;
-        let now = (unix_ms() / 1000) as i64;
+        let now = crate::now();
         sqlx::query(
             "INSERT INTO quarantine (id, created_at, origin, sender, recipients, reason, verdict, size, nonce, message, state)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'held')",
@@ -383,7 +281,7 @@ impl Quarantine {
             "UPDATE quarantine SET state = $1, decided_at = $2 WHERE id = $3 AND state = 'held'",
         )
         .bind(state.as_str())
-        .bind((unix_ms() / 1000) as i64)
+        .bind(crate::now())
         .bind(id)
         .execute(self.db.pool())
         .await?;
@@ -407,8 +305,8 @@ impl Quarantine {
         retention: std::time::Duration,
     ) -> Result<usize, QuarantineError> {
         // Saturating: a retention too long to count must never wrap into "destroy now".
-        let before = ((unix_ms() / 1000) as i64)
-            .saturating_sub(i64::try_from(retention.as_secs()).unwrap_or(i64::MAX));
+        let before =
+            (crate::now()).saturating_sub(i64::try_from(retention.as_secs()).unwrap_or(i64::MAX));
         let rows = sqlx::query(
             "SELECT id FROM quarantine
              WHERE state <> 'held' AND COALESCE(decided_at, created_at) <= $1 AND length(nonce) > 0",
@@ -475,43 +373,18 @@ impl Quarantine {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_key_is_made_only_on_first_start_and_a_bad_one_is_an_error_not_a_panic() {
-        let d = tempfile::tempdir().unwrap();
-        let missing = d.path().join("typo.key");
-        let e = load_or_create_key(&missing, false).unwrap_err().to_string();
-        assert!(e.contains("missing"), "{e}");
-        assert!(!missing.exists(), "no new key under a mistyped path");
-        let k = load_or_create_key(&missing, true).unwrap();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&missing).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-        assert_eq!(load_or_create_key(&missing, false).unwrap(), k);
-        for bad in [
-            "é".repeat(32),
-            "g".repeat(64),
-            "0".repeat(63),
-            "\u{0}".repeat(64),
-        ] {
-            let p = d.path().join("bad.key");
-            std::fs::write(&p, &bad).unwrap();
-            assert!(load_or_create_key(&p, false).is_err());
-        }
-        let p = d.path().join("binary.key");
-        std::fs::write(&p, [0xffu8; 64]).unwrap();
-        assert!(load_or_create_key(&p, false).is_err());
-    }
-
     /// A decided entry is readable for the retention period, then its content is gone from the
     /// database files (the held message, encrypted, cannot be found in them) and audited; a
     /// held entry is never purged.
     #[tokio::test]
     async fn decided_entries_lose_their_content_after_the_retention_period() {
         let d = tempfile::tempdir().unwrap();
-        let key = load_or_create_key(&d.path().join("q.key"), true).unwrap();
+        let key = *crate::keyfile::load_or_create(
+            crate::keyfile::KeyRole::Quarantine,
+            &d.path().join("q.key"),
+            true,
+        )
+        .unwrap();
         let db = Db::sqlite(&d.path().join("q.sqlite")).await.unwrap();
         let q = Quarantine::new(db.clone(), key).unwrap();
         let msg = b"Subject: x\r\n\r\nCard 4111 1111 1111 1111\r\n";
@@ -585,9 +458,19 @@ mod tests {
     #[tokio::test]
     async fn hold_read_decide_audit_and_encryption_at_rest() {
         let d = tempfile::tempdir().unwrap();
-        let key = load_or_create_key(&d.path().join("q.key"), true).unwrap();
+        let key = *crate::keyfile::load_or_create(
+            crate::keyfile::KeyRole::Quarantine,
+            &d.path().join("q.key"),
+            true,
+        )
+        .unwrap();
         assert_eq!(
-            load_or_create_key(&d.path().join("q.key"), false).unwrap(),
+            *crate::keyfile::load_or_create(
+                crate::keyfile::KeyRole::Quarantine,
+                &d.path().join("q.key"),
+                false
+            )
+            .unwrap(),
             key
         );
         let db = d.path().join("q.sqlite");

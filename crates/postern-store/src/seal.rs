@@ -104,56 +104,6 @@ fn open(key: &LessSafeKey, aad: &str, data: &[u8]) -> Result<Vec<u8>, SealError>
     Ok(body)
 }
 
-/// Reads the 32-byte master key (64 hex characters) from `path`; with `create` (first start,
-/// no database yet) a missing file is made with mode 0600. Later a missing key is an error: a
-/// mistyped path must not start a new key under which the stored mail can never be read.
-pub fn load_or_create_key(path: &std::path::Path, create: bool) -> Result<[u8; 32], String> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let hex = text.trim().as_bytes();
-            if hex.len() != 64 || !hex.iter().all(u8::is_ascii_hexdigit) {
-                return Err(format!("{}: expected 64 hex characters", path.display()));
-            }
-            let mut key = [0u8; 32];
-            for (k, pair) in key.iter_mut().zip(hex.chunks_exact(2)) {
-                let digit = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
-                *k = digit(pair[0]) << 4 | digit(pair[1]);
-            }
-            Ok(key)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
-            let mut key = [0u8; 32];
-            aws_lc_rs::rand::fill(&mut key).map_err(|_| "no randomness".to_string())?;
-            let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-            write_private(path, hex.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
-            Ok(key)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
-            "{}: the portal master key is missing but the portal database exists; the stored \
-             messages cannot be read without it. Restore the key file or fix portal.key_file",
-            path.display()
-        )),
-        Err(_) => Err(format!("{}: expected 64 hex characters", path.display())),
-    }
-}
-
-fn write_private(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    let mut f = o.open(path)?;
-    f.write_all(data)?;
-    f.sync_all()
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests: a panic is a failure report
 mod tests {

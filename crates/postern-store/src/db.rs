@@ -17,6 +17,9 @@ pub enum DbError {
     /// The database refused or failed.
     #[error("database: {0}")]
     Sql(#[from] sqlx::Error),
+    /// A key file the database needs cannot be read.
+    #[error(transparent)]
+    KeyFile(#[from] crate::keyfile::KeyFileError),
     /// The URL names a database we do not speak.
     #[error("database URL {0:?}: expected sqlite:… or postgres://…")]
     Url(String),

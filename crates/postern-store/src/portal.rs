@@ -318,6 +318,15 @@ pub struct Store {
     master: MasterKey,
 }
 
+/// Does `db` hold any portal message (whose master key must then not change)? Asked before
+/// the master key is loaded, so without a [`Store`].
+pub async fn holds_messages(db: &Db) -> Result<bool, DbError> {
+    Ok(sqlx::query("SELECT id FROM portal_message LIMIT 1")
+        .fetch_optional(db.pool())
+        .await?
+        .is_some())
+}
+
 impl Store {
     /// The store in `db`, with `master` for the message keys.
     pub fn new(db: Db, master: MasterKey) -> Store {
