@@ -37,10 +37,25 @@
 //! ```
 #![forbid(unsafe_code)]
 
+/// Implements [`crate::extract::CsrfForm`] for a form with a `csrf` field.
+macro_rules! csrf_form {
+    ($t:ty) => {
+        impl $crate::extract::CsrfForm for $t {
+            fn csrf(&self) -> &str {
+                &self.csrf
+            }
+        }
+    };
+}
+
 pub mod admin;
+pub mod desk;
+mod extract;
+mod layout;
 pub mod letters;
 pub mod limit;
 pub mod outbox;
+mod pages;
 pub mod password;
 pub mod render;
 pub mod serve;
@@ -53,9 +68,9 @@ pub mod web;
 pub use postern_store::portal as store;
 pub use postern_store::{audit, db, seal};
 
-pub use admin::{AdminDesk, QuarantineLine};
 pub use audit::{Action, AuditLog, AuditRecord, ChainError};
 pub use db::{Backend, Db, DbError};
+pub use desk::{AdminDesk, DeskError, QuarantineLine};
 pub use outbox::{MailKind, MemoryOutbox, Outbox, OutgoingMail};
 pub use seal::MasterKey;
 pub use service::{OurAddresses, Portal, PortalError};

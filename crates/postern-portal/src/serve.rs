@@ -27,9 +27,9 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use crate::extract::ClientAddr;
 use crate::limit::ConnectionSlots;
 use crate::settings::PortalSettings;
-use crate::web::ClientAddr;
 
 /// The server's limits.
 #[derive(Debug, Clone, Copy)]

@@ -92,7 +92,7 @@ pub struct Portal {
     pub secure_cookies: bool,
     pub(crate) outbox: Arc<dyn Outbox>,
     pub(crate) limiter: Limiter,
-    pub(crate) admin: Option<Arc<dyn crate::admin::AdminDesk>>,
+    pub(crate) admin: Option<Arc<dyn crate::desk::AdminDesk>>,
     pub(crate) ours: Option<OurAddresses>,
     /// The logo's content type and bytes, read once at start.
     pub(crate) logo: Option<(&'static str, Vec<u8>)>,
@@ -143,7 +143,7 @@ impl Portal {
     }
 
     /// Enables the administrator pages, with `desk` for sign-in and the quarantine.
-    pub fn with_admin(mut self, desk: Arc<dyn crate::admin::AdminDesk>) -> Portal {
+    pub fn with_admin(mut self, desk: Arc<dyn crate::desk::AdminDesk>) -> Portal {
         self.admin = Some(desk);
         self
     }

@@ -10,7 +10,8 @@ use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use postern_portal::{
-    AdminDesk, Db, MailKind, MasterKey, MemoryOutbox, Portal, PortalSettings, QuarantineLine,
+    AdminDesk, Db, DeskError, MailKind, MasterKey, MemoryOutbox, Portal, PortalSettings,
+    QuarantineLine,
 };
 use tower::ServiceExt;
 
@@ -34,10 +35,10 @@ impl AdminDesk for Desk {
     fn is_admin(&self, user: &str) -> bool {
         user == "admin"
     }
-    async fn quarantine(&self) -> Result<Vec<QuarantineLine>, String> {
+    async fn quarantine(&self) -> Result<Vec<QuarantineLine>, DeskError> {
         Ok(vec![])
     }
-    async fn decide(&self, _: &str, _: bool, _: &str, _: &str) -> Result<(), String> {
+    async fn decide(&self, _: &str, _: bool, _: &str, _: &str) -> Result<(), DeskError> {
         Ok(())
     }
 }
@@ -534,6 +535,107 @@ async fn forms_without_the_sessions_csrf_token_are_refused() {
         .unwrap()
         .iter()
         .any(|m| m.kind == MailKind::Reply));
+}
+
+/// Every form route, asked with a session but a forged token, refuses before it acts: 403 in
+/// the page layout of its area, and not one audit record more. A handler that forgot its CSRF
+/// check (or the extractor that does it) would change a row, send a mail or answer otherwise.
+#[tokio::test]
+async fn every_form_route_refuses_a_forged_token_before_it_acts() {
+    let f = fixture().await;
+    let (id, token) = f.deposit("office@practice.example", MESSAGE).await;
+    let revoke_token = f
+        .outbox
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|m| {
+            let t = String::from_utf8_lossy(&m.data).to_string();
+            t.split("/revoke/").nth(1).map(|r| {
+                r.chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                    .collect::<String>()
+            })
+        })
+        .expect("the sender's notice has a withdrawal link");
+    // A visitor on the link (an anonymous session bound to the message), a signed-in
+    // recipient, and an administrator.
+    let mut visitor = Browser::new(&f.app);
+    visitor.get(&format!("/m/{token}")).await;
+    visitor.get(&format!("/revoke/{revoke_token}")).await;
+    let mut recipient = Browser::new(&f.app);
+    recipient.sign_in(&f, &token).await;
+    let mut admin = Browser::new(&f.app);
+    let c = admin.get("/admin").await.csrf();
+    let r = admin
+        .post(
+            "/admin/login",
+            &[
+                ("csrf", &c),
+                ("user", "admin"),
+                ("password", "correct horse battery"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let before = f.portal.audit.list(None).await.unwrap().len();
+    let pw = "a long enough password";
+    let recipient_forms: Vec<(String, Vec<(&str, &str)>)> = vec![
+        ("/account".into(), vec![("password", pw), ("confirm", pw)]),
+        ("/logout".into(), vec![]),
+    ];
+    let visitor_forms: Vec<(String, Vec<(&str, &str)>)> = vec![
+        (
+            "/login".into(),
+            vec![("address", "office@practice.example"), ("password", pw)],
+        ),
+        (format!("/m/{token}/code"), vec![]),
+        (format!("/m/{token}/verify"), vec![("code", "12345678")]),
+        (format!("/m/{token}/password"), vec![("password", pw)]),
+        (format!("/revoke/{revoke_token}"), vec![]),
+    ];
+    let admin_forms: Vec<(String, Vec<(&str, &str)>)> = vec![
+        (
+            "/admin/login".into(),
+            vec![("user", "admin"), ("password", "correct horse battery")],
+        ),
+        (format!("/admin/portal/{id}/revoke"), vec![]),
+        (
+            "/admin/quarantine/Q1/release".into(),
+            vec![("reason", "looks fine")],
+        ),
+        ("/admin/quarantine/Q1/reject".into(), vec![("reason", "no")]),
+        ("/admin/logout".into(), vec![]),
+    ];
+    for (who, forms, words) in [
+        (&mut recipient, recipient_forms, "Please try again"),
+        (&mut visitor, visitor_forms, "Please try again"),
+        (&mut admin, admin_forms, "Not possible"),
+    ] {
+        for (path, fields) in forms {
+            let mut form = fields.clone();
+            form.push(("csrf", "forged-token-value"));
+            let r = who.post(&path, &form).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}");
+            let text = r.text();
+            assert!(
+                text.starts_with("<!DOCTYPE html>") && text.contains(words),
+                "{path}: {text}"
+            );
+        }
+    }
+    assert_eq!(
+        f.portal.audit.list(None).await.unwrap().len(),
+        before,
+        "nothing was audited"
+    );
+    // Still signed in (no forged sign-out), the message still there (no forged revocation).
+    assert_eq!(
+        recipient.get(&format!("/message/{id}")).await.status,
+        StatusCode::OK
+    );
+    assert!(admin.get("/admin").await.text().contains("Portal messages"));
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use postern_portal::{
-    AdminDesk, Db, MailKind, MasterKey, Outbox, OutgoingMail, Portal, QuarantineLine,
+    AdminDesk, Db, DeskError, MailKind, MasterKey, Outbox, OutgoingMail, Portal, QuarantineLine,
 };
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -19,6 +19,7 @@ use crate::config::{ConfigError, RelayConfig};
 use crate::relay::{Shared, StartError};
 use crate::spool::{Entry, Origin, Recipient, Spool};
 use crate::util::unix_ms;
+use postern_store::QuarantineError;
 
 /// The portal's mail enters the spool as `Origin::Portal`: delivered as written (it carries no
 /// PHI, except a reply, which only goes to our own mail server).
@@ -88,13 +89,9 @@ impl AdminDesk for RelayDesk {
         self.users.contains(user)
     }
 
-    async fn quarantine(&self) -> Result<Vec<QuarantineLine>, String> {
-        let shared = self.shared.upgrade().ok_or("the relay is stopping")?;
-        let held = shared
-            .quarantine
-            .list(None)
-            .await
-            .map_err(|e| e.to_string())?;
+    async fn quarantine(&self) -> Result<Vec<QuarantineLine>, DeskError> {
+        let shared = self.shared()?;
+        let held = shared.quarantine.list(None).await.map_err(desk_error)?;
         Ok(held
             .into_iter()
             .map(|h| QuarantineLine {
@@ -104,7 +101,7 @@ impl AdminDesk for RelayDesk {
                 recipients: h.recipients,
                 reason: h.reason,
                 verdict: h.verdict.as_ref().map(verdict_words).unwrap_or_default(),
-                state: h.state.to_string(),
+                state: h.state,
             })
             .collect())
     }
@@ -115,8 +112,8 @@ impl AdminDesk for RelayDesk {
         release: bool,
         actor: &str,
         reason: &str,
-    ) -> Result<(), String> {
-        let shared = self.shared.upgrade().ok_or("the relay is stopping")?;
+    ) -> Result<(), DeskError> {
+        let shared = self.shared()?;
         let r = if release {
             crate::review::release(&shared.quarantine, &shared.spool, id, actor, reason)
                 .await
@@ -133,7 +130,27 @@ impl AdminDesk for RelayDesk {
             .await
             .map(|_| ())
         };
-        r.map_err(|e| e.to_string())
+        r.map_err(|e| match e {
+            crate::review::ReviewError::Quarantine(q) => desk_error(q),
+            e => DeskError::Unavailable(e.to_string()),
+        })
+    }
+}
+
+impl RelayDesk {
+    fn shared(&self) -> Result<Arc<Shared>, DeskError> {
+        self.shared
+            .upgrade()
+            .ok_or_else(|| DeskError::Unavailable("the relay is stopping".into()))
+    }
+}
+
+/// The quarantine's answer as the desk's.
+fn desk_error(e: QuarantineError) -> DeskError {
+    match e {
+        QuarantineError::NotFound(id) => DeskError::NotFound(id),
+        QuarantineError::Decided { id, state } => DeskError::Decided { id, state },
+        e => DeskError::Unavailable(e.to_string()),
     }
 }
 
