@@ -45,7 +45,8 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn wait_for_port(port: u16) {
+/// Waits (up to 10 s) until something accepts TCP connections on 127.0.0.1:`port`.
+pub fn wait_for_port(port: u16) {
     assert!(
         wait_until(Duration::from_secs(10), || TcpStream::connect((
             "127.0.0.1",

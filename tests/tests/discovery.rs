@@ -442,7 +442,9 @@ async fn certificates_in_dns_cert_records_are_found_and_checked() {
         .expect(
             "dnsmasq (Debian package dnsmasq-base) must be installed: bash scripts/test does it",
         );
-    std::thread::sleep(Duration::from_millis(500));
+    // Ready when it takes TCP (it binds TCP and UDP before serving either). A fixed pause was
+    // not always enough while the rest of the suite ran: the first query timed out.
+    postern_tests::relay::wait_for_port(port);
 
     let store = |dns: &str| DnsCert::new(postern_relay::mx::resolver(dns).unwrap());
     let mut dir = Directory::default();
@@ -671,7 +673,7 @@ async fn certificates_in_the_partners_ldap_directory_are_found() {
         .stderr(Stdio::null())
         .spawn()
         .expect("dnsmasq (Debian package dnsmasq-base) must be installed");
-    std::thread::sleep(Duration::from_millis(500));
+    postern_tests::relay::wait_for_port(dns_port);
 
     let mut dir = Directory::default();
     dir.our.domains.push(Domain::new("clinic.example").unwrap());
