@@ -1,20 +1,21 @@
-//! The SMTP server side: one session per connection, for both listener roles. The reply to the
+//! The listeners' SMTP sessions: one per connection, for both listener roles. The reply to the
 //! end of DATA is 250 only after the spool has the message durably.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::time::{timeout_at, Instant};
 
 use postern_core::Address;
 
-use super::client::Probe;
-use super::command::{self, Command};
-use super::lines::{read_line, trim_eol, Line};
 use crate::auth::AuthOutcome;
-use crate::relay::Shared;
+use crate::shared::Shared;
+use crate::smtp::client::Probe;
+use crate::smtp::command::{self, Command};
+use crate::smtp::lines::{read_line, trim_eol, Line};
+use crate::smtp::Io;
 use crate::spool::{Entry, Origin, Recipient, Spool};
 use crate::util::{rfc5322_date, unix_ms};
 
@@ -26,10 +27,6 @@ pub enum Role {
     /// The internet delivers here (only recipients in our domains: never an open relay).
     Public,
 }
-
-/// A byte stream a session runs over (plain TCP here; TLS wraps one).
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// The longest command line we read (RFC 5321 §4.5.3.1.4 says 512; extensions add parameters).
 const MAX_COMMAND: usize = 2048;
@@ -82,6 +79,33 @@ impl Conn {
     }
 }
 
+/// What a command left the session to do.
+enum Next {
+    /// Read the next command.
+    Go,
+    /// Read the next command; this one counts towards the error limit.
+    Failed,
+    /// Send the replies queued and close.
+    Close,
+    /// Close without another word (the client went away).
+    Drop,
+    /// Start TLS on the connection ([`Session::starttls`] takes the connection over).
+    StartTls,
+}
+
+/// One connection's SMTP state between commands.
+struct Session<'s> {
+    shared: &'s Shared,
+    role: Role,
+    peer: SocketAddr,
+    helo: Option<String>,
+    tx: Option<Transaction>,
+    tls: bool,
+    authenticated: Option<String>,
+    /// Who may authenticate here (the internal listener only).
+    users: Option<Arc<crate::auth::Users>>,
+}
+
 async fn run(
     stream: Box<dyn Io>,
     peer: SocketAddr,
@@ -89,7 +113,6 @@ async fn run(
     shared: &Shared,
 ) -> std::io::Result<()> {
     let cfg = &shared.settings;
-    let limits = &cfg.limits;
     let mut c = Conn {
         io: BufReader::new(stream),
         out: Vec::new(),
@@ -107,15 +130,20 @@ async fn run(
         return c.flush().await;
     }
     c.reply(&format!("220 {} ESMTP Postern", cfg.hostname));
-    let command_timeout = Duration::from_secs(limits.command_timeout_secs);
-    let mut helo: Option<String> = None;
-    let mut tx: Option<Transaction> = None;
-    let mut tls = false;
-    let mut authenticated: Option<String> = None;
-    let users = match role {
-        Role::Internal => cfg.users.clone(),
-        Role::Public => None,
+    let mut s = Session {
+        shared,
+        role,
+        peer,
+        helo: None,
+        tx: None,
+        tls: false,
+        authenticated: None,
+        users: match role {
+            Role::Internal => cfg.users.clone(),
+            Role::Public => None,
+        },
     };
+    let command_timeout = Duration::from_secs(cfg.limits.command_timeout_secs);
     let mut errors = 0usize;
     let mut line = Vec::with_capacity(256);
     loop {
@@ -133,240 +161,307 @@ async fn run(
             Line::TooLong => Command::Syntax("5.5.2 line too long"),
             Line::Complete => command::parse(trim_eol(&line)),
         };
-        let mut failed = false;
-        match cmd {
+        match s.command(&mut c, cmd).await? {
+            Next::Go => {}
+            Next::Failed => {
+                errors += 1;
+                if errors >= cfg.limits.max_errors {
+                    c.reply("421 4.7.0 too many errors, closing");
+                    return c.flush().await;
+                }
+            }
+            Next::Close => return c.flush().await,
+            Next::Drop => return Ok(()),
+            Next::StartTls => match s.starttls(c).await? {
+                Some(secure) => c = secure,
+                // The handshake failed or timed out: nothing more to say in clear.
+                None => return Ok(()),
+            },
+        }
+    }
+}
+
+impl Session<'_> {
+    /// Answers one command.
+    async fn command(&mut self, c: &mut Conn, cmd: Command) -> std::io::Result<Next> {
+        let cfg = &self.shared.settings;
+        Ok(match cmd {
             Command::Ehlo(name) => {
-                helo = Some(name);
-                tx = None;
+                self.helo = Some(name);
+                self.tx = None;
                 c.reply(&format!("250-{} greets you", cfg.hostname));
                 c.reply("250-PIPELINING");
-                c.reply(&format!("250-SIZE {}", limits.max_message_size));
+                c.reply(&format!("250-SIZE {}", cfg.limits.max_message_size));
                 c.reply("250-8BITMIME");
                 c.reply("250-SMTPUTF8");
                 c.reply("250-DSN");
-                if !tls {
+                if !self.tls {
                     c.reply("250-STARTTLS");
-                } else if users.is_some() {
+                } else if self.users.is_some() {
                     c.reply("250-AUTH PLAIN LOGIN");
                 }
                 c.reply("250 ENHANCEDSTATUSCODES");
+                Next::Go
             }
             Command::Helo(name) => {
-                helo = Some(name);
-                tx = None;
+                self.helo = Some(name);
+                self.tx = None;
                 c.reply(&format!("250 {}", cfg.hostname));
+                Next::Go
             }
-            Command::Mail(from, params) => {
-                if role == Role::Internal && cfg.auth_required && authenticated.is_none() {
-                    c.reply("530 5.7.0 authentication required");
-                    failed = true;
-                } else if helo.is_none() {
-                    c.reply("503 5.5.1 say EHLO first");
-                    failed = true;
-                } else if tx.is_some() {
-                    c.reply("503 5.5.1 nested MAIL command");
-                    failed = true;
-                } else {
-                    match mail(from, &params, limits.max_message_size) {
-                        Ok(t) => {
-                            tx = Some(t);
-                            c.reply("250 2.1.0 sender ok");
-                        }
-                        Err(reply) => {
-                            c.reply(&reply);
-                            failed = true;
-                        }
-                    }
-                }
-            }
-            Command::Rcpt(to, params) => match tx.as_mut() {
-                None => {
-                    c.reply("503 5.5.1 need MAIL before RCPT");
-                    failed = true;
-                }
-                Some(t) if t.rcpts.len() >= limits.max_recipients => {
-                    c.reply("452 4.5.3 too many recipients");
-                }
-                Some(t) => match rcpt(&to, &params, role, shared) {
-                    Ok(r) => match verified(shared, role, peer.ip(), &to).await {
-                        Ok(()) => {
-                            t.rcpts.push(r);
-                            c.reply("250 2.1.5 recipient ok");
-                        }
-                        Err(Refused) => {
-                            tracing::warn!(%peer, "too many unknown recipients: disconnected");
-                            c.reply("421 4.7.0 too many unknown recipients, try again later");
-                            c.flush().await?;
-                            return Ok(());
-                        }
-                        Err(Reply(reply)) => {
-                            c.reply(&reply);
-                            failed = true;
-                        }
-                    },
-                    Err(reply) => {
-                        c.reply(&reply);
-                        failed = true;
-                    }
-                },
-            },
-            Command::Data => match tx.take() {
-                Some(t) if !t.rcpts.is_empty() => {
-                    c.reply("354 end data with <CR><LF>.<CR><LF>");
-                    c.flush().await?;
-                    let data_deadline =
-                        Instant::now() + Duration::from_secs(limits.data_timeout_secs);
-                    // The message is read behind its trace field: stored as it was read.
-                    let id = Spool::new_id();
-                    let hello = helo.as_deref().unwrap_or("unknown");
-                    let start = trace_field(shared, peer, hello, tls, &id);
-                    let body = match timeout_at(
-                        data_deadline,
-                        read_data(&mut c.io, limits.max_message_size, start),
-                    )
-                    .await
-                    {
-                        Ok(r) => r?,
-                        Err(_) => {
-                            c.reply("421 4.4.2 timeout during DATA, closing");
-                            return c.flush().await;
-                        }
-                    };
-                    match body {
-                        Data::Eof => return Ok(()),
-                        Data::TooBig => {
-                            shared.metrics.rejected.inc();
-                            c.reply("552 5.3.4 message exceeds the size limit");
-                        }
-                        Data::BareLf => {
-                            shared.metrics.rejected.inc();
-                            c.reply(
-                                "521 5.5.2 bare CR, or bare LF next to the end of data, is not \
-                                 allowed (SMTP smuggling), closing",
-                            );
-                            return c.flush().await;
-                        }
-                        Data::Message(bytes) => {
-                            let reply = store(shared, role, peer, t, id, bytes).await;
-                            c.reply(&reply);
-                        }
-                    }
-                }
-                Some(t) => {
-                    tx = Some(t);
-                    c.reply("554 5.5.1 no valid recipients");
-                    failed = true;
-                }
-                None => {
-                    c.reply("503 5.5.1 need MAIL and RCPT before DATA");
-                    failed = true;
-                }
-            },
+            Command::Mail(from, params) => self.mail(c, from, &params),
+            Command::Rcpt(to, params) => self.rcpt(c, &to, &params).await?,
+            Command::Data => self.data(c).await?,
             Command::Rset => {
-                tx = None;
+                self.tx = None;
                 c.reply("250 2.0.0 ok");
+                Next::Go
             }
-            Command::Noop => c.reply("250 2.0.0 ok"),
+            Command::Noop => {
+                c.reply("250 2.0.0 ok");
+                Next::Go
+            }
             Command::Quit => {
                 c.reply("221 2.0.0 bye");
-                return c.flush().await;
+                Next::Close
             }
-            Command::Vrfy => c.reply("252 2.5.2 cannot verify, but will try delivery"),
-            Command::Help => c.reply("214 2.0.0 see RFC 5321"),
-            Command::StartTls if tls => {
+            Command::Vrfy => {
+                c.reply("252 2.5.2 cannot verify, but will try delivery");
+                Next::Go
+            }
+            Command::Help => {
+                c.reply("214 2.0.0 see RFC 5321");
+                Next::Go
+            }
+            Command::StartTls if self.tls => {
                 c.reply("503 5.5.1 TLS already active");
-                failed = true;
+                Next::Failed
             }
-            Command::StartTls => {
-                c.reply("220 2.0.0 ready to start TLS");
-                c.flush().await?;
-                // into_inner drops whatever the client pipelined after STARTTLS: those bytes
-                // came in clear and must not be read as commands inside TLS (CVE-2011-0411).
-                let plain = c.io.into_inner();
-                let handshake =
-                    tokio::time::timeout(command_timeout, cfg.tls.acceptor.accept(plain)).await;
-                let stream = match handshake {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return Ok(());
-                    }
-                    Err(_) => return Ok(()),
-                };
-                c = Conn {
-                    io: BufReader::new(Box::new(stream)),
-                    out: Vec::new(),
-                };
-                tls = true;
-                helo = None;
-                tx = None;
-                authenticated = None;
-            }
-            Command::Auth(args) => match &users {
-                None => {
-                    c.reply("502 5.5.1 not offered here");
-                    failed = true;
-                }
-                Some(_) if !tls => {
-                    c.reply("538 5.7.11 encryption required: say STARTTLS first");
-                    failed = true;
-                }
-                Some(_) if authenticated.is_some() || tx.is_some() || helo.is_none() => {
-                    c.reply("503 5.5.1 AUTH not allowed now");
-                    failed = true;
-                }
-                Some(u) => match auth_exchange(&mut c, &args, command_timeout).await? {
-                    Err(reply) => {
-                        c.reply(reply);
-                        failed = true;
-                    }
-                    Ok((user, password)) => {
-                        let outcome = cfg.auth_limiter.check(u, &user, peer.ip(), password).await;
-                        if outcome == AuthOutcome::Busy {
-                            tracing::warn!(%peer, "authentication refused: too many password checks at once");
-                            c.reply(
-                                "454 4.7.0 temporary authentication failure, try again shortly",
-                            );
-                            failed = true;
-                        } else if outcome == AuthOutcome::Locked {
-                            tracing::warn!(%peer, user = %postern_core::Printable(&user), "authentication refused: locked after repeated failures");
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                            c.reply("454 4.7.0 too many failed attempts, try again later");
-                            failed = true;
-                        } else if outcome == AuthOutcome::Ok {
-                            tracing::info!(%peer, user = %postern_core::Printable(&user), "authenticated");
-                            authenticated = Some(user);
-                            c.reply("235 2.7.0 authentication successful");
-                        } else {
-                            tracing::warn!(%peer, user = %postern_core::Printable(&user), "authentication failed");
-                            // A pause per failure makes guessing slow without holding a thread.
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                            c.reply("535 5.7.8 authentication credentials invalid");
-                            failed = true;
-                        }
-                    }
-                },
-            },
+            Command::StartTls => Next::StartTls,
+            Command::Auth(args) => self.auth(c, &args).await?,
             Command::Bdat => {
                 c.reply("502 5.5.1 not offered here");
-                failed = true;
+                Next::Failed
             }
             Command::Unknown(_) => {
                 c.reply("500 5.5.2 unknown command");
-                failed = true;
+                Next::Failed
             }
             Command::Syntax(msg) => {
                 c.reply(&format!("501 {msg}"));
-                failed = true;
+                Next::Failed
             }
+        })
+    }
+
+    fn mail(
+        &mut self,
+        c: &mut Conn,
+        from: Option<String>,
+        params: &[(String, Option<String>)],
+    ) -> Next {
+        let cfg = &self.shared.settings;
+        let refusal =
+            if self.role == Role::Internal && cfg.auth_required && self.authenticated.is_none() {
+                "530 5.7.0 authentication required".to_string()
+            } else if self.helo.is_none() {
+                "503 5.5.1 say EHLO first".to_string()
+            } else if self.tx.is_some() {
+                "503 5.5.1 nested MAIL command".to_string()
+            } else {
+                match mail(from, params, cfg.limits.max_message_size) {
+                    Ok(t) => {
+                        self.tx = Some(t);
+                        c.reply("250 2.1.0 sender ok");
+                        return Next::Go;
+                    }
+                    Err(reply) => reply,
+                }
+            };
+        c.reply(&refusal);
+        Next::Failed
+    }
+
+    async fn rcpt(
+        &mut self,
+        c: &mut Conn,
+        to: &str,
+        params: &[(String, Option<String>)],
+    ) -> std::io::Result<Next> {
+        let max = self.shared.settings.limits.max_recipients;
+        let Some(t) = self.tx.as_mut() else {
+            c.reply("503 5.5.1 need MAIL before RCPT");
+            return Ok(Next::Failed);
+        };
+        if t.rcpts.len() >= max {
+            c.reply("452 4.5.3 too many recipients");
+            return Ok(Next::Go);
         }
-        if failed {
-            errors += 1;
-            if errors >= limits.max_errors {
-                c.reply("421 4.7.0 too many errors, closing");
-                return c.flush().await;
+        let r = match rcpt(to, params, self.role, self.shared) {
+            Ok(r) => r,
+            Err(reply) => {
+                c.reply(&reply);
+                return Ok(Next::Failed);
             }
+        };
+        Ok(
+            match verified(self.shared, self.role, self.peer.ip(), to).await {
+                Ok(()) => {
+                    t.rcpts.push(r);
+                    c.reply("250 2.1.5 recipient ok");
+                    Next::Go
+                }
+                Err(Refused) => {
+                    tracing::warn!(peer = %self.peer, "too many unknown recipients: disconnected");
+                    c.reply("421 4.7.0 too many unknown recipients, try again later");
+                    Next::Close
+                }
+                Err(Reply(reply)) => {
+                    c.reply(&reply);
+                    Next::Failed
+                }
+            },
+        )
+    }
+
+    async fn data(&mut self, c: &mut Conn) -> std::io::Result<Next> {
+        let shared = self.shared;
+        let limits = &shared.settings.limits;
+        let t = match self.tx.take() {
+            Some(t) if !t.rcpts.is_empty() => t,
+            Some(t) => {
+                self.tx = Some(t);
+                c.reply("554 5.5.1 no valid recipients");
+                return Ok(Next::Failed);
+            }
+            None => {
+                c.reply("503 5.5.1 need MAIL and RCPT before DATA");
+                return Ok(Next::Failed);
+            }
+        };
+        c.reply("354 end data with <CR><LF>.<CR><LF>");
+        c.flush().await?;
+        let data_deadline = Instant::now() + Duration::from_secs(limits.data_timeout_secs);
+        // The message is read behind its trace field: stored as it was read.
+        let id = Spool::new_id();
+        let hello = self.helo.as_deref().unwrap_or("unknown");
+        let start = trace_field(shared, self.peer, hello, self.tls, &id);
+        let read = read_data(&mut c.io, limits.max_message_size, start);
+        let body = match timeout_at(data_deadline, read).await {
+            Ok(r) => r?,
+            Err(_) => {
+                c.reply("421 4.4.2 timeout during DATA, closing");
+                return Ok(Next::Close);
+            }
+        };
+        Ok(match body {
+            Data::Eof => Next::Drop,
+            Data::TooBig => {
+                shared.metrics.rejected.inc();
+                c.reply("552 5.3.4 message exceeds the size limit");
+                Next::Go
+            }
+            Data::BareLf => {
+                shared.metrics.rejected.inc();
+                c.reply(
+                    "521 5.5.2 bare CR, or bare LF next to the end of data, is not \
+                     allowed (SMTP smuggling), closing",
+                );
+                Next::Close
+            }
+            Data::Message(bytes) => {
+                let reply = store(shared, self.role, self.peer, t, id, bytes).await;
+                c.reply(&reply);
+                Next::Go
+            }
+        })
+    }
+
+    /// Says yes to STARTTLS and runs the handshake: the connection inside TLS, or `None`
+    /// when the handshake failed or timed out.
+    async fn starttls(&mut self, mut c: Conn) -> std::io::Result<Option<Conn>> {
+        let cfg = &self.shared.settings;
+        c.reply("220 2.0.0 ready to start TLS");
+        c.flush().await?;
+        // into_inner drops whatever the client pipelined after STARTTLS: those bytes came in
+        // clear and must not be read as commands inside TLS (CVE-2011-0411).
+        let plain = c.io.into_inner();
+        let wait = Duration::from_secs(cfg.limits.command_timeout_secs);
+        let stream = match tokio::time::timeout(wait, cfg.tls.acceptor.accept(plain)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed");
+                return Ok(None);
+            }
+            Err(_) => return Ok(None),
+        };
+        // RFC 3207 §4.2: the session starts again.
+        self.tls = true;
+        self.helo = None;
+        self.tx = None;
+        self.authenticated = None;
+        Ok(Some(Conn {
+            io: BufReader::new(Box::new(stream)),
+            out: Vec::new(),
+        }))
+    }
+
+    async fn auth(&mut self, c: &mut Conn, args: &str) -> std::io::Result<Next> {
+        let cfg = &self.shared.settings;
+        let peer = self.peer;
+        let Some(users) = self.users.clone() else {
+            c.reply("502 5.5.1 not offered here");
+            return Ok(Next::Failed);
+        };
+        if !self.tls {
+            c.reply("538 5.7.11 encryption required: say STARTTLS first");
+            return Ok(Next::Failed);
         }
+        if self.authenticated.is_some() || self.tx.is_some() || self.helo.is_none() {
+            c.reply("503 5.5.1 AUTH not allowed now");
+            return Ok(Next::Failed);
+        }
+        let wait = Duration::from_secs(cfg.limits.command_timeout_secs);
+        let (user, password) = match auth_exchange(c, args, wait).await? {
+            Ok(given) => given,
+            Err(reply) => {
+                c.reply(reply);
+                return Ok(Next::Failed);
+            }
+        };
+        let shown = postern_core::Printable(&user);
+        Ok(
+            match cfg
+                .auth_limiter
+                .check(&users, &user, peer.ip(), password)
+                .await
+            {
+                AuthOutcome::Ok => {
+                    tracing::info!(%peer, user = %shown, "authenticated");
+                    self.authenticated = Some(user);
+                    c.reply("235 2.7.0 authentication successful");
+                    Next::Go
+                }
+                AuthOutcome::Busy => {
+                    tracing::warn!(%peer, "authentication refused: too many password checks at once");
+                    c.reply("454 4.7.0 temporary authentication failure, try again shortly");
+                    Next::Failed
+                }
+                AuthOutcome::Locked => {
+                    tracing::warn!(%peer, user = %shown, "authentication refused: locked after repeated failures");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    c.reply("454 4.7.0 too many failed attempts, try again later");
+                    Next::Failed
+                }
+                AuthOutcome::Wrong => {
+                    tracing::warn!(%peer, user = %shown, "authentication failed");
+                    // A pause per failure makes guessing slow without holding a thread.
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    c.reply("535 5.7.8 authentication credentials invalid");
+                    Next::Failed
+                }
+            },
+        )
     }
 }
 

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::auth::Users;
 use crate::config::{ConfigError, RelayConfig};
-use crate::relay::{Shared, StartError};
+use crate::shared::{Shared, StartError};
 use crate::spool::{Entry, Origin, Recipient, Spool};
 use crate::util::unix_ms;
 use postern_store::QuarantineError;

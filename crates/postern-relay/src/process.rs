@@ -14,7 +14,7 @@ use postern_router::{Decision, Disposition, Envelope, Inbound, Origin as RouteOr
 use crate::config::NextHop;
 use crate::dsn::{self, Failure};
 use crate::quarantine::HeldOrigin;
-use crate::relay::Shared;
+use crate::shared::Shared;
 use crate::smtp::client::Outcome;
 use crate::spool::{Entry, HoldKind, Origin, RcptState, Recipient, Spool};
 use crate::transport::{self, Handover};
@@ -100,47 +100,7 @@ async fn process_inner(shared: &Shared, id: &str) -> std::io::Result<Option<u64>
         summary: Vec::new(),
     };
     // The opened inbound message and its report, kept for the sender check below.
-    let mut inbound_opened: Option<(Box<postern_core::Report>, Cow<'_, [u8]>)> = None;
-    for (n, step) in steps.into_iter().enumerate() {
-        match step {
-            Step::Deliver {
-                idx,
-                inbound,
-                message,
-                sealed,
-                tls_required,
-                opened,
-            } => {
-                work.deliver(n, &idx, inbound, &message, sealed, tls_required)
-                    .await;
-                if let Some(report) = opened {
-                    inbound_opened = Some((report, message));
-                }
-            }
-            Step::Defer { idx, reason } => work.each(idx, "held-for-retry", |r, m| {
-                m.deferred.inc();
-                r.last_error = Some(reason.clone());
-            }),
-            Step::Fail {
-                idx,
-                status,
-                reason,
-            } => work.each(idx, "bounced", |r, _| bounce(r, &status, reason.clone())),
-            Step::Quarantine {
-                idx,
-                reason,
-                verdict,
-            } => work.quarantine(idx, &reason, verdict.as_ref()).await,
-            Step::Portal { idx, message } => work.portal(idx, &message).await,
-            Step::Keep { idx, kind, reason } => work.each(idx, &kind.to_string(), |r, m| {
-                m.held.inc();
-                r.state = RcptState::Held {
-                    kind,
-                    reason: reason.clone(),
-                };
-            }),
-        }
-    }
+    let inbound_opened = work.run(steps).await;
     let mut summary = std::mem::take(&mut work.summary);
     let mut next = schedule(shared, &mut entry);
     // Mail from our own side has a sender of ours; mail from the internet only when a partner's
@@ -252,6 +212,56 @@ struct Work<'w> {
 }
 
 impl Work<'_> {
+    /// Carries out the steps in order; returns the opened inbound message and its report, if
+    /// one was delivered, for the sender check after them.
+    async fn run<'d>(
+        &mut self,
+        steps: Vec<Step<'d>>,
+    ) -> Option<(Box<postern_core::Report>, Cow<'d, [u8]>)> {
+        let mut inbound_opened = None;
+        for (n, step) in steps.into_iter().enumerate() {
+            match step {
+                Step::Deliver {
+                    idx,
+                    inbound,
+                    message,
+                    sealed,
+                    tls_required,
+                    opened,
+                } => {
+                    self.deliver(n, &idx, inbound, &message, sealed, tls_required)
+                        .await;
+                    if let Some(report) = opened {
+                        inbound_opened = Some((report, message));
+                    }
+                }
+                Step::Defer { idx, reason } => self.each(idx, "held-for-retry", |r, m| {
+                    m.deferred.inc();
+                    r.last_error = Some(reason.clone());
+                }),
+                Step::Fail {
+                    idx,
+                    status,
+                    reason,
+                } => self.each(idx, "bounced", |r, _| bounce(r, &status, reason.clone())),
+                Step::Quarantine {
+                    idx,
+                    reason,
+                    verdict,
+                } => self.quarantine(idx, &reason, verdict.as_ref()).await,
+                Step::Portal { idx, message } => self.portal(idx, &message).await,
+                Step::Keep { idx, kind, reason } => self.each(idx, &kind.to_string(), |r, m| {
+                    m.held.inc();
+                    r.state = RcptState::Held {
+                        kind,
+                        reason: reason.clone(),
+                    };
+                }),
+            }
+        }
+        inbound_opened
+    }
+
     /// Applies `f` to each recipient in `idx` and records `what` for it.
     fn each(
         &mut self,

@@ -9,8 +9,8 @@ use tokio::time::timeout;
 use tokio_rustls::rustls::pki_types::ServerName;
 
 use super::lines::{read_line, trim_eol, Line};
-use super::server::Io;
 use super::tls::{server_name, TlsContext};
+use super::Io;
 
 /// What the next hop said about one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,125 @@
+//! The state every task of one relay shares ([`Shared`]: settings, directory, spool, scheduler,
+//! gateway, stores), and why a relay could not start. Its own module so that the listeners,
+//! the workers and the portal's outbox depend on it, not on the code that starts them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use postern_router::{Gateway, SharedDirectory};
+use postern_store::Quarantine;
+
+use crate::auth::Users;
+use crate::config::{ConfigError, Limits, Network, NextHop};
+use crate::metrics::Metrics;
+use crate::mx::MxResolver;
+use crate::scheduler::Scheduler;
+use crate::smtp::client::ConnectionPool;
+use crate::smtp::tls::TlsContext;
+use crate::spool::Spool;
+use crate::transport::Destinations;
+
+/// Settings the running relay reads (parsed once from [`RelayConfig`]).
+#[derive(Debug)]
+pub struct Settings {
+    /// Our host name.
+    pub hostname: String,
+    /// Protocol limits.
+    pub limits: Limits,
+    /// Who may use the internal listener.
+    pub internal_networks: Vec<Network>,
+    /// Who may use the public listener.
+    pub public_networks: Vec<Network>,
+    /// Next hop for outbound mail.
+    pub outbound: NextHop,
+    /// Next hop for inbound mail (our mail server).
+    pub inbound: NextHop,
+    /// Retry delays (the last repeats).
+    pub retry: Vec<Duration>,
+    /// Give-up age.
+    pub max_age: Duration,
+    /// Per-reply timeout towards next hops.
+    pub delivery_timeout: Duration,
+    /// STARTTLS both ways.
+    pub tls: TlsContext,
+    /// MX lookups, when a next hop is `mx`.
+    pub mx: Option<MxResolver>,
+    /// Connections open per destination, bounded.
+    pub destinations: Destinations,
+    /// Idle connections kept for reuse.
+    pub pool: ConnectionPool,
+    /// Users who may authenticate on the internal listener.
+    pub users: Option<Arc<Users>>,
+    /// MAIL needs AUTH first on the internal listener.
+    pub auth_required: bool,
+    /// Bounds and locks SMTP AUTH attempts.
+    pub auth_limiter: crate::auth::AuthLimiter,
+    /// Asks our mail server about recipients on the public listener (`None`: no check).
+    pub verifier: Option<crate::verify::RecipientVerifier>,
+    /// Bounds the unknown-recipient answers that verification gives one client.
+    pub unknown_recipients: crate::smtp::probes::UnknownRecipients,
+}
+
+/// State shared by every task of one relay.
+#[derive(Debug)]
+pub struct Shared {
+    /// Parsed settings.
+    pub settings: Settings,
+    /// The partner directory in force.
+    pub directory: SharedDirectory,
+    /// Where the directory is reloaded from.
+    pub directory_path: PathBuf,
+    /// The spool.
+    pub spool: Spool,
+    /// The timetable.
+    pub scheduler: Scheduler,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Routing, content inspection and the policy between them, both ways.
+    pub gateway: Gateway,
+    /// Held messages.
+    pub quarantine: Quarantine,
+    /// The secure web portal, when configured (set once, right after start).
+    pub portal: std::sync::OnceLock<Arc<postern_portal::Portal>>,
+    /// Certificates harvested from partners' signatures.
+    pub harvest: Arc<crate::harvest::HarvestStore>,
+}
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The partner directory could not be loaded, or has errors.
+    #[error("partner directory {path}: {message}")]
+    Directory {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The quarantine store could not be opened.
+    #[error("{0}")]
+    Quarantine(String),
+    /// The gateway could not be built (its backends, inspection or key loader).
+    #[error("gateway: {0}")]
+    Gateway(postern_router::BuildError),
+    /// The spool could not be opened.
+    #[error("spool {path}: {source}")]
+    Spool {
+        /// The spool directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
