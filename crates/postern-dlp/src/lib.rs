@@ -20,6 +20,7 @@
 pub mod detect;
 mod detector;
 pub mod extract;
+mod load;
 mod plug;
 pub mod policy;
 pub mod verdict;
@@ -28,7 +29,7 @@ pub use detect::{Found, Scanner};
 pub use detector::{Detector, UnknownDetector};
 pub use extract::{extract, Limits, Location, Note};
 pub use plug::DlpInspector;
-pub use policy::{Action, Checksum, DlpPolicy, PolicyError};
+pub use policy::{Action, Checksum, DlpPolicy, PatternError, PolicyError};
 pub use verdict::{DetectorHits, Verdict};
 
 /// A compiled policy, ready to inspect messages (cheap to share between threads).

@@ -20,7 +20,6 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -212,26 +211,22 @@ pub enum PolicyError {
     Parse(String, String),
     /// A pattern does not compile.
     #[error(transparent)]
-    Pattern(#[from] crate::detect::PatternError),
+    Pattern(#[from] PatternError),
+}
+
+/// Why a policy's patterns could not be compiled.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {message}")]
+pub struct PatternError {
+    /// Which pattern.
+    pub what: String,
+    /// The compiler's message.
+    pub message: String,
 }
 
 impl DlpPolicy {
-    /// Reads a policy file; missing keys take the defaults (weights and detector actions are
-    /// merged over the defaults, not replaced).
-    pub fn load(path: &Path) -> Result<Self, PolicyError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| PolicyError::Read(path.display().to_string(), e))?;
-        Self::from_toml(&text).map_err(|e| match e {
-            PolicyError::Parse(_, m) => PolicyError::Parse(path.display().to_string(), m),
-            other => other,
-        })
-    }
-
-    /// Parses policy TOML, in any TOML spelling (tables, inline tables, dotted keys, arrays
-    /// of tables). Unknown keys are errors with their line. `weights` and `detector_action`
-    /// are merged over the defaults (set a detector's action to `"allow"` to lift a default);
-    /// `threshold`, when given, replaces the default thresholds.
-    pub fn from_toml(text: &str) -> Result<Self, PolicyError> {
+    /// Parses policy TOML without compiling its patterns ([`DlpPolicy::from_toml`] does both).
+    pub(crate) fn parse(text: &str) -> Result<Self, PolicyError> {
         // The message and line only: the full error quotes the offending line of the file.
         let parse_error = |e: toml::de::Error| {
             let line = e.span().map_or(0, |s| {
@@ -320,7 +315,6 @@ impl DlpPolicy {
                 .into_iter()
                 .filter_map(|(k, v)| Some((k.into_inner().parse().ok()?, v))),
         );
-        crate::detect::Scanner::new(&p)?;
         Ok(p)
     }
 

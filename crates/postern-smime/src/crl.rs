@@ -17,7 +17,7 @@ use x509_cert::Certificate;
 use postern_core::Policy;
 
 use crate::certinfo;
-use crate::chain::issuer_signed;
+use crate::issuer::issuer_signed;
 
 /// What a CRL says about a certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,7 +259,7 @@ pub fn find_issuer<'a>(
 ) -> Option<&'a Certificate> {
     candidates.iter().find(|c| {
         c.tbs_certificate().subject() == cert.tbs_certificate().issuer()
-            && crate::chain::signed_by(cert, c, policy).is_ok()
+            && crate::issuer::signed_by(cert, c, policy).is_ok()
     })
 }
 

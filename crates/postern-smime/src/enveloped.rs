@@ -10,6 +10,7 @@ use postern_core::{ContentCipher, Encryption, Error, Policy};
 use x509_cert::Certificate;
 
 use crate::crypto;
+use crate::inplace::Envelope;
 use crate::keys::Identity;
 use crate::oids;
 use crate::recipient::{self, KeyTransport};
@@ -221,18 +222,6 @@ pub fn seal_base64_pieces(
         return Err(Error::Backend("CBC output length".into()));
     }
     w.finish()
-}
-
-/// What decryption needs from an EnvelopedData or AuthEnvelopedData, besides the ciphertext.
-pub(crate) struct Envelope {
-    /// Who the content key was encrypted to.
-    pub recip_infos: RecipientInfos,
-    /// The content-encryption algorithm with its IV or GCM parameters.
-    pub alg: spki::AlgorithmIdentifierOwned,
-    /// The AuthEnvelopedData MAC (the GCM tag).
-    pub mac: Option<Vec<u8>>,
-    /// The AuthEnvelopedData authenticated attributes, as MACed.
-    pub aad: Vec<u8>,
 }
 
 /// One CMS layer read from its DER: decrypted, or a SignedData for the caller to verify.

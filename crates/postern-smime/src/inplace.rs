@@ -17,7 +17,6 @@ use cms::enveloped_data::RecipientInfos;
 use der::Decode;
 use spki::AlgorithmIdentifierOwned;
 
-use crate::enveloped::Envelope;
 use crate::oids;
 
 /// One DER element: its tag, where it begins, and where its content begins and ends.
@@ -111,6 +110,18 @@ pub(crate) fn locate(der: &[u8]) -> Option<(Envelope, Range<usize>)> {
         },
         content.start..content.end,
     ))
+}
+
+/// What decryption needs from an EnvelopedData or AuthEnvelopedData, besides the ciphertext.
+pub(crate) struct Envelope {
+    /// Who the content key was encrypted to.
+    pub recip_infos: RecipientInfos,
+    /// The content-encryption algorithm with its IV or GCM parameters.
+    pub alg: spki::AlgorithmIdentifierOwned,
+    /// The AuthEnvelopedData MAC (the GCM tag).
+    pub mac: Option<Vec<u8>>,
+    /// The AuthEnvelopedData authenticated attributes, as MACed.
+    pub aad: Vec<u8>,
 }
 
 #[cfg(test)]

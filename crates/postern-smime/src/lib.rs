@@ -23,6 +23,7 @@ pub mod crl;
 mod crypto;
 mod enveloped;
 mod inplace;
+mod issuer;
 pub mod keys;
 mod names;
 pub mod ocsp;

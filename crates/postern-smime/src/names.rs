@@ -1,7 +1,7 @@
 //! Mapping between OIDs and the core's algorithm names, in one place, matched exhaustively.
 
 use const_oid::ObjectIdentifier as Oid;
-use postern_core::{ContentCipher, DigestAlgorithm, Error, SignatureAlgorithm};
+use postern_core::{ContentCipher, DigestAlgorithm, Error};
 
 use crate::oids;
 
@@ -112,46 +112,4 @@ pub fn digest_oid(d: DigestAlgorithm) -> Oid {
         DigestAlgorithm::Sha384 => oids::SHA384,
         DigestAlgorithm::Sha512 => oids::SHA512,
     }
-}
-
-/// The signature algorithm of a SignerInfo or certificate: its signature OID, and for the bare
-/// `rsaEncryption`/`ecPublicKey` forms CMS allows, the separately given digest.
-pub fn signature_from_oid(
-    sig_oid: &Oid,
-    params: Option<&der::Any>,
-    digest: Option<DigestAlgorithm>,
-) -> Result<SignatureAlgorithm, Error> {
-    let need_digest = || {
-        digest.ok_or_else(|| Error::malformed("signature algorithm", "no digest algorithm given"))
-    };
-    let s = match *sig_oid {
-        o if o == oids::RSA_ENCRYPTION => SignatureAlgorithm::RsaPkcs1(need_digest()?),
-        o if o == oids::SHA256_WITH_RSA => SignatureAlgorithm::RsaPkcs1(DigestAlgorithm::Sha256),
-        o if o == oids::SHA384_WITH_RSA => SignatureAlgorithm::RsaPkcs1(DigestAlgorithm::Sha384),
-        o if o == oids::SHA512_WITH_RSA => SignatureAlgorithm::RsaPkcs1(DigestAlgorithm::Sha512),
-        o if o == oids::SHA224_WITH_RSA => SignatureAlgorithm::RsaPkcs1(DigestAlgorithm::Sha224),
-        o if o == oids::SHA1_WITH_RSA => SignatureAlgorithm::RsaPkcs1(DigestAlgorithm::Sha1),
-        o if o == oids::MD5_WITH_RSA => SignatureAlgorithm::RsaPkcs1(DigestAlgorithm::Md5),
-        o if o == oids::RSASSA_PSS => {
-            let p = crate::asn1::PssParams::from_any(params)?;
-            SignatureAlgorithm::RsaPss(p.digest()?)
-        }
-        o if o == oids::ECDSA_WITH_SHA256 => SignatureAlgorithm::Ecdsa(DigestAlgorithm::Sha256),
-        o if o == oids::ECDSA_WITH_SHA384 => SignatureAlgorithm::Ecdsa(DigestAlgorithm::Sha384),
-        o if o == oids::ECDSA_WITH_SHA512 => SignatureAlgorithm::Ecdsa(DigestAlgorithm::Sha512),
-        o if o == oids::ECDSA_WITH_SHA1 => SignatureAlgorithm::Ecdsa(DigestAlgorithm::Sha1),
-        o if o == oids::EC_PUBLIC_KEY => SignatureAlgorithm::Ecdsa(need_digest()?),
-        o if o == oids::ED25519 => SignatureAlgorithm::Ed25519,
-        o if o == oids::DSA || o == oids::DSA_WITH_SHA1 => {
-            SignatureAlgorithm::Dsa(digest.unwrap_or(DigestAlgorithm::Sha1))
-        }
-        o if o == oids::DSA_WITH_SHA256 => SignatureAlgorithm::Dsa(DigestAlgorithm::Sha256),
-        o => {
-            return Err(Error::UnsupportedAlgorithm(format!(
-                "signature algorithm {}",
-                oid_name(&o)
-            )))
-        }
-    };
-    Ok(s)
 }

@@ -19,8 +19,8 @@ use x509_cert::name::Name;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::Certificate;
 
-use crate::chain::{issuer_signed, signed_by};
 use crate::crl::CrlStatus;
+use crate::issuer::{issuer_signed, signed_by};
 use crate::oids;
 
 const ID_AD_OCSP: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.48.1");

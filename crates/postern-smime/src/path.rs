@@ -32,8 +32,8 @@ use x509_cert::Certificate;
 use postern_core::Policy;
 
 use crate::certinfo;
-use crate::chain::signed_by;
 use crate::constraints::{self, Constraints};
+use crate::issuer::signed_by;
 use crate::oids;
 
 /// The S/MIME purpose (id-kp-emailProtection), for [`PathOptions::purpose`].

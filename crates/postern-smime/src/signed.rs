@@ -17,13 +17,14 @@ use x509_cert::attr::Attribute;
 use x509_cert::time::Time;
 use x509_cert::Certificate;
 
+use crate::asn1::signature_from_oid;
 use crate::asn1::{alg_absent, alg_null, alg_with, pss_salt, PssParams};
 use crate::certinfo;
 use crate::chain::{self, TrustContext};
 use crate::crypto;
 use crate::enveloped::decode_content;
 use crate::keys::{Identity, PublicKey};
-use crate::names::{digest_from_oid, digest_oid, signature_from_oid};
+use crate::names::{digest_from_oid, digest_oid};
 use crate::oids;
 
 /// Which signature algorithm to use with an RSA key (EC keys always use ECDSA with SHA-256).

@@ -196,15 +196,11 @@ fn hash_of(r: &AuditRecord, key: Option<&[u8; 32]>) -> String {
             let k = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, k);
             format!(
                 "{KEYED}{}",
-                hex(aws_lc_rs::hmac::sign(&k, canon.as_bytes()).as_ref())
+                crate::hex(aws_lc_rs::hmac::sign(&k, canon.as_bytes()).as_ref())
             )
         }
-        None => hex(digest(&SHA256, canon.as_bytes()).as_ref()),
+        None => crate::hex(digest(&SHA256, canon.as_bytes()).as_ref()),
     }
-}
-
-pub(crate) fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn record(r: &sqlx::any::AnyRow) -> Result<AuditRecord, sqlx::Error> {

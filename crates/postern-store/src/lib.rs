@@ -60,6 +60,11 @@ pub fn new_id() -> String {
     format!("{ms:011X}{c:03X}{:02X}{:02X}{:02X}", r[0], r[1], r[2])
 }
 
+/// Lower-case hex of `b` (digests, key check values).
+pub(crate) fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 /// A stored word read back as its type: a value this version does not know is an error, not a
 /// guess.
 pub(crate) fn word<T: std::str::FromStr<Err = String>>(

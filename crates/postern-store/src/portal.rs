@@ -8,8 +8,8 @@ use base64::Engine;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::audit::hex;
 use crate::db::{Db, DbError};
+use crate::hex;
 use crate::seal::{MasterKey, SealError};
 
 /// What went wrong in the store.

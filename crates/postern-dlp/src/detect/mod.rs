@@ -13,7 +13,7 @@ pub mod checks;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::Regex;
 
-use crate::policy::{Checksum, DlpPolicy};
+use crate::policy::{Checksum, DlpPolicy, PatternError};
 use crate::Detector;
 
 /// What a detector found, before scoring.
@@ -148,16 +148,6 @@ impl std::fmt::Debug for Scanner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Scanner").finish_non_exhaustive()
     }
-}
-
-/// Why a policy's patterns could not be compiled.
-#[derive(Debug, thiserror::Error)]
-#[error("{what}: {message}")]
-pub struct PatternError {
-    /// Which pattern.
-    pub what: String,
-    /// The compiler's message.
-    pub message: String,
 }
 
 impl Scanner {
