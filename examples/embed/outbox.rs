@@ -50,7 +50,7 @@ pub fn answer(
     std::fs::File::open(out)?.sync_all()?;
     Ok(SmtpReply {
         code: 250,
-        enhanced: "2.0.0",
+        enhanced: postern_core::EnhancedStatus::OK,
         text: format!("accepted as {n}"),
     })
 }

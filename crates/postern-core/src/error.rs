@@ -1,5 +1,6 @@
 //! Errors shared by every backend, each mapped to the SMTP reply a relay should give.
 
+use crate::status::EnhancedStatus;
 use std::fmt;
 
 /// Result with the core [`Error`].
@@ -98,13 +99,17 @@ impl Error {
     /// The SMTP reply (RFC 5321 code, RFC 3463 enhanced status) a relay should give for this error.
     pub fn smtp_reply(&self) -> SmtpReply {
         let (code, enhanced) = match self {
-            Error::Unavailable(_) | Error::Backend(_) => (451, "4.7.5"),
-            Error::MalformedMessage(_) | Error::MalformedData { .. } => (554, "5.6.0"),
-            Error::WeakAlgorithm { .. } | Error::UnsupportedAlgorithm(_) => (554, "5.7.5"),
-            Error::NoUsableKey { .. } => (554, "5.7.5"),
-            Error::NotForUs(_) | Error::DecryptionFailed => (554, "5.7.5"),
-            Error::NotRecognised { .. } => (554, "5.6.0"),
-            Error::InvalidRequest(_) => (554, "5.3.0"),
+            Error::Unavailable(_) | Error::Backend(_) => (451, EnhancedStatus::TEMPORARY_CRYPTO),
+            Error::MalformedMessage(_) | Error::MalformedData { .. } => {
+                (554, EnhancedStatus::BAD_CONTENT)
+            }
+            Error::WeakAlgorithm { .. } | Error::UnsupportedAlgorithm(_) => {
+                (554, EnhancedStatus::CRYPTO)
+            }
+            Error::NoUsableKey { .. } => (554, EnhancedStatus::CRYPTO),
+            Error::NotForUs(_) | Error::DecryptionFailed => (554, EnhancedStatus::CRYPTO),
+            Error::NotRecognised { .. } => (554, EnhancedStatus::BAD_CONTENT),
+            Error::InvalidRequest(_) => (554, EnhancedStatus::PERMANENT_SYSTEM),
         };
         SmtpReply {
             code,
@@ -120,7 +125,7 @@ pub struct SmtpReply {
     /// Three-digit reply code (4xx temporary, 5xx permanent).
     pub code: u16,
     /// RFC 3463 enhanced status code.
-    pub enhanced: &'static str,
+    pub enhanced: EnhancedStatus,
     /// One line of text, safe to send to the peer.
     pub text: String,
 }

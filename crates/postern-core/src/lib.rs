@@ -89,6 +89,7 @@ mod policy;
 mod printable;
 mod report;
 mod revocation;
+mod status;
 
 pub use entropy::looks_random;
 pub use envelope::{
@@ -110,3 +111,4 @@ pub use report::{
     UnknownVerdict,
 };
 pub use revocation::{Revocation, RevocationChecker, RevocationPolicy};
+pub use status::{EnhancedStatus, NotAStatus, StatusClass};

@@ -71,7 +71,7 @@ pub use postern_store::{audit, db, seal};
 pub use audit::{Action, AuditLog, AuditRecord, ChainError};
 pub use db::{Backend, Db, DbError};
 pub use desk::{AdminDesk, DeskError, QuarantineLine};
-pub use outbox::{MailKind, MemoryOutbox, Outbox, OutgoingMail};
+pub use outbox::{MailKind, MemoryOutbox, Outbox, OutboxError, OutgoingMail};
 pub use seal::MasterKey;
 pub use service::{OurAddresses, Portal, PortalError};
 pub use settings::PortalSettings;

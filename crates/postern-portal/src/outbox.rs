@@ -32,11 +32,23 @@ pub struct OutgoingMail {
     pub data: Vec<u8>,
 }
 
+/// Why the outbox did not queue a message (it was not queued: the caller may try again).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutboxError {
+    /// The gateway is stopping and queues nothing more.
+    #[error("the gateway is stopping")]
+    Stopping,
+    /// Writing it durably failed.
+    #[error("not queued: {0}")]
+    Io(#[from] std::io::Error),
+}
+
 /// Where the portal's mail goes.
 #[async_trait]
 pub trait Outbox: Send + Sync + std::fmt::Debug {
     /// Queues `mail`; `Ok` only once it is durably queued.
-    async fn submit(&self, mail: OutgoingMail) -> Result<(), String>;
+    async fn submit(&self, mail: OutgoingMail) -> Result<(), OutboxError>;
 }
 
 /// An outbox that keeps what it is given (tests, and embedders that collect mail themselves).
@@ -45,11 +57,9 @@ pub struct MemoryOutbox(pub std::sync::Mutex<Vec<OutgoingMail>>);
 
 #[async_trait]
 impl Outbox for MemoryOutbox {
-    async fn submit(&self, mail: OutgoingMail) -> Result<(), String> {
-        self.0
-            .lock()
-            .map_err(|_| "outbox lock poisoned".to_string())?
-            .push(mail);
+    async fn submit(&self, mail: OutgoingMail) -> Result<(), OutboxError> {
+        // A poisoned lock only means another test thread panicked; the list is still whole.
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(mail);
         Ok(())
     }
 }

@@ -54,7 +54,10 @@ pub enum PortalError {
     Store(#[from] StoreError),
     /// The outbox refused the notification (the message is stored; the caller retries).
     #[error("notification not queued: {0}")]
-    Outbox(String),
+    Outbox(#[from] crate::outbox::OutboxError),
+    /// A letter could not be written (an address or header the mail builder refused).
+    #[error("letter not written: {0}")]
+    Letter(std::io::Error),
     /// A recipient address the portal cannot serve.
     #[error("recipient {0:?} is not an address")]
     Recipient(String),
@@ -224,7 +227,7 @@ impl Portal {
                 &subject,
                 &d,
             )
-            .map_err(|e| PortalError::Outbox(e.to_string()))?;
+            .map_err(PortalError::Letter)?;
             self.send(MailKind::Notification, None, r, note).await?;
             self.audit
                 .append("postern", Action::Notified, &d.id, None, &format!("to {r}"))
@@ -238,7 +241,7 @@ impl Portal {
                     &subject,
                     &d,
                 )
-                .map_err(|e| PortalError::Outbox(e.to_string()))?;
+                .map_err(PortalError::Letter)?;
                 self.send(MailKind::SenderNotice, None, reply_to, notice)
                     .await?;
             }

@@ -11,7 +11,7 @@ pub struct Failure<'a> {
     /// The recipient.
     pub rcpt: &'a Recipient,
     /// Enhanced status code, e.g. `5.7.1`.
-    pub status: &'a str,
+    pub status: postern_core::EnhancedStatus,
     /// The reason (a next hop's reply or our policy's words).
     pub reason: &'a str,
 }
@@ -140,7 +140,7 @@ mod tests {
         };
         let f = [Failure {
             rcpt: &r,
-            status: "5.7.1",
+            status: postern_core::EnhancedStatus::REFUSED,
             reason: "no usable certificate\r\nInjected: yes",
         }];
         let orig = b"Subject: labs\r\nFrom: doc@clinic.example\r\n\r\nSSN 123-45-6789\r\n";

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use postern_portal::{
-    AdminDesk, Db, DeskError, MailKind, MasterKey, Outbox, OutgoingMail, Portal, QuarantineLine,
+    AdminDesk, Db, DeskError, MailKind, MasterKey, Outbox, OutboxError, OutgoingMail, Portal,
+    QuarantineLine,
 };
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -30,8 +31,8 @@ struct SpoolOutbox {
 
 #[async_trait]
 impl Outbox for SpoolOutbox {
-    async fn submit(&self, mail: OutgoingMail) -> Result<(), String> {
-        let shared = self.shared.upgrade().ok_or("the relay is stopping")?;
+    async fn submit(&self, mail: OutgoingMail) -> Result<(), OutboxError> {
+        let shared = self.shared.upgrade().ok_or(OutboxError::Stopping)?;
         let id = Spool::new_id();
         // Only what carries no PHI (notifications, codes) goes out as written. A reply, a read
         // receipt or a sender notice names a subject or carries the recipient's text: to our
@@ -62,8 +63,7 @@ impl Outbox for SpoolOutbox {
         // Two fsyncs: not on an async worker.
         tokio::task::spawn_blocking(move || spool.accept(&entry, &data))
             .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+            .map_err(std::io::Error::other)??;
         shared.metrics.queue_depth.inc();
         shared.scheduler.submit(&id, unix_ms());
         tracing::info!(queue_id = %id, kind = ?mail.kind, origin = ?origin, "portal mail queued");

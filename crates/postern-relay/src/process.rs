@@ -5,6 +5,7 @@
 //! key removed while a message waits means the next attempt holds or bounces, never that an
 //! older decision sends it somewhere the policy no longer allows.
 
+use postern_core::EnhancedStatus;
 use std::borrow::Cow;
 use std::time::Instant;
 
@@ -40,7 +41,7 @@ enum Step<'a> {
     },
     Fail {
         idx: Vec<usize>,
-        status: String,
+        status: EnhancedStatus,
         reason: String,
     },
     /// To the quarantine store.
@@ -187,7 +188,9 @@ fn schedule(shared: &Shared, entry: &mut Entry) -> Option<u64> {
                 let last = r.last_error.clone().unwrap_or_default();
                 bounce(
                     r,
-                    "4.4.7",
+                    // Delivery time expired: RFC 3463 defines X.4.7 as a persistent
+                    // transient status only, and so it is reported (as Postfix does).
+                    EnhancedStatus::new(postern_core::StatusClass::Persistent, 4, 7),
                     format!("gave up after {attempts} attempts: {last}"),
                 );
             }
@@ -243,7 +246,7 @@ impl Work<'_> {
                     idx,
                     status,
                     reason,
-                } => self.each(idx, "bounced", |r, _| bounce(r, &status, reason.clone())),
+                } => self.each(idx, "bounced", |r, _| bounce(r, status, reason.clone())),
                 Step::Quarantine {
                     idx,
                     reason,
@@ -338,7 +341,7 @@ impl Work<'_> {
                 }
                 Outcome::Permanent { status, text } => {
                     self.summary.push(format!("{} bounced", domain(&r.address)));
-                    bounce(r, &status, text);
+                    bounce(r, status, text);
                 }
             }
         }
@@ -438,9 +441,9 @@ impl Work<'_> {
     }
 }
 
-fn bounce(r: &mut Recipient, status: &str, reason: String) {
+fn bounce(r: &mut Recipient, status: EnhancedStatus, reason: String) {
     r.state = RcptState::Bounced {
-        status: status.to_string(),
+        status,
         reason,
         notified: false,
     };
@@ -563,7 +566,7 @@ fn notify_sender(shared: &Shared, entry: &mut Entry, data: &[u8]) -> std::io::Re
             .filter_map(|r| match &r.state {
                 RcptState::Bounced { status, reason, .. } => Some(Failure {
                     rcpt: r,
-                    status,
+                    status: *status,
                     reason,
                 }),
                 _ => None,
@@ -623,7 +626,7 @@ async fn plan<'a>(
     if !invalid.is_empty() {
         steps.push(Step::Fail {
             idx: invalid,
-            status: "5.1.3".into(),
+            status: EnhancedStatus::BAD_ADDRESS,
             reason: "recipient address is not valid".into(),
         });
     }
@@ -695,7 +698,7 @@ async fn plan<'a>(
             },
             Decision::Refuse { recipients, reason } => Step::Fail {
                 idx: take(&recipients),
-                status: reason.smtp_reply().enhanced.into(),
+                status: reason.smtp_reply().enhanced,
                 reason: reason.to_string(),
             },
         };
@@ -749,7 +752,7 @@ fn outbound_step<'a>(
         // content refusal, 5.6.0 for a message that cannot be parsed).
         Disposition::Bounce { recipients, reason } => Step::Fail {
             idx: take(&recipients),
-            status: reason.smtp_reply().enhanced.into(),
+            status: reason.smtp_reply().enhanced,
             reason: reason.to_string(),
         },
         Disposition::Quarantine { recipients, reason } => Step::Quarantine {

@@ -91,7 +91,7 @@ pub async fn reject(
             .iter()
             .map(|r| crate::dsn::Failure {
                 rcpt: r,
-                status: "5.7.1",
+                status: postern_core::EnhancedStatus::REFUSED,
                 reason,
             })
             .collect();

@@ -47,8 +47,8 @@ pub enum RcptState {
     Delivered,
     /// Given up; a DSN was (or will be) sent.
     Bounced {
-        /// Enhanced status code, e.g. `5.7.1`.
-        status: String,
+        /// Enhanced status code, e.g. `5.7.1` (written as that text).
+        status: postern_core::EnhancedStatus,
         /// Why, for the DSN and the log.
         reason: String,
         /// Whether the DSN for this recipient has been queued.

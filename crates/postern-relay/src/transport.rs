@@ -1,6 +1,7 @@
 //! Handing a message to its next hop: SMTP, or a file per message in a directory (the demo's
 //! outbox and inbox, so a newcomer can see what left without running a second server).
 
+use postern_core::{EnhancedStatus, StatusClass};
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
@@ -157,14 +158,17 @@ async fn deliver_mx(mx: &MxResolver, port: u16, h: &Handover<'_>) -> Vec<Outcome
             Err(e) => vec![Outcome::Temporary(e); rcpts.len()],
             Ok(Route::NoSuchDomain) => {
                 vec![
-                    Outcome::permanent("5.1.2", format!("5.1.2 domain {domain} does not exist"));
+                    Outcome::permanent(
+                        EnhancedStatus::new(StatusClass::Permanent, 1, 2),
+                        format!("5.1.2 domain {domain} does not exist")
+                    );
                     rcpts.len()
                 ]
             }
             Ok(Route::NullMx) => {
                 vec![
                     Outcome::permanent(
-                        "5.1.10",
+                        EnhancedStatus::new(StatusClass::Permanent, 1, 10),
                         format!("5.1.10 domain {domain} accepts no mail (null MX)")
                     );
                     rcpts.len()

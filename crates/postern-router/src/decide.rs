@@ -4,6 +4,7 @@
 //! backend (or that the user had already encrypted end to end). Any failure — no certificate,
 //! an unusable one, a backend error — becomes `Hold` (temporary) or `Bounce` (permanent).
 
+use postern_core::EnhancedStatus;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -281,18 +282,22 @@ impl Reason {
                     .map(|(_, e)| e.smtp_reply())
                     .unwrap_or(SmtpReply {
                         code: 554,
-                        enhanced: "5.7.5",
+                        enhanced: EnhancedStatus::CRYPTO,
                         text: String::new(),
                     })
             },
             Reason::ContentPolicy { .. } | Reason::RelayDenied => SmtpReply {
                 code: 550,
-                enhanced: "5.7.1",
+                enhanced: EnhancedStatus::REFUSED,
                 text,
             },
             Reason::Other { temporary, .. } => SmtpReply {
                 code: if *temporary { 451 } else { 554 },
-                enhanced: if *temporary { "4.3.0" } else { "5.3.0" },
+                enhanced: if *temporary {
+                    EnhancedStatus::TEMPORARY_SYSTEM
+                } else {
+                    EnhancedStatus::PERMANENT_SYSTEM
+                },
                 text,
             },
         }

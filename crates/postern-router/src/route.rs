@@ -252,7 +252,10 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        assert_eq!(Reason::RelayDenied.smtp_reply().enhanced, "5.7.1");
+        assert_eq!(
+            Reason::RelayDenied.smtp_reply().enhanced.to_string(),
+            "5.7.1"
+        );
     }
 
     #[tokio::test]

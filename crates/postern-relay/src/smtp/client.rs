@@ -1,5 +1,6 @@
 //! The SMTP client side: one transaction to a next hop, with a result per recipient.
 
+use postern_core::{EnhancedStatus, StatusClass};
 use std::time::Duration;
 
 use tokio::io::{AsyncWriteExt, BufReader};
@@ -23,7 +24,7 @@ pub enum Outcome {
     Permanent {
         /// The RFC 3463 status for the DSN: the next hop's own (RFC 2034) when its reply
         /// carried one, else `5.0.0`.
-        status: String,
+        status: EnhancedStatus,
         /// What was said, for the DSN's diagnostic and the log.
         text: String,
     },
@@ -31,9 +32,9 @@ pub enum Outcome {
 
 impl Outcome {
     /// A permanent failure with this status.
-    pub fn permanent(status: &str, text: impl Into<String>) -> Self {
+    pub fn permanent(status: EnhancedStatus, text: impl Into<String>) -> Self {
         Outcome::Permanent {
-            status: status.into(),
+            status,
             text: text.into(),
         }
     }
@@ -41,16 +42,8 @@ impl Outcome {
 
 /// The enhanced status code (RFC 2034) at the start of a reply text, if it has one of the
 /// reply's class; the DSN reports it as permanent whatever its class said.
-fn enhanced_status(code: u16, text: &str) -> Option<String> {
-    let word = text.split_whitespace().next()?;
-    let p: Vec<&str> = word.split('.').collect();
-    let class = char::from_digit(u32::from(code / 100), 10)?.to_string();
-    let ok = p.len() == 3
-        && p[0] == class
-        && p[1..]
-            .iter()
-            .all(|x| !x.is_empty() && x.len() <= 3 && x.bytes().all(|b| b.is_ascii_digit()));
-    ok.then(|| format!("5.{}.{}", p[1], p[2]))
+fn enhanced_status(code: u16, text: &str) -> Option<EnhancedStatus> {
+    EnhancedStatus::from_reply(code, text).map(EnhancedStatus::as_permanent)
 }
 
 /// One reply: code and text lines joined.
@@ -75,7 +68,7 @@ impl Reply {
         let t = format!("{what}: {} {}", self.code, self.text);
         if self.code >= 500 {
             Outcome::Permanent {
-                status: enhanced_status(self.code, &self.text).unwrap_or_else(|| "5.0.0".into()),
+                status: enhanced_status(self.code, &self.text).unwrap_or(EnhancedStatus::PERMANENT),
                 text: t,
             }
         } else {
@@ -433,7 +426,7 @@ impl Transaction<'_> {
         if needs_utf8 && !s.smtputf8 {
             return Ok(vec![
                 Outcome::permanent(
-                    "5.6.7",
+                    EnhancedStatus::new(StatusClass::Permanent, 6, 7),
                     "553 5.6.7 the next hop does not support SMTPUTF8 and an address is not ASCII"
                 );
                 rcpts.len()
@@ -841,7 +834,9 @@ mod hop_tests {
         for _ in 0..3 {
             let o = send_one(&addr, &["a@x.test", "bad@x.test", "b@x.test"], &p).await;
             assert_eq!(o[0], Outcome::Delivered);
-            assert!(matches!(&o[1], Outcome::Permanent { status, .. } if status == "5.1.1"));
+            assert!(
+                matches!(&o[1], Outcome::Permanent { status, .. } if status.to_string() == "5.1.1")
+            );
             assert_eq!(o[2], Outcome::Delivered);
         }
         let s = seen.lock().unwrap();
@@ -895,7 +890,7 @@ mod hop_tests {
                 for o in o {
                     assert!(
                         matches!(&o, Outcome::Permanent { status, text }
-                            if status == "5.7.1" && text.starts_with("MAIL FROM")),
+                            if *status == EnhancedStatus::REFUSED && text.starts_with("MAIL FROM")),
                         "{o:?}"
                     );
                 }
@@ -939,11 +934,15 @@ mod status_tests {
     #[test]
     fn the_status_is_read_from_the_start_of_the_reply_only() {
         assert_eq!(
-            enhanced_status(550, "5.1.1 no such user").as_deref(),
+            enhanced_status(550, "5.1.1 no such user")
+                .map(|s| s.to_string())
+                .as_deref(),
             Some("5.1.1")
         );
         assert_eq!(
-            enhanced_status(554, "5.7.1 relay denied").as_deref(),
+            enhanced_status(554, "5.7.1 relay denied")
+                .map(|s| s.to_string())
+                .as_deref(),
             Some("5.7.1")
         );
         // A status of another class, or one further into the text, is not the reply's.
