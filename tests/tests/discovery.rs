@@ -40,6 +40,73 @@ fn partner(domain: &str) -> Partner {
     p
 }
 
+/// A TLS client that trusts the test PKI's CA only.
+fn client_trusting(pki: &Pki) -> tokio_rustls::TlsConnector {
+    let mut roots = RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(&pki.ca_cert).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(client))
+}
+
+/// A key source on postern-trust's own runtime (what the ready constructors return) finds keys
+/// whatever the caller's executor: a tokio runtime built without I/O or timers (the one in the
+/// Gateway's documentation, where WKD panicked with "timers are disabled"), and no tokio at
+/// all (postern_core::block_on, as a thread-per-connection server uses it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_on_its_own_runtime_works_under_any_executor() {
+    use postern_core::KeyStore;
+    let pki = Pki::new();
+    let alice = Gpg::new();
+    alice.generate("Alice <alice@wkd.test>", PgpKind::Ed25519, "never");
+    let listing =
+        String::from_utf8(alice.ok(&["--with-wkd-hash", "--list-keys", "alice@wkd.test"], b""))
+            .unwrap();
+    let hash = listing
+        .lines()
+        .find_map(|l| l.trim().strip_suffix("@wkd.test").filter(|h| h.len() == 32))
+        .expect("wkd hash in gpg's listing")
+        .to_string();
+    let tls = pki.issue_tls_for(&["openpgpkey.wkd.test"]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(postern_tests::https::serve(
+        listener,
+        postern_tests::https::acceptor(&tls),
+        vec![(
+            format!("/.well-known/openpgpkey/wkd.test/hu/{hash}?l=alice"),
+            alice.export("alice@wkd.test"),
+        )],
+    ));
+    let wkd = postern_trust::runtime::OwnRuntime::new(
+        Wkd::new(client_trusting(&pki))
+            .with_host("openpgpkey.wkd.test", addr)
+            .with_ttl(Duration::ZERO),
+    )
+    .unwrap();
+    let found = tokio::task::spawn_blocking(move || {
+        let a = Address::new("alice@wkd.test").unwrap();
+        let bare = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let on_bare_tokio = bare
+            .block_on(wkd.recipient_certificates(Standard::OpenPgp, &a))
+            .unwrap();
+        let on_no_tokio =
+            postern_core::block_on(wkd.recipient_certificates(Standard::OpenPgp, &a)).unwrap();
+        (on_bare_tokio.len(), on_no_tokio.len())
+    })
+    .await
+    .unwrap();
+    assert_eq!(found, (1, 1), "alice's key, found from both executors");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_published_in_the_web_key_directory_are_found_and_used() {
     let pki = Pki::new();
@@ -112,17 +179,7 @@ async fn keys_published_in_the_web_key_directory_are_found_and_used() {
         l.local_addr().unwrap()
     };
 
-    let mut roots = RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(&pki.ca_cert).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let wkd = Wkd::new(tokio_rustls::TlsConnector::from(Arc::new(client)))
+    let wkd = Wkd::new(client_trusting(&pki))
         .with_host("openpgpkey.wkd.test", addr)
         .with_host("wkd.test", addr)
         .with_host("direct.test", addr)

@@ -112,7 +112,7 @@ pub struct Plan {
 ///         // Fail closed, with the SMTP reply (and DSN status) of the typed reason.
 ///         Disposition::Bounce { recipients, reason } => {
 ///             assert_eq!(recipients[0].to_string(), "results@lab.example");
-///             assert_eq!(reason.smtp_reply().enhanced, "5.7.5");
+///             assert_eq!(reason.smtp_reply().enhanced, postern_core::EnhancedStatus::CRYPTO);
 ///         }
 ///         other => panic!("unexpected: {other:?}"),
 ///     }

@@ -33,9 +33,10 @@ impl std::fmt::Debug for DnsCert {
 }
 
 impl DnsCert {
-    /// Over the system's resolver (`/etc/resolv.conf`): the ready constructor for an embedder.
-    pub fn system() -> Result<Self, crate::TrustError> {
-        Ok(Self::new(crate::resolver::resolver("")?))
+    /// Over the system's resolver (`/etc/resolv.conf`), on this crate's own runtime: the ready
+    /// constructor for an embedder, whatever its executor (see [`crate::runtime`]).
+    pub fn system() -> Result<crate::runtime::OwnRuntime<Self>, crate::TrustError> {
+        crate::runtime::OwnRuntime::new(Self::new(crate::resolver::resolver("")?))
     }
 
     /// Over `resolver` (see [`crate::resolver::resolver`]).

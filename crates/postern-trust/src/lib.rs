@@ -14,13 +14,15 @@
 //! let gateway = Gateway::builder()
 //!     .key_store(KeySource::Wkd, Arc::new(postern_trust::wkd::Wkd::web_pki()?))
 //!     .key_store(KeySource::DnsCert, Arc::new(postern_trust::dnscert::DnsCert::system()?))
-//!     .revocation(Arc::new(postern_trust::revocation::CrlChecker::new()))
+//!     .revocation(Arc::new(postern_trust::revocation::CrlChecker::standalone()?))
 //!     .build()?;
 //! # let _ = gateway; Ok(()) }
 //! ```
 //!
-//! The lookups use tokio (sockets and timers): call them inside a runtime built with
-//! `enable_all()`.
+//! The lookups use tokio (sockets and timers). The ready constructors above run them on this
+//! crate's own small runtime ([`runtime::OwnRuntime`]), so they work under any executor: a
+//! tokio runtime without timers, or none. A source built with `new` runs on the caller's
+//! runtime, which must then have I/O and timers enabled (the relay's does).
 #![forbid(unsafe_code)]
 
 pub mod bundles;
@@ -32,6 +34,7 @@ pub mod ldap;
 pub mod netguard;
 pub mod resolver;
 pub mod revocation;
+pub mod runtime;
 pub mod tls;
 pub mod wkd;
 
@@ -45,4 +48,7 @@ pub enum TrustError {
     /// The TLS client could not be built.
     #[error("tls: {0}")]
     Tls(String),
+    /// The lookups' own runtime could not be started.
+    #[error("runtime: {0}")]
+    Runtime(String),
 }

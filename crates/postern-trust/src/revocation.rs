@@ -70,6 +70,12 @@ impl Default for CrlChecker {
 }
 
 impl CrlChecker {
+    /// A checker on this crate's own runtime: the ready constructor for an embedder, whatever
+    /// its executor (see [`crate::runtime`]).
+    pub fn standalone() -> Result<crate::runtime::OwnRuntime<Self>, crate::TrustError> {
+        crate::runtime::OwnRuntime::new(Self::new())
+    }
+
     /// A checker with the defaults (1 h maximum age, 10 s timeout).
     pub fn new() -> Self {
         Self::default()

@@ -54,9 +54,10 @@ impl Wkd {
     }
 
     /// A client that verifies servers against the web PKI roots (what a partner's WKD host
-    /// presents): the ready constructor for an embedder.
-    pub fn web_pki() -> Result<Self, crate::TrustError> {
-        Ok(Wkd::new(crate::tls::verified_connector(&[])?))
+    /// presents), running on this crate's own runtime: the ready constructor for an embedder,
+    /// whatever its executor (see [`crate::runtime`]).
+    pub fn web_pki() -> Result<crate::runtime::OwnRuntime<Self>, crate::TrustError> {
+        crate::runtime::OwnRuntime::new(Wkd::new(crate::tls::verified_connector(&[])?))
     }
 
     /// Connects to `addr` for `host` instead of resolving it (the TLS name stays `host`).
