@@ -60,6 +60,8 @@ enum Step<'a> {
     Portal {
         idx: Vec<usize>,
         message: Vec<u8>,
+        /// The partner's `portal_days` (`None`: the portal's default).
+        days: Option<u32>,
     },
 }
 
@@ -252,7 +254,7 @@ impl Work<'_> {
                     reason,
                     verdict,
                 } => self.quarantine(idx, &reason, verdict.as_ref()).await,
-                Step::Portal { idx, message } => self.portal(idx, &message).await,
+                Step::Portal { idx, message, days } => self.portal(idx, &message, days).await,
                 Step::Keep { idx, kind, reason } => self.each(idx, &kind.to_string(), |r, m| {
                     m.held.inc();
                     r.state = RcptState::Held {
@@ -391,7 +393,7 @@ impl Work<'_> {
 
     /// Stores the copy in the portal for each recipient (who is notified), or holds it when
     /// no portal is configured.
-    async fn portal(&mut self, idx: Vec<usize>, message: &[u8]) {
+    async fn portal(&mut self, idx: Vec<usize>, message: &[u8], days: Option<u32>) {
         let shared = self.shared;
         let Some(portal) = shared.portal.get() else {
             return self.each(idx, "portal-held", |r, m| {
@@ -404,13 +406,9 @@ impl Work<'_> {
                 };
             });
         };
-        let dir = shared.directory.current();
+        let days = days.map(i64::from);
         for i in idx {
             let r = &mut self.entry.recipients[i];
-            let days = Address::new(&r.address)
-                .ok()
-                .and_then(|a| dir.partner_for(a.domain()).and_then(|p| p.portal_days))
-                .map(i64::from);
             let stored = portal
                 .deliver(
                     self.entry.mail_from.as_deref(),
@@ -765,9 +763,11 @@ fn outbound_step<'a>(
         Disposition::Portal {
             recipients,
             message,
+            days,
         } => Step::Portal {
             idx: take(&recipients),
             message,
+            days,
         },
     }
 }

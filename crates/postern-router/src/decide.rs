@@ -62,6 +62,9 @@ pub enum Disposition {
         recipients: Vec<Address>,
         /// The copy to store (subject trigger and Bcc removed, as any copy that leaves).
         message: Vec<u8>,
+        /// How many days the portal keeps it: the partner's `portal_days`, or `None` for the
+        /// portal's own default.
+        days: Option<u32>,
     },
     /// Recipients in one of our own domains: the message goes back to our mail server as it
     /// came (no copy is made here; the caller holds the bytes). Only
@@ -577,6 +580,7 @@ impl Router {
                 return Disposition::Portal {
                     recipients,
                     message: message.to_vec(),
+                    days: partner.portal_days,
                 }
             }
             PartnerPolicy::TlsRequired => {
@@ -684,10 +688,12 @@ fn clear(
     content: Option<ContentAction>,
     forced: bool,
 ) -> Disposition {
+    // Recipients without a partner entry: the portal's default lifetime.
     if forced {
         return Disposition::Portal {
             recipients,
             message: message.to_vec(),
+            days: None,
         };
     }
     match content.unwrap_or(ContentAction::Allow) {
@@ -704,6 +710,7 @@ fn clear(
         ContentAction::Portal => Disposition::Portal {
             recipients,
             message: message.to_vec(),
+            days: None,
         },
         ContentAction::Block => Disposition::Bounce {
             recipients,
@@ -1035,7 +1042,7 @@ mod tests {
                     | Disposition::Bounce { recipients, .. }
                     | Disposition::Quarantine { recipients, .. }
                     | Disposition::Local { recipients } => (recipients, None),
-                    Disposition::Portal { recipients, message } => {
+                    Disposition::Portal { recipients, message, .. } => {
                         // The portal's copy is the recipient's too: no Bcc list in it.
                         prop_assert!(!String::from_utf8_lossy(message).contains("hidden@p1.test"));
                         (recipients, None)
@@ -1142,6 +1149,32 @@ mod tests {
         }
     }
 
+    /// A partner served through the portal: its `portal_days` travels with the decision, so
+    /// an embedder stores the copy as long as the directory says without looking it up again.
+    #[test]
+    fn a_portal_partner_s_lifetime_is_in_the_decision() {
+        let mut p = Partner::new(
+            crate::DomainPattern::Exact(Domain::new("practice.test").unwrap()),
+            PartnerPolicy::Portal,
+            vec![Standard::Smime],
+        );
+        p.portal_days = Some(14);
+        let mut dir = Directory::default();
+        dir.partners.push(p);
+        let dir = CheckedDirectory::unchecked_for_tests(dir);
+        let router = Router::new(Vec::new());
+        let env = Envelope {
+            mail_from: None,
+            rcpt_to: vec![Address::new("office@practice.test").unwrap()],
+        };
+        let msg = b"From: a@clinic.test\r\nSubject: labs\r\n\r\nhi\r\n";
+        let out = block_on(router.outbound(&dir, &env, msg, Some(ContentAction::Allow)));
+        assert!(
+            matches!(&out[..], [Disposition::Portal { days: Some(14), .. }]),
+            "{out:?}"
+        );
+    }
+
     #[test]
     fn the_subject_trigger_is_removed_and_forces_the_portal_for_everyone_else() {
         let dir = CheckedDirectory::unchecked_for_tests(Directory::default());
@@ -1152,7 +1185,11 @@ mod tests {
             rcpt_to: vec![Address::new("x@gmail.test").unwrap()],
         };
         let out = block_on(router.outbound(&dir, &env, msg, Some(ContentAction::Allow)));
-        assert!(matches!(&out[..], [Disposition::Portal { .. }]), "{out:?}");
+        // No partner entry: the portal's own default lifetime.
+        assert!(
+            matches!(&out[..], [Disposition::Portal { days: None, .. }]),
+            "{out:?}"
+        );
         let (m, forced) = strip_trigger(&MessageView::parse(msg).unwrap(), "[secure]");
         assert!(forced);
         assert!(String::from_utf8(m.into_owned())
