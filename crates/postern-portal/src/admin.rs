@@ -20,9 +20,9 @@ use crate::extract::{cookie_header, limit, Administrator, Checked, Client, Limit
 use crate::layout::{page, PageResult, Refusal};
 use crate::letters;
 use crate::pages::signin::busy;
-use crate::password::PasswordBudget;
 use crate::service::Portal;
 use crate::store::{Attempt, LockOn, Session};
+use postern_store::password::PasswordBudget;
 
 type Shared = Arc<Portal>;
 

@@ -56,7 +56,6 @@ pub mod letters;
 pub mod limit;
 pub mod outbox;
 mod pages;
-pub mod password;
 pub mod render;
 pub mod serve;
 pub mod service;
@@ -66,7 +65,7 @@ pub mod web;
 // The storage the portal works on lives in postern-store (shared with the relay); its modules
 // are re-exported under the names the portal has always had.
 pub use postern_store::portal as store;
-pub use postern_store::{audit, db, seal};
+pub use postern_store::{audit, db, password, seal};
 
 pub use audit::{Action, AuditLog, AuditRecord, ChainError};
 pub use db::{Backend, Db, DbError};

@@ -83,7 +83,7 @@ impl Users {
     /// user costs the same as a wrong password, so timing does not tell which names exist.
     pub fn verify(&self, user: &str, password: &[u8]) -> bool {
         // The portal's check, decoy included: one Argon2 verification in the process.
-        postern_portal::password::verify_now(self.hashes.get(user).map(String::as_str), password)
+        postern_store::password::verify_now(self.hashes.get(user).map(String::as_str), password)
     }
 }
 
@@ -102,7 +102,7 @@ pub const ADDRESS_FAILURES: u32 = 10;
 /// How far back failures count, and how long a lock lasts.
 pub const FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 /// Password guessing made slow and bounded: Argon2 runs within the process's password budget
-/// (shared with the portal: [`postern_portal::password::PasswordBudget::global`]), and a lock
+/// (shared with the portal: [`postern_store::password::PasswordBudget::global`]), and a lock
 /// on a user name and on a client (IPv4 address, IPv6 network) after repeated failures. Each
 /// attempt is counted before its check, under one mutex, so parallel attempts cannot all pass
 /// a lock that is only written once their checks end.
@@ -128,7 +128,7 @@ impl AuthLimiter {
     }
 
     fn keys(&self, user: &str, ip: std::net::IpAddr) -> [(String, u32); 2] {
-        let net = postern_portal::limit::client_network(ip, self.v6_prefix);
+        let net = postern_core::client_network(ip, self.v6_prefix);
         [
             (format!("user:{user}"), USER_FAILURES),
             (format!("addr:{net}"), ADDRESS_FAILURES),
@@ -176,7 +176,7 @@ impl AuthLimiter {
         password: Vec<u8>,
     ) -> AuthOutcome {
         let password = zeroize::Zeroizing::new(password);
-        let Ok(admission) = postern_portal::password::PasswordBudget::global().admit() else {
+        let Ok(admission) = postern_store::password::PasswordBudget::global().admit() else {
             return AuthOutcome::Busy;
         };
         if !self.begin(user, ip) {

@@ -38,12 +38,15 @@ pub mod verify;
 
 /// The quarantine store (in postern-store, shared with the portal's administration pages).
 pub use postern_store::quarantine;
+#[cfg(feature = "ldap")]
+pub use postern_trust::ldap;
 /// Key discovery and revocation live in postern-trust; re-exported under their old paths.
-pub use postern_trust::{bundles, dane, dnscert, fetch, ldap, netguard, revocation, wkd};
+pub use postern_trust::{bundles, dane, dnscert, fetch, netguard, revocation, wkd};
 
 pub use config::{ConfigError, RelayConfig};
 /// The inspection plug (postern-core) and postern-dlp behind it, as the relay uses them.
 pub use postern_core::{ContentInspector, Inspection, PassThrough};
+#[cfg(feature = "dlp")]
 pub use postern_dlp::DlpInspector;
 pub use relay::{
     check, start, start_with, RelayBuilder, RunningRelay, Settings, Shared, StartError,

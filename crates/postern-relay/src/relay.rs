@@ -31,7 +31,6 @@ use crate::spool::{RcptState, Spool};
 use crate::transport::Destinations;
 use crate::util::unix_ms;
 use postern_core::{ContentInspector, PassThrough};
-use postern_dlp::DlpInspector;
 use postern_store::keyfile::{self, KeyRole};
 use postern_store::Quarantine;
 
@@ -316,7 +315,9 @@ fn load_directory(cfg: &RelayConfig, gateway: &Gateway) -> Result<CheckedDirecto
 }
 
 /// The inspector the configuration asks for.
+#[cfg(feature = "dlp")]
 fn inspector_for(cfg: &RelayConfig) -> Result<Arc<dyn ContentInspector>, StartError> {
+    use postern_dlp::DlpInspector;
     Ok(if cfg.dlp.enabled {
         let policy = if cfg.dlp.policy.as_os_str().is_empty() {
             postern_dlp::DlpPolicy::default()
@@ -334,6 +335,23 @@ fn inspector_for(cfg: &RelayConfig) -> Result<Arc<dyn ContentInspector>, StartEr
     } else {
         Arc::new(PassThrough)
     })
+}
+
+/// Without the DLP built in, the relay starts only when the configuration turns inspection
+/// off by name: mail that would be inspected must not leave uninspected by default.
+#[cfg(not(feature = "dlp"))]
+fn inspector_for(cfg: &RelayConfig) -> Result<Arc<dyn ContentInspector>, StartError> {
+    if cfg.dlp.enabled {
+        return Err(ConfigError::Value {
+            field: "dlp.enabled",
+            message: "this build has no content inspection (built without the dlp feature): \
+                      set dlp.enabled = false to send mail to non-partners in clear without \
+                      inspection, or use a build with it"
+                .into(),
+        }
+        .into());
+    }
+    Ok(Arc::new(PassThrough))
 }
 
 async fn start_relay(
@@ -368,7 +386,6 @@ async fn start_relay(
     let wkd = crate::wkd::Wkd::new(settings.tls.verified.clone());
     let harvest = Arc::new(crate::harvest::HarvestStore::new(db.clone()));
     let dns_cert = crate::dnscert::DnsCert::new(crate::mx::resolver(&cfg.dns)?);
-    let ldap = crate::ldap::LdapKeys::new(crate::mx::resolver(&cfg.dns)?);
     let dane = crate::dane::validating_resolver(&cfg.dns).map(crate::dane::DaneKeys::new);
     let mut gateway = Gateway::builder()
         .revocation(revocation)
@@ -382,8 +399,13 @@ async fn start_relay(
     };
     gateway = gateway
         .key_store(KeySource::Wkd, watch(Arc::new(wkd), "wkd"))
-        .key_store(KeySource::DnsCert, watch(Arc::new(dns_cert), "dns-cert"))
-        .key_store(KeySource::Ldap, watch(Arc::new(ldap), "ldap"));
+        .key_store(KeySource::DnsCert, watch(Arc::new(dns_cert), "dns-cert"));
+    // Without it built in, a partner that names it is warned about at the directory check.
+    #[cfg(feature = "ldap")]
+    {
+        let ldap = crate::ldap::LdapKeys::new(crate::mx::resolver(&cfg.dns)?);
+        gateway = gateway.key_store(KeySource::Ldap, watch(Arc::new(ldap), "ldap"));
+    }
     if let Some(dane) = dane {
         gateway = gateway.key_store(KeySource::Dane, watch(Arc::new(dane), "dane"));
     }
@@ -752,5 +774,29 @@ impl RunningRelay {
 async fn futures_join(handles: Vec<JoinHandle<()>>) {
     for h in handles {
         let _ = h.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Inspection is on unless the configuration turns it off by name; a build without the
+    /// DLP refuses to start with it on rather than send uninspected.
+    #[test]
+    fn a_build_without_the_dlp_starts_only_with_inspection_off_by_name() {
+        let mut cfg = RelayConfig::default();
+        assert!(cfg.dlp.enabled, "inspection is the default");
+        let got = inspector_for(&cfg);
+        #[cfg(feature = "dlp")]
+        assert!(got.is_ok());
+        #[cfg(not(feature = "dlp"))]
+        assert!(
+            matches!(&got, Err(e) if e.to_string().contains("dlp.enabled = false")),
+            "{:?}",
+            got.err()
+        );
+        cfg.dlp.enabled = false;
+        assert!(inspector_for(&cfg).is_ok());
     }
 }

@@ -67,6 +67,11 @@ impl CheckedDirectory {
         }
     }
 
+    /// Adds findings that need the gateway to judge (see [`crate::Gateway::check`]).
+    pub(crate) fn add_warnings(&mut self, more: Vec<Finding>) {
+        self.warnings.extend(more);
+    }
+
     /// What needs attention soon (e.g. a certificate expiring within 30 days).
     pub fn warnings(&self) -> &[Finding] {
         &self.warnings

@@ -151,7 +151,26 @@ impl Gateway {
 
     /// Checks `dir` with this gateway's backends, as of now (see [`CheckedDirectory::check`]).
     pub fn check(&self, dir: Directory) -> Result<CheckedDirectory, Rejected> {
-        CheckedDirectory::check(dir, self.backends(), SystemTime::now())
+        let mut checked = CheckedDirectory::check(dir, self.backends(), SystemTime::now())?;
+        // A key source this gateway has no store for finds nothing: mail that needs it fails
+        // closed, and the operator should hear it now rather than from the first bounce.
+        let missing: Vec<crate::Finding> = checked
+            .partners
+            .iter()
+            .flat_map(|p| p.key_sources.iter().map(move |s| (p, s)))
+            .filter(|(_, s)| !self.router.key_stores.iter().any(|(k, _)| k == *s))
+            .map(|(p, s)| crate::Finding {
+                severity: crate::Severity::Warning,
+                subject: p.pattern.to_string(),
+                line: p.line,
+                message: format!(
+                    "key source {s:?} is not available in this gateway (not registered, or \
+                     built without it): no key will be found there"
+                ),
+            })
+            .collect();
+        checked.add_warnings(missing);
+        Ok(checked)
     }
 
     /// Reads a directory file (relative paths in it are taken from its folder) and checks it
@@ -865,6 +884,40 @@ mod tests {
             .backend(Arc::new(postern_smime::SmimeEnvelope::new()))
             .build();
         assert_eq!(got.err(), Some(BuildError::NoInspector));
+    }
+
+    /// A partner naming a key source the gateway has no store for is told at the check (a
+    /// warning: such mail fails closed), and not once the store is registered.
+    #[test]
+    fn a_key_source_without_a_store_is_a_warning() {
+        let mut p = crate::Partner::new(
+            crate::DomainPattern::Exact(postern_core::Domain::new("lab.test").unwrap()),
+            crate::PartnerPolicy::Portal,
+            vec![postern_core::Standard::OpenPgp],
+        );
+        p.key_sources.push(crate::KeySource::Wkd);
+        let mut dir = Directory::default();
+        dir.our
+            .domains
+            .push(postern_core::Domain::new("clinic.test").unwrap());
+        dir.partners.push(p);
+        let without = builder().without_inspection().build().unwrap();
+        let checked = without.check(dir.clone()).unwrap();
+        let w: Vec<String> = checked.warnings().iter().map(|f| f.to_string()).collect();
+        assert!(
+            w.iter()
+                .any(|f| f.contains("lab.test") && f.contains("Wkd")),
+            "{w:?}"
+        );
+        let with = builder()
+            .without_inspection()
+            .key_store(
+                crate::KeySource::Wkd,
+                Arc::new(postern_core::MemoryKeyStore::new()),
+            )
+            .build()
+            .unwrap();
+        assert!(with.check(dir).unwrap().warnings().is_empty());
     }
 
     /// A key loader for a default backend that was replaced is refused, not ignored.

@@ -20,6 +20,9 @@ pub enum DbError {
     /// A key file the database needs cannot be read.
     #[error(transparent)]
     KeyFile(#[from] crate::keyfile::KeyFileError),
+    /// The URL names PostgreSQL, and this build has no PostgreSQL driver (feature `postgres`).
+    #[error("database URL {0:?}: this build has no PostgreSQL support (built without the postgres feature)")]
+    NoPostgres(String),
     /// The URL names a database we do not speak.
     #[error("database URL {0:?}: expected sqlite:… or postgres://…")]
     Url(String),
@@ -140,6 +143,9 @@ impl Db {
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            if cfg!(not(feature = "postgres")) {
+                return Err(DbError::NoPostgres(redact(url)));
+            }
             Backend::Postgres
         } else {
             return Err(DbError::Url(redact(url)));
@@ -306,6 +312,18 @@ fn redact(url: &str) -> String {
 #[allow(clippy::unwrap_used)] // tests: a panic is a failure report
 mod tests {
     use super::*;
+
+    /// Without the postgres feature a PostgreSQL URL is a clear error, not a driver panic or a
+    /// silent SQLite file.
+    #[cfg(not(feature = "postgres"))]
+    #[tokio::test]
+    async fn a_build_without_postgres_says_so() {
+        let e = Db::connect("postgres://postern:secret@127.0.0.1/postern")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, DbError::NoPostgres(_)), "{e}");
+        assert!(!e.to_string().contains("secret"), "{e}");
+    }
 
     #[test]
     fn passwords_do_not_appear_in_url_errors() {

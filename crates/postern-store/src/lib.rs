@@ -25,6 +25,7 @@ pub mod audit;
 pub mod db;
 pub mod harvest;
 pub mod keyfile;
+pub mod password;
 pub mod portal;
 pub mod quarantine;
 pub mod seal;

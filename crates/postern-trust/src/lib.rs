@@ -30,6 +30,7 @@ pub mod dane;
 pub mod dnscert;
 pub mod fetch;
 pub mod keycache;
+#[cfg(feature = "ldap")]
 pub mod ldap;
 pub mod netguard;
 pub mod resolver;

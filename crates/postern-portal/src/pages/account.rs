@@ -12,8 +12,8 @@ use super::Shared;
 use crate::audit::Action;
 use crate::extract::{Checked, Limited, Recipient};
 use crate::layout::{page, PageResult, Refusal};
-use crate::password::PasswordBudget;
 use crate::store::Session;
+use postern_store::password::PasswordBudget;
 
 pub(crate) async fn account(
     State(p): State<Shared>,

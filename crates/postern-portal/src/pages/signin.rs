@@ -15,9 +15,9 @@ use crate::extract::{clear_cookie, cookie_header, limit, Checked, Client, Limite
 use crate::layout::{page, PageResult, Refusal};
 use crate::letters;
 use crate::outbox::MailKind;
-use crate::password::{Busy, PasswordBudget};
 use crate::service::Portal;
 use crate::store::{Attempt, CodeCheck, LockOn, MessageMeta, MessageState, Session};
+use postern_store::password::{Busy, PasswordBudget};
 
 pub(crate) async fn home(
     State(p): State<Shared>,

@@ -50,7 +50,7 @@ impl UnknownRecipients {
 
     /// Whether `ip` is refused now (asked before our mail server is).
     pub fn refused(&self, ip: IpAddr) -> bool {
-        let key = postern_portal::limit::client_network(ip, self.v6_prefix);
+        let key = postern_core::client_network(ip, self.v6_prefix);
         self.lock()
             .get(&key)
             .is_some_and(|(n, since)| since.elapsed() < WINDOW && *n >= self.free * 2)
@@ -58,7 +58,7 @@ impl UnknownRecipients {
 
     /// Counts one unknown recipient for `ip` and says how to answer.
     pub fn unknown(&self, ip: IpAddr) -> Probe {
-        let key = postern_portal::limit::client_network(ip, self.v6_prefix);
+        let key = postern_core::client_network(ip, self.v6_prefix);
         let mut seen = self.lock();
         // Bounded: a flood of addresses drops the expired counts, then all of them.
         if seen.len() > 100_000 {
