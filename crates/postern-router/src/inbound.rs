@@ -2,6 +2,7 @@
 //! and delivered as ordinary mail with result headers; result headers that arrived from outside
 //! are removed first, so no sender can claim a verified signature.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use postern_core::{
@@ -163,7 +164,7 @@ impl InboundRouter {
         let clean = strip_results(raw);
         let Ok(view) = MessageView::parse(&clean) else {
             return Inbound::Quarantine {
-                message: clean.clone(),
+                message: clean.into_owned(),
                 reason: QuarantineReason::NotAMessage,
             };
         };
@@ -176,7 +177,7 @@ impl InboundRouter {
         };
         let partner = partner_index.map(|i| &dir.partners[i]);
         let Some(backend) = self.backends.iter().find(|b| b.recognises(&view)) else {
-            return self.plaintext(partner, clean.clone());
+            return self.plaintext(partner, clean.to_vec());
         };
         let standard = backend.standard();
         let keys = dir.our_credentials(standard);
@@ -227,12 +228,16 @@ impl InboundRouter {
             Ok(mut opened) => {
                 self.check_signers(dir, partner, &mut opened.report).await;
                 // The opened message came from outside too: its result headers go as well.
-                let inner = strip_results(&opened.message);
+                let stripped = match strip_results(&opened.message) {
+                    Cow::Owned(v) => Some(v),
+                    Cow::Borrowed(_) => None,
+                };
+                let inner: &[u8] = stripped.as_deref().unwrap_or(&opened.message);
                 let binding = Binding {
                     dir,
                     partner: partner_index,
                     mail_from,
-                    message: &inner,
+                    message: inner,
                 };
                 let (mut headers, verdict) = result_headers(&opened.report, &binding);
                 // AES-CBC has no integrity: without a valid signature bound to the sender, the
@@ -255,7 +260,7 @@ impl InboundRouter {
                     let why = QuarantineReason::UnsignedCbc;
                     match action {
                         UnsignedCbc::Quarantine => {
-                            headers.extend_from_slice(&inner);
+                            headers.extend_from_slice(inner);
                             return Inbound::Quarantine {
                                 message: headers,
                                 reason: why,
@@ -266,7 +271,7 @@ impl InboundRouter {
                                 format!("{RESULT_PREFIX}Content: text only ({why}; HTML, links and attachments withheld)\r\n").as_bytes(),
                             );
                             headers.extend_from_slice(&crate::text_only(
-                                &inner,
+                                inner,
                                 "Postern: this message was encrypted without integrity protection and not validly signed; only its text is shown, links and attachments were removed. Ask the sender to sign, or your administrator for the original.",
                             ));
                             return Inbound::Deliver {
@@ -277,16 +282,15 @@ impl InboundRouter {
                         }
                     }
                 }
-                headers.extend_from_slice(&inner);
                 Inbound::Deliver {
-                    message: headers,
+                    message: with_headers(headers, stripped, opened.message),
                     report: Some(opened.report),
                     verdict,
                 }
             }
             Err(e) => match self.policy.undecryptable {
                 InboundAction::Quarantine => Inbound::Quarantine {
-                    message: clean.clone(),
+                    message: clean.to_vec(),
                     reason: QuarantineReason::CannotOpen {
                         standard,
                         error: e.to_string(),
@@ -653,21 +657,76 @@ fn addr_spec(mailbox: &str) -> String {
     out.trim().to_string()
 }
 
-/// Removes every `Postern-*` header field (with its folded lines) from the top-level header
-/// section. Only we may write them.
-pub fn strip_results(message: &[u8]) -> Vec<u8> {
-    let Ok(view) = MessageView::parse(message) else {
-        return message.to_vec();
-    };
-    let mut out = Vec::with_capacity(message.len());
-    let mut pos = 0;
-    for h in view.headers() {
-        if postern_core::mime::starts_with_ignore_case(h.name, RESULT_PREFIX) {
-            let start = h.raw.as_ptr() as usize - message.as_ptr() as usize;
-            out.extend_from_slice(&message[pos..start]);
-            pos = start + h.raw.len();
+/// `headers`, then the opened message: put in front of the opened message itself when nothing
+/// had to be stripped from it, so a large message is not copied once more (its buffer grows in
+/// place and the content moves up), else followed by the stripped copy.
+fn with_headers(mut headers: Vec<u8>, stripped: Option<Vec<u8>>, opened: Vec<u8>) -> Vec<u8> {
+    match stripped {
+        Some(inner) => {
+            headers.extend_from_slice(&inner);
+            headers
+        }
+        None => {
+            let mut message = opened;
+            message.splice(0..0, headers);
+            message
         }
     }
+}
+
+/// Removes every `Postern-*` header field (with its folded lines) from the top-level header
+/// section. Only we may write them. Borrowed when there is none (the usual case: no copy of a
+/// large message is made for nothing).
+pub fn strip_results(message: &[u8]) -> Cow<'_, [u8]> {
+    let Ok(view) = MessageView::parse(message) else {
+        return Cow::Borrowed(message);
+    };
+    let fields = view.headers();
+    let ours = |h: &&postern_core::HeaderField<'_>| {
+        postern_core::mime::starts_with_ignore_case(h.name, RESULT_PREFIX)
+    };
+    if !fields.iter().any(|h| ours(&h)) {
+        return Cow::Borrowed(message);
+    }
+    let mut out = Vec::with_capacity(message.len());
+    let mut pos = 0;
+    for h in fields.iter().filter(ours) {
+        let start = h.raw.as_ptr() as usize - message.as_ptr() as usize;
+        out.extend_from_slice(&message[pos..start]);
+        pos = start + h.raw.len();
+    }
     out.extend_from_slice(&message[pos..]);
-    out
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Nothing to strip: the same bytes, not a copy (a large inbound message was copied whole
+    /// for this before); something to strip: only our fields go, folded lines included.
+    #[test]
+    fn result_fields_are_stripped_and_a_clean_message_is_not_copied() {
+        let clean = b"From: a@p.test\r\nSubject: x\r\n\r\nPostern-Signature: in the body\r\n";
+        match strip_results(clean) {
+            Cow::Borrowed(b) => assert_eq!(b.as_ptr(), clean.as_ptr()),
+            Cow::Owned(_) => panic!("copied a message with nothing to strip"),
+        }
+        let forged = b"Postern-Signature: valid\r\nFrom: a@p.test\r\npostern-x: a\r\n b\r\nSubject: x\r\n\r\nbody\r\n";
+        let out = strip_results(forged);
+        assert!(matches!(out, Cow::Owned(_)));
+        assert_eq!(
+            &out[..],
+            &b"From: a@p.test\r\nSubject: x\r\n\r\nbody\r\n"[..]
+        );
+    }
+
+    #[test]
+    fn result_headers_go_in_front_of_either_copy() {
+        let h = b"Postern-Signature: valid\r\n".to_vec();
+        let opened = b"Subject: x\r\n\r\nbody\r\n".to_vec();
+        let want = b"Postern-Signature: valid\r\nSubject: x\r\n\r\nbody\r\n".to_vec();
+        assert_eq!(with_headers(h.clone(), None, opened.clone()), want);
+        assert_eq!(with_headers(h, Some(opened), b"ignored".to_vec()), want);
+    }
 }

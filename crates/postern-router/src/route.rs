@@ -126,7 +126,11 @@ impl Gateway {
                         // headers that came from outside.
                         Decision::ToOurServer {
                             recipients: ours,
-                            message: Some(crate::strip_results(sub.message)),
+                            // `None` (the submission as it is) when there was nothing to strip.
+                            message: match crate::strip_results(sub.message) {
+                                std::borrow::Cow::Owned(v) => Some(v),
+                                std::borrow::Cow::Borrowed(_) => None,
+                            },
                         }
                     } else {
                         let inbound = self
