@@ -106,12 +106,10 @@ fn header_section(msg: &[u8]) -> &[u8] {
     msg
 }
 
-/// Reasons come from next hops and may hold anything: one printable line, bounded.
+/// Reasons come from next hops and may hold anything: one printable line, bounded (the one
+/// sanitiser for text from mail).
 fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(500)
-        .collect()
+    postern_core::display_text(s, 500)
 }
 
 #[cfg(test)]

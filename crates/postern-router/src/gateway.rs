@@ -328,11 +328,10 @@ impl Gateway {
     }
 }
 
-/// Header values are one line: a summary with a line break would inject header fields.
+/// Header values are one line: a summary with a line break would inject header fields (the
+/// one sanitiser, bounded well inside a header line's 998 characters).
 fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    postern_core::display_text(s, 900)
 }
 
 /// Builds a [`Gateway`]. Everything has a default; set only what differs.
@@ -817,7 +816,7 @@ mod tests {
             Disposition::Deliver { message, .. } => {
                 let text = String::from_utf8_lossy(message);
                 assert!(
-                    text.starts_with("Postern-DLP: ssn x1  Injected: yes\r\n"),
+                    text.starts_with("Postern-DLP: ssn x1 Injected: yes\r\n"),
                     "{text}"
                 );
                 assert!(!text.contains("\nInjected:"), "{text}");

@@ -339,10 +339,10 @@ impl InboundRouter {
     }
 }
 
+/// A header value from what others wrote (errors, signer names): one line, through the one
+/// sanitiser, bounded well inside a header line's 998 characters.
 fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    postern_core::display_text(s, 900)
 }
 
 fn prepend(header: &str, message: &[u8]) -> Vec<u8> {
