@@ -54,3 +54,84 @@ fn domain_certificate_serves_every_mailbox_of_a_partner() {
     let out = gw.openssl_decrypt(&sealed);
     assert!(String::from_utf8_lossy(&out).contains("Lab results"));
 }
+
+/// A key source of the embedder's own: named `x-…` in the directory file, registered on the
+/// Gateway under the same name, consulted like the built-in ones (its S/MIME certificates must
+/// chain to our anchors). A misspelt built-in name stays an error with its line; an `x-` name
+/// the gateway has no store for is a warning at the check, and such mail fails closed.
+#[test]
+fn an_embedder_s_own_key_source_is_named_in_the_directory() {
+    use postern_router::{Disposition, Envelope, Gateway, KeySource, Outgoing};
+    let pki = Pki::new();
+    let gw = pki.issue("gateway@lab.test", KeyKind::Rsa(2048));
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("ca.pem"), pki.ca_pem()).unwrap();
+    let toml = |sources: &str| {
+        format!(
+            "[our]\ndomains = [\"clinic.test\"]\ntrust_anchors = [\"ca.pem\"]\n\n\
+             [[partner]]\ndomain = \"lab.test\"\npolicy = \"required\"\nstandards = [\"smime\"]\n\
+             key_sources = [{sources}]\n"
+        )
+    };
+    let typo = postern_router::Directory::from_toml(&toml("\"wkdd\""), tmp.path()).unwrap_err();
+    assert!(typo.to_string().contains("x-NAME"), "{typo}");
+    let dir = postern_router::Directory::from_toml(&toml("\"x-hsm-ldap\""), tmp.path()).unwrap();
+    assert_eq!(
+        dir.partners[0].key_sources,
+        vec![KeySource::Custom("x-hsm-ldap".into())]
+    );
+
+    let mut store = MemoryKeyStore::new();
+    store.add_domain_certificate(
+        Standard::Smime,
+        &Domain::new("lab.test").unwrap(),
+        gw.cert_pem(),
+    );
+    let gateway = Gateway::builder()
+        .without_inspection()
+        .key_store(
+            KeySource::Custom("x-hsm-ldap".into()),
+            std::sync::Arc::new(store),
+        )
+        .build()
+        .unwrap();
+    let checked = gateway.check(dir.clone()).unwrap();
+    assert!(checked.warnings().is_empty(), "{:?}", checked.warnings());
+    let envelope = Envelope {
+        mail_from: Some(Address::new("dr@clinic.test").unwrap()),
+        rcpt_to: vec![Address::new("results@lab.test").unwrap()],
+    };
+    let msg = sample_message(1);
+    let plan = postern_core::block_on(gateway.outbound(&checked, Outgoing::new(&envelope, &msg)));
+    match &plan.dispositions[..] {
+        [Disposition::Deliver {
+            message,
+            sealed: Some(Standard::Smime),
+            ..
+        }] => {
+            let out = gw.openssl_decrypt(message);
+            assert!(String::from_utf8_lossy(&out).contains("Lab results"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Not registered: a warning now, and the mail is not sent in clear.
+    let bare = Gateway::builder().without_inspection().build().unwrap();
+    let checked = bare.check(dir).unwrap();
+    assert!(
+        checked
+            .warnings()
+            .iter()
+            .any(|f| f.message.contains("x-hsm-ldap")),
+        "{:?}",
+        checked.warnings()
+    );
+    let plan = postern_core::block_on(bare.outbound(&checked, Outgoing::new(&envelope, &msg)));
+    assert!(
+        !matches!(
+            &plan.dispositions[..],
+            [Disposition::Deliver { sealed: None, .. }]
+        ),
+        "{:?}",
+        plan.dispositions
+    );
+}

@@ -220,7 +220,7 @@ impl Partner {
         self.key_sources.iter().any(|s| {
             matches!(
                 (s, standard),
-                (KeySource::Dane, _)
+                (KeySource::Dane | KeySource::Custom(_), _)
                     | (KeySource::Wkd, Standard::OpenPgp)
                     | (
                         KeySource::Harvested | KeySource::DnsCert | KeySource::Ldap,
@@ -240,7 +240,7 @@ impl Partner {
 }
 
 /// A place a partner publishes its keys, looked up when mail goes to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySource {
     /// The OpenPGP Web Key Directory of the recipient's domain (per address).
     Wkd,
@@ -255,6 +255,37 @@ pub enum KeySource {
     /// SMIMEA (RFC 8162, DANE-EE) and OPENPGPKEY (RFC 7929) records, used only when DNSSEC
     /// validated them (the proof stands for a chain).
     Dane,
+    /// A source of the embedder's own, named `x-NAME` in the directory and registered under
+    /// the same name ([`crate::GatewayBuilder::key_store`] with `KeySource::Custom("x-NAME")`).
+    /// Its S/MIME certificates are used only if they chain to our or the partner's anchors, as
+    /// with every source but DANE.
+    Custom(String),
+}
+
+impl KeySource {
+    /// The name a directory file uses for it.
+    pub fn name(&self) -> &str {
+        match self {
+            KeySource::Wkd => "wkd",
+            KeySource::Harvested => "harvested",
+            KeySource::DnsCert => "dns-cert",
+            KeySource::Ldap => "ldap",
+            KeySource::Dane => "dane",
+            KeySource::Custom(n) => n,
+        }
+    }
+}
+
+/// `x-` and then lower-case letters, digits and hyphens: an embedder's source, kept apart from
+/// the names Postern has or will have, so a typo of a built-in name is still an error.
+fn custom_source(name: &str) -> Option<KeySource> {
+    let rest = name.strip_prefix("x-")?;
+    (!rest.is_empty()
+        && rest.len() <= 64
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'))
+    .then(|| KeySource::Custom(name.to_string()))
 }
 
 /// Whether certificates from a partner's valid signatures are kept for mail to it.
@@ -671,13 +702,16 @@ impl Directory {
                     "dane" => partner.key_sources.push(KeySource::Dane),
                     // The certificates listed in the file are always used.
                     "directory" => {}
-                    other => problems.push(Problem {
-                        line: at(k.span()),
-                        message: format!(
-                            "key_sources {other:?}: use \"directory\", \"wkd\", \"dane\", \
-                             \"dns-cert\" or \"ldap\""
-                        ),
-                    }),
+                    other => match custom_source(other) {
+                        Some(s) => partner.key_sources.push(s),
+                        None => problems.push(Problem {
+                            line: at(k.span()),
+                            message: format!(
+                                "key_sources {other:?}: use \"directory\", \"wkd\", \"dane\", \
+                                 \"dns-cert\", \"ldap\", or \"x-NAME\" for a source of your own"
+                            ),
+                        }),
+                    },
                 }
             }
             // Approved harvested certificates come after the sources the entry lists.

@@ -164,8 +164,9 @@ impl Gateway {
                 subject: p.pattern.to_string(),
                 line: p.line,
                 message: format!(
-                    "key source {s:?} is not available in this gateway (not registered, or \
-                     built without it): no key will be found there"
+                    "key source \"{}\" is not available in this gateway (not registered, or \
+                     built without it): no key will be found there",
+                    s.name()
                 ),
             })
             .collect();
@@ -905,7 +906,7 @@ mod tests {
         let w: Vec<String> = checked.warnings().iter().map(|f| f.to_string()).collect();
         assert!(
             w.iter()
-                .any(|f| f.contains("lab.test") && f.contains("Wkd")),
+                .any(|f| f.contains("lab.test") && f.contains("\"wkd\"")),
             "{w:?}"
         );
         let with = builder()
