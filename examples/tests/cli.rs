@@ -306,6 +306,49 @@ fn seal_for_openssl_and_open_with_report() {
     assert_eq!(json["signatures"][0]["signer"], "alice@smime.example");
 }
 
+/// A signing-only certificate among the recipient certificates (the signing half of a
+/// single-use pair) is not sealed to: one RecipientInfo, for the certificate that may encrypt,
+/// which OpenSSL decrypts with its key; with only the signing certificate, the seal fails and
+/// says why.
+#[test]
+fn seal_skips_a_certificate_that_may_only_sign() {
+    let msg = std::fs::read(data("demo.eml")).unwrap();
+    let sealed = relay(
+        &[
+            "seal",
+            "--standard",
+            "smime",
+            "--recipient-cert",
+            &data("lamps-alice.crt"),
+            "--recipient-cert",
+            &data("lamps-bob.encrypt.crt"),
+        ],
+        &msg,
+    );
+    assert!(
+        sealed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sealed.stderr)
+    );
+    let printed = run("openssl", &["cms", "-cmsout", "-print"], &sealed.stdout);
+    let text = String::from_utf8_lossy(&printed.stdout);
+    assert_eq!(text.matches("d.ktri:").count(), 1, "{text}");
+    assert!(openssl_decrypt_for_bob(&sealed.stdout).status.success());
+    let only_signing = relay(
+        &[
+            "seal",
+            "--standard",
+            "smime",
+            "--recipient-cert",
+            &data("lamps-alice.crt"),
+        ],
+        &msg,
+    );
+    assert!(!only_signing.status.success());
+    let err = String::from_utf8_lossy(&only_signing.stderr);
+    assert!(err.contains("key encipherment"), "{err}");
+}
+
 #[test]
 fn failures_are_one_line_and_non_zero() {
     let msg = std::fs::read(data("demo.eml")).unwrap();

@@ -135,3 +135,99 @@ fn an_embedder_s_own_key_source_is_named_in_the_directory() {
         plan.dispositions
     );
 }
+
+/// A partner publishing the Direct Project's usual single-use pair — one certificate for
+/// signing only, one for key encipherment only — gets mail sealed to the second alone (one
+/// RecipientInfo), whether the pair is listed in the directory or found by a key source; the
+/// seal failed on the signing certificate before and the mail bounced. A partner whose only
+/// certificate may not encrypt still gets nothing sealed (no key), never plaintext.
+#[test]
+fn a_single_use_pair_seals_to_its_encipherment_certificate_only() {
+    use postern_router::{Disposition, Envelope, Gateway, KeySource, Outgoing};
+    let pki = Pki::new();
+    let sign = pki.issue_with(
+        "gw@lab.test",
+        KeyKind::Rsa(2048),
+        "digitalSignature,nonRepudiation",
+        "emailProtection",
+        30,
+    );
+    let enc = pki.issue_with(
+        "gw@lab.test",
+        KeyKind::Rsa(2048),
+        "keyEncipherment",
+        "emailProtection",
+        30,
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("ca.pem"), pki.ca_pem()).unwrap();
+    std::fs::copy(&sign.cert, tmp.path().join("sign.pem")).unwrap();
+    std::fs::copy(&enc.cert, tmp.path().join("enc.pem")).unwrap();
+    let dir = |partner: &str| {
+        postern_router::Directory::from_toml(
+            &format!(
+                "[our]\ndomains = [\"clinic.test\"]\ntrust_anchors = [\"ca.pem\"]\n\n\
+                 [[partner]]\ndomain = \"lab.test\"\npolicy = \"required\"\nstandards = [\"smime\"]\n{partner}"
+            ),
+            tmp.path(),
+        )
+        .unwrap()
+    };
+    let envelope = Envelope {
+        mail_from: Some(Address::new("dr@clinic.test").unwrap()),
+        rcpt_to: vec![Address::new("results@lab.test").unwrap()],
+    };
+    let msg = sample_message(1);
+    let sealed_once = |gateway: &Gateway, d: postern_router::Directory| {
+        let checked = gateway.check(d).unwrap();
+        let plan =
+            postern_core::block_on(gateway.outbound(&checked, Outgoing::new(&envelope, &msg)));
+        match &plan.dispositions[..] {
+            [Disposition::Deliver {
+                message,
+                sealed: Some(Standard::Smime),
+                ..
+            }] => message.clone(),
+            other => panic!("{other:?}"),
+        }
+    };
+    let check = |sealed: &[u8]| {
+        let printed = String::from_utf8(postern_tests::run_ok(
+            std::process::Command::new("openssl").args(["cms", "-cmsout", "-print"]),
+            sealed,
+        ))
+        .unwrap();
+        assert_eq!(printed.matches("d.ktri:").count(), 1, "{printed}");
+        assert!(String::from_utf8_lossy(&enc.openssl_decrypt(sealed)).contains("Lab results"));
+    };
+    // Listed in the directory, the signing one first.
+    let gateway = Gateway::builder().without_inspection().build().unwrap();
+    check(&sealed_once(
+        &gateway,
+        dir("smime_certificates = [\"sign.pem\", \"enc.pem\"]\n"),
+    ));
+    // Found by a key source.
+    let mut store = MemoryKeyStore::new();
+    let lab = Domain::new("lab.test").unwrap();
+    store.add_domain_certificate(Standard::Smime, &lab, sign.cert_pem());
+    store.add_domain_certificate(Standard::Smime, &lab, enc.cert_pem());
+    let found = Gateway::builder()
+        .without_inspection()
+        .key_store(
+            KeySource::Custom("x-pair".into()),
+            std::sync::Arc::new(store),
+        )
+        .build()
+        .unwrap();
+    check(&sealed_once(&found, dir("key_sources = [\"x-pair\"]\n")));
+    // The signing certificate alone: a required partner with no key is refused at the check
+    // (its mail would be held, then bounced; never sent in clear).
+    let refused = gateway
+        .check(dir("smime_certificates = [\"sign.pem\"]\n"))
+        .unwrap_err();
+    let text = format!("{:?}", refused.findings);
+    assert!(
+        text.contains("signing only") && text.contains("no usable key"),
+        "{text}"
+    );
+}

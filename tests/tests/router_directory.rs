@@ -224,8 +224,15 @@ sign = true
         0,
         "{f:?}"
     );
+    // A signing-only certificate is not an error in itself (a single-use pair has one): it is
+    // named as such, and a required partner with nothing else has no key.
     assert!(
-        about(&f, "signonly.example", Severity::Error).any(|x| x.message.contains("key usage")),
+        about(&f, "signonly.example", Severity::Warning)
+            .any(|x| x.message.contains("signing only")),
+        "{f:?}"
+    );
+    assert!(
+        !about(&f, "signonly.example", Severity::Error).any(|x| x.message.contains("key usage")),
         "{f:?}"
     );
     assert!(about(&f, "signonly.example", Severity::Error)

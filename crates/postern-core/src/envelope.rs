@@ -296,6 +296,16 @@ pub trait SecureEnvelope: Send + Sync + fmt::Debug {
         let _ = (certificate, anchors, policy, now);
         false
     }
+
+    /// May a message be encrypted to `certificate` (one certificate entry: a certificate or a
+    /// bundle)? A partner that publishes a pair of single-use certificates (the Direct
+    /// Project's usual form: one for signing only, one for key encipherment only) has one that
+    /// may and one that may not; only the first is a recipient. The default says yes: a
+    /// backend that cannot tell leaves the decision to its seal, which fails closed.
+    fn may_encrypt_to(&self, certificate: &[u8]) -> bool {
+        let _ = certificate;
+        true
+    }
 }
 
 /// Whom one certificate belongs to, as [`SecureEnvelope::describe_certificates`] reports it.

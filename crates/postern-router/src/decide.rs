@@ -364,7 +364,22 @@ impl Router {
         standard: Standard,
         recipients: &[Address],
     ) -> Result<Vec<Vec<u8>>, Error> {
-        let mut certs = partner.certificates_for(standard).to_vec();
+        let backend = self.backends.iter().find(|b| b.standard() == standard);
+        // Only certificates that may encrypt are recipients (a single-use pair publishes one
+        // for signing only): the seal fails only when none of them may.
+        let may_encrypt = |c: &Vec<u8>| backend.is_none_or(|b| b.may_encrypt_to(c));
+        let configured = partner.certificates_for(standard);
+        let mut certs: Vec<Vec<u8>> = configured
+            .iter()
+            .filter(|c| may_encrypt(c))
+            .cloned()
+            .collect();
+        if certs.is_empty() && !configured.is_empty() && !partner.discovers(standard) {
+            return Err(Error::NoUsableKey {
+                recipient: partner.pattern.to_string(),
+                reason: "none of its certificates may encrypt (key usage for signing only)".into(),
+            });
+        }
         if !partner.discovers(standard) {
             return Ok(certs);
         }
@@ -379,7 +394,6 @@ impl Router {
         // our or the partner's anchors: a spoofed answer must not become a recipient.
         let mut anchors = dir.our.trust_anchors.clone();
         anchors.extend(partner.trust_anchors.iter().cloned());
-        let backend = self.backends.iter().find(|b| b.standard() == standard);
         let now = std::time::SystemTime::now();
         for r in recipients {
             // The first source with a usable key wins; one that is down holds the mail unless
@@ -398,6 +412,7 @@ impl Router {
                                 })
                             });
                         }
+                        f.retain(|c| may_encrypt(c));
                         if !f.is_empty() {
                             found = f;
                             break;

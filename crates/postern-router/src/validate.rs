@@ -258,7 +258,29 @@ fn check_partner(
     }
     let mut usable = Vec::new();
     for &std in &p.standards {
-        let certs = p.certificates_for(std);
+        let listed = p.certificates_for(std);
+        // A single-use pair's signing certificate verifies the partner's signatures; sealing
+        // uses only those that may encrypt (as the router does), so only those are probed.
+        let backend = backends.get(std);
+        let (certs, verify_only): (Vec<Vec<u8>>, Vec<Vec<u8>>) = listed
+            .iter()
+            .cloned()
+            .partition(|c| backend.is_none_or(|b| b.may_encrypt_to(c)));
+        if !verify_only.is_empty() {
+            push(
+                Severity::Warning,
+                format!(
+                    "{} {std} certificate(s) for signing only: used for verifying the partner's \
+                     signatures, never sealed to",
+                    verify_only.len()
+                ),
+            );
+        }
+        if certs.is_empty() && !listed.is_empty() && !p.discovers(std) {
+            // None may encrypt: the policy's finding below says what that means for its mail.
+            continue;
+        }
+        let certs = &certs[..];
         if certs.is_empty() && p.discovers(std) {
             // Looked up per recipient when mail goes out; nothing to probe now.
             usable.push(std);

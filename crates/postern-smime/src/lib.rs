@@ -557,6 +557,11 @@ impl SecureEnvelope for SmimeEnvelope {
             .collect())
     }
 
+    fn may_encrypt_to(&self, certificate: &[u8]) -> bool {
+        keys::parse_certificates(certificate)
+            .is_ok_and(|certs| keys::recipients(certs).iter().any(recipient::may_encrypt))
+    }
+
     fn chains_to_anchor(
         &self,
         certificate: &[u8],
@@ -589,8 +594,11 @@ impl SecureEnvelope for SmimeEnvelope {
 
 /// The certificates to encrypt to: the recipients of each entry ([`keys::recipients`]: every
 /// end-entity certificate, a lone self-signed partner certificate, each key once; a CA
-/// certificate of a chain is never one). An entry without one is an error, so nothing is
-/// sealed to a CA's key or silently to the first certificate only.
+/// certificate of a chain is never one). A certificate that may not encrypt (the signing half of
+/// a single-use pair) is left out while another may; when none may, all stay and sealing says
+/// why. An entry without an end-entity certificate is an error, so nothing is sealed to a CA's
+/// key or silently to the first certificate only. (The router checks this per recipient before
+/// it seals; here the entries are all one caller gave.)
 fn recipient_certificates(entries: &[Vec<u8>]) -> Result<Vec<Certificate>, Error> {
     let mut out: Vec<Certificate> = Vec::new();
     for entry in entries {
@@ -611,6 +619,9 @@ fn recipient_certificates(entries: &[Vec<u8>]) -> Result<Vec<Certificate>, Error
                 reason: "the certificate file holds only CA certificates".into(),
             });
         }
+    }
+    if out.iter().any(recipient::may_encrypt) {
+        out.retain(recipient::may_encrypt);
     }
     Ok(out)
 }

@@ -39,6 +39,22 @@ fn octets(b: Vec<u8>, what: &'static str) -> Result<OctetString, Error> {
     OctetString::new(b).map_err(|e| Error::malformed(what, e))
 }
 
+/// Whether `cert`'s key and usage allow a content key to be sent to it (RSA: keyEncipherment
+/// or no key usage; P-256: keyAgreement or none; emailProtection or no extended key usage),
+/// whatever the date: a signing-only certificate of a single-use pair is not a recipient.
+pub fn may_encrypt(cert: &Certificate) -> bool {
+    let Ok(key) = PublicKey::from_certificate(cert) else {
+        return false;
+    };
+    let ku = certinfo::key_usage(cert);
+    let usage = match key {
+        PublicKey::Rsa { .. } => ku.is_none_or(|k| k.key_encipherment()),
+        PublicKey::P256(_) => ku.is_none_or(|k| k.key_agreement()),
+        PublicKey::P384(_) | PublicKey::Ed25519(_) => false,
+    };
+    usage && certinfo::allows_email_protection(cert)
+}
+
 /// Checks the recipient certificate is usable now and returns its public key.
 fn usable_key(
     cert: &Certificate,
