@@ -75,7 +75,7 @@ fn submit(smtp: &str, n: usize) -> String {
 
 /// 300 sign-ins at once, each from its own loopback address (so the per-client limit does not
 /// stop them) and each for an unknown address (a decoy Argon2 run): the relay's resident memory
-/// stays within 200 MB of idle, the flood is answered (sign-in refused or "try again"), and SMTP
+/// stays within 300 MB of idle, the flood is answered (sign-in refused or "try again"), and SMTP
 /// submission is answered throughout.
 #[test]
 fn a_flood_of_sign_ins_stays_within_the_password_budget_and_smtp_is_answered() {
@@ -141,8 +141,12 @@ fn a_flood_of_sign_ins_stays_within_the_password_budget_and_smtp_is_answered() {
     );
     assert!(statuses.contains(&401), "some were checked");
     assert!(statuses.contains(&429), "the budget refused some at once");
+    // The bound separates the budget holding (two 19 MiB hashes at a time; the rest is this
+    // process's 300 client threads and their allocator arenas: 95-170 MB alone, 208 MB once
+    // under the full suite's load) from it failing (300 at once would be 5.7 GB, and even eight
+    // at a time adds over 100 MB to the worst seen).
     assert!(
-        peak.max(hwm) < idle + 200 * 1024 * 1024,
+        peak.max(hwm) < idle + 300 * 1024 * 1024,
         "peak {} MB against idle {} MB",
         peak >> 20,
         idle >> 20

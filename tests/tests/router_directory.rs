@@ -241,7 +241,7 @@ sign = true
         about(&f, "nokey.example", Severity::Error).any(|x| x.message.contains("no usable key"))
     );
     assert!(about(&f, "signer.example", Severity::Error)
-        .any(|x| x.message.contains("no smime key to sign")));
+        .any(|x| x.message.contains("no smime key that may sign")));
     assert_eq!(f[0].severity, Severity::Error, "errors first");
     assert!(f.iter().all(|x| x.line > 0 || x.subject == "our"));
     // Eleven days on, the expiring certificate is an error for a required partner.

@@ -306,6 +306,14 @@ pub trait SecureEnvelope: Send + Sync + fmt::Debug {
         let _ = certificate;
         true
     }
+
+    /// May one of our identities sign with `certificate` at `now` (its key usage allows
+    /// signing, it is valid)? The gateway signs only with one that may: an encipherment-only
+    /// certificate listed first must not become the domain's signature. The default says yes.
+    fn may_sign_with(&self, certificate: &[u8], now: std::time::SystemTime) -> bool {
+        let _ = (certificate, now);
+        true
+    }
 }
 
 /// Whom one certificate belongs to, as [`SecureEnvelope::describe_certificates`] reports it.

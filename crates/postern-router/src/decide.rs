@@ -564,10 +564,20 @@ impl Router {
                     } else {
                         // A message with the null sender is a bounce or a receipt: its text is
                         // largely what some stranger sent us, so our domain key never signs it
-                        // (it would vouch for an attacker's words). It is still sealed.
-                        let may_sign = envelope.mail_from.is_some();
-                        self.for_partner(dir, partner, recipients, &message, forced, may_sign)
-                            .await
+                        // (it would vouch for an attacker's words). It is still sealed. Others
+                        // are signed for their author: the From address, else the envelope's.
+                        let author = envelope.mail_from.as_ref().map(|m| {
+                            crate::inbound::single_from(&view).unwrap_or_else(|| m.clone())
+                        });
+                        self.for_partner(
+                            dir,
+                            partner,
+                            recipients,
+                            &message,
+                            forced,
+                            author.as_ref(),
+                        )
+                        .await
                     }
                 }
             };
@@ -583,7 +593,7 @@ impl Router {
         recipients: Vec<Address>,
         message: &[u8],
         forced: bool,
-        may_sign: bool,
+        author: Option<&Address>,
     ) -> Disposition {
         let policy = match (partner.policy, forced) {
             // The user asked for protection: a preferred partner must not get plaintext.
@@ -612,7 +622,7 @@ impl Router {
         let mut permanent: Vec<(Standard, Error)> = Vec::new();
         for &standard in &partner.standards {
             match self
-                .seal(dir, partner, standard, message, may_sign, &recipients)
+                .seal(dir, partner, standard, message, author, &recipients)
                 .await
             {
                 Ok(sealed) => {
@@ -655,7 +665,7 @@ impl Router {
         partner: &Partner,
         standard: Standard,
         message: &[u8],
-        may_sign: bool,
+        author: Option<&Address>,
         recipients: &[Address],
     ) -> Result<Vec<u8>, Error> {
         let backend = self.backend(standard).ok_or_else(|| {
@@ -671,18 +681,11 @@ impl Router {
             });
         }
         self.check_revocation(dir, partner, standard, certs).await?;
-        let signer = if partner.sign && may_sign {
-            Some(
-                dir.our_credentials(standard)
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| Error::NoUsableKey {
-                        recipient: "our domain".into(),
-                        reason: format!("sign = true but we have no {standard} key"),
-                    })?,
-            )
-        } else {
-            None
+        let signer = match (partner.sign, author) {
+            (true, Some(author)) => {
+                Some(signing_identity(dir, backend.as_ref(), standard, author)?)
+            }
+            _ => None,
         };
         let view = MessageView::parse(message)?;
         let mut req = SealRequest::encrypt(certs, &self.policy)
@@ -694,6 +697,69 @@ impl Router {
             req = req.signed_by(s);
         }
         backend.seal(&view, &req).await
+    }
+}
+
+/// The identity our signature on `author`'s message is made with: one of ours that may sign
+/// now (key usage, validity), bound to the author's address, else to the author's domain as a
+/// whole (an organisation certificate: a dNSName, or an address of that domain) — the first in
+/// that order. None is a hold ("no signing certificate for the domain"), never a signature by
+/// another domain's certificate or by one that may only decrypt.
+fn signing_identity(
+    dir: &Directory,
+    backend: &dyn SecureEnvelope,
+    standard: Standard,
+    author: &Address,
+) -> Result<postern_core::Credential, Error> {
+    let now = std::time::SystemTime::now();
+    let signing: Vec<postern_core::Credential> = dir
+        .our_credentials(standard)
+        .into_iter()
+        .filter(|c| backend.may_sign_with(&c.certificate, now))
+        .collect();
+    let described: Vec<Option<postern_core::CertificateSummary>> = signing
+        .iter()
+        .map(|c| {
+            backend
+                .describe_certificates(&c.certificate)
+                .ok()?
+                .into_iter()
+                .find(|s| !s.authority)
+        })
+        .collect();
+    // A backend that cannot say whom a certificate names (describe_certificates gives
+    // nothing for any of them) cannot be matched to the author: its first identity that may
+    // sign is used, as before this choice existed.
+    if described.iter().all(Option::is_none) {
+        return signing.into_iter().next().ok_or_else(|| {
+            Error::Unavailable(format!(
+                "no {standard} identity of ours may sign (sign = true)"
+            ))
+        });
+    }
+    let candidates: Vec<(postern_core::Credential, postern_core::CertificateSummary)> = signing
+        .into_iter()
+        .zip(described)
+        .filter_map(|(c, s)| Some((c, s?)))
+        .collect();
+    let address = author.to_string().to_ascii_lowercase();
+    let domain = author.domain().as_str().to_ascii_lowercase();
+    let by_address = candidates
+        .iter()
+        .position(|(_, s)| s.addresses.iter().any(|a| a.eq_ignore_ascii_case(&address)));
+    let by_domain = candidates.iter().position(|(_, s)| {
+        s.all_domains()
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(&domain))
+    });
+    let mut candidates = candidates;
+    match by_address.or(by_domain) {
+        Some(i) => Ok(candidates.swap_remove(i).0),
+        // Held: a certificate for the domain may be added; the mail never goes out signed by
+        // another domain's key.
+        None => Err(Error::Unavailable(format!(
+            "no {standard} signing certificate for {domain} (sign = true)"
+        ))),
     }
 }
 

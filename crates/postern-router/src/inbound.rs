@@ -573,7 +573,7 @@ fn bind_to_from(report: &Report, b: &Binding<'_>) -> Result<(), (SignatureVerdic
 
 /// The one mailbox of the message's one From field, or `None` (no From, several From fields,
 /// a group or a list of mailboxes, or an address that does not parse).
-fn single_from(view: &MessageView<'_>) -> Option<Address> {
+pub(crate) fn single_from(view: &MessageView<'_>) -> Option<Address> {
     let fields: Vec<_> = view
         .headers()
         .into_iter()

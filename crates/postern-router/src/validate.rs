@@ -293,15 +293,19 @@ fn check_partner(
             );
             continue;
         }
+        // The probe signs with an identity that may sign, as sealing chooses one (which of
+        // our domains each can sign for is checked under `our`).
         let signer = if p.sign {
-            dir.our_credentials(std).into_iter().next()
+            dir.our_credentials(std)
+                .into_iter()
+                .find(|c| backend.is_none_or(|b| b.may_sign_with(&c.certificate, now)))
         } else {
             None
         };
         if p.sign && signer.is_none() {
             push(
                 Severity::Error,
-                format!("sign = true but we have no {std} key to sign with"),
+                format!("sign = true but we have no {std} key that may sign"),
             );
         }
         match probe(backends, std, certs, signer.as_ref(), now) {

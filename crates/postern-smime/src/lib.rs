@@ -557,6 +557,19 @@ impl SecureEnvelope for SmimeEnvelope {
             .collect())
     }
 
+    fn may_sign_with(&self, certificate: &[u8], now: std::time::SystemTime) -> bool {
+        let Ok(certs) = keys::parse_certificates(certificate) else {
+            return false;
+        };
+        // The leaf: the first end-entity certificate of the entry (a chain may follow it).
+        keys::recipients(certs).first().is_some_and(|leaf| {
+            certinfo::validity_problem(leaf, now).is_none()
+                && certinfo::key_usage(leaf)
+                    .is_none_or(|k| k.digital_signature() || k.non_repudiation())
+                && certinfo::allows_email_protection(leaf)
+        })
+    }
+
     fn may_encrypt_to(&self, certificate: &[u8]) -> bool {
         keys::parse_certificates(certificate)
             .is_ok_and(|certs| keys::recipients(certs).iter().any(recipient::may_encrypt))

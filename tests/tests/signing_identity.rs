@@ -1,0 +1,135 @@
+//! Which of our identities signs a message (issue 24, D2): one that may sign now, bound to the
+//! author's address or to the author's domain; never the first listed whatever it is.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
+
+use postern_core::{Address, Standard};
+use postern_router::{Directory, Disposition, Envelope, Gateway, Outgoing};
+use postern_tests::{run_ok, KeyKind, Pki};
+
+fn plan(gateway: &Gateway, dir: &Directory, from: &str) -> Vec<Disposition> {
+    let checked = gateway.check(dir.clone()).unwrap();
+    let envelope = Envelope {
+        mail_from: Some(Address::new(from).unwrap()),
+        rcpt_to: vec![Address::new("results@lab.test").unwrap()],
+    };
+    let msg =
+        format!("From: {from}\r\nTo: results@lab.test\r\nSubject: labs\r\n\r\nPotassium 4.1\r\n");
+    postern_core::block_on(gateway.outbound(&checked, Outgoing::new(&envelope, msg.as_bytes())))
+        .dispositions
+}
+
+/// The signer's certificate of an opaque or detached signature inside the sealed copy, as
+/// OpenSSL reads it after decrypting with the partner's key; and whether OpenSSL verifies it
+/// for S/MIME signing with our CA.
+fn signer_of(sealed: &[u8], lab: &postern_tests::EndEntity, pki: &Pki) -> (String, bool) {
+    let inner = lab.openssl_decrypt(sealed);
+    let tmp = tempfile::tempdir().unwrap();
+    let signers = tmp.path().join("signers.pem");
+    let verified = std::process::Command::new("openssl")
+        .args(["smime", "-verify", "-purpose", "smimesign", "-CAfile"])
+        .arg(&pki.ca_cert)
+        .arg("-signer")
+        .arg(&signers)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write as _;
+            c.stdin.take().unwrap().write_all(&inner)?;
+            c.wait()
+        })
+        .unwrap()
+        .success();
+    let subject = String::from_utf8(run_ok(
+        std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-subject", "-in"])
+            .arg(&signers),
+        b"",
+    ))
+    .unwrap();
+    (subject, verified)
+}
+
+#[test]
+fn the_signature_is_made_with_an_identity_that_may_sign_for_the_author() {
+    let pki = Pki::new();
+    let lab = pki.issue("gw@lab.test", KeyKind::Rsa(2048));
+    // Our domain confidentiality authority, encipherment only, listed first; then our signer.
+    let dca = pki.issue_with(
+        "domain-confidentiality-authority@clinic.test",
+        KeyKind::Rsa(2048),
+        "keyEncipherment",
+        "emailProtection",
+        30,
+    );
+    let signer = pki.issue_with(
+        "gateway@clinic.test",
+        KeyKind::Rsa(2048),
+        "digitalSignature",
+        "emailProtection",
+        30,
+    );
+    let other = pki.issue("gateway@hospital.test", KeyKind::Rsa(2048));
+    let tmp = tempfile::tempdir().unwrap();
+    let put = |name: &str, from: &std::path::Path| {
+        std::fs::copy(from, tmp.path().join(name)).unwrap();
+    };
+    std::fs::write(tmp.path().join("ca.pem"), pki.ca_pem()).unwrap();
+    put("lab.pem", &lab.cert);
+    for (n, e) in [("dca", &dca), ("signer", &signer), ("other", &other)] {
+        put(&format!("{n}.pem"), &e.cert);
+        put(&format!("{n}.key"), &e.key);
+    }
+    let key = |n: &str| {
+        format!(
+            "[[our.keys]]\nstandard = \"smime\"\ncertificate = \"{n}.pem\"\nkey = \"{n}.key\"\n\n"
+        )
+    };
+    let dir = |keys: &str| {
+        Directory::from_toml(
+            &format!(
+                "[our]\ndomains = [\"clinic.test\", \"hospital.test\"]\ntrust_anchors = [\"ca.pem\"]\n\n{keys}\
+                 [[partner]]\ndomain = \"lab.test\"\npolicy = \"required\"\nstandards = [\"smime\"]\n\
+                 smime_certificates = [\"lab.pem\"]\nsign = true\n"
+            ),
+            tmp.path(),
+        )
+        .unwrap()
+    };
+    let gateway = Gateway::builder().without_inspection().build().unwrap();
+    let sealed = |d: &[Disposition]| match d {
+        [Disposition::Deliver {
+            message,
+            sealed: Some(Standard::Smime),
+            ..
+        }] => message.clone(),
+        other => panic!("{other:?}"),
+    };
+    // The encipherment-only certificate comes first: the signer is the second.
+    let d = dir(&(key("dca") + &key("signer") + &key("other")));
+    let (subject, verified) = signer_of(&sealed(&plan(&gateway, &d, "dr@clinic.test")), &lab, &pki);
+    assert!(subject.contains("gateway@clinic.test"), "{subject}");
+    assert!(verified, "openssl smime -verify -purpose smimesign");
+    // Two of our domains, one certificate each: each domain's mail is signed by its own.
+    let (subject, verified) = signer_of(
+        &sealed(&plan(&gateway, &d, "nurse@hospital.test")),
+        &lab,
+        &pki,
+    );
+    assert!(subject.contains("gateway@hospital.test"), "{subject}");
+    assert!(verified);
+    // No identity of the author's domain may sign: held, never signed by another domain's key.
+    let d = dir(&(key("dca") + &key("other")));
+    match &plan(&gateway, &d, "dr@clinic.test")[..] {
+        [Disposition::Hold { reason, .. }] => {
+            assert!(
+                reason
+                    .to_string()
+                    .contains("no smime signing certificate for clinic.test"),
+                "{reason}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
