@@ -119,6 +119,25 @@ fn the_signature_is_made_with_an_identity_that_may_sign_for_the_author() {
     );
     assert!(subject.contains("gateway@hospital.test"), "{subject}");
     assert!(verified);
+    // The directory may say which of our domains a key signs for (a certificate that names
+    // another domain); never a domain that is not ours.
+    let with_domains = |domains: &str| {
+        Directory::from_toml(
+            &format!(
+                "[our]\ndomains = [\"clinic.test\", \"hospital.test\"]\ntrust_anchors = [\"ca.pem\"]\n\n\
+                 [[our.keys]]\nstandard = \"smime\"\ncertificate = \"other.pem\"\nkey = \"other.key\"\n\
+                 domains = [{domains}]\n\n\
+                 [[partner]]\ndomain = \"lab.test\"\npolicy = \"required\"\nstandards = [\"smime\"]\n\
+                 smime_certificates = [\"lab.pem\"]\nsign = true\n"
+            ),
+            tmp.path(),
+        )
+    };
+    let d = with_domains("\"clinic.test\"").unwrap();
+    let (subject, _) = signer_of(&sealed(&plan(&gateway, &d, "dr@clinic.test")), &lab, &pki);
+    assert!(subject.contains("gateway@hospital.test"), "{subject}");
+    let refused = with_domains("\"lab.test\"").unwrap_err().to_string();
+    assert!(refused.contains("not one of [our] domains"), "{refused}");
     // No identity of the author's domain may sign: held, never signed by another domain's key.
     let d = dir(&(key("dca") + &key("other")));
     match &plan(&gateway, &d, "dr@clinic.test")[..] {

@@ -64,6 +64,9 @@ pub struct Credential {
     pub certificate: Vec<u8>,
     /// The private key, when this is one of our own identities.
     pub secret: Option<SecretBytes>,
+    /// For one of our identities: the domains of ours the operator says it signs for, besides
+    /// those its certificate names (lower-case; empty: only what the certificate names).
+    pub domains: Vec<String>,
 }
 
 impl fmt::Debug for Credential {
@@ -72,6 +75,7 @@ impl fmt::Debug for Credential {
             .field("standard", &self.standard)
             .field("certificate_bytes", &self.certificate.len())
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("domains", &self.domains)
             .finish()
     }
 }
@@ -83,6 +87,7 @@ impl Credential {
             standard,
             certificate,
             secret: None,
+            domains: Vec::new(),
         }
     }
 
@@ -92,7 +97,14 @@ impl Credential {
             standard,
             certificate,
             secret: Some(SecretBytes::new(secret)),
+            domains: Vec::new(),
         }
+    }
+
+    /// The same identity, signing also for `domains` (see [`Credential::domains`]).
+    pub fn signing_for(mut self, domains: Vec<String>) -> Self {
+        self.domains = domains;
+        self
     }
 }
 

@@ -702,8 +702,8 @@ impl Router {
 
 /// The identity our signature on `author`'s message is made with: one of ours that may sign
 /// now (key usage, validity), bound to the author's address, else to the author's domain as a
-/// whole (an organisation certificate: a dNSName, or an address of that domain) — the first in
-/// that order. None is a hold ("no signing certificate for the domain"), never a signature by
+/// whole (an organisation certificate: a dNSName, or an address of that domain; or a domain of
+/// ours the directory's `domains` names for the key) — the first in that order. None is a hold ("no signing certificate for the domain"), never a signature by
 /// another domain's certificate or by one that may only decrypt.
 fn signing_identity(
     dir: &Directory,
@@ -747,9 +747,11 @@ fn signing_identity(
     let by_address = candidates
         .iter()
         .position(|(_, s)| s.addresses.iter().any(|a| a.eq_ignore_ascii_case(&address)));
-    let by_domain = candidates.iter().position(|(_, s)| {
+    // The certificate's own names, and the domains of ours the directory says it signs for.
+    let by_domain = candidates.iter().position(|(c, s)| {
         s.all_domains()
             .iter()
+            .chain(&c.domains)
             .any(|d| d.eq_ignore_ascii_case(&domain))
     });
     let mut candidates = candidates;

@@ -9,6 +9,9 @@
 //! standard = "smime"
 //! certificate = "keys/gw.pem"      # a path (relative to this file) or inline PEM
 //! key = "keys/gw.key"
+//! # domains = ["clinic.example"]   # which of our domains it signs for, when its certificate
+//! #                                # names another (the gateway signs a message only with a
+//! #                                # key bound to its author's address or domain)
 //!
 //! [[our.keys]]
 //! standard = "openpgp"
@@ -387,6 +390,9 @@ struct RawKey {
     /// The PKCS#12 password: a file holding it (first line), or an environment variable.
     password_file: Option<String>,
     password_env: Option<String>,
+    /// Which of our domains this identity signs for, besides those its certificate names.
+    #[serde(default)]
+    domains: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -471,6 +477,29 @@ fn material(value: &str, base: &Path) -> Result<Vec<u8>, String> {
         return Ok(value.as_bytes().to_vec());
     }
     read_key_file(&base.join(value))
+}
+
+/// One `[[our.keys]]` entry as a credential: a PKCS#12 file, or `key` (and `certificate`).
+fn our_key(k: &RawKey, base: &Path) -> Result<Credential, String> {
+    let Some(std) = standard(k.standard.get_ref()) else {
+        return Err(format!(
+            "unknown standard {:?} (smime or openpgp)",
+            k.standard.get_ref()
+        ));
+    };
+    if let Some(p12) = &k.pkcs12 {
+        return pkcs12_credential(std, p12, k, base);
+    }
+    let Some(key) = &k.key else {
+        return Err("a key needs `key` (and `certificate`) or `pkcs12`".into());
+    };
+    let secret = material(key, base)?;
+    let certificate = match (&k.certificate, std) {
+        (Some(c), _) => material(c, base)?,
+        (None, Standard::OpenPgp) => secret.clone(),
+        (None, _) => return Err("an S/MIME key needs its certificate".into()),
+    };
+    Ok(Credential::with_secret(std, certificate, secret))
 }
 
 /// Our S/MIME key and certificate (with its chain) from a PKCS#12 file.
@@ -583,57 +612,28 @@ impl Directory {
             for k in &our.keys {
                 let line = at(k.span());
                 let k = k.get_ref();
-                let Some(std) = standard(k.standard.get_ref()) else {
-                    problems.push(Problem {
-                        line,
-                        message: format!(
-                            "unknown standard {:?} (smime or openpgp)",
-                            k.standard.get_ref()
-                        ),
-                    });
-                    continue;
-                };
-                if let Some(p12) = &k.pkcs12 {
-                    match pkcs12_credential(std, p12, k, base) {
-                        Ok(c) => dir.our.credentials.push(c),
-                        Err(e) => problems.push(Problem { line, message: e }),
-                    }
-                    continue;
-                }
-                let Some(key) = &k.key else {
-                    problems.push(Problem {
-                        line,
-                        message: "a key needs `key` (and `certificate`) or `pkcs12`".into(),
-                    });
-                    continue;
-                };
-                let secret = match material(key, base) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        problems.push(Problem { line, message: e });
-                        continue;
-                    }
-                };
-                let certificate = match (&k.certificate, std) {
-                    (Some(c), _) => match material(c, base) {
-                        Ok(c) => c,
-                        Err(e) => {
-                            problems.push(Problem { line, message: e });
-                            continue;
+                // Only domains of ours: configuration must not make our key sign for a
+                // partner's (or anyone else's) domain.
+                let mut signs_for = Vec::new();
+                for d in &k.domains {
+                    match Domain::new(d.get_ref()) {
+                        Ok(dom) if dir.our.domains.contains(&dom) => {
+                            signs_for.push(dom.as_str().to_ascii_lowercase())
                         }
-                    },
-                    (None, Standard::OpenPgp) => secret.clone(),
-                    (None, _) => {
-                        problems.push(Problem {
-                            line,
-                            message: "an S/MIME key needs its certificate".into(),
-                        });
-                        continue;
+                        Ok(dom) => problems.push(Problem {
+                            line: at(d.span()),
+                            message: format!("domains: {dom} is not one of [our] domains"),
+                        }),
+                        Err(e) => problems.push(Problem {
+                            line: at(d.span()),
+                            message: e.to_string(),
+                        }),
                     }
-                };
-                dir.our
-                    .credentials
-                    .push(Credential::with_secret(std, certificate, secret));
+                }
+                match our_key(k, base) {
+                    Ok(c) => dir.our.credentials.push(c.signing_for(signs_for)),
+                    Err(message) => problems.push(Problem { line, message }),
+                }
             }
         }
 
