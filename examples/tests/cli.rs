@@ -349,6 +349,101 @@ fn seal_skips_a_certificate_that_may_only_sign() {
     assert!(err.contains("key encipherment"), "{err}");
 }
 
+/// The Direct reference implementation's single-use pair (tests/data/direct-ri: one
+/// certificate for digitalSignature only, one for keyEncipherment only, both for
+/// dev.singleuse.lab, expired since 2026-04-27) sealed at 2019-06-01 with `--at`: one
+/// RecipientInfo, the encipherment certificate's, which OpenSSL decrypts with its key. Without
+/// `--at` the certificates have expired and the seal says so.
+#[test]
+fn the_direct_ri_single_use_pair_seals_at_its_date() {
+    let ri = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/direct-ri");
+    let tmp = tempfile::tempdir().unwrap();
+    let extract = |name: &str, what: &str| {
+        let out = tmp.path().join(format!("{name}.{what}.pem"));
+        let p = ri.join(format!("{name}.pfx"));
+        let flag = if what == "crt" { "-nokeys" } else { "-nocerts" };
+        let r = run(
+            "openssl",
+            &[
+                "pkcs12",
+                "-legacy",
+                "-in",
+                p.to_str().unwrap(),
+                "-passin",
+                "pass:passw0rd!",
+                flag,
+                "-noenc",
+                "-out",
+                out.to_str().unwrap(),
+            ],
+            b"",
+        );
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        out.to_str().unwrap().to_string()
+    };
+    let sign = extract("dev.singleuse.lab.sign", "crt");
+    let enc = extract("dev.singleuse.lab.encipherment", "crt");
+    let enc_key = extract("dev.singleuse.lab.encipherment", "key");
+    let msg =
+        b"From: a@clinic.example\r\nTo: b@dev.singleuse.lab\r\nSubject: x\r\n\r\nPotassium 4.1\r\n";
+    let args = |at: Option<&str>| {
+        let mut a = vec!["seal", "--recipient-cert", &sign, "--recipient-cert", &enc];
+        if let Some(t) = at {
+            a.extend(["--at", t]);
+        }
+        a.into_iter().map(str::to_string).collect::<Vec<_>>()
+    };
+    let run_seal = |at| {
+        let a = args(at);
+        relay(&a.iter().map(String::as_str).collect::<Vec<_>>(), msg)
+    };
+    let sealed = run_seal(Some("2019-06-01T12:00:00Z"));
+    assert!(
+        sealed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sealed.stderr)
+    );
+    let printed = run("openssl", &["cms", "-cmsout", "-print"], &sealed.stdout);
+    let text = String::from_utf8_lossy(&printed.stdout);
+    assert_eq!(text.matches("d.ktri:").count(), 1, "{text}");
+    let serial = run("openssl", &["x509", "-noout", "-serial", "-in", &enc], b"");
+    let serial = String::from_utf8_lossy(&serial.stdout)
+        .trim()
+        .trim_start_matches("serial=")
+        .to_ascii_lowercase();
+    assert!(
+        text.to_ascii_lowercase()
+            .replace(':', "")
+            .contains(serial.trim_start_matches('0')),
+        "the RecipientInfo names the encipherment certificate ({serial}): {text}"
+    );
+    let dec = run(
+        "openssl",
+        &["cms", "-decrypt", "-recip", &enc, "-inkey", &enc_key],
+        &sealed.stdout,
+    );
+    assert!(
+        dec.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dec.stderr)
+    );
+    assert!(String::from_utf8_lossy(&dec.stdout).contains("Potassium"));
+    // Today both have expired: no key, and the error says why.
+    let now = run_seal(None);
+    assert!(!now.status.success());
+    assert!(
+        String::from_utf8_lossy(&now.stderr).contains("expired"),
+        "{}",
+        String::from_utf8_lossy(&now.stderr)
+    );
+    // A date that is not one is refused by the argument parser.
+    let bad = relay(
+        &["seal", "--recipient-cert", &enc, "--at", "2019-06-31"],
+        msg,
+    );
+    assert!(!bad.status.success());
+}
+
 #[test]
 fn failures_are_one_line_and_non_zero() {
     let msg = std::fs::read(data("demo.eml")).unwrap();

@@ -94,6 +94,9 @@ enum Command {
     CheckConfig {
         /// The directory or relay configuration file (TOML).
         file: PathBuf,
+        /// Check a partner directory's certificates at this time instead of now (RFC 3339).
+        #[arg(long, value_parser = at_time)]
+        at: Option<std::time::SystemTime>,
     },
 }
 
@@ -146,6 +149,10 @@ enum SignatureArg {
 
 #[derive(clap::Args)]
 struct SealArgs {
+    /// Check certificates at this time instead of now (RFC 3339, e.g. 2019-06-01T12:00:00Z,
+    /// or a date): to reproduce a result with test material whose certificates have expired.
+    #[arg(long, value_parser = at_time)]
+    at: Option<std::time::SystemTime>,
     /// The message standard.
     #[arg(long, value_enum, default_value = "smime")]
     standard: StandardArg,
@@ -195,6 +202,10 @@ struct RouteArgs {
 
 #[derive(clap::Args)]
 struct OpenArgs {
+    /// Check certificates at this time instead of now (RFC 3339, e.g. 2019-06-01T12:00:00Z,
+    /// or a date): to reproduce a result with test material whose certificates have expired.
+    #[arg(long, value_parser = at_time)]
+    at: Option<std::time::SystemTime>,
     /// Our decryption key: S/MIME PEM (with --cert) or an OpenPGP secret key. Repeat for
     /// several; optional for signed-only messages. The standard is taken from the message.
     #[arg(long = "key")]
@@ -268,6 +279,9 @@ async fn seal(args: SealArgs) -> Result<Vec<u8>, String> {
     let mut req = SealRequest::encrypt(&recipients, &policy)
         .with_cipher(args.cipher.into())
         .with_header_protection(args.header_protection);
+    if let Some(at) = args.at {
+        req.now = at;
+    }
     if let Some(cred) = &signer {
         req.sign = Some(SignRequest {
             credential: cred,
@@ -319,9 +333,12 @@ async fn open(args: OpenArgs) -> Result<(Opened, bool), String> {
         .map(|p| read(p))
         .collect::<Result<Vec<_>, _>>()?;
     let policy = Policy::default();
-    let req = OpenRequest::new(&keys, &policy)
+    let mut req = OpenRequest::new(&keys, &policy)
         .with_trust_anchors(&anchors)
         .with_expected_signers(&pinned);
+    if let Some(at) = args.at {
+        req.now = at;
+    }
     let backends: [Box<dyn SecureEnvelope>; 2] = [
         Box::new(SmimeEnvelope::new()),
         Box::new(OpenPgpEnvelope::new()),
@@ -485,7 +502,7 @@ fn check_relay_config(file: &Path) -> ExitCode {
 }
 
 /// `check-config`: every problem on its own line, errors first; exit code says the worst.
-fn check_config(file: &Path) -> ExitCode {
+fn check_config(file: &Path, at: Option<std::time::SystemTime>) -> ExitCode {
     // A partner directory has [our] or [[partner]] tables; anything else is a relay config.
     let is_directory = std::fs::read_to_string(file).is_ok_and(|t| {
         t.lines()
@@ -512,7 +529,11 @@ fn check_config(file: &Path) -> ExitCode {
         std::sync::Arc::new(SmimeEnvelope::new()),
         std::sync::Arc::new(OpenPgpEnvelope::new()),
     ];
-    let findings = postern_router::validate(&dir, &backends, std::time::SystemTime::now());
+    let findings = postern_router::validate(
+        &dir,
+        &backends,
+        at.unwrap_or_else(std::time::SystemTime::now),
+    );
     let errors = findings
         .iter()
         .filter(|f| f.severity == postern_router::Severity::Error)
@@ -754,7 +775,7 @@ async fn main() -> ExitCode {
             Ok(false) => return ExitCode::from(1),
             Err(e) => Err(e),
         },
-        Command::CheckConfig { file } => return check_config(&file),
+        Command::CheckConfig { file, at } => return check_config(&file, at),
         Command::Route(a) => route(a).await,
         Command::Demo => demo().await.map(|_| true),
         Command::Seal(a) => seal(a).await.and_then(|bytes| {
@@ -785,4 +806,11 @@ async fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `--at`: an RFC 3339 time or a date.
+fn at_time(s: &str) -> Result<std::time::SystemTime, String> {
+    postern_core::civil::parse_rfc3339(s).ok_or_else(|| {
+        format!("{s:?} is not an RFC 3339 time (e.g. 2019-06-01T12:00:00Z) or a date")
+    })
 }
