@@ -406,16 +406,16 @@ fn the_direct_ri_single_use_pair_seals_at_its_date() {
     let printed = run("openssl", &["cms", "-cmsout", "-print"], &sealed.stdout);
     let text = String::from_utf8_lossy(&printed.stdout);
     assert_eq!(text.matches("d.ktri:").count(), 1, "{text}");
+    // OpenSSL prints the RecipientInfo's serial number in decimal; x509 -serial gives hex.
     let serial = run("openssl", &["x509", "-noout", "-serial", "-in", &enc], b"");
-    let serial = String::from_utf8_lossy(&serial.stdout)
+    let hex = String::from_utf8_lossy(&serial.stdout)
         .trim()
         .trim_start_matches("serial=")
-        .to_ascii_lowercase();
+        .to_string();
+    let decimal = u128::from_str_radix(&hex, 16).unwrap();
     assert!(
-        text.to_ascii_lowercase()
-            .replace(':', "")
-            .contains(serial.trim_start_matches('0')),
-        "the RecipientInfo names the encipherment certificate ({serial}): {text}"
+        text.contains(&format!("serialNumber: {decimal}")),
+        "the RecipientInfo names the encipherment certificate (serial {decimal}): {text}"
     );
     let dec = run(
         "openssl",
@@ -442,6 +442,86 @@ fn the_direct_ri_single_use_pair_seals_at_its_date() {
         msg,
     );
     assert!(!bad.status.success());
+}
+
+/// The Direct RI's own message (tests/data/direct-ri/envelopeSignature.eml), opened at
+/// 2019-06-01 with Biff's key: decrypted, the organisation certificate's signature verified
+/// and chained to UM-AMALGA1. Its signer names a bare domain (emailAddress and CN
+/// `redmond.hsgincubator.com`): that is the From address's own domain, never "another
+/// organisation" (it was reported invalid for that). Without a partner entry it is not
+/// bound (untrusted, same organisation); SHA-1 is refused by default and named so.
+#[test]
+fn the_direct_ri_message_s_organisation_signature_is_not_another_organisation() {
+    let ri = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/direct-ri");
+    let tmp = tempfile::tempdir().unwrap();
+    let pfx = ri.join("nhind_umamalga1_vm1.pfx");
+    let part = |flag: &str, out: &str| {
+        let out = tmp.path().join(out);
+        let r = run(
+            "openssl",
+            &[
+                "pkcs12",
+                "-legacy",
+                "-in",
+                pfx.to_str().unwrap(),
+                "-passin",
+                "pass:passw0rd!",
+                flag,
+                "-noenc",
+                "-out",
+                out.to_str().unwrap(),
+            ],
+            b"",
+        );
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        out.to_str().unwrap().to_string()
+    };
+    let (cert, key) = (part("-nokeys", "biff.crt"), part("-nocerts", "biff.key"));
+    let msg = std::fs::read(ri.join("envelopeSignature.eml")).unwrap();
+    let open = |extra: &[&str]| {
+        let report = tmp.path().join("r.json");
+        let anchors = [ri.join("umamalga1.cer"), ri.join("um-amalga1-vm1.cer")];
+        let mut args = vec![
+            "open",
+            "--key",
+            &key,
+            "--cert",
+            &cert,
+            "--at",
+            "2019-06-01T12:00:00Z",
+            "--trust-anchor",
+            anchors[0].to_str().unwrap(),
+            "--trust-anchor",
+            anchors[1].to_str().unwrap(),
+            "--report-json",
+            report.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = relay(&args, &msg);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        (String::from_utf8_lossy(&out.stdout).into_owned(), r)
+    };
+    let (text, r) = open(&["--accept-sha1"]);
+    assert!(text.contains("Yo. This be a message"), "{text}");
+    let sig = &r["signatures"][0];
+    assert_eq!(sig["status"], "valid", "{r}");
+    assert_eq!(sig["chain"], "trusted", "{r}");
+    assert_eq!(r["signature"], "untrusted", "{r}");
+    assert!(!r.to_string().contains("another organisation"), "{r}");
+    let (_, r) = open(&[]);
+    assert_eq!(r["signatures"][0]["status"], "refused", "{r}");
+    assert!(
+        r["signatures"][0]["status_detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("sha-1")),
+        "{r}"
+    );
 }
 
 #[test]

@@ -531,30 +531,53 @@ fn bind_to_from(report: &Report, b: &Binding<'_>) -> Result<(), (SignatureVerdic
             b.dir.partners[i].is_gateway_key(sig.fingerprint.as_deref())
                 && partner_of(from.domain()) == Some(i)
         });
-        // A domain-bound certificate speaks for its domain only as the partner whose keys
-        // and anchors were expected: another partner's CA must not make a certificate that
-        // signs for us or for a third organisation.
+        // A domain-bound (organisation) certificate speaks for every address of exactly its
+        // domain, and only as the partner whose keys and anchors were expected: another
+        // partner's CA must not make a certificate that signs for us or for a third
+        // organisation.
         let domain_bound = b.partner.is_some()
             && partner_of(from.domain()) == b.partner
             && sig
                 .signer_domains
                 .iter()
-                .any(|d| Domain::new(d).is_ok_and(|d| from.domain().is_within(&d)));
+                .any(|d| Domain::new(d).is_ok_and(|d| *from.domain() == d));
         if by_address || declared_gateway || domain_bound {
             continue;
         }
-        let signer = sig
+        // What the certificate names: its addresses' domains and the domains it is bound to.
+        // Nothing usable is no binding at all (untrusted), never "another organisation".
+        let signer_domains: Vec<Domain> = sig
+            .signer_addresses
+            .iter()
+            .filter_map(|a| Address::new(a).ok().map(|a| a.domain().clone()))
+            .chain(
+                sig.signer_domains
+                    .iter()
+                    .filter_map(|d| Domain::new(d).ok()),
+            )
+            .collect();
+        let Some(first) = sig
             .signer_addresses
             .first()
             .cloned()
-            .unwrap_or_else(|| "(no address)".into());
-        let same_org = sig.signer_addresses.iter().any(|a| {
-            Address::new(a).is_ok_and(|a| {
-                a.domain().is_within(from.domain())
-                    || from.domain().is_within(a.domain())
-                    || (partner_of(a.domain()).is_some()
-                        && partner_of(a.domain()) == partner_of(from.domain()))
-            })
+            .or_else(|| sig.signer_domains.first().cloned())
+        else {
+            return Err((
+                SignatureVerdict::Untrusted,
+                "the signer certificate names no address or domain".to_string(),
+            ));
+        };
+        if signer_domains.is_empty() {
+            return Err((
+                SignatureVerdict::Untrusted,
+                format!("the signer certificate names no address or domain it can be bound by ({first})"),
+            ));
+        }
+        let signer = first;
+        let same_org = signer_domains.iter().any(|d| {
+            d.is_within(from.domain())
+                || from.domain().is_within(d)
+                || (partner_of(d).is_some() && partner_of(d) == partner_of(from.domain()))
         });
         return Err(if same_org {
             (
@@ -718,6 +741,61 @@ mod tests {
         assert_eq!(
             &out[..],
             &b"From: a@p.test\r\nSubject: x\r\n\r\nbody\r\n"[..]
+        );
+    }
+
+    /// Organisation certificates (issue 24, D3): a signer bound to a domain (a dNSName, or a
+    /// bare domain in emailAddress/CN, as Direct writes them) speaks for every address of
+    /// exactly that domain when it is the expected partner's; what cannot be read as an address
+    /// is never "another organisation".
+    #[test]
+    fn an_organisation_certificate_binds_its_own_domain_exactly() {
+        use postern_core::{ChainStatus, Report, SignatureReport, SignatureStatus, Standard};
+        let report = |addresses: &[&str], domains: &[&str]| {
+            let mut sig = SignatureReport::new(SignatureStatus::Valid);
+            sig.chain = ChainStatus::Trusted {
+                anchor: "CN=UM-AMALGA1".into(),
+            };
+            sig.signer_addresses = addresses.iter().map(|s| s.to_string()).collect();
+            sig.signer_domains = domains.iter().map(|s| s.to_string()).collect();
+            let mut r = Report::new(Standard::Smime);
+            r.signatures.push(sig);
+            r
+        };
+        let mut dir = Directory::default();
+        dir.partners.push(crate::Partner::new(
+            crate::DomainPattern::Exact(postern_core::Domain::new("redmond.test").unwrap()),
+            crate::PartnerPolicy::Required,
+            vec![Standard::Smime],
+        ));
+        let msg = |from: &str| format!("From: <{from}>\r\nSubject: x\r\n\r\nhi\r\n");
+        let org = report(&[], &["redmond.test"]);
+        let verdict = |r: &Report, partner: Option<usize>, from: &str| {
+            signature_verdict(r, &dir, partner, None, msg(from).as_bytes())
+        };
+        // The partner's organisation certificate: every address of its domain.
+        assert_eq!(
+            verdict(&org, Some(0), "toby@redmond.test").0,
+            SignatureVerdict::Valid
+        );
+        // Not a subdomain, not without the partner expected: the same organisation, untrusted.
+        let (v, why) = verdict(&org, Some(0), "toby@lab.redmond.test");
+        assert_eq!(v, SignatureVerdict::Untrusted, "{why:?}");
+        let (v, why) = verdict(&org, None, "toby@redmond.test");
+        assert_eq!(v, SignatureVerdict::Untrusted, "{why:?}");
+        assert!(
+            why.iter().all(|w| !w.contains("another organisation")),
+            "{why:?}"
+        );
+        // Another domain: invalid, named.
+        let (v, why) = verdict(&org, Some(0), "eve@elsewhere.test");
+        assert_eq!(v, SignatureVerdict::Invalid, "{why:?}");
+        // A certificate that names nothing usable: untrusted, said so.
+        let (v, why) = verdict(&report(&[], &[]), Some(0), "toby@redmond.test");
+        assert_eq!(v, SignatureVerdict::Untrusted);
+        assert!(
+            why.iter().any(|w| w.contains("names no address or domain")),
+            "{why:?}"
         );
     }
 

@@ -54,6 +54,60 @@ pub fn emails(cert: &Certificate) -> Vec<String> {
             }
         }
     }
+    // A bare domain in emailAddress (as Direct organisation certificates write it) is not an
+    // address: it is one of the certificate's domains (see [`domain_names`]).
+    out.retain(|a| a.contains('@'));
+    out.dedup();
+    out
+}
+
+/// The domains the certificate is bound to as a whole, lower-case: its dNSName entries, a
+/// subject emailAddress that is a bare domain name, and — when it names no address at all — a
+/// subject common name that is a domain name (a Direct organisation certificate:
+/// `CN=redmond.hsgincubator.com, emailAddress=redmond.hsgincubator.com`).
+pub fn domain_names(cert: &Certificate) -> Vec<String> {
+    let looks_like_domain = |s: &str| {
+        s.contains('.')
+            && !s.starts_with('.')
+            && !s.ends_with('.')
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    };
+    let mut out = dns_names(cert);
+    let subject = cert.tbs_certificate().subject();
+    let text = |atv: &x509_cert::attr::AttributeTypeAndValue| -> Option<String> {
+        atv.value
+            .decode_as::<der::asn1::Ia5String>()
+            .map(|s| s.to_string())
+            .or_else(|_| {
+                atv.value
+                    .decode_as::<der::asn1::Utf8StringRef<'_>>()
+                    .map(|s| s.to_string())
+            })
+            .or_else(|_| {
+                atv.value
+                    .decode_as::<der::asn1::PrintableStringRef<'_>>()
+                    .map(|s| s.to_string())
+            })
+            .ok()
+    };
+    for atv in subject.iter() {
+        if atv.oid == oids::EMAIL_ADDRESS {
+            if let Some(s) = text(atv).filter(|s| looks_like_domain(s)) {
+                out.push(s.to_lowercase());
+            }
+        }
+    }
+    if emails(cert).is_empty() {
+        for atv in subject.iter() {
+            if atv.oid == const_oid::db::rfc4519::CN {
+                if let Some(s) = text(atv).filter(|s| looks_like_domain(s)) {
+                    out.push(s.to_lowercase());
+                }
+            }
+        }
+    }
+    out.sort();
     out.dedup();
     out
 }

@@ -550,7 +550,7 @@ impl SecureEnvelope for SmimeEnvelope {
             .map(|(c, recipient)| postern_core::CertificateSummary {
                 description: certinfo::describe(c),
                 addresses: certinfo::emails(c),
-                domains: certinfo::dns_names(c),
+                domains: certinfo::domain_names(c),
                 authority: !recipient,
                 self_signed: c.tbs_certificate().subject() == c.tbs_certificate().issuer(),
             })

@@ -310,16 +310,7 @@ fn verify_one(
     };
     report.signer = certinfo::email(cert);
     report.signer_addresses = certinfo::emails(cert);
-    report.signer_domains = certinfo::dns_names(cert)
-        .into_iter()
-        .chain(
-            report
-                .signer_addresses
-                .iter()
-                .filter(|a| !a.contains('@'))
-                .cloned(),
-        )
-        .collect();
+    report.signer_domains = certinfo::domain_names(cert);
     report.signer_subject = Some(certinfo::subject(cert));
     report.fingerprint = Some(certinfo::fingerprint(cert));
     report.signing_time = signing_time(si);

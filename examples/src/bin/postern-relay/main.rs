@@ -202,6 +202,10 @@ struct RouteArgs {
 
 #[derive(clap::Args)]
 struct OpenArgs {
+    /// Accept SHA-1 signatures (marked weak), as a partner entry's `accept_legacy = ["sha1"]`
+    /// does: for older Direct and S/MIME peers.
+    #[arg(long)]
+    accept_sha1: bool,
     /// Check certificates at this time instead of now (RFC 3339, e.g. 2019-06-01T12:00:00Z,
     /// or a date): to reproduce a result with test material whose certificates have expired.
     #[arg(long, value_parser = at_time)]
@@ -332,7 +336,10 @@ async fn open(args: OpenArgs) -> Result<(Opened, bool), String> {
         .iter()
         .map(|p| read(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let policy = Policy::default();
+    let policy = Policy {
+        allow_sha1_signatures: args.accept_sha1,
+        ..Policy::default()
+    };
     let mut req = OpenRequest::new(&keys, &policy)
         .with_trust_anchors(&anchors)
         .with_expected_signers(&pinned);
