@@ -895,47 +895,62 @@ async fn dnssec_validated_smimea_and_openpgpkey_records_are_used_and_unvalidated
         .collect::<Vec<_>>()
         .join("\n");
     std::fs::write(w.join("anchor.key"), anchor).unwrap();
-    let port = {
-        let l = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let conf = format!(
-        "server:\n  interface: 127.0.0.1\n  port: {port}\n  do-not-query-localhost: no\n\
-         \x20 username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  pidfile: \"\"\n\
-         \x20 use-syslog: no\n  logfile: \"\"\n  trust-anchor-file: \"{d}/anchor.key\"\n\
-         \x20 module-config: \"validator iterator\"\n\
-         \x20 local-zone: \"test.\" nodefault\n\
-         auth-zone:\n  name: \"dnssec.test\"\n  zonefile: \"{d}/dnssec.test.zone.signed\"\n\
-         \x20 for-upstream: yes\n  for-downstream: no\n\
-         auth-zone:\n  name: \"plain.test\"\n  zonefile: \"{d}/plain.test.zone\"\n\
-         \x20 for-upstream: yes\n  for-downstream: no\n",
-        d = w.display()
-    );
-    std::fs::write(w.join("unbound.conf"), conf).unwrap();
     let unbound = ["/usr/sbin/unbound", "unbound"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
         .unwrap_or("unbound");
-    let _server = Unbound(
-        Command::new(unbound)
-            .arg("-d")
-            .arg("-c")
-            .arg(w.join("unbound.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect(
-                "unbound (Debian package unbound) must be installed: bash scripts/test does it",
-            ),
-    );
-    // Up when it answers on TCP (it loads and checks the signed zone first: a fixed pause was
-    // too short on a busy machine, and the first lookup met a closed port).
-    assert!(
-        postern_tests::relay::wait_until(Duration::from_secs(20), || {
+    // A port picked free for UDP may be taken for TCP by the time unbound binds it (another
+    // test's outgoing connection gets it as its local port): then unbound exits at once. So it
+    // is started again on another port, and what it said is kept for the failure message.
+    let mut started = None;
+    for _ in 0..5 {
+        let port = {
+            let l = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let conf = format!(
+            "server:\n  interface: 127.0.0.1\n  port: {port}\n  do-not-query-localhost: no\n\
+             \x20 username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  pidfile: \"\"\n\
+             \x20 use-syslog: no\n  logfile: \"\"\n  trust-anchor-file: \"{d}/anchor.key\"\n\
+             \x20 module-config: \"validator iterator\"\n\
+             \x20 local-zone: \"test.\" nodefault\n\
+             auth-zone:\n  name: \"dnssec.test\"\n  zonefile: \"{d}/dnssec.test.zone.signed\"\n\
+             \x20 for-upstream: yes\n  for-downstream: no\n\
+             auth-zone:\n  name: \"plain.test\"\n  zonefile: \"{d}/plain.test.zone\"\n\
+             \x20 for-upstream: yes\n  for-downstream: no\n",
+            d = w.display()
+        );
+        std::fs::write(w.join("unbound.conf"), conf).unwrap();
+        let log = std::fs::File::create(w.join("unbound.log")).unwrap();
+        let mut server = Unbound(
+            Command::new(unbound)
+                .arg("-d")
+                .arg("-c")
+                .arg(w.join("unbound.conf"))
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect(
+                    "unbound (Debian package unbound) must be installed: bash scripts/test does it",
+                ),
+        );
+        // Up when it answers on TCP (it loads and checks the signed zone first: a fixed pause
+        // was too short on a busy machine, and the first lookup met a closed port).
+        let up = postern_tests::relay::wait_until(Duration::from_secs(20), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        }),
-        "unbound did not start"
-    );
+                || server.0.try_wait().ok().flatten().is_some()
+        }) && server.0.try_wait().ok().flatten().is_none();
+        if up {
+            started = Some((server, port));
+            break;
+        }
+    }
+    let Some((_server, port)) = started else {
+        panic!(
+            "unbound did not start: {}",
+            std::fs::read_to_string(w.join("unbound.log")).unwrap_or_default()
+        );
+    };
 
     let mut dir = Directory::default();
     dir.our.domains.push(Domain::new("clinic.example").unwrap());
