@@ -75,6 +75,30 @@
 //! ```
 #![forbid(unsafe_code)]
 
+/// Serde for a type that is written as its `Display` text and read back through its `FromStr`
+/// (a status code, a detector name): one definition, so each such type reads what it writes and
+/// refuses what it would not parse.
+#[macro_export]
+macro_rules! serde_as_text {
+    ($t:ty) => {
+        impl $crate::__serde::Serialize for $t {
+            fn serialize<S: $crate::__serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> $crate::__serde::Deserialize<'de> for $t {
+            fn deserialize<D: $crate::__serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <String as $crate::__serde::Deserialize>::deserialize(d)?;
+                s.parse().map_err($crate::__serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+#[doc(hidden)]
+pub use serde as __serde;
+
 pub mod civil;
 mod entropy;
 mod envelope;

@@ -123,20 +123,9 @@ impl FromStr for EnhancedStatus {
     }
 }
 
-/// Stored and read as its text (`"5.7.1"`): spool files written before the type existed hold
-/// the same words.
-impl serde::Serialize for EnhancedStatus {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for EnhancedStatus {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+// Stored and read as its text (`"5.7.1"`): spool files written before the type existed hold
+// the same words.
+crate::serde_as_text!(EnhancedStatus);
 
 #[cfg(test)]
 mod tests {

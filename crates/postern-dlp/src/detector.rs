@@ -125,18 +125,7 @@ impl FromStr for Detector {
     }
 }
 
-impl serde::Serialize for Detector {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Detector {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+postern_core::serde_as_text!(Detector);
 
 #[cfg(test)]
 mod tests {
