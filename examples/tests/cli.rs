@@ -825,8 +825,9 @@ fn hash_password_prints_a_phc_string_the_relay_accepts() {
     let f = dir.path().join("users");
     std::fs::write(&f, format!("exchange:{}", hash.trim())).unwrap();
     let users = postern_relay::auth::Users::load(&f).unwrap();
-    assert!(users.verify("exchange", b"correct horse"));
-    assert!(!users.verify("exchange", b"correct horse "));
+    let mut hasher = postern_portal::password::Hasher::new();
+    assert!(users.verify(&mut hasher, "exchange", b"correct horse"));
+    assert!(!users.verify(&mut hasher, "exchange", b"correct horse "));
     let out = relay(&["hash-password"], b"\n");
     assert_eq!(out.status.code(), Some(2));
 }

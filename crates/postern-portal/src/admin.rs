@@ -200,7 +200,7 @@ async fn login(
     };
     let (u, pw) = (user.clone(), Zeroizing::new(f.password));
     let ok = admission
-        .run(move || desk.check_password(&u, &pw))
+        .run(move |h| desk.check_password(h, &u, &pw))
         .await
         .map_err(busy)?;
     p.audit

@@ -4,6 +4,7 @@
 //! CLI makes).
 
 use async_trait::async_trait;
+use postern_store::password::Hasher;
 use postern_store::HeldState;
 
 /// One quarantined message as the review page shows it (masked values only).
@@ -49,9 +50,9 @@ pub enum DeskError {
 /// What the administrator pages need from the gateway they run in.
 #[async_trait]
 pub trait AdminDesk: Send + Sync + std::fmt::Debug {
-    /// Checks an administrator's password (Argon2: slow; called off the async threads, within
-    /// the process's password budget). An unknown name must cost what a wrong password costs.
-    fn check_password(&self, user: &str, password: &str) -> bool;
+    /// Checks an administrator's password with `hasher` (called on a hashing thread, within the
+    /// process's password budget). An unknown name must cost what a wrong password costs.
+    fn check_password(&self, hasher: &mut Hasher, user: &str, password: &str) -> bool;
     /// Whether `user` is an administrator (the sign-in lock counts only on real names, so made-up
     /// ones cannot fill the lock table).
     fn is_admin(&self, user: &str) -> bool;

@@ -13,6 +13,7 @@ use postern_portal::{
     AdminDesk, Db, DeskError, MailKind, MasterKey, MemoryOutbox, Portal, PortalSettings,
     QuarantineLine,
 };
+use postern_store::password::Hasher;
 use tower::ServiceExt;
 
 struct Fixture {
@@ -29,7 +30,7 @@ struct Desk;
 
 #[async_trait::async_trait]
 impl AdminDesk for Desk {
-    fn check_password(&self, user: &str, password: &str) -> bool {
+    fn check_password(&self, _: &mut Hasher, user: &str, password: &str) -> bool {
         user == "admin" && password == "correct horse battery"
     }
     fn is_admin(&self, user: &str) -> bool {

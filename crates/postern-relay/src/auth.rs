@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use argon2::{Argon2, PasswordHash, PasswordHasher};
+use argon2::PasswordHash;
+use postern_store::password::Hasher;
 
 /// Why the users file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -81,18 +82,17 @@ impl Users {
 
     /// Checks a password (Argon2: slow on purpose; call it off the async threads). An unknown
     /// user costs the same as a wrong password, so timing does not tell which names exist.
-    pub fn verify(&self, user: &str, password: &[u8]) -> bool {
+    pub fn verify(&self, hasher: &mut Hasher, user: &str, password: &[u8]) -> bool {
         // The portal's check, decoy included: one Argon2 verification in the process.
-        postern_store::password::verify_now(self.hashes.get(user).map(String::as_str), password)
+        hasher.verify(self.hashes.get(user).map(String::as_str), password)
     }
 }
 
 /// An Argon2id PHC string for `password` (default parameters, random salt).
 pub fn hash_password(password: &[u8]) -> Result<String, AuthError> {
-    Argon2::default()
-        .hash_password(password)
-        .map(|h| h.to_string())
-        .map_err(|e| AuthError::Hash(e.to_string()))
+    Hasher::new()
+        .hash(password)
+        .ok_or_else(|| AuthError::Hash("Argon2 or the random source failed".into()))
 }
 
 /// Failures before a user name is locked (within [`FAILURE_WINDOW`]).
@@ -183,7 +183,7 @@ impl AuthLimiter {
             return AuthOutcome::Locked;
         }
         let (u, name) = (users.clone(), user.to_string());
-        let Ok(ok) = admission.run(move || u.verify(&name, &password)).await else {
+        let Ok(ok) = admission.run(move |h| u.verify(h, &name, &password)).await else {
             return AuthOutcome::Busy;
         };
         if ok {
@@ -280,9 +280,10 @@ mod tests {
         let f = d.path().join("users");
         std::fs::write(&f, format!("# submitters\nexchange:{h}\n")).unwrap();
         let u = Users::load(&f).unwrap();
-        assert!(u.verify("exchange", b"s3cret"));
-        assert!(!u.verify("exchange", b"wrong"));
-        assert!(!u.verify("nobody", b"s3cret"));
+        let mut hasher = Hasher::new();
+        assert!(u.verify(&mut hasher, "exchange", b"s3cret"));
+        assert!(!u.verify(&mut hasher, "exchange", b"wrong"));
+        assert!(!u.verify(&mut hasher, "nobody", b"s3cret"));
         assert!(!format!("{u:?}").contains("argon2"));
         std::fs::write(&f, "exchange:plaintext\n").unwrap();
         let e = Users::load(&f).unwrap_err();

@@ -20,6 +20,7 @@ use crate::config::{ConfigError, RelayConfig};
 use crate::shared::{Shared, StartError};
 use crate::spool::{Entry, Origin, Recipient, Spool};
 use crate::util::unix_ms;
+use postern_store::password::Hasher;
 use postern_store::QuarantineError;
 
 /// The portal's mail enters the spool as `Origin::Portal`: delivered as written (it carries no
@@ -81,8 +82,8 @@ struct RelayDesk {
 
 #[async_trait]
 impl AdminDesk for RelayDesk {
-    fn check_password(&self, user: &str, password: &str) -> bool {
-        self.users.verify(user, password.as_bytes())
+    fn check_password(&self, hasher: &mut Hasher, user: &str, password: &str) -> bool {
+        self.users.verify(hasher, user, password.as_bytes())
     }
 
     fn is_admin(&self, user: &str) -> bool {
