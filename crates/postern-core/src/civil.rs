@@ -89,6 +89,17 @@ pub fn utc_day(unix: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// `2026-12-30 14:05 UTC`: a day and minute, as letters and listings show times.
+pub fn utc_minute(unix: i64) -> String {
+    let secs = unix.rem_euclid(86_400);
+    format!(
+        "{} {:02}:{:02} UTC",
+        utc_day(unix),
+        secs / 3600,
+        secs % 3600 / 60
+    )
+}
+
 /// `2026-12-30 14:05:09 UTC` (times before 1970 read as 1970).
 pub fn utc_timestamp(t: SystemTime) -> String {
     let secs = t

@@ -21,15 +21,7 @@ pub fn one_line(s: &str, max: usize) -> String {
 pub use postern_core::civil::utc_day as day;
 
 /// `2026-12-30 14:05 UTC`.
-pub fn moment(unix: i64) -> String {
-    let secs = unix.rem_euclid(86_400);
-    format!(
-        "{} {:02}:{:02} UTC",
-        day(unix),
-        secs / 3600,
-        secs % 3600 / 60
-    )
-}
+pub use postern_core::civil::utc_minute as moment;
 
 fn from<'a>(s: &'a PortalSettings) -> MbAddress<'a> {
     MbAddress::new_address(Some(s.organisation.as_str()), s.from.as_str())

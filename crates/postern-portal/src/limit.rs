@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-pub use postern_core::client_network;
+pub use postern_core::{client_network, ConnectionSlot, ConnectionSlots};
 
 /// The limiter.
 #[derive(Debug)]
@@ -46,71 +46,6 @@ impl Limiter {
     }
 }
 
-/// A listener's connection allowance: in all, and per client (an IPv4 address or an IPv6
-/// network). The relay's SMTP listeners and the portal's HTTP listener each hold one.
-#[derive(Debug, Clone)]
-pub struct ConnectionSlots {
-    all: std::sync::Arc<tokio::sync::Semaphore>,
-    total: usize,
-    per_client: usize,
-    v6_prefix: u8,
-    clients: std::sync::Arc<Mutex<HashMap<IpAddr, usize>>>,
-}
-
-/// One connection's hold on its listener's slots, given back when it is dropped.
-#[derive(Debug)]
-pub struct ConnectionSlot {
-    _all: tokio::sync::OwnedSemaphorePermit,
-    client: IpAddr,
-    clients: std::sync::Arc<Mutex<HashMap<IpAddr, usize>>>,
-}
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        let mut c = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = c.get_mut(&self.client) {
-            *n -= 1;
-            if *n == 0 {
-                c.remove(&self.client);
-            }
-        }
-    }
-}
-
-impl ConnectionSlots {
-    /// `all` connections at once, `per_client` from one client.
-    pub fn new(all: usize, per_client: usize, v6_prefix: u8) -> Self {
-        ConnectionSlots {
-            all: std::sync::Arc::new(tokio::sync::Semaphore::new(all)),
-            total: all,
-            per_client,
-            v6_prefix,
-            clients: std::sync::Arc::default(),
-        }
-    }
-
-    /// A slot for a connection from `ip`, unless the listener or that client is at its limit.
-    pub fn take(&self, ip: IpAddr) -> Option<ConnectionSlot> {
-        let client = client_network(ip, self.v6_prefix);
-        let mut c = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if c.get(&client).copied().unwrap_or(0) >= self.per_client {
-            return None;
-        }
-        let permit = self.all.clone().try_acquire_owned().ok()?;
-        *c.entry(client).or_insert(0) += 1;
-        Some(ConnectionSlot {
-            _all: permit,
-            client,
-            clients: self.clients.clone(),
-        })
-    }
-
-    /// Connections holding a slot now.
-    pub fn in_use(&self) -> usize {
-        self.total - self.all.available_permits()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,24 +67,5 @@ mod tests {
         assert!(!l.allow("2001:db8::ffff".parse().unwrap()), "the same /64");
         assert!(l.allow("2001:db8:0:1::1".parse().unwrap()), "another /64");
         assert!(l.allow("192.0.2.1".parse().unwrap()));
-    }
-
-    #[test]
-    fn connection_slots_hold_per_client_and_in_all_and_come_back() {
-        let s = ConnectionSlots::new(3, 2, 64);
-        let a = s.take("2001:db8::1".parse().unwrap()).unwrap();
-        let _b = s.take("2001:db8::2".parse().unwrap()).unwrap();
-        assert!(
-            s.take("2001:db8::3".parse().unwrap()).is_none(),
-            "the /64 has two"
-        );
-        let _c = s.take("192.0.2.1".parse().unwrap()).unwrap();
-        assert!(
-            s.take("192.0.2.2".parse().unwrap()).is_none(),
-            "three in all"
-        );
-        assert_eq!(s.in_use(), 3);
-        drop(a);
-        assert!(s.take("2001:db8::3".parse().unwrap()).is_some());
     }
 }

@@ -36,6 +36,32 @@ pub enum ConfigError {
     },
 }
 
+/// The portal's settings (`[portal]`).
+#[cfg(feature = "portal")]
+pub use postern_portal::PortalSettings;
+
+/// The `[portal]` table in a relay built without the `portal` feature: read, so one
+/// configuration file serves both builds, but a portal that is asked for (`listen`) stops the
+/// start ([`crate::StartError::Config`]) rather than being silently absent.
+#[cfg(not(feature = "portal"))]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct PortalSettings {
+    /// Where the portal would listen (empty: no portal).
+    pub listen: String,
+    /// Its master key file.
+    pub key_file: PathBuf,
+    /// Its administrators' users file.
+    pub admins: PathBuf,
+    /// Its logo.
+    pub logo: PathBuf,
+    /// The address recipients reach it at.
+    pub base_url: String,
+    /// Every other portal setting, unused in this build.
+    #[serde(flatten)]
+    pub other: std::collections::BTreeMap<String, toml::Value>,
+}
+
 /// The whole relay configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -78,7 +104,7 @@ pub struct RelayConfig {
     /// that must encrypt.
     pub inbound_policy: InboundPolicyConfig,
     /// The secure web portal for recipients without a gateway (`listen` empty: none).
-    pub portal: postern_portal::PortalSettings,
+    pub portal: PortalSettings,
     /// The database for the quarantine, the portal and the audit log: `postgres://…` (one
     /// database several gateway nodes share); empty: SQLite, `DATA_DIR/postern.sqlite`.
     pub database: String,
@@ -285,7 +311,7 @@ impl Default for RelayConfig {
             quarantine: QuarantineConfig::default(),
             auth: AuthConfig::default(),
             inbound_policy: InboundPolicyConfig::default(),
-            portal: postern_portal::PortalSettings::default(),
+            portal: PortalSettings::default(),
             database: String::new(),
             trust_bundles: Vec::new(),
         }

@@ -24,6 +24,7 @@ pub mod keywatch;
 mod listener;
 pub mod metrics;
 pub mod mx;
+#[cfg(feature = "portal")]
 mod portal;
 mod process;
 mod relay;

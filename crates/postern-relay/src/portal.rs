@@ -23,6 +23,26 @@ use crate::util::unix_ms;
 use postern_store::password::Hasher;
 use postern_store::QuarantineError;
 
+/// The queue's portal delivery, into postern-portal.
+#[derive(Debug)]
+struct Inbox(Arc<Portal>);
+
+#[async_trait]
+impl crate::shared::PortalInbox for Inbox {
+    async fn deliver(
+        &self,
+        sender: Option<&str>,
+        recipient: &str,
+        message: &[u8],
+        queue_id: &str,
+        days: Option<u32>,
+    ) -> Result<Vec<String>, Box<dyn std::error::Error + Send + Sync>> {
+        let to = [recipient.to_string()];
+        let days = days.map(i64::from);
+        Ok(self.0.deliver(sender, &to, message, queue_id, days).await?)
+    }
+}
+
 /// The portal's mail enters the spool as `Origin::Portal`: delivered as written (it carries no
 /// PHI, except a reply, which only goes to our own mail server).
 #[derive(Debug)]
@@ -322,7 +342,7 @@ pub(crate) async fn start(
         }));
     }
     let portal = Arc::new(portal);
-    let _ = shared.portal.set(portal.clone());
+    let _ = shared.portal.set(Arc::new(Inbox(portal.clone())));
     let app = postern_portal::web::router(portal.clone());
     let limits = postern_portal::serve::ServeLimits::from(&portal.settings);
     let tls = (!plain).then(|| shared.settings.tls.acceptor.clone());

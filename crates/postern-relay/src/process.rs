@@ -400,19 +400,16 @@ impl Work<'_> {
                 m.held.inc();
                 r.state = RcptState::Held {
                     kind: HoldKind::Portal,
-                    reason: "portal delivery, but no portal is configured \
-                             (portal.listen); `queue release` sends it in clear"
-                        .into(),
+                    reason: NO_PORTAL.into(),
                 };
             });
         };
-        let days = days.map(i64::from);
         for i in idx {
             let r = &mut self.entry.recipients[i];
             let stored = portal
                 .deliver(
                     self.entry.mail_from.as_deref(),
-                    std::slice::from_ref(&r.address),
+                    &r.address,
                     message,
                     &self.entry.id,
                     days,
@@ -438,6 +435,14 @@ impl Work<'_> {
         }
     }
 }
+
+/// Why mail for portal delivery is held when there is no portal.
+#[cfg(feature = "portal")]
+const NO_PORTAL: &str =
+    "portal delivery, but no portal is configured (portal.listen); `queue release` sends it in clear";
+#[cfg(not(feature = "portal"))]
+const NO_PORTAL: &str = "portal delivery, but this relay was built without the portal; \
+                         `queue release` sends it in clear";
 
 fn bounce(r: &mut Recipient, status: EnhancedStatus, reason: String) {
     r.state = RcptState::Bounced {

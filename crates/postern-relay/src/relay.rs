@@ -206,7 +206,7 @@ fn build_settings(cfg: &RelayConfig) -> Result<Settings, StartError> {
 pub fn check(cfg: &RelayConfig) -> Result<Vec<Finding>, StartError> {
     build_settings(cfg)?;
     let inspector = inspector_for(cfg)?;
-    crate::portal::validate(cfg)?;
+    validate_portal(cfg)?;
     let mut findings = relay_findings(cfg);
     // Checked with the backends `start` builds (an embedder's own are checked when it starts).
     let gateway = Gateway::builder()
@@ -215,6 +215,25 @@ pub fn check(cfg: &RelayConfig) -> Result<Vec<Finding>, StartError> {
         .map_err(StartError::Gateway)?;
     findings.extend(load_directory(cfg, &gateway)?.warnings().iter().cloned());
     Ok(findings)
+}
+
+/// The portal's settings, checked as its start would check them.
+#[cfg(feature = "portal")]
+fn validate_portal(cfg: &RelayConfig) -> Result<(), StartError> {
+    crate::portal::validate(cfg).map(drop)
+}
+
+/// Without the portal a configuration that asks for one is an error, not a relay that quietly
+/// holds every portal delivery.
+#[cfg(not(feature = "portal"))]
+fn validate_portal(cfg: &RelayConfig) -> Result<(), StartError> {
+    if cfg.portal.listen.is_empty() {
+        return Ok(());
+    }
+    Err(StartError::Config(crate::config::ConfigError::Value {
+        field: "portal.listen",
+        message: "set, but this relay was built without the portal feature".into(),
+    }))
 }
 
 /// What in a relay configuration works but is dangerous: an internal listener open to the
@@ -484,7 +503,7 @@ async fn start_relay(
                     l,
                     role,
                     shared.clone(),
-                    postern_portal::limit::ConnectionSlots::new(
+                    postern_core::ConnectionSlots::new(
                         cfg.limits.max_connections,
                         per_client,
                         cfg.limits.ipv6_client_prefix,
@@ -511,12 +530,19 @@ async fn start_relay(
         metrics_addr = l.local_addr().ok();
         listeners.push(tokio::spawn(metrics::serve(l, shared.metrics.clone())));
     }
+    #[cfg_attr(not(feature = "portal"), allow(unused_mut))]
     let mut portal_addr = None;
+    #[cfg(feature = "portal")]
     if let Some((addr, tasks)) =
         crate::portal::start(cfg, &shared, db, first_start, stop_rx.clone()).await?
     {
         portal_addr = Some(addr);
         listeners.extend(tasks);
+    }
+    #[cfg(not(feature = "portal"))]
+    {
+        validate_portal(cfg)?;
+        let _ = (db, first_start);
     }
     let mut workers = Vec::new();
     for _ in 0..cfg.workers.max(1) {
@@ -571,7 +597,7 @@ async fn accept_loop(
     listener: TcpListener,
     role: Role,
     shared: Arc<Shared>,
-    slots: postern_portal::limit::ConnectionSlots,
+    slots: postern_core::ConnectionSlots,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -798,5 +824,32 @@ mod tests {
         );
         cfg.dlp.enabled = false;
         assert!(inspector_for(&cfg).is_ok());
+    }
+}
+
+#[cfg(all(test, not(feature = "portal")))]
+mod without_portal {
+    use super::*;
+
+    /// One configuration file serves both builds: the `[portal]` table is read, and a portal it
+    /// asks for stops the start instead of being quietly absent.
+    #[test]
+    fn a_portal_in_the_configuration_is_read_and_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("relay.toml");
+        std::fs::write(
+            &file,
+            "[portal]\nlisten = \"127.0.0.1:8443\"\nbase_url = \"https://secure.example\"\n\
+             plain_http = true\nsession_minutes = 30\n",
+        )
+        .unwrap();
+        let mut cfg = RelayConfig::load(&file).unwrap();
+        let e = validate_portal(&cfg).unwrap_err();
+        assert!(
+            e.to_string().contains("portal.listen") && e.to_string().contains("without the portal"),
+            "{e}"
+        );
+        cfg.portal.listen.clear();
+        assert!(validate_portal(&cfg).is_ok());
     }
 }

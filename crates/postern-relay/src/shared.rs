@@ -80,9 +80,26 @@ pub struct Shared {
     /// Held messages.
     pub quarantine: Quarantine,
     /// The secure web portal, when configured (set once, right after start).
-    pub portal: std::sync::OnceLock<Arc<postern_portal::Portal>>,
+    pub portal: std::sync::OnceLock<Arc<dyn PortalInbox>>,
     /// Certificates harvested from partners' signatures.
     pub harvest: Arc<crate::harvest::HarvestStore>,
+}
+
+/// Where portal delivery stores a message: the secure web portal (postern-portal, with the
+/// `portal` feature), which keeps it sealed and notifies the recipient. The queue knows only
+/// this, so a relay built without the portal still compiles its delivery path (and holds).
+#[async_trait::async_trait]
+pub trait PortalInbox: Send + Sync + std::fmt::Debug {
+    /// Stores `message` for `recipient` for `days` (`None`: the portal's default) and notifies
+    /// them; the portal's message identifiers.
+    async fn deliver(
+        &self,
+        sender: Option<&str>,
+        recipient: &str,
+        message: &[u8],
+        queue_id: &str,
+        days: Option<u32>,
+    ) -> Result<Vec<String>, Box<dyn std::error::Error + Send + Sync>>;
 }
 
 /// Why the relay could not start.

@@ -3,7 +3,7 @@
 
 use postern_relay::harvest::HarvestStore;
 
-use crate::portal_cmd::{config, database, Where};
+use crate::place::{config, database, Where};
 
 #[derive(clap::Args)]
 pub struct KeysArgs {

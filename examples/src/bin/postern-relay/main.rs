@@ -31,8 +31,11 @@ macro_rules! say {
     };
 }
 
+mod audit_cmd;
 mod dlp;
 mod keys_cmd;
+mod place;
+#[cfg(feature = "portal")]
 mod portal_cmd;
 mod quarantine_cmd;
 mod queue;
@@ -70,9 +73,10 @@ enum Command {
     /// Review quarantined messages: list, show, release, reject, audit.
     Quarantine(quarantine_cmd::QuarantineArgs),
     /// Portal messages: list, revoke, audit trail.
+    #[cfg(feature = "portal")]
     Portal(portal_cmd::PortalArgs),
     /// The hash-chained audit log: `audit verify` checks that no row was removed or edited.
-    Audit(portal_cmd::AuditArgs),
+    Audit(audit_cmd::AuditArgs),
     /// Partner certificates harvested from valid signatures: pending, list, approve, reject.
     Keys(keys_cmd::KeysArgs),
     /// Content inspection: `dlp scan` prints the verdict for a message (exit 0 allow, 1 else).
@@ -767,11 +771,12 @@ async fn main() -> ExitCode {
         Command::Run(a) => serve::run(a).await.map(|_| true),
         Command::Queue(a) => queue::run(a),
         Command::Quarantine(a) => quarantine_cmd::run(a).await,
+        #[cfg(feature = "portal")]
         Command::Portal(a) => match portal_cmd::portal(a).await {
             Ok(false) => return ExitCode::from(1),
             other => other,
         },
-        Command::Audit(a) => match portal_cmd::audit(a).await {
+        Command::Audit(a) => match audit_cmd::audit(a).await {
             Ok(false) => return ExitCode::from(1),
             other => other,
         },

@@ -1,21 +1,12 @@
-//! `postern-relay portal` (messages: list, revoke, audit trail) and `postern-relay audit
-//! verify` (the hash chain of the audit log), on the database of a (running) relay.
+//! `postern-relay portal` (messages: list, revoke, audit trail), on the database of a
+//! (running) relay.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use postern_portal::{Db, MasterKey, MemoryOutbox, Portal};
-use postern_relay::RelayConfig;
+use postern_portal::{MasterKey, MemoryOutbox, Portal};
 
-#[derive(clap::Args)]
-pub struct Where {
-    /// The relay configuration.
-    #[arg(long, global = true)]
-    config: Option<PathBuf>,
-    /// The data directory (without --config; the demo default is ./postern-data).
-    #[arg(long, global = true, default_value = "postern-data")]
-    data_dir: PathBuf,
-}
+use crate::audit_cmd::print_rows;
+use crate::place::{config, database, Where};
 
 #[derive(clap::Args)]
 pub struct PortalArgs {
@@ -42,39 +33,6 @@ enum PortalAction {
         /// Portal message ID.
         id: String,
     },
-}
-
-#[derive(clap::Args)]
-pub struct AuditArgs {
-    #[command(flatten)]
-    at: Where,
-    #[command(subcommand)]
-    action: AuditAction,
-}
-
-#[derive(clap::Subcommand)]
-enum AuditAction {
-    /// Check the hash chain: exit 0 and the newest hash if intact, 1 where it breaks.
-    Verify,
-    /// Print the whole log.
-    List,
-}
-
-pub(crate) fn config(at: &Where) -> Result<RelayConfig, String> {
-    match &at.config {
-        Some(p) => RelayConfig::load(p).map_err(|e| e.to_string()),
-        None => Ok(RelayConfig {
-            data_dir: at.data_dir.clone(),
-            ..RelayConfig::default()
-        }),
-    }
-}
-
-pub(crate) async fn database(cfg: &RelayConfig) -> Result<Db, String> {
-    if cfg.first_start() {
-        return Err(format!("no database at {}", cfg.sqlite_db().display()));
-    }
-    cfg.open_database().await.map_err(|e| e.to_string())
 }
 
 pub async fn portal(args: PortalArgs) -> Result<bool, String> {
@@ -146,47 +104,4 @@ pub async fn portal(args: PortalArgs) -> Result<bool, String> {
     };
     db.close().await;
     Ok(result)
-}
-
-fn print_rows(rows: &[postern_portal::AuditRecord]) {
-    for a in rows {
-        say!(
-            "{:>6}  {}  {:<12} {:<24} {:<16} {}  {}",
-            a.seq,
-            postern_portal::letters::moment(a.at),
-            a.action,
-            a.actor,
-            a.client,
-            a.object,
-            a.detail
-        );
-    }
-}
-
-pub async fn audit(args: AuditArgs) -> Result<bool, String> {
-    let cfg = config(&args.at)?;
-    let db = database(&cfg).await?;
-    let log = postern_store::AuditLog::new(db.clone());
-    let ok = match args.action {
-        AuditAction::Verify => match log
-            .verify_with_anchor(&cfg.audit_anchor())
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            Ok((rows, newest)) => {
-                say!("audit log intact: {rows} rows; newest hash {newest}");
-                true
-            }
-            Err(broken) => {
-                say!("audit log BROKEN: {broken}");
-                false
-            }
-        },
-        AuditAction::List => {
-            print_rows(&log.list(None).await.map_err(|e| e.to_string())?);
-            true
-        }
-    };
-    db.close().await;
-    Ok(ok)
 }

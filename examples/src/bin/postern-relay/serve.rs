@@ -81,6 +81,7 @@ pub fn demo_config(data_dir: &Path) -> Result<RelayConfig, String> {
         directory: data_dir.join("demo/directory.toml"),
         // The portal on loopback, plain HTTP (a browser on this machine opens it without a
         // certificate warning); its notifications land in the outbox like all outbound mail.
+        #[cfg(feature = "portal")]
         portal: postern_portal::PortalSettings {
             listen: "127.0.0.1:2580".into(),
             plain_http: true,
@@ -140,6 +141,7 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
     if let Some(m) = relay.metrics_addr {
         println!("  metrics:                                          http://{m}/metrics");
     }
+    #[cfg(feature = "portal")]
     if let Some(p) = relay.portal_addr {
         let scheme = if cfg.portal.plain_http {
             "http"
