@@ -986,3 +986,106 @@ fn a_self_signed_partner_certificate_from_openssl_req_is_a_recipient() {
     .unwrap();
     assert_eq!(printed.matches("d.ktri:").count(), 1, "{printed}");
 }
+
+/// A SignedData with no SignerInfo around `content` (RFC 5652 allows it; RFC 3183 gateways
+/// send content wrapped so under a domain signature), as DER.
+fn empty_signed_data(content: &[u8]) -> Vec<u8> {
+    use cms::cert::x509::spki::AlgorithmIdentifierOwned;
+    use cms::content_info::{CmsVersion, ContentInfo};
+    use cms::signed_data::{EncapsulatedContentInfo, SignedData, SignerInfos};
+    use der::asn1::{OctetString, SetOfVec};
+    use der::{Any, Decode, Encode};
+    let data = der::oid::ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.1");
+    let signed = der::oid::ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2");
+    let octets = OctetString::new(content).unwrap().to_der().unwrap();
+    let sd = SignedData {
+        version: CmsVersion::V1,
+        digest_algorithms: SetOfVec::<AlgorithmIdentifierOwned>::new(),
+        encap_content_info: EncapsulatedContentInfo {
+            econtent_type: data,
+            econtent: Some(Any::from_der(&octets).unwrap()),
+        },
+        certificates: None,
+        crls: None,
+        signer_infos: SignerInfos(SetOfVec::new()),
+    };
+    ContentInfo {
+        content_type: signed,
+        content: Any::from_der(&sd.to_der().unwrap()).unwrap(),
+    }
+    .to_der()
+    .unwrap()
+}
+
+/// Issue 24, D5: a SignedData without a signer signs nothing. Alone it opens as unsigned
+/// (`absent`: no signature report, none of its fields counted as signed), never `invalid`; inside
+/// a valid signature (the RFC 3183 domain-signature form, m8) the message is `valid` by that
+/// signature alone. OpenSSL reads our structure as well formed, and makes the outer signature.
+#[test]
+fn an_empty_signed_data_is_unsigned_content_alone_and_inside_a_valid_signature() {
+    let pki = Pki::new();
+    let policy = Policy::default();
+    let anchors = vec![pki.ca_pem()];
+    let inner = b"Content-Type: text/plain\r\nSubject: inner\r\n\r\nLab result: Potassium 4.1\r\n";
+    let der = empty_signed_data(inner);
+    let dir = tempfile::tempdir().unwrap();
+    let der_file = dir.path().join("empty.der");
+    std::fs::write(&der_file, &der).unwrap();
+    let printed = run_ok(
+        openssl()
+            .args(["cms", "-cmsout", "-print", "-inform", "DER", "-in"])
+            .arg(&der_file),
+        b"",
+    );
+    let printed = String::from_utf8_lossy(&printed);
+    assert!(printed.contains("signerInfos:\n      <EMPTY>"), "{printed}");
+
+    let alone = postern_tests::pkcs7_mime_message(&der, "signed-data");
+    let req = OpenRequest::new(&[], &policy).with_trust_anchors(&anchors);
+    let opened = postern_tests::smime_open_both(&alone, &req).unwrap();
+    assert!(
+        opened.report.signatures.is_empty(),
+        "{:?}",
+        opened.report.signatures
+    );
+    assert!(
+        opened.report.signed_fields.is_empty(),
+        "nothing vouched for"
+    );
+    assert_eq!(
+        opened.report.signature_verdict(),
+        postern_core::SignatureVerdict::Absent
+    );
+    assert!(String::from_utf8_lossy(&opened.message).contains("Potassium 4.1"));
+
+    // m8: OpenSSL signs the MIME entity holding the empty SignedData (a domain signature).
+    let signer = pki.issue(
+        "domain-signing-authority@partner.example",
+        KeyKind::Rsa(2048),
+    );
+    let entity = {
+        let whole = postern_tests::pkcs7_mime_message(&der, "signed-data");
+        let at = whole.windows(4).position(|w| w == b"MIME").unwrap();
+        whole[at..].to_vec()
+    };
+    let wrapped = run_ok(
+        openssl()
+            .args(["cms", "-sign", "-nodetach", "-signer"])
+            .arg(&signer.cert)
+            .arg("-inkey")
+            .arg(&signer.key),
+        &entity,
+    );
+    let opened = postern_tests::smime_open_both(&wrapped, &req).unwrap();
+    assert_eq!(
+        opened.report.signatures.len(),
+        1,
+        "one signature: the outer one"
+    );
+    assert_eq!(opened.report.signatures[0].status, SignatureStatus::Valid);
+    assert_eq!(
+        opened.report.signature_verdict(),
+        postern_core::SignatureVerdict::Valid
+    );
+    assert!(String::from_utf8_lossy(&opened.message).contains("Potassium 4.1"));
+}

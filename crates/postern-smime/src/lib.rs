@@ -363,8 +363,11 @@ impl SmimeEnvelope {
                     let reports = mime::verify_canonical(exact, |c| {
                         Ok::<_, Error>(signed::verify(&signed, c, &vctx))
                     })?;
+                    // Only a signature vouches for the fields of what it covers.
+                    if !reports.is_empty() {
+                        report.note_signed_entity(exact);
+                    }
                     report.signatures.extend(reports);
-                    report.note_signed_entity(exact);
                     mime::merge(&view, exact)
                 }
             };
@@ -404,10 +407,11 @@ impl SmimeEnvelope {
                     .content
                     .clone()
                     .ok_or_else(|| Error::malformed("signed-data", "no encapsulated content"))?;
-                report
-                    .signatures
-                    .extend(signed::verify(&signed, &content, &keys.verify_context()));
-                report.note_signed_entity(&content);
+                let reports = signed::verify(&signed, &content, &keys.verify_context());
+                if !reports.is_empty() {
+                    report.note_signed_entity(&content);
+                }
+                report.signatures.extend(reports);
                 Ok(content)
             }
         }

@@ -241,7 +241,10 @@ pub struct VerifyContext<'a> {
 }
 
 /// Verifies every SignerInfo of `sd` over `content` (the encapsulated or detached content).
-/// One report per signer; never an error for a bad signature.
+/// One report per signer; never an error for a bad signature. A SignedData with no SignerInfo
+/// (RFC 5652 allows it; RFC 3183 gateways wrap content in one under a domain signature) signs
+/// nothing: no report, so the content counts as unsigned (`absent`), never as a bad signature
+/// and never as a good one.
 pub fn verify(signed: &Signed, content: &[u8], ctx: &VerifyContext<'_>) -> Vec<SignatureReport> {
     let sd = &signed.sd;
     let included: Vec<Certificate> = sd
@@ -269,9 +272,7 @@ pub fn verify(signed: &Signed, content: &[u8], ctx: &VerifyContext<'_>) -> Vec<S
         now: ctx.now,
     };
     if sd.signer_infos.0.is_empty() {
-        return vec![SignatureReport::new(SignatureStatus::Invalid(
-            "SignedData has no signer".into(),
-        ))];
+        return Vec::new();
     }
     sd.signer_infos
         .0
