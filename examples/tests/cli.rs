@@ -442,6 +442,53 @@ fn the_direct_ri_single_use_pair_seals_at_its_date() {
         msg,
     );
     assert!(!bad.status.success());
+    // `route` through a directory naming the pair for a required partner: at 2019-06-01 the
+    // copy is sealed (to the encipherment certificate); today the directory check refuses
+    // the expired certificates, so nothing is routed in clear.
+    let dir = tmp.path().join("directory.toml");
+    std::fs::write(
+        &dir,
+        format!(
+            "[our]\ndomains = [\"clinic.example\"]\n[[partner]]\ndomain = \"dev.singleuse.lab\"\n\
+             standards = [\"smime\"]\npolicy = \"required\"\nsmime_certificates = [\"{sign}\", \"{enc}\"]\n"
+        ),
+    )
+    .unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    let route = |at: Option<&str>| {
+        let mut a = vec![
+            "route",
+            "--directory",
+            dir.to_str().unwrap(),
+            "--from",
+            "a@clinic.example",
+            "--to",
+            "b@dev.singleuse.lab",
+            "--out-dir",
+            out_dir.path().to_str().unwrap(),
+        ];
+        if let Some(t) = at {
+            a.extend(["--at", t]);
+        }
+        relay(&a, msg)
+    };
+    let then = route(Some("2019-06-01T12:00:00Z"));
+    let said = String::from_utf8_lossy(&then.stdout);
+    assert!(
+        then.status.success() && said.contains("sealed with smime"),
+        "{said}{}",
+        String::from_utf8_lossy(&then.stderr)
+    );
+    let copy = std::fs::read(out_dir.path().join("copy-1.eml")).unwrap();
+    let dec = run(
+        "openssl",
+        &["cms", "-decrypt", "-recip", &enc, "-inkey", &enc_key],
+        &copy,
+    );
+    assert!(String::from_utf8_lossy(&dec.stdout).contains("Potassium"));
+    let today = route(None);
+    let said = String::from_utf8_lossy(&today.stdout);
+    assert!(!said.contains("deliver"), "{said}");
 }
 
 /// The Direct RI's own message (tests/data/direct-ri/envelopeSignature.eml), opened at
@@ -514,8 +561,38 @@ fn the_direct_ri_message_s_organisation_signature_is_not_another_organisation() 
     assert_eq!(sig["chain"], "trusted", "{r}");
     assert_eq!(r["signature"], "untrusted", "{r}");
     assert!(!r.to_string().contains("another organisation"), "{r}");
+    // check-config with the redmond partner holding that organisation certificate: no
+    // warning about whom it belongs to (a bare domain in emailAddress and CN is its domain).
+    let dir = tmp.path().join("directory.toml");
+    std::fs::write(
+        &dir,
+        format!(
+            "[our]\ndomains = [\"nhind.hsgincubator.com\"]\n[[partner]]\n\
+             domain = \"redmond.hsgincubator.com\"\nstandards = [\"smime\"]\npolicy = \"required\"\n\
+             smime_certificates = [\"{}\"]\ntrust_anchors = [\"{}\", \"{}\"]\n",
+            ri.join("redmond.hsgincubator.com.crt").display(),
+            ri.join("umamalga1.cer").display(),
+            ri.join("um-amalga1-vm1.cer").display(),
+        ),
+    )
+    .unwrap();
+    let checked = relay(
+        &[
+            "check-config",
+            dir.to_str().unwrap(),
+            "--at",
+            "2019-06-01T12:00:00Z",
+        ],
+        b"",
+    );
+    let said = String::from_utf8_lossy(&checked.stdout);
+    assert!(
+        checked.status.success() && said.contains("0 errors, 0 warnings"),
+        "{said}"
+    );
     let (_, r) = open(&[]);
     assert_eq!(r["signatures"][0]["status"], "refused", "{r}");
+    assert_eq!(r["signature"], "refused", "{r}");
     assert!(
         r["signatures"][0]["status_detail"]
             .as_str()

@@ -100,6 +100,7 @@ macro_rules! serde_as_text {
 pub use serde as __serde;
 
 pub mod civil;
+pub mod clock;
 mod entropy;
 mod envelope;
 mod error;
@@ -116,6 +117,7 @@ mod report;
 mod revocation;
 mod status;
 
+pub use clock::{Clock, FixedClock, SystemClock};
 pub use entropy::looks_random;
 pub use envelope::{
     CertificateSummary, Credential, OpenRequest, SealRequest, SecretBytes, SecureEnvelope,

@@ -58,19 +58,26 @@ impl Report {
 
     /// The signature outcome of the cryptography alone: [`SignatureVerdict::Valid`] (every
     /// signature verifies, chain trusted), [`SignatureVerdict::Untrusted`] (verifies, but the
-    /// signer is not trusted), [`SignatureVerdict::Invalid`], or [`SignatureVerdict::Absent`].
+    /// signer is not trusted), [`SignatureVerdict::Refused`] (an algorithm the policy refuses),
+    /// [`SignatureVerdict::Invalid`], or [`SignatureVerdict::Absent`].
     /// Whether the signer speaks for the message's author is the router's question
     /// (`postern_router::signature_verdict`), which may lower this verdict, never raise it.
     pub fn signature_verdict(&self) -> SignatureVerdict {
         if self.signatures.is_empty() {
             return SignatureVerdict::Absent;
         }
-        if self
-            .signatures
-            .iter()
-            .any(|s| !matches!(s.status, SignatureStatus::Valid))
-        {
+        // Refused only when every signature that is not valid was refused by policy: one that
+        // fails to verify makes the whole message invalid.
+        let not_valid = || {
+            self.signatures
+                .iter()
+                .filter(|s| !matches!(s.status, SignatureStatus::Valid))
+        };
+        if not_valid().any(|s| !matches!(s.status, SignatureStatus::Refused(_))) {
             return SignatureVerdict::Invalid;
+        }
+        if not_valid().next().is_some() {
+            return SignatureVerdict::Refused;
         }
         if self
             .signatures
@@ -100,6 +107,9 @@ pub enum SignatureVerdict {
     /// Verifies, but the signer is not trusted, or does not speak for the author (a mismatch
     /// inside the signer's organisation, or no single From mailbox).
     Untrusted,
+    /// Made with an algorithm our policy refuses (SHA-1 from a partner without
+    /// `accept_legacy`, a key too short): it may be genuine, but proves nothing.
+    Refused,
     /// A signature does not verify, or the signer is of another organisation than the author.
     Invalid,
     /// The message is not signed.
@@ -108,11 +118,12 @@ pub enum SignatureVerdict {
 
 impl SignatureVerdict {
     /// Every verdict, in order from best to worst.
-    pub const ALL: [SignatureVerdict; 6] = [
+    pub const ALL: [SignatureVerdict; 7] = [
         SignatureVerdict::Valid,
         SignatureVerdict::Weak,
         SignatureVerdict::Partial,
         SignatureVerdict::Untrusted,
+        SignatureVerdict::Refused,
         SignatureVerdict::Invalid,
         SignatureVerdict::Absent,
     ];
@@ -124,6 +135,7 @@ impl SignatureVerdict {
             SignatureVerdict::Weak => "weak",
             SignatureVerdict::Partial => "partial",
             SignatureVerdict::Untrusted => "untrusted",
+            SignatureVerdict::Refused => "refused",
             SignatureVerdict::Invalid => "invalid",
             SignatureVerdict::Absent => "absent",
         }
@@ -137,6 +149,7 @@ impl SignatureVerdict {
             SignatureVerdict::Valid | SignatureVerdict::Weak => true,
             SignatureVerdict::Partial
             | SignatureVerdict::Untrusted
+            | SignatureVerdict::Refused
             | SignatureVerdict::Invalid
             | SignatureVerdict::Absent => false,
         }
@@ -152,7 +165,7 @@ impl std::fmt::Display for SignatureVerdict {
 /// A word that names no [`SignatureVerdict`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown signature verdict {0:?} (known: valid, weak, partial, untrusted, invalid, absent)"
+    "unknown signature verdict {0:?} (known: valid, weak, partial, untrusted, refused, invalid, absent)"
 )]
 pub struct UnknownVerdict(pub String);
 
@@ -275,4 +288,41 @@ pub enum ChainStatus {
     Untrusted(String),
     /// No trust anchors were configured, so the chain was not checked.
     NotChecked,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_signature_is_refused_unless_another_is_invalid() {
+        let sig = |status: SignatureStatus| {
+            let mut s = SignatureReport::new(status);
+            s.chain = ChainStatus::Trusted {
+                anchor: "CN=CA".into(),
+            };
+            s
+        };
+        let verdict = |sigs: Vec<SignatureReport>| {
+            let mut r = Report::new(crate::Standard::Smime);
+            r.signatures = sigs;
+            r.signature_verdict()
+        };
+        let refused = || sig(SignatureStatus::Refused("sha-1".into()));
+        assert_eq!(verdict(vec![]), SignatureVerdict::Absent);
+        assert_eq!(verdict(vec![refused()]), SignatureVerdict::Refused);
+        assert_eq!(
+            verdict(vec![sig(SignatureStatus::Valid), refused()]),
+            SignatureVerdict::Refused
+        );
+        assert_eq!(
+            verdict(vec![
+                refused(),
+                sig(SignatureStatus::Invalid("altered".into()))
+            ]),
+            SignatureVerdict::Invalid
+        );
+        assert!(!SignatureVerdict::Refused.vouches());
+        assert_eq!("refused".parse(), Ok(SignatureVerdict::Refused));
+    }
 }

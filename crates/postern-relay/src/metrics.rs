@@ -142,8 +142,9 @@ impl Metrics {
             SignatureVerdict::Weak => 1,
             SignatureVerdict::Partial => 2,
             SignatureVerdict::Untrusted => 3,
-            SignatureVerdict::Invalid => 4,
-            SignatureVerdict::Absent => 5,
+            SignatureVerdict::Refused => 4,
+            SignatureVerdict::Invalid => 5,
+            SignatureVerdict::Absent => 6,
         };
         &self.inbound_signatures[i]
     }

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
@@ -718,7 +718,7 @@ async fn refresh_bundle(
             Ok(true) => match shared.directory.reload(
                 &shared.directory_path,
                 shared.gateway.backends(),
-                SystemTime::now(),
+                shared.gateway.now(),
             ) {
                 Ok(_) => {
                     tracing::info!(url = %bundle.url, "directory reloaded with the new trust bundle")
@@ -743,7 +743,7 @@ impl RunningRelay {
         self.shared.directory.reload(
             &self.shared.directory_path,
             self.shared.gateway.backends(),
-            SystemTime::now(),
+            self.shared.gateway.now(),
         )
     }
 

@@ -321,6 +321,9 @@ pub struct Router {
     /// Where partners with `key_sources` publish their keys, one store per kind of source (a
     /// source without a store is not looked up, so such a partner has only its file's keys).
     pub key_stores: Vec<(KeySource, Arc<dyn KeyStore>)>,
+    /// The time certificates are checked at (the system's unless an embedder or the command
+    /// line's `--at` sets another).
+    pub clock: Arc<dyn postern_core::Clock>,
 }
 
 /// Where a recipient belongs: a partner entry (by index) or the clear world.
@@ -339,6 +342,7 @@ impl Router {
             policy: Policy::default(),
             revocation: None,
             key_stores: Vec::new(),
+            clock: Arc::new(postern_core::SystemClock),
         }
     }
 
@@ -394,7 +398,7 @@ impl Router {
         // our or the partner's anchors: a spoofed answer must not become a recipient.
         let mut anchors = dir.our.trust_anchors.clone();
         anchors.extend(partner.trust_anchors.iter().cloned());
-        let now = std::time::SystemTime::now();
+        let now = self.clock.now();
         for r in recipients {
             // The first source with a usable key wins; one that is down holds the mail unless
             // a later one has the key.
@@ -682,14 +686,19 @@ impl Router {
         }
         self.check_revocation(dir, partner, standard, certs).await?;
         let signer = match (partner.sign, author) {
-            (true, Some(author)) => {
-                Some(signing_identity(dir, backend.as_ref(), standard, author)?)
-            }
+            (true, Some(author)) => Some(signing_identity(
+                dir,
+                backend.as_ref(),
+                standard,
+                author,
+                self.clock.now(),
+            )?),
             _ => None,
         };
         let view = MessageView::parse(message)?;
         let mut req = SealRequest::encrypt(certs, &self.policy)
             .with_header_protection(partner.header_protection);
+        req.now = self.clock.now();
         if let Some(c) = partner.cipher {
             req = req.with_cipher(c);
         }
@@ -710,8 +719,8 @@ fn signing_identity(
     backend: &dyn SecureEnvelope,
     standard: Standard,
     author: &Address,
+    now: std::time::SystemTime,
 ) -> Result<postern_core::Credential, Error> {
-    let now = std::time::SystemTime::now();
     let signing: Vec<postern_core::Credential> = dir
         .our_credentials(standard)
         .into_iter()

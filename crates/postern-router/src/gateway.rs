@@ -144,6 +144,12 @@ impl Gateway {
         &self.inbound
     }
 
+    /// The time this gateway checks certificates at (its clock: the system's unless
+    /// [`GatewayBuilder::clock`] set another).
+    pub fn now(&self) -> SystemTime {
+        self.router.clock.now()
+    }
+
     /// The backends this gateway seals and opens with.
     pub fn backends(&self) -> &[Arc<dyn SecureEnvelope>] {
         self.router.backends()
@@ -151,7 +157,7 @@ impl Gateway {
 
     /// Checks `dir` with this gateway's backends, as of now (see [`CheckedDirectory::check`]).
     pub fn check(&self, dir: Directory) -> Result<CheckedDirectory, Rejected> {
-        let mut checked = CheckedDirectory::check(dir, self.backends(), SystemTime::now())?;
+        let mut checked = CheckedDirectory::check(dir, self.backends(), self.now())?;
         // A key source this gateway has no store for finds nothing: mail that needs it fails
         // closed, and the operator should hear it now rather than from the first bounce.
         let missing: Vec<crate::Finding> = checked
@@ -348,6 +354,7 @@ pub struct GatewayBuilder {
     subject_trigger: Option<String>,
     policy: Option<Policy>,
     inbound_policy: Option<InboundPolicy>,
+    clock: Option<Arc<dyn postern_core::Clock>>,
 }
 
 impl fmt::Debug for GatewayBuilder {
@@ -424,6 +431,15 @@ impl GatewayBuilder {
         self
     }
 
+    /// Where "now" comes from for every certificate check (validity, key usage, chains) and the
+    /// directory check, both ways: default the system's clock. A [`postern_core::FixedClock`]
+    /// reproduces results with reference material whose certificates have expired; never in
+    /// service, where it would accept expired certificates.
+    pub fn clock(mut self, clock: Arc<dyn postern_core::Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
     /// What happens to inbound mail that cannot be opened, and the like.
     pub fn inbound_policy(mut self, policy: InboundPolicy) -> Self {
         self.inbound_policy = Some(policy);
@@ -482,6 +498,10 @@ impl GatewayBuilder {
         }
         if let Some(p) = self.inbound_policy {
             inbound.policy = p;
+        }
+        if let Some(c) = self.clock {
+            router.clock = c.clone();
+            inbound.clock = c;
         }
         let inspector: Arc<dyn ContentInspector> = match self.inspection {
             Inspect::With(i) => i,

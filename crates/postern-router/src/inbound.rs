@@ -85,6 +85,8 @@ pub struct InboundRouter {
     pub algorithms: Policy,
     /// Asked about every verified signer's certificate (`None`: not checked).
     pub revocation: Option<Arc<dyn RevocationChecker>>,
+    /// The time certificates are checked at (the system's unless set otherwise).
+    pub clock: Arc<dyn postern_core::Clock>,
 }
 
 impl InboundRouter {
@@ -95,6 +97,7 @@ impl InboundRouter {
             policy: InboundPolicy::default(),
             algorithms: Policy::default(),
             revocation: None,
+            clock: Arc::new(postern_core::SystemClock),
         }
     }
 
@@ -196,9 +199,10 @@ impl InboundRouter {
         if let Some(p) = partner {
             anchors.extend(p.trust_anchors.iter().cloned());
         }
-        let req = OpenRequest::new(&keys, &algorithms)
+        let mut req = OpenRequest::new(&keys, &algorithms)
             .with_trust_anchors(&anchors)
             .with_expected_signers(&signers);
+        req.now = self.clock.now();
         let mut result = backend.open(&view, &req).await;
         // A signer whose path the sender left incomplete: fetch the issuers its certificate
         // names (AIA) and verify again with them as path material (trust still needs an anchor).
@@ -382,7 +386,8 @@ const SHOWN_FIELDS: &[&str] = &[
 /// or the signer speaks for the From's whole domain: a key the partner's entry declares its
 /// gateway key (`gateway_keys`) for a From of that partner, or a certificate bound to the
 /// domain itself (a dNSName, a bare-domain address). A mismatch inside the signer's organisation is `untrusted`; another
-/// organisation is `invalid`; a signature over part of the body only is `partial`.
+/// organisation is `invalid`; a signature over part of the body only is `partial`; one made with
+/// an algorithm the policy refuses (SHA-1 without the partner's `accept_legacy`) is `refused`.
 fn result_headers(report: &Report, b: &Binding<'_>) -> (Vec<u8>, SignatureVerdict) {
     let mut out = String::new();
     match &report.encryption {
@@ -465,18 +470,26 @@ fn verdict_for(report: &Report, b: &Binding<'_>) -> (SignatureVerdict, Vec<Strin
     let signer = report.signatures.iter().find_map(|s| s.signer.clone());
     let mut problems: Vec<String> = Vec::new();
     if verdict == SignatureVerdict::Valid {
-        // The envelope sender, when there is one, must be of the signer's organisation too.
-        if let (Some(from), Some(signer)) = (b.mail_from, &signer) {
-            let same_org = Address::new(signer)
-                .map(|s| s.domain().is_within(from.domain()) || from.domain().is_within(s.domain()))
-                .unwrap_or(false);
-            if !same_org {
-                verdict = SignatureVerdict::Invalid;
-                problems.push(format!(
-                    "signer {} is not of the sender's domain {}",
-                    one_line(signer),
-                    from.domain()
-                ));
+        // The envelope sender, when there is one, must be of each signer's organisation too.
+        // What a certificate names is read as the From binding reads it (addresses and bare
+        // domains); one that names nothing usable is left to that binding (untrusted), never
+        // taken for another organisation.
+        if let Some(from) = b.mail_from {
+            for sig in &report.signatures {
+                let domains = signer_domains(sig);
+                let same_org = domains.is_empty()
+                    || domains
+                        .iter()
+                        .any(|d| d.is_within(from.domain()) || from.domain().is_within(d));
+                if !same_org {
+                    verdict = SignatureVerdict::Invalid;
+                    problems.push(format!(
+                        "signer {} is not of the sender's domain {}",
+                        one_line(signer.as_deref().unwrap_or("(unnamed)")),
+                        from.domain()
+                    ));
+                    break;
+                }
             }
         }
     }
@@ -502,6 +515,20 @@ fn verdict_for(report: &Report, b: &Binding<'_>) -> (SignatureVerdict, Vec<Strin
         );
     }
     (verdict, problems)
+}
+
+/// The domains a signer's certificate names: its addresses' domains and the domains it is
+/// bound to (dNSName, a bare domain in emailAddress or CN). Empty: nothing usable.
+fn signer_domains(sig: &postern_core::SignatureReport) -> Vec<Domain> {
+    sig.signer_addresses
+        .iter()
+        .filter_map(|a| Address::new(a).ok().map(|a| a.domain().clone()))
+        .chain(
+            sig.signer_domains
+                .iter()
+                .filter_map(|d| Domain::new(d).ok()),
+        )
+        .collect()
 }
 
 /// Does every signer speak for the From address? `Err((verdict, why))` when not.
@@ -546,16 +573,7 @@ fn bind_to_from(report: &Report, b: &Binding<'_>) -> Result<(), (SignatureVerdic
         }
         // What the certificate names: its addresses' domains and the domains it is bound to.
         // Nothing usable is no binding at all (untrusted), never "another organisation".
-        let signer_domains: Vec<Domain> = sig
-            .signer_addresses
-            .iter()
-            .filter_map(|a| Address::new(a).ok().map(|a| a.domain().clone()))
-            .chain(
-                sig.signer_domains
-                    .iter()
-                    .filter_map(|d| Domain::new(d).ok()),
-            )
-            .collect();
+        let signer_domains = signer_domains(sig);
         let Some(first) = sig
             .signer_addresses
             .first()
@@ -797,6 +815,27 @@ mod tests {
             why.iter().any(|w| w.contains("names no address or domain")),
             "{why:?}"
         );
+        // The same with the envelope sender, as the relay passes it (the RI's message through
+        // the relay was invalid here: the envelope check read the bare domain as an address).
+        let sender = |a: &str| Address::new(a).unwrap();
+        let enveloped = |r: &Report, mail_from: &str, from: &str| {
+            signature_verdict(
+                r,
+                &dir,
+                Some(0),
+                Some(&sender(mail_from)),
+                msg(from).as_bytes(),
+            )
+        };
+        assert_eq!(
+            enveloped(&org, "toby@redmond.test", "toby@redmond.test").0,
+            SignatureVerdict::Valid
+        );
+        let (v, why) = enveloped(&org, "bounce@elsewhere.test", "toby@redmond.test");
+        assert_eq!(v, SignatureVerdict::Invalid, "{why:?}");
+        assert!(why.iter().any(|w| w.contains("sender's domain")), "{why:?}");
+        let (v, why) = enveloped(&report(&[], &[]), "toby@redmond.test", "toby@redmond.test");
+        assert_eq!(v, SignatureVerdict::Untrusted, "{why:?}");
     }
 
     #[test]

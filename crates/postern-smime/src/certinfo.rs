@@ -62,9 +62,12 @@ pub fn emails(cert: &Certificate) -> Vec<String> {
 }
 
 /// The domains the certificate is bound to as a whole, lower-case: its dNSName entries, a
-/// subject emailAddress that is a bare domain name, and — when it names no address at all — a
-/// subject common name that is a domain name (a Direct organisation certificate:
-/// `CN=redmond.hsgincubator.com, emailAddress=redmond.hsgincubator.com`).
+/// subject emailAddress that is a bare domain name, and — when it names nothing else at all —
+/// a subject common name that is a domain name (a Direct organisation certificate:
+/// `CN=redmond.hsgincubator.com, emailAddress=redmond.hsgincubator.com`). The common name is
+/// only a last resort (RFC 6125 §6.4.4): the Direct RI's single-use pair names
+/// `DNS:dev.singleuse.lab` and a free-text CN `dev.singlueuse.lab.digitalSignature`, which
+/// binds nothing.
 pub fn domain_names(cert: &Certificate) -> Vec<String> {
     let looks_like_domain = |s: &str| {
         s.contains('.')
@@ -98,7 +101,7 @@ pub fn domain_names(cert: &Certificate) -> Vec<String> {
             }
         }
     }
-    if emails(cert).is_empty() {
+    if out.is_empty() && emails(cert).is_empty() {
         for atv in subject.iter() {
             if atv.oid == const_oid::db::rfc4519::CN {
                 if let Some(s) = text(atv).filter(|s| looks_like_domain(s)) {

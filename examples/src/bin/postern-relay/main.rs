@@ -202,6 +202,9 @@ struct RouteArgs {
     /// Write each copy that would be delivered into this folder.
     #[arg(long)]
     out_dir: Option<PathBuf>,
+    /// Check certificates at this time instead of now (RFC 3339 or a date), as `seal --at`.
+    #[arg(long, value_parser = at_time)]
+    at: Option<std::time::SystemTime>,
 }
 
 #[derive(clap::Args)]
@@ -409,14 +412,16 @@ async fn route(args: RouteArgs) -> Result<bool, String> {
     ];
     // Routed only with a directory checked by the backends that seal: a partner entry with
     // another domain's certificate is refused here as the relay refuses it.
-    let dir = postern_router::CheckedDirectory::check(dir, &backends, std::time::SystemTime::now())
-        .map_err(|e| e.to_string())?;
-    let out = Router::new(backends)
-        .with_revocation(std::sync::Arc::new(
-            postern_relay::revocation::CrlChecker::new(),
-        ))
-        .outbound(&dir, &envelope, &input, None)
-        .await;
+    let now = args.at.unwrap_or_else(std::time::SystemTime::now);
+    let dir =
+        postern_router::CheckedDirectory::check(dir, &backends, now).map_err(|e| e.to_string())?;
+    let mut router = Router::new(backends).with_revocation(std::sync::Arc::new(
+        postern_relay::revocation::CrlChecker::new(),
+    ));
+    if let Some(at) = args.at {
+        router.clock = std::sync::Arc::new(postern_core::FixedClock(at));
+    }
+    let out = router.outbound(&dir, &envelope, &input, None).await;
     let names = |rs: &[postern_core::Address]| {
         rs.iter()
             .map(|r| r.to_string())
