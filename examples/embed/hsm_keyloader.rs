@@ -220,7 +220,7 @@ fn directory(
                 Standard::Smime,
                 std::fs::read(our_cert)?,
             )],
-            trust_anchors: Vec::new(),
+            ..OurIdentity::default()
         },
         partners: Vec::new(),
     };

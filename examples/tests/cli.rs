@@ -1192,3 +1192,69 @@ fn open_states_the_relays_verdict_for_partly_signed_inline_pgp() {
     assert_eq!(verdict(&forged, false).0, "partial");
     assert_eq!(verdict(&forged, true).1, Some(1));
 }
+
+/// `dkim-record` prints the zone-file line for a key: an Ed25519 key's 32 bytes, an RSA key's
+/// SubjectPublicKeyInfo split into TXT strings of at most 255 bytes; a short key is refused.
+#[test]
+fn dkim_record_prints_what_to_publish() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ed = tmp.path().join("ed.pem");
+    let rsa = tmp.path().join("rsa.pem");
+    let short = tmp.path().join("short.pem");
+    for (out, args) in [
+        (&ed, &["genpkey", "-algorithm", "ed25519", "-out"][..]),
+        (
+            &rsa,
+            &[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:3072",
+                "-out",
+            ][..],
+        ),
+    ] {
+        let mut a: Vec<&str> = args.to_vec();
+        a.push(out.to_str().unwrap());
+        assert!(run("openssl", &a, b"").status.success());
+    }
+    assert!(run(
+        "openssl",
+        &["genrsa", "-out", short.to_str().unwrap(), "1024"],
+        b""
+    )
+    .status
+    .success());
+    let record = |key: &Path| {
+        relay(
+            &[
+                "dkim-record",
+                "--key",
+                key.to_str().unwrap(),
+                "--domain",
+                "clinic.example",
+                "--selector",
+                "s1",
+            ],
+            b"",
+        )
+    };
+    let out = record(&ed);
+    let line = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        line.starts_with("s1._domainkey.clinic.example. IN TXT ( \"v=DKIM1; k=ed25519; p="),
+        "{line}"
+    );
+    let out = record(&rsa);
+    let line = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(line.contains("k=rsa; p=MII"), "{line}");
+    assert!(line.split('"').all(|s| s.len() <= 255), "{line}");
+    assert!(
+        line.matches('"').count() >= 4,
+        "a 3072-bit key needs two strings: {line}"
+    );
+    let out = record(&short);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2048"));
+}

@@ -529,3 +529,72 @@ fn an_oversized_certificate_file_is_refused_before_it_is_read_whole() {
         "{err}"
     );
 }
+
+/// `[[our.dkim]]` (issue 26): keys of our own domains only, keys that can sign, each selector
+/// once; mail from a subdomain is signed with its parent domain's keys, and a rotation signs
+/// with both selectors.
+#[test]
+fn dkim_keys_are_checked_with_their_line_and_found_by_from_domain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = |name: &str, args: &[&str]| {
+        let p = tmp.path().join(name);
+        let mut c = std::process::Command::new("openssl");
+        c.arg(args[0]).arg("-out").arg(&p).args(&args[1..]);
+        assert!(c
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success());
+        p.display().to_string()
+    };
+    let rsa = key("rsa.pem", &["genrsa", "2048"]);
+    let ed = key("ed.pem", &["genpkey", "-algorithm", "ed25519"]);
+    let short = key("short.pem", &["genrsa", "1024"]);
+    let entry = |domain: &str, selector: &str, key: &str| {
+        format!("[[our.dkim]]\ndomain = \"{domain}\"\nselector = \"{selector}\"\nkey = \"{key}\"\n")
+    };
+    let head = "[our]\ndomains = [\"clinic.example\", \"lab.clinic.example\"]\n";
+    let good = format!(
+        "{head}{}{}",
+        entry("clinic.example", "s1", &rsa),
+        entry("clinic.example", "s2", &ed)
+    );
+    let dir = Directory::from_toml(&good, tmp.path()).unwrap();
+    let sel = |d: &str| -> Vec<String> {
+        dir.our
+            .dkim_for(d)
+            .iter()
+            .map(|s| s.selector().to_string())
+            .collect()
+    };
+    assert_eq!(sel("clinic.example"), ["s1", "s2"]);
+    assert_eq!(
+        sel("mail.lab.clinic.example"),
+        ["s1", "s2"],
+        "the nearest parent with keys"
+    );
+    assert!(sel("partner.example").is_empty());
+    for (bad, why) in [
+        (
+            entry("partner.example", "s1", &rsa),
+            "not one of [our] domains",
+        ),
+        (entry("clinic.example", "s1", &short), "under 2048 bits"),
+        (entry("clinic.example", "s 1", &rsa), "not a DNS name"),
+        (
+            format!(
+                "{}{}",
+                entry("clinic.example", "s1", &rsa),
+                entry("clinic.example", "s1", &ed)
+            ),
+            "listed twice",
+        ),
+    ] {
+        let e = Directory::from_toml(&format!("{head}{bad}"), tmp.path()).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains(why) && text.contains("line "),
+            "{why}: {text}"
+        );
+    }
+}

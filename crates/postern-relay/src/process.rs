@@ -302,11 +302,27 @@ impl Work<'_> {
         } else {
             &shared.settings.outbound
         };
+        // Every copy that leaves is DKIM-signed last, over what is sent; copies to our own mail
+        // server are not (it is not a receiver that checks).
+        let dkim = if inbound {
+            Vec::new()
+        } else {
+            let d = postern_router::dkim_signatures(
+                &shared.directory.current(),
+                message,
+                shared.gateway.now(),
+            );
+            for why in &d.failed {
+                tracing::warn!(queue_id = %entry.id, error = %why, "DKIM signing failed; the copy leaves without this signature");
+            }
+            d.fields
+        };
         let h = Handover {
             helo: &shared.settings.hostname,
             tag: &tag,
             mail_from: entry.mail_from.as_deref(),
             rcpts: &rcpts,
+            prefix: &dkim,
             data: message,
             tls_required,
             wait: shared.settings.delivery_timeout,

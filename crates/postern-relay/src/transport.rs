@@ -22,6 +22,8 @@ pub struct Handover<'a> {
     pub mail_from: Option<&'a str>,
     /// Envelope recipients of this copy.
     pub rcpts: &'a [String],
+    /// Header fields put on top as it is sent (our DKIM signature); empty for none.
+    pub prefix: &'a [u8],
     /// The message.
     pub data: &'a [u8],
     /// Policy requires a verified TLS connection for this copy.
@@ -72,6 +74,7 @@ impl<'a> Handover<'a> {
             helo: self.helo,
             mail_from: self.mail_from,
             rcpts,
+            prefix: self.prefix,
             data: self.data,
             wait: self.wait,
         }
@@ -126,6 +129,7 @@ fn write_file(dir: &Path, h: &Handover<'_>) -> std::io::Result<()> {
         h.mail_from.unwrap_or(""),
         h.rcpts.join(", ")
     )?;
+    f.write_all(h.prefix)?;
     f.write_all(h.data)?;
     f.sync_all()?;
     std::fs::rename(&tmp, &path)?;

@@ -313,6 +313,30 @@ pub struct OurIdentity {
     pub credentials: Vec<Credential>,
     /// CA certificates that partner S/MIME signers chain to.
     pub trust_anchors: Vec<Vec<u8>>,
+    /// DKIM keys (`[[our.dkim]]`), by domain and selector: every copy that leaves is signed,
+    /// after sealing, with each key of its From domain (two during a rotation: the new
+    /// selector's and the old one's, until the old is removed).
+    pub dkim: Vec<std::sync::Arc<postern_dkim::DkimSigner>>,
+}
+
+impl OurIdentity {
+    /// The DKIM signers for mail from `domain`: the keys of the domain itself, else of the
+    /// nearest parent domain that has keys (relaxed alignment, RFC 7489 §3.1.1). Empty: none.
+    pub fn dkim_for(&self, domain: &str) -> Vec<&std::sync::Arc<postern_dkim::DkimSigner>> {
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        let mut at = Some(domain.as_str());
+        while let Some(d) = at {
+            let found: Vec<_> = self.dkim.iter().filter(|s| s.domain() == d).collect();
+            if !found.is_empty() {
+                return found;
+            }
+            at = d
+                .split_once('.')
+                .map(|(_, parent)| parent)
+                .filter(|p| p.contains('.'));
+        }
+        Vec::new()
+    }
 }
 
 /// The whole directory.
@@ -377,6 +401,17 @@ struct RawOur {
     trust_anchors: Vec<Spanned<String>>,
     #[serde(default)]
     keys: Vec<Spanned<RawKey>>,
+    #[serde(default)]
+    dkim: Vec<Spanned<RawDkim>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDkim {
+    domain: Spanned<String>,
+    selector: String,
+    /// The private key: a PEM file (RSA of 2048 bits or more, or Ed25519).
+    key: String,
 }
 
 #[derive(Deserialize)]
@@ -477,6 +512,18 @@ fn material(value: &str, base: &Path) -> Result<Vec<u8>, String> {
         return Ok(value.as_bytes().to_vec());
     }
     read_key_file(&base.join(value))
+}
+
+/// One `[[our.dkim]]` entry: only for a domain of ours, with a key that can sign.
+fn our_dkim(d: &RawDkim, ours: &[Domain], base: &Path) -> Result<postern_dkim::DkimSigner, String> {
+    let domain = Domain::new(d.domain.get_ref()).map_err(|e| format!("dkim: {e}"))?;
+    if !ours.contains(&domain) {
+        return Err(format!("dkim: {domain} is not one of [our] domains"));
+    }
+    let pem = zeroize::Zeroizing::new(material(&d.key, base).map_err(|e| format!("dkim: {e}"))?);
+    let key = postern_dkim::DkimKey::from_pem(&pem).map_err(|e| format!("dkim key: {e}"))?;
+    postern_dkim::DkimSigner::new(domain.as_str(), &d.selector, key)
+        .map_err(|e| format!("dkim: {e}"))
 }
 
 /// One `[[our.keys]]` entry as a credential: a PKCS#12 file, or `key` (and `certificate`).
@@ -632,6 +679,29 @@ impl Directory {
                 }
                 match our_key(k, base) {
                     Ok(c) => dir.our.credentials.push(c.signing_for(signs_for)),
+                    Err(message) => problems.push(Problem { line, message }),
+                }
+            }
+            for d in &our.dkim {
+                let line = at(d.span());
+                match our_dkim(d.get_ref(), &dir.our.domains, base) {
+                    Ok(s)
+                        if dir
+                            .our
+                            .dkim
+                            .iter()
+                            .any(|o| o.domain() == s.domain() && o.selector() == s.selector()) =>
+                    {
+                        problems.push(Problem {
+                            line,
+                            message: format!(
+                                "dkim: selector {} of {} is listed twice",
+                                s.selector(),
+                                s.domain()
+                            ),
+                        })
+                    }
+                    Ok(s) => dir.our.dkim.push(std::sync::Arc::new(s)),
                     Err(message) => problems.push(Problem { line, message }),
                 }
             }

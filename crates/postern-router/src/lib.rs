@@ -92,6 +92,7 @@
 mod checked;
 mod decide;
 mod directory;
+mod dkim;
 mod gateway;
 mod inbound;
 mod route;
@@ -105,6 +106,7 @@ pub use directory::{
     normalise_fingerprint, Directory, DirectoryError, DomainPattern, Harvest, KeySource, Legacy,
     OurIdentity, Partner, PartnerPolicy, Problem, UnsignedCbc,
 };
+pub use dkim::{dkim_signatures, DkimFields};
 pub use gateway::{BuildError, Gateway, GatewayBuilder, Outgoing, Plan};
 pub use inbound::{
     signature_verdict, strip_results, Inbound, InboundAction, InboundPolicy, InboundRouter,
@@ -113,6 +115,8 @@ pub use inbound::{
 /// The inspection plug, defined in postern-core beside the other plug traits (re-exported
 /// here so that an embedder of the router finds it with the gateway).
 pub use postern_core::{ContentAction, ContentInspector, Envelope, Inspection, PassThrough};
+/// DKIM keys and signers (postern-dkim), as `[[our.dkim]]` holds them.
+pub use postern_dkim as dkim_keys;
 pub use route::{Decision, Origin, Route, Submission};
 pub use shared::{ReloadError, SharedDirectory};
 pub use textonly::text_only;

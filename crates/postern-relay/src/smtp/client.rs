@@ -111,6 +111,9 @@ pub struct Envelope<'a> {
     pub mail_from: Option<&'a str>,
     /// Recipients.
     pub rcpts: &'a [String],
+    /// Header fields put on top of the message as it is sent (our DKIM signature), CRLF-ended;
+    /// empty for none. Sent ahead of `data` rather than copied into it.
+    pub prefix: &'a [u8],
     /// The message (sent with CRLF line ends and dot-stuffing).
     pub data: &'a [u8],
     /// Per-reply timeout.
@@ -199,6 +202,7 @@ pub async fn attempt(
         helo: env.helo,
         mail_from: env.mail_from,
         rcpts: env.rcpts,
+        prefix: env.prefix,
         data: env.data,
         wait: env.wait,
     };
@@ -240,6 +244,7 @@ pub async fn probe_recipient(
         helo,
         mail_from: None,
         rcpts: &rcpts,
+        prefix: b"",
         data: b"",
         wait,
     };
@@ -293,6 +298,7 @@ struct Transaction<'a> {
     helo: &'a str,
     mail_from: Option<&'a str>,
     rcpts: &'a [String],
+    prefix: &'a [u8],
     data: &'a [u8],
     wait: Duration,
 }
@@ -499,7 +505,7 @@ impl Transaction<'_> {
             let o = go.outcome("DATA");
             return Ok(out.into_iter().map(|x| x.unwrap_or(o.clone())).collect());
         }
-        c.write_stuffed(self.data).await?;
+        c.write_stuffed(&[self.prefix, self.data]).await?;
         let done = c.reply().await?;
         s.clean = true;
         let o = if done.code / 100 == 2 {
@@ -607,16 +613,19 @@ impl Client {
             .map_err(|e| Trouble::Io(format!("sending: {e}")))
     }
 
-    /// Sends the message for DATA: CRLF line ends, dot-stuffed and ended, a chunk at a time
-    /// (each chunk within the wait, so a slow but moving hop is not cut off mid-message).
-    async fn write_stuffed(&mut self, data: &[u8]) -> Result<(), Trouble> {
-        let data = postern_core::mime::crlf(data);
+    /// Sends the message for DATA, its `parts` one after another: CRLF line ends, dot-stuffed
+    /// and ended, a chunk at a time (each chunk within the wait, so a slow but moving hop is not
+    /// cut off mid-message).
+    async fn write_stuffed(&mut self, parts: &[&[u8]]) -> Result<(), Trouble> {
         let mut stuffer = Stuffer::new();
         let mut chunk = Vec::with_capacity(STUFF_CHUNK + STUFF_CHUNK / 8);
-        for piece in data.chunks(STUFF_CHUNK) {
-            stuffer.feed(piece, &mut chunk);
-            self.write(&chunk).await?;
-            chunk.clear();
+        for part in parts {
+            let data = postern_core::mime::crlf(part);
+            for piece in data.chunks(STUFF_CHUNK) {
+                stuffer.feed(piece, &mut chunk);
+                self.write(&chunk).await?;
+                chunk.clear();
+            }
         }
         stuffer.finish(&mut chunk);
         self.write(&chunk).await
@@ -808,6 +817,7 @@ mod hop_tests {
             helo: "postern.localhost",
             mail_from: Some("ada@clinic.example"),
             rcpts: &rcpts,
+            prefix: b"",
             data: b"Subject: t\r\n\r\nhello\r\n",
             wait: Duration::from_secs(2),
         };

@@ -84,6 +84,19 @@ enum Command {
     /// Read a password from standard input and print its Argon2id hash for the `auth.users`
     /// file (`name:HASH`).
     HashPassword,
+    /// Print the DNS TXT record that publishes a DKIM key (`[[our.dkim]]`): the name and the
+    /// record, as a zone file line.
+    DkimRecord {
+        /// The private key (PEM: RSA of 2048 bits or more, or Ed25519).
+        #[arg(long)]
+        key: PathBuf,
+        /// The signing domain.
+        #[arg(long)]
+        domain: String,
+        /// The selector.
+        #[arg(long)]
+        selector: String,
+    },
     /// Seal a message from standard input: encrypt (and optionally sign), or sign only.
     Seal(SealArgs),
     /// Open a message from standard input: decrypt and/or verify, print the inner message.
@@ -488,6 +501,23 @@ fn hash_password() -> Result<bool, String> {
     Ok(true)
 }
 
+/// `dkim-record`: what to publish for a DKIM key.
+fn dkim_record(key: &Path, domain: &str, selector: &str) -> Result<bool, String> {
+    use postern_router::dkim_keys::{DkimKey, DkimSigner};
+    let pem = std::fs::read(key).map_err(|e| format!("cannot read {}: {e}", key.display()))?;
+    let key = DkimKey::from_pem(&pem).map_err(|e| format!("{}: {e}", key.display()))?;
+    let signer = DkimSigner::new(domain, selector, key).map_err(|e| e.to_string())?;
+    // A TXT string holds 255 bytes at most: longer records (RSA) are split into several.
+    let record = signer.dns_record();
+    let strings: Vec<String> = record
+        .as_bytes()
+        .chunks(255)
+        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+        .collect();
+    println!("{}. IN TXT ( {} )", signer.dns_name(), strings.join(" "));
+    Ok(true)
+}
+
 /// `check-config` for a relay configuration: everything `run` would load, without starting.
 fn check_relay_config(file: &Path) -> ExitCode {
     let cfg = match postern_relay::RelayConfig::load(file) {
@@ -787,6 +817,11 @@ async fn main() -> ExitCode {
         },
         Command::Keys(a) => keys_cmd::run(a).await,
         Command::HashPassword => hash_password(),
+        Command::DkimRecord {
+            key,
+            domain,
+            selector,
+        } => dkim_record(&key, &domain, &selector),
         Command::Dlp(a) => match dlp::run(a) {
             Ok(true) => return ExitCode::SUCCESS,
             Ok(false) => return ExitCode::from(1),
