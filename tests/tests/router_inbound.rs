@@ -206,6 +206,42 @@ fn smime_from_a_partner_gateway_is_opened_verified_and_spoofing_removed() {
         rt.block_on(r.inbound(&checked(&dir), Some(&addr("doc@partner.test")), &plain)),
         Inbound::Quarantine { .. }
     ));
+    // Signed but not encrypted, from the partner that must encrypt (a review found it passed
+    // without a mark once an empty SignedData opened as unsigned content): plaintext all the
+    // same, tagged by default, quarantined if configured; the signature still verifies.
+    let signed_only = run_ok(
+        Command::new("openssl")
+            .args(["cms", "-sign", "-nodetach", "-signer"])
+            .arg(&partner.cert)
+            .arg("-inkey")
+            .arg(&partner.key),
+        inner,
+    );
+    let signed_only = [SPOOF.as_bytes(), &signed_only].concat();
+    let got = rt.block_on(router().inbound(
+        &checked(&dir),
+        Some(&addr("doc@partner.test")),
+        &signed_only,
+    ));
+    let t = text(&got);
+    assert!(
+        t.contains("Postern-Warning: plaintext from a partner that must encrypt\r\n")
+            && t.contains("Postern-Decrypted: no"),
+        "{t}"
+    );
+    let mut r = router();
+    r.policy.plaintext_from_required = InboundAction::Quarantine;
+    assert!(matches!(
+        rt.block_on(r.inbound(
+            &checked(&dir),
+            Some(&addr("doc@partner.test")),
+            &signed_only
+        )),
+        Inbound::Quarantine {
+            reason: postern_router::QuarantineReason::PlaintextFromRequired,
+            ..
+        }
+    ));
     // Plaintext from anyone else: delivered, forged result header gone.
     let got =
         rt.block_on(router().inbound(&checked(&dir), Some(&addr("someone@gmail.test")), &plain));

@@ -1089,3 +1089,41 @@ fn an_empty_signed_data_is_unsigned_content_alone_and_inside_a_valid_signature()
     );
     assert!(String::from_utf8_lossy(&opened.message).contains("Potassium 4.1"));
 }
+
+/// A SHA-1 signature our policy refuses is checked all the same: a genuine one is `refused`
+/// (perhaps real, proves nothing), one over altered content is `invalid` — a forger cannot get
+/// the milder word by choosing a refused algorithm (found in review).
+#[test]
+fn a_refused_algorithm_does_not_shield_a_forgery() {
+    let pki = Pki::new();
+    let policy = Policy::default();
+    let anchors = vec![pki.ca_pem()];
+    let signer = pki.issue("partner-gw@partner.example", KeyKind::Rsa(2048));
+    let msg = sample_message(1);
+    let signed = run_ok(
+        openssl()
+            .args(["cms", "-sign", "-md", "sha1", "-signer"])
+            .arg(&signer.cert)
+            .arg("-inkey")
+            .arg(&signer.key),
+        &msg,
+    );
+    let req = OpenRequest::new(&[], &policy).with_trust_anchors(&anchors);
+    let verdict = |m: &[u8]| {
+        let view = MessageView::parse(m).unwrap();
+        let opened = SmimeEnvelope::new().open_sync(&view, &req).unwrap();
+        (
+            opened.report.signature_verdict(),
+            opened.report.signatures[0].status.clone(),
+        )
+    };
+    let (v, status) = verdict(&signed);
+    assert_eq!(v, postern_core::SignatureVerdict::Refused, "{status:?}");
+    assert!(
+        matches!(&status, SignatureStatus::Refused(why) if why.contains("sha-1")),
+        "{status:?}"
+    );
+    let tampered = String::from_utf8_lossy(&signed).replacen("Potassium 4.1", "Potassium 9.1", 1);
+    let (v, status) = verdict(tampered.as_bytes());
+    assert_eq!(v, postern_core::SignatureVerdict::Invalid, "{status:?}");
+}

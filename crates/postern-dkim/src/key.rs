@@ -14,6 +14,8 @@ pub const MIN_RSA_BITS: usize = 2048;
 /// A DKIM signing key.
 pub struct DkimKey {
     kind: Kind,
+    /// `k=` and `p=` of the DNS record, made when the key is read (so printing it cannot fail).
+    record: (&'static str, String),
 }
 
 enum Kind {
@@ -68,7 +70,8 @@ impl DkimKey {
                 return Err(KeyError::TooShort);
             }
         }
-        Ok(DkimKey { kind })
+        let record = public_record(&kind)?;
+        Ok(DkimKey { kind, record })
     }
 
     /// `rsa-sha256` or `ed25519-sha256`.
@@ -80,19 +83,8 @@ impl DkimKey {
     }
 
     /// The public key as the DNS record's `k=` and `p=` carry it.
-    pub(crate) fn public_record(&self) -> (&'static str, String) {
-        let b64 = base64::engine::general_purpose::STANDARD;
-        match &self.kind {
-            Kind::Rsa(k) => {
-                let der = k
-                    .public_key()
-                    .as_der()
-                    .map(|d| b64.encode(d.as_ref()))
-                    .unwrap_or_default();
-                ("rsa", der)
-            }
-            Kind::Ed25519(k) => ("ed25519", b64.encode(k.public_key().as_ref())),
-        }
+    pub(crate) fn public_record(&self) -> &(&'static str, String) {
+        &self.record
     }
 
     /// Signs the canonical header data (RFC 6376 §3.7): RSASSA-PKCS1-v1_5 over its SHA-256, or
@@ -116,6 +108,21 @@ impl DkimKey {
                 Some(k.sign(hash.as_ref()).as_ref().to_vec())
             }
         }
+    }
+}
+
+/// `k=` and `p=` for a key (an empty `p=` would publish a revoked key: an error instead).
+fn public_record(kind: &Kind) -> Result<(&'static str, String), KeyError> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    match kind {
+        Kind::Rsa(k) => {
+            let der = k
+                .public_key()
+                .as_der()
+                .map_err(|e| KeyError::Unreadable(format!("its public key: {e}")))?;
+            Ok(("rsa", b64.encode(der.as_ref())))
+        }
+        Kind::Ed25519(k) => Ok(("ed25519", b64.encode(k.public_key().as_ref()))),
     }
 }
 

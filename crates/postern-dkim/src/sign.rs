@@ -52,7 +52,15 @@ pub enum SignError {
     /// The key failed to sign.
     #[error("the key failed to sign")]
     Key,
+    /// A line in the header section is neither a field nor a continuation: receivers disagree
+    /// on where such a header ends, so no signature over it would verify everywhere.
+    #[error("a header line without a colon: not signed")]
+    Malformed,
 }
+
+/// Instances of one field name signed at most (the topmost beyond them are left unsigned), so
+/// a message with thousands of Received-like repeats cannot make an unbounded `h=`.
+const MAX_INSTANCES: usize = 16;
 
 /// Signs for one domain with one selector's key.
 #[derive(Debug)]
@@ -101,7 +109,7 @@ impl DkimSigner {
     /// The `DKIM-Signature` header field (CRLF-ended) for `message` as it will be sent (CRLF
     /// line ends; put the field on top of it), signed at `now`.
     pub fn sign(&self, message: &[u8], now: SystemTime) -> Result<Vec<u8>, SignError> {
-        let (fields, body) = split(message);
+        let (fields, body) = split(message).ok_or(SignError::Malformed)?;
         if !fields.iter().any(|f| f.lower == "from") {
             return Err(SignError::NoFrom);
         }
@@ -110,8 +118,12 @@ impl DkimSigner {
         for name in SIGNED_FIELDS {
             // Bottom-up: the k-th time a name is listed takes its k-th instance from the end
             // (RFC 6376 §5.4.2).
-            let present: Vec<&Field<'_>> =
-                fields.iter().rev().filter(|f| f.lower == *name).collect();
+            let present: Vec<&Field<'_>> = fields
+                .iter()
+                .rev()
+                .filter(|f| f.lower == *name)
+                .take(MAX_INSTANCES)
+                .collect();
             for f in &present {
                 names.push(name);
                 signed.extend(relaxed_header(f.lower.as_str(), f.value));
@@ -165,8 +177,9 @@ struct Field<'m> {
     value: &'m [u8],
 }
 
-/// The header fields and the body (after the blank line; none: no body).
-fn split(message: &[u8]) -> (Vec<Field<'_>>, &[u8]) {
+/// The header fields and the body (after the blank line; none: no body); `None` when a header
+/// line is neither a field nor a continuation.
+fn split(message: &[u8]) -> Option<(Vec<Field<'_>>, &[u8])> {
     let mut fields: Vec<Field<'_>> = Vec::new();
     let mut at = 0;
     let mut current: Option<(usize, usize)> = None; // (name end, value start)
@@ -181,22 +194,20 @@ fn split(message: &[u8]) -> (Vec<Field<'_>>, &[u8]) {
             .unwrap_or(line);
         if content.is_empty() {
             close(message, &mut fields, current, field_start, at);
-            return (fields, message.get(line_end..).unwrap_or_default());
+            return Some((fields, message.get(line_end..).unwrap_or_default()));
         }
         if matches!(content.first(), Some(b' ' | b'\t')) {
             // A continuation of the field before.
         } else {
             close(message, &mut fields, current, field_start, at);
             field_start = at;
-            current = content
-                .iter()
-                .position(|b| *b == b':')
-                .map(|c| (at + c, at + c + 1));
+            let colon = content.iter().position(|b| *b == b':')?;
+            current = Some((at + colon, at + colon + 1));
         }
         at = line_end;
     }
     close(message, &mut fields, current, field_start, at);
-    (fields, &[])
+    Some((fields, &[]))
 }
 
 /// Ends the field that began at `start` (if it had a name) at `end`.
@@ -244,14 +255,15 @@ mod tests {
     #[test]
     fn fields_are_split_with_their_folding_and_the_body_after_the_blank_line() {
         let m = b"From: a@x.test\r\nSubject: one\r\n two\r\nX: y\r\n\r\nbody\r\n";
-        let (f, body) = split(m);
+        let (f, body) = split(m).unwrap();
         let names: Vec<&str> = f.iter().map(|f| f.lower.as_str()).collect();
         assert_eq!(names, ["from", "subject", "x"]);
         assert_eq!(f[1].value, b" one\r\n two\r\n");
         assert_eq!(body, b"body\r\n");
-        let (f, body) = split(b"From: a@x.test\r\n");
+        let (f, body) = split(b"From: a@x.test\r\n").unwrap();
         assert_eq!(f.len(), 1);
         assert!(body.is_empty());
+        assert!(split(b"From: a@x.test\r\nno colon here\r\n\r\nbody\r\n").is_none());
     }
 
     #[test]

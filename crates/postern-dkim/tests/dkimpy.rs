@@ -97,6 +97,17 @@ fn messages() -> Vec<(&'static str, Vec<u8>)> {
                 .to_vec(),
         ),
         (
+            "forty Cc fields (sixteen signed, from the bottom)",
+            [
+                b"From: ada@hospital.example\r\n".to_vec(),
+                (0..40)
+                    .flat_map(|i| format!("Cc: c{i}@y.example\r\n").into_bytes())
+                    .collect(),
+                b"\r\nhi\r\n".to_vec(),
+            ]
+            .concat(),
+        ),
+        (
             "no final line break",
             b"From: ada@hospital.example\r\nSubject: x\r\n\r\nlast line".to_vec(),
         ),

@@ -20,6 +20,8 @@ pub fn dkim_signatures(dir: &Directory, message: &[u8], now: SystemTime) -> Dkim
         return out;
     }
     let Ok(view) = MessageView::parse(message) else {
+        out.failed
+            .push("the message's header section could not be read".into());
         return out;
     };
     let Some(from) = crate::inbound::single_from(&view) else {

@@ -244,6 +244,25 @@ impl InboundRouter {
                     message: inner,
                 };
                 let (mut headers, verdict) = result_headers(&opened.report, &binding);
+                // A partner that must encrypt sent something that opened without decryption
+                // (signed only, or wrapped in a SignedData with no signer): plaintext all the
+                // same, under the same policy as plaintext that was never wrapped.
+                let required = partner.is_some_and(|p| p.policy == PartnerPolicy::Required);
+                if required && opened.report.encryption.is_none() {
+                    match self.policy.plaintext_from_required {
+                        InboundAction::Quarantine => {
+                            headers.extend_from_slice(inner);
+                            return Inbound::Quarantine {
+                                message: headers,
+                                reason: QuarantineReason::PlaintextFromRequired,
+                            };
+                        }
+                        InboundAction::Tag => headers.extend_from_slice(
+                            format!("{RESULT_PREFIX}Warning: plaintext from a partner that must encrypt\r\n")
+                                .as_bytes(),
+                        ),
+                    }
+                }
                 // AES-CBC has no integrity: without a valid signature bound to the sender, the
                 // content may have been rewritten by whoever captured the ciphertext (EFAIL).
                 let malleable = opened.report.standard == Standard::Smime
@@ -467,9 +486,12 @@ pub fn signature_verdict(
 
 fn verdict_for(report: &Report, b: &Binding<'_>) -> (SignatureVerdict, Vec<String>) {
     let mut verdict = report.signature_verdict();
-    let signer = report.signatures.iter().find_map(|s| s.signer.clone());
     let mut problems: Vec<String> = Vec::new();
-    if verdict == SignatureVerdict::Valid {
+    // A signature refused by policy verified all the same (a forgery is invalid): who signed
+    // it is known, so a signer of another organisation makes it invalid as it would a valid
+    // one; any other binding problem leaves it refused.
+    let checks_binding = matches!(verdict, SignatureVerdict::Valid | SignatureVerdict::Refused);
+    if checks_binding {
         // The envelope sender, when there is one, must be of each signer's organisation too.
         // What a certificate names is read as the From binding reads it (addresses and bare
         // domains); one that names nothing usable is left to that binding (untrusted), never
@@ -485,7 +507,7 @@ fn verdict_for(report: &Report, b: &Binding<'_>) -> (SignatureVerdict, Vec<Strin
                     verdict = SignatureVerdict::Invalid;
                     problems.push(format!(
                         "signer {} is not of the sender's domain {}",
-                        one_line(signer.as_deref().unwrap_or("(unnamed)")),
+                        one_line(sig.signer.as_deref().unwrap_or("(unnamed)")),
                         from.domain()
                     ));
                     break;
@@ -493,9 +515,11 @@ fn verdict_for(report: &Report, b: &Binding<'_>) -> (SignatureVerdict, Vec<Strin
             }
         }
     }
-    if verdict == SignatureVerdict::Valid {
+    if checks_binding && verdict != SignatureVerdict::Invalid {
         if let Err((v, why)) = bind_to_from(report, b) {
-            verdict = v;
+            if verdict == SignatureVerdict::Valid || v == SignatureVerdict::Invalid {
+                verdict = v;
+            }
             problems.push(why);
         }
     }

@@ -371,7 +371,7 @@ pub fn verify(
     pss_salt: Option<u16>,
     msg: &[u8],
     sig: &[u8],
-) -> Result<(), String> {
+) -> Result<(), VerifyError> {
     use signature as s;
     let pss_params: s::RsaParameters;
     let (verifier, key_bytes): (&dyn VerificationAlgorithm, Vec<u8>) = match (key, alg) {
@@ -398,7 +398,11 @@ pub fn verify(
                 (true, false, DigestAlgorithm::Sha256) => &s::RSA_PSS_2048_8192_SHA256,
                 (true, false, DigestAlgorithm::Sha384) => &s::RSA_PSS_2048_8192_SHA384,
                 (true, false, DigestAlgorithm::Sha512) => &s::RSA_PSS_2048_8192_SHA512,
-                _ => return Err(format!("{alg} with RSA-{bits} is not supported")),
+                _ => {
+                    return Err(VerifyError::Unsupported(format!(
+                        "{alg} with RSA-{bits} is not supported"
+                    )))
+                }
             };
             let v: &s::RsaParameters = match (pss, pss_salt, d) {
                 // The constants assume salt = digest length; honour what the signer declared.
@@ -420,11 +424,11 @@ pub fn verify(
                 _ => v,
             };
             let spki = spki::SubjectPublicKeyInfoRef::try_from(spki.as_slice())
-                .map_err(|e| format!("RSA key: {e}"))?;
+                .map_err(|e| VerifyError::Unsupported(format!("RSA key: {e}")))?;
             let raw = spki
                 .subject_public_key
                 .as_bytes()
-                .ok_or("RSA key has unused bits")?
+                .ok_or_else(|| VerifyError::Unsupported("RSA key has unused bits".into()))?
                 .to_vec();
             (v, raw)
         }
@@ -434,7 +438,11 @@ pub fn verify(
                 DigestAlgorithm::Sha384 => &s::ECDSA_P256_SHA384_ASN1,
                 DigestAlgorithm::Sha512 => &s::ECDSA_P256_SHA512_ASN1,
                 DigestAlgorithm::Sha1 => &s::ECDSA_P256_SHA1_ASN1,
-                other => return Err(format!("ECDSA P-256 with {other} is not supported")),
+                other => {
+                    return Err(VerifyError::Unsupported(format!(
+                        "ECDSA P-256 with {other} is not supported"
+                    )))
+                }
             };
             (v, p.clone())
         }
@@ -443,16 +451,43 @@ pub fn verify(
                 DigestAlgorithm::Sha256 => &s::ECDSA_P384_SHA256_ASN1,
                 DigestAlgorithm::Sha384 => &s::ECDSA_P384_SHA384_ASN1,
                 DigestAlgorithm::Sha512 => &s::ECDSA_P384_SHA512_ASN1,
-                other => return Err(format!("ECDSA P-384 with {other} is not supported")),
+                other => {
+                    return Err(VerifyError::Unsupported(format!(
+                        "ECDSA P-384 with {other} is not supported"
+                    )))
+                }
             };
             (v, p.clone())
         }
         (PublicKey::Ed25519(p), SignatureAlgorithm::Ed25519) => (&s::ED25519, p.clone()),
-        (k, a) => return Err(format!("a {k:?} key cannot make {a} signatures")),
+        (k, a) => {
+            return Err(VerifyError::Unsupported(format!(
+                "a {k:?} key cannot make {a} signatures"
+            )))
+        }
     };
     verifier
         .verify_sig(&key_bytes, msg, sig)
-        .map_err(|_| "signature does not verify".to_string())
+        .map_err(|_| VerifyError::Mismatch)
+}
+
+/// Why [`verify`] did not accept a signature: it could not be checked here, or it was checked
+/// and is wrong. Callers keep the two apart: one that cannot be checked may be genuine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerifyError {
+    /// This key and algorithm cannot be checked here.
+    Unsupported(String),
+    /// Checked: the signature does not verify.
+    Mismatch,
+}
+
+impl std::fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VerifyError::Unsupported(why) => f.write_str(why),
+            VerifyError::Mismatch => f.write_str("signature does not verify"),
+        }
+    }
 }
 
 /// DER-encodes `value`, mapping the error.

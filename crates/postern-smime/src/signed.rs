@@ -349,17 +349,23 @@ fn check_signature(
         Some(digest),
     )
     .map_err(|e| refused(None, e.to_string()))?;
-    policy
+    // What the policy says is kept until the signature has been checked: a forgery made with
+    // a refused algorithm (SHA-1, a short key) is invalid; only a genuine one is "refused".
+    let mut refusal = policy
         .check_digest(digest)
         .and_then(|_| policy.check_signature(alg))
-        .map_err(|e| refused(Some(alg), e.to_string()))?;
-    let key = PublicKey::from_certificate(cert).map_err(|e| refused(Some(alg), e.to_string()))?;
+        .err()
+        .map(|e| e.to_string());
+    // A key we cannot read cannot be checked: refused, by the policy's reason when it has one.
+    let key = PublicKey::from_certificate(cert)
+        .map_err(|e| refused(Some(alg), refusal.clone().unwrap_or_else(|| e.to_string())))?;
     if let PublicKey::Rsa { bits, .. } = &key {
-        policy
-            .check_rsa_bits(*bits)
-            .map_err(|e| refused(Some(alg), e.to_string()))?;
+        if refusal.is_none() {
+            refusal = policy.check_rsa_bits(*bits).err().map(|e| e.to_string());
+        }
     }
-    let md = crypto::hash(digest, content).map_err(|e| refused(Some(alg), e.to_string()))?;
+    let md = crypto::hash(digest, content)
+        .map_err(|e| refused(Some(alg), refusal.clone().unwrap_or_else(|| e.to_string())))?;
     let signed_bytes = match &si.signed_attrs {
         None => {
             if sd.encap_content_info.econtent_type != oids::ID_DATA {
@@ -403,15 +409,29 @@ fn check_signature(
             }
         }
     };
-    crypto::verify(
+    match crypto::verify(
         &key,
         alg,
         pss_salt(&si.signature_algorithm),
         &signed_bytes,
         si.signature.as_bytes(),
-    )
-    .map_err(|e| invalid(Some(alg), e))?;
-    Ok(alg)
+    ) {
+        Ok(()) => {}
+        Err(crypto::VerifyError::Mismatch) => {
+            return Err(invalid(
+                Some(alg),
+                crypto::VerifyError::Mismatch.to_string(),
+            ))
+        }
+        // Not checkable here: refused, by the policy's reason when it has one.
+        Err(crypto::VerifyError::Unsupported(why)) => {
+            return Err(refused(Some(alg), refusal.unwrap_or(why)))
+        }
+    }
+    match refusal {
+        Some(why) => Err(refused(Some(alg), why)),
+        None => Ok(alg),
+    }
 }
 
 fn signing_time(si: &SignerInfo) -> Option<SystemTime> {

@@ -31,6 +31,12 @@ pub const WAITING: usize = 16;
 /// The most memory a stored hash may ask for (KiB): a hash made with more (not by us: ours use
 /// the defaults, 19 MiB) is refused as unreadable rather than growing a worker's area.
 pub const MAX_MEMORY_KIB: u32 = 256 * 1024;
+/// The most passes a stored hash may ask for (ours: 2): more would hold a hashing thread, and
+/// the place of everyone waiting, for as long as the hash's author chose.
+pub const MAX_PASSES: u32 = 16;
+/// The most lanes a stored hash may ask for (ours: 1; the hashing threads compute them one
+/// after another).
+pub const MAX_LANES: u32 = 8;
 
 /// The budget is spent: try again shortly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -220,13 +226,15 @@ impl Hasher {
         right && stored
     }
 
-    /// The decoy hash, made by the first hasher that needs it.
+    /// The decoy hash, made by the first hasher that needs it: with a fixed salt, so it never
+    /// depends on the random source (an empty decoy would answer unknown names at once).
     fn decoy(&mut self) -> &'static str {
         if let Some(d) = DECOY.get() {
             return d;
         }
-        let made = self.hash(DECOY_PASSWORD).unwrap_or_default();
-        DECOY.get_or_init(|| made)
+        let made = self.make_with_salt(DECOY_PASSWORD, *b"postern-decoy-16");
+        self.wipe();
+        DECOY.get_or_init(|| made.unwrap_or_default())
     }
 
     fn matches(&mut self, phc: &str, password: &[u8]) -> bool {
@@ -246,6 +254,12 @@ impl Hasher {
         let Ok(params) = Params::try_from(&hash) else {
             return false;
         };
+        if params.t_cost() > MAX_PASSES || params.p_cost() > MAX_LANES {
+            tracing::warn!(
+                "a stored password hash asks for more passes or lanes than allowed; refused"
+            );
+            return false;
+        }
         let mut out = Zeroizing::new(vec![0u8; expected.len()]);
         let argon2 = Argon2::new(algorithm, version, params.clone());
         let Some(blocks) = self.blocks(params.block_count()) else {
@@ -273,6 +287,10 @@ impl Hasher {
     fn make(&mut self, password: &[u8]) -> Option<String> {
         let mut salt = [0u8; 16];
         aws_lc_rs::rand::fill(&mut salt).ok()?;
+        self.make_with_salt(password, salt)
+    }
+
+    fn make_with_salt(&mut self, password: &[u8], salt: [u8; 16]) -> Option<String> {
         let params = Params::default();
         let mut out = Zeroizing::new([0u8; Params::DEFAULT_OUTPUT_LEN]);
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
@@ -371,6 +389,11 @@ mod tests {
             ours.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
             "{ours}"
         );
+        // Too many passes or lanes: refused unread (it would hold a hashing thread).
+        let slow = usual.replace("t=2,", "t=1000000,");
+        assert!(!h.verify(Some(&slow), b"pw one"));
+        let wide = usual.replace("p=1$", "p=64$");
+        assert!(!h.verify(Some(&wide), b"pw one"));
         // A stored hash asking for 1 GiB is refused without allocating it; the area is still
         // the one the earlier hashes used.
         let before = h.memory.len();
