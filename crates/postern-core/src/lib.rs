@@ -115,6 +115,7 @@ mod policy;
 mod printable;
 mod report;
 mod revocation;
+mod scan;
 mod status;
 
 pub use clock::{Clock, FixedClock, SystemClock};
@@ -139,4 +140,5 @@ pub use report::{
     UnknownVerdict,
 };
 pub use revocation::{Revocation, RevocationChecker, RevocationPolicy};
+pub use scan::{MalwareScanner, ScanVerdict};
 pub use status::{EnhancedStatus, NotAStatus, StatusClass};

@@ -96,6 +96,8 @@ pub struct RelayConfig {
     pub dns: String,
     /// Content inspection of outgoing mail.
     pub dlp: DlpConfig,
+    /// Malware scanning of every message (clamd).
+    pub scan: ScanConfig,
     /// The quarantine store.
     pub quarantine: QuarantineConfig,
     /// SMTP AUTH on the internal listener.
@@ -166,6 +168,31 @@ impl Default for DlpConfig {
         DlpConfig {
             enabled: true,
             policy: PathBuf::new(),
+        }
+    }
+}
+
+/// Malware scanning (`[scan]`): clamd on loopback or a Unix socket scans every message, mail
+/// from outside after it is opened, ours before it is sealed. Infected mail is quarantined.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScanConfig {
+    /// clamd's address: `127.0.0.1:3310`, or a socket path (`/run/clamav/clamd.ctl`); empty:
+    /// no scanning.
+    pub clamd: String,
+    /// When clamd cannot answer: `defer` (default: the message waits and is retried) or
+    /// `pass` (delivered unscanned).
+    pub unavailable: String,
+    /// Longest wait for clamd per step (connect, send, answer), in seconds.
+    pub timeout_secs: u64,
+}
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        ScanConfig {
+            clamd: String::new(),
+            unavailable: "defer".into(),
+            timeout_secs: 60,
         }
     }
 }
@@ -308,6 +335,7 @@ impl Default for RelayConfig {
             tls: TlsConfig::default(),
             dns: String::new(),
             dlp: DlpConfig::default(),
+            scan: ScanConfig::default(),
             quarantine: QuarantineConfig::default(),
             auth: AuthConfig::default(),
             inbound_policy: InboundPolicyConfig::default(),

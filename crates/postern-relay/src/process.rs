@@ -720,6 +720,10 @@ async fn plan<'a>(
                 status: reason.smtp_reply().enhanced,
                 reason: reason.to_string(),
             },
+            Decision::Defer { recipients, reason } => Step::Defer {
+                idx: take(&recipients),
+                reason: reason.to_string(),
+            },
         };
         steps.push(step);
     }

@@ -205,6 +205,7 @@ fn build_settings(cfg: &RelayConfig) -> Result<Settings, StartError> {
 /// come back).
 pub fn check(cfg: &RelayConfig) -> Result<Vec<Finding>, StartError> {
     build_settings(cfg)?;
+    scanner_for(cfg)?;
     let inspector = inspector_for(cfg)?;
     validate_portal(cfg)?;
     let mut findings = relay_findings(cfg);
@@ -234,6 +235,34 @@ fn validate_portal(cfg: &RelayConfig) -> Result<(), StartError> {
         field: "portal.listen",
         message: "set, but this relay was built without the portal feature".into(),
     }))
+}
+
+/// A malware scanner and what happens when it cannot answer.
+type Scanning = (
+    Arc<dyn postern_core::MalwareScanner>,
+    postern_router::ScanFallback,
+);
+
+/// The malware scanner `[scan]` names, and what happens when it cannot answer.
+fn scanner_for(cfg: &RelayConfig) -> Result<Option<Scanning>, StartError> {
+    if cfg.scan.clamd.is_empty() {
+        return Ok(None);
+    }
+    let fallback = match cfg.scan.unavailable.as_str() {
+        "defer" => postern_router::ScanFallback::Defer,
+        "pass" => postern_router::ScanFallback::Pass,
+        other => {
+            return Err(StartError::Config(ConfigError::Value {
+                field: "scan.unavailable",
+                message: format!("{other:?}: use \"defer\" or \"pass\""),
+            }))
+        }
+    };
+    let clamd = postern_scan::Clamd::new(
+        postern_scan::ClamdAddress::parse(&cfg.scan.clamd),
+        Duration::from_secs(cfg.scan.timeout_secs.max(1)),
+    );
+    Ok(Some((Arc::new(clamd), fallback)))
 }
 
 /// What in a relay configuration works but is dangerous: an internal listener open to the
@@ -411,6 +440,9 @@ async fn start_relay(
         .inspector(inspector)
         .subject_trigger(cfg.subject_trigger.clone())
         .key_store(KeySource::Harvested, harvest.clone());
+    if let Some((scanner, fallback)) = scanner_for(cfg)? {
+        gateway = gateway.scanner(scanner).scan_fallback(fallback);
+    }
     // Published keys are watched: a change is logged and audited.
     let audit = Arc::new(postern_store::audit::AuditLog::new(db.clone()));
     let watch = |store: Arc<dyn KeyStore>, name: &'static str| {

@@ -120,6 +120,13 @@ pub enum QuarantineReason {
     UnsignedCbc,
     /// Plaintext from a partner that must encrypt.
     PlaintextFromRequired,
+    /// A malware scanner found something (inbound after opening, outbound before sealing).
+    Malware {
+        /// The scanner (`clamd`).
+        scanner: String,
+        /// Its name for what it found.
+        signature: String,
+    },
 }
 
 impl QuarantineReason {
@@ -132,6 +139,7 @@ impl QuarantineReason {
             QuarantineReason::CannotOpen { .. } => "cannot-open",
             QuarantineReason::UnsignedCbc => "unsigned-cbc",
             QuarantineReason::PlaintextFromRequired => "plaintext-from-required",
+            QuarantineReason::Malware { .. } => "malware",
         }
     }
 
@@ -177,6 +185,9 @@ impl fmt::Display for QuarantineReason {
             QuarantineReason::PlaintextFromRequired => {
                 f.write_str("plaintext from a partner that must encrypt")
             }
+            QuarantineReason::Malware { scanner, signature } => {
+                write!(f, "malware: {scanner} found {signature}")
+            }
         }
     }
 }
@@ -215,6 +226,14 @@ pub enum Reason {
     /// Mail from the internet for a recipient outside our domains: never relayed.
     #[error("relaying denied: not one of our domains")]
     RelayDenied,
+    /// The malware scanner could not answer, and the policy says wait for it.
+    #[error("the malware scanner ({scanner}) is unavailable: {why}")]
+    ScannerUnavailable {
+        /// The scanner.
+        scanner: String,
+        /// Why (safe to log).
+        why: String,
+    },
     /// The embedder's own reason (a hook of its own); `temporary` decides 4xx or 5xx.
     #[error("{text}")]
     Other {
@@ -252,7 +271,10 @@ impl Reason {
                 [(_, e)] => Some(e),
                 _ => None,
             },
-            Reason::ContentPolicy { .. } | Reason::RelayDenied | Reason::Other { .. } => None,
+            Reason::ContentPolicy { .. }
+            | Reason::RelayDenied
+            | Reason::ScannerUnavailable { .. }
+            | Reason::Other { .. } => None,
         }
     }
 
@@ -263,6 +285,7 @@ impl Reason {
             Reason::EncryptionFailed { .. }
             | Reason::ContentPolicy { .. }
             | Reason::RelayDenied => false,
+            Reason::ScannerUnavailable { .. } => true,
             Reason::Other { temporary, .. } => *temporary,
         }
     }
@@ -292,6 +315,11 @@ impl Reason {
             Reason::ContentPolicy { .. } | Reason::RelayDenied => SmtpReply {
                 code: 550,
                 enhanced: EnhancedStatus::REFUSED,
+                text,
+            },
+            Reason::ScannerUnavailable { .. } => SmtpReply {
+                code: 451,
+                enhanced: EnhancedStatus::TEMPORARY_SYSTEM,
                 text,
             },
             Reason::Other { temporary, .. } => SmtpReply {

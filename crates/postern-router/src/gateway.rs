@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use postern_core::{
-    Address, ContentAction, ContentInspector, Envelope, Inspection, KeyStore, PassThrough, Policy,
-    RevocationChecker, SecureEnvelope, Standard,
+    Address, ContentAction, ContentInspector, Envelope, Inspection, KeyStore, MalwareScanner,
+    PassThrough, Policy, RevocationChecker, ScanVerdict, SecureEnvelope, Standard,
 };
 
 use crate::decide::{Disposition, QuarantineReason, Reason, Router};
@@ -124,6 +124,30 @@ pub struct Gateway {
     router: Router,
     inbound: InboundRouter,
     inspector: Arc<dyn ContentInspector>,
+    scanner: Option<Arc<dyn MalwareScanner>>,
+    scan_fallback: ScanFallback,
+}
+
+/// What happens to a message when the malware scanner cannot answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScanFallback {
+    /// Keep it and try again later (4.3.0), as long as the retry schedule allows: nothing
+    /// unscanned goes through.
+    #[default]
+    Defer,
+    /// Let it through unscanned: for a site that prefers mail unscanned to mail late, chosen
+    /// knowingly (the default defers).
+    Pass,
+}
+
+/// What the scanner's verdict means for a message.
+pub(crate) enum Scanned {
+    /// Go on (clean, not scanned, or unscanned by policy).
+    Proceed,
+    /// Hold it for review.
+    Malware(QuarantineReason),
+    /// Wait for the scanner.
+    Defer(Reason),
 }
 
 impl Gateway {
@@ -226,6 +250,33 @@ impl Gateway {
                 inspection: out.inspection,
                 dispositions,
             };
+        }
+        // Scanned before anything is sealed: a sealed copy can be scanned by nobody else.
+        // A message an administrator released was scanned when it was held.
+        if !out.released {
+            match self.scan(out.message).await {
+                Scanned::Proceed => {}
+                Scanned::Malware(reason) => {
+                    dispositions.push(Disposition::Quarantine {
+                        recipients: theirs,
+                        reason,
+                    });
+                    return Plan {
+                        inspection: out.inspection,
+                        dispositions,
+                    };
+                }
+                Scanned::Defer(reason) => {
+                    dispositions.push(Disposition::Hold {
+                        recipients: theirs,
+                        reason,
+                    });
+                    return Plan {
+                        inspection: out.inspection,
+                        dispositions,
+                    };
+                }
+            }
         }
         let envelope = Envelope {
             mail_from: out.envelope.mail_from.clone(),
@@ -335,6 +386,42 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// The malware scanner's verdict on `message`, off the async workers as inspection is.
+    pub(crate) async fn scan(&self, message: &[u8]) -> Scanned {
+        let Some(scanner) = &self.scanner else {
+            return Scanned::Proceed;
+        };
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        let flavor = Handle::try_current().map(|h| h.runtime_flavor());
+        let verdict = if matches!(flavor, Ok(RuntimeFlavor::MultiThread)) {
+            tokio::task::block_in_place(|| scanner.scan(message))
+        } else if flavor.is_ok() {
+            let (s, m) = (scanner.clone(), message.to_vec());
+            match tokio::task::spawn_blocking(move || s.scan(&m)).await {
+                Ok(v) => v,
+                Err(_) => scanner.scan(message),
+            }
+        } else {
+            scanner.scan(message)
+        };
+        match verdict {
+            ScanVerdict::Clean => Scanned::Proceed,
+            ScanVerdict::Infected { signature } => Scanned::Malware(QuarantineReason::Malware {
+                scanner: scanner.name().to_string(),
+                signature,
+            }),
+            ScanVerdict::Unavailable { why } => match self.scan_fallback {
+                ScanFallback::Defer => Scanned::Defer(Reason::ScannerUnavailable {
+                    scanner: scanner.name().to_string(),
+                    why,
+                }),
+                ScanFallback::Pass => Scanned::Proceed,
+            },
+        }
+    }
+}
+
 /// Header values are one line: a summary with a line break would inject header fields (the
 /// one sanitiser, bounded well inside a header line's 998 characters).
 fn one_line(s: &str) -> String {
@@ -355,6 +442,8 @@ pub struct GatewayBuilder {
     policy: Option<Policy>,
     inbound_policy: Option<InboundPolicy>,
     clock: Option<Arc<dyn postern_core::Clock>>,
+    scanner: Option<Arc<dyn MalwareScanner>>,
+    scan_fallback: ScanFallback,
 }
 
 impl fmt::Debug for GatewayBuilder {
@@ -440,6 +529,20 @@ impl GatewayBuilder {
         self
     }
 
+    /// A malware scanner for every message: mail from outside after it is opened, ours before
+    /// it is sealed (where nobody else can scan it any more). Infected mail is quarantined;
+    /// when the scanner cannot answer, [`GatewayBuilder::scan_fallback`] decides.
+    pub fn scanner(mut self, scanner: Arc<dyn MalwareScanner>) -> Self {
+        self.scanner = Some(scanner);
+        self
+    }
+
+    /// What happens when the scanner cannot answer (default: defer).
+    pub fn scan_fallback(mut self, fallback: ScanFallback) -> Self {
+        self.scan_fallback = fallback;
+        self
+    }
+
     /// What happens to inbound mail that cannot be opened, and the like.
     pub fn inbound_policy(mut self, policy: InboundPolicy) -> Self {
         self.inbound_policy = Some(policy);
@@ -515,6 +618,8 @@ impl GatewayBuilder {
             router,
             inbound,
             inspector,
+            scanner: self.scanner,
+            scan_fallback: self.scan_fallback,
         })
     }
 }

@@ -107,7 +107,7 @@ pub use directory::{
     OurIdentity, Partner, PartnerPolicy, Problem, UnsignedCbc,
 };
 pub use dkim::{dkim_signatures, DkimFields};
-pub use gateway::{BuildError, Gateway, GatewayBuilder, Outgoing, Plan};
+pub use gateway::{BuildError, Gateway, GatewayBuilder, Outgoing, Plan, ScanFallback};
 pub use inbound::{
     signature_verdict, strip_results, Inbound, InboundAction, InboundPolicy, InboundRouter,
     RESULT_PREFIX,

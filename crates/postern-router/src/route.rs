@@ -8,7 +8,7 @@
 use postern_core::{Address, Envelope, Inspection};
 
 use crate::decide::{Disposition, Reason};
-use crate::gateway::{Gateway, Outgoing};
+use crate::gateway::{Gateway, Outgoing, Scanned};
 use crate::inbound::Inbound;
 use crate::CheckedDirectory;
 
@@ -89,6 +89,14 @@ pub enum Decision {
         /// Why.
         reason: Reason,
     },
+    /// Not decided yet: keep it and try again later (a temporary reason: the malware scanner
+    /// could not answer).
+    Defer {
+        /// The recipients.
+        recipients: Vec<Address>,
+        /// Why.
+        reason: Reason,
+    },
 }
 
 /// Every recipient of a submission decided once, and the content verdict if one was made.
@@ -136,9 +144,27 @@ impl Gateway {
                         let inbound = self
                             .inbound(dir, sub.envelope.mail_from.as_ref(), sub.message)
                             .await;
-                        Decision::Inbound {
-                            recipients: ours,
-                            inbound,
+                        // Scanned as our users will see it: opened, for sealed mail.
+                        let scanned = match &inbound {
+                            Inbound::Deliver { message, .. } => self.scan(message).await,
+                            Inbound::Quarantine { .. } => Scanned::Proceed,
+                        };
+                        match scanned {
+                            Scanned::Proceed => Decision::Inbound {
+                                recipients: ours,
+                                inbound,
+                            },
+                            Scanned::Malware(reason) => Decision::Inbound {
+                                recipients: ours,
+                                inbound: Inbound::Quarantine {
+                                    message: crate::strip_results(sub.message).into_owned(),
+                                    reason,
+                                },
+                            },
+                            Scanned::Defer(reason) => Decision::Defer {
+                                recipients: ours,
+                                reason,
+                            },
                         }
                     };
                     decisions.push(decision);
@@ -150,9 +176,23 @@ impl Gateway {
             }
             Origin::Portal => {
                 if !ours.is_empty() {
-                    decisions.push(Decision::ToOurServer {
-                        recipients: ours,
-                        message: None,
+                    // A portal recipient's reply carries what an outsider wrote and attached.
+                    decisions.push(match self.scan(sub.message).await {
+                        Scanned::Proceed => Decision::ToOurServer {
+                            recipients: ours,
+                            message: None,
+                        },
+                        Scanned::Malware(reason) => Decision::Inbound {
+                            recipients: ours,
+                            inbound: Inbound::Quarantine {
+                                message: sub.message.to_vec(),
+                                reason,
+                            },
+                        },
+                        Scanned::Defer(reason) => Decision::Defer {
+                            recipients: ours,
+                            reason,
+                        },
                     });
                 }
                 if !theirs.is_empty() {
@@ -189,7 +229,8 @@ impl Decision {
             Decision::Inbound { recipients, .. }
             | Decision::ToOurServer { recipients, .. }
             | Decision::AsIs { recipients }
-            | Decision::Refuse { recipients, .. } => recipients,
+            | Decision::Refuse { recipients, .. }
+            | Decision::Defer { recipients, .. } => recipients,
         }
     }
 }
