@@ -926,3 +926,79 @@ fn recipient_probing_is_slowed_then_refused_across_reconnects() {
     assert!(r.starts_with("550 5.1.1"), "{r}");
     s.rt.block_on(relay.shutdown(Duration::from_secs(5)));
 }
+
+/// One HTTP GET on the status listener: the status line and the body.
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    (
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    )
+}
+
+/// The first line a new SMTP connection gets.
+fn greeting(addr: &str) -> String {
+    use std::io::BufRead;
+    let c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(c).read_line(&mut line).unwrap();
+    line
+}
+
+/// Issue 25: `/healthz` for load balancers, and draining before maintenance (what `queue drain`
+/// asks through the spool): 200 with each check while the node takes mail; while draining, new
+/// SMTP connections get 421 and `/healthz` answers 503 (the workers go on delivering the
+/// queue: draining only closes the intake); `--cancel` takes mail again.
+#[test]
+fn healthz_says_what_it_checked_and_a_draining_node_refuses_new_mail() {
+    let s = setup();
+    let sink = SmtpSink::start(&[]);
+    let mut cfg = config(&s, &sink.addr(), "dir:inbox");
+    cfg.metrics = format!("127.0.0.1:{}", postern_tests::relay::free_port());
+    let relay = s.rt.block_on(postern_relay::start(&cfg)).unwrap();
+    let status = relay.metrics_addr.unwrap().to_string();
+    let (line, body) = http_get(&status, "/healthz");
+    assert!(line.contains(" 200 "), "{line}\n{body}");
+    for want in [
+        "ok\n",
+        "intake: accepting",
+        "spool: writable",
+        "database: answering",
+        "directory: ",
+    ] {
+        assert!(body.contains(want), "{want}: {body}");
+    }
+    assert!(http_get(&status, "/metrics").1.contains("postern_"));
+    assert!(greeting(&internal(&relay)).starts_with("220 "));
+
+    relay.spool().request_drain(true).unwrap();
+    assert!(wait_until(Duration::from_secs(5), || http_get(
+        &status, "/healthz"
+    )
+    .0
+    .contains(" 503 ")));
+    let (_, body) = http_get(&status, "/healthz");
+    assert!(
+        body.starts_with("failing\n") && body.contains("draining"),
+        "{body}"
+    );
+    let g = greeting(&internal(&relay));
+    assert!(g.starts_with("421 4.3.2 ") && g.contains("draining"), "{g}");
+    assert!(greeting(&relay.public_addr.unwrap().to_string()).starts_with("421 "));
+
+    relay.spool().request_drain(false).unwrap();
+    assert!(wait_until(Duration::from_secs(5), || http_get(
+        &status, "/healthz"
+    )
+    .0
+    .contains(" 200 ")));
+    assert!(greeting(&internal(&relay)).starts_with("220 "));
+    s.rt.block_on(relay.shutdown(Duration::from_secs(5)));
+}

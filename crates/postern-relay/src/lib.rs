@@ -33,6 +33,7 @@ pub mod scheduler;
 mod shared;
 pub mod smtp;
 pub mod spool;
+pub mod status;
 pub mod transport;
 mod util;
 pub mod verify;

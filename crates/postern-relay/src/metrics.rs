@@ -1,14 +1,10 @@
-//! Prometheus metrics: lock-free counters and histograms, and a tiny HTTP endpoint that serves
-//! them in the text exposition format (loopback by default).
+//! Prometheus metrics: lock-free counters and histograms, rendered in the text exposition
+//! format (served by [`crate::status`]).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
 
 use postern_core::SignatureVerdict;
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
 /// A monotonically increasing count.
 #[derive(Debug, Default)]
@@ -226,47 +222,6 @@ impl Metrics {
             &mut out,
         );
         out
-    }
-}
-
-/// Serves `GET /metrics` until the listener task is dropped. Anything else gets 404; requests
-/// are read with a small bound so the endpoint cannot be used to exhaust memory.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
-    loop {
-        let Ok((mut sock, _)) = listener.accept().await else {
-            continue;
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 2048];
-            let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-                let mut n = 0;
-                while n < buf.len() {
-                    let m = sock.read(&mut buf[n..]).await?;
-                    if m == 0 {
-                        break;
-                    }
-                    n += m;
-                    if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                        break;
-                    }
-                }
-                Ok::<usize, std::io::Error>(n)
-            })
-            .await;
-            let Ok(Ok(n)) = read else { return };
-            let (status, body) = if buf[..n].starts_with(b"GET /metrics ") {
-                ("200 OK", metrics.render())
-            } else {
-                ("404 Not Found", "not found\n".to_string())
-            };
-            let resp = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(resp.as_bytes()).await;
-            let _ = sock.shutdown().await;
-        });
     }
 }
 

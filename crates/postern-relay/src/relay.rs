@@ -20,7 +20,7 @@ use postern_router::{
 use crate::auth::Users;
 use crate::config::{ConfigError, InboundChoice, Network, NextHop, RelayConfig};
 use crate::listener::{session, Role};
-use crate::metrics::{self, Metrics};
+use crate::metrics::Metrics;
 use crate::mx::MxResolver;
 use crate::process::process;
 use crate::scheduler::Scheduler;
@@ -492,7 +492,13 @@ async fn start_relay(
         quarantine,
         portal: std::sync::OnceLock::new(),
         harvest,
+        db: db.clone(),
+        draining: std::sync::atomic::AtomicBool::new(false),
     });
+    // A restart ends draining: the node was drained to be stopped.
+    if let Err(e) = shared.spool.request_drain(false) {
+        tracing::warn!(error = %e, "could not clear a drain request");
+    }
 
     // Everything spooled and not finished is picked up again (crash or restart).
     let (entries, bad) = shared.spool.list().map_err(|source| StartError::Spool {
@@ -560,7 +566,10 @@ async fn start_relay(
                 source,
             })?;
         metrics_addr = l.local_addr().ok();
-        listeners.push(tokio::spawn(metrics::serve(l, shared.metrics.clone())));
+        listeners.push(tokio::spawn(crate::status::serve(
+            l,
+            Arc::downgrade(&shared),
+        )));
     }
     #[cfg_attr(not(feature = "portal"), allow(unused_mut))]
     let mut portal_addr = None;
@@ -638,6 +647,20 @@ async fn accept_loop(
             r = listener.accept() => match r {
                 Ok((mut sock, peer)) => {
                     let _ = sock.set_nodelay(true);
+                    if shared.draining.load(std::sync::atomic::Ordering::SeqCst) {
+                        let bye = format!(
+                            "421 4.3.2 {} is draining, try another node\r\n",
+                            shared.settings.hostname
+                        );
+                        tokio::spawn(async move {
+                            let _ = tokio::time::timeout(
+                                Duration::from_secs(5),
+                                sock.write_all(bye.as_bytes()),
+                            )
+                            .await;
+                        });
+                        continue;
+                    }
                     match slots.take(peer.ip()) {
                         Some(permit) => {
                             let shared = shared.clone();
@@ -720,6 +743,18 @@ async fn poll_requests(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             _ = stop.changed() => break,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        let drain = shared.spool.drain_requested();
+        if shared
+            .draining
+            .swap(drain, std::sync::atomic::Ordering::SeqCst)
+            != drain
+        {
+            if drain {
+                tracing::warn!("draining: new connections get 421, the health check fails");
+            } else {
+                tracing::info!("draining ended: taking mail again");
+            }
         }
         if shared.spool.take_flush() {
             let spool = shared.spool.clone();

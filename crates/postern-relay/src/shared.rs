@@ -83,6 +83,11 @@ pub struct Shared {
     pub portal: std::sync::OnceLock<Arc<dyn PortalInbox>>,
     /// Certificates harvested from partners' signatures.
     pub harvest: Arc<crate::harvest::HarvestStore>,
+    /// The shared database (quarantine, portal, audit), for the health check.
+    pub db: postern_store::Db,
+    /// Draining (`queue drain`): new connections get 421 and the health check fails, while
+    /// the queue is delivered.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 /// Where portal delivery stores a message: the secure web portal (postern-portal, with the

@@ -434,6 +434,25 @@ impl Spool {
     pub fn take_flush(&self) -> bool {
         fs::remove_file(self.root.join("flush")).is_ok()
     }
+
+    /// Asks a running relay to drain (`true`: refuse new mail with 421 and fail its health
+    /// check, while it delivers what it holds) or to take mail again (`false`).
+    pub fn request_drain(&self, drain: bool) -> io::Result<()> {
+        let f = self.root.join("draining");
+        if drain {
+            write_synced(&f, b"")
+        } else {
+            match fs::remove_file(f) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        }
+    }
+
+    /// Whether draining is asked for.
+    pub fn drain_requested(&self) -> bool {
+        self.root.join("draining").exists()
+    }
 }
 
 /// IDs become file names: only what `new_id` makes is allowed (no path tricks from the CLI).

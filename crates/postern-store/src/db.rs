@@ -253,6 +253,12 @@ impl Db {
         Ok(())
     }
 
+    /// Whether the database answers (a health check: `SELECT 1`).
+    pub async fn ping(&self) -> Result<(), DbError> {
+        sqlx::query("SELECT 1").fetch_one(&self.pool).await?;
+        Ok(())
+    }
+
     /// Closes the pool (SQLite: checkpoints the WAL).
     pub async fn close(&self) {
         self.pool.close().await;

@@ -29,6 +29,13 @@ enum QueueAction {
     },
     /// Retry everything now.
     Flush,
+    /// Stop taking mail (new connections get 421, `/healthz` fails) while the queue is
+    /// delivered, before maintenance; `--cancel` takes mail again. A restart ends it.
+    Drain {
+        /// Take mail again.
+        #[arg(long)]
+        cancel: bool,
+    },
     /// Remove a message from the spool (no bounce is sent).
     Delete {
         /// Queue ID.
@@ -138,6 +145,17 @@ pub fn run(args: QueueArgs) -> Result<bool, String> {
         QueueAction::Flush => {
             spool.request_flush().map_err(|e| e.to_string())?;
             say!("flush requested");
+        }
+        QueueAction::Drain { cancel } => {
+            spool.request_drain(!cancel).map_err(|e| e.to_string())?;
+            say!(
+                "{}",
+                if cancel {
+                    "drain cancelled: taking mail again within a second"
+                } else {
+                    "draining within a second: new connections get 421, /healthz fails; `queue list` shows what is left"
+                }
+            );
         }
         QueueAction::Delete { id } => {
             get(&id)?;
