@@ -729,3 +729,31 @@ fn legacy_algorithms_are_accepted_per_partner_receive_only_and_marked_weak() {
     assert!(printed.contains("aes-256-cbc"), "{printed}");
     assert!(!printed.contains("des-ede3"), "{printed}");
 }
+
+/// RFC 3183 name mapping with a real signature (OpenSSL signs and encrypts, as a partner's
+/// gateway does): the partner's `domain-signing-authority@partner.test`, not declared a gateway
+/// key, speaks for every address of partner.test; a person's certificate of the same domain
+/// does not speak for a colleague.
+#[test]
+fn a_partner_s_domain_signing_authority_speaks_for_its_domain() {
+    let pki = Pki::new();
+    let us = pki.issue("gw@clinic.example", KeyKind::Rsa(2048));
+    let gateway = pki.issue("gw@partner.test", KeyKind::Rsa(2048));
+    let authority = pki.issue("domain-signing-authority@partner.test", KeyKind::Rsa(2048));
+    let person = pki.issue("eve@partner.test", KeyKind::Rsa(2048));
+    let dir = smime_directory(&pki, &us, &gateway);
+    let inner = b"From: doc@partner.test\r\nTo: records@clinic.example\r\nSubject: referral\r\n\r\nSee the patient on Monday.\r\n";
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let verdict = |signer: &postern_tests::EndEntity| {
+        let mail = openssl_sign_then_encrypt(inner, signer, "sha256", &us, "-aes-256-gcm");
+        match rt.block_on(router().inbound(&checked(&dir), Some(&addr("doc@partner.test")), &mail))
+        {
+            Inbound::Deliver { verdict, .. } => verdict,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(verdict(&authority), postern_core::SignatureVerdict::Valid);
+    assert_eq!(verdict(&person), postern_core::SignatureVerdict::Untrusted);
+}

@@ -555,6 +555,9 @@ fn signer_domains(sig: &postern_core::SignatureReport) -> Vec<Domain> {
         .collect()
 }
 
+/// The local part RFC 3183 §3.1 names a domain signing authority by.
+const DOMAIN_SIGNING_AUTHORITY: &str = "domain-signing-authority";
+
 /// Does every signer speak for the From address? `Err((verdict, why))` when not.
 fn bind_to_from(report: &Report, b: &Binding<'_>) -> Result<(), (SignatureVerdict, String)> {
     let view = MessageView::parse(b.message).map_err(|_| {
@@ -592,7 +595,18 @@ fn bind_to_from(report: &Report, b: &Binding<'_>) -> Result<(), (SignatureVerdic
                 .signer_domains
                 .iter()
                 .any(|d| Domain::new(d).is_ok_and(|d| *from.domain() == d));
-        if by_address || declared_gateway || domain_bound {
+        // RFC 3183's domain signing authority (`domain-signing-authority@example.org`) speaks
+        // for its domain and the domains below it (name mapping, §3.1), again only as the
+        // expected partner: it authenticates that the message left that domain, not a person.
+        let signing_authority = b.partner.is_some()
+            && partner_of(from.domain()) == b.partner
+            && sig.signer_addresses.iter().any(|a| {
+                Address::new(a).is_ok_and(|a| {
+                    a.local().eq_ignore_ascii_case(DOMAIN_SIGNING_AUTHORITY)
+                        && from.domain().is_within(a.domain())
+                })
+            });
+        if by_address || declared_gateway || domain_bound || signing_authority {
             continue;
         }
         // What the certificate names: its addresses' domains and the domains it is bound to.
@@ -860,6 +874,74 @@ mod tests {
         assert!(why.iter().any(|w| w.contains("sender's domain")), "{why:?}");
         let (v, why) = enveloped(&report(&[], &[]), "toby@redmond.test", "toby@redmond.test");
         assert_eq!(v, SignatureVerdict::Untrusted, "{why:?}");
+    }
+
+    /// RFC 3183 name mapping: `domain-signing-authority@redmond.test` speaks for every address
+    /// of its domain and of the domains below it, as the expected partner only; another person
+    /// of the domain does not, and neither does an authority of a subdomain for its parent.
+    #[test]
+    fn a_domain_signing_authority_speaks_for_its_domain_and_below() {
+        use postern_core::{ChainStatus, Report, SignatureReport, SignatureStatus, Standard};
+        let report = |address: &str| {
+            let mut sig = SignatureReport::new(SignatureStatus::Valid);
+            sig.chain = ChainStatus::Trusted {
+                anchor: "CN=CA".into(),
+            };
+            sig.signer_addresses = vec![address.to_string()];
+            let mut r = Report::new(Standard::Smime);
+            r.signatures.push(sig);
+            r
+        };
+        // The partner and its subdomains, as a HISP's entries name them.
+        let mut dir = Directory::default();
+        let d = postern_core::Domain::new("redmond.test").unwrap();
+        for pattern in [
+            crate::DomainPattern::Exact(d.clone()),
+            crate::DomainPattern::Subdomains(d),
+        ] {
+            dir.partners.push(crate::Partner::new(
+                pattern,
+                crate::PartnerPolicy::Required,
+                vec![Standard::Smime],
+            ));
+        }
+        let verdict = |r: &Report, partner: Option<usize>, from: &str| {
+            let msg = format!("From: <{from}>\r\nSubject: x\r\n\r\nhi\r\n");
+            signature_verdict(r, &dir, partner, None, msg.as_bytes()).0
+        };
+        let dsa = report("domain-signing-authority@redmond.test");
+        assert_eq!(
+            verdict(&dsa, Some(0), "toby@redmond.test"),
+            SignatureVerdict::Valid
+        );
+        assert_eq!(
+            verdict(&dsa, Some(1), "toby@lab.redmond.test"),
+            SignatureVerdict::Valid
+        );
+        assert_eq!(
+            verdict(&dsa, None, "toby@redmond.test"),
+            SignatureVerdict::Untrusted
+        );
+        let sub = report("domain-signing-authority@lab.redmond.test");
+        assert_eq!(
+            verdict(&sub, Some(0), "toby@redmond.test"),
+            SignatureVerdict::Untrusted
+        );
+        // The expected partner must be the From's: the parent entry's anchors do not vouch
+        // for mail the subdomain entry expects.
+        assert_eq!(
+            verdict(&dsa, Some(0), "toby@lab.redmond.test"),
+            SignatureVerdict::Untrusted
+        );
+        let person = report("eve@redmond.test");
+        assert_eq!(
+            verdict(&person, Some(0), "toby@redmond.test"),
+            SignatureVerdict::Untrusted
+        );
+        assert_eq!(
+            verdict(&dsa, Some(0), "x@elsewhere.test"),
+            SignatureVerdict::Invalid
+        );
     }
 
     #[test]
