@@ -105,6 +105,7 @@ mod entropy;
 mod envelope;
 mod error;
 mod exec;
+mod hold;
 mod identity;
 mod inspect;
 mod keystore;
@@ -126,6 +127,7 @@ pub use envelope::{
 };
 pub use error::{Error, Result, SmtpReply};
 pub use exec::block_on;
+pub use hold::{HoldCode, UnknownHoldCode};
 pub use identity::{Address, Domain};
 pub use inspect::{ContentAction, ContentInspector, Envelope, Inspection, PassThrough};
 pub use keystore::{KeyStore, MemoryKeyStore};

@@ -388,7 +388,10 @@ impl Work<'_> {
                 origin,
                 self.entry.mail_from.as_deref(),
                 &rcpts,
-                &reason.to_string(),
+                postern_store::HoldReason {
+                    code: reason.code(),
+                    text: &reason.to_string(),
+                },
                 verdict,
                 self.data,
             )
@@ -500,7 +503,10 @@ async fn hold_instead_of_bouncing(
             HeldOrigin::Public,
             entry.mail_from.as_deref(),
             &rcpts,
-            reason,
+            postern_store::HoldReason {
+                code: postern_core::HoldCode::Undeliverable,
+                text: reason,
+            },
             None,
             data,
         )

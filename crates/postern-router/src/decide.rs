@@ -4,7 +4,7 @@
 //! backend (or that the user had already encrypted end to end). Any failure — no certificate,
 //! an unusable one, a backend error — becomes `Hold` (temporary) or `Bounce` (permanent).
 
-use postern_core::EnhancedStatus;
+use postern_core::{EnhancedStatus, HoldCode};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -130,16 +130,16 @@ pub enum QuarantineReason {
 }
 
 impl QuarantineReason {
-    /// A stable word for each case (what storage and metrics keep).
-    pub fn code(&self) -> &'static str {
+    /// Its kind (what storage and metrics keep; [`HoldCode::as_str`] is the stable word).
+    pub fn code(&self) -> HoldCode {
         match self {
-            QuarantineReason::Content { .. } => "content",
-            QuarantineReason::PlainToPartner { .. } => "plain-to-partner",
-            QuarantineReason::NotAMessage => "not-a-message",
-            QuarantineReason::CannotOpen { .. } => "cannot-open",
-            QuarantineReason::UnsignedCbc => "unsigned-cbc",
-            QuarantineReason::PlaintextFromRequired => "plaintext-from-required",
-            QuarantineReason::Malware { .. } => "malware",
+            QuarantineReason::Content { .. } => HoldCode::Content,
+            QuarantineReason::PlainToPartner { .. } => HoldCode::PlainToPartner,
+            QuarantineReason::NotAMessage => HoldCode::NotAMessage,
+            QuarantineReason::CannotOpen { .. } => HoldCode::CannotOpen,
+            QuarantineReason::UnsignedCbc => HoldCode::UnsignedCbc,
+            QuarantineReason::PlaintextFromRequired => HoldCode::PlaintextFromRequired,
+            QuarantineReason::Malware { .. } => HoldCode::Malware,
         }
     }
 
@@ -922,8 +922,12 @@ mod tests {
             },
             QuarantineReason::UnsignedCbc,
             QuarantineReason::PlaintextFromRequired,
+            QuarantineReason::Malware {
+                scanner: "clamd".into(),
+                signature: "Eicar".into(),
+            },
         ];
-        let mut codes: Vec<&str> = all.iter().map(QuarantineReason::code).collect();
+        let mut codes: Vec<&str> = all.iter().map(|r| r.code().as_str()).collect();
         codes.sort_unstable();
         codes.dedup();
         assert_eq!(codes.len(), all.len());

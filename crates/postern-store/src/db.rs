@@ -105,6 +105,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0006_key_check.sql"),
         postgres: include_str!("../migrations/0006_key_check.sql"),
     },
+    Migration {
+        version: 7,
+        sqlite: include_str!("../migrations/0007_reason_code.sql"),
+        postgres: include_str!("../migrations/0007_reason_code.sql"),
+    },
 ];
 
 /// A key check value: the first 8 bytes of HMAC-SHA256(key, a fixed text), hex. It tells keys

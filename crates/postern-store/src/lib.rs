@@ -14,7 +14,8 @@
 //! let q = Quarantine::new(db, *key)?;
 //! let id = q
 //!     .hold(HeldOrigin::Internal, Some("a@hospital.example"), &["b@elsewhere.example".into()],
-//!           "card number", None, b"Subject: x\r\n\r\n4111 1111 1111 1111\r\n")
+//!           postern_store::HoldReason { code: postern_core::HoldCode::Content, text: "card number" },
+//!           None, b"Subject: x\r\n\r\n4111 1111 1111 1111\r\n")
 //!     .await?;
 //! println!("held as {id}");
 //! # Ok(()) }
@@ -34,7 +35,7 @@ pub use audit::{Action, AuditLog, AuditRecord, ChainError};
 pub use db::{Backend, Db, DbError};
 pub use harvest::{HarvestState, HarvestStore, Harvested};
 pub use keyfile::{KeyFileError, KeyRole};
-pub use quarantine::{Held, HeldOrigin, HeldState, Quarantine, QuarantineError};
+pub use quarantine::{Held, HeldOrigin, HeldState, HoldReason, Quarantine, QuarantineError};
 pub use seal::MasterKey;
 
 /// Unix seconds now.

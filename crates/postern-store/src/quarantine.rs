@@ -8,6 +8,7 @@
 use crate::audit::{Action, AuditLog};
 use crate::db::{Db, DbError};
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use postern_core::HoldCode;
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -80,12 +81,25 @@ pub struct Held {
     pub recipients: Vec<String>,
     /// Why, in words.
     pub reason: String,
+    /// Why, as a kind (`None`: held before kinds were recorded, or a kind this build does not
+    /// know, written by a newer node).
+    pub code: Option<HoldCode>,
     /// The inspection verdict (JSON, masked values only), if any.
     pub verdict: Option<serde_json::Value>,
     /// Message size.
     pub size: u64,
     /// Waiting, released or rejected.
     pub state: HeldState,
+}
+
+/// Why a message is held: its kind, and the sentence shown for it (safe to show: detectors,
+/// counts, names — never content).
+#[derive(Debug, Clone, Copy)]
+pub struct HoldReason<'a> {
+    /// The kind.
+    pub code: HoldCode,
+    /// The sentence.
+    pub text: &'a str,
 }
 
 /// One audit record.
@@ -133,6 +147,9 @@ fn held_from(row: &AnyRow) -> Result<Held, sqlx::Error> {
         sender: row.try_get("sender")?,
         recipients: serde_json::from_str(&recipients).unwrap_or_default(),
         reason: row.try_get("reason")?,
+        code: row
+            .try_get::<Option<String>, _>("reason_code")?
+            .and_then(|c| c.parse().ok()),
         verdict: verdict.and_then(|v| serde_json::from_str(&v).ok()),
         size: row.try_get::<i64, _>("size")? as u64,
         state: word(row, "state")?,
@@ -159,7 +176,7 @@ impl Quarantine {
         origin: HeldOrigin,
         sender: Option<&str>,
         recipients: &[String],
-        reason: &str,
+        reason: HoldReason<'_>,
         verdict: Option<&serde_json::Value>,
         message: &[u8],
     ) -> Result<String, QuarantineError> {
@@ -176,15 +193,16 @@ impl Quarantine {
             .map_err(|_| QuarantineError::Crypto(id.clone()))?;
         let now = crate::now();
         sqlx::query(
-            "INSERT INTO quarantine (id, created_at, origin, sender, recipients, reason, verdict, size, nonce, message, state)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'held')",
+            "INSERT INTO quarantine (id, created_at, origin, sender, recipients, reason, reason_code, verdict, size, nonce, message, state)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'held')",
         )
         .bind(&id)
         .bind(now)
         .bind(origin.as_str())
         .bind(sender)
         .bind(serde_json::to_string(recipients).unwrap_or_default())
-        .bind(reason)
+        .bind(reason.text)
+        .bind(reason.code.as_str())
         .bind(verdict.map(|v| v.to_string()))
         .bind(message.len() as i64)
         .bind(nonce.to_vec())
@@ -192,7 +210,7 @@ impl Quarantine {
         .execute(self.db.pool())
         .await?;
         self.audit
-            .append("postern-relay", Action::Held, &id, None, reason)
+            .append("postern-relay", Action::Held, &id, None, reason.text)
             .await?;
         Ok(id)
     }
@@ -200,7 +218,7 @@ impl Quarantine {
     /// Entries, newest first (`state`: only those in it).
     pub async fn list(&self, state: Option<HeldState>) -> Result<Vec<Held>, QuarantineError> {
         let rows = sqlx::query(
-            "SELECT id, created_at, origin, sender, recipients, reason, verdict, size, state
+            "SELECT id, created_at, origin, sender, recipients, reason, reason_code, verdict, size, state
              FROM quarantine WHERE state = $1 OR $2 = 1 ORDER BY created_at DESC, id DESC",
         )
         .bind(state.map_or("", HeldState::as_str))
@@ -213,7 +231,7 @@ impl Quarantine {
     /// One entry.
     pub async fn get(&self, id: &str) -> Result<Held, QuarantineError> {
         let row = sqlx::query(
-            "SELECT id, created_at, origin, sender, recipients, reason, verdict, size, state
+            "SELECT id, created_at, origin, sender, recipients, reason, reason_code, verdict, size, state
              FROM quarantine WHERE id = $1",
         )
         .bind(id)
@@ -373,6 +391,11 @@ impl Quarantine {
 mod tests {
     use super::*;
 
+    const CARD: HoldReason<'static> = HoldReason {
+        code: HoldCode::Content,
+        text: "card",
+    };
+
     /// A decided entry is readable for the retention period, then its content is gone from the
     /// database files (the held message, encrypted, cannot be found in them) and audited; a
     /// held entry is never purged.
@@ -390,11 +413,11 @@ mod tests {
         let msg = b"Subject: x\r\n\r\nCard 4111 1111 1111 1111\r\n";
         let to = ["b@gmail.test".to_string()];
         let decided = q
-            .hold(HeldOrigin::Internal, None, &to, "card", None, msg)
+            .hold(HeldOrigin::Internal, None, &to, CARD, None, msg)
             .await
             .unwrap();
         let held = q
-            .hold(HeldOrigin::Internal, None, &to, "card", None, msg)
+            .hold(HeldOrigin::Internal, None, &to, CARD, None, msg)
             .await
             .unwrap();
         let row = sqlx::query("SELECT message FROM quarantine WHERE id = $1")
@@ -488,7 +511,10 @@ mod tests {
                 HeldOrigin::Internal,
                 Some("a@clinic.example"),
                 &["b@gmail.test".into()],
-                "ssn x1",
+                HoldReason {
+                    code: HoldCode::Content,
+                    text: "ssn x1",
+                },
                 Some(&verdict),
                 msg,
             )
@@ -501,6 +527,24 @@ mod tests {
             (HeldOrigin::Internal, HeldState::Held)
         );
         assert_eq!(all[0].recipients, ["b@gmail.test"]);
+        // The kind is kept beside the sentence; a row without one (held before kinds were
+        // recorded) or with a kind this build does not know reads as none, never as another.
+        assert_eq!(all[0].code, Some(HoldCode::Content));
+        assert_eq!(all[0].reason, "ssn x1");
+        for stored in [None, Some("a-kind-from-a-newer-node")] {
+            sqlx::query("UPDATE quarantine SET reason_code = $1 WHERE id = $2")
+                .bind(stored)
+                .bind(&id)
+                .execute(q.db.pool())
+                .await
+                .unwrap();
+            assert_eq!(q.get(&id).await.unwrap().code, None, "{stored:?}");
+        }
+        sqlx::query("UPDATE quarantine SET reason_code = 'content' WHERE id = $1")
+            .bind(&id)
+            .execute(q.db.pool())
+            .await
+            .unwrap();
         assert_eq!(q.message(&id, "alice", "review").await.unwrap(), msg);
         assert!(
             matches!(

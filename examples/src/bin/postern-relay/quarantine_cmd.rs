@@ -137,6 +137,9 @@ async fn act(
                 postern_core::Printable(&h.recipients.join(", "))
             );
             say!("reason: {}", postern_core::Printable(&h.reason));
+            if let Some(code) = h.code {
+                say!("kind: {code}");
+            }
             if let Some(v) = &h.verdict {
                 say!("verdict: {v}");
             }
