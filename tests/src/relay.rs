@@ -494,10 +494,12 @@ pub fn test_config(dir: &Path, outbound: &str, inbound: &str) -> postern_relay::
         internal: ListenerConfig {
             listen: "127.0.0.1:0".into(),
             networks: vec!["127.0.0.0/8".into()],
+            proxy_from: Vec::new(),
         },
         public: ListenerConfig {
             listen: "127.0.0.1:0".into(),
             networks: vec!["127.0.0.0/8".into()],
+            proxy_from: Vec::new(),
         },
         outbound: NextHopConfig {
             relayhost: outbound.into(),

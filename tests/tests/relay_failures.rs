@@ -1002,3 +1002,78 @@ fn healthz_says_what_it_checked_and_a_draining_node_refuses_new_mail() {
     assert!(greeting(&internal(&relay)).starts_with("220 "));
     s.rt.block_on(relay.shutdown(Duration::from_secs(5)));
 }
+
+/// What a connection from `source` that first sends `header` is answered (the first line; empty
+/// when the relay closes without a word).
+fn behind_balancer(addr: &str, source: &str, header: &[u8]) -> String {
+    use std::io::BufRead;
+    let mut c = postern_tests::http::connect_from(addr, source.parse().unwrap()).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(header).unwrap();
+    let mut r = std::io::BufReader::new(c);
+    let mut line = String::new();
+    let _ = r.read_line(&mut line);
+    if line.starts_with("220 ") && !header.is_empty() {
+        // Not read as a header: the relay greeted first; what does it make of the line?
+        let mut next = String::new();
+        let _ = r.read_line(&mut next);
+        return format!("{}{}", line, next);
+    }
+    line
+}
+
+/// Issue 25: behind a load balancer, the PROXY protocol header from a balancer in
+/// `proxy_from` names the client every check uses (here the listener's networks: a client
+/// outside them is refused by its own address); from anywhere else no header is read or
+/// believed; a balancer's garbage ends the connection without a greeting.
+#[test]
+fn a_proxy_header_is_believed_from_the_balancer_only() {
+    let s = setup();
+    let sink = SmtpSink::start(&[]);
+    let mut cfg = config(&s, &sink.addr(), "dir:inbox");
+    cfg.public.proxy_from = vec!["127.0.0.1/32".into()];
+    let relay = s.rt.block_on(postern_relay::start(&cfg)).unwrap();
+    let public = relay.public_addr.unwrap().to_string();
+    let inside = behind_balancer(
+        &public,
+        "127.0.0.1",
+        b"PROXY TCP4 127.0.0.9 127.0.0.1 40000 25\r\n",
+    );
+    assert!(inside.starts_with("220 "), "{inside}");
+    let outside = behind_balancer(
+        &public,
+        "127.0.0.1",
+        b"PROXY TCP4 198.51.100.7 127.0.0.1 40000 25\r\n",
+    );
+    assert!(
+        outside.starts_with("554 5.7.1") && outside.contains("198.51.100.7"),
+        "{outside}"
+    );
+    let v2 = [
+        &[
+            0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
+        ][..],
+        &[
+            0x21, 0x11, 0, 12, 198, 51, 100, 8, 127, 0, 0, 1, 0x9c, 0x40, 0, 25,
+        ],
+    ]
+    .concat();
+    let outside = behind_balancer(&public, "127.0.0.1", &v2);
+    assert!(outside.contains("198.51.100.8"), "{outside}");
+    // Not a balancer: greeted as itself, and the header line is just a bad command.
+    let stranger = behind_balancer(
+        &public,
+        "127.0.0.2",
+        b"PROXY TCP4 127.0.0.9 127.0.0.1 40000 25\r\n",
+    );
+    assert!(
+        stranger.starts_with("220 ") && stranger.contains("\n5"),
+        "{stranger}"
+    );
+    // The balancer sends something else: dropped, no greeting.
+    assert_eq!(
+        behind_balancer(&public, "127.0.0.1", b"EHLO mail.example.org\r\n"),
+        ""
+    );
+    s.rt.block_on(relay.shutdown(Duration::from_secs(5)));
+}

@@ -314,10 +314,12 @@ impl Default for RelayConfig {
             internal: ListenerConfig {
                 listen: "127.0.0.1:2525".into(),
                 networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
+                proxy_from: Vec::new(),
             },
             public: ListenerConfig {
                 listen: "127.0.0.1:2526".into(),
                 networks: vec!["0.0.0.0/0".into(), "::/0".into()],
+                proxy_from: Vec::new(),
             },
             outbound: NextHopConfig {
                 relayhost: "dir:outbox".into(),
@@ -347,7 +349,7 @@ impl Default for RelayConfig {
 }
 
 /// One SMTP listener.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     /// Address and port, e.g. `127.0.0.1:2525`. Empty: no listener.
@@ -355,6 +357,11 @@ pub struct ListenerConfig {
     /// Client networks allowed to connect (CIDR).
     #[serde(default)]
     pub networks: Vec<String>,
+    /// Load balancers (CIDR) whose connections start with a PROXY protocol header (HAProxy's,
+    /// version 1 or 2) naming the real client, which every check and limit then uses. Empty:
+    /// none is read, and no header from anyone is believed.
+    #[serde(default)]
+    pub proxy_from: Vec<String>,
 }
 
 /// A next hop: `HOST:PORT` (SMTP) or `dir:PATH` (write each message as a file, for demos).

@@ -27,6 +27,7 @@ pub mod mx;
 #[cfg(feature = "portal")]
 mod portal;
 mod process;
+mod proxy;
 mod relay;
 pub mod review;
 pub mod scheduler;

@@ -147,6 +147,8 @@ fn build_settings(cfg: &RelayConfig) -> Result<Settings, StartError> {
         limits: cfg.limits.clone(),
         internal_networks: nets("internal.networks", &cfg.internal.networks)?,
         public_networks: nets("public.networks", &cfg.public.networks)?,
+        internal_proxies: nets("internal.proxy_from", &cfg.internal.proxy_from)?,
+        public_proxies: nets("public.proxy_from", &cfg.public.proxy_from)?,
         outbound: hop("outbound.relayhost", &cfg.outbound.relayhost)?,
         inbound: hop("inbound.relayhost", &cfg.inbound.relayhost)?,
         retry: cfg.retry.delays()?,
@@ -661,6 +663,14 @@ async fn accept_loop(
                         });
                         continue;
                     }
+                    let proxies = match role {
+                        Role::Internal => &shared.settings.internal_proxies,
+                        Role::Public => &shared.settings.public_proxies,
+                    };
+                    if proxies.iter().any(|n| n.contains(peer.ip())) {
+                        tokio::spawn(proxied(sock, peer, role, shared.clone(), slots.clone()));
+                        continue;
+                    }
                     match slots.take(peer.ip()) {
                         Some(permit) => {
                             let shared = shared.clone();
@@ -684,6 +694,47 @@ async fn accept_loop(
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
+        }
+    }
+}
+
+/// A connection from a load balancer: the PROXY header first (bounded in time and size), then
+/// the session as the client it names, within that client's slots.
+async fn proxied(
+    mut sock: tokio::net::TcpStream,
+    balancer: std::net::SocketAddr,
+    role: Role,
+    shared: Arc<Shared>,
+    slots: postern_core::ConnectionSlots,
+) {
+    let client = match tokio::time::timeout(
+        crate::proxy::HEADER_WAIT,
+        crate::proxy::read_header(&mut sock),
+    )
+    .await
+    {
+        Ok(Ok(Some(client))) => client,
+        Ok(Ok(None)) => balancer,
+        Ok(Err(e)) => {
+            tracing::warn!(balancer = %balancer, error = %e, "connection from a load balancer dropped");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(balancer = %balancer, "no PROXY header in time; connection dropped");
+            return;
+        }
+    };
+    match slots.take(client.ip()) {
+        Some(permit) => {
+            session(Box::new(sock), client, role, shared).await;
+            drop(permit);
+        }
+        None => {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(5),
+                sock.write_all(b"421 4.3.2 too many connections, try again later\r\n"),
+            )
+            .await;
         }
     }
 }

@@ -30,6 +30,10 @@ pub struct Settings {
     pub internal_networks: Vec<Network>,
     /// Who may use the public listener.
     pub public_networks: Vec<Network>,
+    /// Load balancers that speak the PROXY protocol to the internal listener.
+    pub internal_proxies: Vec<Network>,
+    /// Load balancers that speak the PROXY protocol to the public listener.
+    pub public_proxies: Vec<Network>,
     /// Next hop for outbound mail.
     pub outbound: NextHop,
     /// Next hop for inbound mail (our mail server).

@@ -99,10 +99,12 @@ async fn tls_relay(
         internal: ListenerConfig {
             listen: "127.0.0.1:0".into(),
             networks: vec!["127.0.0.0/8".into()],
+            proxy_from: Vec::new(),
         },
         public: ListenerConfig {
             listen: String::new(),
             networks: vec![],
+            proxy_from: Vec::new(),
         },
         metrics: String::new(),
         tls: TlsConfig {
