@@ -134,7 +134,7 @@ pub use keystore::{KeyStore, MemoryKeyStore};
 pub use message::{
     decode_base64_in_place, parse_headers, parse_message, HeaderField, MessageView, PartView,
 };
-pub use network::{client_network, ConnectionSlot, ConnectionSlots};
+pub use network::{client_network, ConnectionSlot, ConnectionSlots, Network};
 pub use policy::{ContentCipher, DigestAlgorithm, Policy, SignatureAlgorithm};
 pub use printable::{display_text, is_format, printable, Printable};
 pub use report::{

@@ -23,6 +23,61 @@ pub fn client_network(ip: IpAddr, v6_prefix: u8) -> IpAddr {
     }
 }
 
+/// A parsed client network (CIDR), as listeners, proxies and limits name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Network {
+    /// `127.0.0.0/8`, `::1/128` or a bare address.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not an address or CIDR network"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{s:?}: prefix must be 0..={max}"))?,
+            None => max,
+        };
+        Ok(Network { addr, prefix })
+    }
+
+    /// Whether `ip` is inside (IPv4-mapped IPv6 clients count as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
 /// A listener's connection allowance: in all, and per client (an IPv4 address or an IPv6
 /// network, [`client_network`]). The relay's SMTP listeners and the portal's HTTP listener each
 /// hold one; an embedder's listener can too.
@@ -76,9 +131,15 @@ impl ConnectionSlots {
 
     /// A slot for a connection from `ip`, unless the listener or that client is at its limit.
     pub fn take(&self, ip: IpAddr) -> Option<ConnectionSlot> {
+        self.take_within(ip, self.per_client)
+    }
+
+    /// [`ConnectionSlots::take`] with another per-client limit: a trusted reverse proxy, which
+    /// carries many clients' connections, is held to the listener's total only.
+    pub fn take_within(&self, ip: IpAddr, per_client: usize) -> Option<ConnectionSlot> {
         let client = client_network(ip, self.v6_prefix);
         let mut h = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        if h.all >= self.total || h.clients.get(&client).copied().unwrap_or(0) >= self.per_client {
+        if h.all >= self.total || h.clients.get(&client).copied().unwrap_or(0) >= per_client {
             return None;
         }
         h.all += 1;
@@ -117,6 +178,12 @@ mod tests {
         drop(a);
         assert_eq!(s.in_use(), 2);
         assert!(s.take("2001:db8::3".parse().unwrap()).is_some());
+        // A trusted proxy is held to the total only.
+        let p = ConnectionSlots::new(4, 1, 64);
+        let proxy: IpAddr = "10.0.0.5".parse().unwrap();
+        let held: Vec<_> = (0..4).filter_map(|_| p.take_within(proxy, 4)).collect();
+        assert_eq!(held.len(), 4);
+        assert!(p.take_within(proxy, 4).is_none(), "the total still holds");
     }
 
     #[test]

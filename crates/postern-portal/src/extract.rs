@@ -35,6 +35,53 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
     }
 }
 
+/// Behind a trusted reverse proxy, the client it names: the rightmost `X-Forwarded-For`
+/// address that is not a trusted proxy itself (what each proxy appends is believed only from a
+/// proxy; anything further left the client could have written). The connection's address stays
+/// for everyone else, and when the header names nothing usable.
+pub(crate) async fn forwarded_client(
+    axum::extract::State(p): axum::extract::State<Shared>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if !p.settings.trusted_proxies.is_empty() {
+        let proxies: Vec<postern_core::Network> = p
+            .settings
+            .trusted_proxies
+            .iter()
+            .filter_map(|n| postern_core::Network::parse(n).ok())
+            .collect();
+        let trusted = |ip: IpAddr| proxies.iter().any(|n| n.contains(ip));
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<ClientAddr>>()
+            .map(|c| c.0 .0);
+        if let Some(peer) = peer.filter(|a| trusted(a.ip())) {
+            let named = req
+                .headers()
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .map(|a| a.parse::<IpAddr>().ok())
+                .find(|a| a.is_none_or(|ip| !trusted(ip)))
+                .flatten();
+            if let Some(client) = named {
+                req.extensions_mut()
+                    .insert(ConnectInfo(ClientAddr(SocketAddr::new(
+                        client,
+                        peer.port(),
+                    ))));
+            }
+        }
+    }
+    next.run(req).await
+}
+
 fn client_ip(parts: &Parts) -> IpAddr {
     parts
         .extensions

@@ -32,7 +32,7 @@ use crate::limit::ConnectionSlots;
 use crate::settings::PortalSettings;
 
 /// The server's limits.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServeLimits {
     /// Connections at once.
     pub connections: usize,
@@ -46,6 +46,8 @@ pub struct ServeLimits {
     pub header: Duration,
     /// Time a connection may neither read nor write.
     pub idle: Duration,
+    /// Reverse proxies in front of the portal: their connections count in the total only.
+    pub proxies: Vec<postern_core::Network>,
 }
 
 impl From<&PortalSettings> for ServeLimits {
@@ -57,6 +59,11 @@ impl From<&PortalSettings> for ServeLimits {
             handshake: Duration::from_secs(10),
             header: Duration::from_secs(s.header_timeout_secs),
             idle: Duration::from_secs(s.idle_connection_secs),
+            proxies: s
+                .trusted_proxies
+                .iter()
+                .filter_map(|n| postern_core::Network::parse(n).ok())
+                .collect(),
         }
     }
 }
@@ -78,9 +85,14 @@ pub async fn serve(
         tokio::select! {
             _ = &mut shutdown => break,
             r = listener.accept() => match r {
-                Ok((tcp, peer)) => match slots.take(peer.ip()) {
+                Ok((tcp, peer)) => match if limits.proxies.iter().any(|n| n.contains(peer.ip())) {
+                    slots.take_within(peer.ip(), limits.connections)
+                } else {
+                    slots.take(peer.ip())
+                } {
                     Some(slot) => {
                         let (app, tls, close) = (app.clone(), tls.clone(), close.clone());
+                        let limits = limits.clone();
                         tokio::spawn(async move {
                             connection(tcp, peer, app, tls, limits, close).await;
                             drop(slot);

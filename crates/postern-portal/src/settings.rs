@@ -67,6 +67,10 @@ pub struct PortalSettings {
     pub header_timeout_secs: u64,
     /// Seconds a kept-alive connection may idle between requests.
     pub idle_connection_secs: u64,
+    /// Reverse proxies and load balancers (CIDR) in front of the portal: from them, the client
+    /// is the rightmost address in `X-Forwarded-For` that is not itself one of them, and every
+    /// per-client limit counts that client. Empty: the header is never believed.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for PortalSettings {
@@ -100,6 +104,7 @@ impl Default for PortalSettings {
             max_connections_per_client: 16,
             header_timeout_secs: 10,
             idle_connection_secs: 30,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -126,6 +131,9 @@ impl PortalSettings {
             if v <= 0 {
                 return Err(format!("portal.{name} must be positive"));
             }
+        }
+        for p in &self.trusted_proxies {
+            postern_core::Network::parse(p).map_err(|e| format!("portal.trusted_proxies: {e}"))?;
         }
         if self.ipv6_client_prefix > 128 {
             return Err("portal.ipv6_client_prefix must be at most 128".into());

@@ -56,6 +56,10 @@ pub fn router(portal: Shared) -> Router {
             portal.clone(),
             security_headers,
         ))
+        .layer(middleware::from_fn_with_state(
+            portal.clone(),
+            crate::extract::forwarded_client,
+        ))
         .with_state(portal)
 }
 

@@ -1413,3 +1413,63 @@ async fn framework_errors_are_pages_that_say_what_happened() {
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(r.text().contains("at most 25.0 MB"), "{}", r.text());
 }
+
+/// Issue 25: behind a reverse proxy in `trusted_proxies`, each client is counted by the
+/// address the proxy appends to `X-Forwarded-For` (the rightmost one that is not a trusted
+/// proxy), so one flood does not lock everyone out; from anyone else the header is ignored, so
+/// nobody escapes the limit by writing it.
+#[tokio::test]
+async fn behind_a_trusted_proxy_limits_count_the_forwarded_client_and_the_header_is_believed_from_it_only(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::sqlite(&dir.path().join("p.sqlite")).await.unwrap();
+    let settings = PortalSettings {
+        per_client_per_minute: 2,
+        trusted_proxies: vec!["10.0.0.0/24".into()],
+        ..PortalSettings::default()
+    };
+    let portal = Arc::new(Portal::new(
+        db,
+        MasterKey::new(&[9u8; 32]).unwrap(),
+        settings,
+        "https://portal.hospital.example".into(),
+        true,
+        Arc::new(MemoryOutbox::default()),
+    ));
+    let app = postern_portal::web::router(portal);
+    let get = |from: &str, forwarded: &str| {
+        let app = app.clone();
+        let mut b = Browser::new(&app);
+        b.from = Some(from.parse().unwrap());
+        let forwarded = forwarded.to_string();
+        async move {
+            let mut req = Request::get("/").body(Body::empty()).unwrap();
+            if !forwarded.is_empty() {
+                req.headers_mut()
+                    .insert("x-forwarded-for", forwarded.parse().unwrap());
+            }
+            b.send(req).await.status
+        }
+    };
+    // Through the proxy: one client's two requests, then the third refused; another client
+    // (and one who wrote its own header before the proxy's) still has its own allowance.
+    assert_eq!(get("10.0.0.5:1", "198.51.100.1").await, StatusCode::OK);
+    assert_eq!(get("10.0.0.5:2", "198.51.100.1").await, StatusCode::OK);
+    assert_eq!(
+        get("10.0.0.5:3", "198.51.100.1").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(get("10.0.0.5:4", "198.51.100.2").await, StatusCode::OK);
+    assert_eq!(
+        get("10.0.0.5:5", "198.51.100.1, 198.51.100.3").await,
+        StatusCode::OK,
+        "the proxy's entry is the rightmost"
+    );
+    // A client writing the header itself, not through the proxy: counted as itself.
+    assert_eq!(get("203.0.113.9:1", "198.51.100.10").await, StatusCode::OK);
+    assert_eq!(get("203.0.113.9:2", "198.51.100.11").await, StatusCode::OK);
+    assert_eq!(
+        get("203.0.113.9:3", "198.51.100.12").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}

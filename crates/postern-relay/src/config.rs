@@ -1,7 +1,7 @@
 //! The relay's configuration file (TOML). Every field has a default, so an empty file is a
 //! loopback-only relay; the binary's embedded demo writes its own.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -559,60 +559,8 @@ impl RelayConfig {
     }
 }
 
-/// A parsed client network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Network {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl Network {
-    /// `127.0.0.0/8`, `::1/128` or a bare address.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let (a, p) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
-        };
-        let addr: IpAddr = a
-            .trim()
-            .parse()
-            .map_err(|_| format!("{s:?} is not an address or CIDR network"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match p {
-            Some(p) => p
-                .trim()
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("{s:?}: prefix must be 0..={max}"))?,
-            None => max,
-        };
-        Ok(Network { addr, prefix })
-    }
-
-    /// Whether `ip` is inside (IPv4-mapped IPv6 clients count as IPv4).
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
-        match (self.addr, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(n) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(n) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        }
-    }
-}
+/// A parsed client network (one type for every address filter: listeners, proxies).
+pub use postern_core::Network;
 
 /// Where a message goes next.
 #[derive(Debug, Clone, PartialEq, Eq)]
