@@ -1258,3 +1258,37 @@ fn dkim_record_prints_what_to_publish() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("2048"));
 }
+
+/// Issue 25, deployment: the systemd unit passes `systemd-analyze verify` with this build's
+/// binary in its ExecStart, with no warning (an unknown or misspelt key is only a warning
+/// there, so any output fails); the two-node example configurations load.
+#[test]
+fn the_systemd_unit_verifies_and_the_two_node_configurations_load() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let unit = std::fs::read_to_string(root.join("postern-relay.service")).unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/bin/postern-relay run"));
+    let dir = tempfile::tempdir().unwrap();
+    let here = dir.path().join("postern-relay.service");
+    std::fs::write(
+        &here,
+        unit.replace(
+            "/usr/local/bin/postern-relay",
+            env!("CARGO_BIN_EXE_postern-relay"),
+        ),
+    )
+    .unwrap();
+    let out = run("systemd-analyze", &["verify", here.to_str().unwrap()], b"");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && said.trim().is_empty(), "{said}");
+    for node in ["a", "b"] {
+        let cfg =
+            postern_relay::RelayConfig::load(&root.join(format!("two-node/node-{node}.toml")))
+                .unwrap();
+        assert!(cfg.database.starts_with("postgres://"));
+        assert_eq!(cfg.public.proxy_from, ["10.0.0.5/32"]);
+    }
+}
