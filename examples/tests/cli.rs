@@ -1292,3 +1292,38 @@ fn the_systemd_unit_verifies_and_the_two_node_configurations_load() {
         assert_eq!(cfg.public.proxy_from, ["10.0.0.5/32"]);
     }
 }
+
+/// Issue 24 (roles): check-config lists each of our identities with its role from key usage
+/// and validity and the domains of ours it signs for, naming the ones its certificate binds
+/// that are not ours (the example's published test keys belong to other domains).
+#[test]
+fn check_config_lists_our_identities_with_their_roles_and_domains() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = relay(
+        &[
+            "check-config",
+            root.join("config/directory.toml").to_str().unwrap(),
+        ],
+        b"",
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    let line = |std: &str| {
+        said.lines()
+            .find(|l| l.starts_with(&format!("our {std} identity")))
+            .unwrap_or_else(|| panic!("{std}: {said}"))
+            .to_string()
+    };
+    // Alice's LAMPS certificate allows digitalSignature only; her OpenPGP key both.
+    let smime = line("smime");
+    assert!(smime.contains(": signs; for clinic.example"), "{smime}");
+    assert!(
+        smime.contains("also names smime.example, not ours"),
+        "{smime}"
+    );
+    let pgp = line("openpgp");
+    assert!(
+        pgp.contains(": signs and decrypts; for clinic.example"),
+        "{pgp}"
+    );
+}

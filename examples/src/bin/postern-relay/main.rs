@@ -547,6 +547,78 @@ fn check_relay_config(file: &Path) -> ExitCode {
     }
 }
 
+/// Each of our identities: its standard, whom its certificate names, its role at `now` (from
+/// key usage and validity: signs, decrypts, or both) and the domains it signs for.
+fn print_identities(
+    dir: &postern_router::Directory,
+    backends: &[std::sync::Arc<dyn SecureEnvelope>],
+    now: std::time::SystemTime,
+) {
+    for c in &dir.our.credentials {
+        let Some(b) = backends.iter().find(|b| b.standard() == c.standard) else {
+            continue;
+        };
+        let summary = b
+            .describe_certificates(&c.certificate)
+            .ok()
+            .and_then(|s| s.into_iter().next());
+        let signs = c.secret.is_some() && b.may_sign_with(&c.certificate, now);
+        let decrypts = c.secret.is_some() && b.may_encrypt_to(&c.certificate);
+        let role = match (signs, decrypts) {
+            (true, true) => "signs and decrypts",
+            (true, false) => "signs",
+            (false, true) => "decrypts",
+            (false, false) => "neither signs nor decrypts now",
+        };
+        let mut domains: Vec<String> = summary
+            .as_ref()
+            .map(|s| {
+                s.domains
+                    .iter()
+                    .cloned()
+                    .chain(
+                        s.addresses
+                            .iter()
+                            .filter_map(|a| a.split('@').nth(1).map(str::to_string)),
+                    )
+                    .collect()
+            })
+            .unwrap_or_default();
+        domains.extend(c.domains.iter().cloned());
+        domains.sort();
+        domains.dedup();
+        // Only our domains are signed for (the certificate may name others: a test key's).
+        let ours: Vec<&String> = domains
+            .iter()
+            .filter(|d| {
+                dir.our
+                    .domains
+                    .iter()
+                    .any(|o| o.as_str().eq_ignore_ascii_case(d))
+            })
+            .collect();
+        let others: Vec<&String> = domains.iter().filter(|d| !ours.contains(d)).collect();
+        let list = |v: &[&String]| v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+        println!(
+            "our {} identity {}: {role}; for {}{}",
+            c.standard,
+            summary
+                .map(|s| s.description)
+                .unwrap_or_else(|| "(undescribed)".into()),
+            if ours.is_empty() {
+                "none of our domains".to_string()
+            } else {
+                list(&ours)
+            },
+            if others.is_empty() {
+                String::new()
+            } else {
+                format!(" (its certificate also names {}, not ours)", list(&others))
+            }
+        );
+    }
+}
+
 /// `check-config`: every problem on its own line, errors first; exit code says the worst.
 fn check_config(file: &Path, at: Option<std::time::SystemTime>) -> ExitCode {
     // A partner directory has [our] or [[partner]] tables; anything else is a relay config.
@@ -575,11 +647,9 @@ fn check_config(file: &Path, at: Option<std::time::SystemTime>) -> ExitCode {
         std::sync::Arc::new(SmimeEnvelope::new()),
         std::sync::Arc::new(OpenPgpEnvelope::new()),
     ];
-    let findings = postern_router::validate(
-        &dir,
-        &backends,
-        at.unwrap_or_else(std::time::SystemTime::now),
-    );
+    let now = at.unwrap_or_else(std::time::SystemTime::now);
+    print_identities(&dir, &backends, now);
+    let findings = postern_router::validate(&dir, &backends, now);
     let errors = findings
         .iter()
         .filter(|f| f.severity == postern_router::Severity::Error)
