@@ -138,16 +138,45 @@ fn the_signature_is_made_with_an_identity_that_may_sign_for_the_author() {
     assert!(subject.contains("gateway@hospital.test"), "{subject}");
     let refused = with_domains("\"lab.test\"").unwrap_err().to_string();
     assert!(refused.contains("not one of [our] domains"), "{refused}");
-    // No identity of the author's domain may sign: held, never signed by another domain's key.
+    // No identity of one of our domains may sign while a partner wants our mail signed: the
+    // directory is refused at its check, naming the domain and the partner.
     let d = dir(&(key("dca") + &key("other")));
-    match &plan(&gateway, &d, "dr@clinic.test")[..] {
+    let refused = gateway.check(d).unwrap_err();
+    let said = format!("{:?}", refused.findings);
+    assert!(
+        said.contains("clinic.test has no smime identity that may sign for it")
+            && said.contains("lab.test"),
+        "{said}"
+    );
+    // One that expires after the check: at sending time nothing of clinic.test may sign any
+    // more, and the mail is held, never signed by another domain's key.
+    let d = dir(&(key("dca") + &key("signer") + &key("other")));
+    let checked = gateway.check(d).unwrap();
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60 * 86_400);
+    let gateway_later = Gateway::builder()
+        .without_inspection()
+        .clock(std::sync::Arc::new(postern_core::FixedClock(later)))
+        .build()
+        .unwrap();
+    let envelope = Envelope {
+        mail_from: Some(Address::new("dr@clinic.test").unwrap()),
+        rcpt_to: vec![Address::new("results@lab.test").unwrap()],
+    };
+    let msg =
+        b"From: dr@clinic.test\r\nTo: results@lab.test\r\nSubject: labs\r\n\r\nPotassium 4.1\r\n";
+    let held =
+        postern_core::block_on(gateway_later.outbound(&checked, Outgoing::new(&envelope, msg)))
+            .dispositions;
+    match &held[..] {
+        // (Every key of ours has expired by then: the hold says none may sign.)
         [Disposition::Hold { reason, .. }] => {
+            let r = reason.to_string();
             assert!(
-                reason
-                    .to_string()
-                    .contains("no smime signing certificate for clinic.test"),
-                "{reason}"
-            )
+                r.contains("no smime signing certificate for clinic.test")
+                    || r.contains("no smime identity of ours may sign"),
+                "{r}"
+            );
+            assert!(reason.is_temporary());
         }
         other => panic!("{other:?}"),
     }

@@ -216,7 +216,78 @@ pub fn validate(
     for partner in &dir.partners {
         check_partner(dir, backends, partner, now, &mut out);
     }
+    out.extend(signing_coverage(dir, backends, now));
     out.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.line.cmp(&b.line)));
+    out
+}
+
+/// For each standard a partner wants signed (`sign = true`), each of our domains needs an
+/// identity that may sign now and is bound to it (an address of it, the domain itself, or the
+/// key's `domains` line): without one, that domain's mail to the partner is held.
+fn signing_coverage(dir: &Directory, backends: &Backends<'_>, now: SystemTime) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let mut standards: Vec<Standard> = Vec::new();
+    for p in dir.partners.iter().filter(|p| p.sign) {
+        for s in &p.standards {
+            if !standards.contains(s) {
+                standards.push(*s);
+            }
+        }
+    }
+    for std in standards {
+        let Some(backend) = backends.get(std) else {
+            continue;
+        };
+        // What each identity that may sign is bound to, lower-case.
+        let bound: Vec<String> =
+            dir.our_credentials(std)
+                .into_iter()
+                .filter(|c| backend.may_sign_with(&c.certificate, now))
+                .flat_map(|c| {
+                    let named =
+                        backend
+                            .describe_certificates(&c.certificate)
+                            .ok()
+                            .and_then(|s| s.into_iter().next())
+                            .map(|s| {
+                                s.domains
+                                    .into_iter()
+                                    .chain(s.addresses.iter().filter_map(|a| {
+                                        a.rsplit_once('@').map(|(_, d)| d.to_string())
+                                    }))
+                                    .collect::<Vec<_>>()
+                            })
+                            .unwrap_or_default();
+                    named
+                        .into_iter()
+                        .chain(c.domains.clone())
+                        .collect::<Vec<_>>()
+                })
+                .map(|d| d.to_ascii_lowercase())
+                .collect();
+        for d in &dir.our.domains {
+            if bound.iter().any(|b| b.eq_ignore_ascii_case(d.as_str())) {
+                continue;
+            }
+            let partners: Vec<String> = dir
+                .partners
+                .iter()
+                .filter(|p| p.sign && p.standards.contains(&std))
+                .map(|p| p.pattern.to_string())
+                .collect();
+            out.push(Finding {
+                severity: Severity::Error,
+                subject: "our".into(),
+                line: 0,
+                message: format!(
+                    "{d} has no {std} identity that may sign for it, but {} want(s) our mail \
+                     signed: its mail to them would be held (add a key bound to {d}, or name \
+                     {d} in a key's `domains`)",
+                    partners.join(", ")
+                ),
+            });
+        }
+    }
     out
 }
 
