@@ -115,6 +115,8 @@ fn deliver(accept_sha1: bool) -> String {
 fn the_ri_message_from_the_redmond_hisp_is_weak_and_delivered() {
     let got = deliver(true);
     assert!(got.contains("Postern-Signature: weak"), "{got}");
+    // An organisation certificate: the reader is told the organisation signed, not a person.
+    assert!(got.contains("Postern-Signature-Detail: domain"), "{got}");
     assert!(got.contains("Yo. This be a message"), "{got}");
     assert!(!got.contains("another organisation"), "{got}");
 }

@@ -746,14 +746,31 @@ fn a_partner_s_domain_signing_authority_speaks_for_its_domain() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let verdict = |signer: &postern_tests::EndEntity| {
-        let mail = openssl_sign_then_encrypt(inner, signer, "sha256", &us, "-aes-256-gcm");
-        match rt.block_on(router().inbound(&checked(&dir), Some(&addr("doc@partner.test")), &mail))
-        {
-            Inbound::Deliver { verdict, .. } => verdict,
+    let verdict = |signer: &postern_tests::EndEntity, from: &str| {
+        let body = String::from_utf8_lossy(inner).replace("doc@partner.test", from);
+        let mail =
+            openssl_sign_then_encrypt(body.as_bytes(), signer, "sha256", &us, "-aes-256-gcm");
+        let got = rt.block_on(router().inbound(&checked(&dir), Some(&addr(from)), &mail));
+        let t = text(&got);
+        match got {
+            Inbound::Deliver { verdict, .. } => (verdict, t),
             other => panic!("{other:?}"),
         }
     };
-    assert_eq!(verdict(&authority), postern_core::SignatureVerdict::Valid);
-    assert_eq!(verdict(&person), postern_core::SignatureVerdict::Untrusted);
+    // The authority: valid, and the reader is told no person signed.
+    let (v, t) = verdict(&authority, "doc@partner.test");
+    assert_eq!(v, postern_core::SignatureVerdict::Valid);
+    assert!(
+        t.contains("Postern-Signature-Detail: domain (the sending organisation signed"),
+        "{t}"
+    );
+    // A person of the domain for a colleague: untrusted.
+    assert_eq!(
+        verdict(&person, "doc@partner.test").0,
+        postern_core::SignatureVerdict::Untrusted
+    );
+    // The same person for their own mail: valid, and no domain detail (a person signed).
+    let (v, t) = verdict(&person, "eve@partner.test");
+    assert_eq!(v, postern_core::SignatureVerdict::Valid);
+    assert!(!t.contains("Signature-Detail"), "{t}");
 }

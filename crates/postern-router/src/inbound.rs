@@ -444,6 +444,14 @@ fn result_headers(report: &Report, b: &Binding<'_>) -> (Vec<u8>, SignatureVerdic
         };
         out.push_str(&format!("{RESULT_PREFIX}Signature-Covers: {covers}\r\n"));
     }
+    // A signature that vouches but names no person of the From (a gateway key, an organisation
+    // certificate, a domain signing authority) authenticates the domain the message left,
+    // not its author: the reader is told (RFC 3183's domain signature).
+    if verdict.vouches() && !signed_by_author(report, b.message) {
+        out.push_str(&format!(
+            "{RESULT_PREFIX}Signature-Detail: domain (the sending organisation signed; no person did)\r\n"
+        ));
+    }
     out.push_str(&format!("{RESULT_PREFIX}Signature: {verdict}"));
     if let Some(s) = &signer {
         out.push_str(&format!(" signer={}", one_line(s)));
@@ -553,6 +561,22 @@ fn signer_domains(sig: &postern_core::SignatureReport) -> Vec<Domain> {
                 .filter_map(|d| Domain::new(d).ok()),
         )
         .collect()
+}
+
+/// Whether a signer's certificate names the From address itself (a person signed).
+fn signed_by_author(report: &Report, message: &[u8]) -> bool {
+    let Some(from) = MessageView::parse(message)
+        .ok()
+        .and_then(|v| single_from(&v))
+    else {
+        return false;
+    };
+    let from = from.to_string();
+    report.signatures.iter().any(|s| {
+        s.signer_addresses
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(&from))
+    })
 }
 
 /// The local part RFC 3183 §3.1 names a domain signing authority by.
