@@ -216,10 +216,11 @@ fn clamd_catches_malware_in_plain_zipped_and_sealed_mail_and_a_stopped_clamd_def
     inbound(&sealed);
     // 4. Clean mail is delivered; 5. ours to the partner is held before sealing.
     inbound(b"From: x@gmail.test\r\nTo: ada@clinic.example\r\nSubject: fine\r\n\r\nhello\r\n");
+    // To the partner and a colleague: held for both, the colleague's copy included.
     let r = send_mail(
         &internal,
         "ada@clinic.example",
-        &["bob@smime.example"],
+        &["bob@smime.example", "bea@clinic.example"],
         &with_attachment(
             "ada@clinic.example",
             "bob@smime.example",
@@ -230,7 +231,7 @@ fn clamd_catches_malware_in_plain_zipped_and_sealed_mail_and_a_stopped_clamd_def
     .unwrap();
     assert!(r.starts_with("250"), "{r}");
     assert!(
-        wait_until(Duration::from_secs(30), || held() == 4 && sink.count() == 1),
+        wait_until(Duration::from_secs(30), || held() == 5 && sink.count() == 1),
         "held {}, delivered {}",
         held(),
         sink.count()
@@ -244,7 +245,7 @@ fn clamd_catches_malware_in_plain_zipped_and_sealed_mail_and_a_stopped_clamd_def
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(sink.count(), 1, "not delivered while clamd is down");
     assert!(relay.metrics().deferred.get() >= 1);
-    assert_eq!(held(), 4);
+    assert_eq!(held(), 5);
     clamd.run();
     assert!(
         wait_until(Duration::from_secs(60), || sink.count() == 2),

@@ -1060,6 +1060,9 @@ fn a_proxy_header_is_believed_from_the_balancer_only() {
     .concat();
     let outside = behind_balancer(&public, "127.0.0.1", &v2);
     assert!(outside.contains("198.51.100.8"), "{outside}");
+    // A header naming no client (UNKNOWN): refused, never taken for the balancer's own network.
+    let unknown = behind_balancer(&public, "127.0.0.1", b"PROXY UNKNOWN\r\n");
+    assert!(unknown.starts_with("421 "), "{unknown}");
     // Not a balancer: greeted as itself, and the header line is just a bad command.
     let stranger = behind_balancer(
         &public,

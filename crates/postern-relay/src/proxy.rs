@@ -32,7 +32,8 @@ pub enum ProxyError {
 
 /// Reads the PROXY header at the start of `io` (nothing after it) and returns the client it
 /// names; `None` for a header that names none (`UNKNOWN`, `LOCAL`: the balancer's own health
-/// check), when the connection's own peer stands.
+/// check), which the listener refuses (the balancer's address would pass as a client of its
+/// network).
 pub async fn read_header<R: AsyncRead + Unpin>(
     io: &mut R,
 ) -> Result<Option<SocketAddr>, ProxyError> {

@@ -707,6 +707,11 @@ async fn proxied(
     shared: Arc<Shared>,
     slots: postern_core::ConnectionSlots,
 ) {
+    // The balancer's own slot (the listener's total only) while its header is read, so a
+    // stalled balancer cannot hold more connections than the listener allows.
+    let Some(reading) = slots.take_within(balancer.ip(), usize::MAX) else {
+        return;
+    };
     let client = match tokio::time::timeout(
         crate::proxy::HEADER_WAIT,
         crate::proxy::read_header(&mut sock),
@@ -714,7 +719,16 @@ async fn proxied(
     .await
     {
         Ok(Ok(Some(client))) => client,
-        Ok(Ok(None)) => balancer,
+        // UNKNOWN or LOCAL names no client: the balancer's own address would pass as one of the
+        // networks it sits in. Its health checks belong on /healthz.
+        Ok(Ok(None)) => {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(5),
+                sock.write_all(b"421 4.3.0 no client named; health checks use /healthz\r\n"),
+            )
+            .await;
+            return;
+        }
         Ok(Err(e)) => {
             tracing::warn!(balancer = %balancer, error = %e, "connection from a load balancer dropped");
             return;
@@ -724,6 +738,7 @@ async fn proxied(
             return;
         }
     };
+    drop(reading);
     match slots.take(client.ip()) {
         Some(permit) => {
             session(Box::new(sock), client, role, shared).await;

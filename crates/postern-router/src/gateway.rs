@@ -242,6 +242,33 @@ impl Gateway {
             .iter()
             .cloned()
             .partition(|a| dir.is_ours(a.domain()));
+        // Scanned before anything is sealed (a sealed copy can be scanned by nobody else), and
+        // before our own recipients' copy goes back: malware held for one recipient is held
+        // for all. A message an administrator released was scanned when it was held.
+        if !out.released {
+            let everyone = || out.envelope.rcpt_to.clone();
+            match self.scan(out.message).await {
+                Scanned::Proceed => {}
+                Scanned::Malware(reason) => {
+                    return Plan {
+                        inspection: out.inspection,
+                        dispositions: vec![Disposition::Quarantine {
+                            recipients: everyone(),
+                            reason,
+                        }],
+                    };
+                }
+                Scanned::Defer(reason) => {
+                    return Plan {
+                        inspection: out.inspection,
+                        dispositions: vec![Disposition::Hold {
+                            recipients: everyone(),
+                            reason,
+                        }],
+                    };
+                }
+            }
+        }
         if !ours.is_empty() {
             dispositions.push(Disposition::Local { recipients: ours });
         }
@@ -250,33 +277,6 @@ impl Gateway {
                 inspection: out.inspection,
                 dispositions,
             };
-        }
-        // Scanned before anything is sealed: a sealed copy can be scanned by nobody else.
-        // A message an administrator released was scanned when it was held.
-        if !out.released {
-            match self.scan(out.message).await {
-                Scanned::Proceed => {}
-                Scanned::Malware(reason) => {
-                    dispositions.push(Disposition::Quarantine {
-                        recipients: theirs,
-                        reason,
-                    });
-                    return Plan {
-                        inspection: out.inspection,
-                        dispositions,
-                    };
-                }
-                Scanned::Defer(reason) => {
-                    dispositions.push(Disposition::Hold {
-                        recipients: theirs,
-                        reason,
-                    });
-                    return Plan {
-                        inspection: out.inspection,
-                        dispositions,
-                    };
-                }
-            }
         }
         let envelope = Envelope {
             mail_from: out.envelope.mail_from.clone(),

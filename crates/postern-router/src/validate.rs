@@ -275,8 +275,10 @@ fn signing_coverage(dir: &Directory, backends: &Backends<'_>, now: SystemTime) -
                 .filter(|p| p.sign && p.standards.contains(&std))
                 .map(|p| p.pattern.to_string())
                 .collect();
+            // A warning, not an error: a domain used only for receiving, or a key that expired,
+            // must not stop the gateway (and its inbound mail) from starting.
             out.push(Finding {
-                severity: Severity::Error,
+                severity: Severity::Warning,
                 subject: "our".into(),
                 line: 0,
                 message: format!(
