@@ -22,13 +22,15 @@ pub enum HoldCode {
     PlaintextFromRequired,
     /// A malware scanner found something.
     Malware,
+    /// The malware scanner cannot scan it (over its size limit).
+    Unscannable,
     /// Refused for good downstream, and no bounce to a sender nobody vouched for.
     Undeliverable,
 }
 
 impl HoldCode {
     /// Every kind.
-    pub const ALL: [HoldCode; 8] = [
+    pub const ALL: [HoldCode; 9] = [
         HoldCode::Content,
         HoldCode::PlainToPartner,
         HoldCode::NotAMessage,
@@ -36,6 +38,7 @@ impl HoldCode {
         HoldCode::UnsignedCbc,
         HoldCode::PlaintextFromRequired,
         HoldCode::Malware,
+        HoldCode::Unscannable,
         HoldCode::Undeliverable,
     ];
 
@@ -49,6 +52,7 @@ impl HoldCode {
             HoldCode::UnsignedCbc => "unsigned-cbc",
             HoldCode::PlaintextFromRequired => "plaintext-from-required",
             HoldCode::Malware => "malware",
+            HoldCode::Unscannable => "unscannable",
             HoldCode::Undeliverable => "undeliverable",
         }
     }

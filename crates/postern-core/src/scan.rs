@@ -14,9 +14,16 @@ pub enum ScanVerdict {
         /// The signature that matched (safe to log and show: a name, not content).
         signature: String,
     },
-    /// The scanner could not answer (down, timed out, over its size limit, a reply it does
-    /// not understand): the gateway defers or passes as its policy says.
+    /// The scanner could not answer (down, timed out, a reply it does not understand): the
+    /// gateway defers or passes as its policy says.
     Unavailable {
+        /// Why, safe to log.
+        why: String,
+    },
+    /// The scanner answered that it cannot scan this message (over its size limit): trying
+    /// again would fail the same way, so the message is held for review rather than retried
+    /// until it expires or, under a "pass" policy, let through unscanned.
+    Unscannable {
         /// Why, safe to log.
         why: String,
     },

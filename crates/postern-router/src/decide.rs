@@ -127,6 +127,14 @@ pub enum QuarantineReason {
         /// Its name for what it found.
         signature: String,
     },
+    /// The malware scanner cannot scan it (over its size limit): held rather than retried or
+    /// passed unscanned.
+    Unscannable {
+        /// The scanner.
+        scanner: String,
+        /// What it said.
+        why: String,
+    },
 }
 
 impl QuarantineReason {
@@ -140,6 +148,7 @@ impl QuarantineReason {
             QuarantineReason::UnsignedCbc => HoldCode::UnsignedCbc,
             QuarantineReason::PlaintextFromRequired => HoldCode::PlaintextFromRequired,
             QuarantineReason::Malware { .. } => HoldCode::Malware,
+            QuarantineReason::Unscannable { .. } => HoldCode::Unscannable,
         }
     }
 
@@ -187,6 +196,12 @@ impl fmt::Display for QuarantineReason {
             }
             QuarantineReason::Malware { scanner, signature } => {
                 write!(f, "malware: {scanner} found {signature}")
+            }
+            QuarantineReason::Unscannable { scanner, why } => {
+                write!(
+                    f,
+                    "not scanned for malware: {scanner} cannot scan it ({why})"
+                )
             }
         }
     }
@@ -925,6 +940,10 @@ mod tests {
             QuarantineReason::Malware {
                 scanner: "clamd".into(),
                 signature: "Eicar".into(),
+            },
+            QuarantineReason::Unscannable {
+                scanner: "clamd".into(),
+                why: "size limit".into(),
             },
         ];
         let mut codes: Vec<&str> = all.iter().map(|r| r.code().as_str()).collect();

@@ -411,6 +411,10 @@ impl Gateway {
                 scanner: scanner.name().to_string(),
                 signature,
             }),
+            ScanVerdict::Unscannable { why } => Scanned::Malware(QuarantineReason::Unscannable {
+                scanner: scanner.name().to_string(),
+                why,
+            }),
             ScanVerdict::Unavailable { why } => match self.scan_fallback {
                 ScanFallback::Defer => Scanned::Defer(Reason::ScannerUnavailable {
                     scanner: scanner.name().to_string(),

@@ -72,15 +72,25 @@ impl Clamd {
 /// One `zINSTREAM` exchange: length-prefixed chunks, a zero length, then the answer up to its
 /// NUL (or the connection's end), at most [`MAX_REPLY`] bytes.
 fn instream<S: Read + Write>(mut s: S, message: &[u8]) -> std::io::Result<Vec<u8>> {
-    s.write_all(b"zINSTREAM\0")?;
-    for chunk in message.chunks(CHUNK) {
-        let len = u32::try_from(chunk.len()).map_err(std::io::Error::other)?;
-        s.write_all(&len.to_be_bytes())?;
-        s.write_all(chunk)?;
-    }
-    s.write_all(&0u32.to_be_bytes())?;
-    s.flush()?;
+    let sent = (|| {
+        s.write_all(b"zINSTREAM\0")?;
+        for chunk in message.chunks(CHUNK) {
+            let len = u32::try_from(chunk.len()).map_err(std::io::Error::other)?;
+            s.write_all(&len.to_be_bytes())?;
+            s.write_all(chunk)?;
+        }
+        s.write_all(&0u32.to_be_bytes())?;
+        s.flush()
+    })();
+    // clamd answers a stream over its limit and closes mid-send: its answer says why.
     let mut reply = Vec::new();
+    if let Err(e) = sent {
+        let mut buf = [0u8; 512];
+        return match s.read(&mut buf) {
+            Ok(n) if n > 0 => Ok(buf.get(..n).unwrap_or_default().to_vec()),
+            _ => Err(e),
+        };
+    }
     let mut buf = [0u8; 512];
     loop {
         let n = s.read(&mut buf)?;
@@ -101,6 +111,13 @@ pub fn verdict(reply: &[u8]) -> ScanVerdict {
     let end = reply.iter().position(|b| *b == 0).unwrap_or(reply.len());
     let text = String::from_utf8_lossy(reply.get(..end).unwrap_or_default());
     let text = text.trim();
+    // clamd's answer to a stream over its StreamMaxLength: "INSTREAM size limit exceeded.
+    // ERROR" (no "stream:"). Trying again would fail the same way.
+    if text.contains("size limit exceeded") {
+        return ScanVerdict::Unscannable {
+            why: printable(text),
+        };
+    }
     let Some(rest) = text.strip_prefix("stream:") else {
         return ScanVerdict::Unavailable {
             why: format!("clamd answered {:?}", printable(text)),
@@ -154,8 +171,12 @@ mod tests {
                 signature: "Win.Test.EICAR_HDB-1".into()
             }
         );
+        assert!(matches!(
+            verdict(b"INSTREAM size limit exceeded. ERROR\0"),
+            ScanVerdict::Unscannable { .. }
+        ));
         for bad in [
-            &b"INSTREAM size limit exceeded. ERROR\0"[..],
+            &b"stream: lstat() failed. ERROR\0"[..],
             b"",
             b"stream: \x1b[31m weird",
             b"\xff\xfe",
