@@ -359,27 +359,12 @@ fn the_direct_ri_single_use_pair_seals_at_its_date() {
     let ri = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/direct-ri");
     let tmp = tempfile::tempdir().unwrap();
     let extract = |name: &str, what: &str| {
-        let out = tmp.path().join(format!("{name}.{what}.pem"));
-        let p = ri.join(format!("{name}.pfx"));
         let flag = if what == "crt" { "-nokeys" } else { "-nocerts" };
-        let r = run(
-            "openssl",
-            &[
-                "pkcs12",
-                "-legacy",
-                "-in",
-                p.to_str().unwrap(),
-                "-passin",
-                "pass:passw0rd!",
-                flag,
-                "-noenc",
-                "-out",
-                out.to_str().unwrap(),
-            ],
-            b"",
-        );
-        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-        out.to_str().unwrap().to_string()
+        ri_pkcs12(
+            &ri.join(format!("{name}.pfx")),
+            flag,
+            &tmp.path().join(format!("{name}.{what}.pem")),
+        )
     };
     let sign = extract("dev.singleuse.lab.sign", "crt");
     let enc = extract("dev.singleuse.lab.encipherment", "crt");
@@ -502,27 +487,7 @@ fn the_direct_ri_message_s_organisation_signature_is_not_another_organisation() 
     let ri = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/direct-ri");
     let tmp = tempfile::tempdir().unwrap();
     let pfx = ri.join("nhind_umamalga1_vm1.pfx");
-    let part = |flag: &str, out: &str| {
-        let out = tmp.path().join(out);
-        let r = run(
-            "openssl",
-            &[
-                "pkcs12",
-                "-legacy",
-                "-in",
-                pfx.to_str().unwrap(),
-                "-passin",
-                "pass:passw0rd!",
-                flag,
-                "-noenc",
-                "-out",
-                out.to_str().unwrap(),
-            ],
-            b"",
-        );
-        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-        out.to_str().unwrap().to_string()
-    };
+    let part = |flag: &str, out: &str| ri_pkcs12(&pfx, flag, &tmp.path().join(out));
     let (cert, key) = (part("-nokeys", "biff.crt"), part("-nocerts", "biff.key"));
     let msg = std::fs::read(ri.join("envelopeSignature.eml")).unwrap();
     let open = |extra: &[&str]| {
@@ -1326,4 +1291,27 @@ fn check_config_lists_our_identities_with_their_roles_and_domains() {
         pgp.contains(": signs and decrypts; for clinic.example"),
         "{pgp}"
     );
+}
+
+/// Takes the certificate (`-nokeys`) or key (`-nocerts`) out of one of the Direct RI's PKCS#12
+/// files (RC2, so `-legacy`) into `out`; returns its path.
+fn ri_pkcs12(pfx: &Path, flag: &str, out: &Path) -> String {
+    let r = run(
+        "openssl",
+        &[
+            "pkcs12",
+            "-legacy",
+            "-in",
+            pfx.to_str().unwrap(),
+            "-passin",
+            "pass:passw0rd!",
+            flag,
+            "-noenc",
+            "-out",
+            out.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    out.to_str().unwrap().to_string()
 }
