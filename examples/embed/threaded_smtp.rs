@@ -1,7 +1,8 @@
 //! The Postern gateway in a thread-per-connection SMTP server with no async runtime:
 //! mailin-embedded speaks SMTP on its own threads, and each message's decision runs on the
-//! session's thread through `postern_core::block_on` (the backends and the built-in DLP
-//! compute synchronously; no tokio anywhere in this program).
+//! session's thread: `Gateway::look_up` finds the partners' keys (through
+//! `postern_core::block_on`), then `Gateway::outbound_with` inspects and seals, synchronously
+//! (the backends and the built-in DLP compute; no tokio anywhere in this program).
 //!
 //! ```text
 //! cargo run -p postern-examples --example threaded_smtp -- directory.toml out/ [127.0.0.1:2526]
@@ -104,11 +105,14 @@ impl Handler for Filter {
             rcpt_to: std::mem::take(&mut self.rcpts),
         };
         let s = &self.shared;
-        // The decision runs here, on this session's thread: no runtime needed.
-        let plan = postern_core::block_on(
-            s.gateway
-                .outbound(&s.directory, Outgoing::new(&envelope, &data)),
-        );
+        // The decision in its two halves, both on this session's thread, no runtime needed:
+        // the partners' keys (the directory's here; a server with key sources that wait on
+        // the network would look them up on its I/O runtime), then inspection and sealing,
+        // which only compute.
+        let keys = postern_core::block_on(s.gateway.look_up(&s.directory, &envelope));
+        let plan = s
+            .gateway
+            .outbound_with(&s.directory, Outgoing::new(&envelope, &data), &keys);
         match outbox::answer(&s.out, &s.accepted, &plan, &data) {
             Ok(r) => end_of_data(r.code, &format!("{} {}", r.enhanced, r.text)),
             Err(e) => {

@@ -5,6 +5,7 @@
 //! usable key, is refused before any mail is sealed with it.
 
 use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -18,6 +19,16 @@ use crate::{validate, Directory, Finding, Severity};
 pub struct CheckedDirectory {
     dir: Directory,
     warnings: Vec<Finding>,
+    /// Which check made it (unique in this process; a clone keeps it): keys looked up for one
+    /// directory are never used with another, whose partner entries may differ.
+    generation: u64,
+}
+
+/// The generation of the next checked directory.
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+fn next_generation() -> u64 {
+    GENERATION.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Why a directory was refused: every error-level finding (and the warnings, for the record).
@@ -53,6 +64,7 @@ impl CheckedDirectory {
         Ok(CheckedDirectory {
             dir,
             warnings: findings,
+            generation: next_generation(),
         })
     }
 
@@ -64,7 +76,13 @@ impl CheckedDirectory {
         CheckedDirectory {
             dir,
             warnings: Vec::new(),
+            generation: next_generation(),
         }
+    }
+
+    /// Which check made this directory (see [`crate::Lookups`]).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Adds findings that need the gateway to judge (see [`crate::Gateway::check`]).

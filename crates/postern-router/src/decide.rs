@@ -15,6 +15,7 @@ use postern_core::{
     RevocationChecker, RevocationPolicy, SealRequest, SecureEnvelope, SmtpReply, Standard,
 };
 
+use crate::lookups::{LookedUp, Lookups};
 use crate::{CheckedDirectory, Directory, KeySource, Partner, PartnerPolicy};
 
 /// What happens to one group of recipients.
@@ -376,6 +377,31 @@ enum Group {
     Clear,
 }
 
+/// Where sealing gets a partner group's certificates from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Keys<'a> {
+    /// Looked up now, standard by standard until one seals (the all-in-one path).
+    Fetch,
+    /// Looked up before ([`Router::look_up`]): no I/O at all.
+    Found(&'a Lookups),
+}
+
+/// What one copy is sealed to.
+#[derive(Clone, Copy)]
+struct Sealing<'a> {
+    partner: &'a Partner,
+    standard: Standard,
+    certs: &'a [Vec<u8>],
+}
+
+/// One partner entry's recipients of a message, and where their keys come from.
+struct PartnerGroup<'a> {
+    /// The partner's index in the directory.
+    index: usize,
+    recipients: Vec<Address>,
+    keys: Keys<'a>,
+}
+
 impl Router {
     /// A router over these backends (one per standard it should use).
     pub fn new(backends: Vec<Arc<dyn SecureEnvelope>>) -> Self {
@@ -568,6 +594,75 @@ impl Router {
         raw: &[u8],
         content: Option<ContentAction>,
     ) -> Vec<Disposition> {
+        self.decide(dir, envelope, raw, content, Keys::Fetch).await
+    }
+
+    /// The I/O half of [`Router::outbound`]: every key the partner groups of `envelope` may be
+    /// sealed to, from the directory and the partners' key sources, revocation checked. Every
+    /// standard a partner's entry lists is looked up (the all-in-one path stops at the first
+    /// that seals), so a copy that one standard cannot seal still tries the next.
+    pub async fn look_up(&self, dir: &CheckedDirectory, envelope: &Envelope) -> Lookups {
+        let mut groups: BTreeMap<usize, Vec<Address>> = BTreeMap::new();
+        for r in &envelope.rcpt_to {
+            if let Some(i) = dir.partner_index_for(r.domain()) {
+                groups.entry(i).or_default().push(r.clone());
+            }
+        }
+        let mut entries = Vec::new();
+        for (index, recipients) in groups {
+            let partner = &dir.partners[index];
+            // Portal and TLS-required partners are never sealed to (a subject trigger turns a
+            // preferred partner into a required one, never these).
+            if !matches!(
+                partner.policy,
+                PartnerPolicy::Required | PartnerPolicy::Preferred
+            ) {
+                continue;
+            }
+            for &standard in &partner.standards {
+                if self.backend(standard).is_none() {
+                    continue;
+                }
+                let certificates = self
+                    .partner_certificates(dir, partner, standard, &recipients)
+                    .await;
+                entries.push(LookedUp {
+                    partner: index,
+                    standard,
+                    recipients: recipients.clone(),
+                    certificates,
+                });
+            }
+        }
+        Lookups {
+            directory: dir.generation(),
+            entries,
+        }
+    }
+
+    /// The CPU half of [`Router::outbound`]: the same decision, sealing with the keys
+    /// `lookups` holds ([`Router::look_up`] for this directory and envelope) and doing no I/O,
+    /// on the calling thread. A partner group the lookups do not cover (another directory,
+    /// other recipients) waits, as when a key source is down.
+    pub fn outbound_with(
+        &self,
+        dir: &CheckedDirectory,
+        envelope: &Envelope,
+        raw: &[u8],
+        content: Option<ContentAction>,
+        lookups: &Lookups,
+    ) -> Vec<Disposition> {
+        postern_core::block_on(self.decide(dir, envelope, raw, content, Keys::Found(lookups)))
+    }
+
+    pub(crate) async fn decide(
+        &self,
+        dir: &CheckedDirectory,
+        envelope: &Envelope,
+        raw: &[u8],
+        content: Option<ContentAction>,
+        keys: Keys<'_>,
+    ) -> Vec<Disposition> {
         let view = match MessageView::parse(raw) {
             Ok(v) => v,
             Err(e) => {
@@ -598,7 +693,6 @@ impl Router {
             let d = match group {
                 Group::Clear => clear(recipients, &message, content, forced),
                 Group::Partner(index) => {
-                    let partner = &dir.partners[index];
                     if let Some(ciphertext) = &user_encrypted {
                         // Untouched inside; the outer Bcc field still goes (it would leak the
                         // Bcc list to the partner).
@@ -616,15 +710,13 @@ impl Router {
                         let author = envelope.mail_from.as_ref().map(|m| {
                             crate::inbound::single_from(&view).unwrap_or_else(|| m.clone())
                         });
-                        self.for_partner(
-                            dir,
-                            partner,
+                        let group = PartnerGroup {
+                            index,
                             recipients,
-                            &message,
-                            forced,
-                            author.as_ref(),
-                        )
-                        .await
+                            keys,
+                        };
+                        self.for_partner(dir, group, &message, forced, author.as_ref())
+                            .await
                     }
                 }
             };
@@ -635,13 +727,14 @@ impl Router {
 
     async fn for_partner(
         &self,
-        dir: &Directory,
-        partner: &Partner,
-        recipients: Vec<Address>,
+        dir: &CheckedDirectory,
+        group: PartnerGroup<'_>,
         message: &[u8],
         forced: bool,
         author: Option<&Address>,
     ) -> Disposition {
+        let partner = &dir.partners[group.index];
+        let recipients = group.recipients.clone();
         let policy = match (partner.policy, forced) {
             // The user asked for protection: a preferred partner must not get plaintext.
             (PartnerPolicy::Preferred, true) => PartnerPolicy::Required,
@@ -668,10 +761,23 @@ impl Router {
         let mut temporary: Option<Reason> = None;
         let mut permanent: Vec<(Standard, Error)> = Vec::new();
         for &standard in &partner.standards {
-            match self
-                .seal(dir, partner, standard, message, author, &recipients)
-                .await
-            {
+            let sealed = match self.backend(standard) {
+                None => Err(Error::UnsupportedAlgorithm(format!(
+                    "no {standard} backend configured"
+                ))),
+                Some(backend) => match self.certificates(dir, &group, standard).await {
+                    Ok(certs) => {
+                        let to = Sealing {
+                            partner,
+                            standard,
+                            certs: &certs,
+                        };
+                        self.seal(dir, backend.as_ref(), to, message, author).await
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+            match sealed {
                 Ok(sealed) => {
                     return Disposition::Deliver {
                         recipients,
@@ -706,19 +812,35 @@ impl Router {
         }
     }
 
-    async fn seal(
+    /// A partner group's certificates in `standard`: looked up now, or taken from what was.
+    async fn certificates(
+        &self,
+        dir: &CheckedDirectory,
+        group: &PartnerGroup<'_>,
+        standard: Standard,
+    ) -> Result<Vec<Vec<u8>>, Error> {
+        match group.keys {
+            Keys::Fetch => {
+                let partner = &dir.partners[group.index];
+                self.partner_certificates(dir, partner, standard, &group.recipients)
+                    .await
+            }
+            Keys::Found(found) => {
+                found.certificates(dir.generation(), group.index, standard, &group.recipients)
+            }
+        }
+    }
+
+    /// The certificates to seal to for `recipients` of `partner` in `standard` (never empty),
+    /// revocation checked: the only part of sealing that may wait on the network.
+    async fn partner_certificates(
         &self,
         dir: &Directory,
         partner: &Partner,
         standard: Standard,
-        message: &[u8],
-        author: Option<&Address>,
         recipients: &[Address],
-    ) -> Result<Vec<u8>, Error> {
-        let backend = self.backend(standard).ok_or_else(|| {
-            Error::UnsupportedAlgorithm(format!("no {standard} backend configured"))
-        })?;
-        let certs = &self
+    ) -> Result<Vec<Vec<u8>>, Error> {
+        let certs = self
             .recipient_certificates(dir, partner, standard, recipients)
             .await?;
         if certs.is_empty() {
@@ -727,11 +849,28 @@ impl Router {
                 reason: format!("no {standard} certificate configured"),
             });
         }
-        self.check_revocation(dir, partner, standard, certs).await?;
+        self.check_revocation(dir, partner, standard, &certs)
+            .await?;
+        Ok(certs)
+    }
+
+    async fn seal(
+        &self,
+        dir: &Directory,
+        backend: &dyn SecureEnvelope,
+        to: Sealing<'_>,
+        message: &[u8],
+        author: Option<&Address>,
+    ) -> Result<Vec<u8>, Error> {
+        let Sealing {
+            partner,
+            standard,
+            certs,
+        } = to;
         let signer = match (partner.sign, author) {
             (true, Some(author)) => Some(signing_identity(
                 dir,
-                backend.as_ref(),
+                backend,
                 standard,
                 author,
                 self.clock.now(),

@@ -19,9 +19,11 @@ use postern_core::{
     PassThrough, Policy, RevocationChecker, ScanVerdict, SecureEnvelope, Standard,
 };
 
-use crate::decide::{Disposition, QuarantineReason, Reason, Router};
+use crate::decide::{Disposition, Keys, QuarantineReason, Reason, Router};
 use crate::inbound::{Inbound, InboundPolicy, InboundRouter};
-use crate::{CheckedDirectory, Directory, KeySource, PartnerPolicy, Rejected, ReloadError};
+use crate::{
+    CheckedDirectory, Directory, KeySource, Lookups, PartnerPolicy, Rejected, ReloadError,
+};
 
 /// One outgoing message, as [`Gateway::outbound`] takes it.
 #[derive(Debug, Clone)]
@@ -235,6 +237,71 @@ impl Gateway {
     /// server with SMTP sessions on the same runtime should poll this future off its workers
     /// (postern-relay runs each message under `tokio::task::block_in_place`).
     pub async fn outbound(&self, dir: &CheckedDirectory, out: Outgoing<'_>) -> Plan {
+        self.plan(dir, out, Keys::Fetch).await
+    }
+
+    /// The I/O half of [`Gateway::outbound`], for a server that runs the two halves in
+    /// different places: every key the message's partner recipients may be sealed to, from
+    /// the directory and the partners' key sources (which may wait on the network), with
+    /// revocation checked. Pass the result to [`Gateway::outbound_with`]. Every standard a
+    /// partner's entry lists is looked up; the all-in-one [`Gateway::outbound`] stops at the
+    /// first that seals.
+    pub async fn look_up(&self, dir: &CheckedDirectory, envelope: &Envelope) -> Lookups {
+        let theirs = Envelope {
+            mail_from: envelope.mail_from.clone(),
+            rcpt_to: envelope
+                .rcpt_to
+                .iter()
+                .filter(|a| !dir.is_ours(a.domain()))
+                .cloned()
+                .collect(),
+        };
+        self.router.look_up(dir, &theirs).await
+    }
+
+    /// The CPU half of [`Gateway::outbound`]: malware scanning, content inspection and sealing
+    /// with the keys [`Gateway::look_up`] found, synchronously on the calling thread and with
+    /// no lookups of its own (a scanner or an HSM key loader still talks to its own service).
+    /// Run it off an async runtime's workers (a thread of your own, `spawn_blocking`). The plan
+    /// is the one [`Gateway::outbound`] makes, except that a partner group `lookups` does not
+    /// cover — looked up for another directory or other recipients — waits (a temporary
+    /// failure: look up again and retry) and is never sealed to keys found for someone else.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use postern_core::Address;
+    /// use postern_router::{Directory, Disposition, Envelope, Gateway, Outgoing};
+    ///
+    /// let gateway = Gateway::builder().without_inspection().build()?;
+    /// let dir = gateway.check(Directory::from_toml(
+    ///     "[our]\ndomains = [\"clinic.example\"]\n",
+    ///     std::path::Path::new("."),
+    /// )?)?;
+    /// let envelope = Envelope {
+    ///     mail_from: Some(Address::new("dr@clinic.example")?),
+    ///     rcpt_to: vec![Address::new("someone@mail.example")?],
+    /// };
+    /// let raw = b"From: dr@clinic.example\r\nSubject: Hello\r\n\r\nHello.\r\n";
+    /// // The I/O part, on any executor (here postern_core's own; tokio in a server).
+    /// let keys = postern_core::block_on(gateway.look_up(&dir, &envelope));
+    /// // The CPU part, on this thread.
+    /// let plan = gateway.outbound_with(&dir, Outgoing::new(&envelope, raw), &keys);
+    /// assert!(matches!(plan.dispositions[0], Disposition::Deliver { sealed: None, .. }));
+    /// # Ok(()) }
+    /// ```
+    pub fn outbound_with(
+        &self,
+        dir: &CheckedDirectory,
+        out: Outgoing<'_>,
+        lookups: &Lookups,
+    ) -> Plan {
+        postern_core::block_on(self.plan(dir, out, Keys::Found(lookups)))
+    }
+
+    /// Both halves: keys looked up as sealing needs them (`Keys::Fetch`), or only what was
+    /// found before (`Keys::Found`: every step then runs on this thread, no I/O awaited).
+    async fn plan(&self, dir: &CheckedDirectory, out: Outgoing<'_>, keys: Keys<'_>) -> Plan {
+        let here = matches!(keys, Keys::Found(_));
         let mut dispositions = Vec::new();
         let (ours, theirs): (Vec<Address>, Vec<Address>) = out
             .envelope
@@ -247,7 +314,7 @@ impl Gateway {
         // for all. A message an administrator released was scanned when it was held.
         if !out.released {
             let everyone = || out.envelope.rcpt_to.clone();
-            match self.scan(out.message).await {
+            match self.scan_where(out.message, here).await {
                 Scanned::Proceed => {}
                 Scanned::Malware(reason) => {
                     return Plan {
@@ -291,6 +358,7 @@ impl Gateway {
         let inspection = match out.inspection {
             Some(known) => Some(known),
             None if out.released || all_sealed => None,
+            None if here => self.inspector.inspect(&envelope, out.message),
             None => self.inspect(&envelope, out.message).await,
         };
         let content = match (&inspection, out.released) {
@@ -311,7 +379,10 @@ impl Gateway {
             }
             _ => out.message,
         };
-        let decisions = self.router.outbound(dir, &envelope, data, content).await;
+        let decisions = self
+            .router
+            .decide(dir, &envelope, data, content, keys)
+            .await;
         let held = inspection.as_ref().filter(|i| {
             !out.released
                 && i.partner_mail
@@ -389,12 +460,20 @@ impl Gateway {
 impl Gateway {
     /// The malware scanner's verdict on `message`, off the async workers as inspection is.
     pub(crate) async fn scan(&self, message: &[u8]) -> Scanned {
+        self.scan_where(message, false).await
+    }
+
+    /// The scanner's verdict, asked on this thread when `here` (the caller chose the thread),
+    /// else off the async workers.
+    async fn scan_where(&self, message: &[u8], here: bool) -> Scanned {
         let Some(scanner) = &self.scanner else {
             return Scanned::Proceed;
         };
         use tokio::runtime::{Handle, RuntimeFlavor};
         let flavor = Handle::try_current().map(|h| h.runtime_flavor());
-        let verdict = if matches!(flavor, Ok(RuntimeFlavor::MultiThread)) {
+        let verdict = if here {
+            scanner.scan(message)
+        } else if matches!(flavor, Ok(RuntimeFlavor::MultiThread)) {
             tokio::task::block_in_place(|| scanner.scan(message))
         } else if flavor.is_ok() {
             let (s, m) = (scanner.clone(), message.to_vec());
@@ -1017,6 +1096,188 @@ mod tests {
 
     /// A partner naming a key source the gateway has no store for is told at the check (a
     /// warning: such mail fails closed), and not once the store is registered.
+    /// A published-key source that counts its lookups and answers with Bob's OpenPGP key.
+    #[derive(Debug)]
+    struct CountingStore {
+        asked: AtomicUsize,
+        key: Vec<u8>,
+        /// Answers "unavailable", as a source that is down.
+        down: bool,
+    }
+
+    #[async_trait::async_trait]
+    impl KeyStore for CountingStore {
+        async fn recipient_certificates(
+            &self,
+            standard: Standard,
+            _: &Address,
+        ) -> Result<Vec<Vec<u8>>, postern_core::Error> {
+            self.asked.fetch_add(1, Ordering::SeqCst);
+            if self.down {
+                return Err(postern_core::Error::Unavailable(
+                    "the source is down".into(),
+                ));
+            }
+            Ok(match standard {
+                Standard::OpenPgp => vec![self.key.clone()],
+                _ => Vec::new(),
+            })
+        }
+
+        async fn own_credentials(
+            &self,
+            _: Standard,
+            _: &postern_core::Domain,
+        ) -> Result<Vec<postern_core::Credential>, postern_core::Error> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn example_data(file: &str) -> Vec<u8> {
+        std::fs::read(format!(
+            "{}/../../examples/data/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    /// A gateway whose only key source is the counting store, and its directory (the
+    /// `directory()` one: a required partner whose keys are published, a TLS-required one).
+    fn discovering(down: bool) -> (Gateway, Arc<CountingStore>, CheckedDirectory) {
+        let store = Arc::new(CountingStore {
+            asked: AtomicUsize::new(0),
+            key: example_data("bob.pub.asc"),
+            down,
+        });
+        let gw = builder()
+            .without_inspection()
+            .key_store(KeySource::Wkd, store.clone())
+            .build()
+            .unwrap();
+        let dir = gw.check(directory().into_inner()).unwrap();
+        (gw, store, dir)
+    }
+
+    fn kinds(plan: &Plan) -> Vec<(String, Vec<String>)> {
+        let mut k: Vec<(String, Vec<String>)> = plan
+            .dispositions
+            .iter()
+            .map(|d| {
+                let kind = match d {
+                    Disposition::Deliver { sealed, .. } => format!("deliver {sealed:?}"),
+                    Disposition::Hold { reason, .. } => format!("hold {reason}"),
+                    Disposition::Bounce { reason, .. } => format!("bounce {reason}"),
+                    other => format!("{other:?}").chars().take(12).collect(),
+                };
+                (kind, d.recipients().iter().map(|r| r.to_string()).collect())
+            })
+            .collect();
+        k.sort();
+        k
+    }
+
+    /// The split API: the I/O half asks the key source (once per recipient), the CPU half
+    /// asks nothing and seals to what was found — Bob's secret key opens the copy — and the
+    /// plan is the all-in-one call's.
+    #[test]
+    fn the_cpu_half_seals_with_what_the_io_half_found_and_looks_nothing_up() {
+        let (gw, store, dir) = discovering(false);
+        let env = envelope(&[
+            "results@lab.example",
+            "x@tls.example",
+            "nurse@clinic.example",
+            "other@lab.example",
+        ]);
+        let keys = postern_core::block_on(gw.look_up(&dir, &env));
+        assert_eq!(
+            store.asked.load(Ordering::SeqCst),
+            2,
+            "one lookup per partner recipient"
+        );
+        assert_eq!(keys.len(), 1, "one partner group, one standard: {keys:?}");
+        let plan = gw.outbound_with(&dir, Outgoing::new(&env, MSG), &keys);
+        assert_eq!(
+            store.asked.load(Ordering::SeqCst),
+            2,
+            "the CPU half looked keys up"
+        );
+        let Disposition::Deliver {
+            recipients,
+            message,
+            sealed: Some(Standard::OpenPgp),
+            ..
+        } = find(&plan, "results@lab.example")
+        else {
+            panic!("not sealed: {plan:?}")
+        };
+        assert_eq!(recipients.len(), 2);
+        let bob = example_data("bob.sec.asc");
+        let creds = [postern_core::Credential::with_secret(
+            Standard::OpenPgp,
+            bob.clone(),
+            bob,
+        )];
+        let policy = Policy::default();
+        let view = postern_core::MessageView::parse(message).unwrap();
+        let opened = postern_core::block_on(
+            postern_openpgp::OpenPgpEnvelope::new()
+                .open(&view, &postern_core::OpenRequest::new(&creds, &policy)),
+        )
+        .unwrap();
+        assert!(opened.message.ends_with(b"SSN 078-05-1120\r\n"));
+        let all = postern_core::block_on(gw.outbound(&dir, Outgoing::new(&env, MSG)));
+        assert_eq!(kinds(&plan), kinds(&all));
+        assert_eq!(kinds(&plan).len(), 3, "{plan:?}");
+    }
+
+    /// Keys looked up for one directory are not used with another (reloaded since: its
+    /// partner at the same place may be someone else), nor for other recipients: the copy
+    /// waits for a fresh lookup, and nothing is sealed.
+    #[test]
+    fn keys_looked_up_for_another_directory_or_other_recipients_are_not_used() {
+        let (gw, store, dir) = discovering(false);
+        let env = envelope(&["results@lab.example"]);
+        let keys = postern_core::block_on(gw.look_up(&dir, &env));
+        let reloaded = gw.check(dir.clone().into_inner()).unwrap();
+        let other = envelope(&["results@lab.example", "other@lab.example"]);
+        for (d, e) in [(&reloaded, &env), (&dir, &other)] {
+            let plan = gw.outbound_with(d, Outgoing::new(e, MSG), &keys);
+            assert!(
+                plan.dispositions
+                    .iter()
+                    .all(|d| matches!(d, Disposition::Hold { .. })),
+                "{plan:?}"
+            );
+        }
+        // The same directory (a clone of it too) and the same recipients: sealed.
+        let plan = gw.outbound_with(&dir.clone(), Outgoing::new(&env, MSG), &keys);
+        assert!(matches!(
+            plan.dispositions[..],
+            [Disposition::Deliver {
+                sealed: Some(Standard::OpenPgp),
+                ..
+            }]
+        ));
+        assert_eq!(store.asked.load(Ordering::SeqCst), 1);
+    }
+
+    /// A source that is down is found out in the I/O half, and the CPU half holds the mail
+    /// for it as the all-in-one call does (a required partner never gets plaintext).
+    #[test]
+    fn a_source_down_at_lookup_holds_the_mail() {
+        let (gw, store, dir) = discovering(true);
+        let env = envelope(&["results@lab.example", "someone@mail.example"]);
+        let keys = postern_core::block_on(gw.look_up(&dir, &env));
+        let plan = gw.outbound_with(&dir, Outgoing::new(&env, MSG), &keys);
+        assert_eq!(store.asked.load(Ordering::SeqCst), 1);
+        let all = postern_core::block_on(gw.outbound(&dir, Outgoing::new(&env, MSG)));
+        assert_eq!(kinds(&plan), kinds(&all));
+        assert!(
+            matches!(find(&plan, "results@lab.example"), Disposition::Hold { .. }),
+            "{plan:?}"
+        );
+    }
+
     #[test]
     fn a_key_source_without_a_store_is_a_warning() {
         let mut p = crate::Partner::new(

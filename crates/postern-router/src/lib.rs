@@ -95,6 +95,7 @@ mod directory;
 mod dkim;
 mod gateway;
 mod inbound;
+mod lookups;
 mod route;
 mod shared;
 mod textonly;
@@ -112,6 +113,7 @@ pub use inbound::{
     signature_verdict, strip_results, Inbound, InboundAction, InboundPolicy, InboundRouter,
     RESULT_PREFIX,
 };
+pub use lookups::Lookups;
 /// The inspection plug, defined in postern-core beside the other plug traits (re-exported
 /// here so that an embedder of the router finds it with the gateway).
 pub use postern_core::{ContentAction, ContentInspector, Envelope, Inspection, PassThrough};
