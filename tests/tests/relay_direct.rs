@@ -119,6 +119,19 @@ fn the_ri_message_from_the_redmond_hisp_is_weak_and_delivered() {
     assert!(got.contains("Postern-Signature-Detail: domain"), "{got}");
     assert!(got.contains("Yo. This be a message"), "{got}");
     assert!(!got.contains("another organisation"), "{got}");
+    // Unwrapped (the RI wraps every message as message/rfc822): the reader gets the message
+    // inside, its own Subject (there is none outside) and its text/plain body.
+    let view = postern_core::MessageView::parse(got.as_bytes()).unwrap();
+    assert_eq!(
+        view.header("subject").as_deref().map(str::trim),
+        Some("Simple Text Message"),
+        "{got}"
+    );
+    assert_eq!(view.root().mime_type(), "text/plain", "{got}");
+    assert!(
+        !got.to_ascii_lowercase().contains("message/rfc822"),
+        "{got}"
+    );
 }
 
 /// The same message without `accept_legacy`: SHA-1 is refused and said so, never reported as

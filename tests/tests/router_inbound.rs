@@ -774,3 +774,75 @@ fn a_partner_s_domain_signing_authority_speaks_for_its_domain() {
     assert_eq!(v, postern_core::SignatureVerdict::Valid);
     assert!(!t.contains("Signature-Detail"), "{t}");
 }
+
+/// A wrapped message (`message/rfc822` as the protected content, as Direct HISPs send every
+/// message and RFC 8551 §3.1 allows): delivered as the message inside, whose header section
+/// was the signed one, so the signer is bound to the inner From — an outer From in the
+/// signer's name does not make a wrapped "From: our CEO" valid. A wrapper that cannot be read
+/// as a message is held with its reason, never delivered.
+#[test]
+fn a_wrapped_message_is_delivered_as_the_message_inside_and_bound_to_its_from() {
+    let pki = Pki::new();
+    let us = pki.issue("gw@clinic.example", KeyKind::Rsa(2048));
+    let gateway = pki.issue("gw@partner.test", KeyKind::Rsa(2048));
+    let alice = pki.issue("alice@partner.test", KeyKind::Rsa(2048));
+    let dir = smime_directory(&pki, &us, &gateway);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let inbound = |inner_from: &str, cte: &str| {
+        let inner = format!(
+            "From: {inner_from}\r\nTo: records@clinic.example\r\nSubject: Referral for J. Doe\r\n\
+             Content-Type: text/plain\r\n\r\nPlease see the patient.\r\n"
+        );
+        let wrapper = format!("Content-Type: message/rfc822\r\n{cte}\r\n{inner}");
+        let enc =
+            openssl_sign_then_encrypt(wrapper.as_bytes(), &alice, "sha256", &us, "-aes-256-cbc");
+        // Outside: only routing fields, in the signer's own name.
+        let msg = [
+            b"From: alice@partner.test\r\nTo: records@clinic.example\r\n".as_slice(),
+            &enc,
+        ]
+        .concat();
+        rt.block_on(router().inbound(&checked(&dir), Some(&addr("alice@partner.test")), &msg))
+    };
+    let got = inbound("Alice <alice@partner.test>", "");
+    let t = text(&got);
+    assert!(matches!(got, Inbound::Deliver { .. }), "{t}");
+    let view = postern_core::MessageView::parse(t.as_bytes()).unwrap();
+    assert_eq!(
+        view.header("subject").unwrap().trim(),
+        "Referral for J. Doe"
+    );
+    assert_eq!(view.root().mime_type(), "text/plain", "{t}");
+    assert!(!t.to_ascii_lowercase().contains("message/rfc822"), "{t}");
+    assert!(t.contains("Postern-Signature: valid"), "{t}");
+    assert!(
+        t.contains("Postern-Signature-Covers: body and from, to, subject"),
+        "the inner fields were signed: {t}"
+    );
+    assert!(t.ends_with("Please see the patient.\r\n"), "{t}");
+
+    let t = text(&inbound("ceo@clinic.example", ""));
+    assert!(t.contains("Postern-Signature: invalid"), "{t}");
+    assert_eq!(
+        postern_core::MessageView::parse(t.as_bytes())
+            .unwrap()
+            .header("from")
+            .unwrap()
+            .trim(),
+        "ceo@clinic.example",
+        "the reader sees the inner From, and the verdict is about it: {t}"
+    );
+
+    match inbound(
+        "alice@partner.test",
+        "Content-Transfer-Encoding: x-uuencode\r\n",
+    ) {
+        Inbound::Quarantine { reason, .. } => assert!(
+            matches!(reason, QuarantineReason::BadWrapper(_)),
+            "{reason}"
+        ),
+        other => panic!("delivered: {}", text(&other)),
+    }
+}

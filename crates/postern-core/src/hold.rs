@@ -26,11 +26,13 @@ pub enum HoldCode {
     Unscannable,
     /// Refused for good downstream, and no bounce to a sender nobody vouched for.
     Undeliverable,
+    /// A protected wrapped message (`message/rfc822`) that cannot be read as a message.
+    BadWrapper,
 }
 
 impl HoldCode {
     /// Every kind.
-    pub const ALL: [HoldCode; 9] = [
+    pub const ALL: [HoldCode; 10] = [
         HoldCode::Content,
         HoldCode::PlainToPartner,
         HoldCode::NotAMessage,
@@ -40,6 +42,7 @@ impl HoldCode {
         HoldCode::Malware,
         HoldCode::Unscannable,
         HoldCode::Undeliverable,
+        HoldCode::BadWrapper,
     ];
 
     /// The stable word stored and shown in listings.
@@ -54,6 +57,7 @@ impl HoldCode {
             HoldCode::Malware => "malware",
             HoldCode::Unscannable => "unscannable",
             HoldCode::Undeliverable => "undeliverable",
+            HoldCode::BadWrapper => "bad-wrapper",
         }
     }
 }

@@ -136,6 +136,9 @@ pub enum QuarantineReason {
         /// What it said.
         why: String,
     },
+    /// A protected message whose content is a wrapped message (`message/rfc822`) that cannot
+    /// be read as one: delivered neither as the wrapper nor as what is inside.
+    BadWrapper(crate::wrapped::BadWrapper),
 }
 
 impl QuarantineReason {
@@ -150,6 +153,7 @@ impl QuarantineReason {
             QuarantineReason::PlaintextFromRequired => HoldCode::PlaintextFromRequired,
             QuarantineReason::Malware { .. } => HoldCode::Malware,
             QuarantineReason::Unscannable { .. } => HoldCode::Unscannable,
+            QuarantineReason::BadWrapper(_) => HoldCode::BadWrapper,
         }
     }
 
@@ -204,6 +208,7 @@ impl fmt::Display for QuarantineReason {
                     "not scanned for malware: {scanner} cannot scan it ({why})"
                 )
             }
+            QuarantineReason::BadWrapper(why) => write!(f, "{why}"),
         }
     }
 }
@@ -1084,6 +1089,7 @@ mod tests {
                 scanner: "clamd".into(),
                 why: "size limit".into(),
             },
+            QuarantineReason::BadWrapper(crate::wrapped::BadWrapper::NoHeader),
         ];
         let mut codes: Vec<&str> = all.iter().map(|r| r.code().as_str()).collect();
         codes.sort_unstable();

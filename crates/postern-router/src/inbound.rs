@@ -231,7 +231,16 @@ impl InboundRouter {
         match result {
             Ok(mut opened) => {
                 self.check_signers(dir, partner, &mut opened.report).await;
-                // The opened message came from outside too: its result headers go as well.
+                // A wrapped message (Direct, RFC 8551 §3.1) is delivered as the message inside,
+                // whose header section was the protected one: the signer is bound to its From.
+                if let Err(why) = crate::wrapped::unwrap_opened(&mut opened) {
+                    return Inbound::Quarantine {
+                        message: opened.message,
+                        reason: QuarantineReason::BadWrapper(why),
+                    };
+                }
+                // The opened message came from outside too (and whoever wrapped it may have put
+                // some inside): its result headers go as well.
                 let stripped = match strip_results(&opened.message) {
                     Cow::Owned(v) => Some(v),
                     Cow::Borrowed(_) => None,

@@ -100,6 +100,7 @@ mod route;
 mod shared;
 mod textonly;
 mod validate;
+mod wrapped;
 
 pub use checked::{CheckedDirectory, Rejected};
 pub use decide::{strip_bcc, Disposition, QuarantineReason, Reason, Router};
@@ -123,3 +124,4 @@ pub use route::{Decision, Origin, Route, Submission};
 pub use shared::{ReloadError, SharedDirectory};
 pub use textonly::text_only;
 pub use validate::{validate, Finding, Severity};
+pub use wrapped::{unwrap as unwrap_wrapped, unwrap_opened, BadWrapper, Unwrapped};

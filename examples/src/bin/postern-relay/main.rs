@@ -386,10 +386,12 @@ async fn open(args: OpenArgs) -> Result<(Opened, bool), String> {
             })?
     };
     // Handed over: the backend may decode and decrypt inside the input's buffer.
-    let opened = backend
+    let mut opened = backend
         .open_owned(input, &req)
         .await
         .map_err(|e| e.to_string())?;
+    // A wrapped message comes out as the message inside, as the relay delivers it.
+    postern_router::unwrap_opened(&mut opened).map_err(|e| e.to_string())?;
     if let Some(path) = &args.report_json {
         let json = serde_json::to_vec_pretty(&report_json(&opened.report, &opened.message))
             .map_err(|e| e.to_string())?;
