@@ -20,11 +20,11 @@ fn ri(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Biff's certificate and key (nhind.hsgincubator.com), out of the RI's PKCS#12 file (RC2, so
-/// `-legacy`).
-fn biff(dir: &Path) -> (PathBuf, PathBuf) {
-    let pfx = ri("nhind_umamalga1_vm1.pfx");
-    let part = |flag: &str, name: &str| {
+/// A certificate and its key out of one of the RI's PKCS#12 files (RC2, so `-legacy`), as
+/// `{stem}.crt` and `{stem}.key` in `dir`.
+fn ri_pair(dir: &Path, pfx: &str, stem: &str) -> (PathBuf, PathBuf) {
+    let pfx = ri(pfx);
+    let part = |flag: &str, name: String| {
         let out = dir.join(name);
         run_ok(
             std::process::Command::new("openssl")
@@ -44,7 +44,15 @@ fn biff(dir: &Path) -> (PathBuf, PathBuf) {
         );
         out
     };
-    (part("-nokeys", "biff.crt"), part("-nocerts", "biff.key"))
+    (
+        part("-nokeys", format!("{stem}.crt")),
+        part("-nocerts", format!("{stem}.key")),
+    )
+}
+
+/// Biff's certificate and key (nhind.hsgincubator.com).
+fn biff(dir: &Path) -> (PathBuf, PathBuf) {
+    ri_pair(dir, "nhind_umamalga1_vm1.pfx", "biff")
 }
 
 /// The relay with `directory`, its gateway's clock at 2019-06-01, delivering to `sink`.
@@ -147,4 +155,139 @@ fn without_accept_legacy_the_same_message_s_sha1_signature_is_refused_by_name() 
     assert!(verdict.starts_with("Postern-Signature: refused"), "{got}");
     assert!(got.to_ascii_lowercase().contains("sha-1"), "{got}");
     assert!(!got.contains("another organisation"), "{got}");
+}
+
+/// us → RI: our mail to a Direct HISP (`profile = "direct"`) through the relay's internal
+/// listener leaves as both RIs read it: EnvelopedData (AES-CBC, RSA PKCS#1 v1.5 key
+/// transport) to redmond's certificate, around a detached multipart/signed (SHA-256) by Biff's
+/// certificate, whose first part is the whole message as message/rfc822 — the Subject inside
+/// only. OpenSSL decrypts it with the RI's redmond.pfx key and verifies it against the RI's
+/// anchor at 2019-06-01; the redmond side of Postern opens it back to the message, valid.
+#[test]
+fn our_mail_to_a_direct_hisp_is_wrapped_signed_and_encrypted_as_the_ri_reads_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = biff(tmp.path());
+    let sink = SmtpSink::start(&[]);
+    let directory = format!(
+        "[our]\ndomains = [\"nhind.hsgincubator.com\"]\n\
+         [[our.keys]]\nstandard = \"smime\"\ncertificate = \"{}\"\nkey = \"{}\"\n\
+         [[partner]]\ndomain = \"redmond.hsgincubator.com\"\nstandards = [\"smime\"]\n\
+         policy = \"required\"\nprofile = \"direct\"\nsmime_certificates = [\"{}\"]\n\
+         trust_anchors = [\"{}\", \"{}\"]\n",
+        keys.0.display(),
+        keys.1.display(),
+        ri("redmond.hsgincubator.com.crt").display(),
+        ri("umamalga1.cer").display(),
+        ri("um-amalga1-vm1.cer").display(),
+    );
+    let (rt, relay) = relay_at_2019(tmp.path(), &sink, &directory);
+    let msg = b"From: Dr Biff Hooper <biff@nhind.hsgincubator.com>\r\n\
+        To: toby@redmond.hsgincubator.com\r\nSubject: Referral: J. Doe, 1970-01-01\r\n\
+        Message-ID: <referral-1@nhind.hsgincubator.com>\r\n\
+        Date: Sat, 01 Jun 2019 12:00:00 +0000\r\nContent-Type: text/plain\r\n\r\n\
+        Please see the patient on Monday.\r\n";
+    let internal = relay.internal_addr.unwrap().to_string();
+    let r = send_mail(
+        &internal,
+        "biff@nhind.hsgincubator.com",
+        &["toby@redmond.hsgincubator.com"],
+        msg,
+    )
+    .unwrap();
+    assert!(r.starts_with("250"), "{r}");
+    assert!(wait_until(Duration::from_secs(20), || sink.count() == 1));
+    let (_, sealed) = sink.messages().remove(0);
+    rt.block_on(relay.shutdown(Duration::from_secs(5)));
+    let text = String::from_utf8_lossy(&sealed).into_owned();
+    let sealed_view = postern_core::MessageView::parse(&sealed).unwrap();
+    let outer = String::from_utf8_lossy(sealed_view.header_section()).into_owned();
+    assert!(
+        !outer.contains("Subject") && !text.contains("J. Doe"),
+        "{outer}"
+    );
+    assert!(
+        outer.contains("Message-ID: <referral-1@nhind.hsgincubator.com>"),
+        "{outer}"
+    );
+    assert!(outer.contains("application/pkcs7-mime"), "{outer}");
+
+    // As the RI's side reads it, with OpenSSL: the key transport and cipher every RI knows.
+    let printed = String::from_utf8(run_ok(
+        std::process::Command::new("openssl").args(["cms", "-cmsout", "-print"]),
+        &sealed,
+    ))
+    .unwrap();
+    assert!(printed.contains("algorithm: rsaEncryption"), "{printed}");
+    assert!(
+        printed.contains("aes-256-cbc") || printed.contains("aes-128-cbc"),
+        "{printed}"
+    );
+    let redmond = ri_pair(tmp.path(), "redmond.pfx", "redmond");
+    let decrypted = run_ok(
+        std::process::Command::new("openssl")
+            .args(["cms", "-decrypt", "-recip"])
+            .arg(&redmond.0)
+            .arg("-inkey")
+            .arg(&redmond.1),
+        &sealed,
+    );
+    let view = postern_core::MessageView::parse(&decrypted).unwrap();
+    assert_eq!(view.root().mime_type(), "multipart/signed");
+    assert_eq!(
+        view.root().content_type_param("micalg").as_deref(),
+        Some("sha-256")
+    );
+    let parts = view.root().children();
+    assert_eq!(parts[0].mime_type(), "message/rfc822");
+    let at_2019 = "1559390400";
+    let verified = run_ok(
+        std::process::Command::new("openssl")
+            .args(["cms", "-verify", "-attime", at_2019, "-CAfile"])
+            .arg(ri("um-amalga1-vm1.cer")),
+        &decrypted,
+    );
+    let inner = String::from_utf8_lossy(&verified).into_owned();
+    assert!(inner.contains("Content-Type: message/rfc822"), "{inner}");
+    assert!(
+        inner.contains("Subject: Referral: J. Doe, 1970-01-01"),
+        "{inner}"
+    );
+    assert!(
+        inner.contains("Please see the patient on Monday."),
+        "{inner}"
+    );
+
+    // The redmond side of Postern (its key ours, nhind its Direct partner) opens it back.
+    let back = format!(
+        "[our]\ndomains = [\"redmond.hsgincubator.com\"]\n\
+         [[our.keys]]\nstandard = \"smime\"\ncertificate = \"{}\"\nkey = \"{}\"\n\
+         [[partner]]\ndomain = \"nhind.hsgincubator.com\"\nstandards = [\"smime\"]\n\
+         policy = \"required\"\nprofile = \"direct\"\nsmime_certificates = [\"{}\"]\n\
+         trust_anchors = [\"{}\", \"{}\"]\n",
+        redmond.0.display(),
+        redmond.1.display(),
+        keys.0.display(),
+        ri("umamalga1.cer").display(),
+        ri("um-amalga1-vm1.cer").display(),
+    );
+    std::fs::write(tmp.path().join("back.toml"), back).unwrap();
+    let at = postern_core::civil::parse_rfc3339("2019-06-01T12:00:00Z").unwrap();
+    let gw = postern_router::Gateway::builder()
+        .clock(Arc::new(postern_core::FixedClock(at)))
+        .build()
+        .unwrap();
+    let dir = gw.load_directory(&tmp.path().join("back.toml")).unwrap();
+    let from = postern_core::Address::new("biff@nhind.hsgincubator.com").unwrap();
+    let opened = postern_core::block_on(gw.inbound(&dir, Some(&from), &sealed));
+    let postern_router::Inbound::Deliver { message, .. } = opened else {
+        panic!("not delivered: {opened:?}")
+    };
+    let got = String::from_utf8_lossy(&message).into_owned();
+    assert!(got.contains("Postern-Signature: valid"), "{got}");
+    let view = postern_core::MessageView::parse(&message).unwrap();
+    assert_eq!(
+        view.header("subject").as_deref().map(str::trim),
+        Some("Referral: J. Doe, 1970-01-01")
+    );
+    assert_eq!(view.root().mime_type(), "text/plain", "{got}");
 }

@@ -113,8 +113,9 @@ impl Credential {
 pub struct SignRequest<'a> {
     /// Our signing identity (certificate and private key).
     pub credential: &'a Credential,
-    /// For sign-only: a detached signature (`multipart/signed`, readable without S/MIME
-    /// support) rather than an opaque signed object. Ignored when also encrypting.
+    /// A detached signature (`multipart/signed`, readable without S/MIME support) rather than
+    /// an opaque signed object: for sign-only, and with S/MIME inside the encryption too (the
+    /// form Direct HISPs require). OpenPGP signs inside its encryption either way.
     pub detached: bool,
 }
 
@@ -172,6 +173,16 @@ impl<'a> SealRequest<'a> {
         self.sign = Some(SignRequest {
             credential,
             detached: false,
+        });
+        self
+    }
+
+    /// Sign with `credential` first, as a detached `multipart/signed` inside the encryption
+    /// (S/MIME; see [`SignRequest::detached`]).
+    pub fn signed_detached_by(mut self, credential: &'a Credential) -> Self {
+        self.sign = Some(SignRequest {
+            credential,
+            detached: true,
         });
         self
     }

@@ -882,6 +882,16 @@ impl Router {
             )?),
             _ => None,
         };
+        // A Direct HISP gets the whole message wrapped (its Subject inside only), signed
+        // detached: the form both reference implementations read.
+        let direct = partner.profile == crate::PartnerProfile::Direct;
+        let wrapped;
+        let message = if direct {
+            wrapped = crate::wrapped::wrap(&MessageView::parse(message)?);
+            &wrapped[..]
+        } else {
+            message
+        };
         let view = MessageView::parse(message)?;
         let mut req = SealRequest::encrypt(certs, &self.policy)
             .with_header_protection(partner.header_protection);
@@ -890,7 +900,11 @@ impl Router {
             req = req.with_cipher(c);
         }
         if let Some(s) = &signer {
-            req = req.signed_by(s);
+            req = if direct {
+                req.signed_detached_by(s)
+            } else {
+                req.signed_by(s)
+            };
         }
         backend.seal(&view, &req).await
     }

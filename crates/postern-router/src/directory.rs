@@ -29,6 +29,7 @@
 //! unsigned_cbc = "quarantine"      # or "text-only": its AES-CBC mail without a valid signature
 //! accept_legacy = ["3des", "sha1"] # receive-only: open its 3DES mail, accept SHA-1 signatures
 //! portal_days = 14                 # portal messages for it expire after 14 days (default: 30)
+//! profile = "direct"               # a Direct HISP: every message wrapped and signed (S/MIME)
 //! ```
 
 use std::collections::HashMap;
@@ -65,6 +66,19 @@ pub enum UnsignedCbc {
     /// Deliver its text only, as `text/plain` with links removed and attachments withheld
     /// (the default for everyone else).
     TextOnly,
+}
+
+/// How a partner's gateway expects its mail beyond the standard it speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PartnerProfile {
+    /// Plain S/MIME or OpenPGP as the entry's other settings say.
+    #[default]
+    Standard,
+    /// A Direct HISP (the US health system's RFC 3183 gateways): S/MIME only; every message is
+    /// wrapped whole as `message/rfc822` (its Subject travels inside only), signed with our
+    /// identity for the sender as a detached `multipart/signed`, then encrypted.
+    Direct,
 }
 
 /// A legacy algorithm a partner may still *send* us (never used towards it).
@@ -166,6 +180,8 @@ pub struct Partner {
     pub trust_anchors: Vec<Vec<u8>>,
     /// Whether its signers' certificates are harvested.
     pub harvest: Harvest,
+    /// What its gateway expects beyond the standard (a Direct HISP).
+    pub profile: PartnerProfile,
     /// Line of the entry in the directory file (0 when built in Rust).
     pub line: usize,
 }
@@ -214,6 +230,7 @@ impl Partner {
             key_sources: Vec::new(),
             trust_anchors: Vec::new(),
             harvest: Harvest::Off,
+            profile: PartnerProfile::Standard,
             line: 0,
         }
     }
@@ -463,6 +480,8 @@ struct RawPartner {
     trust_anchors: Vec<Spanned<String>>,
     #[serde(default)]
     harvest: Harvest,
+    #[serde(default)]
+    profile: PartnerProfile,
 }
 
 /// 1-based line of a byte offset.
@@ -729,7 +748,9 @@ impl Directory {
             }
             let mut partner = Partner::new(pattern, p.policy, Vec::new());
             partner.line = line;
-            partner.sign = p.sign;
+            partner.profile = p.profile;
+            // Direct mail is signed, always: a HISP refuses an unsigned message.
+            partner.sign = p.sign || p.profile == PartnerProfile::Direct;
             partner.header_protection = p.header_protection;
             partner.unsigned_cbc = p.unsigned_cbc;
             if let Some(d) = &p.portal_days {

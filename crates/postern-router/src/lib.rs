@@ -106,7 +106,7 @@ pub use checked::{CheckedDirectory, Rejected};
 pub use decide::{strip_bcc, Disposition, QuarantineReason, Reason, Router};
 pub use directory::{
     normalise_fingerprint, Directory, DirectoryError, DomainPattern, Harvest, KeySource, Legacy,
-    OurIdentity, Partner, PartnerPolicy, Problem, UnsignedCbc,
+    OurIdentity, Partner, PartnerPolicy, PartnerProfile, Problem, UnsignedCbc,
 };
 pub use dkim::{dkim_signatures, DkimFields};
 pub use gateway::{BuildError, Gateway, GatewayBuilder, Outgoing, Plan, ScanFallback};

@@ -308,6 +308,29 @@ fn check_partner(
             message,
         })
     };
+    if p.profile == crate::PartnerProfile::Direct {
+        if p.standards != [Standard::Smime] {
+            push(
+                Severity::Error,
+                "profile = \"direct\" is S/MIME only: standards = [\"smime\"]".into(),
+            );
+        }
+        if !matches!(p.policy, PartnerPolicy::Required | PartnerPolicy::Preferred) {
+            push(
+                Severity::Error,
+                "profile = \"direct\" seals every message: its policy is required or preferred"
+                    .into(),
+            );
+        }
+        if p.header_protection {
+            push(
+                Severity::Error,
+                "profile = \"direct\" wraps the whole message (its header fields travel inside); \
+                 header_protection does not apply"
+                    .into(),
+            );
+        }
+    }
     let discovers_smime = p.key_sources.iter().any(|k| {
         matches!(
             k,
@@ -584,5 +607,52 @@ mod tests {
             findings.iter().all(|f| f.severity == Severity::Warning),
             "{findings:?}"
         );
+    }
+
+    /// A Direct entry is S/MIME only, sealed (required or preferred), without RFC 9788 header
+    /// protection (the wrapper carries the header fields), and always signed; each mistake is
+    /// named at its line.
+    #[test]
+    fn a_direct_entry_that_cannot_be_direct_is_refused() {
+        let entry = |extra: &str| {
+            let dir = Directory::from_toml(
+                &format!(
+                    "[our]\ndomains = [\"clinic.example\"]\n\
+                     [[partner]]\ndomain = \"hisp.example\"\nprofile = \"direct\"\n{extra}"
+                ),
+                std::path::Path::new("."),
+            )
+            .unwrap();
+            let errors: Vec<String> = validate(&dir, &[], SystemTime::now())
+                .into_iter()
+                .filter(|f| f.severity == Severity::Error && f.message.contains("direct"))
+                .map(|f| f.message)
+                .collect();
+            (dir, errors)
+        };
+        let (dir, _) = entry("standards = [\"smime\"]\npolicy = \"required\"\n");
+        assert!(dir.partners[0].sign, "Direct mail is always signed");
+        for (extra, wanted) in [
+            (
+                "standards = [\"smime\", \"openpgp\"]\npolicy = \"required\"\n",
+                "S/MIME only",
+            ),
+            ("policy = \"tls-required\"\n", "required or preferred"),
+            (
+                "standards = [\"smime\"]\npolicy = \"required\"\nheader_protection = true\n",
+                "header_protection",
+            ),
+        ] {
+            let (_, errors) = entry(extra);
+            assert!(
+                errors.iter().any(|e| e.contains(wanted)),
+                "{extra}: {errors:?}"
+            );
+        }
+        assert!(Directory::from_toml(
+            "[[partner]]\ndomain = \"hisp.example\"\npolicy = \"required\"\nprofile = \"drect\"\n",
+            std::path::Path::new("."),
+        )
+        .is_err());
     }
 }

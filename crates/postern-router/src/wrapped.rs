@@ -100,6 +100,43 @@ pub fn unwrap(opened: &[u8]) -> Result<Option<Unwrapped>, BadWrapper> {
     }))
 }
 
+/// The fields a Direct message shows outside its wrapper (the .NET RI's `MailHeadersUsed` and
+/// the trace fields): enough to route and thread it; never the Subject, which may name a
+/// patient.
+const DIRECT_OUTER: [&str; 10] = [
+    "received",
+    "return-path",
+    "from",
+    "sender",
+    "to",
+    "cc",
+    "date",
+    "message-id",
+    "in-reply-to",
+    "references",
+];
+
+/// `view` wrapped as a Direct HISP sends it: the routing fields above outside, then
+/// `Content-Type: message/rfc822` around the whole message (its header section without trace
+/// fields or Bcc, and its body, in CRLF) — the entity that is signed and encrypted.
+pub fn wrap(view: &MessageView<'_>) -> Vec<u8> {
+    let inner = postern_core::mime::inner_entity(view, None);
+    let mut out = Vec::with_capacity(inner.len() + 1024);
+    for h in view.headers() {
+        if DIRECT_OUTER.iter().any(|n| h.name.eq_ignore_ascii_case(n)) {
+            postern_core::mime::push_outer_field(&mut out, h.name, h.raw_value);
+        }
+    }
+    out.extend_from_slice(b"MIME-Version: 1.0\r\nContent-Type: message/rfc822\r\n");
+    // RFC 2046 §5.2.1: 7bit, 8bit or binary only; say 8bit when it is not 7-bit text.
+    if !inner.is_ascii() {
+        out.extend_from_slice(b"Content-Transfer-Encoding: 8bit\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&inner);
+    out
+}
+
 /// Where the header section ends (after its empty line; the whole input when it has none).
 fn header_end(message: &[u8]) -> usize {
     let mut at = 0;
@@ -183,6 +220,30 @@ mod tests {
             );
             assert!(got.ends_with("\r\n\r\nYo.\r\n"), "{got:?}");
         }
+    }
+
+    /// Wrapped for Direct: routing fields outside, no Subject and no Bcc anywhere, the whole
+    /// message inside; unwrapping gives the message back.
+    #[test]
+    fn a_direct_wrapper_shows_routing_fields_only_and_unwraps_to_the_message() {
+        let msg = "Received: from mua by mx; Mon, 10 May 2010 14:53:27 -0700\r\nFrom: dr@clinic.example\r\nTo: toby@redmond.example\r\nBcc: secret@clinic.example\r\nSubject: J. Doe, HIV test\r\nMessage-ID: <1@clinic.example>\r\nDate: Mon, 10 May 2010 14:53:27 -0700\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nGr\u{fc}\u{df}e\n";
+        let view = MessageView::parse(msg.as_bytes()).unwrap();
+        let w = wrap(&view);
+        let text = String::from_utf8(w.clone()).unwrap();
+        let (outer, inner) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            !outer.contains("Subject") && !text.contains("Bcc"),
+            "{text}"
+        );
+        assert!(outer.contains("Message-ID: <1@clinic.example>"), "{outer}");
+        assert!(outer.contains("Content-Type: message/rfc822"), "{outer}");
+        assert!(outer.contains("Content-Transfer-Encoding: 8bit"), "{outer}");
+        assert!(inner.contains("Subject: J. Doe, HIV test\r\n"), "{inner}");
+        assert!(!inner.contains("Received:"), "{inner}");
+        let back = unwrap(&w).unwrap().unwrap();
+        let view = MessageView::parse(&back.message).unwrap();
+        assert_eq!(view.header("subject").unwrap().trim(), "J. Doe, HIV test");
+        assert!(back.message.ends_with("Grüße\r\n".as_bytes()));
     }
 
     /// Anything but a wrapper is left alone; a second wrapper inside stays the content.

@@ -254,11 +254,23 @@ impl SmimeEnvelope {
         }
         let hp = req.header_protection.then_some("cipher");
         let mut entity = mime::inner_entity(msg, hp);
-        if let Some(me) = &signer {
-            // Sign, then encrypt (RFC 8551 §3.7): the signed opaque object becomes the content.
-            let sig = signed::sign(&entity, me, self.rsa_signature, false, req.policy, req.now)?;
-            // The same pkcs7-mime entity as a sign-only message, minus the outer headers.
-            entity = pkcs7_mime(b"", "signed-data", &sig);
+        if let (Some(me), Some(sign)) = (&signer, req.sign) {
+            // Sign, then encrypt (RFC 8551 §3.7): the signed object becomes the content — the
+            // same entity as a sign-only message, minus the outer headers. Detached when asked
+            // (Direct: a multipart/signed whose first part is the entity), else opaque.
+            let sig = signed::sign(
+                &entity,
+                me,
+                self.rsa_signature,
+                sign.detached,
+                req.policy,
+                req.now,
+            )?;
+            entity = if sign.detached {
+                multipart_signed(b"", &entity, &sig)
+            } else {
+                pkcs7_mime(b"", "signed-data", &sig)
+            };
         }
         self.envelope(msg, req, &[&entity], None)
     }
