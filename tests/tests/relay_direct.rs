@@ -258,25 +258,7 @@ fn our_mail_to_a_direct_hisp_is_wrapped_signed_and_encrypted_as_the_ri_reads_it(
     );
 
     // The redmond side of Postern (its key ours, nhind its Direct partner) opens it back.
-    let back = format!(
-        "[our]\ndomains = [\"redmond.hsgincubator.com\"]\n\
-         [[our.keys]]\nstandard = \"smime\"\ncertificate = \"{}\"\nkey = \"{}\"\n\
-         [[partner]]\ndomain = \"nhind.hsgincubator.com\"\nstandards = [\"smime\"]\n\
-         policy = \"required\"\nprofile = \"direct\"\nsmime_certificates = [\"{}\"]\n\
-         trust_anchors = [\"{}\", \"{}\"]\n",
-        redmond.0.display(),
-        redmond.1.display(),
-        keys.0.display(),
-        ri("umamalga1.cer").display(),
-        ri("um-amalga1-vm1.cer").display(),
-    );
-    std::fs::write(tmp.path().join("back.toml"), back).unwrap();
-    let at = postern_core::civil::parse_rfc3339("2019-06-01T12:00:00Z").unwrap();
-    let gw = postern_router::Gateway::builder()
-        .clock(Arc::new(postern_core::FixedClock(at)))
-        .build()
-        .unwrap();
-    let dir = gw.load_directory(&tmp.path().join("back.toml")).unwrap();
+    let (gw, dir) = redmond_side(tmp.path(), &redmond, &keys);
     let from = postern_core::Address::new("biff@nhind.hsgincubator.com").unwrap();
     let opened = postern_core::block_on(gw.inbound(&dir, Some(&from), &sealed));
     let postern_router::Inbound::Deliver { message, .. } = opened else {
@@ -290,4 +272,142 @@ fn our_mail_to_a_direct_hisp_is_wrapped_signed_and_encrypted_as_the_ri_reads_it(
         Some("Referral: J. Doe, 1970-01-01")
     );
     assert_eq!(view.root().mime_type(), "text/plain", "{got}");
+}
+
+/// The redmond HISP as a Postern gateway at 2019-06-01: its key ours, nhind (Biff's
+/// certificate) its Direct partner.
+fn redmond_side(
+    tmp: &Path,
+    redmond: &(PathBuf, PathBuf),
+    biff: &(PathBuf, PathBuf),
+) -> (postern_router::Gateway, postern_router::CheckedDirectory) {
+    let back = format!(
+        "[our]\ndomains = [\"redmond.hsgincubator.com\"]\n\
+         [[our.keys]]\nstandard = \"smime\"\ncertificate = \"{}\"\nkey = \"{}\"\n\
+         [[partner]]\ndomain = \"nhind.hsgincubator.com\"\nstandards = [\"smime\"]\n\
+         policy = \"required\"\nprofile = \"direct\"\nsmime_certificates = [\"{}\"]\n\
+         trust_anchors = [\"{}\", \"{}\"]\n",
+        redmond.0.display(),
+        redmond.1.display(),
+        biff.0.display(),
+        ri("umamalga1.cer").display(),
+        ri("um-amalga1-vm1.cer").display(),
+    );
+    std::fs::write(tmp.join("back.toml"), back).unwrap();
+    let at = postern_core::civil::parse_rfc3339("2019-06-01T12:00:00Z").unwrap();
+    let gw = postern_router::Gateway::builder()
+        .clock(Arc::new(postern_core::FixedClock(at)))
+        .build()
+        .unwrap();
+    let dir = gw.load_directory(&tmp.join("back.toml")).unwrap();
+    (gw, dir)
+}
+
+/// AS 1.3 on receipt, from a Direct partner: plain, signed-only, encrypted-unsigned mail and
+/// mail whose envelope sender is neither From nor Sender are held with the Direct fault named
+/// (never delivered tagged or cut to text); a recipient the signed To and Cc do not name is
+/// refused (5.7.1) while the named one gets the message. Made with OpenSSL as a HISP would.
+#[test]
+fn a_direct_hisp_s_mail_that_breaks_a_direct_rule_is_not_delivered() {
+    use postern_router::{Decision, DirectFault, Inbound, Origin, QuarantineReason, Submission};
+    let tmp = tempfile::tempdir().unwrap();
+    let biff = biff(tmp.path());
+    let redmond = ri_pair(tmp.path(), "redmond.pfx", "redmond");
+    let (gw, dir) = redmond_side(tmp.path(), &redmond, &biff);
+    let inner = "From: biff@nhind.hsgincubator.com\r\nTo: toby@redmond.hsgincubator.com\r\n\
+                 Subject: Referral\r\nContent-Type: text/plain\r\n\r\nSee the patient.\r\n";
+    let wrapper = format!("Content-Type: message/rfc822\r\n\r\n{inner}");
+    let openssl = |args: &[&str], input: &[u8]| {
+        run_ok(
+            std::process::Command::new("openssl")
+                .args(["cms"])
+                .args(args)
+                .args(["-signer"])
+                .arg(&biff.0)
+                .arg("-inkey")
+                .arg(&biff.1),
+            input,
+        )
+    };
+    let encrypt = |input: &[u8]| {
+        run_ok(
+            std::process::Command::new("openssl")
+                .args(["cms", "-encrypt", "-aes-256-cbc"])
+                .arg(&redmond.0),
+            input,
+        )
+    };
+    let head = "From: biff@nhind.hsgincubator.com\r\nTo: toby@redmond.hsgincubator.com\r\n";
+    let with_head = |body: Vec<u8>| [head.as_bytes(), &body].concat();
+    let signed = openssl(&["-sign", "-md", "sha256"], wrapper.as_bytes());
+    let sealed = with_head(encrypt(&signed));
+    let cases: Vec<(&str, Vec<u8>, &str, DirectFault)> = vec![
+        (
+            "plain",
+            inner.as_bytes().to_vec(),
+            "biff@nhind.hsgincubator.com",
+            DirectFault::NotProtected,
+        ),
+        (
+            "signed only",
+            with_head(signed.clone()),
+            "biff@nhind.hsgincubator.com",
+            DirectFault::NotEncrypted,
+        ),
+        (
+            "encrypted, not signed",
+            with_head(encrypt(wrapper.as_bytes())),
+            "biff@nhind.hsgincubator.com",
+            DirectFault::Signature(postern_core::SignatureVerdict::Absent),
+        ),
+        (
+            "another envelope sender",
+            sealed.clone(),
+            "mallory@nhind.hsgincubator.com",
+            DirectFault::SenderMismatch,
+        ),
+    ];
+    for (name, msg, mail_from, fault) in cases {
+        let from = postern_core::Address::new(mail_from).unwrap();
+        match postern_core::block_on(gw.inbound(&dir, Some(&from), &msg)) {
+            Inbound::Quarantine {
+                reason: QuarantineReason::Direct(got),
+                ..
+            } => assert_eq!(got, fault, "{name}"),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    // The well-formed one: delivered to toby, refused for a colleague the To does not name.
+    let envelope = postern_router::Envelope {
+        mail_from: Some(postern_core::Address::new("biff@nhind.hsgincubator.com").unwrap()),
+        rcpt_to: vec![
+            postern_core::Address::new("toby@redmond.hsgincubator.com").unwrap(),
+            postern_core::Address::new("bcc@redmond.hsgincubator.com").unwrap(),
+        ],
+    };
+    let route = postern_core::block_on(
+        gw.route(&dir, Submission::new(Origin::Internet, &envelope, &sealed)),
+    );
+    let mut delivered = Vec::new();
+    let mut refused = Vec::new();
+    for d in route.decisions {
+        match d {
+            Decision::Inbound {
+                recipients,
+                inbound: Inbound::Deliver { message, .. },
+            } => {
+                assert!(String::from_utf8_lossy(&message).contains("Postern-Signature: valid"));
+                delivered.extend(recipients);
+            }
+            Decision::Refuse { recipients, reason } => {
+                assert_eq!(reason.smtp_reply().enhanced.to_string(), "5.7.1");
+                refused.extend(recipients);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0].to_string(), "toby@redmond.hsgincubator.com");
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].to_string(), "bcc@redmond.hsgincubator.com");
 }

@@ -28,11 +28,14 @@ pub enum HoldCode {
     Undeliverable,
     /// A protected wrapped message (`message/rfc822`) that cannot be read as a message.
     BadWrapper,
+    /// Mail from a Direct partner that breaks the Direct rules (not encrypted, not validly
+    /// signed, the envelope disagreeing with its header fields).
+    DirectRefused,
 }
 
 impl HoldCode {
     /// Every kind.
-    pub const ALL: [HoldCode; 10] = [
+    pub const ALL: [HoldCode; 11] = [
         HoldCode::Content,
         HoldCode::PlainToPartner,
         HoldCode::NotAMessage,
@@ -43,6 +46,7 @@ impl HoldCode {
         HoldCode::Unscannable,
         HoldCode::Undeliverable,
         HoldCode::BadWrapper,
+        HoldCode::DirectRefused,
     ];
 
     /// The stable word stored and shown in listings.
@@ -58,6 +62,7 @@ impl HoldCode {
             HoldCode::Unscannable => "unscannable",
             HoldCode::Undeliverable => "undeliverable",
             HoldCode::BadWrapper => "bad-wrapper",
+            HoldCode::DirectRefused => "direct-refused",
         }
     }
 }

@@ -139,6 +139,8 @@ pub enum QuarantineReason {
     /// A protected message whose content is a wrapped message (`message/rfc822`) that cannot
     /// be read as one: delivered neither as the wrapper nor as what is inside.
     BadWrapper(crate::wrapped::BadWrapper),
+    /// Mail from a Direct partner that breaks the Direct rules.
+    Direct(crate::DirectFault),
 }
 
 impl QuarantineReason {
@@ -154,6 +156,7 @@ impl QuarantineReason {
             QuarantineReason::Malware { .. } => HoldCode::Malware,
             QuarantineReason::Unscannable { .. } => HoldCode::Unscannable,
             QuarantineReason::BadWrapper(_) => HoldCode::BadWrapper,
+            QuarantineReason::Direct(_) => HoldCode::DirectRefused,
         }
     }
 
@@ -209,6 +212,7 @@ impl fmt::Display for QuarantineReason {
                 )
             }
             QuarantineReason::BadWrapper(why) => write!(f, "{why}"),
+            QuarantineReason::Direct(fault) => write!(f, "{fault}"),
         }
     }
 }
@@ -247,6 +251,10 @@ pub enum Reason {
     /// Mail from the internet for a recipient outside our domains: never relayed.
     #[error("relaying denied: not one of our domains")]
     RelayDenied,
+    /// Direct mail for a recipient its To and Cc fields do not name (the signed header fields
+    /// must agree with the envelope).
+    #[error("Direct: the recipient is not in the message's To or Cc (routing headers do not match the envelope)")]
+    NotInRoutingHeaders,
     /// The malware scanner could not answer, and the policy says wait for it.
     #[error("the malware scanner ({scanner}) is unavailable: {why}")]
     ScannerUnavailable {
@@ -294,6 +302,7 @@ impl Reason {
             },
             Reason::ContentPolicy { .. }
             | Reason::RelayDenied
+            | Reason::NotInRoutingHeaders
             | Reason::ScannerUnavailable { .. }
             | Reason::Other { .. } => None,
         }
@@ -305,7 +314,8 @@ impl Reason {
             Reason::Sealing { error, .. } | Reason::Malformed(error) => error.is_temporary(),
             Reason::EncryptionFailed { .. }
             | Reason::ContentPolicy { .. }
-            | Reason::RelayDenied => false,
+            | Reason::RelayDenied
+            | Reason::NotInRoutingHeaders => false,
             Reason::ScannerUnavailable { .. } => true,
             Reason::Other { temporary, .. } => *temporary,
         }
@@ -333,11 +343,13 @@ impl Reason {
                         text: String::new(),
                     })
             },
-            Reason::ContentPolicy { .. } | Reason::RelayDenied => SmtpReply {
-                code: 550,
-                enhanced: EnhancedStatus::REFUSED,
-                text,
-            },
+            Reason::ContentPolicy { .. } | Reason::RelayDenied | Reason::NotInRoutingHeaders => {
+                SmtpReply {
+                    code: 550,
+                    enhanced: EnhancedStatus::REFUSED,
+                    text,
+                }
+            }
             Reason::ScannerUnavailable { .. } => SmtpReply {
                 code: 451,
                 enhanced: EnhancedStatus::TEMPORARY_SYSTEM,
@@ -1104,6 +1116,7 @@ mod tests {
                 why: "size limit".into(),
             },
             QuarantineReason::BadWrapper(crate::wrapped::BadWrapper::NoHeader),
+            QuarantineReason::Direct(crate::DirectFault::NotEncrypted),
         ];
         let mut codes: Vec<&str> = all.iter().map(|r| r.code().as_str()).collect();
         codes.sort_unstable();

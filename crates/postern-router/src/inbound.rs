@@ -179,7 +179,16 @@ impl InboundRouter {
             None => single_from(&view).and_then(|a| dir.partner_index_for(a.domain())),
         };
         let partner = partner_index.map(|i| &dir.partners[i]);
+        // A Direct HISP's mail is delivered only when it keeps every Direct rule.
+        let direct = partner.is_some_and(|p| p.profile == crate::PartnerProfile::Direct);
+        let refuse = |message: Vec<u8>, fault: crate::DirectFault| Inbound::Quarantine {
+            message,
+            reason: QuarantineReason::Direct(fault),
+        };
         let Some(backend) = self.backends.iter().find(|b| b.recognises(&view)) else {
+            if direct {
+                return refuse(clean.to_vec(), crate::DirectFault::NotProtected);
+            }
             return self.plaintext(partner, clean.to_vec());
         };
         let standard = backend.standard();
@@ -253,6 +262,21 @@ impl InboundRouter {
                     message: inner,
                 };
                 let (mut headers, verdict) = result_headers(&opened.report, &binding);
+                if direct {
+                    let fault = if opened.report.encryption.is_none() {
+                        Some(crate::DirectFault::NotEncrypted)
+                    } else if !verdict.vouches() {
+                        Some(crate::DirectFault::Signature(verdict))
+                    } else if mail_from.is_some_and(|m| !crate::direct::sender_matches(inner, m)) {
+                        Some(crate::DirectFault::SenderMismatch)
+                    } else {
+                        None
+                    };
+                    if let Some(fault) = fault {
+                        headers.extend_from_slice(inner);
+                        return refuse(headers, fault);
+                    }
+                }
                 // A partner that must encrypt sent something that opened without decryption
                 // (signed only, or wrapped in a SignedData with no signer): plaintext all the
                 // same, under the same policy as plaintext that was never wrapped.
@@ -320,6 +344,12 @@ impl InboundRouter {
                     verdict,
                 }
             }
+            Err(e) if direct => refuse(
+                clean.to_vec(),
+                crate::DirectFault::CannotOpen {
+                    error: e.to_string(),
+                },
+            ),
             Err(e) => match self.policy.undecryptable {
                 InboundAction::Quarantine => Inbound::Quarantine {
                     message: clean.to_vec(),
@@ -704,7 +734,7 @@ pub(crate) fn single_from(view: &MessageView<'_>) -> Option<Address> {
 /// The addr-specs of an address list: each comma-separated mailbox (commas inside quotes,
 /// comments and angle brackets do not separate), the part in angle brackets when there is one.
 /// A group (`name: a, b;`) yields its members, so it never counts as one mailbox by accident.
-fn mailboxes(value: &str) -> Vec<String> {
+pub(crate) fn mailboxes(value: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut current = String::new();
     let (mut quoted, mut depth, mut angle) = (false, 0usize, false);

@@ -91,6 +91,7 @@
 
 mod checked;
 mod decide;
+mod direct;
 mod directory;
 mod dkim;
 mod gateway;
@@ -104,6 +105,7 @@ mod wrapped;
 
 pub use checked::{CheckedDirectory, Rejected};
 pub use decide::{strip_bcc, Disposition, QuarantineReason, Reason, Router};
+pub use direct::DirectFault;
 pub use directory::{
     normalise_fingerprint, Directory, DirectoryError, DomainPattern, Harvest, KeySource, Legacy,
     OurIdentity, Partner, PartnerPolicy, PartnerProfile, Problem, UnsignedCbc,

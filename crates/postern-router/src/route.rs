@@ -111,7 +111,7 @@ pub struct Route {
 impl Gateway {
     /// Decides for every recipient of a message by where it came from (see [`Origin`]).
     pub async fn route(&self, dir: &CheckedDirectory, sub: Submission<'_>) -> Route {
-        let (ours, theirs): (Vec<Address>, Vec<Address>) = sub
+        let (mut ours, theirs): (Vec<Address>, Vec<Address>) = sub
             .envelope
             .rcpt_to
             .iter()
@@ -144,6 +144,27 @@ impl Gateway {
                         let inbound = self
                             .inbound(dir, sub.envelope.mail_from.as_ref(), sub.message)
                             .await;
+                        // Direct: a recipient the signed To and Cc do not name is refused
+                        // (AS 1.3), for that recipient only.
+                        if let Inbound::Deliver { message, .. } = &inbound {
+                            let mail_from = sub.envelope.mail_from.as_ref();
+                            if crate::direct::from_direct_partner(dir, mail_from, sub.message) {
+                                let refused = crate::direct::not_routed(message, &ours);
+                                if !refused.is_empty() {
+                                    ours.retain(|r| !refused.contains(r));
+                                    decisions.push(Decision::Refuse {
+                                        recipients: refused,
+                                        reason: Reason::NotInRoutingHeaders,
+                                    });
+                                }
+                                if ours.is_empty() {
+                                    return Route {
+                                        inspection: None,
+                                        decisions,
+                                    };
+                                }
+                            }
+                        }
                         // Scanned as our users will see it: opened, for sealed mail.
                         let scanned = match &inbound {
                             Inbound::Deliver { message, .. } => self.scan(message).await,
