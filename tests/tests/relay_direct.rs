@@ -411,3 +411,101 @@ fn a_direct_hisp_s_mail_that_breaks_a_direct_rule_is_not_delivered() {
     assert_eq!(refused.len(), 1);
     assert_eq!(refused[0].to_string(), "bcc@redmond.hsgincubator.com");
 }
+
+/// RI → us with the Direct profile: the RI's envelopeSignature.eml from redmond (SHA-1
+/// accepted for it) is delivered to Biff unwrapped, and the relay answers with a processed MDN
+/// from Biff to toby@redmond, sealed as Direct mail to redmond's certificate: OpenSSL opens it
+/// with the RI's redmond.pfx key, and inside the wrapper is an RFC 8098 report naming Biff as
+/// the final recipient, "processed", with no Original-Message-ID (the RI message has none).
+#[test]
+fn a_direct_message_delivered_is_answered_with_a_processed_mdn_the_ri_can_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = biff(tmp.path());
+    let sink = SmtpSink::start(&[]);
+    let directory = format!(
+        "[our]\ndomains = [\"nhind.hsgincubator.com\"]\n\
+         [[our.keys]]\nstandard = \"smime\"\ncertificate = \"{}\"\nkey = \"{}\"\n\
+         [[partner]]\ndomain = \"redmond.hsgincubator.com\"\nstandards = [\"smime\"]\n\
+         policy = \"required\"\nprofile = \"direct\"\nsmime_certificates = [\"{}\"]\n\
+         accept_legacy = [\"sha1\"]\ntrust_anchors = [\"{}\", \"{}\"]\n",
+        keys.0.display(),
+        keys.1.display(),
+        ri("redmond.hsgincubator.com.crt").display(),
+        ri("umamalga1.cer").display(),
+        ri("um-amalga1-vm1.cer").display(),
+    );
+    let (rt, relay) = relay_at_2019(tmp.path(), &sink, &directory);
+    let msg = std::fs::read(ri("envelopeSignature.eml")).unwrap();
+    let public = relay.public_addr.unwrap().to_string();
+    let r = send_mail(
+        &public,
+        "toby@redmond.hsgincubator.com",
+        &["biff@nhind.hsgincubator.com"],
+        &msg,
+    )
+    .unwrap();
+    assert!(r.starts_with("250"), "{r}");
+    assert!(wait_until(Duration::from_secs(30), || sink.count() == 2));
+    rt.block_on(relay.shutdown(Duration::from_secs(5)));
+    let messages = sink.messages();
+    let to = |who: &str| {
+        messages
+            .iter()
+            .find(|(rcpts, _)| rcpts.iter().any(|r| r == who))
+            .unwrap_or_else(|| panic!("nothing for {who}"))
+            .1
+            .clone()
+    };
+    let delivered = String::from_utf8_lossy(&to("biff@nhind.hsgincubator.com")).into_owned();
+    assert!(
+        delivered.contains("Subject: Simple Text Message"),
+        "{delivered}"
+    );
+    let sealed = to("toby@redmond.hsgincubator.com");
+    let outer = postern_core::MessageView::parse(&sealed).unwrap();
+    assert_eq!(outer.root().mime_type(), "application/pkcs7-mime");
+    assert!(
+        outer.header("subject").is_none(),
+        "Direct: no Subject outside"
+    );
+    let redmond = ri_pair(tmp.path(), "redmond.pfx", "redmond");
+    let decrypted = run_ok(
+        std::process::Command::new("openssl")
+            .args(["cms", "-decrypt", "-recip"])
+            .arg(&redmond.0)
+            .arg("-inkey")
+            .arg(&redmond.1),
+        &sealed,
+    );
+    let verified = run_ok(
+        std::process::Command::new("openssl")
+            .args(["cms", "-verify", "-attime", "1559390400", "-CAfile"])
+            .arg(ri("um-amalga1-vm1.cer")),
+        &decrypted,
+    );
+    // Inside the message/rfc822 wrapper: the report.
+    let wrapper = postern_core::MessageView::parse(&verified).unwrap();
+    assert_eq!(wrapper.root().mime_type(), "message/rfc822");
+    let report = postern_core::MessageView::parse(wrapper.body()).unwrap();
+    assert_eq!(report.root().mime_type(), "multipart/report");
+    assert_eq!(
+        report.header("from").as_deref().map(str::trim),
+        Some("<biff@nhind.hsgincubator.com>")
+    );
+    assert_eq!(
+        report.header("subject").as_deref().map(str::trim),
+        Some("Processed: Simple Text Message")
+    );
+    let parts = report.root().children();
+    assert_eq!(parts[1].mime_type(), "message/disposition-notification");
+    let fields = String::from_utf8_lossy(parts[1].raw_body()).into_owned();
+    assert!(
+        fields.contains("Final-Recipient: rfc822;biff@nhind.hsgincubator.com"),
+        "{fields}"
+    );
+    assert!(
+        fields.contains("Disposition: automatic-action/MDN-sent-automatically; processed"),
+        "{fields}"
+    );
+    assert!(!fields.contains("Original-Message-ID"), "{fields}");
+}

@@ -22,6 +22,7 @@ pub mod dsn;
 pub mod harvest;
 pub mod keywatch;
 mod listener;
+mod mdn;
 pub mod metrics;
 pub mod mx;
 #[cfg(feature = "portal")]

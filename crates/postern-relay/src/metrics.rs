@@ -124,6 +124,8 @@ pub struct Metrics {
     pub open_latency: Histogram,
     /// Panics contained while processing a message (each one is a bug to report).
     pub panics: Counter,
+    /// Direct `processed` notifications queued (one per recipient of a Direct message).
+    pub mdn_processed: Counter,
     /// Inbound messages delivered, by the signature verdict stated on them (in the order of
     /// [`SignatureVerdict::ALL`]).
     inbound_signatures: [Counter; SignatureVerdict::ALL.len()],
@@ -165,6 +167,11 @@ impl Metrics {
             out,
             "# HELP postern_messages_received_total Messages accepted into the spool.\n# TYPE postern_messages_received_total counter\npostern_messages_received_total {}",
             self.received.get()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP postern_notifications_sent_total Delivery notifications queued, by type.\n# TYPE postern_notifications_sent_total counter\npostern_notifications_sent_total{{type=\"processed\"}} {}",
+            self.mdn_processed.get()
         );
         let _ = writeln!(
             out,

@@ -236,6 +236,10 @@ impl Work<'_> {
                 } => {
                     self.deliver(n, &idx, inbound, &message, sealed, tls_required)
                         .await;
+                    // An opened message that reached our users: Direct wants a notification.
+                    if inbound && opened.is_some() {
+                        crate::mdn::queue_processed(self.shared, self.entry, &idx, &message);
+                    }
                     if let Some(report) = opened {
                         inbound_opened = Some((report, message));
                     }

@@ -97,6 +97,7 @@ mod dkim;
 mod gateway;
 mod inbound;
 mod lookups;
+pub mod mdn;
 mod route;
 mod shared;
 mod textonly;

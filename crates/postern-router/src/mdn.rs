@@ -1,0 +1,259 @@
+//! Delivery notifications for Direct (the Direct Project's "Implementation Guide for Delivery
+//! Notification", on RFC 8098 message disposition notifications): a HISP that accepts a Direct
+//! message for its users answers each with a `processed` MDN, so the sending HISP knows it
+//! arrived. Made here, sent by the caller through the normal outbound path (so it is wrapped,
+//! signed and encrypted like any Direct message).
+//!
+//! Never for an MDN or a DSN (a notification about a notification loops), never to the null
+//! sender, never for mail that was not delivered; and `Disposition-Notification-To` redirects
+//! the MDN only within the sender's own domain (anyone may write that field: elsewhere it
+//! would make us send mail to a stranger's address, backscatter).
+
+use postern_core::{Address, MessageView};
+
+use crate::Directory;
+
+/// One notification to send: MAIL FROM, RCPT TO and the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    /// Its sender: our recipient who got the message (what the sending HISP tracks).
+    pub from: Address,
+    /// Where it goes.
+    pub to: Address,
+    /// The MDN itself (RFC 8098 `multipart/report`).
+    pub message: Vec<u8>,
+}
+
+/// What every notification of one call shares.
+#[derive(Debug, Clone)]
+pub struct Stamp<'a> {
+    /// The Date field's value (RFC 5322).
+    pub date: &'a str,
+    /// A unique word for each notification's Message-ID and MIME boundary; `{n}` is appended.
+    pub unique: &'a str,
+    /// The host named in Message-IDs.
+    pub hostname: &'a str,
+}
+
+/// The `processed` MDNs for a message from outside that was delivered to `recipients`
+/// (`delivered` is the message as our users got it: opened and unwrapped): one per recipient,
+/// when the envelope sender's partner entry has the Direct profile.
+pub fn processed(
+    dir: &Directory,
+    mail_from: Option<&Address>,
+    delivered: &[u8],
+    recipients: &[Address],
+    stamp: &Stamp<'_>,
+) -> Vec<Notification> {
+    let Some(sender) = mail_from else {
+        return Vec::new();
+    };
+    let direct = dir
+        .partner_index_for(sender.domain())
+        .is_some_and(|i| dir.partners[i].profile == crate::PartnerProfile::Direct);
+    let Ok(view) = MessageView::parse(delivered) else {
+        return Vec::new();
+    };
+    if !direct || is_notification(&view) {
+        return Vec::new();
+    }
+    let to = reply_address(&view, sender);
+    let subject = view
+        .header("subject")
+        .map(|s| postern_core::display_text(s.trim(), 200))
+        .unwrap_or_default();
+    let original_id = view
+        .header("message-id")
+        .map(|s| postern_core::display_text(s.trim(), 250))
+        .filter(|s| !s.is_empty());
+    recipients
+        .iter()
+        .enumerate()
+        .map(|(n, rcpt)| Notification {
+            from: rcpt.clone(),
+            to: to.clone(),
+            message: build(rcpt, &to, &subject, original_id.as_deref(), stamp, n),
+        })
+        .collect()
+}
+
+/// An MDN or a DSN (RFC 6522 `multipart/report`, whatever its report type).
+fn is_notification(view: &MessageView<'_>) -> bool {
+    view.root().mime_type() == "multipart/report"
+}
+
+/// `Disposition-Notification-To` when it names one address of the sender's own domain, else
+/// the envelope sender.
+fn reply_address(view: &MessageView<'_>, sender: &Address) -> Address {
+    let asked: Vec<String> = view
+        .headers()
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("disposition-notification-to"))
+        .flat_map(|h| crate::inbound::mailboxes(&h.value()))
+        .collect();
+    match asked.as_slice() {
+        [one] => Address::new(one)
+            .ok()
+            .filter(|a| {
+                a.domain()
+                    .as_str()
+                    .eq_ignore_ascii_case(sender.domain().as_str())
+            })
+            .unwrap_or_else(|| sender.clone()),
+        _ => sender.clone(),
+    }
+}
+
+fn build(
+    rcpt: &Address,
+    to: &Address,
+    subject: &str,
+    original_id: Option<&str>,
+    stamp: &Stamp<'_>,
+    n: usize,
+) -> Vec<u8> {
+    let unique = format!("{}.{n}", stamp.unique);
+    let boundary = format!("=_postern_mdn_{unique}");
+    let subject = if subject.is_empty() {
+        "Processed".to_string()
+    } else {
+        format!("Processed: {subject}")
+    };
+    let domain = rcpt.domain();
+    let mut m = format!(
+        "From: <{rcpt}>\r\n\
+         To: <{to}>\r\n\
+         Subject: {subject}\r\n\
+         Date: {date}\r\n\
+         Message-ID: <mdn.{unique}@{host}>\r\n\
+         Auto-Submitted: auto-replied\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=disposition-notification;\r\n\
+         \tboundary=\"{boundary}\"\r\n\
+         \r\n\
+         --{boundary}\r\n\
+         Content-Type: text/plain; charset=us-ascii\r\n\
+         \r\n\
+         The message sent to {rcpt} was received and processed by its secure mail gateway.\r\n\
+         This is not a sign that the recipient has read it.\r\n\
+         \r\n\
+         --{boundary}\r\n\
+         Content-Type: message/disposition-notification\r\n\
+         \r\n\
+         Reporting-UA: {domain}; Postern\r\n\
+         Original-Recipient: rfc822;{rcpt}\r\n\
+         Final-Recipient: rfc822;{rcpt}\r\n",
+        date = stamp.date,
+        host = stamp.hostname,
+    );
+    if let Some(id) = original_id {
+        m.push_str(&format!("Original-Message-ID: {id}\r\n"));
+    }
+    m.push_str(&format!(
+        "Disposition: automatic-action/MDN-sent-automatically; processed\r\n\
+         \r\n\
+         --{boundary}--\r\n"
+    ));
+    m.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir() -> Directory {
+        Directory::from_toml(
+            "[our]\ndomains = [\"nhind.example\"]\n\
+             [[partner]]\ndomain = \"redmond.example\"\nstandards = [\"smime\"]\n\
+             policy = \"required\"\nprofile = \"direct\"\n\
+             [[partner]]\ndomain = \"plain.example\"\nstandards = [\"smime\"]\n\
+             policy = \"required\"\n",
+            std::path::Path::new("."),
+        )
+        .unwrap()
+    }
+
+    fn a(s: &str) -> Address {
+        Address::new(s).unwrap()
+    }
+
+    const STAMP: Stamp<'static> = Stamp {
+        date: "Sat, 01 Jun 2019 12:00:00 +0000",
+        unique: "q1",
+        hostname: "gw.nhind.example",
+    };
+
+    const MSG: &str = "From: toby@redmond.example\r\nTo: biff@nhind.example, nurse@nhind.example\r\nSubject: Simple Text Message\r\nMessage-ID: <m1@redmond.example>\r\n\r\nYo.\r\n";
+
+    /// One processed MDN per delivered recipient, from that recipient to the sender, naming
+    /// the original by its Message-ID; RFC 8098's fields as the Direct guide wants them.
+    #[test]
+    fn each_recipient_of_direct_mail_answers_processed() {
+        let rcpts = [a("biff@nhind.example"), a("nurse@nhind.example")];
+        let got = processed(
+            &dir(),
+            Some(&a("toby@redmond.example")),
+            MSG.as_bytes(),
+            &rcpts,
+            &STAMP,
+        );
+        assert_eq!(got.len(), 2);
+        for (n, r) in rcpts.iter().enumerate() {
+            assert_eq!(&got[n].from, r);
+            assert_eq!(got[n].to, a("toby@redmond.example"));
+            let text = String::from_utf8(got[n].message.clone()).unwrap();
+            let view = MessageView::parse(text.as_bytes()).unwrap();
+            assert_eq!(view.root().mime_type(), "multipart/report");
+            assert_eq!(
+                view.header("subject").unwrap().trim(),
+                "Processed: Simple Text Message"
+            );
+            let report = &view.root().children()[1];
+            assert_eq!(report.mime_type(), "message/disposition-notification");
+            let body = String::from_utf8_lossy(report.raw_body()).into_owned();
+            assert!(
+                body.contains(&format!("Final-Recipient: rfc822;{r}\r\n")),
+                "{body}"
+            );
+            assert!(body.contains("Original-Message-ID: <m1@redmond.example>\r\n"));
+            assert!(body
+                .contains("Disposition: automatic-action/MDN-sent-automatically; processed\r\n"));
+            assert!(body.contains("Reporting-UA: nhind.example; Postern\r\n"));
+        }
+        assert_ne!(got[0].message, got[1].message, "each its own Message-ID");
+    }
+
+    /// None for the null sender, a partner without the Direct profile, a stranger, or a
+    /// notification (MDN or DSN); Disposition-Notification-To counts only within the
+    /// sender's domain.
+    #[test]
+    fn no_mdn_where_none_is_due_and_none_to_a_stranger() {
+        let rcpts = [a("biff@nhind.example")];
+        let none = |from: Option<&str>, msg: &str| {
+            processed(&dir(), from.map(a).as_ref(), msg.as_bytes(), &rcpts, &STAMP).is_empty()
+        };
+        assert!(none(None, MSG));
+        assert!(none(Some("x@plain.example"), MSG));
+        assert!(none(Some("x@stranger.example"), MSG));
+        let mdn = "From: toby@redmond.example\r\nContent-Type: multipart/report; report-type=disposition-notification; boundary=b\r\n\r\n--b--\r\n";
+        assert!(none(Some("toby@redmond.example"), mdn));
+        let to = |dnt: &str| {
+            let msg = format!("Disposition-Notification-To: {dnt}\r\n{MSG}");
+            processed(
+                &dir(),
+                Some(&a("toby@redmond.example")),
+                msg.as_bytes(),
+                &rcpts,
+                &STAMP,
+            )[0]
+            .to
+            .to_string()
+        };
+        assert_eq!(to("<tracker@redmond.example>"), "tracker@redmond.example");
+        assert_eq!(to("victim@elsewhere.example"), "toby@redmond.example");
+        assert_eq!(
+            to("a@redmond.example, b@redmond.example"),
+            "toby@redmond.example"
+        );
+    }
+}
