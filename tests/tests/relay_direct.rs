@@ -377,6 +377,18 @@ fn a_direct_hisp_s_mail_that_breaks_a_direct_rule_is_not_delivered() {
             other => panic!("{name}: {other:?}"),
         }
     }
+    // The Direct rules follow the author too: plain mail naming the HISP in its From is held
+    // whatever envelope it came in (a stranger's, or the null sender).
+    let stranger = postern_core::Address::new("x@stranger.example").unwrap();
+    for mail_from in [Some(&stranger), None] {
+        match postern_core::block_on(gw.inbound(&dir, mail_from, inner.as_bytes())) {
+            Inbound::Quarantine {
+                reason: QuarantineReason::Direct(DirectFault::NotProtected),
+                ..
+            } => {}
+            other => panic!("{mail_from:?}: {other:?}"),
+        }
+    }
     // The well-formed one: delivered to toby, refused for a colleague the To does not name.
     let envelope = postern_router::Envelope {
         mail_from: Some(postern_core::Address::new("biff@nhind.hsgincubator.com").unwrap()),

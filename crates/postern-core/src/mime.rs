@@ -536,7 +536,8 @@ fn merged_head(outer: &MessageView<'_>, inner: &[u8]) -> (Vec<u8>, usize) {
     } else {
         None
     };
-    let inner_names: Vec<String> = parsed
+    // A set: an outer section of many fields against an inner one of many is not quadratic.
+    let inner_names: std::collections::HashSet<String> = parsed
         .as_ref()
         .map(|v| {
             v.headers()
@@ -547,6 +548,12 @@ fn merged_head(outer: &MessageView<'_>, inner: &[u8]) -> (Vec<u8>, usize) {
         .unwrap_or_default();
     let mut out = Vec::with_capacity(outer.header_section().len() + 1024);
     for h in outer.headers() {
+        // A name that is not an RFC 5322 field name ("Content -Type") is one mail-parser reads
+        // as the field it resembles while our comparisons would not: an unprotected field
+        // could then stand in front of the protected one. Such a field is dropped.
+        if !h.name.bytes().all(|b| (33..=126).contains(&b)) {
+            continue;
+        }
         let lname = h.name.to_ascii_lowercase();
         if is_content_header(h.name)
             || lname == "mime-version"
@@ -718,6 +725,24 @@ mod tests {
         assert!(m.contains("Subject: real\r\n") && !m.contains("[...]"));
         assert_eq!(m.matches("From:").count(), 1);
         assert!(m.ends_with("\r\n\r\nbody\r\n"));
+    }
+
+    /// An unprotected outer field whose name is not a field name ("Content -Type", which
+    /// mail-parser reads as Content-Type) is dropped: it cannot stand in front of the
+    /// protected Content-Type and change what the opened message is.
+    #[test]
+    fn a_malformed_outer_field_name_never_reaches_the_opened_message() {
+        let outer = b"From: a@x.example\r\nContent-Type: application/pkcs7-mime\r\nContent -Type: text/plain\r\nX Postern: 1\r\n\r\nxx";
+        let inner = b"Content-Type: message/rfc822\r\n\r\nFrom: ceo@clinic.example\r\n\r\nhi\r\n";
+        let v = MessageView::parse(outer).unwrap();
+        let m = merge(&v, inner);
+        let text = String::from_utf8_lossy(&m).into_owned();
+        assert!(
+            !text.contains("Content -Type") && !text.contains("X Postern"),
+            "{text}"
+        );
+        let merged = MessageView::parse(&m).unwrap();
+        assert_eq!(merged.root().mime_type(), "message/rfc822", "{text}");
     }
 
     #[test]

@@ -47,11 +47,18 @@ impl Report {
     /// Records the header fields of a signed entity (called by backends for each signed layer).
     pub fn note_signed_entity(&mut self, entity: &[u8]) {
         if let Ok(v) = crate::MessageView::parse(entity) {
-            for h in v.headers() {
-                let n = h.name.to_ascii_lowercase();
-                if !self.signed_fields.contains(&n) {
-                    self.signed_fields.push(n);
-                }
+            self.note_signed_fields(v.headers().iter().map(|h| h.name.to_ascii_lowercase()));
+        }
+    }
+
+    /// Adds header field names (lower-case) to [`Report::signed_fields`], each once, in
+    /// linear time (a hostile entity may carry very many fields).
+    pub fn note_signed_fields(&mut self, names: impl IntoIterator<Item = String>) {
+        let mut seen: std::collections::HashSet<String> =
+            self.signed_fields.iter().cloned().collect();
+        for n in names {
+            if seen.insert(n.clone()) {
+                self.signed_fields.push(n);
             }
         }
     }

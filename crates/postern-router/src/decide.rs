@@ -629,11 +629,13 @@ impl Router {
         for (index, recipients) in groups {
             let partner = &dir.partners[index];
             // Portal and TLS-required partners are never sealed to (a subject trigger turns a
-            // preferred partner into a required one, never these).
-            if !matches!(
-                partner.policy,
-                PartnerPolicy::Required | PartnerPolicy::Preferred
-            ) {
+            // preferred partner into a required one, never these); a Direct HISP always is.
+            if partner.profile != crate::PartnerProfile::Direct
+                && !matches!(
+                    partner.policy,
+                    PartnerPolicy::Required | PartnerPolicy::Preferred
+                )
+            {
                 continue;
             }
             for &standard in &partner.standards {
@@ -725,7 +727,7 @@ impl Router {
                         // (it would vouch for an attacker's words). It is still sealed. Others
                         // are signed for their author: the From address, else the envelope's.
                         let author = envelope.mail_from.as_ref().map(|m| {
-                            crate::inbound::single_from(&view).unwrap_or_else(|| m.clone())
+                            crate::addresses::single_from(&view).unwrap_or_else(|| m.clone())
                         });
                         let group = PartnerGroup {
                             index,
@@ -753,6 +755,9 @@ impl Router {
         let partner = &dir.partners[group.index];
         let recipients = group.recipients.clone();
         let policy = match (partner.policy, forced) {
+            // A Direct HISP never gets plaintext, whatever its entry says (check-config
+            // refuses any other policy for it; a directory built in Rust is held to it here).
+            _ if partner.profile == crate::PartnerProfile::Direct => PartnerPolicy::Required,
             // The user asked for protection: a preferred partner must not get plaintext.
             (PartnerPolicy::Preferred, true) => PartnerPolicy::Required,
             (p, _) => p,
@@ -1307,7 +1312,7 @@ mod tests {
         #[test]
         fn fail_closed(
             partners in proptest::collection::vec(
-                (policy_strategy(), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
+                (policy_strategy(), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
                 1..5,
             ),
             smime in outcome_strategy(),
@@ -1319,7 +1324,7 @@ mod tests {
             let (ct, body_text, genuine) = &bodies()[body];
             let user_encrypted = *genuine;
             let mut dir = Directory::default();
-            for (i, (policy, s, o, has_s, has_o)) in partners.iter().enumerate() {
+            for (i, (policy, s, o, has_s, has_o, direct)) in partners.iter().enumerate() {
                 let mut std = Vec::new();
                 if *s { std.push(Standard::Smime); }
                 if *o { std.push(Standard::OpenPgp); }
@@ -1330,6 +1335,8 @@ mod tests {
                 );
                 if *has_s { p.certificates.insert(Standard::Smime, vec![b"cert".to_vec()]); }
                 if *has_o { p.certificates.insert(Standard::OpenPgp, vec![b"cert".to_vec()]); }
+                // A Direct entry whatever its policy (a directory built in Rust, unchecked).
+                if *direct { p.profile = crate::PartnerProfile::Direct; }
                 dir.partners.push(p);
             }
             let router = Router::new(vec![
@@ -1370,6 +1377,7 @@ mod tests {
                         if let Some(i) = dir.partner_index_for(r.domain()) {
                             let p = &dir.partners[i];
                             let must_encrypt = p.policy == PartnerPolicy::Required
+                                || p.profile == crate::PartnerProfile::Direct
                                 || (p.policy == PartnerPolicy::Preferred && trigger);
                             if must_encrypt && !user_encrypted {
                                 prop_assert!(sealed.is_some() && text.starts_with("X-Fake-Sealed"), "plaintext to required partner {r}: {d:?}");

@@ -43,21 +43,40 @@ impl fmt::Display for DirectFault {
     }
 }
 
-/// Whether a message from outside comes from a Direct partner: the partner of the envelope
-/// sender, or — for the null sender — of the From field (as the inbound router chooses).
-pub(crate) fn from_direct_partner(
+/// Whether the Direct rules apply to `message` from outside: the envelope sender's partner
+/// entry has the Direct profile, or a mailbox of its From or Sender fields belongs to such a
+/// partner. Either is enough: mail that names a HISP as its author is held to the HISP's
+/// rules whatever envelope it came in, or a forger would pick an envelope outside the partner
+/// and have plain mail delivered under the HISP's name. Callers ask again of the opened
+/// message (its inner From may name a HISP the outer one did not).
+pub(crate) fn rules_apply(
     dir: &crate::Directory,
     mail_from: Option<&Address>,
-    raw: &[u8],
+    message: &[u8],
 ) -> bool {
-    let index = match mail_from {
-        Some(a) => dir.partner_index_for(a.domain()),
-        None => MessageView::parse(raw)
-            .ok()
-            .and_then(|v| crate::inbound::single_from(&v))
-            .and_then(|a| dir.partner_index_for(a.domain())),
+    mail_from.is_some_and(|a| is_direct(dir, a.domain().as_str())) || names_direct(dir, message)
+}
+
+/// Whether a mailbox of `message`'s From or Sender fields is of a Direct partner's domain
+/// (read leniently: a mailbox whose address does not parse still counts by what follows its
+/// last `@`).
+pub(crate) fn names_direct(dir: &crate::Directory, message: &[u8]) -> bool {
+    let Ok(view) = MessageView::parse(message) else {
+        return false;
     };
-    index.is_some_and(|i| dir.partners[i].profile == crate::PartnerProfile::Direct)
+    view.headers()
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("from") || h.name.eq_ignore_ascii_case("sender"))
+        .flat_map(|h| crate::addresses::mailboxes(&h.value()))
+        .filter_map(|m| m.rsplit_once('@').map(|(_, d)| d.trim().to_string()))
+        .any(|d| is_direct(dir, &d))
+}
+
+fn is_direct(dir: &crate::Directory, domain: &str) -> bool {
+    postern_core::Domain::new(domain).is_ok_and(|d| {
+        dir.partner_index_for(&d)
+            .is_some_and(|i| dir.partners[i].profile == crate::PartnerProfile::Direct)
+    })
 }
 
 /// Whether `mail_from` is the address of the message's From or Sender field.
@@ -69,27 +88,25 @@ pub(crate) fn sender_matches(message: &[u8], mail_from: &Address) -> bool {
     view.headers()
         .iter()
         .filter(|h| h.name.eq_ignore_ascii_case("from") || h.name.eq_ignore_ascii_case("sender"))
-        .flat_map(|h| crate::inbound::mailboxes(&h.value()))
+        .flat_map(|h| crate::addresses::mailboxes(&h.value()))
         .any(|m| m.eq_ignore_ascii_case(&wanted))
 }
 
 /// The recipients of `recipients` that the message's To and Cc fields do not name.
 pub(crate) fn not_routed(message: &[u8], recipients: &[Address]) -> Vec<Address> {
-    let named: Vec<String> = MessageView::parse(message)
+    let named: std::collections::HashSet<String> = MessageView::parse(message)
         .map(|view| {
             view.headers()
                 .iter()
                 .filter(|h| h.name.eq_ignore_ascii_case("to") || h.name.eq_ignore_ascii_case("cc"))
-                .flat_map(|h| crate::inbound::mailboxes(&h.value()))
+                .flat_map(|h| crate::addresses::mailboxes(&h.value()))
+                .map(|m| m.to_ascii_lowercase())
                 .collect()
         })
         .unwrap_or_default();
     recipients
         .iter()
-        .filter(|r| {
-            let r = r.to_string();
-            !named.iter().any(|n| n.eq_ignore_ascii_case(&r))
-        })
+        .filter(|r| !named.contains(&r.to_string().to_ascii_lowercase()))
         .cloned()
         .collect()
 }

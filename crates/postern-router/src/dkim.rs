@@ -24,7 +24,7 @@ pub fn dkim_signatures(dir: &Directory, message: &[u8], now: SystemTime) -> Dkim
             .push("the message's header section could not be read".into());
         return out;
     };
-    let Some(from) = crate::inbound::single_from(&view) else {
+    let Some(from) = crate::addresses::single_from(&view) else {
         return out;
     };
     let signers = dir.our.dkim_for(from.domain().as_str());

@@ -1243,9 +1243,9 @@ mod tests {
         for (d, e) in [(&reloaded, &env), (&dir, &other)] {
             let plan = gw.outbound_with(d, Outgoing::new(e, MSG), &keys);
             assert!(
-                plan.dispositions
-                    .iter()
-                    .all(|d| matches!(d, Disposition::Hold { .. })),
+                plan.dispositions.iter().all(
+                    |d| matches!(d, Disposition::Hold { reason, .. } if reason.is_temporary())
+                ),
                 "{plan:?}"
             );
         }

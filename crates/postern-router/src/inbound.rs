@@ -11,6 +11,7 @@ use postern_core::{
     SignatureVerdict, Standard,
 };
 
+use crate::addresses::single_from;
 use crate::{
     CheckedDirectory, Directory, Legacy, Partner, PartnerPolicy, QuarantineReason, UnsignedCbc,
 };
@@ -157,7 +158,10 @@ impl InboundRouter {
         }
     }
 
-    /// Decides for one message from `mail_from` (the SMTP reverse path).
+    /// Decides for one message from `mail_from` (the SMTP reverse path). Mail from a Direct
+    /// HISP is held to the Direct rules here, except the one that needs the recipients (each
+    /// must be in To or Cc): [`crate::Gateway::route`] applies that one, so an embedder that
+    /// calls this directly for Direct mail must check it too (or call `route`).
     pub async fn inbound(
         &self,
         dir: &CheckedDirectory,
@@ -179,8 +183,9 @@ impl InboundRouter {
             None => single_from(&view).and_then(|a| dir.partner_index_for(a.domain())),
         };
         let partner = partner_index.map(|i| &dir.partners[i]);
-        // A Direct HISP's mail is delivered only when it keeps every Direct rule.
-        let direct = partner.is_some_and(|p| p.profile == crate::PartnerProfile::Direct);
+        // A Direct HISP's mail (by its envelope, or by the author it names) is delivered only
+        // when it keeps every Direct rule.
+        let mut direct = crate::direct::rules_apply(dir, mail_from, &clean);
         let refuse = |message: Vec<u8>, fault: crate::DirectFault| Inbound::Quarantine {
             message,
             reason: QuarantineReason::Direct(fault),
@@ -262,6 +267,8 @@ impl InboundRouter {
                     message: inner,
                 };
                 let (mut headers, verdict) = result_headers(&opened.report, &binding);
+                // The opened message's own From or Sender may name a HISP the outside did not.
+                direct |= crate::direct::names_direct(dir, inner);
                 if direct {
                     let fault = if opened.report.encryption.is_none() {
                         Some(crate::DirectFault::NotEncrypted)
@@ -713,92 +720,6 @@ fn bind_to_from(report: &Report, b: &Binding<'_>) -> Result<(), (SignatureVerdic
     Ok(())
 }
 
-/// The one mailbox of the message's one From field, or `None` (no From, several From fields,
-/// a group or a list of mailboxes, or an address that does not parse).
-pub(crate) fn single_from(view: &MessageView<'_>) -> Option<Address> {
-    let fields: Vec<_> = view
-        .headers()
-        .into_iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("from"))
-        .collect();
-    let [field] = fields.as_slice() else {
-        return None;
-    };
-    let mailboxes = mailboxes(&field.value());
-    let [one] = mailboxes.as_slice() else {
-        return None;
-    };
-    Address::new(one).ok()
-}
-
-/// The addr-specs of an address list: each comma-separated mailbox (commas inside quotes,
-/// comments and angle brackets do not separate), the part in angle brackets when there is one.
-/// A group (`name: a, b;`) yields its members, so it never counts as one mailbox by accident.
-pub(crate) fn mailboxes(value: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut current = String::new();
-    let (mut quoted, mut depth, mut angle) = (false, 0usize, false);
-    let mut chars = value.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' if quoted || depth > 0 => {
-                current.push(c);
-                if let Some(n) = chars.next() {
-                    current.push(n);
-                }
-                continue;
-            }
-            '"' if depth == 0 => quoted = !quoted,
-            '(' if !quoted => depth += 1,
-            ')' if !quoted && depth > 0 => depth -= 1,
-            '<' if !quoted && depth == 0 => angle = true,
-            '>' if !quoted && depth == 0 => angle = false,
-            ',' | ';' if !quoted && depth == 0 && !angle => {
-                out.push(std::mem::take(&mut current));
-                continue;
-            }
-            ':' if !quoted && depth == 0 && !angle => {
-                // A group's display name: what follows are its members.
-                current.clear();
-                out.push(String::from("group:"));
-                continue;
-            }
-            _ => {}
-        }
-        current.push(c);
-    }
-    out.push(current);
-    out.into_iter()
-        .map(|m| addr_spec(&m))
-        .filter(|m| !m.is_empty())
-        .collect()
-}
-
-/// The address inside one mailbox: between angle brackets if present, else the text with
-/// comments removed.
-fn addr_spec(mailbox: &str) -> String {
-    if let (Some(open), Some(close)) = (mailbox.rfind('<'), mailbox.rfind('>')) {
-        if open < close {
-            return mailbox
-                .get(open + 1..close)
-                .unwrap_or_default()
-                .trim()
-                .to_string();
-        }
-    }
-    let mut out = String::new();
-    let mut depth = 0usize;
-    for c in mailbox.chars() {
-        match c {
-            '(' => depth += 1,
-            ')' if depth > 0 => depth -= 1,
-            _ if depth == 0 => out.push(c),
-            _ => {}
-        }
-    }
-    out.trim().to_string()
-}
-
 /// `headers`, then the opened message: put in front of the opened message itself when nothing
 /// had to be stripped from it, so a large message is not copied once more (its buffer grows in
 /// place and the content moves up), else followed by the stripped copy.
@@ -824,8 +745,11 @@ pub fn strip_results(message: &[u8]) -> Cow<'_, [u8]> {
         return Cow::Borrowed(message);
     };
     let fields = view.headers();
+    // By the name as mail-parser reads it (white space inside ignored), so "Postern -Signature"
+    // from outside goes too.
     let ours = |h: &&postern_core::HeaderField<'_>| {
-        postern_core::mime::starts_with_ignore_case(h.name, RESULT_PREFIX)
+        let name: String = h.name.chars().filter(|c| !c.is_whitespace()).collect();
+        postern_core::mime::starts_with_ignore_case(&name, RESULT_PREFIX)
     };
     if !fields.iter().any(|h| ours(&h)) {
         return Cow::Borrowed(message);
@@ -854,7 +778,7 @@ mod tests {
             Cow::Borrowed(b) => assert_eq!(b.as_ptr(), clean.as_ptr()),
             Cow::Owned(_) => panic!("copied a message with nothing to strip"),
         }
-        let forged = b"Postern-Signature: valid\r\nFrom: a@p.test\r\npostern-x: a\r\n b\r\nSubject: x\r\n\r\nbody\r\n";
+        let forged = b"Postern-Signature: valid\r\nFrom: a@p.test\r\npostern-x: a\r\n b\r\nPostern -Signature: valid\r\nSubject: x\r\n\r\nbody\r\n";
         let out = strip_results(forged);
         assert!(matches!(out, Cow::Owned(_)));
         assert_eq!(

@@ -89,6 +89,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod addresses;
 mod checked;
 mod decide;
 mod direct;

@@ -89,7 +89,7 @@ fn reply_address(view: &MessageView<'_>, sender: &Address) -> Address {
         .headers()
         .iter()
         .filter(|h| h.name.eq_ignore_ascii_case("disposition-notification-to"))
-        .flat_map(|h| crate::inbound::mailboxes(&h.value()))
+        .flat_map(|h| crate::addresses::mailboxes(&h.value()))
         .collect();
     match asked.as_slice() {
         [one] => Address::new(one)

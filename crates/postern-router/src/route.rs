@@ -148,7 +148,9 @@ impl Gateway {
                         // (AS 1.3), for that recipient only.
                         if let Inbound::Deliver { message, .. } = &inbound {
                             let mail_from = sub.envelope.mail_from.as_ref();
-                            if crate::direct::from_direct_partner(dir, mail_from, sub.message) {
+                            if crate::direct::rules_apply(dir, mail_from, sub.message)
+                                || crate::direct::names_direct(dir, message)
+                            {
                                 let refused = crate::direct::not_routed(message, &ours);
                                 if !refused.is_empty() {
                                     ours.retain(|r| !refused.contains(r));

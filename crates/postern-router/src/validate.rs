@@ -315,10 +315,10 @@ fn check_partner(
                 "profile = \"direct\" is S/MIME only: standards = [\"smime\"]".into(),
             );
         }
-        if !matches!(p.policy, PartnerPolicy::Required | PartnerPolicy::Preferred) {
+        if p.policy != PartnerPolicy::Required {
             push(
                 Severity::Error,
-                "profile = \"direct\" seals every message: its policy is required or preferred"
+                "profile = \"direct\" seals every message, never plain: its policy is required"
                     .into(),
             );
         }
@@ -637,7 +637,11 @@ mod tests {
                 "standards = [\"smime\", \"openpgp\"]\npolicy = \"required\"\n",
                 "S/MIME only",
             ),
-            ("policy = \"tls-required\"\n", "required or preferred"),
+            ("policy = \"tls-required\"\n", "policy is required"),
+            (
+                "standards = [\"smime\"]\npolicy = \"preferred\"\n",
+                "policy is required",
+            ),
             (
                 "standards = [\"smime\"]\npolicy = \"required\"\nheader_protection = true\n",
                 "header_protection",

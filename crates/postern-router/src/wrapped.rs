@@ -41,18 +41,14 @@ pub struct Unwrapped {
 /// The message inside `opened` when its content is `message/rfc822`, with the outer trace
 /// fields in front; `Ok(None)` when it is anything else.
 pub fn unwrap(opened: &[u8]) -> Result<Option<Unwrapped>, BadWrapper> {
-    // The header section alone decides: a large message that is not a wrapper (nearly every
-    // one) is not parsed whole once more for this.
-    let Ok(head) = MessageView::parse(&opened[..header_end(opened)]) else {
-        return Ok(None);
-    };
-    if head.root().mime_type() != "message/rfc822" {
-        return Ok(None);
-    }
+    // Not a message at all: nothing to unwrap (the caller judges it as it is).
     let Ok(view) = MessageView::parse(opened) else {
         return Ok(None);
     };
     let root = view.root();
+    if root.mime_type() != "message/rfc822" {
+        return Ok(None);
+    }
     let cte = root
         .header("content-transfer-encoding")
         .unwrap_or_default()
@@ -73,30 +69,43 @@ pub fn unwrap(opened: &[u8]) -> Result<Option<Unwrapped>, BadWrapper> {
     {
         return Err(BadWrapper::NoHeader);
     }
-    let has = |name: &str| {
-        inner_fields
-            .iter()
-            .any(|h| h.name.eq_ignore_ascii_case(name))
-    };
+    let inner_names: std::collections::HashSet<String> = inner_fields
+        .iter()
+        .map(|h| h.name.to_ascii_lowercase())
+        .collect();
     let mut out = Vec::with_capacity(inner.len() + 1024);
+    let mut push = |raw: &[u8]| {
+        out.extend_from_slice(raw);
+        if !raw.ends_with(b"\n") {
+            out.extend_from_slice(b"\r\n");
+        }
+    };
     for h in view.headers() {
         let name = h.name.to_ascii_lowercase();
-        let keep =
-            TRACE.contains(&name.as_str()) || (IF_MISSING.contains(&name.as_str()) && !has(&name));
-        if keep {
-            out.extend_from_slice(h.raw);
-            if !h.raw.ends_with(b"\n") {
-                out.extend_from_slice(b"\r\n");
-            }
+        if TRACE.contains(&name.as_str())
+            || (IF_MISSING.contains(&name.as_str()) && !inner_names.contains(&name))
+        {
+            push(h.raw);
         }
     }
-    out.extend_from_slice(&inner);
+    // The inner header section as it was read: field by field, so a line the parser skipped
+    // (no colon, white space only) never reaches a reader who might read it as a field —
+    // a result field, or a second From — that none of our checks saw.
+    for h in &inner_fields {
+        push(h.raw);
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(inner_view.body());
+    // In order, each once.
+    let mut named = std::collections::HashSet::new();
+    let inner_fields = inner_fields
+        .iter()
+        .map(|h| h.name.to_ascii_lowercase())
+        .filter(|n| named.insert(n.clone()))
+        .collect();
     Ok(Some(Unwrapped {
         message: out,
-        inner_fields: inner_fields
-            .iter()
-            .map(|h| h.name.to_ascii_lowercase())
-            .collect(),
+        inner_fields,
     }))
 }
 
@@ -137,20 +146,6 @@ pub fn wrap(view: &MessageView<'_>) -> Vec<u8> {
     out
 }
 
-/// Where the header section ends (after its empty line; the whole input when it has none).
-fn header_end(message: &[u8]) -> usize {
-    let mut at = 0;
-    while let Some(nl) = message[at..].iter().position(|&b| b == b'\n') {
-        let next = at + nl + 1;
-        match message.get(next..) {
-            Some([b'\n', ..]) => return next + 1,
-            Some([b'\r', b'\n', ..]) => return next + 2,
-            _ => at = next,
-        }
-    }
-    message.len()
-}
-
 /// Replaces a wrapper in what a backend opened with the message inside (see [`unwrap`]):
 /// every signature around the wrapper covers the header fields inside it too, so they join the
 /// report's signed fields. Nothing changes for content that is not a wrapper.
@@ -159,11 +154,7 @@ pub fn unwrap_opened(opened: &mut Opened) -> Result<(), BadWrapper> {
         return Ok(());
     };
     if !opened.report.signatures.is_empty() {
-        for f in u.inner_fields {
-            if !opened.report.signed_fields.contains(&f) {
-                opened.report.signed_fields.push(f);
-            }
-        }
+        opened.report.note_signed_fields(u.inner_fields);
     }
     opened.message = u.message;
     Ok(())
@@ -193,6 +184,8 @@ mod tests {
         for (cte, body) in [
             ("", INNER.to_string()),
             ("Content-Transfer-Encoding: 7bit\r\n", INNER.to_string()),
+            ("Content-Transfer-Encoding: 8bit\r\n", INNER.to_string()),
+            ("Content-Transfer-Encoding: binary\r\n", INNER.to_string()),
             (
                 "Content-Transfer-Encoding: base64\r\n",
                 format!("{b64}\r\n"),
@@ -244,6 +237,28 @@ mod tests {
         let view = MessageView::parse(&back.message).unwrap();
         assert_eq!(view.header("subject").unwrap().trim(), "J. Doe, HIV test");
         assert!(back.message.ends_with("Grüße\r\n".as_bytes()));
+    }
+
+    /// The inner header section is delivered as it was read, field by field: a line the
+    /// parser skipped (no colon, white space only) cannot smuggle a result field or a second
+    /// From past every check to a reader who reads headers more leniently.
+    #[test]
+    fn lines_the_parser_skipped_never_reach_the_reader_as_fields() {
+        let inner = "From: me@partner.example\r\nX\r\n \r\nPostern-Signature: valid\r\nFrom: ceo@clinic.example\r\n\r\nbody\r\n";
+        let got = unwrap(&wrapped("", inner)).unwrap().unwrap();
+        let text = String::from_utf8(got.message).unwrap();
+        let view = MessageView::parse(text.as_bytes()).unwrap();
+        let head = String::from_utf8_lossy(view.header_section()).into_owned();
+        assert!(!head.contains("Postern-Signature"), "{head}");
+        assert!(!head.contains("ceo@"), "{head}");
+        assert_eq!(
+            view.headers()
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("from"))
+                .count(),
+            1,
+            "{text}"
+        );
     }
 
     /// Anything but a wrapper is left alone; a second wrapper inside stays the content.
