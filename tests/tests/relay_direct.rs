@@ -61,8 +61,19 @@ fn relay_at_2019(
     sink: &SmtpSink,
     directory: &str,
 ) -> (tokio::runtime::Runtime, postern_relay::RunningRelay) {
+    relay_at_2019_with(tmp, sink, directory, |_| {})
+}
+
+/// [`relay_at_2019`] with its configuration changed by `tune` first.
+fn relay_at_2019_with(
+    tmp: &Path,
+    sink: &SmtpSink,
+    directory: &str,
+    tune: impl FnOnce(&mut postern_relay::RelayConfig),
+) -> (tokio::runtime::Runtime, postern_relay::RunningRelay) {
     write_directory(tmp, directory);
-    let cfg = test_config(tmp, &sink.addr(), &sink.addr());
+    let mut cfg = test_config(tmp, &sink.addr(), &sink.addr());
+    tune(&mut cfg);
     let at = postern_core::civil::parse_rfc3339("2019-06-01T12:00:00Z").unwrap();
     let rt = runtime();
     let relay = rt
@@ -520,4 +531,134 @@ fn a_direct_message_delivered_is_answered_with_a_processed_mdn_the_ri_can_read()
         "{fields}"
     );
     assert!(!fields.contains("Original-Message-ID"), "{fields}");
+}
+
+/// The sending HISP's side: each Direct message we hand to redmond is tracked until its
+/// notification comes back. Redmond's processed MDN (made and sealed by Postern as the
+/// redmond HISP) is passed on to Biff once; the same MDN again is not passed on; a message
+/// with no notification within the timeout gets Biff a DSN (5.4.7) naming it; the answered
+/// one gets none.
+#[test]
+fn a_direct_message_we_sent_waits_for_its_notification_and_its_sender_hears_when_none_comes() {
+    use postern_router::{Disposition, Outgoing};
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = biff(tmp.path());
+    let redmond = ri_pair(tmp.path(), "redmond.pfx", "redmond");
+    let sink = SmtpSink::start(&[]);
+    let directory = format!(
+        "[our]\ndomains = [\"nhind.hsgincubator.com\"]\n\
+         [[our.keys]]\nstandard = \"smime\"\ncertificate = \"{}\"\nkey = \"{}\"\n\
+         [[partner]]\ndomain = \"redmond.hsgincubator.com\"\nstandards = [\"smime\"]\n\
+         policy = \"required\"\nprofile = \"direct\"\nsmime_certificates = [\"{}\"]\n\
+         trust_anchors = [\"{}\", \"{}\"]\n",
+        keys.0.display(),
+        keys.1.display(),
+        ri("redmond.hsgincubator.com.crt").display(),
+        ri("umamalga1.cer").display(),
+        ri("um-amalga1-vm1.cer").display(),
+    );
+    let (rt, relay) = relay_at_2019_with(tmp.path(), &sink, &directory, |cfg| {
+        cfg.direct.notification_timeout_secs = 5;
+    });
+    let internal = relay.internal_addr.unwrap().to_string();
+    let public = relay.public_addr.unwrap().to_string();
+    let message = |id: &str| {
+        format!(
+            "From: biff@nhind.hsgincubator.com\r\nTo: toby@redmond.hsgincubator.com\r\n\
+             Subject: Referral {id}\r\nMessage-ID: <{id}@nhind.hsgincubator.com>\r\n\
+             Date: Sat, 01 Jun 2019 12:00:00 +0000\r\n\r\nSee the patient.\r\n"
+        )
+        .into_bytes()
+    };
+    let send = |addr: &str, from: &str, to: &str, msg: &[u8]| {
+        let r = send_mail(addr, from, &[to], msg).unwrap();
+        assert!(r.starts_with("250"), "{r}");
+    };
+    let m1 = message("m1");
+    send(
+        &internal,
+        "biff@nhind.hsgincubator.com",
+        "toby@redmond.hsgincubator.com",
+        &m1,
+    );
+    assert!(wait_until(Duration::from_secs(20), || sink.count() == 1));
+
+    // Redmond's HISP answers: its processed MDN about m1, sealed as Direct mail to us.
+    let (gw, dir) = redmond_side(tmp.path(), &redmond, &keys);
+    let biff_addr = postern_core::Address::new("biff@nhind.hsgincubator.com").unwrap();
+    let toby = postern_core::Address::new("toby@redmond.hsgincubator.com").unwrap();
+    let stamp = postern_router::mdn::Stamp {
+        date: "Sat, 01 Jun 2019 12:00:05 +0000",
+        unique: "t1",
+        hostname: "gw.redmond.hsgincubator.com",
+    };
+    let mdn = postern_router::mdn::processed(
+        &dir,
+        Some(&biff_addr),
+        &m1,
+        std::slice::from_ref(&toby),
+        &stamp,
+    )
+    .remove(0);
+    let envelope = postern_router::Envelope {
+        mail_from: Some(toby.clone()),
+        rcpt_to: vec![biff_addr.clone()],
+    };
+    let plan = postern_core::block_on(gw.outbound(&dir, Outgoing::new(&envelope, &mdn.message)));
+    let Disposition::Deliver {
+        message: sealed_mdn,
+        sealed: Some(_),
+        ..
+    } = &plan.dispositions[0]
+    else {
+        panic!("the MDN was not sealed: {plan:?}")
+    };
+    send(
+        &public,
+        "toby@redmond.hsgincubator.com",
+        "biff@nhind.hsgincubator.com",
+        sealed_mdn,
+    );
+    assert!(wait_until(Duration::from_secs(20), || sink.count() == 2));
+    // The same notification again (a duplicate, or a replay): not passed on.
+    send(
+        &public,
+        "toby@redmond.hsgincubator.com",
+        "biff@nhind.hsgincubator.com",
+        sealed_mdn,
+    );
+
+    // m2 gets no answer: after the timeout, Biff is told.
+    send(
+        &internal,
+        "biff@nhind.hsgincubator.com",
+        "toby@redmond.hsgincubator.com",
+        &message("m2"),
+    );
+    assert!(wait_until(Duration::from_secs(30), || sink.count() == 4));
+    // Long enough for m1's deadline and another sweep: nothing more comes.
+    std::thread::sleep(Duration::from_secs(7));
+    rt.block_on(relay.shutdown(Duration::from_secs(5)));
+    let to_biff: Vec<String> = sink
+        .messages()
+        .into_iter()
+        .filter(|(rcpts, _)| rcpts.iter().any(|r| r == "biff@nhind.hsgincubator.com"))
+        .map(|(_, m)| String::from_utf8_lossy(&m).into_owned())
+        .collect();
+    assert_eq!(to_biff.len(), 2, "the MDN once and one DSN: {to_biff:#?}");
+    let mdn_seen = to_biff
+        .iter()
+        .find(|m| m.contains("Processed: Referral m1"))
+        .unwrap_or_else(|| panic!("no MDN passed on: {to_biff:#?}"));
+    assert!(mdn_seen.contains("Postern-Signature: valid"), "{mdn_seen}");
+    assert!(!mdn_seen.contains("Postern-Notification"), "{mdn_seen}");
+    let dsn = to_biff
+        .iter()
+        .find(|m| m.contains("Status: 5.4.7"))
+        .unwrap_or_else(|| panic!("no DSN: {to_biff:#?}"));
+    assert!(
+        dsn.contains("X-Original-Message-ID: <m2@nhind.hsgincubator.com>"),
+        "{dsn}"
+    );
+    assert!(!dsn.contains("<m1@"), "{dsn}");
 }

@@ -268,3 +268,111 @@ async fn destroyed_content_leaves_no_bytes_in_the_database_or_its_wal() {
     }
     db.close().await;
 }
+
+/// Direct delivery tracking on both databases: a notification counts once per recipient and
+/// kind (a duplicate or a replay is "again", a stranger's "unknown"); timely-and-reliable
+/// messages need dispatched as well; a deadline is claimed by exactly one of two nodes asking
+/// at once; finished rows are forgotten after their retention.
+#[tokio::test]
+async fn direct_tracking_counts_each_notification_once_and_each_deadline_once() {
+    use postern_store::{Notice, Noticed, TrackState, TrackingStore};
+    let dir = tempfile::tempdir().unwrap();
+    for (name, db) in common::every_database(dir.path()).await {
+        let t = TrackingStore::new(db.clone());
+        let rcpts = [
+            "Toby@redmond.example".to_string(),
+            "ann@redmond.example".into(),
+        ];
+        t.track("<m1@nhind>", "biff@nhind.example", &rcpts, false, 100, 200)
+            .await
+            .unwrap();
+        // Tracked again (a retry that reached more recipients): the rows stay as they are.
+        t.track("<m1@nhind>", "biff@nhind.example", &rcpts, false, 150, 250)
+            .await
+            .unwrap();
+        t.track(
+            "<m2@nhind>",
+            "biff@nhind.example",
+            &rcpts[..1],
+            true,
+            100,
+            200,
+        )
+        .await
+        .unwrap();
+        let n = |id: &str, r: &str, k| {
+            let t = t.clone();
+            let (id, r) = (id.to_string(), r.to_string());
+            async move { t.notice(&id, &r, k, 120).await.unwrap() }
+        };
+        assert_eq!(
+            n("<m1@nhind>", "toby@REDMOND.example", Notice::Processed).await,
+            Noticed::First,
+            "{name}"
+        );
+        assert_eq!(
+            n("<m1@nhind>", "toby@redmond.example", Notice::Processed).await,
+            Noticed::Again,
+            "{name}"
+        );
+        assert_eq!(
+            n("<m1@nhind>", "eve@redmond.example", Notice::Processed).await,
+            Noticed::Unknown,
+            "{name}"
+        );
+        assert_eq!(
+            n("<nope@x>", "toby@redmond.example", Notice::Processed).await,
+            Noticed::Unknown,
+            "{name}"
+        );
+        // Reliable: processed alone leaves it pending; dispatched completes it.
+        assert_eq!(
+            n("<m2@nhind>", "toby@redmond.example", Notice::Processed).await,
+            Noticed::First
+        );
+        let state = |id: &'static str| {
+            let t = t.clone();
+            async move {
+                t.list(Some(id))
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| (r.recipient, r.state))
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(
+            state("<m2@nhind>").await,
+            [("toby@redmond.example".to_string(), TrackState::Pending)],
+            "{name}"
+        );
+        assert_eq!(
+            n("<m2@nhind>", "toby@redmond.example", Notice::Dispatched).await,
+            Noticed::First
+        );
+        assert_eq!(
+            state("<m2@nhind>").await,
+            [("toby@redmond.example".to_string(), TrackState::Complete)],
+            "{name}"
+        );
+        // Ann never answered: two nodes sweep at once, one of them reports her.
+        let other_node = TrackingStore::new(db.clone());
+        let (a, b) = tokio::join!(t.expire(300), other_node.expire(300));
+        let expired: Vec<_> = a.unwrap().into_iter().chain(b.unwrap()).collect();
+        assert_eq!(expired.len(), 1, "{name}: {expired:?}");
+        assert_eq!(expired[0].recipient, "ann@redmond.example");
+        assert_eq!(expired[0].sender, "biff@nhind.example");
+        assert!(t.expire(400).await.unwrap().is_empty(), "{name}");
+        // A late processed still counts once, and the sender keeps what it was told.
+        assert_eq!(
+            n("<m1@nhind>", "ann@redmond.example", Notice::Processed).await,
+            Noticed::First
+        );
+        assert!(state("<m1@nhind>")
+            .await
+            .contains(&("ann@redmond.example".to_string(), TrackState::TimedOut)));
+        assert_eq!(t.purge(101).await.unwrap(), 3, "{name}");
+        assert!(t.list(None).await.unwrap().is_empty(), "{name}");
+        db.close().await;
+    }
+}

@@ -98,6 +98,8 @@ pub struct RelayConfig {
     pub dlp: DlpConfig,
     /// Malware scanning of every message (clamd).
     pub scan: ScanConfig,
+    /// Direct delivery notifications (`[direct]`).
+    pub direct: DirectConfig,
     /// The quarantine store.
     pub quarantine: QuarantineConfig,
     /// SMTP AUTH on the internal listener.
@@ -193,6 +195,35 @@ impl Default for ScanConfig {
             clamd: String::new(),
             unavailable: "defer".into(),
             timeout_secs: 60,
+        }
+    }
+}
+
+/// Direct delivery notifications (`[direct]`): how long a Direct message we sent waits for
+/// the partner's notifications before its sender is told, and which notifications our users
+/// see.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DirectConfig {
+    /// Seconds a message waits for its `processed` notification (default one hour).
+    pub notification_timeout_secs: u64,
+    /// The same for a message that asked for timely and reliable delivery (`processed` and
+    /// `dispatched`; default one hour).
+    pub reliable_timeout_secs: u64,
+    /// Pass partners' `processed` notifications on to our users (false: only `dispatched` and
+    /// failures, as the Java RI's suppressor can); duplicates never.
+    pub deliver_processed_mdns: bool,
+    /// Days a finished tracking row is kept (Message-IDs and addresses, no content).
+    pub tracking_days: u64,
+}
+
+impl Default for DirectConfig {
+    fn default() -> Self {
+        DirectConfig {
+            notification_timeout_secs: 3600,
+            reliable_timeout_secs: 3600,
+            deliver_processed_mdns: true,
+            tracking_days: 30,
         }
     }
 }
@@ -338,6 +369,7 @@ impl Default for RelayConfig {
             dns: String::new(),
             dlp: DlpConfig::default(),
             scan: ScanConfig::default(),
+            direct: DirectConfig::default(),
             quarantine: QuarantineConfig::default(),
             auth: AuthConfig::default(),
             inbound_policy: InboundPolicyConfig::default(),

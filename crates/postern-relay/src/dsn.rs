@@ -108,6 +108,62 @@ fn header_section(msg: &[u8]) -> &[u8] {
 
 /// Reasons come from next hops and may hold anything: one printable line, bounded (the one
 /// sanitiser for text from mail).
+/// The DSN that tells our user `t.sender` that the Direct message `t.message_id` got no
+/// notification from `t.recipient`'s HISP in time (RFC 3464: Action failed, Status 5.4.7),
+/// naming the message by `X-Original-Message-ID` (we keep no copy of it to return).
+pub fn timed_out(
+    hostname: &str,
+    t: &postern_store::Tracked,
+    now_secs: u64,
+    boundary_seed: &str,
+) -> Vec<u8> {
+    let boundary = format!("=_postern_dsn_{boundary_seed}");
+    let waited = t.deadline.saturating_sub(t.sent_at);
+    let wanted = if t.reliable {
+        "processed and dispatched notifications"
+    } else {
+        "a processed notification"
+    };
+    format!(
+        "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n\
+         To: <{to}>\r\n\
+         Subject: Delivery not confirmed: no notification from the recipient's gateway\r\n\
+         Date: {date}\r\n\
+         Message-ID: <dsn.{boundary_seed}@{hostname}>\r\n\
+         Auto-Submitted: auto-replied\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\"\r\n\
+         \r\n\
+         This is a MIME-encapsulated delivery status notification.\r\n\
+         \r\n--{boundary}\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\
+         \r\n\
+         This is the mail gateway at {hostname}.\r\n\
+         \r\n\
+         Your message {id} was handed to the secure (Direct) gateway of <{rcpt}>,\r\n\
+         but {wanted} did not come back within {waited} seconds.\r\n\
+         It may not have reached the recipient: please confirm another way.\r\n\
+         \r\n--{boundary}\r\n\
+         Content-Type: message/delivery-status\r\n\
+         \r\n\
+         Reporting-MTA: dns; {hostname}\r\n\
+         X-Original-Message-ID: {id}\r\n\
+         Arrival-Date: {sent}\r\n\
+         \r\n\
+         Final-Recipient: rfc822;{rcpt}\r\n\
+         Action: failed\r\n\
+         Status: 5.4.7\r\n\
+         Diagnostic-Code: X-Postern; no delivery notification within {waited} seconds\r\n\
+         \r\n--{boundary}--\r\n",
+        to = one_line(&t.sender),
+        rcpt = one_line(&t.recipient),
+        id = one_line(&t.message_id),
+        date = rfc5322_date(now_secs),
+        sent = rfc5322_date(u64::try_from(t.sent_at).unwrap_or(0)),
+    )
+    .into_bytes()
+}
+
 fn one_line(s: &str) -> String {
     postern_core::display_text(s, 500)
 }

@@ -126,6 +126,12 @@ pub struct Metrics {
     pub panics: Counter,
     /// Direct `processed` notifications queued (one per recipient of a Direct message).
     pub mdn_processed: Counter,
+    /// Partners' notifications about our Direct messages that counted (first of their kind).
+    pub mdn_received: Counter,
+    /// Duplicate or replayed notifications not passed on.
+    pub mdn_suppressed: Counter,
+    /// Direct recipients whose notifications did not come in time (their sender was told).
+    pub tracking_timeouts: Counter,
     /// Inbound messages delivered, by the signature verdict stated on them (in the order of
     /// [`SignatureVerdict::ALL`]).
     inbound_signatures: [Counter; SignatureVerdict::ALL.len()],
@@ -172,6 +178,17 @@ impl Metrics {
             out,
             "# HELP postern_notifications_sent_total Delivery notifications queued, by type.\n# TYPE postern_notifications_sent_total counter\npostern_notifications_sent_total{{type=\"processed\"}} {}",
             self.mdn_processed.get()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP postern_notifications_received_total Partners' delivery notifications about our Direct messages, by outcome.\n# TYPE postern_notifications_received_total counter\npostern_notifications_received_total{{outcome=\"counted\"}} {}\npostern_notifications_received_total{{outcome=\"suppressed\"}} {}",
+            self.mdn_received.get(),
+            self.mdn_suppressed.get()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP postern_direct_tracking_timeouts_total Direct recipients whose notifications did not come in time.\n# TYPE postern_direct_tracking_timeouts_total counter\npostern_direct_tracking_timeouts_total {}",
+            self.tracking_timeouts.get()
         );
         let _ = writeln!(
             out,

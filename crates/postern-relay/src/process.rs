@@ -56,6 +56,12 @@ enum Step<'a> {
         kind: HoldKind,
         reason: String,
     },
+    /// Not passed on, and done with (a duplicate Direct notification): the recipients count
+    /// as delivered.
+    Suppress {
+        idx: Vec<usize>,
+        why: &'static str,
+    },
     /// Stored in the portal; the recipient is notified.
     Portal {
         idx: Vec<usize>,
@@ -240,6 +246,10 @@ impl Work<'_> {
                     if inbound && opened.is_some() {
                         crate::mdn::queue_processed(self.shared, self.entry, &idx, &message);
                     }
+                    // A sealed copy a Direct HISP took: wait for its notifications.
+                    if !inbound && sealed.is_some() {
+                        crate::mdn::track_sent(self.shared, self.entry, &idx, self.data).await;
+                    }
                     if let Some(report) = opened {
                         inbound_opened = Some((report, message));
                     }
@@ -259,6 +269,11 @@ impl Work<'_> {
                     verdict,
                 } => self.quarantine(idx, &reason, verdict.as_ref()).await,
                 Step::Portal { idx, message, days } => self.portal(idx, &message, days).await,
+                Step::Suppress { idx, why } => {
+                    self.each(idx, &format!("not passed on: {why}"), |r, _| {
+                        r.state = RcptState::Delivered;
+                    })
+                }
                 Step::Keep { idx, kind, reason } => self.each(idx, &kind.to_string(), |r, m| {
                     m.held.inc();
                     r.state = RcptState::Held {
@@ -833,6 +848,13 @@ async fn inbound_step<'a>(
                     tracing::warn!(error = %e, "harvest offer not recorded");
                 }
             }
+            // A Direct partner's notification about one of our messages: counted once.
+            let message = match crate::mdn::received(shared, mail_from, &message).await {
+                crate::mdn::Received::Deliver => message,
+                crate::mdn::Received::Tag(field) => [field.as_bytes(), &message].concat(),
+                crate::mdn::Received::Suppress(why) => return Step::Suppress { idx, why },
+                crate::mdn::Received::Retry(reason) => return Step::Defer { idx, reason },
+            };
             Step::Deliver {
                 idx,
                 inbound: true,

@@ -166,6 +166,12 @@ fn build_settings(cfg: &RelayConfig) -> Result<Settings, StartError> {
             cfg.limits.unknown_recipients_per_client,
             cfg.limits.ipv6_client_prefix,
         ),
+        direct: crate::shared::DirectSettings {
+            timeout: Duration::from_secs(cfg.direct.notification_timeout_secs.max(1)),
+            reliable_timeout: Duration::from_secs(cfg.direct.reliable_timeout_secs.max(1)),
+            deliver_processed: cfg.direct.deliver_processed_mdns,
+            retention: Duration::from_secs(cfg.direct.tracking_days.saturating_mul(86_400)),
+        },
     };
     if let (NextHop::Smtp(addr), true) = (
         &settings.inbound,
@@ -494,6 +500,7 @@ async fn start_relay(
         quarantine,
         portal: std::sync::OnceLock::new(),
         harvest,
+        tracking: postern_store::TrackingStore::new(db.clone()),
         db: db.clone(),
         draining: std::sync::atomic::AtomicBool::new(false),
     });
@@ -595,6 +602,10 @@ async fn start_relay(
     listeners.push(tokio::spawn(anchor_audit(
         postern_store::AuditLog::new(audit_db.clone()),
         cfg.audit_anchor(),
+        stop_rx.clone(),
+    )));
+    listeners.push(tokio::spawn(crate::mdn::sweep(
+        shared.clone(),
         stop_rx.clone(),
     )));
     listeners.push(tokio::spawn(purge_quarantine(

@@ -19,6 +19,19 @@ use crate::smtp::tls::TlsContext;
 use crate::spool::Spool;
 use crate::transport::Destinations;
 
+/// Direct delivery notifications, as configured.
+#[derive(Debug, Clone)]
+pub struct DirectSettings {
+    /// How long a message waits for `processed`.
+    pub timeout: Duration,
+    /// How long a timely-and-reliable message waits for `processed` and `dispatched`.
+    pub reliable_timeout: Duration,
+    /// Partners' `processed` notifications reach our users.
+    pub deliver_processed: bool,
+    /// How long finished tracking rows are kept.
+    pub retention: Duration,
+}
+
 /// Settings the running relay reads (parsed once from [`RelayConfig`]).
 #[derive(Debug)]
 pub struct Settings {
@@ -62,6 +75,8 @@ pub struct Settings {
     pub verifier: Option<crate::verify::RecipientVerifier>,
     /// Bounds the unknown-recipient answers that verification gives one client.
     pub unknown_recipients: crate::smtp::probes::UnknownRecipients,
+    /// Direct delivery notifications.
+    pub direct: DirectSettings,
 }
 
 /// State shared by every task of one relay.
@@ -87,6 +102,8 @@ pub struct Shared {
     pub portal: std::sync::OnceLock<Arc<dyn PortalInbox>>,
     /// Certificates harvested from partners' signatures.
     pub harvest: Arc<crate::harvest::HarvestStore>,
+    /// Direct messages we sent, waiting for their notifications.
+    pub tracking: postern_store::TrackingStore,
     /// The shared database (quarantine, portal, audit), for the health check.
     pub db: postern_store::Db,
     /// Draining (`queue drain`): new connections get 421 and the health check fails, while

@@ -157,6 +157,120 @@ fn build(
     m.into_bytes()
 }
 
+/// What a notification from a partner reports about one of our messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reported {
+    /// The Message-ID of the message it is about (`<…>`).
+    pub original_message_id: String,
+    /// The recipient it is about (the address after `rfc822;`).
+    pub final_recipient: String,
+    /// What happened.
+    pub disposition: Disposition,
+}
+
+/// An MDN's disposition type (RFC 8098 §3.2.6; `failed` as the Direct guide uses it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Accepted by the recipient's HISP.
+    Processed,
+    /// Handed to the recipient's own system (timely and reliable delivery).
+    Dispatched,
+    /// It will not arrive.
+    Failed,
+    /// Anything else (displayed, deleted): not tracked.
+    Other,
+}
+
+/// The report of an MDN (`multipart/report; report-type=disposition-notification` with a
+/// `message/disposition-notification` part naming the original Message-ID and one final
+/// recipient), or `None` for anything else.
+pub fn read(message: &[u8]) -> Option<Reported> {
+    let view = MessageView::parse(message).ok()?;
+    let root = view.root();
+    if root.mime_type() != "multipart/report"
+        || !root
+            .content_type_param("report-type")
+            .is_some_and(|t| t.eq_ignore_ascii_case("disposition-notification"))
+    {
+        return None;
+    }
+    let children = root.children();
+    let part = children
+        .iter()
+        .find(|p| p.mime_type() == "message/disposition-notification")?;
+    let body = part.transfer_decoded_body();
+    // Bounded: a report is a handful of short fields.
+    let text = String::from_utf8_lossy(&body[..body.len().min(16 * 1024)]).into_owned();
+    let fields = report_fields(&text);
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    let original_message_id = field("original-message-id").filter(|v| !v.is_empty())?;
+    let final_recipient = field("final-recipient")?;
+    let (kind, address) = final_recipient.split_once(';')?;
+    if !kind.trim().eq_ignore_ascii_case("rfc822") {
+        return None;
+    }
+    let address = crate::addresses::addr_spec(address.trim());
+    let disposition = field("disposition")?;
+    // "automatic-action/MDN-sent-automatically; processed/error": the type after the `;`,
+    // before any modifier.
+    let kind = disposition
+        .split_once(';')
+        .map(|(_, t)| t)
+        .unwrap_or_default()
+        .trim()
+        .split(['/', ' ', '\t'])
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let disposition = match kind.as_str() {
+        "processed" => Disposition::Processed,
+        "dispatched" => Disposition::Dispatched,
+        "failed" | "failure" => Disposition::Failed,
+        _ => Disposition::Other,
+    };
+    Some(Reported {
+        original_message_id,
+        final_recipient: address,
+        disposition,
+    })
+}
+
+/// `name: value` lines, continuation lines joined (RFC 8098 fields are header-like).
+fn report_fields(text: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in text.lines().take(200) {
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = out.last_mut() {
+                last.1.push(' ');
+                last.1.push_str(line.trim());
+            }
+        } else if let Some((n, v)) = line.split_once(':') {
+            out.push((n.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    out
+}
+
+/// Whether the sender asked for timely and reliable delivery (the Direct guide's
+/// `Disposition-Notification-Options: X-DIRECT-FINAL-DESTINATION-DELIVERY=optional,true`):
+/// then a `dispatched` notification is awaited as well as `processed`.
+pub fn wants_reliable(message: &[u8]) -> bool {
+    MessageView::parse(message).is_ok_and(|v| {
+        v.headers().iter().any(|h| {
+            h.name
+                .eq_ignore_ascii_case("disposition-notification-options")
+                && h.value()
+                    .to_ascii_lowercase()
+                    .contains("x-direct-final-destination-delivery")
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,5 +369,47 @@ mod tests {
             to("a@redmond.example, b@redmond.example"),
             "toby@redmond.example"
         );
+    }
+
+    /// What we send reads back as what it says; other dispositions, modifiers and a report
+    /// with no Original-Message-ID are read as the guide means them.
+    #[test]
+    fn a_notification_reads_back() {
+        let rcpts = [a("biff@nhind.example")];
+        let sent = processed(
+            &dir(),
+            Some(&a("toby@redmond.example")),
+            MSG.as_bytes(),
+            &rcpts,
+            &STAMP,
+        );
+        assert_eq!(
+            read(&sent[0].message),
+            Some(Reported {
+                original_message_id: "<m1@redmond.example>".into(),
+                final_recipient: "biff@nhind.example".into(),
+                disposition: Disposition::Processed,
+            })
+        );
+        let report = |fields: &str| {
+            format!(
+                "From: toby@redmond.example\r\nContent-Type: multipart/report; report-type=disposition-notification; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nx\r\n--b\r\nContent-Type: message/disposition-notification\r\n\r\n{fields}\r\n--b--\r\n"
+            )
+        };
+        let got = read(report("Final-Recipient: rfc822; <Toby@Redmond.example>\r\nOriginal-Message-ID: <m2@x>\r\nDisposition: automatic-action/MDN-sent-automatically;\r\n dispatched\r\nX-DIRECT-FINAL-DESTINATION-DELIVERY:").as_bytes()).unwrap();
+        assert_eq!(got.disposition, Disposition::Dispatched);
+        assert_eq!(got.final_recipient, "Toby@Redmond.example");
+        let failed = read(report("Final-Recipient: rfc822;t@r.example\r\nOriginal-Message-ID: <m3@x>\r\nDisposition: automatic-action/MDN-sent-automatically; failed/error\r\nFailure: mailbox full").as_bytes()).unwrap();
+        assert_eq!(failed.disposition, Disposition::Failed);
+        assert_eq!(
+            read(
+                report("Final-Recipient: rfc822;t@r.example\r\nDisposition: a/b; processed")
+                    .as_bytes()
+            ),
+            None
+        );
+        assert_eq!(read(MSG.as_bytes()), None);
+        assert!(wants_reliable(b"Disposition-Notification-Options: X-DIRECT-FINAL-DESTINATION-DELIVERY=optional,true\r\nFrom: a@b.example\r\n\r\nx"));
+        assert!(!wants_reliable(MSG.as_bytes()));
     }
 }

@@ -110,6 +110,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0007_reason_code.sql"),
         postgres: include_str!("../migrations/0007_reason_code.sql"),
     },
+    Migration {
+        version: 8,
+        sqlite: include_str!("../migrations/0008_direct_tracking.sql"),
+        postgres: include_str!("../migrations/0008_direct_tracking.sql"),
+    },
 ];
 
 /// A key check value: the first 8 bytes of HMAC-SHA256(key, a fixed text), hex. It tells keys

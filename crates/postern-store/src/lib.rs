@@ -30,6 +30,7 @@ pub mod password;
 pub mod portal;
 pub mod quarantine;
 pub mod seal;
+pub mod tracking;
 
 pub use audit::{Action, AuditLog, AuditRecord, ChainError};
 pub use db::{Backend, Db, DbError};
@@ -37,6 +38,7 @@ pub use harvest::{HarvestState, HarvestStore, Harvested};
 pub use keyfile::{KeyFileError, KeyRole};
 pub use quarantine::{Held, HeldOrigin, HeldState, HoldReason, Quarantine, QuarantineError};
 pub use seal::MasterKey;
+pub use tracking::{Notice, Noticed, TrackState, Tracked, TrackingStore};
 
 /// Unix seconds now.
 pub fn now() -> i64 {
