@@ -457,7 +457,10 @@ fn a_direct_message_delivered_is_answered_with_a_processed_mdn_the_ri_can_read()
         ri("umamalga1.cer").display(),
         ri("um-amalga1-vm1.cer").display(),
     );
-    let (rt, relay) = relay_at_2019(tmp.path(), &sink, &directory);
+    // A short wait for notifications: our own MDN is not a message that waits for one.
+    let (rt, relay) = relay_at_2019_with(tmp.path(), &sink, &directory, |cfg| {
+        cfg.direct.notification_timeout_secs = 2;
+    });
     let msg = std::fs::read(ri("envelopeSignature.eml")).unwrap();
     let public = relay.public_addr.unwrap().to_string();
     let r = send_mail(
@@ -469,6 +472,9 @@ fn a_direct_message_delivered_is_answered_with_a_processed_mdn_the_ri_can_read()
     .unwrap();
     assert!(r.starts_with("250"), "{r}");
     assert!(wait_until(Duration::from_secs(30), || sink.count() == 2));
+    // Past the deadline and two sweeps: no DSN to Biff about the MDN he "sent".
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(sink.count(), 2, "{:#?}", sink.messages());
     rt.block_on(relay.shutdown(Duration::from_secs(5)));
     let messages = sink.messages();
     let to = |who: &str| {

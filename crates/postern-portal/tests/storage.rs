@@ -357,12 +357,18 @@ async fn direct_tracking_counts_each_notification_once_and_each_deadline_once() 
         );
         // Ann never answered: two nodes sweep at once, one of them reports her.
         let other_node = TrackingStore::new(db.clone());
-        let (a, b) = tokio::join!(t.expire(300), other_node.expire(300));
+        let (a, b) = tokio::join!(t.expire(300, 100), other_node.expire(300, 100));
         let expired: Vec<_> = a.unwrap().into_iter().chain(b.unwrap()).collect();
         assert_eq!(expired.len(), 1, "{name}: {expired:?}");
         assert_eq!(expired[0].recipient, "ann@redmond.example");
         assert_eq!(expired[0].sender, "biff@nhind.example");
-        assert!(t.expire(400).await.unwrap().is_empty(), "{name}");
+        assert!(t.expire(400, 100).await.unwrap().is_empty(), "{name}");
+        // A claim given back (the sender could not be told) is claimed again, once.
+        t.unclaim("<m1@nhind>", "ann@redmond.example")
+            .await
+            .unwrap();
+        assert_eq!(t.expire(400, 100).await.unwrap().len(), 1, "{name}");
+        assert!(t.expire(400, 100).await.unwrap().is_empty(), "{name}");
         // A late processed still counts once, and the sender keeps what it was told.
         assert_eq!(
             n("<m1@nhind>", "ann@redmond.example", Notice::Processed).await,
@@ -373,6 +379,68 @@ async fn direct_tracking_counts_each_notification_once_and_each_deadline_once() 
             .contains(&("ann@redmond.example".to_string(), TrackState::TimedOut)));
         assert_eq!(t.purge(101).await.unwrap(), 3, "{name}");
         assert!(t.list(None).await.unwrap().is_empty(), "{name}");
+        // Looked at before delivery, counted after: peek changes nothing.
+        t.track("<m3@nhind>", "biff@nhind.example", &rcpts, true, 500, 600)
+            .await
+            .unwrap();
+        let open = postern_store::Peeked::Open {
+            sender: "biff@nhind.example".into(),
+        };
+        for _ in 0..2 {
+            assert_eq!(
+                t.peek("<m3@nhind>", "toby@redmond.example", Notice::Dispatched)
+                    .await
+                    .unwrap(),
+                open,
+                "{name}"
+            );
+        }
+        assert_eq!(
+            t.peek("<m3@nhind>", "x@redmond.example", Notice::Dispatched)
+                .await
+                .unwrap(),
+            postern_store::Peeked::Unknown
+        );
+        // Dispatched before processed, then processed: complete; a failure afterwards wins.
+        assert_eq!(
+            n("<m3@nhind>", "toby@redmond.example", Notice::Dispatched).await,
+            Noticed::First
+        );
+        assert_eq!(
+            t.peek("<m3@nhind>", "toby@redmond.example", Notice::Dispatched)
+                .await
+                .unwrap(),
+            postern_store::Peeked::Counted
+        );
+        assert_eq!(
+            n("<m3@nhind>", "toby@redmond.example", Notice::Processed).await,
+            Noticed::First
+        );
+        assert_eq!(
+            state("<m3@nhind>").await[1],
+            ("toby@redmond.example".to_string(), TrackState::Complete),
+            "{name}"
+        );
+        assert_eq!(
+            n("<m3@nhind>", "toby@redmond.example", Notice::Failed).await,
+            Noticed::First
+        );
+        assert_eq!(
+            n("<m3@nhind>", "toby@redmond.example", Notice::Failed).await,
+            Noticed::Again
+        );
+        assert_eq!(
+            state("<m3@nhind>").await[1],
+            ("toby@redmond.example".to_string(), TrackState::Failed),
+            "{name}"
+        );
+        // A handover that failed: the untouched row goes, a touched one stays.
+        t.untrack("<m3@nhind>", &rcpts).await.unwrap();
+        assert_eq!(
+            state("<m3@nhind>").await,
+            [("toby@redmond.example".to_string(), TrackState::Failed)],
+            "{name}"
+        );
         db.close().await;
     }
 }

@@ -108,23 +108,28 @@ fn header_section(msg: &[u8]) -> &[u8] {
 
 /// Reasons come from next hops and may hold anything: one printable line, bounded (the one
 /// sanitiser for text from mail).
-/// The DSN that tells our user `t.sender` that the Direct message `t.message_id` got no
-/// notification from `t.recipient`'s HISP in time (RFC 3464: Action failed, Status 5.4.7),
-/// naming the message by `X-Original-Message-ID` (we keep no copy of it to return).
+/// The DSN that tells our user that a Direct message got no notification in time from the
+/// HISPs of `late`'s recipients (all rows of one message and one sender; RFC 3464: Action
+/// failed, Status 5.4.7 each), naming the message by `X-Original-Message-ID` (we keep no copy
+/// of it to return).
 pub fn timed_out(
     hostname: &str,
-    t: &postern_store::Tracked,
+    late: &[postern_store::Tracked],
     now_secs: u64,
     boundary_seed: &str,
 ) -> Vec<u8> {
+    let Some(first) = late.first() else {
+        return Vec::new();
+    };
     let boundary = format!("=_postern_dsn_{boundary_seed}");
-    let waited = t.deadline.saturating_sub(t.sent_at);
-    let wanted = if t.reliable {
+    let waited = first.deadline.saturating_sub(first.sent_at);
+    let wanted = if first.reliable {
         "processed and dispatched notifications"
     } else {
         "a processed notification"
     };
-    format!(
+    let id = one_line(&first.message_id);
+    let mut m = format!(
         "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n\
          To: <{to}>\r\n\
          Subject: Delivery not confirmed: no notification from the recipient's gateway\r\n\
@@ -140,28 +145,35 @@ pub fn timed_out(
          \r\n\
          This is the mail gateway at {hostname}.\r\n\
          \r\n\
-         Your message {id} was handed to the secure (Direct) gateway of <{rcpt}>,\r\n\
-         but {wanted} did not come back within {waited} seconds.\r\n\
-         It may not have reached the recipient: please confirm another way.\r\n\
-         \r\n--{boundary}\r\n\
+         Your message {id} was handed to the secure (Direct) gateways of the recipients\r\n\
+         below, but {wanted} did not come back within {waited} seconds.\r\n\
+         It may not have reached them: please confirm another way.\r\n\r\n",
+        to = one_line(&first.sender),
+        date = rfc5322_date(now_secs),
+    );
+    for t in late {
+        m.push_str(&format!("<{}>\r\n", one_line(&t.recipient)));
+    }
+    m.push_str(&format!(
+        "\r\n--{boundary}\r\n\
          Content-Type: message/delivery-status\r\n\
          \r\n\
          Reporting-MTA: dns; {hostname}\r\n\
          X-Original-Message-ID: {id}\r\n\
-         Arrival-Date: {sent}\r\n\
-         \r\n\
-         Final-Recipient: rfc822;{rcpt}\r\n\
-         Action: failed\r\n\
-         Status: 5.4.7\r\n\
-         Diagnostic-Code: X-Postern; no delivery notification within {waited} seconds\r\n\
-         \r\n--{boundary}--\r\n",
-        to = one_line(&t.sender),
-        rcpt = one_line(&t.recipient),
-        id = one_line(&t.message_id),
-        date = rfc5322_date(now_secs),
-        sent = rfc5322_date(u64::try_from(t.sent_at).unwrap_or(0)),
-    )
-    .into_bytes()
+         Arrival-Date: {sent}\r\n",
+        sent = rfc5322_date(u64::try_from(first.sent_at).unwrap_or(0)),
+    ));
+    for t in late {
+        m.push_str(&format!(
+            "\r\nFinal-Recipient: rfc822;{}\r\n\
+             Action: failed\r\n\
+             Status: 5.4.7\r\n\
+             Diagnostic-Code: X-Postern; no delivery notification within {waited} seconds\r\n",
+            one_line(&t.recipient)
+        ));
+    }
+    m.push_str(&format!("\r\n--{boundary}--\r\n"));
+    m.into_bytes()
 }
 
 fn one_line(s: &str) -> String {

@@ -34,6 +34,9 @@ enum Step<'a> {
         /// for its envelope sender is judged from it, only if a bounce is due (anyone can forge
         /// a MAIL FROM, so only a vouched sender gets one).
         opened: Option<Box<postern_core::Report>>,
+        /// A partner's notification about one of our Direct messages: counted once it has
+        /// reached our user (a delivery that is retried must not find it counted already).
+        notice: Option<crate::mdn::PendingNotice>,
     },
     Defer {
         idx: Vec<usize>,
@@ -239,16 +242,27 @@ impl Work<'_> {
                     sealed,
                     tls_required,
                     opened,
+                    notice,
                 } => {
+                    // A sealed copy for a Direct HISP is recorded before it is handed over (its
+                    // notification may come back before this attempt ends), and forgotten for
+                    // the recipients it did not reach.
+                    let tracked = if !inbound && sealed.is_some() {
+                        crate::mdn::track_sending(self.shared, self.entry, &idx, self.data).await
+                    } else {
+                        None
+                    };
                     self.deliver(n, &idx, inbound, &message, sealed, tls_required)
                         .await;
+                    if let Some(t) = tracked {
+                        crate::mdn::settle(self.shared, self.entry, t).await;
+                    }
                     // An opened message that reached our users: Direct wants a notification.
                     if inbound && opened.is_some() {
                         crate::mdn::queue_processed(self.shared, self.entry, &idx, &message);
                     }
-                    // A sealed copy a Direct HISP took: wait for its notifications.
-                    if !inbound && sealed.is_some() {
-                        crate::mdn::track_sent(self.shared, self.entry, &idx, self.data).await;
+                    if let Some(notice) = notice {
+                        crate::mdn::counted(self.shared, self.entry, &idx, notice).await;
                     }
                     if let Some(report) = opened {
                         inbound_opened = Some((report, message));
@@ -717,7 +731,14 @@ async fn plan<'a>(
                 inbound,
             } => {
                 let idx = take(&recipients);
-                inbound_step(shared, &dir, mail_from.as_ref(), idx, inbound).await
+                inbound_step(
+                    shared,
+                    &dir,
+                    mail_from.as_ref(),
+                    (idx, &recipients),
+                    inbound,
+                )
+                .await
             }
             // Portal replies, and an inbound message an administrator released.
             Decision::ToOurServer {
@@ -730,6 +751,7 @@ async fn plan<'a>(
                 sealed: None,
                 tls_required: false,
                 opened: None,
+                notice: None,
             },
             // What the portal wrote (notifications and codes, no PHI) goes out as it is.
             Decision::AsIs { recipients } => Step::Deliver {
@@ -739,6 +761,7 @@ async fn plan<'a>(
                 sealed: None,
                 tls_required: false,
                 opened: None,
+                notice: None,
             },
             Decision::Refuse { recipients, reason } => Step::Fail {
                 idx: take(&recipients),
@@ -778,6 +801,7 @@ fn outbound_step<'a>(
             sealed: None,
             tls_required: false,
             opened: None,
+            notice: None,
         },
         Disposition::Deliver {
             recipients,
@@ -791,6 +815,7 @@ fn outbound_step<'a>(
             sealed,
             tls_required,
             opened: None,
+            notice: None,
         },
         Disposition::Hold { recipients, reason } => Step::Defer {
             idx: take(&recipients),
@@ -828,9 +853,10 @@ async fn inbound_step<'a>(
     shared: &Shared,
     dir: &postern_router::CheckedDirectory,
     mail_from: Option<&Address>,
-    idx: Vec<usize>,
+    (idx, recipients): (Vec<usize>, &[Address]),
     inbound: Inbound,
 ) -> Step<'a> {
+    let envelope_rcpts: Vec<String> = recipients.iter().map(|a| a.to_string()).collect();
     match inbound {
         Inbound::Deliver {
             message,
@@ -849,12 +875,15 @@ async fn inbound_step<'a>(
                 }
             }
             // A Direct partner's notification about one of our messages: counted once.
-            let message = match crate::mdn::received(shared, mail_from, &message).await {
-                crate::mdn::Received::Deliver => message,
-                crate::mdn::Received::Tag(field) => [field.as_bytes(), &message].concat(),
-                crate::mdn::Received::Suppress(why) => return Step::Suppress { idx, why },
-                crate::mdn::Received::Retry(reason) => return Step::Defer { idx, reason },
-            };
+            let (message, notice) =
+                match crate::mdn::received(shared, mail_from, &message, &envelope_rcpts).await {
+                    crate::mdn::Received::Deliver(notice) => (message, notice),
+                    crate::mdn::Received::Tag(field) => {
+                        ([field.as_bytes(), &message].concat(), None)
+                    }
+                    crate::mdn::Received::Suppress(why) => return Step::Suppress { idx, why },
+                    crate::mdn::Received::Retry(reason) => return Step::Defer { idx, reason },
+                };
             Step::Deliver {
                 idx,
                 inbound: true,
@@ -862,6 +891,7 @@ async fn inbound_step<'a>(
                 sealed: None,
                 tls_required: false,
                 opened: report.map(Box::new),
+                notice,
             }
         }
         Inbound::Quarantine { reason, .. } => Step::Quarantine {

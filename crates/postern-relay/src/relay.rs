@@ -166,11 +166,15 @@ fn build_settings(cfg: &RelayConfig) -> Result<Settings, StartError> {
             cfg.limits.unknown_recipients_per_client,
             cfg.limits.ipv6_client_prefix,
         ),
+        // Bounded: a month of waiting, ten years of rows (a larger figure would overflow the
+        // stored seconds into the past).
         direct: crate::shared::DirectSettings {
-            timeout: Duration::from_secs(cfg.direct.notification_timeout_secs.max(1)),
-            reliable_timeout: Duration::from_secs(cfg.direct.reliable_timeout_secs.max(1)),
+            timeout: Duration::from_secs(cfg.direct.notification_timeout_secs.clamp(1, 2_592_000)),
+            reliable_timeout: Duration::from_secs(
+                cfg.direct.reliable_timeout_secs.clamp(1, 2_592_000),
+            ),
             deliver_processed: cfg.direct.deliver_processed_mdns,
-            retention: Duration::from_secs(cfg.direct.tracking_days.saturating_mul(86_400)),
+            retention: Duration::from_secs(cfg.direct.tracking_days.min(3650) * 86_400),
         },
     };
     if let (NextHop::Smtp(addr), true) = (

@@ -62,10 +62,7 @@ pub fn processed(
         .header("subject")
         .map(|s| postern_core::display_text(s.trim(), 200))
         .unwrap_or_default();
-    let original_id = view
-        .header("message-id")
-        .map(|s| postern_core::display_text(s.trim(), 250))
-        .filter(|s| !s.is_empty());
+    let original_id = view.header("message-id").and_then(|v| message_id_token(&v));
     recipients
         .iter()
         .enumerate()
@@ -208,7 +205,7 @@ pub fn read(message: &[u8]) -> Option<Reported> {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.trim().to_string())
     };
-    let original_message_id = field("original-message-id").filter(|v| !v.is_empty())?;
+    let original_message_id = message_id_token(&field("original-message-id")?)?;
     let final_recipient = field("final-recipient")?;
     let (kind, address) = final_recipient.split_once(';')?;
     if !kind.trim().eq_ignore_ascii_case("rfc822") {
@@ -238,6 +235,19 @@ pub fn read(message: &[u8]) -> Option<Reported> {
         final_recipient: address,
         disposition,
     })
+}
+
+/// A Message-ID as both sides key it: the first `<…>` of the field's value (comments and
+/// white space around it dropped), with no white space or angle bracket inside and at most
+/// 250 characters; `None` otherwise (such a message cannot be tracked).
+pub fn message_id_token(value: &str) -> Option<String> {
+    let start = value.find('<')?;
+    let rest = value.get(start..)?;
+    let end = rest.find('>')?;
+    let token = rest.get(..=end)?;
+    let inside = token.get(1..token.len() - 1)?;
+    (!inside.is_empty() && token.len() <= 250 && !inside.contains(['<', ' ', '\t', '\r', '\n']))
+        .then(|| token.to_string())
 }
 
 /// `name: value` lines, continuation lines joined (RFC 8098 fields are header-like).
@@ -411,5 +421,21 @@ mod tests {
         assert_eq!(read(MSG.as_bytes()), None);
         assert!(wants_reliable(b"Disposition-Notification-Options: X-DIRECT-FINAL-DESTINATION-DELIVERY=optional,true\r\nFrom: a@b.example\r\n\r\nx"));
         assert!(!wants_reliable(MSG.as_bytes()));
+    }
+
+    /// Both sides key a message by the same token, or do not track it.
+    #[test]
+    fn message_ids_are_keyed_by_their_token() {
+        assert_eq!(message_id_token(" (c) <a@b> (d)").as_deref(), Some("<a@b>"));
+        assert_eq!(message_id_token("<a@b>").as_deref(), Some("<a@b>"));
+        for bad in [
+            "a@b",
+            "<>",
+            "<a b@c>",
+            "<a",
+            &format!("<{}@b>", "x".repeat(300)),
+        ] {
+            assert_eq!(message_id_token(bad), None, "{bad}");
+        }
     }
 }

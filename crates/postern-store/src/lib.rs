@@ -38,7 +38,7 @@ pub use harvest::{HarvestState, HarvestStore, Harvested};
 pub use keyfile::{KeyFileError, KeyRole};
 pub use quarantine::{Held, HeldOrigin, HeldState, HoldReason, Quarantine, QuarantineError};
 pub use seal::MasterKey;
-pub use tracking::{Notice, Noticed, TrackState, Tracked, TrackingStore};
+pub use tracking::{Notice, Noticed, Peeked, TrackState, Tracked, TrackingStore};
 
 /// Unix seconds now.
 pub fn now() -> i64 {

@@ -33,6 +33,21 @@ pub enum Noticed {
     Again,
 }
 
+/// What a notification would do, looked at before it is delivered (see
+/// [`TrackingStore::peek`]): it is counted only once it has reached our user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peeked {
+    /// No message of ours to that recipient with that Message-ID.
+    Unknown,
+    /// Its kind was counted for that recipient before: a duplicate or a replay.
+    Counted,
+    /// Not counted yet: `sender` is our user who sent the message.
+    Open {
+        /// Our user who sent the message (whom the notification should reach).
+        sender: String,
+    },
+}
+
 /// Where one recipient of a tracked message stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrackState {
@@ -108,6 +123,57 @@ impl TrackingStore {
         Ok(())
     }
 
+    /// What recording a notification would find, without recording it: the caller delivers
+    /// it first and then calls [`TrackingStore::notice`], so a delivery that is retried
+    /// never finds its own notification already counted.
+    pub async fn peek(
+        &self,
+        message_id: &str,
+        recipient: &str,
+        notice: Notice,
+    ) -> Result<Peeked, DbError> {
+        let row = sqlx::query(
+            "SELECT sender, processed_at, dispatched_at, failed_at FROM direct_tracking \
+             WHERE message_id = $1 AND recipient = $2",
+        )
+        .bind(message_id)
+        .bind(recipient.to_ascii_lowercase())
+        .fetch_optional(self.db.pool())
+        .await?;
+        let Some(row) = row else {
+            return Ok(Peeked::Unknown);
+        };
+        let column = match notice {
+            Notice::Processed => "processed_at",
+            Notice::Dispatched => "dispatched_at",
+            Notice::Failed => "failed_at",
+        };
+        Ok(if row.try_get::<Option<i64>, _>(column)?.is_some() {
+            Peeked::Counted
+        } else {
+            Peeked::Open {
+                sender: row.try_get("sender")?,
+            }
+        })
+    }
+
+    /// Forgets `recipients` of `message_id` that no notification has touched (the handover
+    /// to them failed after they were recorded).
+    pub async fn untrack(&self, message_id: &str, recipients: &[String]) -> Result<(), DbError> {
+        for r in recipients {
+            sqlx::query(
+                "DELETE FROM direct_tracking WHERE message_id = $1 AND recipient = $2 \
+                 AND state = 'pending' AND processed_at IS NULL AND dispatched_at IS NULL \
+                 AND failed_at IS NULL",
+            )
+            .bind(message_id)
+            .bind(r.to_ascii_lowercase())
+            .execute(self.db.pool())
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Records a notification about `message_id` for `recipient`.
     pub async fn notice(
         &self,
@@ -149,33 +215,48 @@ impl TrackingStore {
         if changed > 0 {
             return Ok(Noticed::First);
         }
-        let known = sqlx::query(
-            "SELECT 1 AS one FROM direct_tracking WHERE message_id = $1 AND recipient = $2",
-        )
-        .bind(message_id)
-        .bind(&recipient)
-        .fetch_optional(self.db.pool())
-        .await?;
-        Ok(if known.is_some() {
-            Noticed::Again
-        } else {
-            Noticed::Unknown
+        // Nothing changed: either this kind was counted (by us or another node), or there is
+        // no such row. Told apart by the row itself.
+        Ok(match self.peek(message_id, &recipient, notice).await? {
+            Peeked::Unknown => Noticed::Unknown,
+            Peeked::Counted | Peeked::Open { .. } => Noticed::Again,
         })
     }
 
     /// Claims every recipient still pending at its deadline (`now` or before) and marks it
     /// timed out: each is returned to exactly one caller, whichever node asks first, to tell
     /// its sender.
-    pub async fn expire(&self, now: i64) -> Result<Vec<Tracked>, DbError> {
+    /// At most `limit` a call, oldest deadline first, so a backlog after an outage is worked
+    /// off a batch at a time.
+    pub async fn expire(&self, now: i64, limit: i64) -> Result<Vec<Tracked>, DbError> {
+        // The outer `state = 'pending'` is checked again on each row once it is locked: two
+        // nodes choosing the same rows never both claim one.
         let rows = sqlx::query(
             "UPDATE direct_tracking SET state = 'timed-out' \
-             WHERE state = 'pending' AND deadline <= $1 \
+             WHERE state = 'pending' AND (message_id, recipient) IN \
+             (SELECT message_id, recipient FROM direct_tracking \
+              WHERE state = 'pending' AND deadline <= $1 ORDER BY deadline LIMIT $2) \
              RETURNING message_id, recipient, sender, reliable, state, sent_at, deadline",
         )
         .bind(now)
+        .bind(limit)
         .fetch_all(self.db.pool())
         .await?;
         rows.iter().map(tracked).collect()
+    }
+
+    /// Gives a claimed deadline back (its sender could not be told now): the next sweep
+    /// claims it again.
+    pub async fn unclaim(&self, message_id: &str, recipient: &str) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE direct_tracking SET state = 'pending' \
+             WHERE message_id = $1 AND recipient = $2 AND state = 'timed-out'",
+        )
+        .bind(message_id)
+        .bind(recipient.to_ascii_lowercase())
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
     }
 
     /// The recipients of one message, or of every message when `message_id` is `None`.
