@@ -166,7 +166,8 @@ fn smime_from_a_partner_gateway_is_opened_verified_and_spoofing_removed() {
     );
     assert!(!t.contains("Postern-Signature: valid"), "{t}");
 
-    // Encrypted to someone else: delivered as is with a header saying why (never dropped)...
+    // Encrypted to someone else (a user's own end-to-end mail): delivered as is with a header
+    // saying why (never dropped)...
     let other = pki.issue("x@clinic.example", KeyKind::Rsa(2048));
     let enc = run_ok(
         Command::new("openssl")
@@ -176,15 +177,13 @@ fn smime_from_a_partner_gateway_is_opened_verified_and_spoofing_removed() {
     );
     let got = rt.block_on(router().inbound(&checked(&dir), Some(&addr("doc@partner.test")), &enc));
     assert!(
-        text(&got).starts_with(
-            "Postern-Decrypted: failed (smime: message is not encrypted to any of our keys"
-        ),
+        text(&got).starts_with("Postern-Decrypted: no (smime: encrypted to other keys)\r\n"),
         "{}",
         text(&got)
     );
     // ...or quarantined when so configured.
     let mut r = router();
-    r.policy.undecryptable = InboundAction::Quarantine;
+    r.policy.not_for_us = InboundAction::Quarantine;
     assert!(matches!(
         rt.block_on(r.inbound(&checked(&dir), Some(&addr("doc@partner.test")), &enc)),
         Inbound::Quarantine { .. }
@@ -690,15 +689,25 @@ fn legacy_algorithms_are_accepted_per_partner_receive_only_and_marked_weak() {
     );
     assert!(t.contains("Sent by a 2009 gateway."), "{t}");
 
-    // Without the exception: refused by name, never opened quietly.
-    let (dir, _t) = directory("");
-    let t = text(&rt.block_on(router().inbound(&checked(&dir.unwrap()), Some(&from), &mail)));
-    assert!(t.starts_with("Postern-Decrypted: failed"), "{t}");
-    assert!(t.contains("3des"), "the reason names the algorithm: {t}");
+    // Without the exception: refused by name and held (it was for us: never relayed as it
+    // came), never opened quietly.
+    let refused = |legacy: &str| {
+        let (dir, _t) = directory(legacy);
+        match rt.block_on(router().inbound(&checked(&dir.unwrap()), Some(&from), &mail)) {
+            Inbound::Quarantine {
+                reason: QuarantineReason::CannotOpen { error, .. },
+                ..
+            } => error,
+            other => panic!("not held: {}", text(&other)),
+        }
+    };
+    let why = refused("");
+    assert!(
+        why.contains("3des"),
+        "the reason names the algorithm: {why}"
+    );
     // SHA-1 allowed but not 3DES: still refused.
-    let (dir, _t) = directory("accept_legacy = [\"sha1\"]");
-    let t = text(&rt.block_on(router().inbound(&checked(&dir.unwrap()), Some(&from), &mail)));
-    assert!(t.starts_with("Postern-Decrypted: failed"), "{t}");
+    refused("accept_legacy = [\"sha1\"]");
     // An algorithm that is never accepted is a directory error with its line.
     let (dir, _t) = directory("accept_legacy = [\"rc2\"]");
     let e = dir.unwrap_err().to_string();
@@ -845,4 +854,78 @@ fn a_wrapped_message_is_delivered_as_the_message_inside_and_bound_to_its_from() 
         ),
         other => panic!("delivered: {}", text(&other)),
     }
+}
+
+/// A message encrypted to our key that does not open (here its encrypted key damaged) was for
+/// us: it is held whatever the policy for mail encrypted to others says, never relayed as it
+/// came (draft-ramsdell-enc-smime-gateway §5.2 step 2); a user's own end-to-end mail, encrypted
+/// to none of our keys, is relayed equal to the input but for one result line.
+#[test]
+fn mail_for_us_that_does_not_open_is_held_and_mail_for_others_passes_unchanged() {
+    let pki = Pki::new();
+    let us = pki.issue("gw@clinic.example", KeyKind::Rsa(2048));
+    let gateway = pki.issue("gw@partner.test", KeyKind::Rsa(2048));
+    let user = pki.issue("nurse@clinic.example", KeyKind::Rsa(2048));
+    let dir = smime_directory(&pki, &us, &gateway);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let inner =
+        b"From: doc@partner.test\r\nTo: nurse@clinic.example\r\nSubject: x\r\n\r\nResults.\r\n";
+    let to = |cert: &std::path::Path| {
+        run_ok(
+            Command::new("openssl")
+                .args(["cms", "-encrypt", "-aes-256-cbc", "-outform", "DER"])
+                .arg(cert),
+            inner,
+        )
+    };
+    let smime = |der: &[u8]| {
+        format!(
+            "From: doc@partner.test\r\nTo: nurse@clinic.example\r\nMIME-Version: 1.0\r\n\
+             Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{}",
+            String::from_utf8(mime::base64_lines(der)).unwrap()
+        )
+        .into_bytes()
+    };
+    // Damage the RSA-encrypted content key (the 256-byte OCTET STRING of the RecipientInfo).
+    let mut der = to(&us.cert);
+    let at = der
+        .windows(4)
+        .position(|w| w == [0x04, 0x82, 0x01, 0x00])
+        .expect("the encrypted key");
+    for b in &mut der[at + 4..at + 36] {
+        *b ^= 0x5a;
+    }
+    for policy in [InboundAction::Tag, InboundAction::Quarantine] {
+        let mut r = router();
+        r.policy.not_for_us = policy;
+        let got = rt.block_on(r.inbound(
+            &checked(&dir),
+            Some(&addr("doc@partner.test")),
+            &smime(&der),
+        ));
+        assert!(
+            matches!(
+                got,
+                Inbound::Quarantine {
+                    reason: QuarantineReason::CannotOpen { .. },
+                    ..
+                }
+            ),
+            "{policy:?}: {}",
+            text(&got)
+        );
+    }
+    // For the nurse's own key, not ours: relayed as it came, one line in front.
+    let theirs = smime(&to(&user.cert));
+    let got =
+        rt.block_on(router().inbound(&checked(&dir), Some(&addr("doc@partner.test")), &theirs));
+    let Inbound::Deliver { message, .. } = got else {
+        panic!("not relayed: {}", text(&got))
+    };
+    let line = b"Postern-Decrypted: no (smime: encrypted to other keys)\r\n";
+    assert_eq!(&message[..line.len()], line);
+    assert_eq!(&message[line.len()..], &theirs[..]);
 }

@@ -133,8 +133,10 @@ pub enum InboundChoice {
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InboundPolicyConfig {
-    /// A message we cannot decrypt.
-    pub undecryptable: InboundChoice,
+    /// A message encrypted to none of our keys (`undecryptable` is its old name, still read).
+    /// One encrypted to our key that does not open is always quarantined.
+    #[serde(alias = "undecryptable")]
+    pub not_for_us: InboundChoice,
     /// Plaintext from a `required` partner.
     pub plaintext_from_required: InboundChoice,
     /// AES-CBC S/MIME without a valid signature from senders that are not partners (or
@@ -662,6 +664,21 @@ mod tests {
         std::fs::write(cfg.quarantine_key(), "ab".repeat(32)).unwrap();
         assert!(cfg.audit_key().unwrap().is_some());
         assert!(cfg.open_database().await.unwrap().audit_key().is_some());
+    }
+
+    /// `[inbound_policy] undecryptable`, the knob's old name, is still read as `not_for_us`.
+    #[test]
+    fn the_old_name_of_not_for_us_still_loads() {
+        for key in ["undecryptable", "not_for_us"] {
+            let d = tempfile::tempdir().unwrap();
+            let p = d.path().join("relay.toml");
+            std::fs::write(&p, format!("[inbound_policy]\n{key} = \"quarantine\"\n")).unwrap();
+            let cfg = RelayConfig::load(&p).unwrap();
+            assert!(
+                matches!(cfg.inbound_policy.not_for_us, InboundChoice::Quarantine),
+                "{key}"
+            );
+        }
     }
 
     #[test]

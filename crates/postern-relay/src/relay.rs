@@ -477,7 +477,7 @@ async fn start_relay(
         InboundChoice::Quarantine => InboundAction::Quarantine,
     };
     let gateway = gateway.inbound_policy(InboundPolicy {
-        undecryptable: choice(cfg.inbound_policy.undecryptable),
+        not_for_us: choice(cfg.inbound_policy.not_for_us),
         plaintext_from_required: choice(cfg.inbound_policy.plaintext_from_required),
         unsigned_cbc: cfg
             .inbound_policy

@@ -32,8 +32,12 @@ pub enum InboundAction {
 /// The inbound policy knobs.
 #[derive(Debug, Clone, Copy)]
 pub struct InboundPolicy {
-    /// A message we cannot decrypt (default: deliver as is, tagged — never dropped).
-    pub undecryptable: InboundAction,
+    /// A message encrypted to none of our keys — a user's own end-to-end mail, say (default:
+    /// deliver as is, tagged `Postern-Decrypted: no (encrypted to other keys)`). A message
+    /// encrypted to one of our keys that does not open (a damaged key or tag, a refused
+    /// algorithm, malformed content) is always held: it was for us, and relaying it would pass
+    /// on something nobody checked (draft-ramsdell-enc-smime-gateway §5.2).
+    pub not_for_us: InboundAction,
     /// Plaintext from a `required` partner (default: tag).
     pub plaintext_from_required: InboundAction,
     /// Unsigned AES-CBC S/MIME mail from senders that are not partners, or partners without
@@ -44,7 +48,7 @@ pub struct InboundPolicy {
 impl Default for InboundPolicy {
     fn default() -> Self {
         InboundPolicy {
-            undecryptable: InboundAction::Tag,
+            not_for_us: InboundAction::Tag,
             plaintext_from_required: InboundAction::Tag,
             unsigned_cbc: UnsignedCbc::TextOnly,
         }
@@ -357,24 +361,32 @@ impl InboundRouter {
                     error: e.to_string(),
                 },
             ),
-            Err(e) => match self.policy.undecryptable {
+            // Encrypted to none of our keys (a user's own end-to-end mail): as the policy says.
+            Err(postern_core::Error::NotForUs(why)) => match self.policy.not_for_us {
                 InboundAction::Quarantine => Inbound::Quarantine {
                     message: clean.to_vec(),
                     reason: QuarantineReason::CannotOpen {
                         standard,
-                        error: e.to_string(),
+                        error: format!("not encrypted to any of our keys ({why})"),
                     },
                 },
                 InboundAction::Tag => Inbound::Deliver {
                     message: prepend(
                         &format!(
-                            "{RESULT_PREFIX}Decrypted: failed ({standard}: {})\r\n",
-                            one_line(&e.to_string())
+                            "{RESULT_PREFIX}Decrypted: no ({standard}: encrypted to other keys)\r\n"
                         ),
                         &clean,
                     ),
                     report: None,
                     verdict: SignatureVerdict::Absent,
+                },
+            },
+            // For us, and it did not open: never relayed.
+            Err(e) => Inbound::Quarantine {
+                message: clean.to_vec(),
+                reason: QuarantineReason::CannotOpen {
+                    standard,
+                    error: e.to_string(),
                 },
             },
         }
