@@ -668,3 +668,116 @@ fn a_direct_message_we_sent_waits_for_its_notification_and_its_sender_hears_when
     );
     assert!(!dsn.contains("<m1@"), "{dsn}");
 }
+
+/// Timely and reliable delivery on the receiving side: a Direct message from redmond that asks
+/// for it (Disposition-Notification-Options: X-DIRECT-FINAL-DESTINATION-DELIVERY) gets a
+/// processed and — our server being its destination (gateway_is_destination) — a dispatched
+/// notification once our server took it; when our server refuses it for good, a failed
+/// notification instead, and no DSN besides. Each opens on the redmond side as what it says.
+#[test]
+fn a_reliable_direct_message_is_answered_dispatched_or_failed() {
+    use postern_router::mdn::Disposition as Said;
+    use postern_router::{Disposition, Inbound, Outgoing};
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = biff(tmp.path());
+    let redmond = ri_pair(tmp.path(), "redmond.pfx", "redmond");
+    let (gw, dir) = redmond_side(tmp.path(), &redmond, &keys);
+    let toby = postern_core::Address::new("toby@redmond.hsgincubator.com").unwrap();
+    let biff_addr = postern_core::Address::new("biff@nhind.hsgincubator.com").unwrap();
+    let msg = b"From: toby@redmond.hsgincubator.com\r\nTo: biff@nhind.hsgincubator.com\r\n\
+        Subject: Discharge summary\r\nMessage-ID: <r1@redmond.hsgincubator.com>\r\n\
+        Disposition-Notification-Options: X-DIRECT-FINAL-DESTINATION-DELIVERY=optional,true\r\n\
+        Date: Sat, 01 Jun 2019 12:00:00 +0000\r\n\r\nAttached.\r\n";
+    let envelope = postern_router::Envelope {
+        mail_from: Some(toby.clone()),
+        rcpt_to: vec![biff_addr.clone()],
+    };
+    let plan = postern_core::block_on(gw.outbound(&dir, Outgoing::new(&envelope, msg)));
+    let Disposition::Deliver {
+        message: sealed,
+        sealed: Some(_),
+        ..
+    } = plan.dispositions[0].clone()
+    else {
+        panic!("not sealed: {plan:?}")
+    };
+    let directory = format!(
+        "[our]\ndomains = [\"nhind.hsgincubator.com\"]\n\
+         [[our.keys]]\nstandard = \"smime\"\ncertificate = \"{}\"\nkey = \"{}\"\n\
+         [[partner]]\ndomain = \"redmond.hsgincubator.com\"\nstandards = [\"smime\"]\n\
+         policy = \"required\"\nprofile = \"direct\"\nsmime_certificates = [\"{}\"]\n\
+         trust_anchors = [\"{}\", \"{}\"]\n",
+        keys.0.display(),
+        keys.1.display(),
+        ri("redmond.hsgincubator.com.crt").display(),
+        ri("umamalga1.cer").display(),
+        ri("um-amalga1-vm1.cer").display(),
+    );
+    // What redmond reads of each notification we send it.
+    let said =
+        |sealed: &[u8]| match postern_core::block_on(gw.inbound(&dir, Some(&biff_addr), sealed)) {
+            Inbound::Deliver { message, .. } => postern_router::mdn::read(&message)
+                .unwrap_or_else(|| panic!("not an MDN: {}", String::from_utf8_lossy(&message))),
+            other => panic!("redmond cannot open it: {other:?}"),
+        };
+    let to_toby = |sink: &SmtpSink| -> Vec<Vec<u8>> {
+        sink.messages()
+            .into_iter()
+            .filter(|(r, _)| r.iter().any(|r| r == "toby@redmond.hsgincubator.com"))
+            .map(|(_, m)| m)
+            .collect()
+    };
+
+    // Taken by our server: processed and dispatched.
+    let sink = SmtpSink::start(&[]);
+    let here = tmp.path().join("taken");
+    std::fs::create_dir_all(&here).unwrap();
+    let (rt, relay) = relay_at_2019_with(&here, &sink, &directory, |cfg| {
+        cfg.direct.gateway_is_destination = true;
+    });
+    let public = relay.public_addr.unwrap().to_string();
+    let r = send_mail(
+        &public,
+        "toby@redmond.hsgincubator.com",
+        &["biff@nhind.hsgincubator.com"],
+        &sealed,
+    )
+    .unwrap();
+    assert!(r.starts_with("250"), "{r}");
+    assert!(wait_until(Duration::from_secs(30), || sink.count() == 3));
+    rt.block_on(relay.shutdown(Duration::from_secs(5)));
+    let mut kinds: Vec<Said> = to_toby(&sink).iter().map(|m| said(m).disposition).collect();
+    kinds.sort_by_key(|k| format!("{k:?}"));
+    assert_eq!(kinds, [Said::Dispatched, Said::Processed]);
+    for m in to_toby(&sink) {
+        let r = said(&m);
+        assert_eq!(r.original_message_id, "<r1@redmond.hsgincubator.com>");
+        assert_eq!(r.final_recipient, "biff@nhind.hsgincubator.com");
+    }
+
+    // Refused for good by our server: one failed notification, and no DSN besides.
+    let out = SmtpSink::start(&[]);
+    let refusing = SmtpSink::start(&["-f", "RCPT"]);
+    let there = tmp.path().join("refused");
+    std::fs::create_dir_all(&there).unwrap();
+    let (rt, relay) = relay_at_2019_with(&there, &out, &directory, |cfg| {
+        cfg.inbound = test_config(&there, &out.addr(), &refusing.addr()).inbound;
+        cfg.inbound.verify_recipients = Some(false);
+    });
+    let public = relay.public_addr.unwrap().to_string();
+    let r = send_mail(
+        &public,
+        "toby@redmond.hsgincubator.com",
+        &["biff@nhind.hsgincubator.com"],
+        &sealed,
+    )
+    .unwrap();
+    assert!(r.starts_with("250"), "{r}");
+    assert!(wait_until(Duration::from_secs(30), || out.count() == 1));
+    std::thread::sleep(Duration::from_secs(3));
+    rt.block_on(relay.shutdown(Duration::from_secs(5)));
+    let got = to_toby(&out);
+    assert_eq!(got.len(), 1, "the failed MDN only, no DSN");
+    assert_eq!(said(&got[0]).disposition, Said::Failed);
+    assert_eq!(refusing.count(), 0);
+}

@@ -217,6 +217,10 @@ pub struct DirectConfig {
     pub deliver_processed_mdns: bool,
     /// Days a finished tracking row is kept (Message-IDs and addresses, no content).
     pub tracking_days: u64,
+    /// Our mail server is the destination of Direct mail (the .NET RI's
+    /// `GatewayIsDestination`): a message that asked for timely and reliable delivery gets its
+    /// `dispatched` notification once our server took it.
+    pub gateway_is_destination: bool,
 }
 
 impl Default for DirectConfig {
@@ -226,6 +230,7 @@ impl Default for DirectConfig {
             reliable_timeout_secs: 3600,
             deliver_processed_mdns: true,
             tracking_days: 30,
+            gateway_is_destination: false,
         }
     }
 }

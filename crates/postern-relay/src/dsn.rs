@@ -68,6 +68,15 @@ pub fn build(
     if let Some(envid) = &entry.envid {
         m.push_str(&format!("Original-Envelope-Id: {}\r\n", one_line(envid)));
     }
+    // The message it is about, by its Message-ID: what a Direct sender's tracking keys on
+    // (the Direct guide's X-Original-Message-ID), and a help to anyone matching the bounce.
+    if let Some(id) = postern_core::MessageView::parse(original)
+        .ok()
+        .and_then(|v| v.header("message-id"))
+        .and_then(|v| postern_router::mdn::message_id_token(&v))
+    {
+        m.push_str(&format!("X-Original-Message-ID: {id}\r\n"));
+    }
     m.push_str(&format!(
         "Arrival-Date: {}\r\n",
         rfc5322_date(entry.received_at)
@@ -209,16 +218,50 @@ mod tests {
             status: postern_core::EnhancedStatus::REFUSED,
             reason: "no usable certificate\r\nInjected: yes",
         }];
-        let orig = b"Subject: labs\r\nFrom: doc@clinic.example\r\n\r\nSSN 123-45-6789\r\n";
+        let orig = b"Subject: labs\r\nFrom: doc@clinic.example\r\nMessage-ID: (c) <m1@clinic.example>\r\n\r\nSSN 123-45-6789\r\n";
         let d = String::from_utf8(build("gw.example", &e, &f, orig, 0, "B1")).unwrap();
         assert!(d.contains("report-type=delivery-status"));
         assert!(d.contains(
             "Final-Recipient: rfc822; x@partner.example\r\nAction: failed\r\nStatus: 5.7.1\r\n"
         ));
         assert!(d.contains("Original-Envelope-Id: E1"));
+        assert!(d.contains("X-Original-Message-ID: <m1@clinic.example>\r\n"));
         assert!(d.contains("Subject: labs\r\n"));
         assert!(!d.contains("123-45-6789"), "the body must not come back");
         assert!(!d.contains("\r\nInjected:"), "reasons stay on one line");
         assert!(d.ends_with("--=_postern_dsn_B1--\r\n"));
+    }
+
+    /// The timeout DSN: one per message and sender, every late recipient with 5.4.7, the
+    /// message named by its Message-ID, and no line break from stored values.
+    #[test]
+    fn the_timeout_dsn_names_the_message_and_every_late_recipient() {
+        let row = |r: &str| postern_store::Tracked {
+            message_id: "<m2@nhind.example>".into(),
+            recipient: r.into(),
+            sender: "biff@nhind.example".into(),
+            reliable: false,
+            state: postern_store::TrackState::TimedOut,
+            sent_at: 100,
+            deadline: 3700,
+        };
+        let d = String::from_utf8(timed_out(
+            "gw.example",
+            &[
+                row("a@redmond.example"),
+                row("b@redmond.example\r\nInjected: yes"),
+            ],
+            4000,
+            "B2",
+        ))
+        .unwrap();
+        assert!(d.starts_with(
+            "From: Mail Delivery System <MAILER-DAEMON@gw.example>\r\nTo: <biff@nhind.example>\r\n"
+        ));
+        assert!(d.contains("X-Original-Message-ID: <m2@nhind.example>\r\n"));
+        assert_eq!(d.matches("Status: 5.4.7\r\n").count(), 2, "{d}");
+        assert!(d.contains("within 3600 seconds"), "{d}");
+        assert!(!d.contains("\r\nInjected:"), "{d}");
+        assert!(timed_out("gw.example", &[], 0, "x").is_empty());
     }
 }

@@ -16,17 +16,51 @@ use crate::shared::Shared;
 use crate::spool::{Entry, Origin, RcptState, Recipient, Spool};
 use crate::util::{rfc5322_date, unix_ms};
 
-/// Queues the processed MDNs for `entry`'s recipients at `idx` that `delivered` (the opened
-/// message as delivered) has just reached. Each is written to the spool durably before it
-/// counts; a spool that cannot take one is logged, and the delivery stands.
-pub(crate) fn queue_processed(shared: &Shared, entry: &Entry, idx: &[usize], delivered: &[u8]) {
-    let rcpts: Vec<Address> = idx
-        .iter()
-        .filter_map(|&i| entry.recipients.get(i))
-        .filter(|r| r.state == RcptState::Delivered)
-        .filter_map(|r| Address::new(&r.address).ok())
-        .collect();
-    if rcpts.is_empty() {
+/// Queues the Direct notifications for `entry`'s recipients at `idx` after an attempt to
+/// deliver `delivered` (the opened message) to our mail server: `processed` for each it
+/// reached, and `dispatched` too when it asked for timely and reliable delivery and
+/// `[direct] gateway_is_destination` says our server is its destination; `failed` for each it
+/// cannot reach when it asked for timely and reliable delivery (those recipients then get no
+/// DSN as well). Each is written to the spool durably before it counts; a spool that cannot
+/// take one is logged, and the delivery stands.
+pub(crate) fn queue_notifications(
+    shared: &Shared,
+    entry: &mut Entry,
+    idx: &[usize],
+    delivered: &[u8],
+) {
+    use postern_router::mdn::Kind;
+    let reliable = postern_router::mdn::wants_reliable(delivered);
+    let mut reached = Vec::new();
+    let mut failed: Vec<(usize, Address, String)> = Vec::new();
+    for &i in idx {
+        let Some(r) = entry.recipients.get(i) else {
+            continue;
+        };
+        let Ok(a) = Address::new(&r.address) else {
+            continue;
+        };
+        match &r.state {
+            RcptState::Delivered => reached.push(a),
+            RcptState::Bounced {
+                reason,
+                notified: false,
+                ..
+            } if reliable => failed.push((i, a, reason.clone())),
+            _ => {}
+        }
+    }
+    let mut kinds: Vec<(Vec<Address>, Kind)> = Vec::new();
+    if !reached.is_empty() {
+        kinds.push((reached.clone(), Kind::Processed));
+        if reliable && shared.settings.direct.gateway_is_destination {
+            kinds.push((reached, Kind::Dispatched));
+        }
+    }
+    for (_, a, why) in &failed {
+        kinds.push((vec![a.clone()], Kind::Failed { why: why.clone() }));
+    }
+    if kinds.is_empty() {
         return;
     }
     let dir = shared.directory.current();
@@ -42,30 +76,69 @@ pub(crate) fn queue_processed(shared: &Shared, entry: &Entry, idx: &[usize], del
         unique: &unique,
         hostname: &shared.settings.hostname,
     };
-    for n in postern_router::mdn::processed(&dir, mail_from.as_ref(), delivered, &rcpts, &stamp) {
-        let id = Spool::new_id();
-        // Never a DSN about a notification (RFC 8098 §2.1 wants none; our user did not write
-        // it).
-        let mut to = Recipient::new(n.to.to_string());
-        to.notify = Some("NEVER".into());
-        let mdn = Entry::new(
-            id.clone(),
-            Origin::Internal,
-            "127.0.0.1",
-            Some(n.from.to_string()),
-            vec![to],
-            n.message.len() as u64,
+    let mut told: Vec<String> = Vec::new();
+    for (rcpts, kind) in kinds {
+        let made = postern_router::mdn::notifications(
+            &dir,
+            mail_from.as_ref(),
+            delivered,
+            &rcpts,
+            &stamp,
+            &kind,
         );
-        match shared.spool.accept(&mdn, &n.message) {
-            Ok(()) => {
-                shared.metrics.mdn_processed.inc();
-                shared.metrics.queue_depth.inc();
-                shared.scheduler.submit(&id, now);
-                tracing::info!(queue_id = %entry.id, mdn_id = %id, "processed notification queued");
+        for n in made {
+            if queue_one(shared, entry, &n, &kind) && matches!(kind, Kind::Failed { .. }) {
+                told.push(n.from.to_string());
             }
-            Err(e) => {
-                tracing::error!(queue_id = %entry.id, error = %e, "could not queue a processed notification");
+        }
+    }
+    // A failed notification told the sender: no DSN for the same recipient as well.
+    for (i, a, _) in failed {
+        if told.contains(&a.to_string()) {
+            if let Some(RcptState::Bounced { notified, .. }) =
+                entry.recipients.get_mut(i).map(|r| &mut r.state)
+            {
+                *notified = true;
             }
+        }
+    }
+}
+
+/// Queues one notification as our own outbound mail from its recipient; whether it was.
+fn queue_one(
+    shared: &Shared,
+    entry: &Entry,
+    n: &postern_router::mdn::Notification,
+    kind: &postern_router::mdn::Kind,
+) -> bool {
+    use postern_router::mdn::Kind;
+    let id = Spool::new_id();
+    // Never a DSN about a notification (RFC 8098 §2.1 wants none; our user did not write it).
+    let mut to = Recipient::new(n.to.to_string());
+    to.notify = Some("NEVER".into());
+    let mdn = Entry::new(
+        id.clone(),
+        Origin::Internal,
+        "127.0.0.1",
+        Some(n.from.to_string()),
+        vec![to],
+        n.message.len() as u64,
+    );
+    match shared.spool.accept(&mdn, &n.message) {
+        Ok(()) => {
+            match kind {
+                Kind::Processed => shared.metrics.mdn_processed.inc(),
+                Kind::Dispatched => shared.metrics.mdn_dispatched.inc(),
+                Kind::Failed { .. } => shared.metrics.mdn_failed.inc(),
+            }
+            shared.metrics.queue_depth.inc();
+            shared.scheduler.submit(&id, unix_ms());
+            tracing::info!(queue_id = %entry.id, mdn_id = %id, "delivery notification queued");
+            true
+        }
+        Err(e) => {
+            tracing::error!(queue_id = %entry.id, error = %e, "could not queue a delivery notification");
+            false
         }
     }
 }

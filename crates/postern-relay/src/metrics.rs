@@ -126,6 +126,10 @@ pub struct Metrics {
     pub panics: Counter,
     /// Direct `processed` notifications queued (one per recipient of a Direct message).
     pub mdn_processed: Counter,
+    /// Direct `dispatched` notifications queued.
+    pub mdn_dispatched: Counter,
+    /// Direct `failed` notifications queued.
+    pub mdn_failed: Counter,
     /// Partners' notifications about our Direct messages that counted (first of their kind).
     pub mdn_received: Counter,
     /// Duplicate or replayed notifications not passed on.
@@ -176,8 +180,10 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
-            "# HELP postern_notifications_sent_total Delivery notifications queued, by type.\n# TYPE postern_notifications_sent_total counter\npostern_notifications_sent_total{{type=\"processed\"}} {}",
-            self.mdn_processed.get()
+            "# HELP postern_notifications_sent_total Delivery notifications queued, by type.\n# TYPE postern_notifications_sent_total counter\npostern_notifications_sent_total{{type=\"processed\"}} {}\npostern_notifications_sent_total{{type=\"dispatched\"}} {}\npostern_notifications_sent_total{{type=\"failed\"}} {}",
+            self.mdn_processed.get(),
+            self.mdn_dispatched.get(),
+            self.mdn_failed.get()
         );
         let _ = writeln!(
             out,

@@ -259,7 +259,7 @@ impl Work<'_> {
                     }
                     // An opened message that reached our users: Direct wants a notification.
                     if inbound && opened.is_some() {
-                        crate::mdn::queue_processed(self.shared, self.entry, &idx, &message);
+                        crate::mdn::queue_notifications(self.shared, self.entry, &idx, &message);
                     }
                     if let Some(notice) = notice {
                         crate::mdn::counted(self.shared, self.entry, &idx, notice).await;

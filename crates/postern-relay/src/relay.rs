@@ -175,6 +175,7 @@ fn build_settings(cfg: &RelayConfig) -> Result<Settings, StartError> {
             ),
             deliver_processed: cfg.direct.deliver_processed_mdns,
             retention: Duration::from_secs(cfg.direct.tracking_days.min(3650) * 86_400),
+            gateway_is_destination: cfg.direct.gateway_is_destination,
         },
     };
     if let (NextHop::Smtp(addr), true) = (

@@ -30,6 +30,8 @@ pub struct DirectSettings {
     pub deliver_processed: bool,
     /// How long finished tracking rows are kept.
     pub retention: Duration,
+    /// Our mail server is the destination (dispatched notifications are ours to send).
+    pub gateway_is_destination: bool,
 }
 
 /// Settings the running relay reads (parsed once from [`RelayConfig`]).

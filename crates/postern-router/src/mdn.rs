@@ -35,6 +35,22 @@ pub struct Stamp<'a> {
     pub hostname: &'a str,
 }
 
+/// Which notification to make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// `processed`: our gateway accepted it (always, for every Direct message).
+    Processed,
+    /// `dispatched`: handed to the recipient's own mail system, for a message that asked for
+    /// timely and reliable delivery, when our gateway is its destination (the .NET RI's
+    /// `GatewayIsDestination`); carries the `X-DIRECT-FINAL-DESTINATION-DELIVERY` field.
+    Dispatched,
+    /// `failed`: it cannot be delivered (a timely-and-reliable message; others get a DSN).
+    Failed {
+        /// Why (safe to send: our next hop's reply or our words).
+        why: String,
+    },
+}
+
 /// The `processed` MDNs for a message from outside that was delivered to `recipients`
 /// (`delivered` is the message as our users got it: opened and unwrapped): one per recipient,
 /// when the envelope sender's partner entry has the Direct profile.
@@ -44,6 +60,27 @@ pub fn processed(
     delivered: &[u8],
     recipients: &[Address],
     stamp: &Stamp<'_>,
+) -> Vec<Notification> {
+    notifications(
+        dir,
+        mail_from,
+        delivered,
+        recipients,
+        stamp,
+        &Kind::Processed,
+    )
+}
+
+/// The MDNs of `kind` for a message from outside to `recipients`, under the same conditions as
+/// [`processed`] (a Direct partner's message, not itself a notification, not from the null
+/// sender).
+pub fn notifications(
+    dir: &Directory,
+    mail_from: Option<&Address>,
+    delivered: &[u8],
+    recipients: &[Address],
+    stamp: &Stamp<'_>,
+    kind: &Kind,
 ) -> Vec<Notification> {
     let Some(sender) = mail_from else {
         return Vec::new();
@@ -69,7 +106,14 @@ pub fn processed(
         .map(|(n, rcpt)| Notification {
             from: rcpt.clone(),
             to: to.clone(),
-            message: build(rcpt, &to, &subject, original_id.as_deref(), stamp, n),
+            message: build(
+                rcpt,
+                &to,
+                &subject,
+                original_id.as_deref(),
+                stamp,
+                (n, kind),
+            ),
         })
         .collect()
 }
@@ -107,14 +151,33 @@ fn build(
     subject: &str,
     original_id: Option<&str>,
     stamp: &Stamp<'_>,
-    n: usize,
+    (n, kind): (usize, &Kind),
 ) -> Vec<u8> {
-    let unique = format!("{}.{n}", stamp.unique);
+    let (word, title, said) = match kind {
+        Kind::Processed => (
+            "processed",
+            "Processed",
+            "was received and processed by its secure mail gateway.\r\n\
+             This is not a sign that the recipient has read it.",
+        ),
+        Kind::Dispatched => (
+            "dispatched",
+            "Dispatched",
+            "was delivered to the recipient's mailbox by its secure mail gateway.\r\n\
+             This is not a sign that the recipient has read it.",
+        ),
+        Kind::Failed { .. } => (
+            "failed",
+            "Failed",
+            "could not be delivered by the recipient's secure mail gateway.",
+        ),
+    };
+    let unique = format!("{}.{word}.{n}", stamp.unique);
     let boundary = format!("=_postern_mdn_{unique}");
     let subject = if subject.is_empty() {
-        "Processed".to_string()
+        title.to_string()
     } else {
-        format!("Processed: {subject}")
+        format!("{title}: {subject}")
     };
     let domain = rcpt.domain();
     let mut m = format!(
@@ -131,8 +194,7 @@ fn build(
          --{boundary}\r\n\
          Content-Type: text/plain; charset=us-ascii\r\n\
          \r\n\
-         The message sent to {rcpt} was received and processed by its secure mail gateway.\r\n\
-         This is not a sign that the recipient has read it.\r\n\
+         The message sent to {rcpt} {said}\r\n\
          \r\n\
          --{boundary}\r\n\
          Content-Type: message/disposition-notification\r\n\
@@ -147,10 +209,18 @@ fn build(
         m.push_str(&format!("Original-Message-ID: {id}\r\n"));
     }
     m.push_str(&format!(
-        "Disposition: automatic-action/MDN-sent-automatically; processed\r\n\
-         \r\n\
-         --{boundary}--\r\n"
+        "Disposition: automatic-action/MDN-sent-automatically; {word}\r\n"
     ));
+    match kind {
+        // The Java RI's reliable dispatched notification carries this extension field.
+        Kind::Dispatched => m.push_str("X-DIRECT-FINAL-DESTINATION-DELIVERY:\r\n"),
+        Kind::Failed { why } => m.push_str(&format!(
+            "Failure: {}\r\n",
+            postern_core::display_text(why, 300)
+        )),
+        Kind::Processed => {}
+    }
+    m.push_str(&format!("\r\n--{boundary}--\r\n"));
     m.into_bytes()
 }
 
@@ -421,6 +491,40 @@ mod tests {
         assert_eq!(read(MSG.as_bytes()), None);
         assert!(wants_reliable(b"Disposition-Notification-Options: X-DIRECT-FINAL-DESTINATION-DELIVERY=optional,true\r\nFrom: a@b.example\r\n\r\nx"));
         assert!(!wants_reliable(MSG.as_bytes()));
+    }
+
+    /// Dispatched and failed notifications read back as what they say, and name themselves.
+    #[test]
+    fn dispatched_and_failed_notifications_read_back() {
+        let rcpts = [a("biff@nhind.example")];
+        let from = Some(a("toby@redmond.example"));
+        let make = |kind: Kind| {
+            notifications(&dir(), from.as_ref(), MSG.as_bytes(), &rcpts, &STAMP, &kind).remove(0)
+        };
+        let d = make(Kind::Dispatched);
+        assert_eq!(
+            read(&d.message).unwrap().disposition,
+            Disposition::Dispatched
+        );
+        let text = String::from_utf8(d.message).unwrap();
+        assert!(
+            text.contains("Subject: Dispatched: Simple Text Message"),
+            "{text}"
+        );
+        assert!(
+            text.contains("X-DIRECT-FINAL-DESTINATION-DELIVERY:"),
+            "{text}"
+        );
+        let f = make(Kind::Failed {
+            why: "550 5.1.1 no such user\r\nInjected: yes".into(),
+        });
+        assert_eq!(read(&f.message).unwrap().disposition, Disposition::Failed);
+        let text = String::from_utf8(f.message).unwrap();
+        assert!(
+            text.contains("Failure: 550 5.1.1 no such user Injected: yes\r\n"),
+            "{text}"
+        );
+        assert!(!text.contains("\r\nInjected"), "{text}");
     }
 
     /// Both sides key a message by the same token, or do not track it.
