@@ -182,3 +182,79 @@ fn the_signature_is_made_with_an_identity_that_may_sign_for_the_author() {
         other => panic!("{other:?}"),
     }
 }
+
+/// RFC 3183 domain signatures: with our domain signing authority (domain-signing-authority@
+/// the author's domain, or a parent of it) in the directory, it signs the gateway's signature
+/// ahead of the gateway certificate, and the SignerInfo carries id-aa-signatureType =
+/// id-sti-domainSig, as OpenSSL prints it; OpenSSL verifies the signature. Without an authority
+/// the other identity signs, with no such attribute.
+#[test]
+fn our_domain_signing_authority_makes_a_marked_domain_signature() {
+    let pki = Pki::new();
+    let lab = pki.issue("gw@lab.test", KeyKind::Rsa(2048));
+    let gateway_cert = pki.issue("gateway@clinic.test", KeyKind::Rsa(2048));
+    let authority = pki.issue("domain-signing-authority@clinic.test", KeyKind::Rsa(2048));
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("ca.pem"), pki.ca_pem()).unwrap();
+    std::fs::copy(&lab.cert, tmp.path().join("lab.pem")).unwrap();
+    for (n, e) in [("gw", &gateway_cert), ("dsa", &authority)] {
+        std::fs::copy(&e.cert, tmp.path().join(format!("{n}.pem"))).unwrap();
+        std::fs::copy(&e.key, tmp.path().join(format!("{n}.key"))).unwrap();
+    }
+    let dir = |names: &[&str]| {
+        let keys: String = names
+            .iter()
+            .map(|n| {
+                format!(
+                    "[[our.keys]]\nstandard = \"smime\"\ncertificate = \"{n}.pem\"\nkey = \"{n}.key\"\n\n"
+                )
+            })
+            .collect();
+        Directory::from_toml(
+            &format!(
+                "[our]\ndomains = [\"clinic.test\", \"ward.clinic.test\"]\ntrust_anchors = [\"ca.pem\"]\n\n{keys}\
+                 [[partner]]\ndomain = \"lab.test\"\npolicy = \"required\"\nstandards = [\"smime\"]\n\
+                 smime_certificates = [\"lab.pem\"]\nsign = true\n"
+            ),
+            tmp.path(),
+        )
+        .unwrap()
+    };
+    let gateway = Gateway::builder().without_inspection().build().unwrap();
+    let printed = |d: &Directory, from: &str| {
+        let [Disposition::Deliver {
+            message,
+            sealed: Some(Standard::Smime),
+            ..
+        }] = &plan(&gateway, d, from)[..]
+        else {
+            panic!("not sealed")
+        };
+        let (subject, verified) = signer_of(message, &lab, &pki);
+        let inner = lab.openssl_decrypt(message);
+        let dump = String::from_utf8(run_ok(
+            std::process::Command::new("openssl")
+                .args(["cms", "-cmsout", "-print", "-inform", "SMIME"]),
+            &inner,
+        ))
+        .unwrap();
+        (subject, verified, dump)
+    };
+    // The authority is listed after the gateway certificate, and still signs: for its own
+    // domain, and by name mapping for a subdomain of it.
+    for from in ["dr@clinic.test", "nurse@ward.clinic.test"] {
+        let (subject, verified, dump) = printed(&dir(&["gw", "dsa"]), from);
+        assert!(
+            subject.contains("domain-signing-authority@clinic.test"),
+            "{subject}"
+        );
+        assert!(verified, "openssl smime -verify");
+        assert!(dump.contains("1.2.840.113549.1.9.16.2.28"), "{dump}");
+        assert!(dump.contains("1.2.840.113549.1.9.16.9.2"), "{dump}");
+    }
+    // No authority: the gateway certificate signs, and says nothing of a domain signature.
+    let (subject, verified, dump) = printed(&dir(&["gw"]), "dr@clinic.test");
+    assert!(subject.contains("gateway@clinic.test"), "{subject}");
+    assert!(verified);
+    assert!(!dump.contains("1.2.840.113549.1.9.16.2.28"), "{dump}");
+}

@@ -138,6 +138,10 @@ pub struct SealRequest<'a> {
     pub policy: &'a Policy,
     /// The time at which certificates must be valid.
     pub now: SystemTime,
+    /// Our signature is an RFC 3183 domain signature, made by our domain signing authority:
+    /// S/MIME marks it with the signed attribute `id-aa-signatureType` = `id-sti-domainSig`
+    /// (RFC 3183 §3.1.1). Other standards have no such mark and ignore it.
+    pub domain_signature: bool,
 }
 
 impl<'a> SealRequest<'a> {
@@ -150,6 +154,7 @@ impl<'a> SealRequest<'a> {
             header_protection: false,
             policy,
             now: SystemTime::now(),
+            domain_signature: false,
         }
     }
 
@@ -165,7 +170,15 @@ impl<'a> SealRequest<'a> {
             header_protection: false,
             policy,
             now: SystemTime::now(),
+            domain_signature: false,
         }
+    }
+
+    /// Marks our signature as an RFC 3183 domain signature (see
+    /// [`SealRequest::domain_signature`]).
+    pub fn as_domain_signature(mut self, on: bool) -> Self {
+        self.domain_signature = on;
+        self
     }
 
     /// Also sign (before encrypting) with `credential`.

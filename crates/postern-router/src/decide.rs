@@ -899,6 +899,10 @@ impl Router {
             )?),
             _ => None,
         };
+        let (signer, domain_signature) = match signer {
+            Some((c, authority)) => (Some(c), authority),
+            None => (None, false),
+        };
         // A Direct HISP gets the whole message wrapped (its Subject inside only), signed
         // detached: the form both reference implementations read.
         let direct = partner.profile == crate::PartnerProfile::Direct;
@@ -921,7 +925,8 @@ impl Router {
                 req.signed_detached_by(s)
             } else {
                 req.signed_by(s)
-            };
+            }
+            .as_domain_signature(domain_signature);
         }
         backend.seal(&view, &req).await
     }
@@ -938,7 +943,7 @@ fn signing_identity(
     standard: Standard,
     author: &Address,
     now: std::time::SystemTime,
-) -> Result<postern_core::Credential, Error> {
+) -> Result<(postern_core::Credential, bool), Error> {
     let signing: Vec<postern_core::Credential> = dir
         .our_credentials(standard)
         .into_iter()
@@ -958,11 +963,15 @@ fn signing_identity(
     // nothing for any of them) cannot be matched to the author: its first identity that may
     // sign is used, as before this choice existed.
     if described.iter().all(Option::is_none) {
-        return signing.into_iter().next().ok_or_else(|| {
-            Error::Unavailable(format!(
-                "no {standard} identity of ours may sign (sign = true)"
-            ))
-        });
+        return signing
+            .into_iter()
+            .next()
+            .map(|c| (c, false))
+            .ok_or_else(|| {
+                Error::Unavailable(format!(
+                    "no {standard} identity of ours may sign (sign = true)"
+                ))
+            });
     }
     let candidates: Vec<(postern_core::Credential, postern_core::CertificateSummary)> = signing
         .into_iter()
@@ -981,9 +990,26 @@ fn signing_identity(
             .chain(&c.domains)
             .any(|d| d.eq_ignore_ascii_case(&domain))
     });
+    // RFC 3183: our domain signing authority (domain-signing-authority@ the author's domain or
+    // a parent of it, by name mapping) makes the gateway's signature when there is one — a
+    // domain signature, marked as such.
+    let authority = candidates.iter().position(|(_, s)| {
+        s.addresses.iter().any(|a| {
+            a.rsplit_once('@').is_some_and(|(local, d)| {
+                local.eq_ignore_ascii_case("domain-signing-authority")
+                    && (domain.eq_ignore_ascii_case(d)
+                        || domain
+                            .to_ascii_lowercase()
+                            .ends_with(&format!(".{}", d.to_ascii_lowercase())))
+            })
+        })
+    });
     let mut candidates = candidates;
+    if let Some(i) = authority {
+        return Ok((candidates.swap_remove(i).0, true));
+    }
     match by_address.or(by_domain) {
-        Some(i) => Ok(candidates.swap_remove(i).0),
+        Some(i) => Ok((candidates.swap_remove(i).0, false)),
         // Held: a certificate for the domain may be added; the mail never goes out signed by
         // another domain's key.
         None => Err(Error::Unavailable(format!(

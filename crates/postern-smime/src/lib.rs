@@ -239,7 +239,7 @@ impl SmimeEnvelope {
                 &entity,
                 me,
                 self.rsa_signature,
-                sign.detached,
+                (sign.detached, req.domain_signature),
                 req.policy,
                 req.now,
             )?;
@@ -262,7 +262,7 @@ impl SmimeEnvelope {
                 &entity,
                 me,
                 self.rsa_signature,
-                sign.detached,
+                (sign.detached, req.domain_signature),
                 req.policy,
                 req.now,
             )?;

@@ -54,7 +54,7 @@ pub fn sign(
     content: &[u8],
     me: &Identity,
     scheme: RsaSignatureScheme,
-    detached: bool,
+    (detached, domain_signature): (bool, bool),
     policy: &Policy,
     now: SystemTime,
 ) -> Result<Vec<u8>, Error> {
@@ -107,6 +107,16 @@ pub fn sign(
     ] {
         attrs
             .insert(a)
+            .map_err(|e| Error::malformed("signed attributes", e))?;
+    }
+    if domain_signature {
+        // RFC 3183 §3.1.1: SignatureType ::= SEQUENCE OF OBJECT IDENTIFIER, here domainSig.
+        let types = vec![oids::STI_DOMAIN_SIG];
+        attrs
+            .insert(attribute(
+                oids::SIGNATURE_TYPE,
+                any_of(&types, "signatureType")?,
+            )?)
             .map_err(|e| Error::malformed("signed attributes", e))?;
     }
     // RFC 5652 §5.4: the signature covers the DER of the attributes with an explicit SET tag.
