@@ -929,3 +929,56 @@ fn mail_for_us_that_does_not_open_is_held_and_mail_for_others_passes_unchanged()
     assert_eq!(&message[..line.len()], line);
     assert_eq!(&message[line.len()..], &theirs[..]);
 }
+
+/// RFC 3183 signature types on receipt: a signature marked domainSig is valid only from the
+/// domain signing authority of the From's domain (reported with its type); the same mark from
+/// a person's certificate is invalid, the rule named; unmarked, that person's signature is an
+/// ordinary one. Sealed by Postern's S/MIME backend, as a partner's gateway would.
+#[test]
+fn a_signature_that_says_it_is_a_domain_signature_must_be_the_domain_s_authority() {
+    use postern_core::{MessageView, Policy, SealRequest};
+    let pki = Pki::new();
+    let us = pki.issue("gw@clinic.example", KeyKind::Rsa(2048));
+    let gateway = pki.issue("gw@partner.test", KeyKind::Rsa(2048));
+    let authority = pki.issue("domain-signing-authority@partner.test", KeyKind::Rsa(2048));
+    let alice = pki.issue("alice@partner.test", KeyKind::Rsa(2048));
+    let dir = smime_directory(&pki, &us, &gateway);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let policy = Policy::default();
+    let to_us = [us.cert_pem()];
+    let verdict = |signer: &postern_tests::EndEntity, from: &str, marked: bool| {
+        let msg = format!(
+            "From: {from}\r\nTo: records@clinic.example\r\nSubject: referral\r\n\r\nSee the patient.\r\n"
+        );
+        let view = MessageView::parse(msg.as_bytes()).unwrap();
+        let cred = signer.credential();
+        let req = SealRequest::encrypt(&to_us, &policy)
+            .signed_by(&cred)
+            .as_domain_signature(marked);
+        let sealed = SmimeEnvelope::new().seal_sync(&view, &req).unwrap();
+        text(&rt.block_on(router().inbound(
+            &checked(&dir),
+            Some(&addr("doc@partner.test")),
+            &sealed,
+        )))
+    };
+    let t = verdict(&authority, "doc@partner.test", true);
+    assert!(t.contains("Postern-Signature: valid"), "{t}");
+    assert!(
+        t.contains(
+            "Postern-Signature-Detail: type=domain signer=domain-signing-authority@partner.test"
+        ),
+        "{t}"
+    );
+    let t = verdict(&alice, "alice@partner.test", true);
+    assert!(t.contains("Postern-Signature: invalid"), "{t}");
+    assert!(t.contains("RFC 3183: a domain signature"), "{t}");
+    let t = verdict(&alice, "alice@partner.test", false);
+    assert!(t.contains("Postern-Signature: valid"), "{t}");
+    assert!(!t.contains("type=domain"), "{t}");
+    // The authority of the partner is still no authority for us.
+    let t = verdict(&authority, "ceo@clinic.example", true);
+    assert!(t.contains("Postern-Signature: invalid"), "{t}");
+}

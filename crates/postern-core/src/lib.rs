@@ -138,8 +138,8 @@ pub use network::{client_network, ConnectionSlot, ConnectionSlots, Network};
 pub use policy::{ContentCipher, DigestAlgorithm, Policy, SignatureAlgorithm};
 pub use printable::{display_text, is_format, printable, Printable};
 pub use report::{
-    ChainStatus, Encryption, Opened, Report, SignatureReport, SignatureStatus, SignatureVerdict,
-    UnknownVerdict,
+    ChainStatus, Encryption, Opened, Report, SignatureReport, SignatureStatus, SignatureType,
+    SignatureVerdict, UnknownVerdict,
 };
 pub use revocation::{Revocation, RevocationChecker, RevocationPolicy};
 pub use scan::{MalwareScanner, ScanVerdict};

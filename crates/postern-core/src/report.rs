@@ -247,6 +247,34 @@ pub struct SignatureReport {
     /// rfc822Name that is a bare domain, as Direct Project domain certificates have): such a
     /// certificate speaks for every address of those domains.
     pub signer_domains: Vec<String>,
+    /// What the signature says it is (RFC 3183 `id-aa-signatureType`, S/MIME); empty when it
+    /// carries no such attribute (an originator's signature).
+    pub signature_types: Vec<SignatureType>,
+}
+
+/// The kinds of signature RFC 3183 §3.1.1 names (`id-sti-*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SignatureType {
+    /// `originatorSig`: the author's own.
+    Originator,
+    /// `domainSig`: a domain signing authority's, for the whole domain.
+    Domain,
+    /// `addAttribSig`: adds attributes only.
+    AdditionalAttributes,
+    /// `reviewSig`: a review authority's.
+    Review,
+}
+
+impl SignatureType {
+    /// The word used in result headers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignatureType::Originator => "originator",
+            SignatureType::Domain => "domain",
+            SignatureType::AdditionalAttributes => "additional-attributes",
+            SignatureType::Review => "review",
+        }
+    }
 }
 
 impl SignatureReport {
@@ -263,6 +291,7 @@ impl SignatureReport {
             signing_time: None,
             signer_chain: Vec::new(),
             signer_domains: Vec::new(),
+            signature_types: Vec::new(),
         }
     }
 }

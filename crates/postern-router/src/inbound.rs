@@ -510,6 +510,19 @@ fn result_headers(report: &Report, b: &Binding<'_>) -> (Vec<u8>, SignatureVerdic
             "{RESULT_PREFIX}Signature-Detail: domain (the sending organisation signed; no person did)\r\n"
         ));
     }
+    // What each signature said it was (RFC 3183 signatureType), when it said.
+    for sig in report
+        .signatures
+        .iter()
+        .filter(|s| !s.signature_types.is_empty())
+    {
+        let types: Vec<&str> = sig.signature_types.iter().map(|t| t.as_str()).collect();
+        out.push_str(&format!(
+            "{RESULT_PREFIX}Signature-Detail: type={} signer={}\r\n",
+            types.join(","),
+            one_line(sig.signer.as_deref().unwrap_or("(unnamed)"))
+        ));
+    }
     out.push_str(&format!("{RESULT_PREFIX}Signature: {verdict}"));
     if let Some(s) = &signer {
         out.push_str(&format!(" signer={}", one_line(s)));
@@ -578,6 +591,37 @@ fn verdict_for(report: &Report, b: &Binding<'_>) -> (SignatureVerdict, Vec<Strin
                     ));
                     break;
                 }
+            }
+        }
+    }
+    // RFC 3183 name mapping for a signature that says it is a domain signature: only the
+    // domain signing authority of the From's domain (or of a parent of it) may make one.
+    if checks_binding && verdict != SignatureVerdict::Invalid {
+        let from_domain = MessageView::parse(b.message)
+            .ok()
+            .and_then(|v| single_from(&v))
+            .map(|a| a.domain().as_str().to_ascii_lowercase());
+        for sig in report.signatures.iter().filter(|s| {
+            s.signature_types
+                .contains(&postern_core::SignatureType::Domain)
+        }) {
+            let authority = from_domain.as_deref().is_some_and(|fd| {
+                sig.signer_addresses.iter().any(|a| {
+                    a.rsplit_once('@').is_some_and(|(local, d)| {
+                        local.eq_ignore_ascii_case("domain-signing-authority")
+                            && (fd.eq_ignore_ascii_case(d)
+                                || fd.ends_with(&format!(".{}", d.to_ascii_lowercase())))
+                    })
+                })
+            });
+            if !authority {
+                verdict = SignatureVerdict::Invalid;
+                problems.push(format!(
+                    "RFC 3183: a domain signature (domainSig) by {}, which is not the domain \
+                     signing authority of the sender's domain",
+                    one_line(sig.signer.as_deref().unwrap_or("(unnamed)"))
+                ));
+                break;
             }
         }
     }

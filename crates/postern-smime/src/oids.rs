@@ -70,8 +70,14 @@ pub const MESSAGE_DIGEST: Oid = Oid::new_unwrap("1.2.840.113549.1.9.4");
 pub const SIGNING_TIME: Oid = Oid::new_unwrap("1.2.840.113549.1.9.5");
 /// RFC 3183 §3.1.1: `id-aa-signatureType`, a signed attribute naming the kind of signature.
 pub const SIGNATURE_TYPE: Oid = Oid::new_unwrap("1.2.840.113549.1.9.16.2.28");
+/// RFC 3183 §3.1.1: `id-sti-originatorSig`.
+pub const STI_ORIGINATOR_SIG: Oid = Oid::new_unwrap("1.2.840.113549.1.9.16.9.1");
 /// RFC 3183 §3.1.1: `id-sti-domainSig`, a domain signature.
 pub const STI_DOMAIN_SIG: Oid = Oid::new_unwrap("1.2.840.113549.1.9.16.9.2");
+/// RFC 3183 §3.1.1: `id-sti-addAttribSig`.
+pub const STI_ADD_ATTRIB_SIG: Oid = Oid::new_unwrap("1.2.840.113549.1.9.16.9.3");
+/// RFC 3183 §3.1.1: `id-sti-reviewSig`.
+pub const STI_REVIEW_SIG: Oid = Oid::new_unwrap("1.2.840.113549.1.9.16.9.4");
 
 // Certificates (RFC 5280, RFC 8550).
 pub const EMAIL_ADDRESS: Oid = Oid::new_unwrap("1.2.840.113549.1.9.1");

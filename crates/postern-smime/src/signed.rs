@@ -329,8 +329,16 @@ fn verify_one(
     match check_signature(si, raw_attrs, sd, content, cert, trust.policy) {
         Ok(alg) => {
             report.algorithm = Some(alg);
-            report.status = SignatureStatus::Valid;
-            (report.chain, report.signer_chain) = chain::validate_signer_path(cert, trust);
+            // A signature that breaks RFC 3183's rules for its type attribute proves nothing
+            // of what it claims to be: invalid, the rule named.
+            match signature_types(si.signed_attrs.as_ref()) {
+                Ok(types) => {
+                    report.signature_types = types;
+                    report.status = SignatureStatus::Valid;
+                    (report.chain, report.signer_chain) = chain::validate_signer_path(cert, trust);
+                }
+                Err(rule) => report.status = SignatureStatus::Invalid(rule),
+            }
         }
         Err((alg, status)) => {
             report.algorithm = alg;
@@ -338,6 +346,54 @@ fn verify_one(
         }
     }
     report
+}
+
+/// The signature types a SignerInfo's `id-aa-signatureType` attribute names (RFC 3183
+/// §3.1.1), empty without one; an error names the rule broken: more than one such attribute,
+/// not one value, a value that is not a SEQUENCE OF OBJECT IDENTIFIER, an unknown `id-sti`
+/// type, or `addAttribSig` together with another type.
+fn signature_types(
+    attrs: Option<&SetOfVec<Attribute>>,
+) -> Result<Vec<postern_core::SignatureType>, String> {
+    use postern_core::SignatureType as T;
+    let Some(attrs) = attrs else {
+        return Ok(Vec::new());
+    };
+    let found: Vec<_> = attrs
+        .iter()
+        .filter(|a| a.oid == oids::SIGNATURE_TYPE)
+        .collect();
+    let attr = match found.as_slice() {
+        [] => return Ok(Vec::new()),
+        [one] => one,
+        _ => return Err("RFC 3183: more than one signatureType attribute".into()),
+    };
+    let [value] = attr.values.as_slice() else {
+        return Err("RFC 3183: a signatureType attribute needs exactly one value".into());
+    };
+    let oids_named: Vec<const_oid::ObjectIdentifier> = value
+        .decode_as()
+        .map_err(|_| "RFC 3183: a signatureType value is not a SEQUENCE OF OBJECT IDENTIFIER")?;
+    let mut types = Vec::new();
+    for oid in oids_named {
+        let t = match oid {
+            o if o == oids::STI_ORIGINATOR_SIG => T::Originator,
+            o if o == oids::STI_DOMAIN_SIG => T::Domain,
+            o if o == oids::STI_ADD_ATTRIB_SIG => T::AdditionalAttributes,
+            o if o == oids::STI_REVIEW_SIG => T::Review,
+            other => return Err(format!("RFC 3183: unknown signature type {other}")),
+        };
+        if !types.contains(&t) {
+            types.push(t);
+        }
+    }
+    if types.is_empty() {
+        return Err("RFC 3183: a signatureType attribute names no type".into());
+    }
+    if types.contains(&T::AdditionalAttributes) && types.len() > 1 {
+        return Err("RFC 3183: addAttribSig with another signature type".into());
+    }
+    Ok(types)
 }
 
 type Failure = (Option<SignatureAlgorithm>, SignatureStatus);
@@ -454,4 +510,54 @@ fn signing_time(si: &SignerInfo) -> Option<SystemTime> {
         .next()?;
     let der = v.to_der().ok()?;
     Time::from_der(&der).ok().map(|t| t.to_system_time())
+}
+
+#[cfg(test)]
+mod signature_type_tests {
+    use super::*;
+    use postern_core::SignatureType as T;
+
+    fn attrs(values: &[&[const_oid::ObjectIdentifier]]) -> SetOfVec<Attribute> {
+        let mut set = SetOfVec::new();
+        let mut attr = Attribute {
+            oid: oids::SIGNATURE_TYPE,
+            values: SetOfVec::new(),
+        };
+        for v in values {
+            attr.values
+                .insert(any_of(&v.to_vec(), "signatureType").unwrap())
+                .unwrap();
+        }
+        set.insert(attr).unwrap();
+        set
+    }
+
+    /// RFC 3183 §3.1.1's rules: one attribute with one value, known types only, addAttribSig
+    /// alone; a SignerInfo without the attribute is an originator's.
+    #[test]
+    fn the_signature_type_rules_hold() {
+        assert_eq!(signature_types(None), Ok(vec![]));
+        assert_eq!(
+            signature_types(Some(&attrs(&[&[oids::STI_DOMAIN_SIG]]))),
+            Ok(vec![T::Domain])
+        );
+        assert_eq!(
+            signature_types(Some(&attrs(&[&[
+                oids::STI_REVIEW_SIG,
+                oids::STI_DOMAIN_SIG
+            ]]))),
+            Ok(vec![T::Review, T::Domain])
+        );
+        let broken = |a: SetOfVec<Attribute>| signature_types(Some(&a)).unwrap_err();
+        assert!(
+            broken(attrs(&[&[oids::STI_ADD_ATTRIB_SIG, oids::STI_DOMAIN_SIG]]))
+                .contains("addAttribSig")
+        );
+        assert!(broken(attrs(&[&[oids::ID_DATA]])).contains("unknown"));
+        assert!(
+            broken(attrs(&[&[oids::STI_DOMAIN_SIG], &[oids::STI_REVIEW_SIG]]))
+                .contains("exactly one value")
+        );
+        assert!(broken(attrs(&[&[]])).contains("names no type"));
+    }
 }
