@@ -968,7 +968,7 @@ fn a_signature_that_says_it_is_a_domain_signature_must_be_the_domain_s_authority
     assert!(t.contains("Postern-Signature: valid"), "{t}");
     assert!(
         t.contains(
-            "Postern-Signature-Detail: type=domain signer=domain-signing-authority@partner.test"
+            "Postern-Signature-Detail: declared type=domain signer=domain-signing-authority@partner.test"
         ),
         "{t}"
     );
@@ -978,7 +978,24 @@ fn a_signature_that_says_it_is_a_domain_signature_must_be_the_domain_s_authority
     let t = verdict(&alice, "alice@partner.test", false);
     assert!(t.contains("Postern-Signature: valid"), "{t}");
     assert!(!t.contains("type=domain"), "{t}");
-    // The authority of the partner is still no authority for us.
-    let t = verdict(&authority, "ceo@clinic.example", true);
+    // Name mapping: the partner's authority may mark a signature for a subdomain of it (the
+    // mark breaks no rule; the From binding judges the rest — here the partner entry covers
+    // partner.test only, so untrusted, not invalid); an authority of a subdomain may not mark
+    // one for its parent.
+    let t = verdict(&authority, "nurse@ward.partner.test", true);
+    assert!(
+        !t.contains("RFC 3183") && !t.contains("Signature: invalid"),
+        "{t}"
+    );
+    let ward = pki.issue(
+        "domain-signing-authority@ward.partner.test",
+        KeyKind::Rsa(2048),
+    );
+    let t = verdict(&ward, "doc@partner.test", true);
     assert!(t.contains("Postern-Signature: invalid"), "{t}");
+    assert!(t.contains("RFC 3183: a domain signature"), "{t}");
+    // The partner's declared gateway key marking its signature is no forgery: judged by the
+    // From binding as ever (it speaks for its domain).
+    let t = verdict(&gateway, "doc@partner.test", true);
+    assert!(t.contains("Postern-Signature: valid"), "{t}");
 }

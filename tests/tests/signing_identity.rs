@@ -194,10 +194,14 @@ fn our_domain_signing_authority_makes_a_marked_domain_signature() {
     let lab = pki.issue("gw@lab.test", KeyKind::Rsa(2048));
     let gateway_cert = pki.issue("gateway@clinic.test", KeyKind::Rsa(2048));
     let authority = pki.issue("domain-signing-authority@clinic.test", KeyKind::Rsa(2048));
+    let ward = pki.issue(
+        "domain-signing-authority@ward.clinic.test",
+        KeyKind::Rsa(2048),
+    );
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("ca.pem"), pki.ca_pem()).unwrap();
     std::fs::copy(&lab.cert, tmp.path().join("lab.pem")).unwrap();
-    for (n, e) in [("gw", &gateway_cert), ("dsa", &authority)] {
+    for (n, e) in [("gw", &gateway_cert), ("dsa", &authority), ("ward", &ward)] {
         std::fs::copy(&e.cert, tmp.path().join(format!("{n}.pem"))).unwrap();
         std::fs::copy(&e.key, tmp.path().join(format!("{n}.key"))).unwrap();
     }
@@ -252,6 +256,19 @@ fn our_domain_signing_authority_makes_a_marked_domain_signature() {
         assert!(dump.contains("1.2.840.113549.1.9.16.2.28"), "{dump}");
         assert!(dump.contains("1.2.840.113549.1.9.16.9.2"), "{dump}");
     }
+    // Two authorities: the most specific one signs, whatever the order.
+    let d = dir(&["dsa", "ward", "gw"]);
+    let (subject, verified, _) = printed(&d, "nurse@ward.clinic.test");
+    assert!(
+        subject.contains("domain-signing-authority@ward.clinic.test"),
+        "{subject}"
+    );
+    assert!(verified);
+    let (subject, _, _) = printed(&d, "dr@clinic.test");
+    assert!(
+        subject.contains("domain-signing-authority@clinic.test"),
+        "{subject}"
+    );
     // No authority: the gateway certificate signs, and says nothing of a domain signature.
     let (subject, verified, dump) = printed(&dir(&["gw"]), "dr@clinic.test");
     assert!(subject.contains("gateway@clinic.test"), "{subject}");

@@ -90,3 +90,13 @@ pub(crate) fn addr_spec(mailbox: &str) -> String {
     }
     out.trim().to_string()
 }
+
+/// The domain an RFC 3183 domain signing authority's address names
+/// (`domain-signing-authority@<domain>`), or `None` for any other address.
+pub(crate) fn signing_authority_of(address: &str) -> Option<postern_core::Domain> {
+    let (local, domain) = address.rsplit_once('@')?;
+    if !local.eq_ignore_ascii_case("domain-signing-authority") {
+        return None;
+    }
+    postern_core::Domain::new(domain).ok()
+}

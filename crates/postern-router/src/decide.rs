@@ -895,7 +895,10 @@ impl Router {
                 backend,
                 standard,
                 author,
-                self.clock.now(),
+                (
+                    self.clock.now(),
+                    partner.profile != crate::PartnerProfile::Direct,
+                ),
             )?),
             _ => None,
         };
@@ -942,7 +945,7 @@ fn signing_identity(
     backend: &dyn SecureEnvelope,
     standard: Standard,
     author: &Address,
-    now: std::time::SystemTime,
+    (now, prefer_authority): (std::time::SystemTime, bool),
 ) -> Result<(postern_core::Credential, bool), Error> {
     let signing: Vec<postern_core::Credential> = dir
         .our_credentials(standard)
@@ -993,17 +996,26 @@ fn signing_identity(
     // RFC 3183: our domain signing authority (domain-signing-authority@ the author's domain or
     // a parent of it, by name mapping) makes the gateway's signature when there is one — a
     // domain signature, marked as such.
-    let authority = candidates.iter().position(|(_, s)| {
-        s.addresses.iter().any(|a| {
-            a.rsplit_once('@').is_some_and(|(local, d)| {
-                local.eq_ignore_ascii_case("domain-signing-authority")
-                    && (domain.eq_ignore_ascii_case(d)
-                        || domain
-                            .to_ascii_lowercase()
-                            .ends_with(&format!(".{}", d.to_ascii_lowercase())))
-            })
+    // The most specific authority wins (one for ward.clinic.test over one for clinic.test), and
+    // only an authority of a domain of ours. A Direct HISP binds a signer by the From address
+    // or its domain only, which an authority's address is neither: not for Direct mail.
+    let authority = prefer_authority
+        .then(|| {
+            candidates
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (_, s))| {
+                    s.addresses
+                        .iter()
+                        .filter_map(|a| crate::addresses::signing_authority_of(a))
+                        .filter(|d| author.domain().is_within(d) && dir.is_ours(d))
+                        .map(|d| (i, d.as_str().len()))
+                        .max_by_key(|(_, len)| *len)
+                })
+                .max_by_key(|(_, len)| *len)
+                .map(|(i, _)| i)
         })
-    });
+        .flatten();
     let mut candidates = candidates;
     if let Some(i) = authority {
         return Ok((candidates.swap_remove(i).0, true));

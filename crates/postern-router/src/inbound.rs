@@ -510,18 +510,22 @@ fn result_headers(report: &Report, b: &Binding<'_>) -> (Vec<u8>, SignatureVerdic
             "{RESULT_PREFIX}Signature-Detail: domain (the sending organisation signed; no person did)\r\n"
         ));
     }
-    // What each signature said it was (RFC 3183 signatureType), when it said.
-    for sig in report
-        .signatures
-        .iter()
-        .filter(|s| !s.signature_types.is_empty())
-    {
-        let types: Vec<&str> = sig.signature_types.iter().map(|t| t.as_str()).collect();
-        out.push_str(&format!(
-            "{RESULT_PREFIX}Signature-Detail: type={} signer={}\r\n",
-            types.join(","),
-            one_line(sig.signer.as_deref().unwrap_or("(unnamed)"))
-        ));
+    // What each signature declared itself to be (RFC 3183 signatureType), for a message whose
+    // signatures vouch; a handful at most.
+    if verdict.vouches() {
+        for sig in report
+            .signatures
+            .iter()
+            .filter(|s| !s.signature_types.is_empty())
+            .take(4)
+        {
+            let types: Vec<&str> = sig.signature_types.iter().map(|t| t.as_str()).collect();
+            out.push_str(&format!(
+                "{RESULT_PREFIX}Signature-Detail: declared type={} signer={}\r\n",
+                types.join(","),
+                one_line(sig.signer.as_deref().unwrap_or("(unnamed)"))
+            ));
+        }
     }
     out.push_str(&format!("{RESULT_PREFIX}Signature: {verdict}"));
     if let Some(s) = &signer {
@@ -600,21 +604,22 @@ fn verdict_for(report: &Report, b: &Binding<'_>) -> (SignatureVerdict, Vec<Strin
         let from_domain = MessageView::parse(b.message)
             .ok()
             .and_then(|v| single_from(&v))
-            .map(|a| a.domain().as_str().to_ascii_lowercase());
+            .map(|a| a.domain().clone());
+        let partner = b.partner.map(|i| &b.dir.partners[i]);
         for sig in report.signatures.iter().filter(|s| {
             s.signature_types
                 .contains(&postern_core::SignatureType::Domain)
         }) {
-            let authority = from_domain.as_deref().is_some_and(|fd| {
-                sig.signer_addresses.iter().any(|a| {
-                    a.rsplit_once('@').is_some_and(|(local, d)| {
-                        local.eq_ignore_ascii_case("domain-signing-authority")
-                            && (fd.eq_ignore_ascii_case(d)
-                                || fd.ends_with(&format!(".{}", d.to_ascii_lowercase())))
-                    })
-                })
+            let authority = from_domain.as_ref().is_some_and(|fd| {
+                sig.signer_addresses
+                    .iter()
+                    .filter_map(|a| crate::addresses::signing_authority_of(a))
+                    .any(|d| fd.is_within(&d))
             });
-            if !authority {
+            // The partner's declared gateway key speaks for its domain already: its mark is
+            // not a forgery, and the From binding judges it as before.
+            let gateway_key = partner.is_some_and(|p| p.is_gateway_key(sig.fingerprint.as_deref()));
+            if !authority && !gateway_key {
                 verdict = SignatureVerdict::Invalid;
                 problems.push(format!(
                     "RFC 3183: a domain signature (domainSig) by {}, which is not the domain \
