@@ -235,19 +235,7 @@ impl SmimeEnvelope {
                 ));
             };
             let (entity, outer) = mime::sign_only_parts(msg, req.header_protection);
-            let sig = signed::sign(
-                &entity,
-                me,
-                self.rsa_signature,
-                (sign.detached, req.domain_signature),
-                req.policy,
-                req.now,
-            )?;
-            return Ok(if sign.detached {
-                multipart_signed(&outer, &entity, &sig)
-            } else {
-                pkcs7_mime(&outer, "signed-data", &sig)
-            });
+            return self.signed(me, sign, req, &entity, &outer);
         }
         if signer.is_none() {
             return self.encrypt_only(msg, req, None);
@@ -258,21 +246,34 @@ impl SmimeEnvelope {
             // Sign, then encrypt (RFC 8551 §3.7): the signed object becomes the content — the
             // same entity as a sign-only message, minus the outer headers. Detached when asked
             // (Direct: a multipart/signed whose first part is the entity), else opaque.
-            let sig = signed::sign(
-                &entity,
-                me,
-                self.rsa_signature,
-                (sign.detached, req.domain_signature),
-                req.policy,
-                req.now,
-            )?;
-            entity = if sign.detached {
-                multipart_signed(b"", &entity, &sig)
-            } else {
-                pkcs7_mime(b"", "signed-data", &sig)
-            };
+            entity = self.signed(me, sign, req, &entity, b"")?;
         }
         self.envelope(msg, req, &[&entity], None)
+    }
+
+    /// `entity` signed as `sign` asks: a `multipart/signed` (detached) or an opaque
+    /// `application/pkcs7-mime` signed-data, behind the header fields `outer`.
+    fn signed(
+        &self,
+        me: &keys::Identity,
+        sign: postern_core::SignRequest<'_>,
+        req: &SealRequest<'_>,
+        entity: &[u8],
+        outer: &[u8],
+    ) -> Result<Vec<u8>, Error> {
+        let sig = signed::sign(
+            entity,
+            me,
+            self.rsa_signature,
+            (sign.detached, req.domain_signature),
+            req.policy,
+            req.now,
+        )?;
+        Ok(if sign.detached {
+            multipart_signed(outer, entity, &sig)
+        } else {
+            pkcs7_mime(outer, "signed-data", &sig)
+        })
     }
 
     /// Synchronous open.
