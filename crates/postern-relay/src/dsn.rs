@@ -34,28 +34,17 @@ pub fn build(
 ) -> Vec<u8> {
     let to = entry.mail_from.as_deref().unwrap_or("");
     let boundary = format!("=_postern_dsn_{boundary_seed}");
-    let mut m = String::new();
-    m.push_str(&format!(
-        "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n\
-         To: <{to}>\r\n\
-         Subject: Undelivered Mail Returned to Sender\r\n\
-         Date: {date}\r\n\
-         Message-ID: <dsn.{boundary_seed}@{hostname}>\r\n\
-         Auto-Submitted: auto-replied\r\n\
-         MIME-Version: 1.0\r\n\
-         Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\"\r\n\
-         \r\n\
-         This is a MIME-encapsulated delivery status notification.\r\n\
-         \r\n--{boundary}\r\n\
-         Content-Type: text/plain; charset=utf-8\r\n\
-         Content-Transfer-Encoding: 8bit\r\n\
-         \r\n\
-         This is the mail gateway at {hostname}.\r\n\
-         \r\n\
-         Your message could not be delivered to one or more recipients.\r\n\
+    let mut m = report_head(
+        hostname,
+        to,
+        "Undelivered Mail Returned to Sender",
+        now_secs,
+        boundary_seed,
+    );
+    m.push_str(
+        "Your message could not be delivered to one or more recipients.\r\n\
          It has not been sent to them, in clear or otherwise.\r\n\r\n",
-        date = rfc5322_date(now_secs),
-    ));
+    );
     for f in failures {
         m.push_str(&format!("<{}>: {}\r\n", f.rcpt.address, one_line(f.reason)));
     }
@@ -138,28 +127,18 @@ pub fn timed_out(
         "a processed notification"
     };
     let id = one_line(&first.message_id);
-    let mut m = format!(
-        "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n\
-         To: <{to}>\r\n\
-         Subject: Delivery not confirmed: no notification from the recipient's gateway\r\n\
-         Date: {date}\r\n\
-         Message-ID: <dsn.{boundary_seed}@{hostname}>\r\n\
-         Auto-Submitted: auto-replied\r\n\
-         MIME-Version: 1.0\r\n\
-         Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\"\r\n\
-         \r\n\
-         This is a MIME-encapsulated delivery status notification.\r\n\
-         \r\n--{boundary}\r\n\
-         Content-Type: text/plain; charset=utf-8\r\n\
-         \r\n\
-         This is the mail gateway at {hostname}.\r\n\
-         \r\n\
-         Your message {id} was handed to the secure (Direct) gateways of the recipients\r\n\
-         below, but {wanted} did not come back within {waited} seconds.\r\n\
-         It may not have reached them: please confirm another way.\r\n\r\n",
-        to = one_line(&first.sender),
-        date = rfc5322_date(now_secs),
+    let mut m = report_head(
+        hostname,
+        &one_line(&first.sender),
+        "Delivery not confirmed: no notification from the recipient's gateway",
+        now_secs,
+        boundary_seed,
     );
+    m.push_str(&format!(
+        "Your message {id} was handed to the secure (Direct) gateways of the recipients\r\n\
+         below, but {wanted} did not come back within {waited} seconds.\r\n\
+         It may not have reached them: please confirm another way.\r\n\r\n"
+    ));
     for t in late {
         m.push_str(&format!("<{}>\r\n", one_line(&t.recipient)));
     }
@@ -183,6 +162,38 @@ pub fn timed_out(
     }
     m.push_str(&format!("\r\n--{boundary}--\r\n"));
     m.into_bytes()
+}
+
+/// A DSN's header section and the start of its human-readable part, up to the text that says
+/// what happened (RFC 6522 `multipart/report; report-type=delivery-status`, the boundary made
+/// from `boundary_seed`, as the callers close it).
+fn report_head(
+    hostname: &str,
+    to: &str,
+    subject: &str,
+    now_secs: u64,
+    boundary_seed: &str,
+) -> String {
+    let boundary = format!("=_postern_dsn_{boundary_seed}");
+    format!(
+        "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n\
+         To: <{to}>\r\n\
+         Subject: {subject}\r\n\
+         Date: {date}\r\n\
+         Message-ID: <dsn.{boundary_seed}@{hostname}>\r\n\
+         Auto-Submitted: auto-replied\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\"\r\n\
+         \r\n\
+         This is a MIME-encapsulated delivery status notification.\r\n\
+         \r\n--{boundary}\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\
+         Content-Transfer-Encoding: 8bit\r\n\
+         \r\n\
+         This is the mail gateway at {hostname}.\r\n\
+         \r\n",
+        date = rfc5322_date(now_secs),
+    )
 }
 
 fn one_line(s: &str) -> String {
