@@ -30,6 +30,20 @@ pub(crate) fn queue_notifications(
     delivered: &[u8],
 ) {
     use postern_router::mdn::Kind;
+    // Only a Direct partner's mail is answered: every other inbound message leaves here, before
+    // its header section is read again.
+    let dir = shared.directory.current();
+    let mail_from = entry
+        .mail_from
+        .as_deref()
+        .and_then(|a| Address::new(a).ok());
+    let direct = mail_from.as_ref().is_some_and(|m| {
+        dir.partner_for(m.domain())
+            .is_some_and(|p| p.profile == postern_router::PartnerProfile::Direct)
+    });
+    if !direct {
+        return;
+    }
     let reliable = postern_router::mdn::wants_reliable(delivered);
     let mut reached = Vec::new();
     let mut failed: Vec<(usize, Address, String)> = Vec::new();
@@ -63,11 +77,6 @@ pub(crate) fn queue_notifications(
     if kinds.is_empty() {
         return;
     }
-    let dir = shared.directory.current();
-    let mail_from = entry
-        .mail_from
-        .as_deref()
-        .and_then(|a| Address::new(a).ok());
     let now = unix_ms();
     let date = rfc5322_date(now / 1000);
     let unique = Spool::new_id();
