@@ -55,6 +55,23 @@ fn biff(dir: &Path) -> (PathBuf, PathBuf) {
     ri_pair(dir, "nhind_umamalga1_vm1.pfx", "biff")
 }
 
+/// Our side as nhind (Biff's key) with redmond as a Direct partner (its organisation
+/// certificate, the RI's anchors), plus `extra` lines in the partner entry.
+fn nhind_with_direct_redmond(biff: &(PathBuf, PathBuf), extra: &str) -> String {
+    format!(
+        "[our]\ndomains = [\"nhind.hsgincubator.com\"]\n\
+         [[our.keys]]\nstandard = \"smime\"\ncertificate = \"{}\"\nkey = \"{}\"\n\
+         [[partner]]\ndomain = \"redmond.hsgincubator.com\"\nstandards = [\"smime\"]\n\
+         policy = \"required\"\nprofile = \"direct\"\nsmime_certificates = [\"{}\"]\n\
+         {extra}trust_anchors = [\"{}\", \"{}\"]\n",
+        biff.0.display(),
+        biff.1.display(),
+        ri("redmond.hsgincubator.com.crt").display(),
+        ri("umamalga1.cer").display(),
+        ri("um-amalga1-vm1.cer").display(),
+    )
+}
+
 /// The relay with `directory`, its gateway's clock at 2019-06-01, delivering to `sink`.
 fn relay_at_2019(
     tmp: &Path,
@@ -179,18 +196,7 @@ fn our_mail_to_a_direct_hisp_is_wrapped_signed_and_encrypted_as_the_ri_reads_it(
     let tmp = tempfile::tempdir().unwrap();
     let keys = biff(tmp.path());
     let sink = SmtpSink::start(&[]);
-    let directory = format!(
-        "[our]\ndomains = [\"nhind.hsgincubator.com\"]\n\
-         [[our.keys]]\nstandard = \"smime\"\ncertificate = \"{}\"\nkey = \"{}\"\n\
-         [[partner]]\ndomain = \"redmond.hsgincubator.com\"\nstandards = [\"smime\"]\n\
-         policy = \"required\"\nprofile = \"direct\"\nsmime_certificates = [\"{}\"]\n\
-         trust_anchors = [\"{}\", \"{}\"]\n",
-        keys.0.display(),
-        keys.1.display(),
-        ri("redmond.hsgincubator.com.crt").display(),
-        ri("umamalga1.cer").display(),
-        ri("um-amalga1-vm1.cer").display(),
-    );
+    let directory = nhind_with_direct_redmond(&keys, "");
     let (rt, relay) = relay_at_2019(tmp.path(), &sink, &directory);
     let msg = b"From: Dr Biff Hooper <biff@nhind.hsgincubator.com>\r\n\
         To: toby@redmond.hsgincubator.com\r\nSubject: Referral: J. Doe, 1970-01-01\r\n\
@@ -445,18 +451,7 @@ fn a_direct_message_delivered_is_answered_with_a_processed_mdn_the_ri_can_read()
     let tmp = tempfile::tempdir().unwrap();
     let keys = biff(tmp.path());
     let sink = SmtpSink::start(&[]);
-    let directory = format!(
-        "[our]\ndomains = [\"nhind.hsgincubator.com\"]\n\
-         [[our.keys]]\nstandard = \"smime\"\ncertificate = \"{}\"\nkey = \"{}\"\n\
-         [[partner]]\ndomain = \"redmond.hsgincubator.com\"\nstandards = [\"smime\"]\n\
-         policy = \"required\"\nprofile = \"direct\"\nsmime_certificates = [\"{}\"]\n\
-         accept_legacy = [\"sha1\"]\ntrust_anchors = [\"{}\", \"{}\"]\n",
-        keys.0.display(),
-        keys.1.display(),
-        ri("redmond.hsgincubator.com.crt").display(),
-        ri("umamalga1.cer").display(),
-        ri("um-amalga1-vm1.cer").display(),
-    );
+    let directory = nhind_with_direct_redmond(&keys, "accept_legacy = [\"sha1\"]\n");
     // A short wait for notifications: our own MDN is not a message that waits for one.
     let (rt, relay) = relay_at_2019_with(tmp.path(), &sink, &directory, |cfg| {
         cfg.direct.notification_timeout_secs = 2;
@@ -551,18 +546,7 @@ fn a_direct_message_we_sent_waits_for_its_notification_and_its_sender_hears_when
     let keys = biff(tmp.path());
     let redmond = ri_pair(tmp.path(), "redmond.pfx", "redmond");
     let sink = SmtpSink::start(&[]);
-    let directory = format!(
-        "[our]\ndomains = [\"nhind.hsgincubator.com\"]\n\
-         [[our.keys]]\nstandard = \"smime\"\ncertificate = \"{}\"\nkey = \"{}\"\n\
-         [[partner]]\ndomain = \"redmond.hsgincubator.com\"\nstandards = [\"smime\"]\n\
-         policy = \"required\"\nprofile = \"direct\"\nsmime_certificates = [\"{}\"]\n\
-         trust_anchors = [\"{}\", \"{}\"]\n",
-        keys.0.display(),
-        keys.1.display(),
-        ri("redmond.hsgincubator.com.crt").display(),
-        ri("umamalga1.cer").display(),
-        ri("um-amalga1-vm1.cer").display(),
-    );
+    let directory = nhind_with_direct_redmond(&keys, "");
     let (rt, relay) = relay_at_2019_with(tmp.path(), &sink, &directory, |cfg| {
         cfg.direct.notification_timeout_secs = 5;
     });
@@ -701,18 +685,7 @@ fn a_reliable_direct_message_is_answered_dispatched_or_failed() {
     else {
         panic!("not sealed: {plan:?}")
     };
-    let directory = format!(
-        "[our]\ndomains = [\"nhind.hsgincubator.com\"]\n\
-         [[our.keys]]\nstandard = \"smime\"\ncertificate = \"{}\"\nkey = \"{}\"\n\
-         [[partner]]\ndomain = \"redmond.hsgincubator.com\"\nstandards = [\"smime\"]\n\
-         policy = \"required\"\nprofile = \"direct\"\nsmime_certificates = [\"{}\"]\n\
-         trust_anchors = [\"{}\", \"{}\"]\n",
-        keys.0.display(),
-        keys.1.display(),
-        ri("redmond.hsgincubator.com.crt").display(),
-        ri("umamalga1.cer").display(),
-        ri("um-amalga1-vm1.cer").display(),
-    );
+    let directory = nhind_with_direct_redmond(&keys, "");
     // What redmond reads of each notification we send it.
     let said =
         |sealed: &[u8]| match postern_core::block_on(gw.inbound(&dir, Some(&biff_addr), sealed)) {
